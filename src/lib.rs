@@ -1,5 +1,29 @@
 //! cprwatch: watches a Certificate Authority's problem-report mailbox and keeps the Baseline
-//! Requirements' response clocks. See `DESIGN.md` (shared) and `README.md`.
+//! Requirements' response clocks.
+//!
+//! The shape (DESIGN.md §4): sources read raw bytes → [`facts`] parses and extracts (pure) →
+//! [`engine`] threads messages into cases and evaluates clocks through [`projection`] (pure) →
+//! the [`store`] appends hash-chained events → [`view`] renders them. Only the edges
+//! ([`source`], [`store`], [`service`], [`commands`]) do I/O.
 
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod correlate;
+pub mod desk;
+pub mod engine;
+pub mod event;
+pub mod extract;
+pub mod facts;
+pub mod logging;
 pub mod model;
+pub mod parse;
+pub mod projection;
+pub mod rules;
+pub mod service;
+pub mod shutdown;
+pub mod source;
+pub mod staff;
+pub mod store;
 pub mod timefmt;
+pub mod view;

@@ -1,1 +1,163 @@
-fn main() {}
+//! The `cprwatch` command line. Parses arguments and calls the library; nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use cprwatch::commands::{self, Format, Outcome};
+use cprwatch::model::FolderRole;
+
+/// Watches a CA's certificate-problem-report mailbox and keeps the Baseline Requirements'
+/// response clocks.
+#[derive(Parser)]
+#[command(name = "cprwatch", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Format {
+        match f {
+            OutputFormat::Text => Format::Text,
+            OutputFormat::Json => Format::Json,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Role {
+    Inbox,
+    Junk,
+    Sent,
+}
+
+impl From<Role> for FolderRole {
+    fn from(r: Role) -> FolderRole {
+        match r {
+            Role::Inbox => FolderRole::Inbox,
+            Role::Junk => FolderRole::Junk,
+            Role::Sent => FolderRole::Sent,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Add messages to the store: .eml files, directories of them, Maildirs, mbox files.
+    /// Without PATHs, the configured [[maildir]] sources.
+    Ingest {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+        /// Role of the given paths (a Maildir's .Junk and .Sent subfolders get theirs by name).
+        #[arg(long, value_enum, default_value = "inbox")]
+        role: Role,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+        paths: Vec<PathBuf>,
+    },
+    /// Open clocks, soonest deadline first, with the time left.
+    Status {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+        /// Evaluate as at this RFC 3339 time (messages received later do not count).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// One case with its messages, certificates, keys, clocks and events.
+    Case {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+        /// Case id, e.g. CPR-2026-0001.
+        id: String,
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Stateless: the state of every case as it was at --at, from the given folders.
+    Replay {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+        #[arg(long, num_args = 1.., required = true)]
+        inbox: Vec<PathBuf>,
+        #[arg(long, num_args = 1..)]
+        sent: Vec<PathBuf>,
+        #[arg(long, num_args = 1..)]
+        junk: Vec<PathBuf>,
+        /// RFC 3339 time, e.g. 2026-03-01T09:30:00Z.
+        #[arg(long)]
+        at: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: OutputFormat,
+    },
+    /// Check the hash chain and every stored message; exit 1 naming the first bad event.
+    Verify {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the configuration and rules, and print what was loaded.
+    CheckConfig {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// The service: watch the configured sources, ingest, re-evaluate clocks every minute.
+    Run {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cprwatch: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let outcome: Outcome = match cli.command {
+        Cmd::Ingest { config, role, format, paths } => {
+            commands::ingest(&config, role.into(), &paths, format.into())?
+        }
+        Cmd::Status { config, at, format } => commands::status(&config, at.as_deref(), format.into())?,
+        Cmd::Case { config, id, at, format } => {
+            commands::case(&config, &id, at.as_deref(), format.into())?
+        }
+        Cmd::Replay { config, inbox, sent, junk, at, format } => {
+            commands::replay(&config, &inbox, &sent, &junk, &at, format.into())?
+        }
+        Cmd::Verify { config } => commands::verify(&config)?,
+        Cmd::CheckConfig { config } => commands::check_config(&config)?,
+        Cmd::Run { config } => {
+            cprwatch::logging::init();
+            let config = cprwatch::config::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let (trigger, shutdown) = cprwatch::shutdown::Shutdown::new();
+                tokio::spawn(async move {
+                    cprwatch::shutdown::signal().await;
+                    trigger.fire();
+                });
+                cprwatch::service::run(config, shutdown).await
+            })?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print!("{}", outcome.stdout);
+    Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8))
+}

@@ -1,0 +1,283 @@
+//! The desk: one store and the engine over it. Every command goes through here.
+//!
+//! This is where the edges meet the core: messages are read from sources, the engine turns
+//! them into a batch, the store commits the batch atomically. If a commit fails the engine is
+//! rebuilt from the store, so memory never runs ahead of what is durable.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::engine::{Batch, Engine};
+use crate::event::{Envelope, Event};
+use crate::facts::Policy;
+use crate::model::{FolderRole, SourceMeta, Timestamp};
+use crate::projection::{Projection, Settings};
+use crate::rules::{RuleSet, RulesError};
+use crate::source::{self, SourceError};
+use crate::staff::StaffPolicy;
+use crate::store::{self, Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum DeskError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(
+        "event #{seq} in the store cannot be read ({problem}); the store may be from a newer cprwatch or damaged — run `cprwatch verify`"
+    )]
+    BadEvent { seq: u64, problem: String },
+}
+
+/// The policy a configuration sets: who is staff, which rules classify reports.
+pub fn policy(config: &Config) -> Result<Policy, DeskError> {
+    let rules = match &config.rules.dir {
+        Some(dir) => RuleSet::load_dir(dir)?,
+        None => RuleSet::shipped(),
+    };
+    Ok(Policy {
+        staff: StaffPolicy {
+            staff_domains: config.desk.staff_domains.clone(),
+            staff_addresses: config.desk.staff_addresses.clone(),
+            trusted_authserv_ids: config.desk.trusted_authserv_ids.clone(),
+        },
+        rules,
+    })
+}
+
+pub fn settings(config: &Config) -> Settings {
+    Settings {
+        thread_window: config.clock.thread_window,
+    }
+}
+
+/// What an ingest run did, for the person who ran it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub read: u64,
+    pub new_messages: u64,
+    pub bytes: u64,
+    pub events: u64,
+    /// Messages that could not be read at all (the path and why). Nothing else is dropped.
+    pub unreadable: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+pub struct Desk {
+    store: Box<dyn Store>,
+    engine: Engine,
+    policy: Policy,
+    settings: Settings,
+}
+
+impl Desk {
+    /// The desk over the configured SQLite store.
+    pub fn open(config: &Config) -> Result<Desk, DeskError> {
+        let store = store::open_sqlite(&config.store.path)?;
+        Desk::with_store(Box::new(store), policy(config)?, settings(config))
+    }
+
+    /// A desk that keeps nothing: for `replay` and tests.
+    pub fn in_memory(config: &Config) -> Result<Desk, DeskError> {
+        Desk::with_store(Box::new(store::memory()), policy(config)?, settings(config))
+    }
+
+    pub fn with_store(
+        store: Box<dyn Store>,
+        policy: Policy,
+        settings: Settings,
+    ) -> Result<Desk, DeskError> {
+        let engine = restore(store.as_ref(), &policy, &settings)?;
+        Ok(Desk {
+            store,
+            engine,
+            policy,
+            settings,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Ingest raw messages seen at `now` and commit them with their events, atomically.
+    pub fn ingest(
+        &mut self,
+        incoming: Vec<(Vec<u8>, SourceMeta)>,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        let batch = self.engine.ingest(incoming, now);
+        self.commit(batch)
+    }
+
+    /// Re-evaluate clocks at `now`; commit and return what changed.
+    pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Envelope>, DeskError> {
+        let events = self.engine.tick(now);
+        self.commit(Batch {
+            events,
+            ..Batch::default()
+        })
+    }
+
+    fn commit(&mut self, batch: Batch) -> Result<Vec<Envelope>, DeskError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = batch.events;
+        let sb = store::Batch {
+            messages: batch.messages,
+            positions: batch.positions,
+            events: events.iter().map(Envelope::encode).collect(),
+        };
+        if let Err(e) = self.store.commit(sb) {
+            // Memory must not run ahead of the store: forget what was not committed.
+            self.engine = restore(self.store.as_ref(), &self.policy, &self.settings)?;
+            return Err(e.into());
+        }
+        Ok(events)
+    }
+
+    /// Ingest every message under each path (file, directory of .eml, Maildir, mbox), in
+    /// batches of `batch_size`, with `now` as the moment of sight.
+    pub fn ingest_paths(
+        &mut self,
+        paths: &[(PathBuf, FolderRole)],
+        batch_size: usize,
+        now: impl Fn() -> Timestamp,
+    ) -> Result<IngestSummary, DeskError> {
+        let mut summary = IngestSummary::default();
+        for (path, role) in paths {
+            let mut src = source::open(path, *role)?;
+            let mut pending: Vec<(Vec<u8>, SourceMeta)> = Vec::with_capacity(batch_size);
+            for item in src.by_ref() {
+                match item {
+                    Ok(m) => {
+                        summary.read += 1;
+                        summary.bytes += m.raw.len() as u64;
+                        pending.push((m.raw, m.meta));
+                        if pending.len() >= batch_size {
+                            self.ingest_counted(std::mem::take(&mut pending), now(), &mut summary)?;
+                        }
+                    }
+                    Err(e) => summary.unreadable.push(e.to_string()),
+                }
+            }
+            if !pending.is_empty() {
+                self.ingest_counted(pending, now(), &mut summary)?;
+            }
+            summary.notes.extend(src.notes().iter().cloned());
+        }
+        Ok(summary)
+    }
+
+    fn ingest_counted(
+        &mut self,
+        batch: Vec<(Vec<u8>, SourceMeta)>,
+        now: Timestamp,
+        summary: &mut IngestSummary,
+    ) -> Result<(), DeskError> {
+        let before = self.engine.message_count();
+        let events = self.ingest(batch, now)?;
+        summary.new_messages += (self.engine.message_count() - before) as u64;
+        summary.events += events.len() as u64;
+        Ok(())
+    }
+
+    /// Cases and clocks as they were at `at`.
+    pub fn projection_at(&self, at: Timestamp) -> Projection {
+        self.engine.project_at(at)
+    }
+
+    /// The whole log, decoded, with sequence numbers.
+    pub fn events(&self) -> Result<Vec<(u64, Envelope)>, DeskError> {
+        decode_all(self.store.as_ref())
+    }
+}
+
+fn decode_all(store: &dyn Store) -> Result<Vec<(u64, Envelope)>, DeskError> {
+    store
+        .events()?
+        .into_iter()
+        .map(|e| {
+            Envelope::decode(&e.body)
+                .map(|env| (e.seq, env))
+                .map_err(|err| DeskError::BadEvent {
+                    seq: e.seq,
+                    problem: err.to_string(),
+                })
+        })
+        .collect()
+}
+
+fn restore(store: &dyn Store, policy: &Policy, settings: &Settings) -> Result<Engine, DeskError> {
+    let events = decode_all(store)?;
+    Ok(Engine::restore(
+        policy.clone(),
+        settings.clone(),
+        events.iter().map(|(_, e)| e),
+    ))
+}
+
+/// The result of `verify`: the chain and messages as the store checks them, plus the log's
+/// own consistency (every received message's bytes are there and hash to its id).
+#[derive(Debug)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub messages: u64,
+    /// The first problem found, naming the event or message.
+    pub problem: Option<String>,
+}
+
+pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
+    let v = store.verify()?;
+    let mut report = VerifyReport {
+        events: v.events,
+        messages: v.messages,
+        problem: v.problem,
+    };
+    if report.problem.is_some() {
+        return Ok(report);
+    }
+    for e in store.events()? {
+        let env = match Envelope::decode(&e.body) {
+            Ok(env) => env,
+            Err(err) => {
+                report.problem = Some(format!("event #{} does not decode: {err}", e.seq));
+                return Ok(report);
+            }
+        };
+        if let Event::MessageReceived { facts } = &env.event {
+            match store.message(&facts.content_hash)? {
+                Some(raw) if crate::facts::content_hash(&raw) == facts.content_hash => {}
+                Some(_) => {
+                    report.problem = Some(format!(
+                        "event #{}: message {} does not hash to its id",
+                        e.seq, facts.content_hash
+                    ));
+                    return Ok(report);
+                }
+                None => {
+                    report.problem = Some(format!(
+                        "event #{}: message {} is missing from the store",
+                        e.seq, facts.content_hash
+                    ));
+                    return Ok(report);
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The store path, for messages.
+pub fn describe_store(config: &Config) -> &Path {
+    &config.store.path
+}

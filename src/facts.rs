@@ -1,0 +1,143 @@
+//! From raw bytes to [`MessageFacts`]: parse, find references and commands, classify, decide
+//! receipt time and staff authorship. Pure: `now` is an argument.
+
+use sha2::{Digest, Sha256};
+
+use crate::event::{Automation, MessageFacts};
+use crate::model::{FolderRole, ParsedMail, SourceMeta, TimeSource, Timestamp};
+use crate::rules::RuleSet;
+use crate::staff::{self, StaffPolicy};
+use crate::{extract, parse, timefmt};
+
+/// What the desk's configuration decides about every message.
+#[derive(Clone)]
+pub struct Policy {
+    pub staff: StaffPolicy,
+    pub rules: RuleSet,
+}
+
+/// Lowercase hex SHA-256 of the raw bytes.
+pub fn content_hash(raw: &[u8]) -> String {
+    hex::encode(Sha256::digest(raw))
+}
+
+/// A Message-Id for a message that has none, stable across re-reads (DESIGN.md §5).
+pub fn synthetic_message_id(content_hash: &str) -> String {
+    format!("<sha256-{}@cprwatch.invalid>", &content_hash[..32.min(content_hash.len())])
+}
+
+/// Everything the pipeline learns from one message.
+pub fn message_facts(
+    raw: &[u8],
+    content_hash: &str,
+    meta: &SourceMeta,
+    policy: &Policy,
+    now: Timestamp,
+) -> MessageFacts {
+    let mail = parse::parse(raw);
+    let mut problems = mail.problems.clone();
+    if !mail.parsed_ok {
+        problems.push("the message could not be parsed as RFC 5322 mail; recorded as received and searched as plain text".into());
+    }
+    let (received_at, time_source) = receipt_time(&mail, meta, now, &mut problems);
+    let found = extract::references(&mail.subject, &mail.texts, &mail.attachments);
+    problems.extend(found.problems);
+    let (commands, bad_commands) = extract::commands(&mail.texts);
+    let rules = policy.rules.classify(&mail.subject, &mail.texts);
+    let staff = staff::staff_proof(&mail, meta.folder, &policy.staff);
+    let (message_id, synthetic_id) = match &mail.message_id {
+        Some(id) => (id.clone(), false),
+        None => {
+            problems.push("no Message-Id: a synthetic one was derived from the content hash".into());
+            (synthetic_message_id(content_hash), true)
+        }
+    };
+    MessageFacts {
+        content_hash: content_hash.to_string(),
+        size: raw.len() as u64,
+        message_id,
+        synthetic_id,
+        folder: meta.folder,
+        position: meta.position.clone(),
+        received_at,
+        time_source,
+        date_header: mail.date,
+        from: mail.from.clone().unwrap_or_default(),
+        reply_to: mail.reply_to.clone(),
+        to: mail.to.clone(),
+        cc: mail.cc.clone(),
+        subject: mail.subject.clone(),
+        in_reply_to: mail.in_reply_to.clone(),
+        references: mail.references.clone(),
+        automation: automation(&mail),
+        staff,
+        certificates: found.certificates,
+        keys: found.keys,
+        rules,
+        commands,
+        bad_commands,
+        parsed_ok: mail.parsed_ok,
+        problems,
+    }
+}
+
+/// DESIGN.md §3: the CA's receipt time, not the sender's. The server's own time first, then
+/// the topmost `Received:` (the CA's MX), then `Date:` (flagged), then first sight. For the
+/// desk's Sent folder the `Date:` is the desk's own and is trusted. A time in the future is the
+/// sign of a wrong clock somewhere; it is capped at `now` so no clock starts late.
+fn receipt_time(
+    mail: &ParsedMail,
+    meta: &SourceMeta,
+    now: Timestamp,
+    problems: &mut Vec<String>,
+) -> (Timestamp, TimeSource) {
+    let (t, source) = if let Some(t) = meta.server_time {
+        (t, TimeSource::ServerTime)
+    } else if meta.folder == FolderRole::Sent {
+        match (mail.date, mail.received_top) {
+            (Some(d), _) => (d, TimeSource::Date),
+            (None, Some(r)) => (r, TimeSource::Received),
+            (None, None) => (now, TimeSource::FirstSeen),
+        }
+    } else if let Some(r) = mail.received_top {
+        (r, TimeSource::Received)
+    } else if let Some(d) = mail.date {
+        problems.push(
+            "no Received: header: receipt time taken from the sender's Date: header (untrusted)"
+                .into(),
+        );
+        (d, TimeSource::Date)
+    } else {
+        problems.push("no Received: or Date: header: receipt time is when cprwatch first saw the message".into());
+        (now, TimeSource::FirstSeen)
+    };
+    let t = timefmt::normalize(t);
+    if t > now {
+        problems.push(format!(
+            "receipt time {} is in the future; capped at {}",
+            timefmt::format(t),
+            timefmt::format(now)
+        ));
+        return (now, source);
+    }
+    (t, source)
+}
+
+/// RFC 3834 and common practice: what kind of automatic message this is, if any.
+fn automation(mail: &ParsedMail) -> Automation {
+    let from_daemon = mail.from.as_deref().is_some_and(|f| {
+        let local = f.split('@').next().unwrap_or("");
+        local.eq_ignore_ascii_case("mailer-daemon")
+    });
+    if mail.cprwatch_receipt {
+        Automation::Receipt
+    } else if mail.null_sender || mail.is_report_mime || from_daemon {
+        Automation::Bounce
+    } else if mail.autoreply_marks || mail.auto_submitted.as_deref() == Some("auto-replied") {
+        Automation::AutoReplied
+    } else if mail.auto_submitted.as_deref().is_some_and(|v| v != "no") {
+        Automation::AutoGenerated
+    } else {
+        Automation::None
+    }
+}

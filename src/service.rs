@@ -1,0 +1,220 @@
+//! `cprwatch run`: the long-running service.
+//!
+//! One loop owns the desk (store + engine), so every batch is committed in order and nothing
+//! races. It polls the configured Maildirs for new files, ingests them, and re-evaluates the
+//! clocks every `tick_seconds`, logging each clock that starts, stops, nears its deadline or
+//! breaches. Later sources (IMAP folders) feed the same loop. On SIGTERM or Ctrl-C the loop
+//! finishes the batch in hand, commits it and returns.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration as StdDuration;
+
+use tracing::{error, info, warn};
+
+use crate::config::{Config, MaildirConfig};
+use crate::desk::{Desk, DeskError};
+use crate::event::{ClockState, Envelope, Event};
+use crate::model::{SourceMeta, Timestamp};
+use crate::shutdown::Shutdown;
+use crate::source::SourceError;
+use crate::source::maildir::Maildir;
+use crate::store::Store;
+use crate::timefmt;
+
+/// At most this many new messages are read per Maildir per poll, so memory stays flat and a
+/// shutdown request is seen soon even during a large first sync.
+const POLL_BATCH: usize = 500;
+
+/// Watches one Maildir for files it has not ingested yet.
+struct Watcher {
+    label: String,
+    maildir: Maildir,
+    seen: HashSet<String>,
+    /// Last error, logged once per change of state rather than once per poll.
+    failing: Option<String>,
+}
+
+impl Watcher {
+    fn new(cfg: &MaildirConfig) -> Result<Watcher, SourceError> {
+        let folders = cfg
+            .folders
+            .as_ref()
+            .map(|fs| fs.iter().map(|f| (f.name.clone(), f.role)).collect());
+        Ok(Watcher {
+            label: cfg.path.display().to_string(),
+            maildir: Maildir::open(&cfg.path, folders)?,
+            seen: HashSet::new(),
+            failing: None,
+        })
+    }
+
+    /// New messages (positions never ingested), at most [`POLL_BATCH`].
+    fn poll(&mut self, store: &dyn Store) -> Result<Vec<(Vec<u8>, SourceMeta)>, DeskError> {
+        let entries = self.maildir.scan()?;
+        let mut out = Vec::new();
+        for entry in entries {
+            if self.seen.contains(&entry.position) {
+                continue;
+            }
+            if store.position(&entry.position)?.is_some() {
+                self.seen.insert(entry.position);
+                continue;
+            }
+            match self.maildir.read(&entry) {
+                Ok(m) => out.push((m.raw, m.meta)),
+                // A file that vanished between scan and read was moved (new/ → cur/): the
+                // next scan sees it under its new name, with the same position.
+                Err(e) => warn!(maildir = %self.label, error = %e, "cannot read message file; will retry"),
+            }
+            if out.len() >= POLL_BATCH {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Run until `shutdown` fires.
+pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError> {
+    let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
+    info!(
+        store = %config.store.path.display(),
+        messages = desk.engine().message_count(),
+        maildirs = config.maildir.len(),
+        "cprwatch running"
+    );
+    let mut watchers = Vec::new();
+    for m in &config.maildir {
+        watchers.push(Watcher::new(m)?);
+    }
+    let poll_secs = config
+        .maildir
+        .iter()
+        .map(|m| m.poll_seconds)
+        .min()
+        .unwrap_or(60)
+        .max(1);
+    let mut poll = tokio::time::interval(StdDuration::from_secs(poll_secs));
+    let mut tick = tokio::time::interval(StdDuration::from_secs(config.clock.tick_seconds.max(1)));
+    let mut warned: HashSet<String> = HashSet::new();
+    let warn_before = config.clock.warn_before;
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.recv() => break,
+            _ = poll.tick() => {
+                for w in &mut watchers {
+                    // Drain: keep polling while a full batch came back (first sync).
+                    loop {
+                        let polled = tokio::task::block_in_place(|| w.poll(desk.store()));
+                        let batch = match polled {
+                            Ok(b) => {
+                                if w.failing.take().is_some() {
+                                    info!(maildir = %w.label, "maildir readable again");
+                                }
+                                b
+                            }
+                            Err(e) => {
+                                let msg = e.to_string();
+                                if w.failing.as_deref() != Some(msg.as_str()) {
+                                    error!(maildir = %w.label, error = %msg, "cannot scan maildir; retrying every poll");
+                                    w.failing = Some(msg);
+                                }
+                                break;
+                            }
+                        };
+                        if batch.is_empty() {
+                            break;
+                        }
+                        let full = batch.len() >= POLL_BATCH;
+                        let positions: Vec<String> =
+                            batch.iter().filter_map(|(_, m)| m.position.clone()).collect();
+                        let now = timefmt::now();
+                        match tokio::task::block_in_place(|| desk.ingest(batch, now)) {
+                            Ok(events) => {
+                                w.seen.extend(positions);
+                                log_events(&events);
+                            }
+                            Err(e) => {
+                                error!(error = %e, "cannot commit batch; it will be read again");
+                                break;
+                            }
+                        }
+                        if !full || shutdown.is_shutdown() {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = timefmt::now();
+                match tokio::task::block_in_place(|| desk.tick(now)) {
+                    Ok(events) => log_events(&events),
+                    Err(e) => error!(error = %e, "cannot commit clock changes; retrying next tick"),
+                }
+                warn_due(&desk, now, warn_before, &mut warned);
+            }
+        }
+    }
+    info!("shutting down: all committed");
+    Ok(())
+}
+
+/// Log, once per clock, every running clock within `warn_before` of its deadline.
+fn warn_due(desk: &Desk, now: Timestamp, warn_before: time::Duration, warned: &mut HashSet<String>) {
+    let Some(p) = desk.engine().current() else {
+        return;
+    };
+    let mut case_of: HashMap<&str, &str> = HashMap::new();
+    for c in &p.cases {
+        for id in &c.clocks {
+            case_of.entry(id.as_str()).or_insert(c.id.as_str());
+        }
+    }
+    for (id, c) in &p.clocks {
+        let s = c.status(now);
+        if s.state == ClockState::Pending && c.deadline - now <= warn_before && warned.insert(id.clone()) {
+            warn!(
+                clock = %id,
+                case = case_of.get(id.as_str()).copied().unwrap_or("-"),
+                deadline = %timefmt::format(c.deadline),
+                left = %timefmt::human_span((c.deadline - now).whole_seconds()),
+                "clock due soon"
+            );
+        }
+    }
+}
+
+fn log_events(events: &[Envelope]) {
+    for env in events {
+        match &env.event {
+            Event::MessageReceived { facts } => info!(
+                message_id = %facts.message_id,
+                from = %facts.from,
+                folder = facts.folder.as_str(),
+                received_at = %timefmt::format(facts.received_at),
+                "message received"
+            ),
+            Event::CaseOpened { case, reporter, subject, .. } => {
+                info!(%case, %reporter, %subject, "case opened")
+            }
+            Event::ClockStarted { clock, deadline, basis, .. } => {
+                info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock started")
+            }
+            Event::ClockRevised { clock, deadline, basis, .. } => {
+                info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock revised")
+            }
+            Event::ClockStopped { clock, state, at, .. } => {
+                info!(%clock, state = state.as_str(), at = %timefmt::format(*at), "clock stopped")
+            }
+            Event::ClockBreached { clock, deadline } => {
+                error!(%clock, deadline = %timefmt::format(*deadline), "clock BREACHED")
+            }
+            Event::CommandIgnored { from, reason, .. } => {
+                warn!(%from, %reason, "staff command ignored")
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! What people and programs see: the public JSON contract of `replay` and `status`, and the
+//! text forms of `status` and `case`. Rendering only — every decision was made upstream.
+
+use serde::Serialize;
+
+use crate::event::{ClockState, Envelope};
+use crate::model::{CertificateRef, KeyRef, Timestamp};
+use crate::projection::{Case, Projection};
+use crate::timefmt;
+
+/// `{"at": …, "cases": […]}` — the documented contract (README, "JSON contract").
+#[derive(Serialize)]
+pub struct Report {
+    pub at: String,
+    pub cases: Vec<CaseJson>,
+}
+
+#[derive(Serialize)]
+pub struct CaseJson {
+    pub id: String,
+    pub reporter: String,
+    pub subject: String,
+    pub opened_at: String,
+    pub messages: Vec<MessageJson>,
+    pub certificates: Vec<CertificateJson>,
+    pub keys: Vec<KeyJson>,
+    pub clocks: Vec<ClockJson>,
+}
+
+#[derive(Serialize)]
+pub struct MessageJson {
+    pub message_id: String,
+    pub received_at: String,
+    pub from: String,
+    pub folder: &'static str,
+    pub staff: bool,
+}
+
+#[derive(Serialize)]
+pub struct CertificateJson {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub crtsh_id: Option<u64>,
+    pub sha256: Option<String>,
+    pub serial: Option<String>,
+    pub issuer: Option<String>,
+    pub not_after: Option<String>,
+    pub spki_sha256: Option<String>,
+    pub is_ca: Option<bool>,
+    pub precertificate: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct KeyJson {
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    pub evidence: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct ClockJson {
+    pub kind: &'static str,
+    pub certificate: Option<String>,
+    pub started_at: String,
+    pub deadline: String,
+    pub state: &'static str,
+    pub stopped_at: Option<String>,
+    pub basis: String,
+}
+
+impl From<&CertificateRef> for CertificateJson {
+    fn from(c: &CertificateRef) -> Self {
+        CertificateJson {
+            reference: c.reference.clone(),
+            crtsh_id: c.crtsh_id,
+            sha256: c.sha256.clone(),
+            serial: c.serial.clone(),
+            issuer: c.issuer.clone(),
+            not_after: c.not_after.map(timefmt::format),
+            spki_sha256: c.spki_sha256.clone(),
+            is_ca: c.is_ca,
+            precertificate: c.precertificate,
+        }
+    }
+}
+
+impl From<&KeyRef> for KeyJson {
+    fn from(k: &KeyRef) -> Self {
+        KeyJson {
+            reference: k.reference.clone(),
+            evidence: k.evidence.as_str(),
+        }
+    }
+}
+
+/// One case, with its clocks evaluated at `at`.
+pub fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson {
+    CaseJson {
+        id: case.id.clone(),
+        reporter: case.reporter.clone(),
+        subject: case.subject.clone(),
+        opened_at: timefmt::format(case.opened_at),
+        messages: case
+            .messages
+            .iter()
+            .map(|m| MessageJson {
+                message_id: m.message_id.clone(),
+                received_at: timefmt::format(m.received_at),
+                from: m.from.clone(),
+                folder: m.folder.as_str(),
+                staff: m.staff,
+            })
+            .collect(),
+        certificates: case.certificates.iter().map(CertificateJson::from).collect(),
+        keys: case.keys.iter().map(KeyJson::from).collect(),
+        clocks: case
+            .clocks
+            .iter()
+            .filter_map(|id| p.clocks.get(id))
+            .map(|c| {
+                let s = c.status(at);
+                ClockJson {
+                    kind: c.kind.as_str(),
+                    certificate: c.target.clone(),
+                    started_at: timefmt::format(c.started_at),
+                    deadline: timefmt::format(c.deadline),
+                    state: s.state.as_str(),
+                    stopped_at: s.stopped_at.map(timefmt::format),
+                    basis: s.basis,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Every case at `at` (for `replay`), or only those with a running clock (for `status`).
+pub fn report(p: &Projection, at: Timestamp, only_open: bool) -> Report {
+    let cases = p
+        .cases
+        .iter()
+        .filter(|c| !only_open || has_open_clock(p, c, at))
+        .map(|c| case_json(p, c, at))
+        .collect();
+    Report {
+        at: timefmt::format(at),
+        cases,
+    }
+}
+
+fn has_open_clock(p: &Projection, case: &Case, at: Timestamp) -> bool {
+    case.clocks
+        .iter()
+        .filter_map(|id| p.clocks.get(id))
+        .any(|c| c.status(at).state.is_open())
+}
+
+/// `status` as text: every running clock, soonest deadline first, with the time left.
+pub fn status_text(p: &Projection, at: Timestamp) -> String {
+    let mut rows: Vec<(Timestamp, String)> = Vec::new();
+    for case in &p.cases {
+        for id in &case.clocks {
+            let Some(c) = p.clocks.get(id) else { continue };
+            let s = c.status(at);
+            if !s.state.is_open() {
+                continue;
+            }
+            // A revocation clock shared by several cases is listed once, under its first case.
+            if rows.iter().any(|(_, r)| r.contains(&format!(" {id} "))) {
+                continue;
+            }
+            let left = (c.deadline - at).whole_seconds();
+            let label = match s.state {
+                ClockState::Breached => format!("BREACHED {} ago", timefmt::human_span(-left)),
+                _ => format!("{} left", timefmt::human_span(left)),
+            };
+            rows.push((
+                c.deadline,
+                format!(
+                    "{:<14} {:<20} {} {id} (basis {}; deadline {})",
+                    case.id,
+                    label,
+                    c.kind.as_str(),
+                    s.basis,
+                    timefmt::format(c.deadline)
+                ),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut out = format!("open clocks at {}: {}\n", timefmt::format(at), rows.len());
+    for (_, r) in rows {
+        out.push_str(&r);
+        out.push('\n');
+    }
+    out
+}
+
+/// `case` as text: the case, its messages, certificates, keys, clocks and events.
+pub fn case_text(p: &Projection, case: &Case, at: Timestamp, events: &[(u64, &Envelope)]) -> String {
+    use std::fmt::Write;
+    let j = case_json(p, case, at);
+    let mut o = String::new();
+    let _ = writeln!(o, "case {}  opened {}", j.id, j.opened_at);
+    let _ = writeln!(o, "reporter: {}", if j.reporter.is_empty() { "(unknown)" } else { &j.reporter });
+    let _ = writeln!(o, "subject:  {}", j.subject);
+    if let Some((t, why)) = &case.dismissed {
+        let _ = writeln!(o, "dismissed {}: {why}", timefmt::format(*t));
+    }
+    let _ = writeln!(o, "\nmessages ({}):", j.messages.len());
+    for (m, cm) in j.messages.iter().zip(&case.messages) {
+        let _ = writeln!(
+            o,
+            "  {}  {:<5} {:<32} {}{}  [{}]",
+            m.received_at,
+            m.folder,
+            m.from,
+            m.message_id,
+            if m.staff { "  (staff)" } else { "" },
+            cm.via
+        );
+    }
+    let _ = writeln!(o, "\ncertificates ({}):", j.certificates.len());
+    for c in &j.certificates {
+        let _ = writeln!(
+            o,
+            "  {}{}{}{}",
+            c.reference,
+            c.not_after.as_ref().map(|t| format!("  notAfter {t}")).unwrap_or_default(),
+            if c.is_ca == Some(true) { "  CA" } else { "" },
+            if c.precertificate == Some(true) { "  precertificate" } else { "" },
+        );
+    }
+    let _ = writeln!(o, "\nkeys ({}):", j.keys.len());
+    for k in &j.keys {
+        let _ = writeln!(
+            o,
+            "  {}  ({})",
+            k.reference.as_deref().unwrap_or("(no public key: encrypted)"),
+            k.evidence
+        );
+    }
+    let _ = writeln!(o, "\nclocks at {}:", timefmt::format(at));
+    for c in &j.clocks {
+        let _ = writeln!(
+            o,
+            "  {:<18} {:<14} {:<12} started {}  deadline {}{}  basis {}",
+            c.kind,
+            c.certificate.as_deref().unwrap_or("-"),
+            c.state,
+            c.started_at,
+            c.deadline,
+            c.stopped_at.as_ref().map(|t| format!("  stopped {t}")).unwrap_or_default(),
+            c.basis
+        );
+    }
+    let _ = writeln!(o, "\nevents ({}):", events.len());
+    for (seq, env) in events {
+        let _ = writeln!(
+            o,
+            "  #{seq:<6} {}  {}",
+            timefmt::format(env.recorded_at),
+            env.event.kind()
+        );
+    }
+    o
+}
