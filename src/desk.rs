@@ -238,10 +238,15 @@ pub struct VerifyReport {
 
 pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
     let v = store.verify()?;
+    let problem = match (&v.bad_event, &v.bad_message) {
+        (Some(e), _) => Some(format!("event #{}: {}", e.seq, e.problem)),
+        (None, Some(m)) => Some(format!("message {} is corrupt: {}", m.content_hash, m.problem)),
+        (None, None) => None,
+    };
     let mut report = VerifyReport {
-        events: v.events,
-        messages: v.messages,
-        problem: v.problem,
+        events: v.events_ok,
+        messages: v.messages_checked,
+        problem,
     };
     if report.problem.is_some() {
         return Ok(report);
