@@ -3,4 +3,5 @@
 
 pub mod model;
 pub mod parse;
+pub mod staff;
 pub mod timefmt;
