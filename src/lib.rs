@@ -3,5 +3,6 @@
 
 pub mod model;
 pub mod parse;
+pub mod source;
 pub mod staff;
 pub mod timefmt;
