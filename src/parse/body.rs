@@ -53,8 +53,12 @@ fn walk_at(msg: &Message<'_>, out: &mut ParsedMail, depth: usize, prefix: &str) 
             PartType::Message(inner) => {
                 if depth + 1 >= MAX_DEPTH {
                     out.problems.push(format!(
-                        "{label}: messages nested deeper than {MAX_DEPTH} levels not searched"
+                        "{label}: messages nested deeper than {MAX_DEPTH} levels searched as raw text"
                     ));
+                    push_text(
+                        out,
+                        String::from_utf8_lossy(inner.raw_message()).into_owned(),
+                    );
                     continue;
                 }
                 if let Some(subject) = inner.subject() {

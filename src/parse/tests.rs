@@ -367,3 +367,34 @@ fn split_mbox_for_test(data: &[u8]) -> Vec<&[u8]> {
         })
         .collect()
 }
+
+#[test]
+fn plain_subject_unfolded() {
+    let m = parse(
+        b"From: a@b.example\r\nSubject: Revocation request for\r\n\t www.example.com\r\n\r\nx",
+    );
+    assert_eq!(m.subject, "Revocation request for www.example.com");
+}
+
+#[test]
+fn deeply_nested_messages_do_not_overflow() {
+    let mut raw = b"From: a@b.example\r\nSubject: leaf crt.sh/?id=1\r\n\r\nleaf\r\n".to_vec();
+    for i in 0..300 {
+        let mut outer = format!(
+            "From: n{i}@b.example\r\nContent-Type: multipart/mixed; boundary=b{i}\r\n\r\n\
+             --b{i}\r\nContent-Type: message/rfc822\r\n\r\n"
+        )
+        .into_bytes();
+        outer.extend_from_slice(&raw);
+        outer.extend_from_slice(format!("\r\n--b{i}--\r\n").as_bytes());
+        raw = outer;
+    }
+    let m = parse(&raw);
+    assert!(m.parsed_ok);
+    assert_eq!(m.from.as_deref(), Some("n299@b.example"));
+    assert!(
+        all_text(&m).contains("crt.sh/?id=1"),
+        "the deepest text is still searched"
+    );
+    assert!(m.problems.iter().any(|p| p.contains("nested deeper")));
+}
