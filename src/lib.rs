@@ -1,5 +1,6 @@
 //! cprwatch: watches a Certificate Authority's problem-report mailbox and keeps the Baseline
 //! Requirements' response clocks. See `DESIGN.md` (shared) and `README.md`.
 
+pub mod extract;
 pub mod model;
 pub mod timefmt;
