@@ -2,7 +2,7 @@
 
 use super::text::{self, Scan};
 use super::{Hit, cert, key, listing};
-use crate::model::{Attachment, CertificateRef};
+use crate::model::{Attachment, CertificateRef, KeyEvidence, KeyRef};
 
 /// File extensions of certificate and key files.
 const MATERIAL_EXTENSIONS: [&str; 10] = [
@@ -20,6 +20,10 @@ const MATERIAL_TYPES: [&str; 8] = [
     "application/x-pkcs8",
     "application/x-pkcs10",
 ];
+
+/// PKCS#12 bundles: a (practically always password-protected) private key with its chain.
+const PKCS12_EXTENSIONS: [&str; 2] = [".p12", ".pfx"];
+const PKCS12_TYPES: [&str; 2] = ["application/x-pkcs12", "application/pkcs12"];
 
 const LISTING_EXTENSIONS: [&str; 2] = [".csv", ".txt"];
 const LISTING_TYPES: [&str; 2] = ["text/plain", "text/csv"];
@@ -42,7 +46,26 @@ pub(crate) fn scan(att: &Attachment, out: &mut Scan) {
         text::scan(&String::from_utf8_lossy(&att.data), out);
     } else if has_ext(&MATERIAL_EXTENSIONS) || has_type(&MATERIAL_TYPES) {
         scan_der(att, out);
+    } else if has_ext(&PKCS12_EXTENSIONS) || has_type(&PKCS12_TYPES) {
+        pkcs12(att, out);
     }
+}
+
+/// A PKCS#12 file is a private key sent to us: compromise evidence even though we cannot open
+/// it (no PKCS#12 reader among our dependencies, and no passphrase).
+fn pkcs12(att: &Attachment, out: &mut Scan) {
+    out.hit(
+        0,
+        Hit::Key(KeyRef {
+            reference: None,
+            evidence: KeyEvidence::EncryptedPrivateKey,
+            algorithm: None,
+        }),
+    );
+    out.problems.push(format!(
+        "attachment {}: PKCS#12 bundle, not opened; its key and certificates must be checked by hand",
+        display_name(att)
+    ));
 }
 
 /// A listing is scanned like body text, plus the crt.sh ids only its shape reveals.

@@ -13,13 +13,14 @@ use std::sync::LazyLock;
 /// A crt.sh URL; group 1 is the query string. The scheme and `www.` are optional; the query
 /// ends at whitespace or at characters that close a URL in prose or markup.
 static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(?:https?://)?(?:www\.)?crt\.sh/?\?([^\s<>"'()\[\]{}]*)"#)
+    Regex::new(r#"(?i)(?-u:\b)(?:https?://)?(?:www\.)?crt\.sh/?\?([^\s<>"'()\[\]{}]*)"#)
         .expect("static regex")
 });
 
 /// `crt.sh ID 1777593900`, `crt.sh id: 123456`, `crt.sh ID #42`.
 static MENTION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\bcrt\.sh\s+id\s*[:#=]?\s*(\d{1,20})\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)crt\.sh(?-u:\s)+id(?-u:\s)*[:#=]?(?-u:\s)*([0-9]{1,20})(?-u:\b)")
+        .expect("static regex")
 });
 
 /// A crt.sh id: digits only (as u64).
@@ -34,7 +35,11 @@ pub(crate) fn parse_id(s: &str) -> Option<u64> {
 /// The reference a crt.sh query string makes, if any: the first parameter that names one
 /// certificate (`id`, `d`, `sha256`, `q` with a fingerprint) or one key (`spkisha256`).
 pub(crate) fn parse_query(query: &str) -> Option<Target> {
-    let query = query.replace("&amp;", "&");
+    let query = query
+        .split('#')
+        .next()
+        .unwrap_or_default()
+        .replace("&amp;", "&");
     query.split(['&', ';']).find_map(|param| {
         let (key, value) = param.split_once('=')?;
         let value = percent_colons(value.trim_end_matches(['.', ',', ':', '!', '?']));
@@ -111,6 +116,7 @@ mod tests {
             "https://crt.sh/?opt=cablint,x509lint&id=1777593900",
             "https://crt.sh/?id=1777593900&amp;opt=cablint,x509lint",
             "(crt.sh/?id=1777593900)",
+            "https://crt.sh/?id=1777593900#revocation",
             "crt.sh ID 1777593900",
             "CRT.SH id: 1777593900",
         ] {

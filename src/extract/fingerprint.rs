@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 /// Candidates on word boundaries; a longer colon run is rejected in [`scan`] (the regex crate
 /// has no look-around).
 static FINGERPRINT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:[0-9a-f]{64}|(?:[0-9a-f]{2}:){31}[0-9a-f]{2})\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:[0-9a-f]{64}|(?:[0-9a-f]{2}:){31}[0-9a-f]{2})(?-u:\b)")
+        .expect("static regex")
 });
 
 /// Normalise a fingerprint to lowercase hex without colons, if `s` is exactly one.

@@ -41,7 +41,18 @@ pub(crate) enum KeyProblem {
         format: &'static str,
         algorithm: &'static str,
     },
+    #[error(
+        "{format}: {algorithm} public key taken from the key file, not checked against the \
+         private key (verify before relying on it)"
+    )]
+    Unverified {
+        format: &'static str,
+        algorithm: &'static str,
+    },
 }
+
+/// A derived SubjectPublicKeyInfo, with a note when it deserves one.
+type Derived = (Vec<u8>, Option<KeyProblem>);
 
 /// The key formats we read, by PEM label or by trying DER.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,14 +123,14 @@ pub(crate) fn decode(
             return Ok((key, None));
         }
         Format::Pkcs8 => spki_of_pkcs8(der),
-        Format::Pkcs1 => spki_of_pkcs1(der),
         Format::Sec1 => spki_of_sec1(der, None),
-        Format::Csr => spki_of_csr(der),
-        Format::Spki => spki_checked(der),
-        Format::RsaPublic => spki_of_rsa_public(der),
+        Format::Pkcs1 => spki_of_pkcs1(der).map(|spki| (spki, None)),
+        Format::Csr => spki_of_csr(der).map(|spki| (spki, None)),
+        Format::Spki => spki_checked(der).map(|spki| (spki, None)),
+        Format::RsaPublic => spki_of_rsa_public(der).map(|spki| (spki, None)),
     };
     match spki {
-        Ok(spki) => Ok((key_ref(&spki, format.evidence()), None)),
+        Ok((spki, note)) => Ok((key_ref(&spki, format.evidence()), note)),
         Err(problem @ KeyProblem::NoPublicKey { algorithm, .. }) => {
             let key = KeyRef {
                 reference: None,
@@ -200,21 +211,23 @@ fn bit_length(bytes: &[u8]) -> usize {
 
 /// PKCS#8: dispatch on the algorithm; the inner key is PKCS#1 (RSA), SEC1 (EC, with the curve
 /// possibly only in the PKCS#8 parameters) or a raw Ed25519 seed.
-fn spki_of_pkcs8(der: &[u8]) -> Result<Vec<u8>, KeyProblem> {
+fn spki_of_pkcs8(der: &[u8]) -> Result<Derived, KeyProblem> {
     const FORMAT: &str = "PKCS#8 private key";
     let info = PrivateKeyInfo::try_from(der).map_err(|_| KeyProblem::Malformed(FORMAT))?;
     let oid = info.algorithm.oid;
     if oid == RSA_ENCRYPTION {
         let key =
             rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|_| KeyProblem::Malformed(FORMAT))?;
-        return rsa_spki(&key, FORMAT);
+        return rsa_spki(&key, FORMAT).map(|spki| (spki, None));
     }
     if oid == EC_PUBLIC_KEY {
         let curve = info.algorithm.parameters_oid().ok();
         return spki_of_sec1(info.private_key, curve);
     }
     if oid == ED25519 {
-        return ed25519::spki_from_pkcs8_key(info.private_key).ok_or(KeyProblem::Malformed(FORMAT));
+        return ed25519::spki_from_pkcs8_key(info.private_key)
+            .map(|spki| (spki, None))
+            .ok_or(KeyProblem::Malformed(FORMAT));
     }
     Err(KeyProblem::NoPublicKey {
         format: FORMAT,
@@ -241,15 +254,19 @@ fn rsa_spki(key: &rsa::RsaPrivateKey, format: &'static str) -> Result<Vec<u8>, K
 ///
 /// For P-256 and P-384 the public key is computed from the private scalar (and an embedded
 /// public key that disagrees makes the key invalid). For other named curves the embedded public
-/// key is the only source: it is used as is.
-fn spki_of_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<Vec<u8>, KeyProblem> {
+/// key is the only source: it is used, with a note that it is unverified. Missing a key
+/// compromise costs a BR deadline, so an unverifiable key is still reported, but staff are told.
+fn spki_of_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<Derived, KeyProblem> {
     const FORMAT: &str = "SEC1 EC private key";
     let key = sec1::EcPrivateKey::try_from(der).map_err(|_| KeyProblem::Malformed(FORMAT))?;
     let curve = key
         .parameters
         .and_then(|p| p.named_curve())
         .or(outer_curve)
-        .ok_or(KeyProblem::Malformed(FORMAT))?;
+        .ok_or(KeyProblem::NoPublicKey {
+            format: FORMAT,
+            algorithm: "ec (curve not named)",
+        })?;
     let computed = match curve {
         c if c == P256 => Some(p256_spki(key.private_key)),
         c if c == P384 => Some(p384_spki(key.private_key)),
@@ -260,11 +277,18 @@ fn spki_of_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<Vec
             let consistent =
                 embedded.is_none_or(|point| ec_point_spki(curve, point).is_some_and(|e| e == spki));
             consistent
-                .then_some(spki)
+                .then_some((spki, None))
                 .ok_or(KeyProblem::Malformed(FORMAT))
         }
         (Some(None), _) => Err(KeyProblem::Malformed(FORMAT)),
-        (None, Some(point)) => ec_point_spki(curve, point).ok_or(KeyProblem::Malformed(FORMAT)),
+        (None, Some(point)) => {
+            let note = KeyProblem::Unverified {
+                format: FORMAT,
+                algorithm: curve_name(curve),
+            };
+            let spki = ec_point_spki(curve, point).ok_or(KeyProblem::Malformed(FORMAT))?;
+            Ok((spki, Some(note)))
+        }
         (None, None) => Err(KeyProblem::NoPublicKey {
             format: FORMAT,
             algorithm: curve_name(curve),
@@ -427,6 +451,20 @@ mod tests {
             assert_eq!(key.evidence, evidence, "case {i}");
             assert_eq!(key.algorithm.as_deref(), Some(algorithm), "case {i}");
         }
+    }
+
+    /// P-521 cannot be computed without another crate: the embedded public key is used, with
+    /// a note saying it is unverified.
+    #[test]
+    fn p521_uses_embedded_public_key_with_a_note() {
+        let (key, note) =
+            read(include_str!("../../fixtures/keys/ec-p521-sec1.pem")).expect("decodes");
+        assert_eq!(
+            key.reference.as_deref(),
+            Some("spki:afc92ade9727d6a303009c7bd5cd4bc629502d8036169f3fadabe90034c8235f")
+        );
+        assert_eq!(key.algorithm.as_deref(), Some("ec-p521"));
+        assert!(matches!(note, Some(KeyProblem::Unverified { .. })));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Certificate and key references, and staff commands, in a parsed message (DESIGN.md §2).
 //!
 //! Pure: text and bytes in, references out; no I/O, no clock. The submodules each read one
-//! kind of thing: [`crtsh`] links, bare [`fingerprint`]s, [`pem`] blocks, X.509 [`cert`]ificates,
-//! [`key`] material, [`listing`] attachments and staff [`command`]s.
+//! kind of thing: `crtsh` links, bare `fingerprint`s, `pem` blocks, X.509 `cert`ificates,
+//! `key` material, `listing` attachments and staff `command`s.
 //!
 //! SECURITY: reports may carry private keys. Nothing returned from here contains key material:
 //! keys leave as `spki:` hashes, and problem notes name a block's label, never its content.

@@ -45,8 +45,10 @@ impl Target {
 
 /// Our own canonical forms written in text: `crtsh:123`, `sha256:<hex>`, `spki:<hex>`.
 static PREFIXED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(crtsh|sha-?256|spki(?:sha256)?)\s*[:=]\s*([0-9a-f:]+)\b")
-        .expect("static regex")
+    Regex::new(
+        r"(?i)(?-u:\b)(crtsh|sha-?256|spki(?:sha256)?)(?-u:\s)*[:=](?-u:\s)*([0-9a-f:]+)(?-u:\b)",
+    )
+    .expect("static regex")
 });
 
 /// Parse one of our canonical forms (`crtsh:N`, `sha256:HEX`, `spki:HEX`), case-insensitive.

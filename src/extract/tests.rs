@@ -12,7 +12,7 @@ const P256_SPKI: &str = "855de8bc01a5d2841dac952095aedf075145cbd9426314308841620
 const ED25519_SPKI: &str = "d7e0ffe7d8ca7ad39db978a6a6b782082ce4eeed2db07dfd2b7a6a74596063f3";
 
 /// Every private-key fixture, by name.
-const PRIVATE_KEYS: [(&str, &str); 10] = [
+const PRIVATE_KEYS: [(&str, &str); 11] = [
     (
         "rsa-pkcs8",
         include_str!("../../fixtures/keys/rsa-pkcs8.pem"),
@@ -40,6 +40,10 @@ const PRIVATE_KEYS: [(&str, &str); 10] = [
     (
         "ec-p384-pkcs8",
         include_str!("../../fixtures/keys/ec-p384-pkcs8.pem"),
+    ),
+    (
+        "ec-p521-sec1",
+        include_str!("../../fixtures/keys/ec-p521-sec1.pem"),
     ),
     (
         "ed25519-pkcs8",
@@ -183,6 +187,10 @@ fn every_private_key_format() {
             "a9273c2f120fd7d4ae64413aabcdbeab16ca45a191ca2eb5205f62fa812d6d37",
             "ec-p384",
         ),
+        want(
+            "afc92ade9727d6a303009c7bd5cd4bc629502d8036169f3fadabe90034c8235f",
+            "ec-p521",
+        ),
         want(ED25519_SPKI, "ed25519"),
         (None, KeyEvidence::EncryptedPrivateKey, None),
         (
@@ -203,7 +211,9 @@ fn every_private_key_format() {
         .collect();
     assert_eq!(got, expected);
     assert!(found.certificates.is_empty(), "{found:?}");
-    assert!(found.problems.is_empty(), "{:?}", found.problems);
+    // Only P-521's public key could not be checked against its private key.
+    assert_eq!(found.problems.len(), 1, "{:?}", found.problems);
+    assert!(found.problems[0].contains("not checked"));
 }
 
 #[test]
@@ -248,6 +258,19 @@ fn key_attachments() {
     );
     assert_eq!(found.keys[0].evidence, KeyEvidence::PrivateKey);
     assert_eq!(found.keys[1].evidence, KeyEvidence::PublicKey);
+}
+
+#[test]
+fn pkcs12_attachment_is_unopened_key_evidence() {
+    let p12 = include_bytes!("../../fixtures/keys/leaf.p12");
+    let found = references(
+        "",
+        &[],
+        &[attachment("leaf.pfx", "application/octet-stream", p12)],
+    );
+    assert_eq!(key_refs(&found), vec![None]);
+    assert_eq!(found.keys[0].evidence, KeyEvidence::EncryptedPrivateKey);
+    assert_eq!(found.problems.len(), 1);
 }
 
 #[test]
