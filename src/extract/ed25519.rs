@@ -30,7 +30,7 @@ struct Point {
 }
 
 static CURVE: LazyLock<Curve> = LazyLock::new(|| {
-    let dec = |s: &str| BigUint::parse_bytes(s.as_bytes(), 10).unwrap_or_default();
+    let dec = |s: &str| BigUint::parse_bytes(s.as_bytes(), 10).expect("decimal constant");
     let p = dec("57896044618658097711785492504343953926634992332820282019728792003956564819949");
     let d = dec("37095705934669439343138083508754565189542113879843219016388785533085940283555");
     let x = dec("15112221349535400772501151409588531511454012693041857206046113283949847762202");
