@@ -2,4 +2,5 @@
 //! Requirements' response clocks. See `DESIGN.md` (shared) and `README.md`.
 
 pub mod model;
+pub mod store;
 pub mod timefmt;
