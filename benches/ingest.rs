@@ -35,7 +35,11 @@ fn main() {
     if !root.join("cur").is_dir() || !root.join(".done").exists() {
         let t = Instant::now();
         generate(&root, n);
-        eprintln!("generated {n} messages in {:.1}s at {}", t.elapsed().as_secs_f64(), root.display());
+        eprintln!(
+            "generated {n} messages in {:.1}s at {}",
+            t.elapsed().as_secs_f64(),
+            root.display()
+        );
     }
     let exe = std::env::current_exe().expect("own path");
     let mut results = Vec::new();
@@ -116,7 +120,12 @@ fn run_phase(phase: &str, root: &Path) {
                     parsed += m.parts.len() as u64;
                 }
             }
-            report("parse-only (read + mail-parser)", n, bytes, t.elapsed().as_secs_f64());
+            report(
+                "parse-only (read + mail-parser)",
+                n,
+                bytes,
+                t.elapsed().as_secs_f64(),
+            );
             std::hint::black_box(parsed);
         }
         "ingest" => {
@@ -140,7 +149,9 @@ fn run_phase(phase: &str, root: &Path) {
             let secs = t.elapsed().as_secs_f64();
             report("full ingest (cprwatch)", summary.read, summary.bytes, secs);
             let p = desk.projection_at(cprwatch::timefmt::now());
-            let store_size = fs::metadata(dir.path().join("bench.sqlite")).map(|m| m.len()).unwrap_or(0);
+            let store_size = fs::metadata(dir.path().join("bench.sqlite"))
+                .map(|m| m.len())
+                .unwrap_or(0);
             println!(
                 "  -> {} new messages, {} events, {} cases, {} clocks, store {:.1} MiB",
                 summary.new_messages,
@@ -248,7 +259,9 @@ fn generate(root: &Path, n: usize) {
             let (subject, extra) = match kind % 5 {
                 0 => (
                     format!("Key compromise report {i}"),
-                    format!("The private key was leaked and compromised: https://crt.sh/?id={id}\r\n"),
+                    format!(
+                        "The private key was leaked and compromised: https://crt.sh/?id={id}\r\n"
+                    ),
                 ),
                 1 => (
                     format!("Misissued certificate {i}"),
@@ -260,7 +273,10 @@ fn generate(root: &Path, n: usize) {
                         rng.next()
                     ),
                 ),
-                2 => (format!("Problem report {i}"), format!("Certificate attached.\r\n{CERT_PEM}\r\n")),
+                2 => (
+                    format!("Problem report {i}"),
+                    format!("Certificate attached.\r\n{CERT_PEM}\r\n"),
+                ),
                 3 => (
                     format!("Phishing site using your certificate {i}"),
                     format!("crt.sh ID {id} is used for phishing\r\n"),

