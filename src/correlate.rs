@@ -103,6 +103,7 @@ pub fn opens_reason(m: &MessageFacts) -> Result<(), &'static str> {
 
 /// Hands out case numbers: `CPR-<year>-<NNNN>`, continuing after the highest number already
 /// assigned for that year.
+#[derive(Debug)]
 struct Numbering {
     next: BTreeMap<i32, u32>,
 }
@@ -134,73 +135,105 @@ fn parse_case_id(id: &str) -> Option<(i32, u32)> {
     Some((y.parse().ok()?, n.parse().ok()?))
 }
 
-/// Thread a slice of messages that is already sorted by [`MessageFacts::sort_key`].
-pub fn thread(messages: &[&MessageFacts], assigned: &Assigned, window: Duration) -> Threads {
-    let mut numbering = Numbering::new(assigned);
-    let mut out = Threads {
-        threads: Vec::new(),
-        dispositions: Vec::with_capacity(messages.len()),
-    };
-    let mut by_message_id: HashMap<&str, usize> = HashMap::new();
-    let mut by_case_id: HashMap<String, usize> = HashMap::new();
-    // (reporter, normalised subject) → (case, time of the last message on that key)
-    let mut by_subject: HashMap<(String, String), (usize, Timestamp)> = HashMap::new();
-    // Ids taken by a case in this projection; a stale assignment never yields a duplicate id.
-    let mut used: HashMap<String, ()> = HashMap::new();
+/// Threading as a state machine: feed messages in receipt order, one at a time. Keeping the
+/// state lets the engine thread a new batch without re-reading the whole history, as long as
+/// the batch sorts after everything fed so far.
+#[derive(Debug)]
+pub struct Threader {
+    window: Duration,
+    numbering: Numbering,
+    assigned: Assigned,
+    pub threads: Vec<Thread>,
+    pub dispositions: Vec<Disposition>,
+    by_message_id: HashMap<String, usize>,
+    by_case_id: HashMap<String, usize>,
+    /// (reporter, normalised subject) → (case, time of the last message on that key)
+    by_subject: HashMap<(String, String), (usize, Timestamp)>,
+    /// Ids taken by a case here; a stale assignment never yields a duplicate id.
+    used: HashMap<String, ()>,
+}
 
-    for (idx, m) in messages.iter().enumerate() {
+impl Threader {
+    pub fn new(assigned: &Assigned, window: Duration) -> Threader {
+        Threader {
+            window,
+            numbering: Numbering::new(assigned),
+            assigned: assigned.clone(),
+            threads: Vec::new(),
+            dispositions: Vec::new(),
+            by_message_id: HashMap::new(),
+            by_case_id: HashMap::new(),
+            by_subject: HashMap::new(),
+            used: HashMap::new(),
+        }
+    }
+
+    /// Thread the next message (index `self.dispositions.len()` in receipt order).
+    pub fn feed(&mut self, m: &MessageFacts) -> Disposition {
+        let idx = self.dispositions.len();
         let subject = normalize_subject(&m.subject);
         let joined = find_case(
             m,
             &subject,
-            &by_message_id,
-            &by_case_id,
-            &by_subject,
-            window,
+            &self.by_message_id,
+            &self.by_case_id,
+            &self.by_subject,
+            self.window,
         );
-        let case = match joined {
+        let (disposition, case) = match joined {
             Some((case, via)) => {
-                out.threads[case].members.push(idx);
-                out.dispositions.push(Disposition::Joined(case, via));
-                Some(case)
+                self.threads[case].members.push(idx);
+                (Disposition::Joined(case, via), Some(case))
             }
             None => match opens_reason(m) {
-                Err(reason) => {
-                    out.dispositions.push(Disposition::Logged(reason));
-                    None
-                }
+                Err(reason) => (Disposition::Logged(reason), None),
                 Ok(()) => {
-                    let id = match assigned.get(&m.content_hash) {
-                        Some(id) if !used.contains_key(id) => id.clone(),
-                        _ => numbering.take(m.received_at),
+                    let id = match self.assigned.get(&m.content_hash) {
+                        Some(id) if !self.used.contains_key(id) => id.clone(),
+                        _ => self.numbering.take(m.received_at),
                     };
-                    used.insert(id.clone(), ());
-                    let case = out.threads.len();
-                    by_case_id.insert(id.clone(), case);
-                    out.threads.push(Thread {
+                    self.used.insert(id.clone(), ());
+                    let case = self.threads.len();
+                    self.by_case_id.insert(id.clone(), case);
+                    self.threads.push(Thread {
                         id,
                         founder: idx,
                         members: vec![idx],
                     });
-                    out.dispositions.push(Disposition::Opened(case));
-                    Some(case)
+                    (Disposition::Opened(case), Some(case))
                 }
             },
         };
         if let Some(case) = case {
-            by_message_id.entry(m.message_id.as_str()).or_insert(case);
+            self.by_message_id
+                .entry(m.message_id.clone())
+                .or_insert(case);
             if !subject.is_empty() && !m.is_staff() && !m.from.is_empty() {
-                by_subject.insert((m.from.clone(), subject), (case, m.received_at));
+                self.by_subject
+                    .insert((m.from.clone(), subject), (case, m.received_at));
             }
         }
+        self.dispositions.push(disposition.clone());
+        disposition
     }
-    out
+}
+
+/// Thread a slice of messages that is already sorted by [`MessageFacts::sort_key`].
+pub fn thread(messages: &[&MessageFacts], assigned: &Assigned, window: Duration) -> Threads {
+    let mut t = Threader::new(assigned, window);
+    for m in messages {
+        t.feed(m);
+    }
+    Threads {
+        threads: t.threads,
+        dispositions: t.dispositions,
+    }
 }
 
 fn find_case(
     m: &MessageFacts,
     subject: &str,
-    by_message_id: &HashMap<&str, usize>,
+    by_message_id: &HashMap<String, usize>,
     by_case_id: &HashMap<String, usize>,
     by_subject: &HashMap<(String, String), (usize, Timestamp)>,
     window: Duration,

@@ -79,6 +79,7 @@ pub struct Placement {
     pub case: Option<String>,
     /// `opened`, the joining path, or the reason it is only logged.
     pub how: &'static str,
+    pub message_id: String,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -96,172 +97,601 @@ impl Projection {
     }
 }
 
-/// Per-case facts the clocks need, gathered once.
+/// Per-case facts the clocks need, kept up to date as messages join.
+#[derive(Debug)]
 struct CaseWork {
     /// Deadline class of the case: (window, basis) from key evidence, rules or the default.
     class: (Duration, String),
+    rule_best: Option<(Duration, String)>,
+    key_evidence: bool,
     /// First time each certificate / key was named by a report in this case, and the
     /// certificates in the order the case named them.
-    cert_first: BTreeMap<String, Timestamp>,
+    cert_first: HashMap<String, Timestamp>,
     cert_order: Vec<String>,
     key_first: BTreeMap<String, Timestamp>,
     dismissed: Option<(Timestamp, String)>,
+}
+
+impl CaseWork {
+    fn new() -> CaseWork {
+        CaseWork {
+            class: (clock::DAY, clock::BASIS_DEFAULT.to_string()),
+            rule_best: None,
+            key_evidence: false,
+            cert_first: HashMap::new(),
+            cert_order: Vec::new(),
+            key_first: BTreeMap::new(),
+            dismissed: None,
+        }
+    }
+
+    fn reclassify(&mut self) {
+        self.class = if self.key_evidence {
+            (clock::DAY, clock::BASIS_KEY.to_string())
+        } else if let Some(best) = &self.rule_best {
+            best.clone()
+        } else {
+            (clock::DAY, clock::BASIS_DEFAULT.to_string())
+        };
+    }
+}
+
+/// What changed since the last [`Projector::take_changes`]: the engine turns exactly this into
+/// events, so a batch costs what it touches, not what the desk holds.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Everything may have changed (the projection was rebuilt).
+    pub full: bool,
+    /// Indexes into [`Projection::cases`].
+    pub cases: BTreeSet<usize>,
+    /// Content hashes of messages placed since.
+    pub messages: Vec<String>,
+}
+
+/// Builds and maintains the projection, one message at a time in receipt order.
+///
+/// Feeding the whole history and feeding it in pieces give the same projection (a unit test
+/// holds the two together); the engine feeds new batches when they sort after everything fed
+/// so far, and rebuilds from scratch when an older message arrives.
+pub struct Projector {
+    threader: correlate::Threader,
+    out: Projection,
+    work: Vec<CaseWork>,
+    certs: HashMap<String, CertificateRef>,
+    /// Other names of a certificate (its crt.sh id, its SHA-256) → its reference.
+    aliases: HashMap<String, String>,
+    cert_sightings: HashMap<String, Vec<(usize, Timestamp)>>,
+    key_sightings: HashMap<String, Vec<(usize, Timestamp)>>,
+    /// `spki:…` → certificates with that key.
+    certs_by_key: HashMap<String, Vec<String>>,
+    /// Staff revocation commands by target, as stops.
+    stops: HashMap<String, Vec<Stop>>,
+    /// Staff revocation commands, to report those that name nothing.
+    revocation_commands: Vec<(usize, Command)>,
+    /// Ignored commands that stay ignored whatever comes later.
+    base_ignored: Vec<Ignored>,
+    dirty_cases: BTreeSet<usize>,
+    dirty_targets: BTreeSet<String>,
+    changes: Changes,
 }
 
 /// Build the projection. `messages` must be sorted by [`MessageFacts::sort_key`] and hold only
 /// the messages that exist at the moment of interest (received at or before it); clock states
 /// at that moment come from [`Clock::status`].
 pub fn project(messages: &[&MessageFacts], assigned: &Assigned, settings: &Settings) -> Projection {
-    let threads = correlate::thread(messages, assigned, settings.thread_window);
-    let mut out = Projection::default();
-    let mut work = Vec::with_capacity(threads.threads.len());
-    // Certificates merged across every sighting, so each case shows the same details.
-    let mut certs: BTreeMap<String, CertificateRef> = BTreeMap::new();
-    let mut cert_order: Vec<String> = Vec::new();
+    let mut p = Projector::new(assigned, settings);
+    p.feed(messages);
+    p.into_projection()
+}
 
-    for (idx, m) in messages.iter().enumerate() {
-        let placement = match &threads.dispositions[idx] {
-            Disposition::Opened(c) => Placement {
-                case: Some(threads.threads[*c].id.clone()),
-                how: "opened",
+impl Projector {
+    pub fn new(assigned: &Assigned, settings: &Settings) -> Projector {
+        Projector {
+            threader: correlate::Threader::new(assigned, settings.thread_window),
+            out: Projection::default(),
+            work: Vec::new(),
+            certs: HashMap::new(),
+            aliases: HashMap::new(),
+            cert_sightings: HashMap::new(),
+            key_sightings: HashMap::new(),
+            certs_by_key: HashMap::new(),
+            stops: HashMap::new(),
+            revocation_commands: Vec::new(),
+            base_ignored: Vec::new(),
+            dirty_cases: BTreeSet::new(),
+            dirty_targets: BTreeSet::new(),
+            changes: Changes {
+                full: true,
+                ..Changes::default()
             },
-            Disposition::Joined(c, via) => Placement {
-                case: Some(threads.threads[*c].id.clone()),
-                how: via,
-            },
-            Disposition::Logged(reason) => Placement {
-                case: None,
-                how: reason,
-            },
-        };
-        if placement.case.is_none() {
-            ignore_commands(m, "the message joins no case", &mut out.ignored);
         }
-        out.placements.insert(m.content_hash.clone(), placement);
     }
 
-    for thread in &threads.threads {
-        let founder = messages[thread.founder];
-        let mut case = Case {
-            id: thread.id.clone(),
-            founder: founder.content_hash.clone(),
-            reporter: founder.from.clone(),
-            reporter_addresses: addresses(founder),
-            subject: founder.subject.clone(),
-            opened_at: founder.received_at,
-            messages: Vec::with_capacity(thread.members.len()),
-            certificates: Vec::new(),
-            keys: Vec::new(),
-            clocks: Vec::new(),
-            dismissed: None,
+    /// How many messages have been fed.
+    pub fn fed(&self) -> usize {
+        self.threader.dispositions.len()
+    }
+
+    pub fn projection(&self) -> &Projection {
+        &self.out
+    }
+
+    pub fn into_projection(self) -> Projection {
+        self.out
+    }
+
+    /// What changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Feed `messages[self.fed()..]`: `messages` is the whole history in receipt order, of
+    /// which the first `fed()` were fed before.
+    pub fn feed(&mut self, messages: &[&MessageFacts]) {
+        for idx in self.fed()..messages.len() {
+            self.feed_one(messages, idx);
+        }
+        self.refresh(messages);
+    }
+
+    fn feed_one(&mut self, messages: &[&MessageFacts], idx: usize) {
+        let m = messages[idx];
+        let disposition = self.threader.feed(m);
+        let (case, how) = match &disposition {
+            Disposition::Opened(c) => (Some(*c), "opened"),
+            Disposition::Joined(c, via) => (Some(*c), *via),
+            Disposition::Logged(reason) => (None, *reason),
         };
-        let mut w = CaseWork {
-            class: (clock::DAY, clock::BASIS_DEFAULT.to_string()),
-            cert_first: BTreeMap::new(),
-            cert_order: Vec::new(),
-            key_first: BTreeMap::new(),
-            dismissed: None,
+        self.out.placements.insert(
+            m.content_hash.clone(),
+            Placement {
+                case: case.map(|c| self.threader.threads[c].id.clone()),
+                how,
+                message_id: m.message_id.clone(),
+            },
+        );
+        self.changes.messages.push(m.content_hash.clone());
+        let Some(c) = case else {
+            ignore_commands(m, "the message joins no case", &mut self.base_ignored);
+            return;
         };
-        let mut rule_best: Option<(Duration, String)> = None;
-        let mut key_evidence = false;
-        let mut keys: Vec<KeyRef> = Vec::new();
+        if matches!(disposition, Disposition::Opened(_)) {
+            self.out.cases.push(Case {
+                id: self.threader.threads[c].id.clone(),
+                founder: m.content_hash.clone(),
+                reporter: m.from.clone(),
+                reporter_addresses: addresses(m),
+                subject: m.subject.clone(),
+                opened_at: m.received_at,
+                messages: Vec::new(),
+                certificates: Vec::new(),
+                keys: Vec::new(),
+                clocks: Vec::new(),
+                dismissed: None,
+            });
+            self.work.push(CaseWork::new());
+        }
+        self.add_member(c, m, how, matches!(disposition, Disposition::Opened(_)));
+    }
+
+    fn add_member(&mut self, c: usize, m: &MessageFacts, how: &'static str, founder: bool) {
+        self.dirty_cases.insert(c);
+        self.out.cases[c].messages.push(CaseMessage {
+            content_hash: m.content_hash.clone(),
+            message_id: m.message_id.clone(),
+            received_at: m.received_at,
+            from: m.from.clone(),
+            folder: m.folder,
+            staff: m.is_staff(),
+            via: how,
+        });
+        if is_report(m, founder) {
+            for cert in &m.certificates {
+                self.add_certificate(c, cert, m.received_at);
+            }
+            let w = &mut self.work[c];
+            for k in &m.keys {
+                w.key_evidence |= k.evidence.is_compromise_evidence();
+                if let Some(r) = &k.reference
+                    && !w.key_first.contains_key(r)
+                {
+                    w.key_first.insert(r.clone(), m.received_at);
+                    self.key_sightings
+                        .entry(r.clone())
+                        .or_default()
+                        .push((c, m.received_at));
+                }
+                merge_key(&mut self.out.cases[c].keys, k);
+            }
+            for hit in &m.rules {
+                let window = Duration::seconds(hit.window_secs);
+                if w.rule_best.as_ref().is_none_or(|(bw, _)| window < *bw) {
+                    w.rule_best = Some((window, hit.id.clone()));
+                }
+            }
+            w.reclassify();
+        }
+        if m.is_staff() {
+            for cmd in &m.commands {
+                let stop = match cmd {
+                    Command::Dismiss { reason } => {
+                        let w = &mut self.work[c];
+                        if w.dismissed.is_none() {
+                            w.dismissed = Some((m.received_at, reason.clone()));
+                        }
+                        continue;
+                    }
+                    Command::Answered { .. } => continue,
+                    Command::Revoked { target, at } => (
+                        target,
+                        Stop {
+                            at: at.unwrap_or(m.received_at),
+                            kind: StopKind::Done,
+                            by: format!("CPR-Revoked in {}", m.message_id),
+                        },
+                    ),
+                    Command::NotRevoking { target, reason } => (
+                        target,
+                        Stop {
+                            at: m.received_at,
+                            kind: StopKind::NotRequired,
+                            by: format!("CPR-Not-Revoking: {reason}"),
+                        },
+                    ),
+                };
+                let (target, stop) = stop;
+                self.stops.entry(target.clone()).or_default().push(stop);
+                self.dirty_targets.insert(target.clone());
+                let idx = self.fed() - 1;
+                self.revocation_commands.push((idx, cmd.clone()));
+            }
+        } else {
+            ignore_commands(
+                m,
+                "the sender is not staff (a From: header alone proves nothing)",
+                &mut self.base_ignored,
+            );
+        }
+        for bad in &m.bad_commands {
+            self.base_ignored.push(Ignored {
+                message: m.content_hash.clone(),
+                message_id: m.message_id.clone(),
+                from: m.from.clone(),
+                command: None,
+                line: Some(bad.clone()),
+                reason: bad.problem.clone(),
+            });
+        }
+    }
+
+    fn add_certificate(&mut self, c: usize, cert: &CertificateRef, at: Timestamp) {
+        let r = &cert.reference;
+        let w = &mut self.work[c];
+        if !w.cert_first.contains_key(r) {
+            w.cert_first.insert(r.clone(), at);
+            w.cert_order.push(r.clone());
+            self.cert_sightings
+                .entry(r.clone())
+                .or_default()
+                .push((c, at));
+        }
+        let merged = match self.certs.get_mut(r) {
+            Some(known) => {
+                let before = known.clone();
+                known.merge_from(cert);
+                if *known != before {
+                    // New details (a key, a validity) change every case that shows it.
+                    for (ci, _) in self.cert_sightings.get(r).into_iter().flatten() {
+                        self.dirty_cases.insert(*ci);
+                    }
+                }
+                known.clone()
+            }
+            None => {
+                self.certs.insert(r.clone(), cert.clone());
+                cert.clone()
+            }
+        };
+        if let Some(h) = &merged.spki_sha256 {
+            let list = self.certs_by_key.entry(format!("spki:{h}")).or_default();
+            if !list.contains(r) {
+                list.push(r.clone());
+            }
+        }
+        for name in cert_names(&merged, None) {
+            if name != *r {
+                self.aliases.insert(name, r.clone());
+            }
+        }
+        self.dirty_targets.insert(r.clone());
+    }
+
+    /// Recompute what the messages fed since the last refresh touched.
+    fn refresh(&mut self, messages: &[&MessageFacts]) {
+        let dirty_cases = std::mem::take(&mut self.dirty_cases);
+        let mut targets = std::mem::take(&mut self.dirty_targets);
+        // A case's class or dismissal bears on every certificate and key it names.
+        for &c in &dirty_cases {
+            let w = &self.work[c];
+            targets.extend(w.cert_order.iter().cloned());
+            targets.extend(w.key_first.keys().cloned());
+        }
+        // A key's reports bear on every certificate with that key; aliases lead to certificates.
+        let mut expanded: BTreeSet<String> = BTreeSet::new();
+        for t in &targets {
+            if let Some(r) = self.aliases.get(t) {
+                expanded.insert(r.clone());
+            }
+            if let Some(certs) = self.certs_by_key.get(t) {
+                expanded.extend(certs.iter().cloned());
+            }
+        }
+        targets.extend(expanded);
+
+        let mut relist: BTreeSet<usize> = dirty_cases.clone();
+        for t in &targets {
+            let (id, clock, cases) = if self.certs.contains_key(t) {
+                (
+                    format!("revocation:{t}"),
+                    self.certificate_clock(t),
+                    self.cert_sightings.get(t),
+                )
+            } else if self.key_sightings.contains_key(t) {
+                (
+                    format!("revocation:{t}"),
+                    self.key_clock(t),
+                    self.key_sightings.get(t),
+                )
+            } else {
+                continue;
+            };
+            relist.extend(cases.into_iter().flatten().map(|(ci, _)| *ci));
+            match clock {
+                Some(c) => {
+                    self.out.clocks.insert(id, c);
+                }
+                None => {
+                    self.out.clocks.remove(&id);
+                }
+            }
+        }
+
+        for &c in &relist {
+            let w = &self.work[c];
+            let certificates: Vec<CertificateRef> = w
+                .cert_order
+                .iter()
+                .filter_map(|r| self.certs.get(r).cloned())
+                .collect();
+            let prelim = self.preliminary_clock(messages, c);
+            let case = &mut self.out.cases[c];
+            case.certificates = certificates;
+            case.dismissed = w.dismissed.clone();
+            let mut clocks = vec![prelim.id.clone()];
+            for r in &w.cert_order {
+                let id = format!("revocation:{r}");
+                if self.out.clocks.contains_key(&id) {
+                    clocks.push(id);
+                }
+            }
+            for k in &case.keys {
+                if let Some(r) = &k.reference {
+                    let id = format!("revocation:{r}");
+                    if self.out.clocks.contains_key(&id) && !clocks.contains(&id) {
+                        clocks.push(id);
+                    }
+                }
+            }
+            case.clocks = clocks;
+            self.out.clocks.insert(prelim.id.clone(), prelim);
+            self.changes.cases.insert(c);
+        }
+        self.out.ignored = self.base_ignored.clone();
+        self.out.ignored.extend(self.unmatched_commands(messages));
+    }
+
+    /// BR 4.9.5: 24 hours from receipt to a preliminary report to the reporter.
+    fn preliminary_clock(&self, messages: &[&MessageFacts], c: usize) -> Clock {
+        let case = &self.out.cases[c];
+        let thread = &self.threader.threads[c];
+        let mut clock = Clock {
+            id: format!("preliminary_report:{}", case.id),
+            kind: ClockKind::PreliminaryReport,
+            case: Some(case.id.clone()),
+            target: None,
+            started_at: case.opened_at,
+            deadline: case.opened_at + clock::DAY,
+            basis: clock::BASIS_PRELIMINARY.to_string(),
+            stops: Vec::new(),
+        };
         for &idx in &thread.members {
             let m = messages[idx];
-            case.messages.push(CaseMessage {
-                content_hash: m.content_hash.clone(),
-                message_id: m.message_id.clone(),
-                received_at: m.received_at,
-                from: m.from.clone(),
-                folder: m.folder,
-                staff: m.is_staff(),
-                via: if idx == thread.founder {
-                    "opened"
-                } else {
-                    match &threads.dispositions[idx] {
-                        Disposition::Joined(_, via) => via,
-                        _ => "opened",
-                    }
-                },
+            if idx == thread.founder || !m.is_staff() {
+                continue;
+            }
+            // An answer is a person's mail to the reporter: not an internal forward, not an
+            // automatic message, not a receipt this tool sent.
+            let to_reporter =
+                m.to.iter()
+                    .chain(m.cc.iter())
+                    .any(|a| case.reporter_addresses.contains(a));
+            if to_reporter && m.automation == Automation::None {
+                clock.stops.push(Stop {
+                    at: m.received_at,
+                    kind: StopKind::Done,
+                    by: m.message_id.clone(),
+                });
+            }
+            for cmd in &m.commands {
+                if let Command::Answered { at, place } = cmd {
+                    clock.stops.push(Stop {
+                        at: at.unwrap_or(m.received_at),
+                        kind: StopKind::Done,
+                        by: format!("CPR-Answered: {place}"),
+                    });
+                }
+            }
+        }
+        if let Some((at, reason)) = &self.work[c].dismissed {
+            clock.stops.push(Stop {
+                at: *at,
+                kind: StopKind::Dismissed,
+                by: format!("CPR-Dismiss: {reason}"),
             });
-            if is_report(m, idx == thread.founder) {
-                for c in &m.certificates {
-                    if !w.cert_first.contains_key(&c.reference) {
-                        w.cert_first.insert(c.reference.clone(), m.received_at);
-                        w.cert_order.push(c.reference.clone());
-                    }
-                    match certs.get_mut(&c.reference) {
-                        Some(known) => known.merge_from(c),
-                        None => {
-                            certs.insert(c.reference.clone(), c.clone());
-                            cert_order.push(c.reference.clone());
-                        }
-                    }
-                }
-                for k in &m.keys {
-                    key_evidence |= k.evidence.is_compromise_evidence();
-                    if let Some(r) = &k.reference {
-                        w.key_first.entry(r.clone()).or_insert(m.received_at);
-                    }
-                    merge_key(&mut keys, k);
-                }
-                for hit in &m.rules {
-                    let window = Duration::seconds(hit.window_secs);
-                    if rule_best.as_ref().is_none_or(|(bw, _)| window < *bw) {
-                        rule_best = Some((window, hit.id.clone()));
-                    }
-                }
+        }
+        clock
+    }
+
+    fn live(&self, ci: usize) -> bool {
+        self.work[ci].dismissed.is_none()
+    }
+
+    /// BR 4.9.1.1 / 4.9.1.2 for one certificate, shared by every case that names it: the
+    /// earliest report of it or its key starts it, the shortest window ends it.
+    fn certificate_clock(&self, r: &str) -> Option<Clock> {
+        let cert = self.certs.get(r)?;
+        if clock::is_short_lived(cert) {
+            return None;
+        }
+        let sightings = self.cert_sightings.get(r).cloned().unwrap_or_default();
+        let key_ref = cert.spki_sha256.as_ref().map(|h| format!("spki:{h}"));
+        let key_seen = key_ref
+            .as_ref()
+            .and_then(|k| self.key_sightings.get(k))
+            .cloned()
+            .unwrap_or_default();
+        // Dismissed cases count only when nothing else names it.
+        let any_live = sightings
+            .iter()
+            .chain(&key_seen)
+            .any(|(ci, _)| self.live(*ci));
+        let pick = |s: &[(usize, Timestamp)]| -> Vec<(usize, Timestamp)> {
+            s.iter()
+                .filter(|(ci, _)| !any_live || self.live(*ci))
+                .copied()
+                .collect()
+        };
+        let mut candidates: Vec<Candidate> = pick(&sightings)
+            .into_iter()
+            .map(|(ci, t)| Candidate {
+                at: t,
+                window: self.work[ci].class.0,
+                basis: self.work[ci].class.1.clone(),
+            })
+            .collect();
+        candidates.extend(pick(&key_seen).into_iter().map(|(_, t)| Candidate {
+            at: t,
+            window: clock::DAY,
+            basis: clock::BASIS_KEY.to_string(),
+        }));
+        if cert.is_ca == Some(true) {
+            for c in &mut candidates {
+                c.window = clock::SUBORDINATE_CA;
+                c.basis = clock::BASIS_CA.to_string();
             }
-            if m.is_staff() {
-                for cmd in &m.commands {
-                    if let Command::Dismiss { reason } = cmd
-                        && w.dismissed.is_none()
-                    {
-                        w.dismissed = Some((m.received_at, reason.clone()));
-                    }
-                }
-            } else {
-                ignore_commands(
-                    m,
-                    "the sender is not staff (a From: header alone proves nothing)",
-                    &mut out.ignored,
-                );
+        }
+        let mut c = Clock::from_candidates(
+            format!("revocation:{r}"),
+            ClockKind::Revocation,
+            None,
+            Some(r.to_string()),
+            &candidates,
+        )?;
+        for n in cert_names(cert, key_ref.as_deref()) {
+            if let Some(s) = self.stops.get(&n) {
+                c.stops.extend(s.iter().cloned());
             }
-            for bad in &m.bad_commands {
-                out.ignored.push(Ignored {
+        }
+        if let Some(s) = clock::expiry_stop(cert, c.started_at, c.deadline) {
+            c.stops.push(s);
+        }
+        if !any_live {
+            self.push_dismissal(&mut c, sightings.iter().chain(&key_seen));
+        }
+        Some(c)
+    }
+
+    /// One clock per reported key: every certificate with it is due within 24 hours.
+    fn key_clock(&self, k: &str) -> Option<Clock> {
+        let seen = self.key_sightings.get(k)?;
+        let any_live = seen.iter().any(|(ci, _)| self.live(*ci));
+        let candidates: Vec<Candidate> = seen
+            .iter()
+            .filter(|(ci, _)| !any_live || self.live(*ci))
+            .map(|(_, t)| Candidate {
+                at: *t,
+                window: clock::DAY,
+                basis: clock::BASIS_KEY.to_string(),
+            })
+            .collect();
+        let mut c = Clock::from_candidates(
+            format!("revocation:{k}"),
+            ClockKind::Revocation,
+            None,
+            Some(k.to_string()),
+            &candidates,
+        )?;
+        if let Some(s) = self.stops.get(k) {
+            c.stops.extend(s.iter().cloned());
+        }
+        if !any_live {
+            self.push_dismissal(&mut c, seen.iter());
+        }
+        Some(c)
+    }
+
+    /// A clock whose every case was dismissed stops when the last of them was.
+    fn push_dismissal<'a>(
+        &self,
+        c: &mut Clock,
+        sightings: impl Iterator<Item = &'a (usize, Timestamp)>,
+    ) {
+        let last = sightings
+            .filter_map(|(ci, _)| self.work[*ci].dismissed.as_ref().map(|(t, _)| *t))
+            .max();
+        if let Some(at) = last {
+            c.stops.push(Stop {
+                at,
+                kind: StopKind::Dismissed,
+                by: "CPR-Dismiss".into(),
+            });
+        }
+    }
+
+    /// Revocation commands that name no reported certificate or key: kept as ignored claims.
+    fn unmatched_commands(&self, messages: &[&MessageFacts]) -> Vec<Ignored> {
+        let mut out = Vec::new();
+        for (idx, cmd) in &self.revocation_commands {
+            let (Command::Revoked { target, .. } | Command::NotRevoking { target, .. }) = cmd
+            else {
+                continue;
+            };
+            let known = self
+                .out
+                .clocks
+                .contains_key(&format!("revocation:{target}"))
+                || self
+                    .aliases
+                    .get(target)
+                    .is_some_and(|r| self.out.clocks.contains_key(&format!("revocation:{r}")))
+                || self.certs_by_key.get(target).is_some_and(|rs| {
+                    rs.iter()
+                        .any(|r| self.out.clocks.contains_key(&format!("revocation:{r}")))
+                });
+            if !known {
+                let m = messages[*idx];
+                out.push(Ignored {
                     message: m.content_hash.clone(),
                     message_id: m.message_id.clone(),
                     from: m.from.clone(),
-                    command: None,
-                    line: Some(bad.clone()),
-                    reason: bad.problem.clone(),
+                    command: Some(cmd.clone()),
+                    line: None,
+                    reason: format!("{target} names no reported certificate or key"),
                 });
             }
         }
-        w.class = if key_evidence {
-            (clock::DAY, clock::BASIS_KEY.to_string())
-        } else if let Some(best) = rule_best {
-            best
-        } else {
-            (clock::DAY, clock::BASIS_DEFAULT.to_string())
-        };
-        case.keys = keys;
-        case.dismissed = w.dismissed.clone();
-        out.cases.push(case);
-        work.push(w);
+        out
     }
-
-    // Each case's certificates, in the order the case named them, with globally merged details.
-    for (case, w) in out.cases.iter_mut().zip(&work) {
-        case.certificates = w
-            .cert_order
-            .iter()
-            .filter_map(|r| certs.get(r).cloned())
-            .collect();
-    }
-
-    preliminary_clocks(messages, &threads, &mut out, &work);
-    revocation_clocks(messages, &threads, &mut out, &work, &certs, &cert_order);
-    out
 }
 
 /// A message counts as a report when a person outside the desk wrote it (or a colleague
@@ -316,252 +746,6 @@ fn ignore_commands(m: &MessageFacts, reason: &str, ignored: &mut Vec<Ignored>) {
     }
 }
 
-/// BR 4.9.5: 24 hours from receipt to a preliminary report to the reporter.
-fn preliminary_clocks(
-    messages: &[&MessageFacts],
-    threads: &correlate::Threads,
-    out: &mut Projection,
-    work: &[CaseWork],
-) {
-    for ((thread, case), w) in threads.threads.iter().zip(out.cases.iter_mut()).zip(work) {
-        let id = format!("preliminary_report:{}", case.id);
-        let mut c = Clock {
-            id: id.clone(),
-            kind: ClockKind::PreliminaryReport,
-            case: Some(case.id.clone()),
-            target: None,
-            started_at: case.opened_at,
-            deadline: case.opened_at + clock::DAY,
-            basis: clock::BASIS_PRELIMINARY.to_string(),
-            stops: Vec::new(),
-        };
-        for &idx in &thread.members {
-            let m = messages[idx];
-            if idx == thread.founder || !m.is_staff() {
-                continue;
-            }
-            // An answer is a person's mail to the reporter: not an internal forward, not an
-            // automatic message, not a receipt this tool sent.
-            let to_reporter =
-                m.to.iter()
-                    .chain(m.cc.iter())
-                    .any(|a| case.reporter_addresses.contains(a));
-            if to_reporter && m.automation == Automation::None {
-                c.stops.push(Stop {
-                    at: m.received_at,
-                    kind: StopKind::Done,
-                    by: m.message_id.clone(),
-                });
-            }
-            for cmd in &m.commands {
-                if let Command::Answered { at, place } = cmd {
-                    c.stops.push(Stop {
-                        at: at.unwrap_or(m.received_at),
-                        kind: StopKind::Done,
-                        by: format!("CPR-Answered: {place}"),
-                    });
-                }
-            }
-        }
-        if let Some((at, reason)) = &w.dismissed {
-            c.stops.push(Stop {
-                at: *at,
-                kind: StopKind::Dismissed,
-                by: format!("CPR-Dismiss: {reason}"),
-            });
-        }
-        case.clocks.push(id.clone());
-        out.clocks.insert(id, c);
-    }
-}
-
-/// BR 4.9.1.1 / 4.9.1.2: a clock per reported certificate and per reported key, shared by
-/// every case that names it; the earliest report starts it and the shortest window ends it.
-fn revocation_clocks(
-    messages: &[&MessageFacts],
-    threads: &correlate::Threads,
-    out: &mut Projection,
-    work: &[CaseWork],
-    certs: &BTreeMap<String, CertificateRef>,
-    cert_order: &[String],
-) {
-    // Staff commands that stop revocation clocks, by target reference.
-    let mut stops: HashMap<String, Vec<Stop>> = HashMap::new();
-    for thread in &threads.threads {
-        for &idx in &thread.members {
-            let m = messages[idx];
-            if !m.is_staff() {
-                continue;
-            }
-            for cmd in &m.commands {
-                let (target, stop) = match cmd {
-                    Command::Revoked { target, at } => (
-                        target,
-                        Stop {
-                            at: at.unwrap_or(m.received_at),
-                            kind: StopKind::Done,
-                            by: format!("CPR-Revoked in {}", m.message_id),
-                        },
-                    ),
-                    Command::NotRevoking { target, reason } => (
-                        target,
-                        Stop {
-                            at: m.received_at,
-                            kind: StopKind::NotRequired,
-                            by: format!("CPR-Not-Revoking: {reason}"),
-                        },
-                    ),
-                    _ => continue,
-                };
-                stops.entry(target.clone()).or_default().push(stop);
-            }
-        }
-    }
-
-    // Which cases name each certificate and each key, with when; dismissed cases count only if
-    // nothing else does. Indexed once: a desk holds many thousands of both.
-    let mut key_sightings: BTreeMap<String, Vec<(usize, Timestamp)>> = BTreeMap::new();
-    let mut cert_sightings: HashMap<&str, Vec<(usize, Timestamp)>> = HashMap::new();
-    for (ci, w) in work.iter().enumerate() {
-        for (k, t) in &w.key_first {
-            key_sightings.entry(k.clone()).or_default().push((ci, *t));
-        }
-        for (r, t) in &w.cert_first {
-            cert_sightings.entry(r.as_str()).or_default().push((ci, *t));
-        }
-    }
-    let live = |ci: &usize| work[*ci].dismissed.is_none();
-
-    let mut matched_targets: BTreeSet<String> = BTreeSet::new();
-
-    for r in cert_order {
-        let Some(cert) = certs.get(r) else { continue };
-        if clock::is_short_lived(cert) {
-            continue;
-        }
-        let is_ca = cert.is_ca == Some(true);
-        let sightings: Vec<(usize, Timestamp)> =
-            cert_sightings.get(r.as_str()).cloned().unwrap_or_default();
-        let key_ref = cert.spki_sha256.as_ref().map(|h| format!("spki:{h}"));
-        let key_seen: Vec<(usize, Timestamp)> = key_ref
-            .as_ref()
-            .and_then(|k| key_sightings.get(k))
-            .cloned()
-            .unwrap_or_default();
-        let any_live = sightings.iter().chain(&key_seen).any(|(ci, _)| live(ci));
-        let pick = |s: &Vec<(usize, Timestamp)>| -> Vec<(usize, Timestamp)> {
-            s.iter()
-                .filter(|(ci, _)| !any_live || live(ci))
-                .copied()
-                .collect()
-        };
-        let mut candidates: Vec<Candidate> = pick(&sightings)
-            .into_iter()
-            .map(|(ci, t)| Candidate {
-                at: t,
-                window: work[ci].class.0,
-                basis: work[ci].class.1.clone(),
-            })
-            .collect();
-        candidates.extend(pick(&key_seen).into_iter().map(|(_, t)| Candidate {
-            at: t,
-            window: clock::DAY,
-            basis: clock::BASIS_KEY.to_string(),
-        }));
-        if is_ca {
-            for c in &mut candidates {
-                c.window = clock::SUBORDINATE_CA;
-                c.basis = clock::BASIS_CA.to_string();
-            }
-        }
-        let id = format!("revocation:{r}");
-        let Some(mut c) = Clock::from_candidates(
-            id.clone(),
-            ClockKind::Revocation,
-            None,
-            Some(r.clone()),
-            &candidates,
-        ) else {
-            continue;
-        };
-        let names = cert_names(cert, key_ref.as_deref());
-        for n in &names {
-            if let Some(s) = stops.get(n) {
-                c.stops.extend(s.iter().cloned());
-                matched_targets.insert(n.clone());
-            }
-        }
-        if let Some(s) = clock::expiry_stop(cert, c.started_at, c.deadline) {
-            c.stops.push(s);
-        }
-        if !any_live {
-            push_dismissal(&mut c, sightings.iter().chain(&key_seen), work);
-        }
-        for (ci, _) in &sightings {
-            out.cases[*ci].clocks.push(id.clone());
-        }
-        out.clocks.insert(id, c);
-    }
-
-    for (k, seen) in &key_sightings {
-        let any_live = seen.iter().any(|(ci, _)| live(ci));
-        let candidates: Vec<Candidate> = seen
-            .iter()
-            .filter(|(ci, _)| !any_live || live(ci))
-            .map(|(_, t)| Candidate {
-                at: *t,
-                window: clock::DAY,
-                basis: clock::BASIS_KEY.to_string(),
-            })
-            .collect();
-        let id = format!("revocation:{k}");
-        let Some(mut c) = Clock::from_candidates(
-            id.clone(),
-            ClockKind::Revocation,
-            None,
-            Some(k.clone()),
-            &candidates,
-        ) else {
-            continue;
-        };
-        if let Some(s) = stops.get(k) {
-            c.stops.extend(s.iter().cloned());
-            matched_targets.insert(k.clone());
-        }
-        if !any_live {
-            push_dismissal(&mut c, seen.iter(), work);
-        }
-        for (ci, _) in seen {
-            out.cases[*ci].clocks.push(id.clone());
-        }
-        out.clocks.insert(id, c);
-    }
-
-    // Revocation commands that name nothing reported are kept as ignored claims.
-    for thread in &threads.threads {
-        for &idx in &thread.members {
-            let m = messages[idx];
-            if !m.is_staff() {
-                continue;
-            }
-            for cmd in &m.commands {
-                if let Command::Revoked { target, .. } | Command::NotRevoking { target, .. } = cmd
-                    && !matched_targets.contains(target)
-                {
-                    out.ignored.push(Ignored {
-                        message: m.content_hash.clone(),
-                        message_id: m.message_id.clone(),
-                        from: m.from.clone(),
-                        command: Some(cmd.clone()),
-                        line: None,
-                        reason: format!("{target} names no reported certificate or key"),
-                    });
-                }
-            }
-        }
-    }
-}
-
 /// Every name staff may use for a certificate in a command.
 fn cert_names(cert: &CertificateRef, key_ref: Option<&str>) -> Vec<String> {
     let mut names = vec![cert.reference.clone()];
@@ -576,22 +760,4 @@ fn cert_names(cert: &CertificateRef, key_ref: Option<&str>) -> Vec<String> {
     }
     names.dedup();
     names
-}
-
-/// A clock whose every case was dismissed stops when the last of them was.
-fn push_dismissal<'a>(
-    c: &mut Clock,
-    sightings: impl Iterator<Item = &'a (usize, Timestamp)>,
-    work: &[CaseWork],
-) {
-    let last = sightings
-        .filter_map(|(ci, _)| work[*ci].dismissed.as_ref().map(|(t, _)| *t))
-        .max();
-    if let Some(at) = last {
-        c.stops.push(Stop {
-            at,
-            kind: StopKind::Dismissed,
-            by: "CPR-Dismiss".into(),
-        });
-    }
 }
