@@ -456,7 +456,9 @@ fn revocation_clocks_windows_and_earliest_awareness() {
     assert_eq!(c(7)["certificates"], c(2)["certificates"], "merged certificate details");
 
     // leaf-shop: reported misissued (5 d) in 0003, its private key a day later in 0004:
-    // due 24 h after the key report; staff revoked it at 20:00 (CPR-Revoked without a time).
+    // due 24 h after the key report. Staff wrote `CPR-Revoked: sha256:…` (no time: the
+    // message's 20:00) and `CPR-Revoked: spki:… 19:55`; revoking the key covers every
+    // certificate with it, so the earlier 19:55 stops the certificate's clock too.
     assert_eq!(cert_refs(c(3)), [sha(SHA_SHOP)]);
     assert_eq!(certificate(c(3), &sha(SHA_SHOP))["spki_sha256"], SPKI_RSA_PKCS8);
     assert_eq!(
@@ -468,7 +470,7 @@ fn revocation_clocks_windows_and_earliest_awareness() {
         "2026-04-07T09:00:00Z",
         "2026-04-09T09:00:00Z",
         "met",
-        Some("2026-04-08T20:00:00Z"),
+        Some("2026-04-08T19:55:00Z"),
         "key-evidence",
     );
     // The staff answer came 35 h after the report.
