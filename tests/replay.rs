@@ -303,6 +303,7 @@ fn replay_at_hides_what_was_received_later() {
 // ---------------------------------------------------------------------------------------
 
 #[track_caller]
+#[allow(clippy::too_many_arguments)]
 fn assert_parsed_cert(
     c: &Value,
     sha256: &str,

@@ -110,3 +110,29 @@ fn one_flipped_byte_in_a_stored_message_names_the_message() {
         }
     }
 }
+
+#[test]
+fn swapped_message_bodies_are_caught_by_their_content_hash() {
+    // Each body still decompresses: only the content hash can tell.
+    let desk = ingested();
+    let hashes = message_hashes(&desk.store());
+    let (a, b) = (&hashes[0], &hashes[1]);
+    let o = verify_damaged(&desk, |c| {
+        let get = |h: &String| -> (Vec<u8>, i64) {
+            c.query_row("SELECT raw, size FROM messages WHERE content_hash = ?1", [h], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        let (ra, sa) = get(a);
+        let (rb, sb) = get(b);
+        let set = |h: &String, raw: &Vec<u8>, size: i64| {
+            c.execute("UPDATE messages SET raw = ?1, size = ?2 WHERE content_hash = ?3", rusqlite::params![raw, size, h])
+                .unwrap()
+        };
+        set(a, &rb, sb);
+        set(b, &ra, sa);
+    });
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(a.as_str()) || stdout.contains(b.as_str()), "{out}");
+}
