@@ -177,7 +177,11 @@ pub fn is_short_lived(cert: &CertificateRef) -> bool {
 
 /// The stop that expiry puts on a revocation clock: at receipt when the certificate had
 /// already expired, at notAfter when it expires before the deadline.
-pub fn expiry_stop(cert: &CertificateRef, started_at: Timestamp, deadline: Timestamp) -> Option<Stop> {
+pub fn expiry_stop(
+    cert: &CertificateRef,
+    started_at: Timestamp,
+    deadline: Timestamp,
+) -> Option<Stop> {
     let na = cert.not_after?;
     if na <= started_at {
         Some(Stop {
@@ -240,15 +244,24 @@ mod tests {
     #[test]
     fn states_follow_now_and_stops() {
         let c = clock(vec![]);
-        assert_eq!(c.status(t("2026-01-02T23:59:59Z")).state, ClockState::Pending);
-        assert_eq!(c.status(t("2026-01-03T00:00:00Z")).state, ClockState::Breached);
+        assert_eq!(
+            c.status(t("2026-01-02T23:59:59Z")).state,
+            ClockState::Pending
+        );
+        assert_eq!(
+            c.status(t("2026-01-03T00:00:00Z")).state,
+            ClockState::Breached
+        );
         let done = |at: &str| Stop {
             at: t(at),
             kind: StopKind::Done,
             by: "<m@x>".into(),
         };
         let c = clock(vec![done("2026-01-02T12:00:00Z")]);
-        assert_eq!(c.status(t("2026-01-02T11:00:00Z")).state, ClockState::Pending);
+        assert_eq!(
+            c.status(t("2026-01-02T11:00:00Z")).state,
+            ClockState::Pending
+        );
         assert_eq!(c.status(t("2026-01-05T00:00:00Z")).state, ClockState::Met);
         let c = clock(vec![done("2026-01-04T00:00:00Z")]);
         let s = c.status(t("2026-01-05T00:00:00Z"));

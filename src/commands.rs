@@ -121,7 +121,11 @@ pub fn ingest(
 }
 
 /// `cprwatch status`: running clocks, soonest deadline first.
-pub fn status(config_path: &Path, at: Option<&str>, format: Format) -> Result<Outcome, CommandError> {
+pub fn status(
+    config_path: &Path,
+    at: Option<&str>,
+    format: Format,
+) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
     let at = parse_at(at)?;
     let desk = Desk::open(&config)?;
@@ -151,7 +155,11 @@ pub fn case(
         )));
     };
     let events = desk.events()?;
-    let messages: Vec<String> = case.messages.iter().map(|m| m.content_hash.clone()).collect();
+    let messages: Vec<String> = case
+        .messages
+        .iter()
+        .map(|m| m.content_hash.clone())
+        .collect();
     let related: Vec<(u64, &crate::event::Envelope)> = events
         .iter()
         .filter(|(_, e)| e.event.concerns(&case.id, &case.clocks, &messages))
@@ -195,8 +203,9 @@ pub fn replay(
     paths.extend(inbox.iter().map(|p| (p.clone(), FolderRole::Inbox)));
     paths.extend(junk.iter().map(|p| (p.clone(), FolderRole::Junk)));
     paths.extend(sent.iter().map(|p| (p.clone(), FolderRole::Sent)));
-    // Read everything first, then project as of `at`: messages received later do not exist.
-    let summary = desk.ingest_paths(&paths, usize::MAX, timefmt::now)?;
+    // Read everything, then project as of `at`: messages received later do not exist yet.
+    // The projection does not depend on ingest order, so batching changes nothing.
+    let summary = desk.ingest_paths(&paths, INGEST_BATCH, timefmt::now)?;
     let p = desk.projection_at(at);
     let mut out = match format {
         Format::Json => json(&view::report(&p, at, false)),
@@ -256,7 +265,11 @@ fn describe(config: &Config, policy: &crate::facts::Policy) -> String {
     );
     let _ = writeln!(o, "  staff domains: {:?}", config.desk.staff_domains);
     let _ = writeln!(o, "  staff addresses: {:?}", config.desk.staff_addresses);
-    let _ = writeln!(o, "  trusted authserv-ids: {:?}", config.desk.trusted_authserv_ids);
+    let _ = writeln!(
+        o,
+        "  trusted authserv-ids: {:?}",
+        config.desk.trusted_authserv_ids
+    );
     let _ = writeln!(o, "store: {}", config.store.path.display());
     let _ = writeln!(
         o,
@@ -266,7 +279,12 @@ fn describe(config: &Config, policy: &crate::facts::Policy) -> String {
         timefmt::format_span(config.clock.thread_window.whole_seconds())
     );
     for m in &config.maildir {
-        let _ = writeln!(o, "maildir: {} (poll every {}s)", m.path.display(), m.poll_seconds);
+        let _ = writeln!(
+            o,
+            "maildir: {} (poll every {}s)",
+            m.path.display(),
+            m.poll_seconds
+        );
     }
     let source = match &config.rules.dir {
         Some(d) => d.display().to_string(),

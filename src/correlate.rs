@@ -150,7 +150,14 @@ pub fn thread(messages: &[&MessageFacts], assigned: &Assigned, window: Duration)
 
     for (idx, m) in messages.iter().enumerate() {
         let subject = normalize_subject(&m.subject);
-        let joined = find_case(m, &subject, &by_message_id, &by_case_id, &by_subject, window);
+        let joined = find_case(
+            m,
+            &subject,
+            &by_message_id,
+            &by_case_id,
+            &by_subject,
+            window,
+        );
         let case = match joined {
             Some((case, via)) => {
                 out.threads[case].members.push(idx);

@@ -156,7 +156,7 @@ impl Desk {
         let mut summary = IngestSummary::default();
         for (path, role) in paths {
             let mut src = source::open(path, *role)?;
-            let mut pending: Vec<(Vec<u8>, SourceMeta)> = Vec::with_capacity(batch_size);
+            let mut pending: Vec<(Vec<u8>, SourceMeta)> = Vec::with_capacity(batch_size.min(4096));
             for item in src.by_ref() {
                 match item {
                     Ok(m) => {
@@ -238,10 +238,18 @@ pub struct VerifyReport {
 
 pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
     let v = store.verify()?;
+    let problem = match (&v.bad_event, &v.bad_message) {
+        (Some(e), _) => Some(format!("event #{}: {}", e.seq, e.problem)),
+        (None, Some(m)) => Some(format!(
+            "message {} is corrupt: {}",
+            m.content_hash, m.problem
+        )),
+        (None, None) => None,
+    };
     let mut report = VerifyReport {
-        events: v.events,
-        messages: v.messages,
-        problem: v.problem,
+        events: v.events_ok,
+        messages: v.messages_checked,
+        problem,
     };
     if report.problem.is_some() {
         return Ok(report);

@@ -387,7 +387,11 @@ fn diff(p: &Projection, rec: &Recorded, facts: &[MessageFacts], now: Timestamp) 
                 deadline: c.deadline,
                 basis: c.basis.clone(),
             }),
-            Some(k) if k.started_at != c.started_at || k.deadline != c.deadline || k.basis != c.basis => {
+            Some(k)
+                if k.started_at != c.started_at
+                    || k.deadline != c.deadline
+                    || k.basis != c.basis =>
+            {
                 out.push(Event::ClockRevised {
                     clock: id.clone(),
                     started_at: c.started_at,

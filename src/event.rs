@@ -139,7 +139,9 @@ impl ClockState {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A message arrived in a watched folder (first sighting of these bytes).
-    MessageReceived { facts: Box<MessageFacts> },
+    MessageReceived {
+        facts: Box<MessageFacts>,
+    },
     /// A message that joins no case and opens none (automatic reply, bounce, a Sent message
     /// that answers nothing we know, …).
     MessageLogged {
@@ -166,12 +168,18 @@ pub enum Event {
         via: String,
     },
     /// A message arriving late (an older receipt time) showed two cases to be one thread.
-    CaseMerged { case: String, into: String },
+    CaseMerged {
+        case: String,
+        into: String,
+    },
     CertificateReported {
         case: String,
         certificate: Box<CertificateRef>,
     },
-    KeyReported { case: String, key: KeyRef },
+    KeyReported {
+        case: String,
+        key: KeyRef,
+    },
     ClockStarted {
         clock: String,
         kind: ClockKind,
@@ -206,7 +214,10 @@ pub enum Event {
         deadline: Timestamp,
     },
     /// A stopped clock runs again (a dismissed certificate reported anew in another case).
-    ClockReopened { clock: String, state: ClockState },
+    ClockReopened {
+        clock: String,
+        state: ClockState,
+    },
     /// A command that changed nothing: from someone who is not staff, or not understood.
     CommandIgnored {
         message: String,
@@ -236,6 +247,99 @@ impl Event {
             Event::ClockReopened { .. } => "clock_reopened",
             Event::CommandIgnored { .. } => "command_ignored",
         }
+    }
+
+    /// One line for people: the event's type and what it says. Never includes key material
+    /// (events hold none).
+    pub fn summary(&self) -> String {
+        use crate::timefmt::format as t;
+        let detail = match self {
+            Event::MessageReceived { facts } => format!(
+                "{} from {} in {} at {} ({})",
+                facts.message_id,
+                if facts.from.is_empty() {
+                    "(unknown)"
+                } else {
+                    &facts.from
+                },
+                facts.folder.as_str(),
+                t(facts.received_at),
+                serde_json::to_value(facts.time_source)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
+            Event::MessageLogged {
+                message_id, reason, ..
+            } => format!("{message_id}: {reason}"),
+            Event::CaseOpened {
+                case,
+                message_id,
+                reporter,
+                ..
+            } => {
+                format!("{case} by {message_id} from {reporter}")
+            }
+            Event::MessageJoined {
+                case,
+                message_id,
+                via,
+                ..
+            } => {
+                format!("{message_id} joined {case} by {via}")
+            }
+            Event::CaseMerged { case, into } => format!("{case} merged into {into}"),
+            Event::CertificateReported { case, certificate } => {
+                format!("{} in {case}", certificate.reference)
+            }
+            Event::KeyReported { case, key } => format!(
+                "{} ({}) in {case}",
+                key.reference.as_deref().unwrap_or("(no public key)"),
+                key.evidence.as_str()
+            ),
+            Event::ClockStarted {
+                clock,
+                started_at,
+                deadline,
+                basis,
+                ..
+            } => format!(
+                "{clock} from {} due {} (basis {basis})",
+                t(*started_at),
+                t(*deadline)
+            ),
+            Event::ClockRevised {
+                clock,
+                started_at,
+                deadline,
+                basis,
+            } => format!(
+                "{clock} now from {} due {} (basis {basis})",
+                t(*started_at),
+                t(*deadline)
+            ),
+            Event::ClockStopped {
+                clock,
+                state,
+                at,
+                basis,
+            } => {
+                format!("{clock} {} at {} (basis {basis})", state.as_str(), t(*at))
+            }
+            Event::ClockBreached { clock, deadline } => {
+                format!("{clock} passed its deadline {}", t(*deadline))
+            }
+            Event::ClockReopened { clock, state } => format!("{clock} {} again", state.as_str()),
+            Event::CommandIgnored {
+                message_id,
+                from,
+                reason,
+                ..
+            } => {
+                format!("command in {message_id} from {from}: {reason}")
+            }
+        };
+        format!("{:<21} {detail}", self.kind())
     }
 
     /// Whether this event concerns the given case (directly or through one of its clocks or

@@ -23,7 +23,10 @@ pub fn content_hash(raw: &[u8]) -> String {
 
 /// A Message-Id for a message that has none, stable across re-reads (DESIGN.md §5).
 pub fn synthetic_message_id(content_hash: &str) -> String {
-    format!("<sha256-{}@cprwatch.invalid>", &content_hash[..32.min(content_hash.len())])
+    format!(
+        "<sha256-{}@cprwatch.invalid>",
+        &content_hash[..32.min(content_hash.len())]
+    )
 }
 
 /// Everything the pipeline learns from one message.
@@ -48,7 +51,8 @@ pub fn message_facts(
     let (message_id, synthetic_id) = match &mail.message_id {
         Some(id) => (id.clone(), false),
         None => {
-            problems.push("no Message-Id: a synthetic one was derived from the content hash".into());
+            problems
+                .push("no Message-Id: a synthetic one was derived from the content hash".into());
             (synthetic_message_id(content_hash), true)
         }
     };
@@ -108,7 +112,10 @@ fn receipt_time(
         );
         (d, TimeSource::Date)
     } else {
-        problems.push("no Received: or Date: header: receipt time is when cprwatch first saw the message".into());
+        problems.push(
+            "no Received: or Date: header: receipt time is when cprwatch first saw the message"
+                .into(),
+        );
         (now, TimeSource::FirstSeen)
     };
     let t = timefmt::normalize(t);

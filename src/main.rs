@@ -131,22 +131,36 @@ fn main() -> ExitCode {
 fn real_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let outcome: Outcome = match cli.command {
-        Cmd::Ingest { config, role, format, paths } => {
-            commands::ingest(&config, role.into(), &paths, format.into())?
+        Cmd::Ingest {
+            config,
+            role,
+            format,
+            paths,
+        } => commands::ingest(&config, role.into(), &paths, format.into())?,
+        Cmd::Status { config, at, format } => {
+            commands::status(&config, at.as_deref(), format.into())?
         }
-        Cmd::Status { config, at, format } => commands::status(&config, at.as_deref(), format.into())?,
-        Cmd::Case { config, id, at, format } => {
-            commands::case(&config, &id, at.as_deref(), format.into())?
-        }
-        Cmd::Replay { config, inbox, sent, junk, at, format } => {
-            commands::replay(&config, &inbox, &sent, &junk, &at, format.into())?
-        }
+        Cmd::Case {
+            config,
+            id,
+            at,
+            format,
+        } => commands::case(&config, &id, at.as_deref(), format.into())?,
+        Cmd::Replay {
+            config,
+            inbox,
+            sent,
+            junk,
+            at,
+            format,
+        } => commands::replay(&config, &inbox, &sent, &junk, &at, format.into())?,
         Cmd::Verify { config } => commands::verify(&config)?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
         Cmd::Run { config } => {
             cprwatch::logging::init();
             let config = cprwatch::config::load(&config)?;
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(async {
                 let (trigger, shutdown) = cprwatch::shutdown::Shutdown::new();
                 tokio::spawn(async move {

@@ -64,7 +64,9 @@ impl Watcher {
                 Ok(m) => out.push((m.raw, m.meta)),
                 // A file that vanished between scan and read was moved (new/ → cur/): the
                 // next scan sees it under its new name, with the same position.
-                Err(e) => warn!(maildir = %self.label, error = %e, "cannot read message file; will retry"),
+                Err(e) => {
+                    warn!(maildir = %self.label, error = %e, "cannot read message file; will retry")
+                }
             }
             if out.len() >= POLL_BATCH {
                 break;
@@ -162,7 +164,12 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
 }
 
 /// Log, once per clock, every running clock within `warn_before` of its deadline.
-fn warn_due(desk: &Desk, now: Timestamp, warn_before: time::Duration, warned: &mut HashSet<String>) {
+fn warn_due(
+    desk: &Desk,
+    now: Timestamp,
+    warn_before: time::Duration,
+    warned: &mut HashSet<String>,
+) {
     let Some(p) = desk.engine().current() else {
         return;
     };
@@ -174,7 +181,10 @@ fn warn_due(desk: &Desk, now: Timestamp, warn_before: time::Duration, warned: &m
     }
     for (id, c) in &p.clocks {
         let s = c.status(now);
-        if s.state == ClockState::Pending && c.deadline - now <= warn_before && warned.insert(id.clone()) {
+        if s.state == ClockState::Pending
+            && c.deadline - now <= warn_before
+            && warned.insert(id.clone())
+        {
             warn!(
                 clock = %id,
                 case = case_of.get(id.as_str()).copied().unwrap_or("-"),
@@ -196,16 +206,33 @@ fn log_events(events: &[Envelope]) {
                 received_at = %timefmt::format(facts.received_at),
                 "message received"
             ),
-            Event::CaseOpened { case, reporter, subject, .. } => {
+            Event::CaseOpened {
+                case,
+                reporter,
+                subject,
+                ..
+            } => {
                 info!(%case, %reporter, %subject, "case opened")
             }
-            Event::ClockStarted { clock, deadline, basis, .. } => {
+            Event::ClockStarted {
+                clock,
+                deadline,
+                basis,
+                ..
+            } => {
                 info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock started")
             }
-            Event::ClockRevised { clock, deadline, basis, .. } => {
+            Event::ClockRevised {
+                clock,
+                deadline,
+                basis,
+                ..
+            } => {
                 info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock revised")
             }
-            Event::ClockStopped { clock, state, at, .. } => {
+            Event::ClockStopped {
+                clock, state, at, ..
+            } => {
                 info!(%clock, state = state.as_str(), at = %timefmt::format(*at), "clock stopped")
             }
             Event::ClockBreached { clock, deadline } => {

@@ -111,7 +111,11 @@ pub fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson {
                 staff: m.staff,
             })
             .collect(),
-        certificates: case.certificates.iter().map(CertificateJson::from).collect(),
+        certificates: case
+            .certificates
+            .iter()
+            .map(CertificateJson::from)
+            .collect(),
         keys: case.keys.iter().map(KeyJson::from).collect(),
         clocks: case
             .clocks
@@ -196,12 +200,25 @@ pub fn status_text(p: &Projection, at: Timestamp) -> String {
 }
 
 /// `case` as text: the case, its messages, certificates, keys, clocks and events.
-pub fn case_text(p: &Projection, case: &Case, at: Timestamp, events: &[(u64, &Envelope)]) -> String {
+pub fn case_text(
+    p: &Projection,
+    case: &Case,
+    at: Timestamp,
+    events: &[(u64, &Envelope)],
+) -> String {
     use std::fmt::Write;
     let j = case_json(p, case, at);
     let mut o = String::new();
     let _ = writeln!(o, "case {}  opened {}", j.id, j.opened_at);
-    let _ = writeln!(o, "reporter: {}", if j.reporter.is_empty() { "(unknown)" } else { &j.reporter });
+    let _ = writeln!(
+        o,
+        "reporter: {}",
+        if j.reporter.is_empty() {
+            "(unknown)"
+        } else {
+            &j.reporter
+        }
+    );
     let _ = writeln!(o, "subject:  {}", j.subject);
     if let Some((t, why)) = &case.dismissed {
         let _ = writeln!(o, "dismissed {}: {why}", timefmt::format(*t));
@@ -225,9 +242,16 @@ pub fn case_text(p: &Projection, case: &Case, at: Timestamp, events: &[(u64, &En
             o,
             "  {}{}{}{}",
             c.reference,
-            c.not_after.as_ref().map(|t| format!("  notAfter {t}")).unwrap_or_default(),
+            c.not_after
+                .as_ref()
+                .map(|t| format!("  notAfter {t}"))
+                .unwrap_or_default(),
             if c.is_ca == Some(true) { "  CA" } else { "" },
-            if c.precertificate == Some(true) { "  precertificate" } else { "" },
+            if c.precertificate == Some(true) {
+                "  precertificate"
+            } else {
+                ""
+            },
         );
     }
     let _ = writeln!(o, "\nkeys ({}):", j.keys.len());
@@ -235,7 +259,9 @@ pub fn case_text(p: &Projection, case: &Case, at: Timestamp, events: &[(u64, &En
         let _ = writeln!(
             o,
             "  {}  ({})",
-            k.reference.as_deref().unwrap_or("(no public key: encrypted)"),
+            k.reference
+                .as_deref()
+                .unwrap_or("(no public key: encrypted)"),
             k.evidence
         );
     }
@@ -249,7 +275,10 @@ pub fn case_text(p: &Projection, case: &Case, at: Timestamp, events: &[(u64, &En
             c.state,
             c.started_at,
             c.deadline,
-            c.stopped_at.as_ref().map(|t| format!("  stopped {t}")).unwrap_or_default(),
+            c.stopped_at
+                .as_ref()
+                .map(|t| format!("  stopped {t}"))
+                .unwrap_or_default(),
             c.basis
         );
     }
@@ -259,7 +288,7 @@ pub fn case_text(p: &Projection, case: &Case, at: Timestamp, events: &[(u64, &En
             o,
             "  #{seq:<6} {}  {}",
             timefmt::format(env.recorded_at),
-            env.event.kind()
+            env.event.summary()
         );
     }
     o

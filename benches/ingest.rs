@@ -1,0 +1,297 @@
+//! Ingest benchmark: `cargo bench --bench ingest` (env `BENCH_MESSAGES`, default 100000).
+//!
+//! 1. Generates (once, cached under `target/bench-corpus-<N>`) a Maildir of N realistic
+//!    messages: reports with crt.sh links, fingerprints, PEM certificates and keys, replies that
+//!    thread, staff answers in `.Sent`, reports in `.Junk`, bodies seeded from the Sakai corpus
+//!    when `../shared/corpus` is present.
+//! 2. Runs each phase in a fresh process so peak RSS (`VmHWM`) belongs to that phase alone:
+//!    - `parse`: read every file and parse it with mail-parser, nothing else (the baseline);
+//!    - `ingest`: the full pipeline into a new SQLite store (parse, extract, rules, staff,
+//!      threading, clocks, hash-chained events, compressed raw messages).
+//! 3. Prints messages/s, MB/s and peak RSS for both, and the ingest/parse ratio.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use cprwatch::config;
+use cprwatch::desk::Desk;
+use cprwatch::model::FolderRole;
+
+const PHASE_ENV: &str = "CPRWATCH_BENCH_PHASE";
+
+fn main() {
+    let n: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let root = target_dir().join(format!("bench-corpus-{n}"));
+    if let Ok(phase) = std::env::var(PHASE_ENV) {
+        run_phase(&phase, &root);
+        return;
+    }
+    if !root.join("cur").is_dir() || !root.join(".done").exists() {
+        let t = Instant::now();
+        generate(&root, n);
+        eprintln!(
+            "generated {n} messages in {:.1}s at {}",
+            t.elapsed().as_secs_f64(),
+            root.display()
+        );
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let mut results = Vec::new();
+    for phase in ["parse", "ingest"] {
+        let out = Command::new(&exe)
+            .env(PHASE_ENV, phase)
+            .env("BENCH_MESSAGES", n.to_string())
+            .output()
+            .expect("run phase");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            panic!("phase {phase} failed");
+        }
+        print!("{stdout}");
+        results.push(parse_line(&stdout));
+    }
+    let (parse, ingest) = (results[0], results[1]);
+    println!(
+        "ratio: full ingest runs at {:.1}% of mail-parser's parse-only rate ({:.0} vs {:.0} messages/s)",
+        100.0 * ingest / parse,
+        ingest,
+        parse
+    );
+}
+
+fn parse_line(stdout: &str) -> f64 {
+    stdout
+        .lines()
+        .find_map(|l| l.split("msgs/s=").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for folder in ["", ".Junk", ".Sent"] {
+        for sub in ["cur", "new"] {
+            let dir = root.join(folder).join(sub);
+            if let Ok(rd) = fs::read_dir(&dir) {
+                out.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn run_phase(phase: &str, root: &Path) {
+    match phase {
+        "parse" => {
+            let t = Instant::now();
+            let (mut n, mut bytes, mut parsed) = (0u64, 0u64, 0u64);
+            for f in files(root) {
+                let raw = fs::read(&f).expect("read");
+                bytes += raw.len() as u64;
+                n += 1;
+                if let Some(m) = mail_parser::MessageParser::default().parse(&raw) {
+                    // Touch the parts so the parse is not optimised away.
+                    parsed += m.parts.len() as u64;
+                }
+            }
+            report(
+                "parse-only (read + mail-parser)",
+                n,
+                bytes,
+                t.elapsed().as_secs_f64(),
+            );
+            std::hint::black_box(parsed);
+        }
+        "ingest" => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cfg_path = dir.path().join("c.toml");
+            fs::write(
+                &cfg_path,
+                "[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n[store]\npath = \"bench.sqlite\"\n",
+            )
+            .expect("config");
+            let config = config::load(&cfg_path).expect("config loads");
+            let mut desk = Desk::open(&config).expect("desk");
+            let t = Instant::now();
+            let summary = desk
+                .ingest_paths(
+                    &[(root.to_path_buf(), FolderRole::Inbox)],
+                    cprwatch::commands::INGEST_BATCH,
+                    cprwatch::timefmt::now,
+                )
+                .expect("ingest");
+            let secs = t.elapsed().as_secs_f64();
+            report("full ingest (cprwatch)", summary.read, summary.bytes, secs);
+            let p = desk.projection_at(cprwatch::timefmt::now());
+            let store_size = fs::metadata(dir.path().join("bench.sqlite"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            println!(
+                "  -> {} new messages, {} events, {} cases, {} clocks, store {:.1} MiB",
+                summary.new_messages,
+                summary.events,
+                p.cases.len(),
+                p.clocks.len(),
+                store_size as f64 / 1048576.0
+            );
+        }
+        other => panic!("unknown phase {other}"),
+    }
+}
+
+fn report(name: &str, n: u64, bytes: u64, secs: f64) {
+    println!(
+        "{name}: {n} messages, {:.1} MB in {secs:.2}s: msgs/s={:.0} MB/s={:.1} peak_rss_mib={:.0}",
+        bytes as f64 / 1e6,
+        n as f64 / secs,
+        bytes as f64 / 1e6 / secs,
+        peak_rss_mib()
+    );
+}
+
+/// A small deterministic PRNG (xorshift64*): the corpus is the same on every machine.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBszCCAVmgAwIBAgIUJ5Vb3ZsY2dCq5gm8s7HhQKk0qN8wCgYIKoZIzj0EAwIw
+HzEdMBsGA1UEAwwUYmVuY2guZXhhbXBsZS1jYS50ZXN0MB4XDTI2MDEwMTAwMDAw
+MFoXDTI3MDEwMTAwMDAwMFowHDEaMBgGA1UEAwwRc2hvcC5leGFtcGxlLnRlc3Qw
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQ8q2mJ0mQ2c0Hq9kq8w3rj6l7q1Qxv
+-----END CERTIFICATE-----";
+
+fn seed_lines() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sakai-mbox/mbox.txt");
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains(':') && l.len() > 20)
+        .map(str::to_string)
+        .collect();
+    if lines.is_empty() {
+        vec![
+            "We found the following certificate while scanning public repositories.".into(),
+            "The subject alternative names include hosts we do not believe are controlled.".into(),
+            "Please confirm receipt of this report and let us know when it is revoked.".into(),
+        ]
+    } else {
+        lines
+    }
+}
+
+fn generate(root: &Path, n: usize) {
+    let _ = fs::remove_dir_all(root);
+    for f in ["", ".Junk", ".Sent"] {
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(root.join(f).join(sub)).expect("mkdir");
+        }
+    }
+    let seeds = seed_lines();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let base: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let mut reports: Vec<(String, String, String)> = Vec::new(); // (message id, from, subject)
+    for i in 0..n {
+        let t = base + (i as i64) * 60 + rng.below(50) as i64;
+        let date = time::OffsetDateTime::from_unix_timestamp(t)
+            .expect("time")
+            .format(&time::format_description::well_known::Rfc2822)
+            .expect("fmt");
+        let kind = rng.below(100);
+        let mid = format!("<bench-{i}.{}@reporter.test>", rng.next() % 1_000_000);
+        let mut body = String::new();
+        for _ in 0..(20 + rng.below(40)) {
+            body.push_str(&seeds[rng.below(seeds.len() as u64) as usize]);
+            body.push('\n');
+        }
+        let (folder, msg) = if kind < 15 && !reports.is_empty() {
+            // Staff answer in Sent, threaded to an earlier report.
+            let (pid, pfrom, psubj) = reports[rng.below(reports.len() as u64) as usize].clone();
+            let m = format!(
+                "From: Abuse Desk <cpr@example-ca.test>\r\nTo: {pfrom}\r\nSubject: Re: {psubj}\r\nDate: {date}\r\nMessage-ID: <ans-{i}@example-ca.test>\r\nIn-Reply-To: {pid}\r\nReferences: {pid}\r\n\r\nThank you for your report, we are investigating.\r\n\r\n{body}"
+            );
+            (".Sent", m)
+        } else if kind < 25 && !reports.is_empty() {
+            // Reporter follow-up, threaded by References.
+            let (pid, pfrom, psubj) = reports[rng.below(reports.len() as u64) as usize].clone();
+            let m = format!(
+                "Received: from relay.reporter.test by mx.example-ca.test with ESMTPS id b{i}; {date}\r\nFrom: {pfrom}\r\nTo: cpr@example-ca.test\r\nSubject: Re: {psubj}\r\nDate: {date}\r\nMessage-ID: {mid}\r\nReferences: {pid}\r\n\r\nAny update?\r\n\r\n{body}"
+            );
+            ("", m)
+        } else {
+            let from = format!("reporter{}@reporter{}.test", rng.below(5000), rng.below(50));
+            let id = 1_000_000_000 + rng.below(9_000_000_000);
+            let (subject, extra) = match kind % 5 {
+                0 => (
+                    format!("Key compromise report {i}"),
+                    format!(
+                        "The private key was leaked and compromised: https://crt.sh/?id={id}\r\n"
+                    ),
+                ),
+                1 => (
+                    format!("Misissued certificate {i}"),
+                    format!(
+                        "The certificate is misissued (CN not in SAN): https://crt.sh/?sha256={:016x}{:016x}{:016x}{:016x}&opt=cablint\r\n",
+                        rng.next(),
+                        rng.next(),
+                        rng.next(),
+                        rng.next()
+                    ),
+                ),
+                2 => (
+                    format!("Problem report {i}"),
+                    format!("Certificate attached.\r\n{CERT_PEM}\r\n"),
+                ),
+                3 => (
+                    format!("Phishing site using your certificate {i}"),
+                    format!("crt.sh ID {id} is used for phishing\r\n"),
+                ),
+                _ => (format!("Question about certificate {i}"), String::new()),
+            };
+            reports.push((mid.clone(), from.clone(), subject.clone()));
+            let m = format!(
+                "Return-Path: <{from}>\r\nReceived: from relay.reporter.test (relay.reporter.test [192.0.2.7])\r\n\tby mx.example-ca.test (Postfix) with ESMTPS id Q{i}\r\n\tfor <cpr@example-ca.test>; {date}\r\nReceived: from laptop by relay.reporter.test; {date}\r\nFrom: Reporter <{from}>\r\nTo: cpr@example-ca.test\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {mid}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello,\r\n\r\n{extra}\r\n{body}"
+            );
+            (if kind >= 95 { ".Junk" } else { "" }, m)
+        };
+        let name = format!("{t}.M{i}P1.bench,S={}:2,S", msg.len());
+        let mut f = fs::File::create(root.join(folder).join("cur").join(name)).expect("create");
+        f.write_all(msg.as_bytes()).expect("write");
+    }
+    fs::write(root.join(".done"), b"").expect("marker");
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout on a fresh Debian machine.
+#
+#   bash scripts/test.sh
+#
+# Installs what the tests need (Debian packages via apt-get, when missing), then runs
+# formatting and lint checks and every test. Servers the tests use are started by the tests
+# themselves on loopback, in temporary directories, and stopped by them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests need. (openssl: the fixture key material is re-derivable with it.)
+packages=(openssl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if [ ! -f ../shared/corpus/sakai-mbox/mbox.txt ]; then
+  echo "note: ../shared/corpus is absent; the corpus tests will say so and fail" >&2
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

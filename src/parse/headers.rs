@@ -1,0 +1,126 @@
+//! The top-level header fields the pipeline needs: identity, threading, time and the markers that
+//! decide whether a message is automatic (RFC 3834) or one of our own receipts.
+
+use super::dates;
+use super::note;
+use crate::model::ParsedMail;
+use mail_parser::{Address, Header, HeaderName, HeaderValue, Message, MimeHeaders};
+
+/// Fill every header-derived field of `out` from the top-level headers of `msg`. `raw` is the
+/// input the message was parsed from: header offsets point into it.
+pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail) {
+    out.message_id = msg
+        .message_id()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(bracket);
+    out.from = msg.from().and_then(|a| addresses(a).into_iter().next());
+    out.reply_to = msg.reply_to().map(addresses).unwrap_or_default();
+    out.to = msg.to().map(addresses).unwrap_or_default();
+    out.cc = msg.cc().map(addresses).unwrap_or_default();
+    out.subject = msg.subject().map(unfold).unwrap_or_default();
+
+    let headers = msg.headers();
+    let has_date = headers.iter().any(|h| h.name == HeaderName::Date);
+    out.date = msg.date().and_then(dates::from_mail);
+    if has_date && out.date.is_none() {
+        out.problems
+            .push("Date: header present but unreadable".into());
+    }
+
+    out.in_reply_to = ids(msg, HeaderName::InReplyTo);
+    out.references = ids(msg, HeaderName::References);
+
+    let mut seen_received = false;
+    let mut seen_return_path = false;
+    for h in headers {
+        match &h.name {
+            HeaderName::Received if !seen_received => {
+                seen_received = true;
+                let value = raw_value(raw, h);
+                out.received_top = dates::received_date(&value);
+                if out.received_top.is_none() {
+                    out.problems.push(format!(
+                        "topmost Received: header has no readable date: {}",
+                        note::excerpt(&value)
+                    ));
+                }
+            }
+            HeaderName::ReturnPath if !seen_return_path => {
+                seen_return_path = true;
+                let value = raw_value(raw, h);
+                let bare: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+                out.null_sender = bare == "<>";
+            }
+            HeaderName::AuthenticationResults => {
+                out.authentication_results.push(raw_value(raw, h));
+            }
+            HeaderName::AutoSubmitted if out.auto_submitted.is_none() => {
+                out.auto_submitted = raw_value(raw, h)
+                    .split(|c: char| c == ';' || c == '(' || c.is_whitespace())
+                    .find(|t| !t.is_empty())
+                    .map(str::to_ascii_lowercase);
+            }
+            HeaderName::Other(name) => {
+                let name = name.as_ref();
+                if ["x-autoreply", "x-autorespond", "x-autoresponder"]
+                    .iter()
+                    .any(|n| name.eq_ignore_ascii_case(n))
+                {
+                    out.autoreply_marks = true;
+                } else if name.eq_ignore_ascii_case("precedence") {
+                    if raw_value(raw, h).eq_ignore_ascii_case("auto_reply") {
+                        out.autoreply_marks = true;
+                    }
+                } else if name.eq_ignore_ascii_case("x-cprwatch-receipt") {
+                    out.cprwatch_receipt = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    out.is_report_mime = msg.is_content_type("multipart", "report");
+}
+
+/// The header's value exactly as written (folding kept), trimmed; lossy on bad bytes.
+fn raw_value(raw: &[u8], h: &Header<'_>) -> String {
+    let bytes = raw
+        .get(h.offset_start as usize..h.offset_end as usize)
+        .unwrap_or_default();
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+/// Lowercase bare addresses, groups flattened, empty entries dropped.
+pub fn addresses(a: &Address<'_>) -> Vec<String> {
+    a.iter()
+        .filter_map(|addr| addr.address.as_deref())
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Every message id in every header called `name`, with angle brackets.
+fn ids(msg: &Message<'_>, name: HeaderName<'static>) -> Vec<String> {
+    let mut out = Vec::new();
+    for value in msg.header_values(name) {
+        match value {
+            HeaderValue::Text(id) => out.push(bracket(id)),
+            HeaderValue::TextList(list) => out.extend(list.iter().map(|id| bracket(id))),
+            _ => {}
+        }
+    }
+    out.retain(|id| id != "<>");
+    out
+}
+
+fn bracket(id: &str) -> String {
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    format!("<{id}>")
+}
+
+/// mail-parser already removes CRLF folding from unstructured fields; this also collapses the
+/// whitespace runs folding leaves behind, so `Re:\r\n\t x` and `Re: x` compare equal.
+fn unfold(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

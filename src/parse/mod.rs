@@ -1,0 +1,84 @@
+//! Raw message bytes → [`ParsedMail`]. Pure: no I/O, no clock, never fails, never panics.
+//!
+//! DESIGN.md §5: "a message that cannot be parsed still starts a clock". So `parse` always
+//! returns something: when the bytes are not a mail at all, `parsed_ok` is false and the raw bytes
+//! are still searched as (lossy) text, so a certificate link in a mangled message is still found.
+//!
+//! Submodules, one job each: [`headers`] (top-level fields), [`body`] (every part → texts and
+//! attachments), [`html`] (HTML → text with links kept), [`dates`] (header dates → UTC),
+//! [`note`] (safe excerpts for `problems`).
+
+mod body;
+mod dates;
+mod headers;
+pub mod html;
+mod note;
+
+use crate::model::ParsedMail;
+use mail_parser::{HeaderName, Message, MessageParser};
+
+/// Parse one RFC 5322 message. See the field docs of [`ParsedMail`] for what each field holds.
+pub fn parse(raw: &[u8]) -> ParsedMail {
+    // mail-parser promises not to panic; the service's liveness should not rest on a promise.
+    let parsed = std::panic::catch_unwind(|| parse_inner(raw));
+    parsed.unwrap_or_else(|_| {
+        let mut out = ParsedMail::default();
+        out.problems
+            .push("the MIME parser failed on this message; searched as raw text".into());
+        salvage(raw, &mut out);
+        out
+    })
+}
+
+fn parse_inner(raw: &[u8]) -> ParsedMail {
+    let mut out = ParsedMail::default();
+    match MessageParser::default().parse(raw) {
+        Some(msg) if looks_like_mail(&msg) => {
+            out.parsed_ok = true;
+            headers::fill(&msg, raw, &mut out);
+            body::walk(&msg, &mut out);
+        }
+        _ => {
+            out.problems.push(
+                "no mail headers found: not an RFC 5322 message; searched as raw text".into(),
+            );
+            salvage(raw, &mut out);
+        }
+    }
+    out
+}
+
+/// A message has at least one header every mail carries. Garbage bytes often still "parse"
+/// into a header called `%$#`; those must not pass for mail.
+fn looks_like_mail(msg: &Message<'_>) -> bool {
+    msg.headers().iter().any(|h| {
+        matches!(
+            h.name,
+            HeaderName::From
+                | HeaderName::To
+                | HeaderName::Cc
+                | HeaderName::Subject
+                | HeaderName::Date
+                | HeaderName::MessageId
+                | HeaderName::Received
+                | HeaderName::ReturnPath
+                | HeaderName::MimeVersion
+                | HeaderName::ContentType
+                | HeaderName::Sender
+                | HeaderName::ReplyTo
+                | HeaderName::InReplyTo
+                | HeaderName::References
+        )
+    })
+}
+
+/// The whole input as lossy text, so the extractor still sees whatever references it holds.
+fn salvage(raw: &[u8], out: &mut ParsedMail) {
+    let text = String::from_utf8_lossy(raw);
+    if !text.trim().is_empty() {
+        out.texts.push(text.into_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests;

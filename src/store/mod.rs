@@ -1,0 +1,223 @@
+//! The event log: the single source of truth (DESIGN.md §4, §5).
+//!
+//! Everything a person or an auditor sees is a projection of this log, so the store's job is
+//! narrow and strict: keep what it is given, in order, forever, and make any tampering show.
+//! It never interprets event bodies (the engine serialises them canonically and hands over
+//! bytes); it owns three things:
+//!
+//! - the **hash chain** over the events ([`chain`]): each event's hash covers its sequence
+//!   number, its predecessor's hash and its body, so a changed byte anywhere breaks the chain at
+//!   that event;
+//! - the **raw messages**, keyed by the SHA-256 of their bytes, so nothing is counted twice and
+//!   every message can be re-parsed by a later version of the pipeline;
+//! - the **source positions** (`maildir:…`, later `imap:…/<uidvalidity>/<uid>`) that say a place
+//!   has been read, so re-reading a folder after a crash adds nothing.
+//!
+//! All three change only through [`Store::commit`], one all-or-nothing transaction, so a crash
+//! can never leave an event without its message or a position marked read without its events.
+//! There is deliberately no update or delete.
+//!
+//! Two backends: [`SqliteStore`] (the service) and [`MemoryStore`] (stateless replay, tests).
+
+pub mod chain;
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One event as the log holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// 1, 2, 3, … without gaps.
+    pub seq: u64,
+    /// Canonical bytes as the engine serialised them; opaque to the store.
+    pub body: Vec<u8>,
+    /// `hash` of the event before (64 zeros for seq 1).
+    pub prev_hash: String,
+    /// `hex(SHA-256("{seq}\n{prev_hash}\n" ++ body))`, see [`chain`].
+    pub hash: String,
+}
+
+/// Everything one step of the pipeline wants to record, committed together or not at all.
+///
+/// Why one batch: a message, the position it was read from and the events it caused must be
+/// durable together. If the events were written without the position, a restart would re-read
+/// the message and log it twice; if the position were written without the events, the report
+/// would be lost — the one thing cprwatch exists to prevent.
+///
+/// Two later additions belong here and must commit in the same transaction, for the same
+/// reason:
+/// - a durable **outbox** (alerts and receipts to send), written with the event that causes
+///   them, so an alert is never lost to a crash between "decided" and "queued" (DESIGN.md §5);
+/// - **IMAP checkpoints** (UIDVALIDITY and highest UID per folder), advanced only together with
+///   the messages and events read up to them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// `(content hash, raw bytes)`: the hash is the lowercase hex SHA-256 of the bytes, and the
+    /// store checks it. Messages already stored are skipped.
+    pub messages: Vec<(String, Vec<u8>)>,
+    /// `(source position, content hash)`. The content hash must name a message stored before
+    /// or in this batch. A position already recorded keeps its first value.
+    pub positions: Vec<(String, String)>,
+    /// Canonical event bodies, appended in this order.
+    pub events: Vec<Vec<u8>>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.positions.is_empty() && self.events.is_empty()
+    }
+}
+
+/// The narrow interface every backend provides. Append-only by construction: there is no way
+/// to change or remove what was committed.
+pub trait Store: Send {
+    /// All events, in seq order.
+    fn events(&self) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Whether a message with this content hash is stored.
+    fn has_message(&self, content_hash: &str) -> Result<bool, StoreError>;
+    /// The raw bytes of a stored message.
+    fn message(&self, content_hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The content hash recorded for a source position, if that position was read before.
+    fn position(&self, position: &str) -> Result<Option<String>, StoreError>;
+    /// Atomically: insert messages (ignoring ones already present), positions (ignoring ones
+    /// already present), and append the events with their chain hashes. All or nothing.
+    /// Returns the appended events.
+    fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Walk the whole log: recompute every hash, check links and seq contiguity, and check that
+    /// every stored message's bytes hash to its key. Damage is reported in the result, not as
+    /// an error: an error means the store could not be read at all.
+    fn verify(&self) -> Result<Verification, StoreError>;
+}
+
+/// Open (creating if needed) the SQLite store at `path`.
+pub fn open_sqlite(path: &Path) -> Result<SqliteStore, StoreError> {
+    SqliteStore::open(path)
+}
+
+/// A fresh, empty in-memory store.
+pub fn memory() -> MemoryStore {
+    MemoryStore::default()
+}
+
+/// The first damaged event found by [`Store::verify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadEvent {
+    pub seq: u64,
+    pub problem: String,
+}
+
+/// The first damaged message found by [`Store::verify`] (in content-hash order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadMessage {
+    pub content_hash: String,
+    pub problem: String,
+}
+
+/// What [`Store::verify`] found. Events and messages are checked independently, so one kind
+/// of damage does not hide the other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    /// Events that verified before the first bad one (all of them when the log is intact).
+    pub events_ok: u64,
+    /// Hash of the last good event: the value to publish or compare with an earlier export.
+    pub head: String,
+    pub messages_checked: u64,
+    pub bad_event: Option<BadEvent>,
+    pub bad_message: Option<BadMessage>,
+}
+
+impl Verification {
+    pub fn is_ok(&self) -> bool {
+        self.bad_event.is_none() && self.bad_message.is_none()
+    }
+}
+
+impl fmt::Display for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.bad_event {
+            None => writeln!(f, "events: {} verified, head {}", self.events_ok, self.head)?,
+            Some(b) => writeln!(f, "event {} is corrupt: {}", b.seq, b.problem)?,
+        }
+        match &self.bad_message {
+            None => write!(f, "messages: {} verified", self.messages_checked),
+            Some(b) => write!(f, "message {} is corrupt: {}", b.content_hash, b.problem),
+        }
+    }
+}
+
+/// Why a store operation failed, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store {}: {reason} — check [store] path in the config", .path.display())]
+    Open { path: PathBuf, reason: String },
+    #[error(
+        "store {} has schema version {found}, newer than the {supported} this cprwatch \
+         understands — run a newer cprwatch, or point [store] path at another file",
+        .path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(
+        "store {} is not a cprwatch store: {detail} — point [store] path at a cprwatch \
+         database or at a new file",
+        .path.display()
+    )]
+    NotAStore { path: PathBuf, detail: String },
+    #[error(
+        "store {action} failed: {source} — if the database is locked, stop the other cprwatch \
+         using it; if the disk is full, free space and retry"
+    )]
+    Sql {
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "message {content_hash} is corrupt: {problem} — run `cprwatch verify` and restore the store from a backup"
+    )]
+    CorruptMessage {
+        content_hash: String,
+        problem: String,
+    },
+    #[error("batch rejected, nothing was written: {0} (this is a bug in the caller)")]
+    BadBatch(String),
+}
+
+/// Check everything about a batch that can be checked without writing, so a bad batch fails
+/// before the transaction starts and both backends reject exactly the same batches.
+/// `stored` says whether a message is already in the store.
+pub(crate) fn validate_batch(
+    batch: &Batch,
+    mut stored: impl FnMut(&str) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    for (key, raw) in &batch.messages {
+        if !chain::is_hash(key) {
+            return Err(StoreError::BadBatch(format!(
+                "message key {key:?} is not a lowercase hex SHA-256"
+            )));
+        }
+        chain::check_message(key, raw)
+            .map_err(|p| StoreError::BadBatch(format!("message keyed {key}: {p}")))?;
+    }
+    let in_batch: HashSet<&str> = batch.messages.iter().map(|(k, _)| k.as_str()).collect();
+    for (position, key) in &batch.positions {
+        if !in_batch.contains(key.as_str()) && !stored(key)? {
+            return Err(StoreError::BadBatch(format!(
+                "position {position:?} names message {key}, which is neither stored nor in the batch"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,390 @@
+//! Contract tests run against both backends, plus SQLite tamper and schema tests.
+
+use super::*;
+use rusqlite::Connection;
+
+fn msg(text: &str) -> (String, Vec<u8>) {
+    (
+        chain::content_hash(text.as_bytes()),
+        text.as_bytes().to_vec(),
+    )
+}
+
+fn batch(messages: &[&str], events: &[&str]) -> Batch {
+    let messages: Vec<_> = messages.iter().map(|m| msg(m)).collect();
+    let positions = messages
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (format!("file:test/{i}/{k}"), k.clone()))
+        .collect();
+    Batch {
+        messages,
+        positions,
+        events: events.iter().map(|e| e.as_bytes().to_vec()).collect(),
+    }
+}
+
+/// The behaviour every backend must share.
+fn contract(store: &mut dyn Store) {
+    assert!(store.events().unwrap().is_empty());
+    assert!(store.verify().unwrap().is_ok());
+
+    let first = store
+        .commit(batch(
+            &["Subject: one\n\nhi", "Subject: two\n\nho"],
+            &["e1", "e2"],
+        ))
+        .unwrap();
+    assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(first[0].prev_hash, chain::GENESIS);
+    assert_eq!(first[1].prev_hash, first[0].hash);
+
+    // Re-reading the same message adds no message and keeps the first position value.
+    let (k1, raw1) = msg("Subject: one\n\nhi");
+    let (k2, _) = msg("Subject: two\n\nho");
+    let again = store
+        .commit(Batch {
+            messages: vec![(k1.clone(), raw1.clone())],
+            positions: vec![
+                ("file:test/0/".to_string() + &k1, k1.clone()),
+                ("file:test/0/".to_string() + &k1, k2.clone()),
+            ],
+            events: vec![b"e3".to_vec()],
+        })
+        .unwrap();
+    assert_eq!(again[0].seq, 3);
+    assert_eq!(again[0].prev_hash, first[1].hash);
+    assert_eq!(
+        store.position(&format!("file:test/0/{k1}")).unwrap(),
+        Some(k1.clone())
+    );
+    assert_eq!(store.position("file:nowhere").unwrap(), None);
+    assert!(store.has_message(&k1).unwrap());
+    assert!(!store.has_message(&chain::content_hash(b"nope")).unwrap());
+    assert_eq!(store.message(&k1).unwrap(), Some(raw1));
+    assert_eq!(store.message(&chain::content_hash(b"nope")).unwrap(), None);
+
+    // A position may name a message stored earlier without carrying its bytes again.
+    store
+        .commit(Batch {
+            positions: vec![("maildir:new/x".into(), k2.clone())],
+            ..Batch::default()
+        })
+        .unwrap();
+    assert_eq!(store.position("maildir:new/x").unwrap(), Some(k2));
+
+    // Bad batches are rejected whole: nothing of them is written.
+    let before = store.events().unwrap();
+    let good = msg("Subject: three\n\n");
+    let bad_cases = [
+        Batch {
+            messages: vec![
+                good.clone(),
+                (chain::content_hash(b"other"), b"bytes".to_vec()),
+            ],
+            positions: vec![],
+            events: vec![b"x".to_vec()],
+        },
+        Batch {
+            messages: vec![good.clone()],
+            positions: vec![("p".into(), chain::content_hash(b"never stored"))],
+            events: vec![b"x".to_vec()],
+        },
+        Batch {
+            messages: vec![("ABC".into(), b"x".to_vec())],
+            positions: vec![],
+            events: vec![],
+        },
+    ];
+    for bad in bad_cases {
+        let err = store.commit(bad).unwrap_err();
+        assert!(matches!(err, StoreError::BadBatch(_)), "{err}");
+        assert!(err.to_string().contains("nothing was written"));
+    }
+    assert_eq!(store.events().unwrap(), before);
+    assert!(!store.has_message(&good.0).unwrap());
+
+    let events = store.events().unwrap();
+    assert_eq!(events.len(), 3);
+    let v = store.verify().unwrap();
+    assert!(v.is_ok(), "{v}");
+    assert_eq!(v.events_ok, 3);
+    assert_eq!(v.head, events[2].hash);
+    assert_eq!(v.messages_checked, 2);
+}
+
+#[test]
+fn memory_contract() {
+    contract(&mut memory());
+}
+
+#[test]
+fn sqlite_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&mut open_sqlite(&dir.path().join("s.sqlite")).unwrap());
+}
+
+#[test]
+fn backends_write_the_same_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open_sqlite(&dir.path().join("s.sqlite")).unwrap();
+    let mut m = memory();
+    for b in [
+        batch(&["a"], &["1", "2"]),
+        batch(&[], &["3"]),
+        batch(&["b"], &[]),
+    ] {
+        assert_eq!(s.commit(b.clone()).unwrap(), m.commit(b).unwrap());
+    }
+    assert_eq!(s.events().unwrap(), m.events().unwrap());
+    assert_eq!(s.verify().unwrap(), m.verify().unwrap());
+}
+
+#[test]
+fn sqlite_persists_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let first = open_sqlite(&path)
+        .unwrap()
+        .commit(batch(&["m"], &["a", "b"]))
+        .unwrap();
+    let mut s = open_sqlite(&path).unwrap();
+    assert_eq!(s.events().unwrap(), first);
+    let next = s.commit(batch(&[], &["c"])).unwrap();
+    assert_eq!(next[0].seq, 3);
+    assert_eq!(next[0].prev_hash, first[1].hash);
+    assert_eq!(s.path(), path);
+}
+
+/// A store with three events and two messages, and a raw connection to damage it with.
+fn damaged_fixture() -> (tempfile::TempDir, std::path::PathBuf, Vec<StoredEvent>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let events = open_sqlite(&path)
+        .unwrap()
+        .commit(batch(
+            &["Subject: a\n\nfirst", "Subject: b\n\nsecond"],
+            &["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"],
+        ))
+        .unwrap();
+    (dir, path, events)
+}
+
+/// Flip one byte of a column in one row, through raw SQL as an attacker with file access would.
+fn flip(
+    path: &Path,
+    table: &str,
+    column: &str,
+    key_col: &str,
+    key: &dyn rusqlite::ToSql,
+    at: usize,
+) {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+    let sql = format!("SELECT {column} FROM {table} WHERE {key_col} = ?1");
+    let value: rusqlite::types::Value = conn.query_row(&sql, [key], |r| r.get(0)).unwrap();
+    let new = match value {
+        rusqlite::types::Value::Blob(mut b) => {
+            b[at] ^= 0x01;
+            rusqlite::types::Value::Blob(b)
+        }
+        rusqlite::types::Value::Text(t) => {
+            let mut b = t.into_bytes();
+            // Stay within hex digits so the damage is a plausible forgery, not a type error.
+            b[at] = if b[at] == b'a' { b'b' } else { b'a' };
+            rusqlite::types::Value::Text(String::from_utf8(b).unwrap())
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    let sql = format!("UPDATE {table} SET {column} = ?1 WHERE {key_col} = ?2");
+    assert_eq!(conn.execute(&sql, rusqlite::params![new, key]).unwrap(), 1);
+}
+
+#[test]
+fn verify_names_the_damaged_event_for_every_column() {
+    for column in ["body", "prev_hash", "hash"] {
+        for seq in [1i64, 2, 3] {
+            let (_dir, path, events) = damaged_fixture();
+            flip(&path, "events", column, "seq", &seq, 3);
+            let v = open_sqlite(&path).unwrap().verify().unwrap();
+            let bad = v
+                .bad_event
+                .as_ref()
+                .unwrap_or_else(|| panic!("{column} seq {seq}: {v}"));
+            assert_eq!(bad.seq, seq as u64, "{column}: {}", bad.problem);
+            assert_eq!(v.events_ok, seq as u64 - 1);
+            assert!(v.bad_message.is_none());
+            assert!(
+                v.to_string().contains(&format!("event {seq} is corrupt")),
+                "{v}"
+            );
+            if seq > 1 {
+                assert_eq!(v.head, events[seq as usize - 2].hash);
+            }
+        }
+    }
+}
+
+#[test]
+fn verify_finds_a_missing_event() {
+    let (_dir, path, _) = damaged_fixture();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute("DELETE FROM events WHERE seq = 2", [])
+        .unwrap();
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    let bad = v.bad_event.unwrap();
+    assert_eq!(bad.seq, 3);
+    assert!(bad.problem.contains("expected seq 2"), "{}", bad.problem);
+}
+
+#[test]
+fn verify_names_the_damaged_message() {
+    let (k_a, _) = msg("Subject: a\n\nfirst");
+    let (k_b, _) = msg("Subject: b\n\nsecond");
+    // Every byte position of the compressed data: header, deflate stream, checksum.
+    let len: i64 = {
+        let (_dir, path, _) = damaged_fixture();
+        let conn = Connection::open(&path).unwrap();
+        conn.query_row(
+            "SELECT length(raw) FROM messages WHERE content_hash = ?1",
+            [&k_b],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    for at in 0..len as usize {
+        let (_dir, path, _) = damaged_fixture();
+        flip(&path, "messages", "raw", "content_hash", &k_b, at);
+        let store = open_sqlite(&path).unwrap();
+        let v = store.verify().unwrap();
+        let bad = v
+            .bad_message
+            .as_ref()
+            .unwrap_or_else(|| panic!("byte {at}: {v}"));
+        assert_eq!(bad.content_hash, k_b);
+        assert!(v.bad_event.is_none());
+        assert!(
+            v.to_string()
+                .contains(&format!("message {k_b} is corrupt: ")),
+            "{v}"
+        );
+        let err = store.message(&k_b).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("message {k_b} is corrupt")),
+            "{err}"
+        );
+        assert!(store.message(&k_a).unwrap().is_some());
+    }
+    // The size column and the key itself are covered too.
+    let (_dir, path, _) = damaged_fixture();
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE messages SET size = size + 1 WHERE content_hash = ?1",
+            [&k_a],
+        )
+        .unwrap();
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert_eq!(v.bad_message.unwrap().content_hash, k_a);
+    let (_dir, path, _) = damaged_fixture();
+    flip(&path, "messages", "content_hash", "content_hash", &k_a, 5);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert!(v.bad_message.unwrap().problem.contains("hash"));
+}
+
+#[test]
+fn memory_verify_sees_tampering() {
+    let mut m = memory();
+    m.commit(batch(&["x"], &["a", "b"])).unwrap();
+    m.tamper().0[1].body = b"B".to_vec();
+    let v = m.verify().unwrap();
+    assert_eq!(v.bad_event.unwrap().seq, 2);
+    let mut m = memory();
+    m.commit(batch(&["x"], &[])).unwrap();
+    for raw in m.tamper().1.values_mut() {
+        raw.push(b'!');
+    }
+    assert_eq!(
+        m.verify().unwrap().bad_message.unwrap().content_hash,
+        chain::content_hash(b"x")
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    drop(open_sqlite(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+    let err = open_sqlite(&path).unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer cprwatch"), "{err}");
+}
+
+#[test]
+fn foreign_files_are_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.sqlite");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let err = open_sqlite(&junk).unwrap_err();
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+
+    let other = dir.path().join("other.sqlite");
+    Connection::open(&other)
+        .unwrap()
+        .execute("CREATE TABLE t (x)", [])
+        .unwrap();
+    let err = open_sqlite(&other).unwrap_err();
+    assert!(err.to_string().contains("no meta table"), "{err}");
+
+    let missing = dir.path().join("no/such/dir/s.sqlite");
+    let err = open_sqlite(&missing).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("directory does not exist") && text.contains("[store] path"),
+        "{text}"
+    );
+}
+
+#[test]
+fn large_batch_commits_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open_sqlite(&dir.path().join("s.sqlite")).unwrap();
+    let line = "The private key for the certificate below was published on a paste site.\n";
+    let mut b = Batch::default();
+    for i in 0..1000 {
+        let raw = format!(
+            "Message-ID: <{i}@test>\nSubject: report {i}\n\n{}",
+            line.repeat(70)
+        );
+        let raw = raw.into_bytes();
+        let key = chain::content_hash(&raw);
+        b.positions.push((format!("maildir:cur/{i}"), key.clone()));
+        b.messages.push((key, raw));
+    }
+    b.events = (0..5000)
+        .map(|i| {
+            format!(
+                "{{\"type\":\"message_received\",\"n\":{i},\"pad\":\"{}\"}}",
+                "x".repeat(150)
+            )
+            .into_bytes()
+        })
+        .collect();
+    // Speed is measured by the ingest benchmark; this checks a large batch commits whole.
+    let appended = s.commit(b).unwrap();
+    assert_eq!(appended.len(), 5000);
+    let v = s.verify().unwrap();
+    assert!(v.is_ok());
+    assert_eq!(v.messages_checked, 1000);
+}
