@@ -43,7 +43,10 @@ fn run(inbox: &[PathBuf], junk: &[PathBuf], sent: &[PathBuf]) -> Value {
         std::fs::create_dir(&d).unwrap();
         for (n, f) in list.iter().enumerate() {
             // The reader goes by file name: the prefix sets the reading order.
-            let target = d.join(format!("{n:03}-{}", f.file_name().unwrap().to_string_lossy()));
+            let target = d.join(format!(
+                "{n:03}-{}",
+                f.file_name().unwrap().to_string_lossy()
+            ));
             std::fs::copy(f, target).unwrap();
         }
         d
@@ -74,11 +77,15 @@ fn baseline_is_the_revocation_scenario() {
     let b = baseline();
     assert_eq!(b.len(), 10);
     assert_eq!(b[0]["id"], "<rv01@shortcerts.example>");
-    assert_eq!(b[1]["messages"].as_array().unwrap().len(), 2, "a threaded reply");
+    assert_eq!(
+        b[1]["messages"].as_array().unwrap().len(),
+        2,
+        "a threaded reply"
+    );
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn order_and_duplicates_change_nothing(

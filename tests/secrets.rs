@@ -33,9 +33,15 @@ fn secret_lines() -> Vec<String> {
 
 fn assert_clean(what: &str, output: &str, secrets: &[String]) {
     let marker = regex::Regex::new(r"BEGIN [A-Z0-9 ]*PRIVATE KEY").unwrap();
-    assert!(!marker.is_match(output), "{what} prints a private key marker:\n{output}");
+    assert!(
+        !marker.is_match(output),
+        "{what} prints a private key marker:\n{output}"
+    );
     for s in secrets {
-        assert!(!output.contains(s.as_str()), "{what} prints a line of a private key ({s}):\n{output}");
+        assert!(
+            !output.contains(s.as_str()),
+            "{what} prints a line of a private key ({s}):\n{output}"
+        );
     }
 }
 
@@ -52,9 +58,19 @@ fn check_scenario(name: &str, at: &str) {
 
     // replay, both formats.
     for format in ["json", "text"] {
-        let o = replay_dirs(&inbox, sent.is_dir().then_some(sent.as_path()), None, at, format);
+        let o = replay_dirs(
+            &inbox,
+            sent.is_dir().then_some(sent.as_path()),
+            None,
+            at,
+            format,
+        );
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        assert_clean(&format!("replay --format {format} ({name})"), &text(&o), &secrets);
+        assert_clean(
+            &format!("replay --format {format} ({name})"),
+            &text(&o),
+            &secrets,
+        );
     }
 
     // ingest into a store, then every reading command.
@@ -62,7 +78,12 @@ fn check_scenario(name: &str, at: &str) {
     let cfg = desk.config().display().to_string();
     let p = |x: &Path| x.display().to_string();
     let ingest_inbox = desk.run(&["ingest", "--config", &cfg, "--role", "inbox", &p(&inbox)]);
-    assert_eq!(ingest_inbox.status.code(), Some(0), "{}", text(&ingest_inbox));
+    assert_eq!(
+        ingest_inbox.status.code(),
+        Some(0),
+        "{}",
+        text(&ingest_inbox)
+    );
     assert_clean("ingest (inbox)", &text(&ingest_inbox), &secrets);
     if sent.is_dir() {
         let o = desk.run(&["ingest", "--config", &cfg, "--role", "sent", &p(&sent)]);
@@ -71,12 +92,20 @@ fn check_scenario(name: &str, at: &str) {
     }
     for format in ["json", "text"] {
         let o = desk.run(&["ingest", "--config", &cfg, "--format", format, &p(&inbox)]);
-        assert_clean(&format!("ingest again --format {format}"), &text(&o), &secrets);
+        assert_clean(
+            &format!("ingest again --format {format}"),
+            &text(&o),
+            &secrets,
+        );
         let o = desk.run(&["status", "--config", &cfg, "--at", at, "--format", format]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         assert_clean(&format!("status --format {format}"), &text(&o), &secrets);
         let o = desk.run(&["status", "--config", &cfg, "--format", format]);
-        assert_clean(&format!("status (now) --format {format}"), &text(&o), &secrets);
+        assert_clean(
+            &format!("status (now) --format {format}"),
+            &text(&o),
+            &secrets,
+        );
     }
     let ids = case_ids(&replay(name, at));
     assert!(!ids.is_empty());
@@ -89,7 +118,11 @@ fn check_scenario(name: &str, at: &str) {
     }
     let o = desk.run(&["verify", "--config", &cfg]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_clean("verify", &all_output(&desk, &["verify", "--config", &cfg]), &secrets);
+    assert_clean(
+        "verify",
+        &all_output(&desk, &["verify", "--config", &cfg]),
+        &secrets,
+    );
     let o = desk.run(&["check-config", "--config", &cfg]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_clean("check-config", &text(&o), &secrets);
@@ -116,9 +149,26 @@ fn no_command_prints_a_reported_private_key_demo_maildir() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_clean("ingest (maildir)", &text(&o), &secrets);
     for format in ["json", "text"] {
-        let o = desk.run(&["status", "--config", &cfg, "--at", "2026-03-20T00:00:00Z", "--format", format]);
+        let o = desk.run(&[
+            "status",
+            "--config",
+            &cfg,
+            "--at",
+            "2026-03-20T00:00:00Z",
+            "--format",
+            format,
+        ]);
         assert_clean(&format!("status --format {format}"), &text(&o), &secrets);
-        let o = desk.run(&["case", "--config", &cfg, "CPR-2026-0001", "--at", "2026-03-20T00:00:00Z", "--format", format]);
+        let o = desk.run(&[
+            "case",
+            "--config",
+            &cfg,
+            "CPR-2026-0001",
+            "--at",
+            "2026-03-20T00:00:00Z",
+            "--format",
+            format,
+        ]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         assert_clean(&format!("case --format {format}"), &text(&o), &secrets);
     }

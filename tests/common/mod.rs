@@ -199,7 +199,11 @@ pub fn clock_targets(case: &Value) -> Vec<(String, Option<String>)> {
 
 pub fn prelim(case: &Value) -> &Value {
     let c = &clocks(case)[0];
-    assert_eq!(c["kind"], "preliminary_report", "first clock of {}: {c}", case["id"]);
+    assert_eq!(
+        c["kind"], "preliminary_report",
+        "first clock of {}: {c}",
+        case["id"]
+    );
     c
 }
 
@@ -222,7 +226,13 @@ pub fn certificate<'a>(case: &'a Value, reference: &str) -> &'a Value {
         .expect("certificates")
         .iter()
         .find(|c| c["ref"] == reference)
-        .unwrap_or_else(|| panic!("case {} has no certificate {reference}: {:?}", case["id"], cert_refs(case)))
+        .unwrap_or_else(|| {
+            panic!(
+                "case {} has no certificate {reference}: {:?}",
+                case["id"],
+                cert_refs(case)
+            )
+        })
 }
 
 /// Assert a clock completely: started_at, deadline, state, stopped_at, basis.
@@ -242,7 +252,13 @@ pub fn assert_clock(
         c["stopped_at"].as_str(),
         c["basis"].as_str(),
     );
-    let want = (Some(started_at), Some(deadline), Some(state), stopped_at, Some(basis));
+    let want = (
+        Some(started_at),
+        Some(deadline),
+        Some(state),
+        stopped_at,
+        Some(basis),
+    );
     assert_eq!(got, want, "clock {c}");
 }
 
@@ -264,6 +280,12 @@ pub fn messages(case: &Value) -> Vec<(String, String, String, String, bool)> {
         .collect()
 }
 
-pub fn m(id: &str, at: &str, from: &str, folder: &str, staff: bool) -> (String, String, String, String, bool) {
+pub fn m(
+    id: &str,
+    at: &str,
+    from: &str,
+    folder: &str,
+    staff: bool,
+) -> (String, String, String, String, bool) {
     (id.into(), at.into(), from.into(), folder.into(), staff)
 }
