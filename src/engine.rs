@@ -440,3 +440,155 @@ fn diff(p: &Projection, rec: &Recorded, facts: &[MessageFacts], now: Timestamp) 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ClockState;
+    use crate::model::FolderRole;
+    use crate::rules::RuleSet;
+    use crate::staff::StaffPolicy;
+    use crate::timefmt::parse;
+
+    fn engine() -> Engine {
+        Engine::new(
+            Policy {
+                staff: StaffPolicy {
+                    staff_domains: vec!["example-ca.test".into()],
+                    staff_addresses: vec![],
+                    trusted_authserv_ids: vec!["mx.example-ca.test".into()],
+                },
+                rules: RuleSet::shipped(),
+            },
+            Settings::default(),
+        )
+    }
+
+    fn meta(folder: FolderRole) -> SourceMeta {
+        SourceMeta {
+            folder,
+            position: None,
+            server_time: None,
+        }
+    }
+
+    const REPORT: &str = "Received: from r by mx.example-ca.test; Mon, 02 Mar 2026 10:00:00 +0000\r\n\
+From: Rita <rita@reporter.test>\r\nTo: cpr@example-ca.test\r\nSubject: Misissued certificate\r\n\
+Message-ID: <report@reporter.test>\r\n\r\nCN not in SAN: https://crt.sh/?id=42\r\n";
+    const FOLLOW_UP: &str = "Received: from r by mx.example-ca.test; Mon, 02 Mar 2026 12:00:00 +0000\r\n\
+From: Rita <rita@reporter.test>\r\nTo: cpr@example-ca.test\r\nSubject: Re: Misissued certificate\r\n\
+Message-ID: <follow@reporter.test>\r\nReferences: <report@reporter.test>\r\n\r\nAny news?\r\n";
+    const ANSWER: &str = "From: Desk <cpr@example-ca.test>\r\nTo: rita@reporter.test\r\n\
+Subject: Re: Misissued certificate\r\nDate: Mon, 02 Mar 2026 15:00:00 +0000\r\n\
+Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\r\nLooking into it.\r\n";
+
+    fn now() -> Timestamp {
+        parse("2026-03-02T16:00:00Z").unwrap()
+    }
+
+    fn ids(events: &[Envelope]) -> Vec<&'static str> {
+        events.iter().map(|e| e.event.kind()).collect()
+    }
+
+    #[test]
+    fn the_same_messages_twice_add_no_event() {
+        let mut e = engine();
+        let first = e.ingest(
+            vec![
+                (REPORT.into(), meta(FolderRole::Inbox)),
+                (ANSWER.into(), meta(FolderRole::Sent)),
+            ],
+            now(),
+        );
+        let kinds = ids(&first.events);
+        assert!(kinds.contains(&"case_opened"), "{kinds:?}");
+        assert!(kinds.contains(&"certificate_reported"), "{kinds:?}");
+        let p = e.project_at(now());
+        assert_eq!(p.cases[0].certificates[0].reference, "crtsh:42");
+        assert_eq!(
+            p.cases[0].clocks,
+            ["preliminary_report:CPR-2026-0001", "revocation:crtsh:42"]
+        );
+        // Again, and once more from another folder: nothing new.
+        let again = e.ingest(
+            vec![
+                (REPORT.into(), meta(FolderRole::Junk)),
+                (ANSWER.into(), meta(FolderRole::Sent)),
+            ],
+            now(),
+        );
+        assert!(again.events.is_empty(), "{:?}", ids(&again.events));
+        assert!(again.messages.is_empty());
+    }
+
+    #[test]
+    fn a_restart_re_emits_nothing() {
+        let mut e = engine();
+        let batch = e.ingest(vec![(REPORT.into(), meta(FolderRole::Inbox))], now());
+        let mut restored = Engine::restore(e.policy().clone(), Settings::default(), &batch.events);
+        assert!(restored.tick(now()).is_empty());
+        // Time passes: exactly the breach of the preliminary report is new (the revocation
+        // clock has the 5-day window of the "CN not in SAN" rule).
+        let later = parse("2026-03-03T10:00:00Z").unwrap();
+        assert_eq!(ids(&restored.tick(later)), ["clock_breached"]);
+        assert!(restored.tick(later).is_empty());
+    }
+
+    #[test]
+    fn a_sent_answer_synced_before_the_report_still_meets_the_clock() {
+        let mut e = engine();
+        let first = e.ingest(vec![(ANSWER.into(), meta(FolderRole::Sent))], now());
+        assert_eq!(ids(&first.events), ["message_received", "message_logged"]);
+        let second = e.ingest(vec![(REPORT.into(), meta(FolderRole::Inbox))], now());
+        let kinds = ids(&second.events);
+        assert!(
+            kinds.contains(&"case_opened") && kinds.contains(&"message_joined"),
+            "{kinds:?}"
+        );
+        let p = e.project_at(now());
+        let c = &p.clocks["preliminary_report:CPR-2026-0001"];
+        let s = c.status(now());
+        assert_eq!(s.state, ClockState::Met);
+        assert_eq!(s.stopped_at, Some(parse("2026-03-02T15:00:00Z").unwrap()));
+    }
+
+    #[test]
+    fn an_older_message_arriving_late_merges_the_cases_it_links() {
+        let mut e = engine();
+        // The follow-up arrives first and opens a case of its own …
+        let first = e.ingest(vec![(FOLLOW_UP.into(), meta(FolderRole::Inbox))], now());
+        assert!(ids(&first.events).contains(&"case_opened"));
+        // … then the original report, received earlier, is read (e.g. from Junk).
+        let second = e.ingest(vec![(REPORT.into(), meta(FolderRole::Junk))], now());
+        let kinds = ids(&second.events);
+        assert!(kinds.contains(&"case_merged"), "{kinds:?}");
+        let p = e.project_at(now());
+        assert_eq!(p.cases.len(), 1);
+        assert_eq!(p.cases[0].messages.len(), 2);
+        assert_eq!(p.cases[0].opened_at, parse("2026-03-02T10:00:00Z").unwrap());
+        // The case keeps no duplicate number: the merged case's id is not reused.
+        assert_eq!(p.cases[0].id, "CPR-2026-0002");
+    }
+
+    #[test]
+    fn messages_received_after_the_moment_do_not_exist_yet() {
+        let mut e = engine();
+        e.ingest(
+            vec![
+                (REPORT.into(), meta(FolderRole::Inbox)),
+                (ANSWER.into(), meta(FolderRole::Sent)),
+            ],
+            now(),
+        );
+        let before_answer = parse("2026-03-02T14:00:00Z").unwrap();
+        let p = e.project_at(before_answer);
+        assert_eq!(p.cases[0].messages.len(), 1);
+        let c = &p.clocks["preliminary_report:CPR-2026-0001"];
+        assert_eq!(c.status(before_answer).state, ClockState::Pending);
+        assert!(
+            e.project_at(parse("2026-03-02T09:00:00Z").unwrap())
+                .cases
+                .is_empty()
+        );
+    }
+}

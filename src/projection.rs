@@ -100,8 +100,10 @@ impl Projection {
 struct CaseWork {
     /// Deadline class of the case: (window, basis) from key evidence, rules or the default.
     class: (Duration, String),
-    /// First time each certificate / key was named by a report in this case.
+    /// First time each certificate / key was named by a report in this case, and the
+    /// certificates in the order the case named them.
     cert_first: BTreeMap<String, Timestamp>,
+    cert_order: Vec<String>,
     key_first: BTreeMap<String, Timestamp>,
     dismissed: Option<(Timestamp, String)>,
 }
@@ -156,6 +158,7 @@ pub fn project(messages: &[&MessageFacts], assigned: &Assigned, settings: &Setti
         let mut w = CaseWork {
             class: (clock::DAY, clock::BASIS_DEFAULT.to_string()),
             cert_first: BTreeMap::new(),
+            cert_order: Vec::new(),
             key_first: BTreeMap::new(),
             dismissed: None,
         };
@@ -182,9 +185,10 @@ pub fn project(messages: &[&MessageFacts], assigned: &Assigned, settings: &Setti
             });
             if is_report(m, idx == thread.founder) {
                 for c in &m.certificates {
-                    w.cert_first
-                        .entry(c.reference.clone())
-                        .or_insert(m.received_at);
+                    if !w.cert_first.contains_key(&c.reference) {
+                        w.cert_first.insert(c.reference.clone(), m.received_at);
+                        w.cert_order.push(c.reference.clone());
+                    }
                     match certs.get_mut(&c.reference) {
                         Some(known) => known.merge_from(c),
                         None => {
@@ -246,11 +250,11 @@ pub fn project(messages: &[&MessageFacts], assigned: &Assigned, settings: &Setti
         work.push(w);
     }
 
-    // Each case's certificates, in first-seen order, with globally merged details.
+    // Each case's certificates, in the order the case named them, with globally merged details.
     for (case, w) in out.cases.iter_mut().zip(&work) {
-        case.certificates = cert_order
+        case.certificates = w
+            .cert_order
             .iter()
-            .filter(|r| w.cert_first.contains_key(*r))
             .filter_map(|r| certs.get(r).cloned())
             .collect();
     }
@@ -414,11 +418,16 @@ fn revocation_clocks(
         }
     }
 
-    // Which cases name each key, with when; dismissed cases count only if nothing else does.
+    // Which cases name each certificate and each key, with when; dismissed cases count only if
+    // nothing else does. Indexed once: a desk holds many thousands of both.
     let mut key_sightings: BTreeMap<String, Vec<(usize, Timestamp)>> = BTreeMap::new();
+    let mut cert_sightings: HashMap<&str, Vec<(usize, Timestamp)>> = HashMap::new();
     for (ci, w) in work.iter().enumerate() {
         for (k, t) in &w.key_first {
             key_sightings.entry(k.clone()).or_default().push((ci, *t));
+        }
+        for (r, t) in &w.cert_first {
+            cert_sightings.entry(r.as_str()).or_default().push((ci, *t));
         }
     }
     let live = |ci: &usize| work[*ci].dismissed.is_none();
@@ -431,11 +440,8 @@ fn revocation_clocks(
             continue;
         }
         let is_ca = cert.is_ca == Some(true);
-        let sightings: Vec<(usize, Timestamp)> = work
-            .iter()
-            .enumerate()
-            .filter_map(|(ci, w)| w.cert_first.get(r).map(|t| (ci, *t)))
-            .collect();
+        let sightings: Vec<(usize, Timestamp)> =
+            cert_sightings.get(r.as_str()).cloned().unwrap_or_default();
         let key_ref = cert.spki_sha256.as_ref().map(|h| format!("spki:{h}"));
         let key_seen: Vec<(usize, Timestamp)> = key_ref
             .as_ref()
