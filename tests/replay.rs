@@ -627,6 +627,10 @@ fn preliminary_report_clock_states() {
 
 #[test]
 fn replay_at_hides_what_was_received_later() {
+    // Before the first report: nothing exists.
+    let v = replay("preliminary", "2026-07-01T08:59:59Z");
+    assert_eq!(v["cases"], json!([]));
+
     // Before the answer to CPR-2026-0001 and before any other report.
     let v = replay("preliminary", "2026-07-01T12:00:00Z");
     assert_eq!(v["at"], "2026-07-01T12:00:00Z");
