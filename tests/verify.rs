@@ -1,0 +1,198 @@
+//! `cprwatch verify` over a real store: intact → exit 0; one flipped byte anywhere in the
+//! event chain or in a stored message → exit 1 naming the event (`#N`) or the message.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use rusqlite::Connection;
+
+/// A store with the revocation scenario ingested (inbox and sent).
+fn ingested() -> Desk {
+    let desk = Desk::with_store();
+    let cfg = desk.config().display().to_string();
+    let dir = scenario("revocation");
+    for (role, sub) in [("inbox", "inbox"), ("sent", "sent")] {
+        let o = desk.run(&[
+            "ingest",
+            "--config",
+            &cfg,
+            "--role",
+            role,
+            &dir.join(sub).display().to_string(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    desk
+}
+
+/// A copy of the store in a fresh desk, damaged by `damage`; returns `verify`'s output.
+fn verify_damaged(src: &Desk, damage: impl FnOnce(&Connection)) -> std::process::Output {
+    let copy = Desk::with_store();
+    std::fs::copy(src.store(), copy.store()).unwrap();
+    {
+        let conn = Connection::open(copy.store()).unwrap();
+        damage(&conn);
+    }
+    copy.run(&["verify", "--config", &copy.config().display().to_string()])
+}
+
+fn seqs(store: &Path) -> Vec<i64> {
+    let conn = Connection::open(store).unwrap();
+    let mut st = conn.prepare("SELECT seq FROM events ORDER BY seq").unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn message_hashes(store: &Path) -> Vec<String> {
+    let conn = Connection::open(store).unwrap();
+    let mut st = conn
+        .prepare("SELECT content_hash FROM messages ORDER BY content_hash")
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn flip_blob(
+    conn: &Connection,
+    table: &str,
+    col: &str,
+    key_col: &str,
+    key: &dyn rusqlite::ToSql,
+    pos: usize,
+) {
+    let sql = format!("SELECT {col} FROM {table} WHERE {key_col} = ?1");
+    let mut b: Vec<u8> = conn.query_row(&sql, [key], |r| r.get(0)).unwrap();
+    let i = pos.min(b.len() - 1);
+    b[i] ^= 0x01;
+    let sql = format!("UPDATE {table} SET {col} = ?1 WHERE {key_col} = ?2");
+    assert_eq!(conn.execute(&sql, rusqlite::params![b, key]).unwrap(), 1);
+}
+
+fn flip_hex_text(conn: &Connection, col: &str, seq: i64, pos: usize) {
+    let sql = format!("SELECT {col} FROM events WHERE seq = ?1");
+    let s: String = conn.query_row(&sql, [seq], |r| r.get(0)).unwrap();
+    let mut b = s.into_bytes();
+    let i = pos.min(b.len() - 1);
+    b[i] = if b[i] == b'0' { b'1' } else { b'0' };
+    let s = String::from_utf8(b).unwrap();
+    let sql = format!("UPDATE events SET {col} = ?1 WHERE seq = ?2");
+    assert_eq!(conn.execute(&sql, rusqlite::params![s, seq]).unwrap(), 1);
+}
+
+#[test]
+fn intact_store_verifies() {
+    let desk = ingested();
+    let o = desk.run(&["verify", "--config", &desk.config().display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("ok:"),
+        "{}",
+        text(&o)
+    );
+    assert!(seqs(&desk.store()).len() >= 12, "every message is an event");
+    assert_eq!(
+        message_hashes(&desk.store()).len(),
+        12,
+        "11 inbox + 1 sent message stored"
+    );
+}
+
+#[test]
+fn one_flipped_byte_in_an_event_is_named_by_its_seq() {
+    let desk = ingested();
+    let all = seqs(&desk.store());
+    let picks = [all[0], all[all.len() / 2], *all.last().unwrap()];
+    for &seq in &picks {
+        for (col, pos) in [
+            ("body", 0usize),
+            ("body", 37),
+            ("body", usize::MAX),
+            ("prev_hash", 5),
+            ("hash", 63),
+        ] {
+            let o = verify_damaged(&desk, |c| match col {
+                "body" => flip_blob(c, "events", "body", "seq", &seq, pos),
+                _ => flip_hex_text(c, col, seq, pos),
+            });
+            let out = text(&o);
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "event #{seq} {col}[{pos}] flipped:\n{out}"
+            );
+            assert!(
+                String::from_utf8_lossy(&o.stdout).contains(&format!("#{seq}")),
+                "event #{seq} {col}[{pos}] flipped: verify should name #{seq}:\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn one_flipped_byte_in_a_stored_message_names_the_message() {
+    let desk = ingested();
+    let hashes = message_hashes(&desk.store());
+    for h in [
+        &hashes[0],
+        &hashes[hashes.len() / 2],
+        hashes.last().unwrap(),
+    ] {
+        for pos in [2usize, 100, usize::MAX] {
+            let o = verify_damaged(&desk, |c| {
+                flip_blob(c, "messages", "raw", "content_hash", h, pos)
+            });
+            let out = text(&o);
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "message {h} raw[{pos}] flipped:\n{out}"
+            );
+            assert!(
+                String::from_utf8_lossy(&o.stdout).contains(h.as_str()),
+                "message {h} raw[{pos}] flipped: verify should name it:\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn swapped_message_bodies_are_caught_by_their_content_hash() {
+    // Each body still decompresses: only the content hash can tell.
+    let desk = ingested();
+    let hashes = message_hashes(&desk.store());
+    let (a, b) = (&hashes[0], &hashes[1]);
+    let o = verify_damaged(&desk, |c| {
+        let get = |h: &String| -> (Vec<u8>, i64) {
+            c.query_row(
+                "SELECT raw, size FROM messages WHERE content_hash = ?1",
+                [h],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        let (ra, sa) = get(a);
+        let (rb, sb) = get(b);
+        let set = |h: &String, raw: &Vec<u8>, size: i64| {
+            c.execute(
+                "UPDATE messages SET raw = ?1, size = ?2 WHERE content_hash = ?3",
+                rusqlite::params![raw, size, h],
+            )
+            .unwrap()
+        };
+        set(a, &rb, sb);
+        set(b, &ra, sa);
+    });
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(a.as_str()) || stdout.contains(b.as_str()),
+        "{out}"
+    );
+}
