@@ -54,7 +54,7 @@ fn run_ingests_new_maildir_files_and_stops_cleanly_on_sigterm() {
          [clock]\ntick_seconds = 1\n[[maildir]]\npath = \"mail\"\npoll_seconds = 1\n",
     )
     .unwrap();
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["run", "--config"])
         .arg(&config)
         .stdout(Stdio::null())

@@ -33,11 +33,13 @@ pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail) {
 
     let mut seen_received = false;
     let mut seen_return_path = false;
+    // authserv-ids whose verdict was already seen (top = newest).
+    let mut verdicts_seen: Vec<String> = Vec::new();
     for h in headers {
         match &h.name {
             HeaderName::Received if !seen_received => {
-                seen_received = true;
                 let value = raw_value(raw, h);
+                seen_received = true;
                 out.received_top = dates::received_date(&value);
                 if out.received_top.is_none() {
                     out.problems.push(format!(
@@ -53,7 +55,19 @@ pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail) {
                 out.null_sender = bare == "<>";
             }
             HeaderName::AuthenticationResults => {
-                out.authentication_results.push(raw_value(raw, h));
+                // The receiving server adds one verdict, on top of what the message already
+                // carried; another one further down claiming the same authserv-id was in the
+                // message before that server saw it: the sender wrote it (RFC 8601 §5).
+                let value = raw_value(raw, h);
+                let authserv = authserv_id(&value);
+                if verdicts_seen.contains(&authserv) {
+                    out.problems.push(format!(
+                        "a second Authentication-Results claiming {authserv} below its own: ignored as forged"
+                    ));
+                } else {
+                    verdicts_seen.push(authserv);
+                    out.authentication_results.push(value);
+                }
             }
             HeaderName::AutoSubmitted if out.auto_submitted.is_none() => {
                 out.auto_submitted = raw_value(raw, h)
@@ -123,4 +137,13 @@ fn bracket(id: &str) -> String {
 /// whitespace runs folding leaves behind, so `Re:\r\n\t x` and `Re: x` compare equal.
 fn unfold(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The authserv-id of an `Authentication-Results:` value (RFC 8601: the first token), lowercased.
+fn authserv_id(value: &str) -> String {
+    value
+        .split(|c: char| c == ';' || c.is_whitespace())
+        .find(|t| !t.is_empty())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }

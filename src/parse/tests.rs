@@ -14,6 +14,7 @@ Received: from mx1.ca.example by mx2.ca.example; Tue, 3 Mar 2026 10:00:05 +0000\
 Received: from mail.reporter.example by mx1.ca.example; Tue, 3 Mar 2026 09:59:59 +0000\r\n\
 Authentication-Results: mx2.ca.example; dkim=pass header.d=reporter.example\r\n\
 Authentication-Results: mx1.ca.example;\r\n\tspf=pass smtp.mailfrom=reporter.example\r\n\
+Authentication-Results: mx2.ca.example; dkim=pass header.d=ca.example\r\n\
 From: \"Alice Reporter\" <Alice@Reporter.EXAMPLE>\r\n\
 To: Problem Desk <CPR@CA.example>, undisclosed: Bob <bob@x.example>, carol@y.example;\r\n\
 Cc: dave@z.example\r\n\
@@ -50,7 +51,9 @@ fn header_fields() {
     assert!(m.cprwatch_receipt);
     assert!(!m.autoreply_marks);
     assert!(!m.is_report_mime);
+    // The second verdict claiming mx2.ca.example sits below mx2's own: forged, dropped.
     assert_eq!(m.authentication_results.len(), 2);
+    assert!(m.problems.iter().any(|p| p.contains("ignored as forged")));
     assert_eq!(
         m.authentication_results[0],
         "mx2.ca.example; dkim=pass header.d=reporter.example"
