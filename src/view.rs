@@ -161,6 +161,7 @@ fn has_open_clock(p: &Projection, case: &Case, at: Timestamp) -> bool {
 /// `status` as text: every running clock, soonest deadline first, with the time left.
 pub fn status_text(p: &Projection, at: Timestamp) -> String {
     let mut rows: Vec<(Timestamp, String)> = Vec::new();
+    let mut listed: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for case in &p.cases {
         for id in &case.clocks {
             let Some(c) = p.clocks.get(id) else { continue };
@@ -169,7 +170,7 @@ pub fn status_text(p: &Projection, at: Timestamp) -> String {
                 continue;
             }
             // A revocation clock shared by several cases is listed once, under its first case.
-            if rows.iter().any(|(_, r)| r.contains(&format!(" {id} "))) {
+            if !listed.insert(id.as_str()) {
                 continue;
             }
             let left = (c.deadline - at).whole_seconds();
@@ -180,12 +181,13 @@ pub fn status_text(p: &Projection, at: Timestamp) -> String {
             rows.push((
                 c.deadline,
                 format!(
-                    "{:<14} {:<20} {} {id} (basis {}; deadline {})",
+                    "{:<14} {:<26} {:<18} {:<16} deadline {}  basis {}",
                     case.id,
                     label,
                     c.kind.as_str(),
+                    c.target.as_deref().unwrap_or("-"),
+                    timefmt::format(c.deadline),
                     s.basis,
-                    timefmt::format(c.deadline)
                 ),
             ));
         }
