@@ -237,8 +237,8 @@ pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
     let r = desk::verify(&store)?;
     Ok(match r.problem {
         None => Outcome::ok(format!(
-            "ok: {} events, {} messages; hash chain intact\n",
-            r.events, r.messages
+            "ok: {} events, {} messages; hash chain intact; head {}\n",
+            r.events, r.messages, r.head
         )),
         Some(p) => Outcome {
             stdout: format!("FAILED: {p}\n"),

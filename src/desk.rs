@@ -4,7 +4,7 @@
 //! them into a batch, the store commits the batch atomically. If a commit fails the engine is
 //! rebuilt from the store, so memory never runs ahead of what is durable.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use thiserror::Error;
 
@@ -232,6 +232,8 @@ fn restore(store: &dyn Store, policy: &Policy, settings: &Settings) -> Result<En
 pub struct VerifyReport {
     pub events: u64,
     pub messages: u64,
+    /// Hash of the last good event: publish it, or compare it with an earlier export.
+    pub head: String,
     /// The first problem found, naming the event or message.
     pub problem: Option<String>,
 }
@@ -249,6 +251,7 @@ pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
     let mut report = VerifyReport {
         events: v.events_ok,
         messages: v.messages_checked,
+        head: v.head.clone(),
         problem,
     };
     if report.problem.is_some() {
@@ -283,9 +286,4 @@ pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
         }
     }
     Ok(report)
-}
-
-/// The store path, for messages.
-pub fn describe_store(config: &Config) -> &Path {
-    &config.store.path
 }
