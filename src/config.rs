@@ -7,9 +7,13 @@
 //! resolve against the config file's directory, so a config works from whatever directory the
 //! service is started in.
 //!
-//! Secrets never live in this file (DESIGN.md §5). IMAP accounts (`[[mailbox]]`, later) will
-//! name their password through `password_env` (an environment variable) or `password_file`
-//! (a file path), never the password itself.
+//! Secrets never live in this file (DESIGN.md §5). IMAP accounts (`[[mailbox]]`) name their
+//! password through `password_env` (an environment variable) or `password_file` (a file
+//! path), never the password itself.
+
+mod mailbox;
+
+pub use mailbox::{MailboxConfig, PasswordSource, Tls, is_loopback};
 
 use crate::model::FolderRole;
 use crate::timefmt::parse_span;
@@ -25,6 +29,8 @@ pub struct Config {
     pub rules: RulesConfig,
     pub clock: ClockConfig,
     pub maildir: Vec<MaildirConfig>,
+    /// IMAP accounts watched by `cprwatch run`.
+    pub mailbox: Vec<MailboxConfig>,
     /// The file this configuration was read from (as given).
     pub path: PathBuf,
 }
@@ -214,6 +220,21 @@ pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         });
     }
 
+    let mut mailbox = Vec::with_capacity(raw.mailbox.len());
+    for (i, m) in raw.mailbox.into_iter().enumerate() {
+        let m = mailbox::validate(i, m, resolve).map_err(|(k, p)| invalid(&k, p))?;
+        if mailbox.iter().any(|o: &MailboxConfig| o.name == m.name) {
+            return Err(invalid(
+                &format!("mailbox[{i}].name"),
+                format!(
+                    "{:?} names two mailboxes; give each a distinct name",
+                    m.name
+                ),
+            ));
+        }
+        mailbox.push(m);
+    }
+
     Ok(Config {
         desk,
         store: StoreConfig {
@@ -224,6 +245,7 @@ pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         },
         clock,
         maildir,
+        mailbox,
         path: origin.to_path_buf(),
     })
 }
@@ -286,6 +308,8 @@ struct RawConfig {
     clock: RawClock,
     #[serde(default)]
     maildir: Vec<RawMaildir>,
+    #[serde(default)]
+    mailbox: Vec<mailbox::RawMailbox>,
 }
 
 #[derive(Deserialize)]
@@ -357,7 +381,7 @@ fn default_poll_seconds() -> u64 {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFolder {
+pub(crate) struct RawFolder {
     name: String,
     role: String,
 }

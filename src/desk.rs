@@ -114,21 +114,44 @@ impl Desk {
         incoming: Vec<(Vec<u8>, SourceMeta)>,
         now: Timestamp,
     ) -> Result<Vec<Envelope>, DeskError> {
+        self.ingest_to(incoming, Vec::new(), now)
+    }
+
+    /// Ingest, and advance IMAP checkpoints in the same transaction: a checkpoint never gets
+    /// ahead of the messages read up to it.
+    pub fn ingest_to(
+        &mut self,
+        incoming: Vec<(Vec<u8>, SourceMeta)>,
+        checkpoints: Vec<store::Checkpoint>,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, DeskError> {
         let batch = self.engine.ingest(incoming, now);
-        self.commit(batch)
+        self.commit(batch, checkpoints)
+    }
+
+    /// Record a watched folder's health (not part of the event log).
+    pub fn set_folder_state(&mut self, state: &store::FolderState) -> Result<(), DeskError> {
+        Ok(self.store.set_folder_state(state)?)
     }
 
     /// Re-evaluate clocks at `now`; commit and return what changed.
     pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Envelope>, DeskError> {
         let events = self.engine.tick(now);
-        self.commit(Batch {
-            events,
-            ..Batch::default()
-        })
+        self.commit(
+            Batch {
+                events,
+                ..Batch::default()
+            },
+            Vec::new(),
+        )
     }
 
-    fn commit(&mut self, batch: Batch) -> Result<Vec<Envelope>, DeskError> {
-        if batch.is_empty() {
+    fn commit(
+        &mut self,
+        batch: Batch,
+        checkpoints: Vec<store::Checkpoint>,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        if batch.is_empty() && checkpoints.is_empty() {
             return Ok(Vec::new());
         }
         let events = batch.events;
@@ -136,6 +159,7 @@ impl Desk {
             messages: batch.messages,
             positions: batch.positions,
             events: events.iter().map(Envelope::encode).collect(),
+            checkpoints,
         };
         if let Err(e) = self.store.commit(sb) {
             // Memory must not run ahead of the store: forget what was not committed.

@@ -3,7 +3,10 @@
 //! It keeps the same contract as SQLite — same validation, same chain — so the engine cannot
 //! tell them apart, and tests written against it hold for the durable store too.
 
-use super::{BadEvent, BadMessage, Batch, Store, StoreError, StoredEvent, Verification, chain};
+use super::{
+    BadEvent, BadMessage, Batch, Checkpoint, FolderState, Store, StoreError, StoredEvent,
+    Verification, chain,
+};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
@@ -11,6 +14,8 @@ pub struct MemoryStore {
     events: Vec<StoredEvent>,
     messages: BTreeMap<String, Vec<u8>>,
     positions: BTreeMap<String, String>,
+    checkpoints: BTreeMap<(String, String), Checkpoint>,
+    folder_states: BTreeMap<(String, String), FolderState>,
 }
 
 impl MemoryStore {
@@ -48,10 +53,40 @@ impl Store for MemoryStore {
         for (position, key) in batch.positions {
             self.positions.entry(position).or_insert(key);
         }
+        for cp in batch.checkpoints {
+            self.checkpoints
+                .insert((cp.mailbox.clone(), cp.folder.clone()), cp);
+        }
         let head = self.events.last().map(|e| (e.seq, e.hash.as_str()));
         let appended = chain::extend(head, batch.events);
         self.events.extend(appended.iter().cloned());
         Ok(appended)
+    }
+
+    fn checkpoint(&self, mailbox: &str, folder: &str) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self
+            .checkpoints
+            .get(&(mailbox.to_string(), folder.to_string()))
+            .cloned())
+    }
+
+    fn positions_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .positions
+            .range(prefix.to_string()..)
+            .take_while(|(p, _)| p.starts_with(prefix))
+            .map(|(p, _)| p.clone())
+            .collect())
+    }
+
+    fn set_folder_state(&mut self, state: &FolderState) -> Result<(), StoreError> {
+        self.folder_states
+            .insert((state.mailbox.clone(), state.folder.clone()), state.clone());
+        Ok(())
+    }
+
+    fn folder_states(&self) -> Result<Vec<FolderState>, StoreError> {
+        Ok(self.folder_states.values().cloned().collect())
     }
 
     fn verify(&self) -> Result<Verification, StoreError> {

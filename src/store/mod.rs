@@ -66,12 +66,42 @@ pub struct Batch {
     pub positions: Vec<(String, String)>,
     /// Canonical event bodies, appended in this order.
     pub events: Vec<Vec<u8>>,
+    /// IMAP folders read up to here: advanced only together with what was read.
+    pub checkpoints: Vec<Checkpoint>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.positions.is_empty() && self.events.is_empty()
+        self.messages.is_empty()
+            && self.positions.is_empty()
+            && self.events.is_empty()
+            && self.checkpoints.is_empty()
     }
+}
+
+/// How far an IMAP folder has been read: everything up to `last_uid` under `uidvalidity` is in
+/// the store. A different UIDVALIDITY on the server means the numbering restarted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub mailbox: String,
+    pub folder: String,
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+}
+
+/// The watcher's own health for one folder, for `cprwatch status`. Operational state, not part
+/// of the event log: it says whether we are looking, not what we saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderState {
+    pub mailbox: String,
+    pub folder: String,
+    /// `inbox`, `junk` or `sent`.
+    pub role: String,
+    /// RFC 3339 time of the last sync that completed.
+    pub last_sync_at: Option<String>,
+    /// The current error, if the folder is failing; cleared by the next good sync.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
 }
 
 /// The narrow interface every backend provides. Append-only by construction: there is no way
@@ -89,6 +119,14 @@ pub trait Store: Send {
     /// already present), and append the events with their chain hashes. All or nothing.
     /// Returns the appended events.
     fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The checkpoint of an IMAP folder, if it was ever read.
+    fn checkpoint(&self, mailbox: &str, folder: &str) -> Result<Option<Checkpoint>, StoreError>;
+    /// Every recorded position starting with `prefix` (to compare a folder's UIDs with the
+    /// store and fetch what is missing).
+    fn positions_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Record a folder's health (replaces the previous record for that folder).
+    fn set_folder_state(&mut self, state: &FolderState) -> Result<(), StoreError>;
+    fn folder_states(&self) -> Result<Vec<FolderState>, StoreError>;
     /// Walk the whole log: recompute every hash, check links and seq contiguity, and check that
     /// every stored message's bytes hash to its key. Damage is reported in the result, not as
     /// an error: an error means the store could not be read at all.

@@ -8,7 +8,10 @@
 //! last few commits, but since a message, its position and its events (and later the IMAP
 //! checkpoint) commit together, a lost commit just means the folder is read again.
 
-use super::{BadEvent, BadMessage, Batch, Store, StoreError, StoredEvent, Verification, chain};
+use super::{
+    BadEvent, BadMessage, Batch, Checkpoint, FolderState, Store, StoreError, StoredEvent,
+    Verification, chain,
+};
 use flate2::Compression;
 use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
@@ -18,13 +21,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The schema this code writes. Bump it with a migration in [`SqliteStore::open`].
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Portable DDL. Later, in the same transaction as the rest of a batch (see [`Batch`]):
 /// `outbox(id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL REFERENCES events(seq),
-/// dedup_key TEXT UNIQUE NOT NULL, payload BLOB NOT NULL, …)` for durable alerts, and
-/// `imap_checkpoints(account TEXT, folder TEXT, uidvalidity INTEGER, highest_uid INTEGER,
-/// PRIMARY KEY (account, folder))`. Both bump [`SCHEMA_VERSION`].
+/// dedup_key TEXT UNIQUE NOT NULL, payload BLOB NOT NULL, …)` for durable alerts; it bumps
+/// [`SCHEMA_VERSION`] with a migration like [`SCHEMA_V2`].
 const SCHEMA: &str = "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -45,6 +47,26 @@ CREATE TABLE messages (
 CREATE TABLE positions (
     position     TEXT PRIMARY KEY,
     content_hash TEXT NOT NULL REFERENCES messages(content_hash)
+);
+";
+
+/// Version 2: IMAP checkpoints (written with the batch they close) and folder health.
+const SCHEMA_V2: &str = "
+CREATE TABLE imap_checkpoints (
+    mailbox     TEXT NOT NULL,
+    folder      TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    last_uid    INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, folder)
+);
+CREATE TABLE folder_states (
+    mailbox       TEXT NOT NULL,
+    folder        TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    last_sync_at  TEXT,
+    last_error    TEXT,
+    last_error_at TEXT,
+    PRIMARY KEY (mailbox, folder)
 );
 ";
 
@@ -136,6 +158,8 @@ impl SqliteStore {
         };
         if tables.is_empty() {
             tx.execute_batch(SCHEMA).map_err(sql("schema creation"))?;
+            tx.execute_batch(SCHEMA_V2)
+                .map_err(sql("schema creation"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION.to_string()],
@@ -172,7 +196,15 @@ impl SqliteStore {
                 supported: SCHEMA_VERSION,
             });
         }
-        // found < SCHEMA_VERSION: migrations go here once there is a version 2.
+        if found < 2 {
+            tx.execute_batch(SCHEMA_V2)
+                .map_err(sql("migration to schema 2"))?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                params![SCHEMA_VERSION.to_string()],
+            )
+            .map_err(sql("migration to schema 2"))?;
+        }
         tx.commit().map_err(sql("schema check"))
     }
 }
@@ -348,10 +380,90 @@ impl Store for SqliteStore {
                     .execute(params![seq_to_sql(e.seq), e.body, e.prev_hash, e.hash])
                     .map_err(sql(ACTION))?;
             }
+            let mut upsert_checkpoint = tx
+                .prepare_cached(
+                    "INSERT INTO imap_checkpoints (mailbox, folder, uidvalidity, last_uid) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (mailbox, folder) DO UPDATE SET \
+                     uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid",
+                )
+                .map_err(sql(ACTION))?;
+            for cp in &batch.checkpoints {
+                upsert_checkpoint
+                    .execute(params![cp.mailbox, cp.folder, cp.uidvalidity, cp.last_uid])
+                    .map_err(sql(ACTION))?;
+            }
             appended
         };
         tx.commit().map_err(sql(ACTION))?;
         Ok(appended)
+    }
+
+    fn checkpoint(&self, mailbox: &str, folder: &str) -> Result<Option<Checkpoint>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT uidvalidity, last_uid FROM imap_checkpoints WHERE mailbox = ?1 AND folder = ?2",
+                params![mailbox, folder],
+                |r| {
+                    Ok(Checkpoint {
+                        mailbox: mailbox.to_string(),
+                        folder: folder.to_string(),
+                        uidvalidity: r.get(0)?,
+                        last_uid: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read checkpoint"))
+    }
+
+    fn positions_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // A range scan on the primary key (portable, and no LIKE escaping of the prefix).
+        let mut upper = prefix.to_string();
+        upper.push(char::MAX);
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT position FROM positions WHERE position >= ?1 AND position < ?2")
+            .map_err(sql("list positions"))?;
+        let rows = st
+            .query_map(params![prefix, upper], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql("list positions"))?;
+        Ok(rows.into_iter().filter(|p| p.starts_with(prefix)).collect())
+    }
+
+    fn set_folder_state(&mut self, st: &FolderState) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO folder_states (mailbox, folder, role, last_sync_at, last_error, last_error_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (mailbox, folder) DO UPDATE SET \
+                 role = excluded.role, last_sync_at = excluded.last_sync_at, \
+                 last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+                params![st.mailbox, st.folder, st.role, st.last_sync_at, st.last_error, st.last_error_at],
+            )
+            .map(|_| ())
+            .map_err(sql("record folder state"))
+    }
+
+    fn folder_states(&self) -> Result<Vec<FolderState>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT mailbox, folder, role, last_sync_at, last_error, last_error_at \
+                 FROM folder_states ORDER BY mailbox, folder",
+            )
+            .map_err(sql("read folder states"))?;
+        st.query_map([], |r| {
+            Ok(FolderState {
+                mailbox: r.get(0)?,
+                folder: r.get(1)?,
+                role: r.get(2)?,
+                last_sync_at: r.get(3)?,
+                last_error: r.get(4)?,
+                last_error_at: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(sql("read folder states"))
     }
 
     fn verify(&self) -> Result<Verification, StoreError> {

@@ -21,6 +21,7 @@ fn batch(messages: &[&str], events: &[&str]) -> Batch {
         messages,
         positions,
         events: events.iter().map(|e| e.as_bytes().to_vec()).collect(),
+        ..Batch::default()
     }
 }
 
@@ -50,6 +51,7 @@ fn contract(store: &mut dyn Store) {
                 ("file:test/0/".to_string() + &k1, k2.clone()),
             ],
             events: vec![b"e3".to_vec()],
+            ..Batch::default()
         })
         .unwrap();
     assert_eq!(again[0].seq, 3);
@@ -84,16 +86,19 @@ fn contract(store: &mut dyn Store) {
             ],
             positions: vec![],
             events: vec![b"x".to_vec()],
+            ..Batch::default()
         },
         Batch {
             messages: vec![good.clone()],
             positions: vec![("p".into(), chain::content_hash(b"never stored"))],
             events: vec![b"x".to_vec()],
+            ..Batch::default()
         },
         Batch {
             messages: vec![("ABC".into(), b"x".to_vec())],
             positions: vec![],
             events: vec![],
+            ..Batch::default()
         },
     ];
     for bad in bad_cases {
@@ -387,4 +392,93 @@ fn large_batch_commits_fast() {
     let v = s.verify().unwrap();
     assert!(v.is_ok());
     assert_eq!(v.messages_checked, 1000);
+}
+
+/// Checkpoints, prefix scans and folder health behave the same in both backends.
+fn imap_contract(store: &mut dyn Store) {
+    assert_eq!(store.checkpoint("cpr", "INBOX").unwrap(), None);
+    let mut b = batch(&["one"], &["{\"e\":1}"]);
+    let key = b.messages[0].0.clone();
+    b.positions = vec![
+        ("imap:cpr/INBOX/7/1".into(), key.clone()),
+        ("imap:cpr/INBOX/7/12".into(), key.clone()),
+        ("imap:cpr/Junk/7/1".into(), key.clone()),
+    ];
+    let cp = Checkpoint {
+        mailbox: "cpr".into(),
+        folder: "INBOX".into(),
+        uidvalidity: 7,
+        last_uid: 12,
+    };
+    b.checkpoints = vec![cp.clone()];
+    store.commit(b).unwrap();
+    assert_eq!(store.checkpoint("cpr", "INBOX").unwrap(), Some(cp.clone()));
+    assert_eq!(
+        store.positions_with_prefix("imap:cpr/INBOX/7/").unwrap(),
+        ["imap:cpr/INBOX/7/1", "imap:cpr/INBOX/7/12"]
+    );
+
+    // A batch that fails validation advances nothing: not the log, not the checkpoint.
+    let mut bad = batch(&[], &["{\"e\":2}"]);
+    bad.messages = vec![("00".repeat(32), b"not those bytes".to_vec())];
+    bad.checkpoints = vec![Checkpoint {
+        last_uid: 99,
+        ..cp.clone()
+    }];
+    assert!(store.commit(bad).is_err());
+    assert_eq!(store.checkpoint("cpr", "INBOX").unwrap(), Some(cp));
+
+    let st = FolderState {
+        mailbox: "cpr".into(),
+        folder: "INBOX".into(),
+        role: "inbox".into(),
+        last_sync_at: Some("2026-03-01T10:00:00Z".into()),
+        last_error: None,
+        last_error_at: None,
+    };
+    store.set_folder_state(&st).unwrap();
+    let failing = FolderState {
+        last_error: Some("connection refused".into()),
+        last_error_at: Some("2026-03-01T10:05:00Z".into()),
+        ..st
+    };
+    store.set_folder_state(&failing).unwrap();
+    assert_eq!(store.folder_states().unwrap(), [failing]);
+}
+
+#[test]
+fn imap_state_in_both_backends() {
+    imap_contract(&mut memory());
+    let dir = tempfile::tempdir().unwrap();
+    imap_contract(&mut open_sqlite(&dir.path().join("s.sqlite")).unwrap());
+}
+
+#[test]
+fn a_version_1_store_is_migrated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mut s = open_sqlite(&path).unwrap();
+    s.commit(batch(&["kept"], &["{\"e\":1}"])).unwrap();
+    drop(s);
+    // Make it what version 1 wrote.
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(
+        "DROP TABLE imap_checkpoints; DROP TABLE folder_states; \
+         UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let s = open_sqlite(&path).unwrap();
+    assert_eq!(s.events().unwrap().len(), 1);
+    assert_eq!(s.checkpoint("cpr", "INBOX").unwrap(), None);
+    assert!(s.verify().unwrap().is_ok());
+    let c = Connection::open(&path).unwrap();
+    let v: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, "2");
 }
