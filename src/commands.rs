@@ -130,10 +130,57 @@ pub fn status(
     let at = parse_at(at)?;
     let desk = Desk::open(&config)?;
     let p = desk.projection_at(at);
-    Ok(Outcome::ok(match format {
-        Format::Json => json(&view::report(&p, at, true)),
-        Format::Text => view::status_text(&p, at),
-    }))
+    let sources = sources(&config, desk.store(), at)?;
+    let problems = sources
+        .iter()
+        .filter(|s| s.stale || s.last_error.is_some())
+        .count();
+    Ok(Outcome {
+        stdout: match format {
+            Format::Json => {
+                let r = view::report(&p, at, true);
+                json(&view::StatusJson {
+                    at: r.at,
+                    cases: r.cases,
+                    sources,
+                })
+            }
+            Format::Text => view::status_text(&p, at) + &view::sources_text(&sources, at),
+        },
+        // A watcher that is not looking is itself a problem worth a non-zero exit.
+        code: if problems > 0 { 3 } else { 0 },
+    })
+}
+
+/// Every configured IMAP folder with its recorded health; a folder with no completed sync
+/// within its mailbox's `stale_after` (or none ever) is stale.
+fn sources(
+    config: &Config,
+    store: &dyn crate::store::Store,
+    at: Timestamp,
+) -> Result<Vec<view::SourceJson>, CommandError> {
+    let states = store.folder_states().map_err(DeskError::from)?;
+    let mut out = Vec::new();
+    for m in &config.mailbox {
+        for f in &m.folders {
+            let st = states
+                .iter()
+                .find(|s| s.mailbox == m.name && s.folder == f.name);
+            let last = st
+                .and_then(|s| s.last_sync_at.as_deref())
+                .and_then(|t| timefmt::parse(t).ok());
+            out.push(view::SourceJson {
+                mailbox: m.name.clone(),
+                folder: f.name.clone(),
+                role: f.role.as_str().to_string(),
+                last_sync_at: last.map(timefmt::format),
+                last_error: st.and_then(|s| s.last_error.clone()),
+                last_error_at: st.and_then(|s| s.last_error_at.clone()),
+                stale: last.is_none_or(|t| at - t > m.stale_after),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `cprwatch case ID`: one case in full.

@@ -295,3 +295,61 @@ pub fn case_text(
     }
     o
 }
+
+/// One watched folder's health, as `status` shows it.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SourceJson {
+    pub mailbox: String,
+    pub folder: String,
+    pub role: String,
+    pub last_sync_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// No completed sync within the mailbox's `stale_after` (or never).
+    pub stale: bool,
+}
+
+/// `status --format json`: the replay contract plus the watched folders' health.
+#[derive(Serialize)]
+pub struct StatusJson {
+    pub at: String,
+    pub cases: Vec<CaseJson>,
+    pub sources: Vec<SourceJson>,
+}
+
+/// The sources part of `status` as text: problems first, spelled out.
+pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    if sources.is_empty() {
+        return o;
+    }
+    let _ = writeln!(o, "\nwatched folders: {}", sources.len());
+    for s in sources {
+        let ago = s
+            .last_sync_at
+            .as_deref()
+            .and_then(|t| timefmt::parse(t).ok())
+            .map(|t| {
+                format!(
+                    "last sync {} ago",
+                    timefmt::human_span((at - t).whole_seconds())
+                )
+            })
+            .unwrap_or_else(|| "never synced".into());
+        let verdict = match (&s.last_error, s.stale) {
+            (Some(e), _) => format!("FAILING: {e}"),
+            (None, true) => "STALE".to_string(),
+            (None, false) => "ok".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "  {:<40} {:<5} {:<24} {}",
+            format!("{}/{}", s.mailbox, s.folder),
+            s.role,
+            ago,
+            verdict
+        );
+    }
+    o
+}

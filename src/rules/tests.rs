@@ -557,3 +557,26 @@ fn classify_a_large_ordinary_text_matches_nothing() {
     let text = "An ordinary line of mail text, nothing to see here.\n".repeat(20_000);
     assert!(set.classify("Re: hello", &[text]).is_empty());
 }
+
+#[test]
+fn word_classes_are_lean_but_keep_non_ascii_words_whole() {
+    assert_eq!(
+        super::lean_word_classes(r"a\w+\W\\w[^=,\w]"),
+        r"a(?-i:[0-9A-Za-z_\x{80}-\x{10FFFF}])+(?-i:[^0-9A-Za-z_\x{80}-\x{10FFFF}])\\w[^=,0-9A-Za-z_\x{80}-\x{10FFFF}]"
+    );
+    let set = RuleSet::from_sources(&[(
+        "t.toml".into(),
+        r#"[[rule]]
+id = "t"
+description = "t"
+br_item = 3
+crl_reason = "keyCompromise"
+window = "24h"
+body = ['\bSchl\w+ssel\b \w+ kompromittiert']
+"#
+        .into(),
+    )])
+    .unwrap();
+    let hits = set.classify("", &["Der private Schlüssel wurde kompromittiert".into()]);
+    assert_eq!(hits.len(), 1);
+}
