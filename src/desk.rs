@@ -199,9 +199,12 @@ impl Desk {
             }
             summary.notes.extend(src.notes().iter().cloned());
         }
+        summary.events += self.tick(now())?.len() as u64;
         Ok(summary)
     }
 
+    /// Record one batch (messages, positions, `message_received` events) atomically; cases
+    /// and clocks are derived once, after the last batch.
     fn ingest_counted(
         &mut self,
         batch: Vec<(Vec<u8>, SourceMeta)>,
@@ -209,7 +212,8 @@ impl Desk {
         summary: &mut IngestSummary,
     ) -> Result<(), DeskError> {
         let before = self.engine.message_count();
-        let events = self.ingest(batch, now)?;
+        let batch = self.engine.receive(batch, now);
+        let events = self.commit(batch, Vec::new())?;
         summary.new_messages += (self.engine.message_count() - before) as u64;
         summary.events += events.len() as u64;
         Ok(())

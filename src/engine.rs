@@ -214,9 +214,19 @@ impl Engine {
         &self.facts
     }
 
-    /// Ingest raw messages seen at `now`. Returns what to persist; the engine has already
-    /// absorbed it, so on a failed commit rebuild the engine from the store.
+    /// Ingest raw messages seen at `now`: record them and derive what they change. Returns
+    /// what to persist; the engine has already absorbed it, so on a failed commit rebuild the
+    /// engine from the store.
     pub fn ingest(&mut self, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
+        let mut batch = self.receive(incoming, now);
+        batch.events.extend(self.tick(now));
+        batch
+    }
+
+    /// Record raw messages seen at `now` without deriving cases and clocks yet: for bulk
+    /// loads, where deriving once at the end (one [`Engine::tick`]) beats re-deriving after
+    /// every batch when folders arrive out of time order.
+    pub fn receive(&mut self, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
         let mut batch = Batch::default();
         let mut new_facts = Vec::new();
         for (raw, meta) in incoming {
@@ -254,7 +264,6 @@ impl Engine {
                 self.projector = None;
             }
         }
-        batch.events.extend(self.tick(now));
         batch
     }
 
