@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need. (openssl: the fixture key material is re-derivable with it.)
-packages=(openssl)
+# Debian packages the tests need. (openssl: the fixture key material is re-derivable with it;
+# dovecot-imapd: the real IMAP server the IMAP tests start on loopback via scripts/dovecot.sh.)
+packages=(openssl dovecot-imapd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

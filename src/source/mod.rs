@@ -1,4 +1,5 @@
-//! The I/O edge for offline mail: `.eml` files, directories of them, Maildirs and mbox files.
+//! The I/O edge for mail: `.eml` files, directories of them, Maildirs and mbox files, and (in
+//! [`imap`]) a read-only IMAP client for the live mailbox.
 //!
 //! Every source yields raw bytes plus [`SourceMeta`]: the folder role (which decides whether a
 //! message can open a case) and a stable *position*, so re-reading the same folder adds nothing
@@ -7,6 +8,7 @@
 //! goes on: one bad file must not hide the rest of the mailbox.
 
 mod files;
+pub mod imap;
 pub mod maildir;
 mod mbox;
 
