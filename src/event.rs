@@ -70,10 +70,11 @@ pub struct MessageFacts {
 }
 
 impl MessageFacts {
-    /// The order the projection reads messages in: receipt time, then content hash, so that any
-    /// ingest order gives the same answer.
-    pub fn sort_key(&self) -> (Timestamp, &str) {
-        (self.received_at, &self.content_hash)
+    /// The order the projection reads messages in: receipt time, then reports before the
+    /// desk's own mail (an answer never precedes its report within the same second), then
+    /// content hash, so that any ingest order gives the same answer.
+    pub fn sort_key(&self) -> (Timestamp, bool, &str) {
+        (self.received_at, self.is_staff(), &self.content_hash)
     }
 
     pub fn is_staff(&self) -> bool {

@@ -6,6 +6,7 @@
 //! the [`store`] appends hash-chained events → [`view`] renders them. Only the edges
 //! ([`source`], [`store`], [`service`], [`commands`]) do I/O.
 
+pub mod backoff;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod event;
 pub mod extract;
 pub mod facts;
+pub mod folder_sync;
 pub mod logging;
 pub mod model;
 pub mod parse;

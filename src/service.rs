@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, MaildirConfig};
 use crate::desk::{Desk, DeskError};
 use crate::event::{ClockState, Envelope, Event};
+use crate::folder_sync::{FolderWatch, Request};
 use crate::model::{SourceMeta, Timestamp};
 use crate::shutdown::Shutdown;
 use crate::source::SourceError;
@@ -78,11 +79,29 @@ impl Watcher {
 
 /// Run until `shutdown` fires.
 pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError> {
+    let (requests, mut inbox) = tokio::sync::mpsc::channel::<Request>(16);
+    let mut folder_tasks = tokio::task::JoinSet::new();
+    for (i, m) in config.mailbox.iter().enumerate() {
+        let m = std::sync::Arc::new(m.clone());
+        for (j, f) in m.folders.iter().enumerate() {
+            let watch = FolderWatch::new(
+                m.clone(),
+                f.clone(),
+                requests.clone(),
+                shutdown.clone(),
+                // Different seeds: folders must not retry in lockstep.
+                (i as u64) << 32 | j as u64 | u64::from(std::process::id()) << 16,
+            );
+            folder_tasks.spawn(watch.run());
+        }
+    }
+    drop(requests);
     let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
     info!(
         store = %config.store.path.display(),
         messages = desk.engine().message_count(),
         maildirs = config.maildir.len(),
+        imap_folders = folder_tasks.len(),
         "cprwatch running"
     );
     let mut watchers = Vec::new();
@@ -105,6 +124,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         tokio::select! {
             biased;
             _ = shutdown.recv() => break,
+            Some(req) = inbox.recv() => handle(&mut desk, req),
             _ = poll.tick() => {
                 for w in &mut watchers {
                     // Drain: keep polling while a full batch came back (first sync).
@@ -159,8 +179,55 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
             }
         }
     }
+    // Batches already handed over are committed; no new ones are taken.
+    inbox.close();
+    while let Some(req) = inbox.recv().await {
+        handle(&mut desk, req);
+    }
+    folder_tasks.shutdown().await;
     info!("shutting down: all committed");
     Ok(())
+}
+
+/// Serve one request from a folder task. Commits happen here, in order, one at a time.
+fn handle(desk: &mut Desk, req: Request) {
+    tokio::task::block_in_place(|| match req {
+        Request::Checkpoint {
+            mailbox,
+            folder,
+            reply,
+        } => {
+            let r = desk.store().checkpoint(&mailbox, &folder);
+            let _ = reply.send(r.map_err(|e| e.to_string()));
+        }
+        Request::Positions { prefix, reply } => {
+            let r = desk.store().positions_with_prefix(&prefix);
+            let _ = reply.send(r.map_err(|e| e.to_string()));
+        }
+        Request::Ingest {
+            messages,
+            checkpoint,
+            reply,
+        } => {
+            let r = desk.ingest_to(messages, checkpoint.into_iter().collect(), timefmt::now());
+            let r = match r {
+                Ok(events) => {
+                    log_events(&events);
+                    Ok(events.len())
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot commit a batch from IMAP; it will be fetched again");
+                    Err(e.to_string())
+                }
+            };
+            let _ = reply.send(r);
+        }
+        Request::State(st) => {
+            if let Err(e) = desk.set_folder_state(&st) {
+                warn!(error = %e, "cannot record folder state");
+            }
+        }
+    })
 }
 
 /// Log, once per clock, every running clock within `warn_before` of its deadline.
