@@ -221,19 +221,12 @@ impl FolderWatch {
                 uidvalidity,
                 last_uid: chunk.iter().copied().max().unwrap_or(0),
             });
-            let (reply, answer) = oneshot::channel();
-            self.desk
-                .send(Request::Ingest {
-                    messages,
-                    checkpoint,
-                    reply,
-                })
-                .await
-                .map_err(|_| SyncError::Shutdown)?;
-            answer
-                .await
-                .map_err(|_| SyncError::Shutdown)?
-                .map_err(SyncError::Store)?;
+            self.ask(|reply| Request::Ingest {
+                messages,
+                checkpoint,
+                reply,
+            })
+            .await?;
             if self.shutdown.is_shutdown() {
                 return Err(SyncError::Shutdown);
             }
@@ -252,18 +245,12 @@ impl FolderWatch {
             "imap:{}/{}/{uidvalidity}/",
             self.mailbox.name, self.folder.name
         );
-        let (reply, answer) = oneshot::channel();
-        self.desk
-            .send(Request::Positions {
+        let held: HashSet<u32> = self
+            .ask(|reply| Request::Positions {
                 prefix: prefix.clone(),
                 reply,
             })
-            .await
-            .map_err(|_| SyncError::Shutdown)?;
-        let held: HashSet<u32> = answer
-            .await
-            .map_err(|_| SyncError::Shutdown)?
-            .map_err(SyncError::Store)?
+            .await?
             .iter()
             .filter_map(|p| p.strip_prefix(&prefix)?.parse().ok())
             .collect();
@@ -283,13 +270,24 @@ impl FolderWatch {
     }
 
     async fn checkpoint(&mut self) -> Result<Option<Checkpoint>, SyncError> {
+        let (mailbox, folder) = (self.mailbox.name.clone(), self.folder.name.clone());
+        self.ask(|reply| Request::Checkpoint {
+            mailbox,
+            folder,
+            reply,
+        })
+        .await
+    }
+
+    /// Ask the service loop and wait for its answer. A closed channel means it is shutting
+    /// down.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
+    ) -> Result<T, SyncError> {
         let (reply, answer) = oneshot::channel();
         self.desk
-            .send(Request::Checkpoint {
-                mailbox: self.mailbox.name.clone(),
-                folder: self.folder.name.clone(),
-                reply,
-            })
+            .send(request(reply))
             .await
             .map_err(|_| SyncError::Shutdown)?;
         answer

@@ -1,0 +1,185 @@
+//! IMAP benchmark against a real Dovecot on loopback: `cargo bench --bench imap`
+//! (env `BENCH_IMAP_MESSAGES`, default 20000; `BENCH_IDLE_SAMPLES`, default 200).
+//!
+//! 1. Loads N realistic reports into a fresh Dovecot's INBOX.
+//! 2. Raw baseline: one connection fetches `BODY.PEEK[]` for every UID (in the service's batch
+//!    size) and discards it: the rate the server and the client library allow.
+//! 3. Full ingest: `cprwatch run` (this build) syncs the same mailbox into a new SQLite store;
+//!    the rate is messages over the time from start until every message is in the store.
+//!    Peak RSS of the service is read from /proc before it is stopped.
+//! 4. IDLE latency: with the service idling, APPEND one report at a time and measure until its
+//!    preliminary-report clock is in the store (the store is polled every 2 ms).
+//!
+//! Under `cargo test --all-targets` (no `--bench` flag) it runs small, as a smoke test.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cprwatch::source::imap::{Connection, TlsMode};
+use support::dovecot::Dovecot;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+fn report(n: usize) -> Vec<u8> {
+    let body: String = (0..40)
+        .map(|i| format!("Line {i} of the evidence for report {n}: the key was found in a public repository.\r\n"))
+        .collect();
+    format!(
+        "Return-Path: <reporter{n}@reporter.test>\r\n\
+         Received: from relay.reporter.test (relay.reporter.test [192.0.2.7])\r\n\
+         \tby mx.example-ca.test (Postfix) with ESMTPS id Q{n}\r\n\
+         \tfor <cpr@example-ca.test>; Mon, 02 Mar 2026 10:00:00 +0000\r\n\
+         From: Reporter {n} <reporter{n}@reporter.test>\r\n\
+         To: cpr@example-ca.test\r\n\
+         Subject: Key compromise report {n}\r\n\
+         Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n\
+         Message-ID: <bench-imap-{n}@reporter.test>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         The private key of https://crt.sh/?id={} was published and is compromised.\r\n\r\n{body}",
+        3_000_000 + n
+    )
+    .into_bytes()
+}
+
+fn at(n: usize) -> OffsetDateTime {
+    datetime!(2026-03-02 10:00 UTC) + time::Duration::seconds(n as i64)
+}
+
+fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+fn vm_hwm_mib(pid: u32) -> f64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env("BENCH_IMAP_MESSAGES", if benching { 20_000 } else { 300 });
+    let samples = env("BENCH_IDLE_SAMPLES", if benching { 200 } else { 10 });
+    let batch = 200;
+
+    let mut dovecot = Dovecot::start();
+    let t = Instant::now();
+    let messages: Vec<(Vec<u8>, OffsetDateTime)> = (0..n).map(|i| (report(i), at(i))).collect();
+    let bytes: usize = messages.iter().map(|(m, _)| m.len()).sum();
+    dovecot.append_many("cpr", "INBOX", &messages);
+    drop(messages);
+    eprintln!("loaded {n} messages ({:.1} MB) in {:.1}s", bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+
+    // Raw baseline: the same fetches, bodies discarded.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let account = dovecot.account("cpr", TlsMode::None);
+    let (raw_secs, fetched) = rt.block_on(async {
+        let mut c = Connection::connect(&account, Duration::from_secs(60)).await.unwrap();
+        let t = Instant::now();
+        c.examine("INBOX").await.unwrap();
+        let uids = c.uids().await.unwrap();
+        let mut got = 0usize;
+        for chunk in uids.chunks(batch) {
+            got += c.fetch(chunk).await.unwrap().len();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        c.logout().await;
+        (secs, got)
+    });
+    assert_eq!(fetched, n);
+    let raw_rate = n as f64 / raw_secs;
+    println!(
+        "raw fetch (BODY.PEEK[] discarded): {n} messages, {:.1} MB in {raw_secs:.2}s: msgs/s={raw_rate:.0}",
+        bytes as f64 / 1e6
+    );
+
+    // Full ingest by the service.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("pw"), "cpr-secret\n").unwrap();
+    fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
+             [[mailbox]]\nname = \"cpr\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             username = \"cpr\"\npassword_file = \"pw\"\nfetch_batch = {batch}\npoll_seconds = 600\n\
+             reconcile_every = \"1d\"\nfolders = [{{ name = \"INBOX\", role = \"inbox\" }}]\n",
+            dovecot.imap_port()
+        ),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cprwatch"))
+        .args(["run", "--config"])
+        .arg(dir.path().join("c.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db_path = dir.path().join("s.sqlite");
+    while !db_path.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let db = rusqlite::Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let received = "SELECT count(*) FROM positions";
+    while count(&db, received) < n as i64 {
+        assert!(t.elapsed() < Duration::from_secs(1800), "sync did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sync_secs = t.elapsed().as_secs_f64();
+    let sync_rate = n as f64 / sync_secs;
+    let sync_rss = vm_hwm_mib(child.id());
+    println!(
+        "full ingest (cprwatch run, IMAP -> SQLite): {n} messages in {sync_secs:.2}s: msgs/s={sync_rate:.0} peak_rss_mib={sync_rss:.0}"
+    );
+    println!(
+        "ratio: ingest runs at {:.1}% of the raw fetch rate (target >= 80%)",
+        100.0 * sync_rate / raw_rate
+    );
+
+    // IDLE latency: APPEND → preliminary-report clock in the store.
+    let clocks = "SELECT count(*) FROM events WHERE json_extract(body, '$.event.type') = 'clock_started' \
+                  AND json_extract(body, '$.event.kind') = 'preliminary_report'";
+    let mut lat: Vec<f64> = Vec::with_capacity(samples);
+    for i in 0..samples {
+        dovecot.wait_for_idle("cpr");
+        let before = count(&db, clocks);
+        let t = Instant::now();
+        dovecot.append("cpr", "INBOX", &report(n + i), at(n + i));
+        while count(&db, clocks) == before {
+            assert!(t.elapsed() < Duration::from_secs(120), "message {i} never arrived");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+    println!(
+        "IDLE latency (APPEND -> clock started), {samples} messages: median={:.0}ms p99={:.0}ms max={:.0}ms (target p99 < 2000ms)",
+        pct(0.5),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    println!("peak RSS of the service over sync and IDLE: {:.0} MiB", vm_hwm_mib(child.id()));
+
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "service exit {status:?}");
+    dovecot.stop();
+}
