@@ -84,13 +84,19 @@ fn main() {
     let bytes: usize = messages.iter().map(|(m, _)| m.len()).sum();
     dovecot.append_many("cpr", "INBOX", &messages);
     drop(messages);
-    eprintln!("loaded {n} messages ({:.1} MB) in {:.1}s", bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {n} messages ({:.1} MB) in {:.1}s",
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
 
     // Raw baseline: the same fetches, bodies discarded.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let account = dovecot.account("cpr", TlsMode::None);
     let (raw_secs, fetched) = rt.block_on(async {
-        let mut c = Connection::connect(&account, Duration::from_secs(60)).await.unwrap();
+        let mut c = Connection::connect(&account, Duration::from_secs(60))
+            .await
+            .unwrap();
         let t = Instant::now();
         c.examine("INBOX").await.unwrap();
         let uids = c.uids().await.unwrap();
@@ -136,10 +142,15 @@ fn main() {
     while !db_path.exists() {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let db = rusqlite::Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let db =
+        rusqlite::Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let received = "SELECT count(*) FROM positions";
     while count(&db, received) < n as i64 {
-        assert!(t.elapsed() < Duration::from_secs(1800), "sync did not finish");
+        assert!(
+            t.elapsed() < Duration::from_secs(1800),
+            "sync did not finish"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let sync_secs = t.elapsed().as_secs_f64();
@@ -163,7 +174,10 @@ fn main() {
         let t = Instant::now();
         dovecot.append("cpr", "INBOX", &report(n + i), at(n + i));
         while count(&db, clocks) == before {
-            assert!(t.elapsed() < Duration::from_secs(120), "message {i} never arrived");
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "message {i} never arrived"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -176,9 +190,15 @@ fn main() {
         pct(0.99),
         lat[lat.len() - 1]
     );
-    println!("peak RSS of the service over sync and IDLE: {:.0} MiB", vm_hwm_mib(child.id()));
+    println!(
+        "peak RSS of the service over sync and IDLE: {:.0} MiB",
+        vm_hwm_mib(child.id())
+    );
 
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "service exit {status:?}");
     dovecot.stop();

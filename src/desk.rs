@@ -114,19 +114,25 @@ impl Desk {
         incoming: Vec<(Vec<u8>, SourceMeta)>,
         now: Timestamp,
     ) -> Result<Vec<Envelope>, DeskError> {
-        self.ingest_to(incoming, Vec::new(), now)
+        let batch = self.engine.ingest(incoming, now);
+        self.commit(batch, Vec::new())
     }
 
-    /// Ingest, and advance IMAP checkpoints in the same transaction: a checkpoint never gets
-    /// ahead of the messages read up to it.
+    /// Ingest prepared messages, and advance IMAP checkpoints in the same transaction: a
+    /// checkpoint never gets ahead of the messages read up to it.
     pub fn ingest_to(
         &mut self,
-        incoming: Vec<(Vec<u8>, SourceMeta)>,
+        incoming: Vec<crate::facts::Prepared>,
         checkpoints: Vec<store::Checkpoint>,
         now: Timestamp,
     ) -> Result<Vec<Envelope>, DeskError> {
-        let batch = self.engine.ingest(incoming, now);
+        let batch = self.engine.ingest_prepared(incoming, now);
         self.commit(batch, checkpoints)
+    }
+
+    /// The policy messages are prepared under (for sources that prepare on their own thread).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Record a watched folder's health (not part of the event log).

@@ -227,19 +227,37 @@ impl Engine {
     /// loads, where deriving once at the end (one [`Engine::tick`]) beats re-deriving after
     /// every batch when folders arrive out of time order.
     pub fn receive(&mut self, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
+        let prepared = incoming
+            .into_iter()
+            .map(|(raw, meta)| facts::Prepared::raw(raw, meta))
+            .collect();
+        self.receive_prepared(prepared, now)
+    }
+
+    /// Ingest messages whose facts a source may already have worked out.
+    pub fn ingest_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
+        let mut batch = self.receive_prepared(incoming, now);
+        batch.events.extend(self.tick(now));
+        batch
+    }
+
+    fn receive_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
         let mut batch = Batch::default();
         let mut new_facts = Vec::new();
-        for (raw, meta) in incoming {
-            let hash = facts::content_hash(&raw);
-            if let Some(p) = &meta.position {
-                batch.positions.push((p.clone(), hash.clone()));
+        for p in incoming {
+            let hash = p.content_hash;
+            if let Some(pos) = &p.meta.position {
+                batch.positions.push((pos.clone(), hash.clone()));
             }
             if self.known.contains(&hash) {
                 continue;
             }
-            let f = facts::message_facts(&raw, &hash, &meta, &self.policy, now);
+            let f = match p.facts {
+                Some(f) => f,
+                None => facts::message_facts(&p.raw, &hash, &p.meta, &self.policy, now),
+            };
             self.known.insert(hash.clone());
-            batch.messages.push((hash, raw));
+            batch.messages.push((hash, p.raw));
             new_facts.push(f);
         }
         new_facts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));

@@ -29,6 +29,42 @@ pub fn synthetic_message_id(content_hash: &str) -> String {
     )
 }
 
+/// A message with its facts worked out, ready for the engine to record. Preparing is pure and
+/// the costly part of ingest (parse, extract, classify), so a source can do it on its own
+/// thread while the engine commits the previous batch.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub raw: Vec<u8>,
+    pub meta: SourceMeta,
+    pub content_hash: String,
+    /// `None`: not worked out yet (the engine does it, unless it knows the message already).
+    pub facts: Option<MessageFacts>,
+}
+
+impl Prepared {
+    /// Bytes as read, facts to be worked out by the engine.
+    pub fn raw(raw: Vec<u8>, meta: SourceMeta) -> Prepared {
+        Prepared {
+            content_hash: content_hash(&raw),
+            raw,
+            meta,
+            facts: None,
+        }
+    }
+}
+
+/// Work out a message's facts now (see [`Prepared`]).
+pub fn prepare(raw: Vec<u8>, meta: SourceMeta, policy: &Policy, now: Timestamp) -> Prepared {
+    let content_hash = content_hash(&raw);
+    let facts = message_facts(&raw, &content_hash, &meta, policy, now);
+    Prepared {
+        raw,
+        meta,
+        content_hash,
+        facts: Some(facts),
+    }
+}
+
 /// Everything the pipeline learns from one message.
 pub fn message_facts(
     raw: &[u8],

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{FolderConfig, MailboxConfig, Tls};
+use crate::facts::{self, Policy, Prepared};
 use crate::model::SourceMeta;
 use crate::shutdown::Shutdown;
 use crate::source::imap::{Account, Connection, ImapError, TlsMode};
@@ -45,7 +46,7 @@ pub enum Request {
     /// Commit these messages, and the checkpoint if any, atomically; answer with the number
     /// of events appended.
     Ingest {
-        messages: Vec<(Vec<u8>, SourceMeta)>,
+        messages: Vec<Prepared>,
         checkpoint: Option<Checkpoint>,
         reply: oneshot::Sender<Result<usize, String>>,
     },
@@ -75,6 +76,7 @@ pub struct FolderWatch {
     mailbox: Arc<MailboxConfig>,
     folder: FolderConfig,
     desk: mpsc::Sender<Request>,
+    policy: Arc<Policy>,
     shutdown: Shutdown,
     backoff: Backoff,
     /// The error the folder is failing with, if it is.
@@ -87,6 +89,7 @@ impl FolderWatch {
         mailbox: Arc<MailboxConfig>,
         folder: FolderConfig,
         desk: mpsc::Sender<Request>,
+        policy: Arc<Policy>,
         shutdown: Shutdown,
         seed: u64,
     ) -> FolderWatch {
@@ -94,6 +97,7 @@ impl FolderWatch {
             mailbox,
             folder,
             desk,
+            policy,
             shutdown,
             backoff: Backoff::new(seed),
             failing: None,
@@ -188,8 +192,10 @@ impl FolderWatch {
     }
 
     /// Fetch `uids` in bounded batches and hand each to the desk; with `advance`, each batch
-    /// carries the checkpoint it reaches. Stops between batches on shutdown: the batch in
-    /// flight is always committed first.
+    /// carries the checkpoint it reaches. One batch is committed while the next is fetched and
+    /// prepared (parse, extract, classify on a blocking thread), so network, preparation and
+    /// commits overlap; commits stay in order, so checkpoints only move forward. Stops between
+    /// batches on shutdown: the batch in flight is always committed first.
     async fn fetch_and_ingest(
         &mut self,
         conn: &mut Connection,
@@ -197,9 +203,10 @@ impl FolderWatch {
         uidvalidity: u32,
         advance: bool,
     ) -> Result<(), SyncError> {
+        let mut in_flight: Option<oneshot::Receiver<Result<usize, String>>> = None;
         for chunk in uids.chunks(self.mailbox.fetch_batch) {
             let fetched = conn.fetch(chunk).await?;
-            let messages: Vec<(Vec<u8>, SourceMeta)> = fetched
+            let metas: Vec<(Vec<u8>, SourceMeta)> = fetched
                 .into_iter()
                 .map(|f| {
                     let meta = SourceMeta {
@@ -215,21 +222,44 @@ impl FolderWatch {
                     (f.raw, meta)
                 })
                 .collect();
+            let policy = self.policy.clone();
+            let messages = tokio::task::spawn_blocking(move || {
+                let now = timefmt::now();
+                metas
+                    .into_iter()
+                    .map(|(raw, meta)| facts::prepare(raw, meta, &policy, now))
+                    .collect::<Vec<Prepared>>()
+            })
+            .await
+            .map_err(|e| SyncError::Store(format!("preparing a batch failed: {e}")))?;
             let checkpoint = advance.then(|| Checkpoint {
                 mailbox: self.mailbox.name.clone(),
                 folder: self.folder.name.clone(),
                 uidvalidity,
                 last_uid: chunk.iter().copied().max().unwrap_or(0),
             });
-            self.ask(|reply| Request::Ingest {
-                messages,
-                checkpoint,
-                reply,
-            })
-            .await?;
-            if self.shutdown.is_shutdown() {
-                return Err(SyncError::Shutdown);
+            if let Some(previous) = in_flight.take() {
+                settle(previous).await?;
             }
+            let (reply, answer) = oneshot::channel();
+            self.desk
+                .send(Request::Ingest {
+                    messages,
+                    checkpoint,
+                    reply,
+                })
+                .await
+                .map_err(|_| SyncError::Shutdown)?;
+            in_flight = Some(answer);
+            if self.shutdown.is_shutdown() {
+                break;
+            }
+        }
+        if let Some(last) = in_flight {
+            settle(last).await?;
+        }
+        if self.shutdown.is_shutdown() {
+            return Err(SyncError::Shutdown);
         }
         Ok(())
     }
@@ -331,4 +361,12 @@ impl FolderWatch {
         st.last_error_at = Some(timefmt::format(timefmt::now()));
         let _ = self.desk.send(Request::State(st)).await;
     }
+}
+
+/// Wait for the desk's answer to a batch.
+async fn settle(answer: oneshot::Receiver<Result<usize, String>>) -> Result<usize, SyncError> {
+    answer
+        .await
+        .map_err(|_| SyncError::Shutdown)?
+        .map_err(SyncError::Store)
 }

@@ -79,8 +79,10 @@ impl Watcher {
 
 /// Run until `shutdown` fires.
 pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError> {
+    let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
     let (requests, mut inbox) = tokio::sync::mpsc::channel::<Request>(16);
     let mut folder_tasks = tokio::task::JoinSet::new();
+    let policy = std::sync::Arc::new(desk.policy().clone());
     for (i, m) in config.mailbox.iter().enumerate() {
         let m = std::sync::Arc::new(m.clone());
         for (j, f) in m.folders.iter().enumerate() {
@@ -88,6 +90,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
                 m.clone(),
                 f.clone(),
                 requests.clone(),
+                policy.clone(),
                 shutdown.clone(),
                 // Different seeds: folders must not retry in lockstep.
                 (i as u64) << 32 | j as u64 | u64::from(std::process::id()) << 16,
@@ -96,7 +99,6 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         }
     }
     drop(requests);
-    let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
     info!(
         store = %config.store.path.display(),
         messages = desk.engine().message_count(),
