@@ -150,8 +150,14 @@ impl FolderWatch {
         drop(account);
         let reconcile_every = self.mailbox.reconcile_every.unsigned_abs();
         let mut next_reconcile = tokio::time::Instant::now();
+        // The folder stays selected across passes (IDLE reports new mail on it). It is examined
+        // again only before a reconcile: on a large Maildir every EXAMINE costs the server a
+        // directory scan, which would sit in the path of every new message.
+        let mut info = conn.examine(&self.folder.name).await?;
         loop {
-            let info = conn.examine(&self.folder.name).await?;
+            if tokio::time::Instant::now() >= next_reconcile {
+                info = conn.examine(&self.folder.name).await?;
+            }
             let checkpoint = self.checkpoint().await?;
             let from = match checkpoint {
                 Some(cp) if cp.uidvalidity == info.uidvalidity => cp.last_uid.saturating_add(1),
