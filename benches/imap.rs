@@ -12,6 +12,8 @@
 //!
 //! Under `cargo test --all-targets` (no `--bench` flag) it runs small, as a smoke test.
 
+#[path = "support/rss.rs"]
+mod rss;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -53,17 +55,6 @@ fn at(n: usize) -> OffsetDateTime {
 
 fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
     db.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
-}
-
-fn vm_hwm_mib(pid: u32) -> f64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 fn main() {
@@ -155,7 +146,7 @@ fn main() {
     }
     let sync_secs = t.elapsed().as_secs_f64();
     let sync_rate = n as f64 / sync_secs;
-    let sync_rss = vm_hwm_mib(child.id());
+    let sync_rss = rss::peak_rss_mib(&child.id().to_string());
     println!(
         "full ingest (cprwatch run, IMAP -> SQLite): {n} messages in {sync_secs:.2}s: msgs/s={sync_rate:.0} peak_rss_mib={sync_rss:.0}"
     );
@@ -209,7 +200,7 @@ fn main() {
     );
     println!(
         "peak RSS of the service over sync and IDLE: {:.0} MiB",
-        vm_hwm_mib(child.id())
+        rss::peak_rss_mib(&child.id().to_string())
     );
 
     let _ = Command::new("kill")

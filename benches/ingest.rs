@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "support/rss.rs"]
+mod rss;
+
 use cprwatch::config;
 use cprwatch::desk::Desk;
 use cprwatch::model::FolderRole;
@@ -87,17 +90,6 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 fn files(root: &Path) -> Vec<PathBuf> {
@@ -179,7 +171,7 @@ fn report(name: &str, n: u64, bytes: u64, secs: f64) {
         bytes as f64 / 1e6,
         n as f64 / secs,
         bytes as f64 / 1e6 / secs,
-        peak_rss_mib()
+        rss::peak_rss_mib("self")
     );
 }
 

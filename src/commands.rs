@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::config::{self, Config, ConfigError};
 use crate::desk::{self, Desk, DeskError};
 use crate::model::{FolderRole, Timestamp};
+use crate::projection::Projection;
 use crate::{timefmt, view};
 
 /// Messages per committed batch when ingesting files: big enough to amortise the projection,
@@ -120,20 +121,29 @@ pub fn ingest(
     })
 }
 
+/// The configuration, the moment asked for, the desk, and its projection at that moment.
+fn desk_at(
+    config_path: &Path,
+    at: Option<&str>,
+) -> Result<(Config, Timestamp, Desk, Projection), CommandError> {
+    let config = config::load(config_path)?;
+    let at = parse_at(at)?;
+    let desk = Desk::open(&config)?;
+    let p = desk.projection_at(at);
+    Ok((config, at, desk, p))
+}
+
 /// `cprwatch status`: running clocks, soonest deadline first.
 pub fn status(
     config_path: &Path,
     at: Option<&str>,
     format: Format,
 ) -> Result<Outcome, CommandError> {
-    let config = config::load(config_path)?;
-    let at = parse_at(at)?;
-    let desk = Desk::open(&config)?;
-    let p = desk.projection_at(at);
+    let (config, at, desk, p) = desk_at(config_path, at)?;
     let sources = sources(&config, desk.store(), at)?;
     let problems = sources
         .iter()
-        .filter(|s| s.stale || s.last_error.is_some())
+        .filter(|s| s.stale || s.state.last_error.is_some())
         .count();
     Ok(Outcome {
         stdout: match format {
@@ -163,19 +173,21 @@ fn sources(
     let mut out = Vec::new();
     for m in &config.mailbox {
         for f in &m.folders {
-            let st = states
+            let mut state = states
                 .iter()
-                .find(|s| s.mailbox == m.name && s.folder == f.name);
-            let last = st
-                .and_then(|s| s.last_sync_at.as_deref())
+                .find(|s| s.mailbox == m.name && s.folder == f.name)
+                .cloned()
+                .unwrap_or_default();
+            state.mailbox.clone_from(&m.name);
+            state.folder.clone_from(&f.name);
+            state.role = f.role.as_str().to_string();
+            let last = state
+                .last_sync_at
+                .as_deref()
                 .and_then(|t| timefmt::parse(t).ok());
+            state.last_sync_at = last.map(timefmt::format);
             out.push(view::SourceJson {
-                mailbox: m.name.clone(),
-                folder: f.name.clone(),
-                role: f.role.as_str().to_string(),
-                last_sync_at: last.map(timefmt::format),
-                last_error: st.and_then(|s| s.last_error.clone()),
-                last_error_at: st.and_then(|s| s.last_error_at.clone()),
+                state,
                 stale: last.is_none_or(|t| at - t > m.stale_after),
             });
         }
@@ -190,10 +202,7 @@ pub fn case(
     at: Option<&str>,
     format: Format,
 ) -> Result<Outcome, CommandError> {
-    let config = config::load(config_path)?;
-    let at = parse_at(at)?;
-    let desk = Desk::open(&config)?;
-    let p = desk.projection_at(at);
+    let (_, at, desk, p) = desk_at(config_path, at)?;
     let wanted = id.trim().to_ascii_uppercase();
     let Some(case) = p.case(&wanted) else {
         return Err(CommandError::Usage(format!(

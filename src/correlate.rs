@@ -8,7 +8,7 @@
 //! same normalised subject within the thread window. Otherwise it opens a case, unless it is an
 //! automatic message, a bounce, or a Sent message (which never opens one).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -150,7 +150,7 @@ pub struct Threader {
     /// (reporter, normalised subject) → (case, time of the last message on that key)
     by_subject: HashMap<(String, String), (usize, Timestamp)>,
     /// Ids taken by a case here; a stale assignment never yields a duplicate id.
-    used: HashMap<String, ()>,
+    used: HashSet<String>,
 }
 
 impl Threader {
@@ -164,7 +164,7 @@ impl Threader {
             by_message_id: HashMap::new(),
             by_case_id: HashMap::new(),
             by_subject: HashMap::new(),
-            used: HashMap::new(),
+            used: HashSet::new(),
         }
     }
 
@@ -189,10 +189,10 @@ impl Threader {
                 Err(reason) => (Disposition::Logged(reason), None),
                 Ok(()) => {
                     let id = match self.assigned.get(&m.content_hash) {
-                        Some(id) if !self.used.contains_key(id) => id.clone(),
+                        Some(id) if !self.used.contains(id) => id.clone(),
                         _ => self.numbering.take(m.received_at),
                     };
-                    self.used.insert(id.clone(), ());
+                    self.used.insert(id.clone());
                     let case = self.threads.len();
                     self.by_case_id.insert(id.clone(), case);
                     self.threads.push(Thread {

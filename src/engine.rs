@@ -218,20 +218,14 @@ impl Engine {
     /// what to persist; the engine has already absorbed it, so on a failed commit rebuild the
     /// engine from the store.
     pub fn ingest(&mut self, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
-        let mut batch = self.receive(incoming, now);
-        batch.events.extend(self.tick(now));
-        batch
+        self.ingest_prepared(unprepared(incoming), now)
     }
 
     /// Record raw messages seen at `now` without deriving cases and clocks yet: for bulk
     /// loads, where deriving once at the end (one [`Engine::tick`]) beats re-deriving after
     /// every batch when folders arrive out of time order.
     pub fn receive(&mut self, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
-        let prepared = incoming
-            .into_iter()
-            .map(|(raw, meta)| facts::Prepared::raw(raw, meta))
-            .collect();
-        self.receive_prepared(prepared, now)
+        self.receive_prepared(unprepared(incoming), now)
     }
 
     /// Ingest messages whose facts a source may already have worked out.
@@ -328,6 +322,14 @@ impl Engine {
         let present: Vec<&MessageFacts> = self.facts[..cut].iter().collect();
         projection::project(&present, &self.assigned, &self.settings)
     }
+}
+
+/// Raw messages whose facts the engine will work out itself.
+fn unprepared(incoming: Vec<(Vec<u8>, SourceMeta)>) -> Vec<facts::Prepared> {
+    incoming
+        .into_iter()
+        .map(|(raw, meta)| facts::Prepared::raw(raw, meta))
+        .collect()
 }
 
 /// The events that bring the recorded view up to the projection at `now`.

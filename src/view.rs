@@ -299,12 +299,8 @@ pub fn case_text(
 /// One watched folder's health, as `status` shows it.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct SourceJson {
-    pub mailbox: String,
-    pub folder: String,
-    pub role: String,
-    pub last_sync_at: Option<String>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
+    #[serde(flatten)]
+    pub state: crate::store::FolderState,
     /// No completed sync within the mailbox's `stale_after` (or never).
     pub stale: bool,
 }
@@ -327,6 +323,7 @@ pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
     let _ = writeln!(o, "\nwatched folders: {}", sources.len());
     for s in sources {
         let ago = s
+            .state
             .last_sync_at
             .as_deref()
             .and_then(|t| timefmt::parse(t).ok())
@@ -337,7 +334,7 @@ pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
                 )
             })
             .unwrap_or_else(|| "never synced".into());
-        let verdict = match (&s.last_error, s.stale) {
+        let verdict = match (&s.state.last_error, s.stale) {
             (Some(e), _) => format!("FAILING: {e}"),
             (None, true) => "STALE".to_string(),
             (None, false) => "ok".to_string(),
@@ -345,8 +342,8 @@ pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
         let _ = writeln!(
             o,
             "  {:<40} {:<5} {:<24} {}",
-            format!("{}/{}", s.mailbox, s.folder),
-            s.role,
+            format!("{}/{}", s.state.mailbox, s.state.folder),
+            s.state.role,
             ago,
             verdict
         );

@@ -91,7 +91,7 @@ pub struct Checkpoint {
 
 /// The watcher's own health for one folder, for `cprwatch status`. Operational state, not part
 /// of the event log: it says whether we are looking, not what we saw.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FolderState {
     pub mailbox: String,
     pub folder: String,
