@@ -142,6 +142,18 @@ impl Clock {
             },
         }
     }
+
+    /// The first moment after `t` at which time alone may change this clock's state: its
+    /// deadline or a stop, whichever comes first after `t`. Between `t` and that moment the
+    /// state is what it was at `t`, so a caller need not look again before then.
+    pub fn next_change_after(&self, t: Timestamp) -> Option<Timestamp> {
+        self.stops
+            .iter()
+            .map(|s| s.at)
+            .chain(std::iter::once(self.deadline))
+            .filter(|&at| at > t)
+            .min()
+    }
 }
 
 /// Ties at the same second: an action taken beats a decision not to act, beats expiry, beats
@@ -267,6 +279,31 @@ mod tests {
         let s = c.status(t("2026-01-05T00:00:00Z"));
         assert_eq!(s.state, ClockState::Late);
         assert_eq!(s.stopped_at, Some(t("2026-01-04T00:00:00Z")));
+    }
+
+    #[test]
+    fn the_state_holds_until_the_next_change() {
+        let done = Stop {
+            at: t("2026-01-02T12:00:00Z"),
+            kind: StopKind::Done,
+            by: "<m@x>".into(),
+        };
+        let c = clock(vec![done]);
+        let before = t("2026-01-01T06:00:00Z");
+        assert_eq!(c.next_change_after(before), Some(t("2026-01-02T12:00:00Z")));
+        assert_eq!(
+            c.next_change_after(t("2026-01-02T12:00:00Z")),
+            Some(c.deadline)
+        );
+        assert_eq!(c.next_change_after(c.deadline), None);
+        // Every second up to the announced change has the state of the start.
+        let mut at = before;
+        let next = c.next_change_after(before).unwrap();
+        while at < next {
+            assert_eq!(c.status(at).state, c.status(before).state);
+            at += Duration::minutes(7);
+        }
+        assert_ne!(c.status(next).state, c.status(before).state);
     }
 
     #[test]

@@ -8,19 +8,20 @@
 //! events that describe its effect (a revised deadline, a merged case) instead of a different
 //! history.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::correlate::Assigned;
 use crate::event::{ClockState, Envelope, Event, MessageFacts};
 use crate::facts::{self, Policy};
 use crate::model::{SourceMeta, Timestamp};
 use crate::projection::{self, Changes, Projection, Projector, Settings};
+use crate::store::NewMessage;
 
 /// What the caller must persist atomically: new raw messages, their source positions, and the
 /// events in order.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub messages: Vec<(String, Vec<u8>)>,
+    pub messages: Vec<NewMessage>,
     pub positions: Vec<(String, String)>,
     pub events: Vec<Envelope>,
 }
@@ -157,6 +158,15 @@ pub struct Engine {
     recorded: Recorded,
     /// The projection of all facts, fed incrementally while new messages sort after the old.
     projector: Option<Projector>,
+    /// Clocks by the next moment time alone may change their state (see
+    /// [`Clock::next_change_after`]): a tick compares the clocks the new messages touched and
+    /// those whose moment has come, not every clock the desk holds.
+    ///
+    /// [`Clock::next_change_after`]: crate::clock::Clock::next_change_after
+    timeline: BTreeSet<(Timestamp, String)>,
+    /// When the timeline was last brought up to date; `None` makes the next tick compare every
+    /// clock and rebuild it.
+    evaluated_at: Option<Timestamp>,
 }
 
 impl Engine {
@@ -169,6 +179,8 @@ impl Engine {
             assigned: Assigned::new(),
             recorded: Recorded::default(),
             projector: None,
+            timeline: BTreeSet::new(),
+            evaluated_at: None,
         }
     }
 
@@ -238,20 +250,19 @@ impl Engine {
     fn receive_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
         let mut batch = Batch::default();
         let mut new_facts = Vec::new();
-        for p in incoming {
-            let hash = p.content_hash;
+        for mut p in incoming {
+            let hash = p.message.content_hash();
             if let Some(pos) = &p.meta.position {
-                batch.positions.push((pos.clone(), hash.clone()));
+                batch.positions.push((pos.clone(), hash.to_string()));
             }
-            if self.known.contains(&hash) {
+            if self.known.contains(hash) {
                 continue;
             }
-            let f = match p.facts {
-                Some(f) => f,
-                None => facts::message_facts(&p.raw, &hash, &p.meta, &self.policy, now),
-            };
-            self.known.insert(hash.clone());
-            batch.messages.push((hash, p.raw));
+            let f = p.facts.take().unwrap_or_else(|| {
+                facts::message_facts(p.message.raw(), hash, &p.meta, &self.policy, now)
+            });
+            self.known.insert(hash.to_string());
+            batch.messages.push(p.message);
             new_facts.push(f);
         }
         new_facts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -289,7 +300,8 @@ impl Engine {
                 full: true,
                 ..Changes::default()
             };
-            diff(&p, &full, &self.recorded, now)
+            self.evaluated_at = None;
+            diff(&p, &full, None, &self.recorded, now)
         } else {
             let all: Vec<&MessageFacts> = self.facts.iter().collect();
             let projector = self
@@ -297,7 +309,30 @@ impl Engine {
                 .get_or_insert_with(|| Projector::new(&self.assigned, &self.settings));
             projector.feed(&all);
             let changes = projector.take_changes();
-            diff(projector.projection(), &changes, &self.recorded, now)
+            let p = projector.projection();
+            // Time only moves forward here; if it did not (a clock set back), compare all.
+            let every = changes.full || self.evaluated_at.is_none_or(|t| now < t);
+            let mut clocks = changes.clocks.clone();
+            if every {
+                self.timeline.clear();
+                clocks.extend(p.clocks.keys().cloned());
+            } else {
+                while let Some(first) = self.timeline.first() {
+                    if first.0 > now {
+                        break;
+                    }
+                    if let Some((_, id)) = self.timeline.pop_first() {
+                        clocks.insert(id);
+                    }
+                }
+            }
+            for id in &clocks {
+                if let Some(at) = p.clocks.get(id).and_then(|c| c.next_change_after(now)) {
+                    self.timeline.insert((at, id.clone()));
+                }
+            }
+            self.evaluated_at = Some(now);
+            diff(p, &changes, Some(&clocks), &self.recorded, now)
         };
         for e in &events {
             self.recorded.apply(e, &mut self.assigned);
@@ -334,9 +369,15 @@ fn unprepared(incoming: Vec<(Vec<u8>, SourceMeta)>) -> Vec<facts::Prepared> {
 
 /// The events that bring the recorded view up to the projection at `now`.
 ///
-/// Only what `changes` names is compared (all of it after a rebuild); clock states are
-/// compared for every clock, since time alone moves them.
-fn diff(p: &Projection, changes: &Changes, rec: &Recorded, now: Timestamp) -> Vec<Event> {
+/// Only what `changes` names is compared (all of it after a rebuild), and only the clocks in
+/// `clocks` (every clock when `None`).
+fn diff(
+    p: &Projection,
+    changes: &Changes,
+    clocks: Option<&BTreeSet<String>>,
+    rec: &Recorded,
+    now: Timestamp,
+) -> Vec<Event> {
     let mut out = Vec::new();
     let touched: Vec<&crate::projection::Case> = if changes.full {
         p.cases.iter().collect()
@@ -393,16 +434,15 @@ fn diff(p: &Projection, changes: &Changes, rec: &Recorded, now: Timestamp) -> Ve
         }
     }
     // Cases only disappear when a rebuild merged them into an older one.
-    let present: HashSet<&str> = if changes.full {
-        p.cases.iter().map(|c| c.id.as_str()).collect()
+    let mut gone: Vec<&String> = if changes.full {
+        let present: HashSet<&str> = p.cases.iter().map(|c| c.id.as_str()).collect();
+        rec.cases
+            .iter()
+            .filter(|c| !present.contains(c.as_str()))
+            .collect()
     } else {
-        rec.cases.iter().map(String::as_str).collect()
+        Vec::new()
     };
-    let mut gone: Vec<&String> = rec
-        .cases
-        .iter()
-        .filter(|c| !present.contains(c.as_str()))
-        .collect();
     gone.sort();
     for case in gone {
         // The case's opening message now sits in an older case: point to it.
@@ -437,7 +477,14 @@ fn diff(p: &Projection, changes: &Changes, rec: &Recorded, now: Timestamp) -> Ve
         }
     }
 
-    for (id, c) in &p.clocks {
+    let compared: Vec<(&String, &crate::clock::Clock)> = match clocks {
+        None => p.clocks.iter().collect(),
+        Some(ids) => ids
+            .iter()
+            .filter_map(|id| p.clocks.get_key_value(id))
+            .collect(),
+    };
+    for (id, c) in compared {
         let status = c.status(now);
         let known = rec.clocks.get(id);
         match known {
@@ -655,9 +702,8 @@ Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\
         );
     }
 
-    #[test]
-    fn feeding_one_message_at_a_time_equals_a_full_rebuild() {
-        // Every scenario message, in receipt order, one batch each: the incremental path.
+    /// Every message of every scenario, with the folder it sits in.
+    fn scenario_files() -> Vec<(Vec<u8>, SourceMeta)> {
         let mut files: Vec<(Vec<u8>, SourceMeta)> = Vec::new();
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/scenarios");
         for scenario in std::fs::read_dir(root).unwrap() {
@@ -677,6 +723,67 @@ Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\
             }
         }
         assert!(files.len() > 50, "scenario fixtures missing under {root}");
+        files
+    }
+
+    /// The recorded state of every clock is its state at `now` in the projection.
+    fn assert_recorded_is_current(e: &Engine, now: Timestamp) {
+        let p = e.current().expect("a projection after a tick");
+        for (id, c) in &p.clocks {
+            let recorded = e.recorded.clocks.get(id).map(|r| r.state);
+            assert_eq!(
+                recorded,
+                Some(c.status(now).state),
+                "clock {id} at {}",
+                crate::timefmt::format(now)
+            );
+        }
+    }
+
+    #[test]
+    fn ticking_forward_records_every_change_that_time_brings() {
+        // Each message arrives at its receipt time and the clock ticks hourly in between, as in
+        // the service: the ticks compare only touched and due clocks, yet miss no state.
+        let files = scenario_files();
+        let mut whole = engine();
+        whole.ingest(files.clone(), parse("2026-12-01T00:00:00Z").unwrap());
+        let mut by_hash: HashMap<String, (Vec<u8>, SourceMeta)> = files
+            .into_iter()
+            .map(|(raw, m)| (facts::content_hash(&raw), (raw, m)))
+            .collect();
+        let mut e = engine();
+        let mut now = whole.facts()[0].received_at;
+        for f in whole.facts() {
+            while now + time::Duration::hours(1) < f.received_at {
+                now += time::Duration::hours(1);
+                e.tick(now);
+                if e.current().is_some() {
+                    assert_recorded_is_current(&e, now);
+                }
+            }
+            now = now.max(f.received_at);
+            let one = by_hash.remove(&f.content_hash).unwrap();
+            e.ingest(vec![one], now);
+            assert_recorded_is_current(&e, now);
+        }
+        let end = now + time::Duration::days(40);
+        let mut breaches = 0;
+        while now < end {
+            now += time::Duration::hours(1);
+            breaches += e
+                .tick(now)
+                .iter()
+                .filter(|ev| ev.event.kind() == "clock_breached")
+                .count();
+            assert_recorded_is_current(&e, now);
+        }
+        assert!(breaches > 0, "the scenarios leave some clock to breach");
+    }
+
+    #[test]
+    fn feeding_one_message_at_a_time_equals_a_full_rebuild() {
+        // Every scenario message, in receipt order, one batch each: the incremental path.
+        let files = scenario_files();
         let late = parse("2026-12-01T00:00:00Z").unwrap();
         let mut whole = engine();
         whole.ingest(files.clone(), late);

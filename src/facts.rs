@@ -7,6 +7,7 @@ use crate::event::{Automation, MessageFacts};
 use crate::model::{FolderRole, ParsedMail, SourceMeta, TimeSource, Timestamp};
 use crate::rules::RuleSet;
 use crate::staff::{self, StaffPolicy};
+use crate::store::NewMessage;
 use crate::{extract, parse, timefmt};
 
 /// What the desk's configuration decides about every message.
@@ -34,9 +35,9 @@ pub fn synthetic_message_id(content_hash: &str) -> String {
 /// thread while the engine commits the previous batch.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    pub raw: Vec<u8>,
+    /// The bytes and their content hash.
+    pub message: NewMessage,
     pub meta: SourceMeta,
-    pub content_hash: String,
     /// `None`: not worked out yet (the engine does it, unless it knows the message already).
     pub facts: Option<MessageFacts>,
 }
@@ -45,22 +46,24 @@ impl Prepared {
     /// Bytes as read, facts to be worked out by the engine.
     pub fn raw(raw: Vec<u8>, meta: SourceMeta) -> Prepared {
         Prepared {
-            content_hash: content_hash(&raw),
-            raw,
+            message: NewMessage::new(raw),
             meta,
             facts: None,
         }
+    }
+
+    pub fn content_hash(&self) -> &str {
+        self.message.content_hash()
     }
 }
 
 /// Work out a message's facts now (see [`Prepared`]).
 pub fn prepare(raw: Vec<u8>, meta: SourceMeta, policy: &Policy, now: Timestamp) -> Prepared {
-    let content_hash = content_hash(&raw);
-    let facts = message_facts(&raw, &content_hash, &meta, policy, now);
+    let message = NewMessage::new(raw);
+    let facts = message_facts(message.raw(), message.content_hash(), &meta, policy, now);
     Prepared {
-        raw,
+        message,
         meta,
-        content_hash,
         facts: Some(facts),
     }
 }

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -24,12 +25,16 @@ use crate::config::{FolderConfig, MailboxConfig, Tls};
 use crate::facts::{self, Policy, Prepared};
 use crate::model::SourceMeta;
 use crate::shutdown::Shutdown;
-use crate::source::imap::{Account, Connection, ImapError, TlsMode};
+use crate::source::imap::{Account, Connection, Fetched, ImapError, TlsMode};
 use crate::store::{Checkpoint, FolderState};
 use crate::timefmt;
 
 /// IDLE is re-issued well before the 29 minutes after which servers may drop it (RFC 2177).
 const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
+
+/// Batches prepared at once. Two keep both cores busy on a small machine while the server and
+/// the committing thread take their share; more would only hold more mail in memory.
+const PREPARE_AHEAD: usize = 2;
 
 /// What a folder task asks of the service loop.
 #[derive(Debug)]
@@ -198,10 +203,13 @@ impl FolderWatch {
     }
 
     /// Fetch `uids` in bounded batches and hand each to the desk; with `advance`, each batch
-    /// carries the checkpoint it reaches. One batch is committed while the next is fetched and
-    /// prepared (parse, extract, classify on a blocking thread), so network, preparation and
-    /// commits overlap; commits stay in order, so checkpoints only move forward. Stops between
-    /// batches on shutdown: the batch in flight is always committed first.
+    /// carries the checkpoint it reaches.
+    ///
+    /// Three stages overlap, so the slowest sets the pace rather than their sum: the next batch
+    /// is fetched while earlier ones are prepared (parse, extract, classify, hash, compress:
+    /// [`PREPARE_AHEAD`] batches at once, each on a blocking thread) and while the one before
+    /// is committed. Batches are committed in fetch order, so checkpoints only move forward.
+    /// On shutdown no new batch is fetched; those already fetched are committed first.
     async fn fetch_and_ingest(
         &mut self,
         conn: &mut Connection,
@@ -209,65 +217,105 @@ impl FolderWatch {
         uidvalidity: u32,
         advance: bool,
     ) -> Result<(), SyncError> {
-        let mut in_flight: Option<oneshot::Receiver<Result<usize, String>>> = None;
-        for chunk in uids.chunks(self.mailbox.fetch_batch) {
-            let fetched = conn.fetch(chunk).await?;
-            let metas: Vec<(Vec<u8>, SourceMeta)> = fetched
-                .into_iter()
-                .map(|f| {
-                    let meta = SourceMeta {
-                        folder: self.folder.role,
-                        position: Some(position(
-                            &self.mailbox.name,
-                            &self.folder.name,
-                            uidvalidity,
-                            f.uid,
-                        )),
-                        server_time: f.internal_date,
-                    };
-                    (f.raw, meta)
-                })
-                .collect();
-            let policy = self.policy.clone();
-            let messages = tokio::task::spawn_blocking(move || {
-                let now = timefmt::now();
-                metas
-                    .into_iter()
-                    .map(|(raw, meta)| facts::prepare(raw, meta, &policy, now))
-                    .collect::<Vec<Prepared>>()
+        let this = &*self;
+        let (fetched_tx, fetched_rx) = mpsc::channel::<(Vec<Fetched>, Option<Checkpoint>)>(1);
+        let fetcher = async move {
+            for chunk in uids.chunks(this.mailbox.fetch_batch) {
+                if this.shutdown.is_shutdown() {
+                    break;
+                }
+                let fetched = conn.fetch(chunk).await?;
+                let checkpoint = advance.then(|| Checkpoint {
+                    mailbox: this.mailbox.name.clone(),
+                    folder: this.folder.name.clone(),
+                    uidvalidity,
+                    last_uid: chunk.iter().copied().max().unwrap_or(0),
+                });
+                if fetched_tx.send((fetched, checkpoint)).await.is_err() {
+                    // The committing stage stopped on an error of its own, which it returns.
+                    break;
+                }
+            }
+            Ok::<(), SyncError>(())
+        };
+        let committer = async move {
+            let batches = futures::stream::unfold(fetched_rx, |mut rx| async move {
+                rx.recv().await.map(|batch| (batch, rx))
             })
-            .await
-            .map_err(|e| SyncError::Store(format!("preparing a batch failed: {e}")))?;
-            let checkpoint = advance.then(|| Checkpoint {
-                mailbox: self.mailbox.name.clone(),
-                folder: self.folder.name.clone(),
-                uidvalidity,
-                last_uid: chunk.iter().copied().max().unwrap_or(0),
-            });
-            if let Some(previous) = in_flight.take() {
-                settle(previous).await?;
+            .map(|(fetched, checkpoint)| {
+                let prepared = this.prepare(fetched, uidvalidity);
+                async move { prepared.await.map(|messages| (messages, checkpoint)) }
+            })
+            .buffered(PREPARE_AHEAD);
+            futures::pin_mut!(batches);
+            let mut in_flight: Option<oneshot::Receiver<Result<usize, String>>> = None;
+            while let Some(batch) = batches.next().await {
+                let (messages, checkpoint) = batch?;
+                if let Some(previous) = in_flight.take() {
+                    settle(previous).await?;
+                }
+                let (reply, answer) = oneshot::channel();
+                this.desk
+                    .send(Request::Ingest {
+                        messages,
+                        checkpoint,
+                        reply,
+                    })
+                    .await
+                    .map_err(|_| SyncError::Shutdown)?;
+                in_flight = Some(answer);
             }
-            let (reply, answer) = oneshot::channel();
-            self.desk
-                .send(Request::Ingest {
-                    messages,
-                    checkpoint,
-                    reply,
-                })
-                .await
-                .map_err(|_| SyncError::Shutdown)?;
-            in_flight = Some(answer);
-            if self.shutdown.is_shutdown() {
-                break;
+            if let Some(last) = in_flight {
+                settle(last).await?;
             }
-        }
-        if let Some(last) = in_flight {
-            settle(last).await?;
-        }
+            Ok::<(), SyncError>(())
+        };
+        tokio::try_join!(fetcher, committer)?;
         if self.shutdown.is_shutdown() {
             return Err(SyncError::Shutdown);
         }
         Ok(())
+    }
+
+    /// Prepare fetched messages on a blocking thread: the CPU-heavy part of ingest, kept off
+    /// the async workers and off the thread that commits.
+    fn prepare(
+        &self,
+        fetched: Vec<Fetched>,
+        uidvalidity: u32,
+    ) -> impl Future<Output = Result<Vec<Prepared>, SyncError>> + use<> {
+        let metas: Vec<(Vec<u8>, SourceMeta)> = fetched
+            .into_iter()
+            .map(|f| {
+                let meta = SourceMeta {
+                    folder: self.folder.role,
+                    position: Some(position(
+                        &self.mailbox.name,
+                        &self.folder.name,
+                        uidvalidity,
+                        f.uid,
+                    )),
+                    server_time: f.internal_date,
+                };
+                (f.raw, meta)
+            })
+            .collect();
+        let policy = self.policy.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let now = timefmt::now();
+            metas
+                .into_iter()
+                .map(|(raw, meta)| {
+                    let mut p = facts::prepare(raw, meta, &policy, now);
+                    p.message.compress();
+                    p
+                })
+                .collect::<Vec<Prepared>>()
+        });
+        async move {
+            task.await
+                .map_err(|e| SyncError::Store(format!("preparing a batch failed: {e}")))
+        }
     }
 
     /// Compare every UID on the server with what the store holds; fetch what is missing.

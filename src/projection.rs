@@ -146,6 +146,8 @@ pub struct Changes {
     pub cases: BTreeSet<usize>,
     /// Content hashes of messages placed since.
     pub messages: Vec<String>,
+    /// Clocks whose start, deadline, basis or stops may have changed (or that disappeared).
+    pub clocks: BTreeSet<String>,
 }
 
 /// Builds and maintains the projection, one message at a time in receipt order.
@@ -446,6 +448,7 @@ impl Projector {
                 continue;
             };
             relist.extend(cases.into_iter().flatten().map(|(ci, _)| *ci));
+            self.changes.clocks.insert(id.clone());
             match clock {
                 Some(c) => {
                     self.out.clocks.insert(id, c);
@@ -483,6 +486,7 @@ impl Projector {
                 }
             }
             case.clocks = clocks;
+            self.changes.clocks.insert(prelim.id.clone());
             self.out.clocks.insert(prelim.id.clone(), prelim);
             self.changes.cases.insert(c);
         }

@@ -47,8 +47,11 @@ impl Store for MemoryStore {
     fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError> {
         // Validate first, then apply: nothing below can fail, which makes it all or nothing.
         super::validate_batch(&batch, |k| Ok(self.messages.contains_key(k)))?;
-        for (key, raw) in batch.messages {
-            self.messages.entry(key).or_insert(raw);
+        for m in batch.messages {
+            if !self.messages.contains_key(m.content_hash()) {
+                self.messages
+                    .insert(m.content_hash().to_string(), m.into_raw());
+            }
         }
         for (position, key) in batch.positions {
             self.positions.entry(position).or_insert(key);

@@ -20,10 +20,13 @@
 //! Two backends: [`SqliteStore`] (the service) and [`MemoryStore`] (stateless replay, tests).
 
 pub mod chain;
+mod checkpointer;
 mod memory;
+mod message;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use message::NewMessage;
 pub use sqlite::SqliteStore;
 
 use std::collections::HashSet;
@@ -58,9 +61,9 @@ pub struct StoredEvent {
 ///   the messages and events read up to them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
-    /// `(content hash, raw bytes)`: the hash is the lowercase hex SHA-256 of the bytes, and the
-    /// store checks it. Messages already stored are skipped.
-    pub messages: Vec<(String, Vec<u8>)>,
+    /// Messages, keyed by the SHA-256 of their bytes ([`NewMessage`] computes it). Messages
+    /// already stored are skipped.
+    pub messages: Vec<NewMessage>,
     /// `(source position, content hash)`. The content hash must name a message stored before
     /// or in this batch. A position already recorded keeps its first value.
     pub positions: Vec<(String, String)>,
@@ -237,16 +240,11 @@ pub(crate) fn validate_batch(
     batch: &Batch,
     mut stored: impl FnMut(&str) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    for (key, raw) in &batch.messages {
-        if !chain::is_hash(key) {
-            return Err(StoreError::BadBatch(format!(
-                "message key {key:?} is not a lowercase hex SHA-256"
-            )));
-        }
-        chain::check_message(key, raw)
-            .map_err(|p| StoreError::BadBatch(format!("message keyed {key}: {p}")))?;
-    }
-    let in_batch: HashSet<&str> = batch.messages.iter().map(|(k, _)| k.as_str()).collect();
+    let in_batch: HashSet<&str> = batch
+        .messages
+        .iter()
+        .map(NewMessage::content_hash)
+        .collect();
     for (position, key) in &batch.positions {
         if !in_batch.contains(key.as_str()) && !stored(key)? {
             return Err(StoreError::BadBatch(format!(

@@ -8,16 +8,15 @@
 //! last few commits, but since a message, its position and its events (and later the IMAP
 //! checkpoint) commit together, a lost commit just means the folder is read again.
 
+use super::checkpointer::Checkpointer;
 use super::{
     BadEvent, BadMessage, Batch, Checkpoint, FolderState, Store, StoreError, StoredEvent,
     Verification, chain,
 };
-use flate2::Compression;
 use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The schema this code writes. Bump it with a migration in [`SqliteStore::open`].
@@ -73,6 +72,8 @@ CREATE TABLE folder_states (
 /// The durable store. Holds one connection; open one store per process.
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// Started at the first commit: read-only uses (status, verify) need none.
+    checkpointer: Option<Checkpointer>,
     conn: Connection,
     path: PathBuf,
 }
@@ -129,11 +130,26 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(not_a_store)?;
         let mut store = SqliteStore {
+            checkpointer: None,
             conn,
             path: path.to_path_buf(),
         };
         store.ensure_schema()?;
         Ok(store)
+    }
+
+    /// Hand checkpointing to a background thread (started on first use) and tell it how much
+    /// was just written. If it cannot start, SQLite's automatic checkpoints stay on.
+    fn checkpoint_in_background(&mut self, written: usize) {
+        if self.checkpointer.is_none() {
+            self.checkpointer = Checkpointer::start(&self.path);
+            if self.checkpointer.is_some() {
+                let _ = self.conn.pragma_update(None, "wal_autocheckpoint", 0);
+            }
+        }
+        if let Some(c) = &self.checkpointer {
+            c.committed(written);
+        }
     }
 
     /// The file this store lives in.
@@ -212,14 +228,6 @@ impl SqliteStore {
 /// `u64` seq to SQLite's `INTEGER`. A log can never hold 2^63 events; saturate rather than wrap.
 fn seq_to_sql(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-fn compress(raw: &[u8]) -> Vec<u8> {
-    // Fast level: messages are small and mostly text; throughput matters more than ratio.
-    let mut enc = ZlibEncoder::new(Vec::with_capacity(raw.len() / 2 + 64), Compression::fast());
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(raw);
-    enc.finish().unwrap_or_default()
 }
 
 /// Decompress a stored message and check it against its size and key. The `size` column
@@ -319,6 +327,12 @@ impl Store for SqliteStore {
 
     fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError> {
         const ACTION: &str = "commit";
+        let written = batch
+            .messages
+            .iter()
+            .map(|m| m.raw().len() / 3)
+            .chain(batch.events.iter().map(Vec::len))
+            .sum();
         // IMMEDIATE: take the write lock now, so the head read below cannot go stale.
         let tx = self
             .conn
@@ -336,14 +350,17 @@ impl Store for SqliteStore {
                      ON CONFLICT (content_hash) DO NOTHING",
                 )
                 .map_err(sql(ACTION))?;
-            for (key, raw) in &batch.messages {
+            for m in &batch.messages {
                 // Skip the compression work for a message we already hold.
-                if exists.exists(params![key]).map_err(sql(ACTION))? {
+                if exists
+                    .exists(params![m.content_hash()])
+                    .map_err(sql(ACTION))?
+                {
                     continue;
                 }
-                let size = i64::try_from(raw.len()).unwrap_or(i64::MAX);
+                let size = i64::try_from(m.raw().len()).unwrap_or(i64::MAX);
                 insert_message
-                    .execute(params![key, compress(raw), size])
+                    .execute(params![m.content_hash(), m.compressed().as_ref(), size])
                     .map_err(sql(ACTION))?;
             }
 
@@ -395,6 +412,7 @@ impl Store for SqliteStore {
             appended
         };
         tx.commit().map_err(sql(ACTION))?;
+        self.checkpoint_in_background(written);
         Ok(appended)
     }
 
