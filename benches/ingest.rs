@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-#[path = "support/rss.rs"]
-mod rss;
+#[path = "support/procfs.rs"]
+mod procfs;
 
 use cprwatch::config;
 use cprwatch::desk::Desk;
@@ -171,7 +171,7 @@ fn report(name: &str, n: u64, bytes: u64, secs: f64) {
         bytes as f64 / 1e6,
         n as f64 / secs,
         bytes as f64 / 1e6 / secs,
-        rss::peak_rss_mib("self")
+        procfs::peak_rss_mib("self")
     );
 }
 

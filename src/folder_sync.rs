@@ -153,6 +153,7 @@ impl FolderWatch {
             c = Connection::connect(&account, timeout) => c?,
         };
         drop(account);
+        info!(mailbox = %self.mailbox.name, folder = %self.folder.name, "connected; reading the folder");
         let reconcile_every = self.mailbox.reconcile_every.unsigned_abs();
         let mut next_reconcile = tokio::time::Instant::now();
         // The folder stays selected across passes (IDLE reports new mail on it). It is examined

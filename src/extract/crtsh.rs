@@ -73,15 +73,16 @@ pub(crate) fn parse_url(s: &str) -> Option<Target> {
 /// too.
 pub(crate) fn scan(text: &str) -> Vec<(Range<usize>, Option<Target>)> {
     let mut out = Vec::new();
-    if !contains_crtsh(text) {
+    let at: Vec<usize> = occurrences(text).collect();
+    if at.is_empty() {
         return out;
     }
-    for caps in URL.captures_iter(text) {
+    for caps in captures_near(&URL, text, &at, "https://www.".len()) {
         if let (Some(whole), Some(query)) = (caps.get(0), caps.get(1)) {
             out.push((whole.range(), parse_query(query.as_str())));
         }
     }
-    for caps in MENTION.captures_iter(text) {
+    for caps in captures_near(&MENTION, text, &at, 0) {
         if let (Some(whole), Some(id)) = (caps.get(0), caps.get(1)) {
             out.push((whole.range(), parse_id(id.as_str()).map(Target::Crtsh)));
         }
@@ -90,11 +91,50 @@ pub(crate) fn scan(text: &str) -> Vec<(Range<usize>, Option<Target>)> {
     out
 }
 
-/// Cheap pre-check so most messages never run the URL regexes.
-fn contains_crtsh(text: &str) -> bool {
-    text.as_bytes()
-        .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"crt.sh"))
+/// Where `crt.sh` (any case) starts in `text`, in order. Found from the dots, which memchr
+/// finds many bytes at a time.
+fn occurrences(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let b = text.as_bytes();
+    memchr::memchr_iter(b'.', b).filter_map(move |dot| {
+        (dot >= 3
+            && dot + 3 <= b.len()
+            && b[dot - 3..dot].eq_ignore_ascii_case(b"crt")
+            && b[dot + 1..dot + 3].eq_ignore_ascii_case(b"sh"))
+        .then(|| dot - 3)
+    })
+}
+
+/// The same matches as `re.captures_iter(text)`, for a regex whose every match holds `crt.sh`
+/// within `lead` bytes of its start: searching starts near each occurrence, so the text
+/// between and after them is not run through the regex (which, with its optional prefixes,
+/// has no literal to skip ahead to by itself).
+fn captures_near<'t>(
+    re: &Regex,
+    text: &'t str,
+    at: &[usize],
+    lead: usize,
+) -> Vec<regex::Captures<'t>> {
+    let mut out = Vec::new();
+    let mut end = 0;
+    for &p in at {
+        if p < end {
+            continue;
+        }
+        // No match starts before `p - lead`: it would hold an earlier occurrence.
+        let mut from = p.saturating_sub(lead).max(end);
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let Some(caps) = re.captures_at(text, from) else {
+            // None from here to the end of the text.
+            break;
+        };
+        if let Some(m) = caps.get(0) {
+            end = m.end().max(m.start() + 1);
+        }
+        out.push(caps);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -152,6 +192,28 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert!(found.iter().all(|(_, t)| t.is_none()));
         assert!(targets(&format!("https://crt.sh/?q={}", &HEX[..63])).is_empty());
+    }
+
+    #[test]
+    fn searching_near_occurrences_finds_what_the_whole_text_scan_finds() {
+        for text in [
+            "https://crt.sh/?id=1 and http://www.crt.sh/?id=2, crt.sh ID 3",
+            "xhttps://crt.sh/?id=4 ébrécrt.sh/?id=5 Ünïcødé https://www.CRT.SH/?id=6",
+            "crt.sh is where https://crt.sh/?q=crt.sh/?id=7 lives; crt.sh id: 8",
+            "crt.sh crt.sh crt.sh/?id=9",
+            "no link here, just crt.shell and crt.sh",
+            "www.crt.sh/?id=10 https://crt.sh/? https://crt.sh/?id=11)",
+        ] {
+            for (re, lead) in [(&*URL, 12), (&*MENTION, 0)] {
+                let whole: Vec<_> = re.find_iter(text).map(|m| m.range()).collect();
+                let at: Vec<usize> = occurrences(text).collect();
+                let near: Vec<_> = captures_near(re, text, &at, lead)
+                    .iter()
+                    .filter_map(|c| c.get(0).map(|m| m.range()))
+                    .collect();
+                assert_eq!(near, whole, "{text}");
+            }
+        }
     }
 
     #[test]
