@@ -95,13 +95,14 @@ pub(crate) fn scan(text: &str) -> Vec<(Range<usize>, Option<Target>)> {
 /// finds many bytes at a time.
 fn occurrences(text: &str) -> impl Iterator<Item = usize> + '_ {
     let b = text.as_bytes();
-    memchr::memchr_iter(b'.', b).filter_map(move |dot| {
-        (dot >= 3
-            && dot + 3 <= b.len()
-            && b[dot - 3..dot].eq_ignore_ascii_case(b"crt")
-            && b[dot + 1..dot + 3].eq_ignore_ascii_case(b"sh"))
-        .then(|| dot - 3)
-    })
+    memchr::memchr_iter(b'.', b)
+        .filter(move |&dot| {
+            dot >= 3
+                && dot + 3 <= b.len()
+                && b[dot - 3..dot].eq_ignore_ascii_case(b"crt")
+                && b[dot + 1..dot + 3].eq_ignore_ascii_case(b"sh")
+        })
+        .map(|dot| dot - 3)
 }
 
 /// The same matches as `re.captures_iter(text)`, for a regex whose every match holds `crt.sh`
