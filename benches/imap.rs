@@ -127,7 +127,10 @@ fn main() {
     )
     .unwrap();
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cprwatch"))
+    // BENCH_CPRWATCH overrides the binary, to compare two builds on the same mailbox.
+    let bin =
+        std::env::var("BENCH_CPRWATCH").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cprwatch").into());
+    let mut child = Command::new(bin)
         .args(["run", "--config"])
         .arg(dir.path().join("c.toml"))
         .env("RUST_LOG", "warn,cprwatch::folder_sync=info")

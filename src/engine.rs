@@ -303,11 +303,10 @@ impl Engine {
             self.evaluated_at = None;
             diff(&p, &full, None, &self.recorded, now)
         } else {
-            let all: Vec<&MessageFacts> = self.facts.iter().collect();
             let projector = self
                 .projector
                 .get_or_insert_with(|| Projector::new(&self.assigned, &self.settings));
-            projector.feed(&all);
+            projector.feed(&self.facts);
             let changes = projector.take_changes();
             let p = projector.projection();
             // Time only moves forward here; if it did not (a clock set back), compare all.
@@ -354,8 +353,7 @@ impl Engine {
     /// The projection as it was at `at`: messages received later do not exist yet.
     pub fn project_at(&self, at: Timestamp) -> Projection {
         let cut = self.facts.partition_point(|f| f.received_at <= at);
-        let present: Vec<&MessageFacts> = self.facts[..cut].iter().collect();
-        projection::project(&present, &self.assigned, &self.settings)
+        projection::project(&self.facts[..cut], &self.assigned, &self.settings)
     }
 }
 

@@ -180,7 +180,7 @@ pub struct Projector {
 /// Build the projection. `messages` must be sorted by [`MessageFacts::sort_key`] and hold only
 /// the messages that exist at the moment of interest (received at or before it); clock states
 /// at that moment come from [`Clock::status`].
-pub fn project(messages: &[&MessageFacts], assigned: &Assigned, settings: &Settings) -> Projection {
+pub fn project(messages: &[MessageFacts], assigned: &Assigned, settings: &Settings) -> Projection {
     let mut p = Projector::new(assigned, settings);
     p.feed(messages);
     p.into_projection()
@@ -229,15 +229,15 @@ impl Projector {
 
     /// Feed `messages[self.fed()..]`: `messages` is the whole history in receipt order, of
     /// which the first `fed()` were fed before.
-    pub fn feed(&mut self, messages: &[&MessageFacts]) {
+    pub fn feed(&mut self, messages: &[MessageFacts]) {
         for idx in self.fed()..messages.len() {
             self.feed_one(messages, idx);
         }
         self.refresh(messages);
     }
 
-    fn feed_one(&mut self, messages: &[&MessageFacts], idx: usize) {
-        let m = messages[idx];
+    fn feed_one(&mut self, messages: &[MessageFacts], idx: usize) {
+        let m = &messages[idx];
         let disposition = self.threader.feed(m);
         let (case, how) = match &disposition {
             Disposition::Opened(c) => (Some(*c), "opened"),
@@ -409,7 +409,7 @@ impl Projector {
     }
 
     /// Recompute what the messages fed since the last refresh touched.
-    fn refresh(&mut self, messages: &[&MessageFacts]) {
+    fn refresh(&mut self, messages: &[MessageFacts]) {
         let dirty_cases = std::mem::take(&mut self.dirty_cases);
         let mut targets = std::mem::take(&mut self.dirty_targets);
         // A case's class or dismissal bears on every certificate and key it names.
@@ -495,7 +495,7 @@ impl Projector {
     }
 
     /// BR 4.9.5: 24 hours from receipt to a preliminary report to the reporter.
-    fn preliminary_clock(&self, messages: &[&MessageFacts], c: usize) -> Clock {
+    fn preliminary_clock(&self, messages: &[MessageFacts], c: usize) -> Clock {
         let case = &self.out.cases[c];
         let thread = &self.threader.threads[c];
         let mut clock = Clock {
@@ -509,7 +509,7 @@ impl Projector {
             stops: Vec::new(),
         };
         for &idx in &thread.members {
-            let m = messages[idx];
+            let m = &messages[idx];
             if idx == thread.founder || !m.is_staff() {
                 continue;
             }
@@ -663,7 +663,7 @@ impl Projector {
     }
 
     /// Revocation commands that name no reported certificate or key: kept as ignored claims.
-    fn unmatched_commands(&self, messages: &[&MessageFacts]) -> Vec<Ignored> {
+    fn unmatched_commands(&self, messages: &[MessageFacts]) -> Vec<Ignored> {
         let mut out = Vec::new();
         for (idx, cmd) in &self.revocation_commands {
             let (Command::Revoked { target, .. } | Command::NotRevoking { target, .. }) = cmd
@@ -683,7 +683,7 @@ impl Projector {
                         .any(|r| self.out.clocks.contains_key(&format!("revocation:{r}")))
                 });
             if !known {
-                let m = messages[*idx];
+                let m = &messages[*idx];
                 out.push(Ignored {
                     message: m.content_hash.clone(),
                     message_id: m.message_id.clone(),
