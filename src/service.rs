@@ -6,7 +6,7 @@
 //! breaches. Later sources (IMAP folders) feed the same loop. On SIGTERM or Ctrl-C the loop
 //! finishes the batch in hand, commits it and returns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration as StdDuration;
 
 use tracing::{error, info, warn};
@@ -265,52 +265,89 @@ fn warn_due(
     }
 }
 
+/// Up to this many events from one commit are logged one line each. A larger commit (a first
+/// sync, a backlog) gets one line counting each kind and one naming the first breaches: the
+/// event log holds every event and `cprwatch status` lists what is due, while tens of thousands
+/// of lines would bury the log and cost the sync a tenth of its time. Ignored staff commands
+/// are always logged one by one: each may be someone posing as staff.
+const LOG_EACH_UP_TO: usize = 200;
+
 fn log_events(events: &[Envelope]) {
+    if events.len() > LOG_EACH_UP_TO {
+        log_summary(events);
+        return;
+    }
     for env in events {
+        log_event(&env.event);
+    }
+}
+
+fn log_summary(events: &[Envelope]) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut breached: Vec<&str> = Vec::new();
+    for env in events {
+        *counts.entry(env.event.kind()).or_default() += 1;
         match &env.event {
-            Event::MessageReceived { facts } => info!(
-                message_id = %facts.message_id,
-                from = %facts.from,
-                folder = facts.folder.as_str(),
-                received_at = %timefmt::format(facts.received_at),
-                "message received"
-            ),
-            Event::CaseOpened {
-                case,
-                reporter,
-                subject,
-                ..
-            } => {
-                info!(%case, %reporter, %subject, "case opened")
-            }
-            Event::ClockStarted {
-                clock,
-                deadline,
-                basis,
-                ..
-            } => {
-                info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock started")
-            }
-            Event::ClockRevised {
-                clock,
-                deadline,
-                basis,
-                ..
-            } => {
-                info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock revised")
-            }
-            Event::ClockStopped {
-                clock, state, at, ..
-            } => {
-                info!(%clock, state = state.as_str(), at = %timefmt::format(*at), "clock stopped")
-            }
-            Event::ClockBreached { clock, deadline } => {
-                error!(%clock, deadline = %timefmt::format(*deadline), "clock BREACHED")
-            }
-            Event::CommandIgnored { from, reason, .. } => {
-                warn!(%from, %reason, "staff command ignored")
-            }
+            Event::ClockBreached { clock, .. } => breached.push(clock),
+            Event::CommandIgnored { .. } => log_event(&env.event),
             _ => {}
         }
+    }
+    let kinds: Vec<String> = counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    info!(events = events.len(), kinds = %kinds.join(" "), "batch committed");
+    if !breached.is_empty() {
+        error!(
+            count = breached.len(),
+            first = %breached[..breached.len().min(5)].join(", "),
+            "clocks BREACHED (`cprwatch status` lists them all)"
+        );
+    }
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::MessageReceived { facts } => info!(
+            message_id = %facts.message_id,
+            from = %facts.from,
+            folder = facts.folder.as_str(),
+            received_at = %timefmt::format(facts.received_at),
+            "message received"
+        ),
+        Event::CaseOpened {
+            case,
+            reporter,
+            subject,
+            ..
+        } => {
+            info!(%case, %reporter, %subject, "case opened")
+        }
+        Event::ClockStarted {
+            clock,
+            deadline,
+            basis,
+            ..
+        } => {
+            info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock started")
+        }
+        Event::ClockRevised {
+            clock,
+            deadline,
+            basis,
+            ..
+        } => {
+            info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock revised")
+        }
+        Event::ClockStopped {
+            clock, state, at, ..
+        } => {
+            info!(%clock, state = state.as_str(), at = %timefmt::format(*at), "clock stopped")
+        }
+        Event::ClockBreached { clock, deadline } => {
+            error!(%clock, deadline = %timefmt::format(*deadline), "clock BREACHED")
+        }
+        Event::CommandIgnored { from, reason, .. } => {
+            warn!(%from, %reason, "staff command ignored")
+        }
+        _ => {}
     }
 }
