@@ -50,6 +50,11 @@ impl NewMessage {
         }
     }
 
+    /// Whether [`NewMessage::compress`] ran.
+    pub fn is_compressed(&self) -> bool {
+        self.compressed.is_some()
+    }
+
     /// The compressed bytes: made earlier by [`NewMessage::compress`], or now.
     pub(crate) fn compressed(&self) -> std::borrow::Cow<'_, [u8]> {
         match &self.compressed {

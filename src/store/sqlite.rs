@@ -351,10 +351,12 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql(ACTION))?;
             for m in &batch.messages {
-                // Skip the compression work for a message we already hold.
-                if exists
-                    .exists(params![m.content_hash()])
-                    .map_err(sql(ACTION))?
+                // Skip the compression work for a message we already hold (unless it is done:
+                // then the insert alone finds out).
+                if !m.is_compressed()
+                    && exists
+                        .exists(params![m.content_hash()])
+                        .map_err(sql(ACTION))?
                 {
                     continue;
                 }

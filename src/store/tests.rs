@@ -67,6 +67,16 @@ fn contract(store: &mut dyn Store) {
     assert_eq!(store.message(&k1).unwrap(), Some(raw1));
     assert_eq!(store.message(&chain::content_hash(b"nope")).unwrap(), None);
 
+    // A message compressed ahead (as IMAP folder tasks do) that is already stored adds nothing.
+    let mut again = msg("Subject: one\n\nhi");
+    again.compress();
+    store
+        .commit(Batch {
+            messages: vec![again],
+            ..Batch::default()
+        })
+        .unwrap();
+
     // A position may name a message stored earlier without carrying its bytes again.
     store
         .commit(Batch {
