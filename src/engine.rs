@@ -307,19 +307,16 @@ impl Engine {
                 .projector
                 .get_or_insert_with(|| Projector::new(&self.assigned, &self.settings));
             projector.feed(&self.facts);
-            let changes = projector.take_changes();
+            let mut changes = projector.take_changes();
             let p = projector.projection();
             // Time only moves forward here; if it did not (a clock set back), compare all.
             let every = changes.full || self.evaluated_at.is_none_or(|t| now < t);
-            let mut clocks = changes.clocks.clone();
+            let mut clocks = std::mem::take(&mut changes.clocks);
             if every {
                 self.timeline.clear();
                 clocks.extend(p.clocks.keys().cloned());
             } else {
-                while let Some(first) = self.timeline.first() {
-                    if first.0 > now {
-                        break;
-                    }
+                while self.timeline.first().is_some_and(|(at, _)| *at <= now) {
                     if let Some((_, id)) = self.timeline.pop_first() {
                         clocks.insert(id);
                     }
