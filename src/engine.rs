@@ -217,6 +217,11 @@ impl Engine {
         self.known.contains(content_hash)
     }
 
+    /// The content hashes of every message recorded so far.
+    pub fn known(&self) -> &HashSet<String> {
+        &self.known
+    }
+
     pub fn message_count(&self) -> usize {
         self.facts.len()
     }
@@ -247,7 +252,8 @@ impl Engine {
         batch
     }
 
-    fn receive_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
+    /// [`Engine::receive`] for messages whose facts a source may already have worked out.
+    pub fn receive_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
         let mut batch = Batch::default();
         let mut new_facts = Vec::new();
         for mut p in incoming {

@@ -134,6 +134,11 @@ pub trait Store: Send {
     /// every stored message's bytes hash to its key. Damage is reported in the result, not as
     /// an error: an error means the store could not be read at all.
     fn verify(&self) -> Result<Verification, StoreError>;
+    /// Whether this store keeps messages compressed, so that a source preparing messages on
+    /// its own thread should compress them there ([`NewMessage::compress`]).
+    fn keeps_compressed(&self) -> bool {
+        false
+    }
 }
 
 /// Open (creating if needed) the SQLite store at `path`.

@@ -325,6 +325,10 @@ impl Store for SqliteStore {
             .map_err(sql("look up position"))
     }
 
+    fn keeps_compressed(&self) -> bool {
+        true
+    }
+
     fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError> {
         const ACTION: &str = "commit";
         let written = batch
