@@ -13,7 +13,7 @@
 
 mod mailbox;
 
-pub use mailbox::{MailboxConfig, PasswordSource, Tls, is_loopback};
+pub use mailbox::{MailboxConfig, PasswordSource};
 
 use crate::model::FolderRole;
 use crate::timefmt::parse_span;

@@ -235,14 +235,11 @@ impl Engine {
     /// what to persist; the engine has already absorbed it, so on a failed commit rebuild the
     /// engine from the store.
     pub fn ingest(&mut self, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
-        self.ingest_prepared(unprepared(incoming), now)
-    }
-
-    /// Record raw messages seen at `now` without deriving cases and clocks yet: for bulk
-    /// loads, where deriving once at the end (one [`Engine::tick`]) beats re-deriving after
-    /// every batch when folders arrive out of time order.
-    pub fn receive(&mut self, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
-        self.receive_prepared(unprepared(incoming), now)
+        let prepared = incoming
+            .into_iter()
+            .map(|(raw, meta)| facts::Prepared::raw(raw, meta))
+            .collect();
+        self.ingest_prepared(prepared, now)
     }
 
     /// Ingest messages whose facts a source may already have worked out.
@@ -252,7 +249,10 @@ impl Engine {
         batch
     }
 
-    /// [`Engine::receive`] for messages whose facts a source may already have worked out.
+    /// Record messages seen at `now` without deriving cases and clocks yet: for bulk loads,
+    /// where deriving once at the end (one [`Engine::tick`]) beats re-deriving after every
+    /// batch when folders arrive out of time order. A message's facts are worked out here
+    /// unless its source already did.
     pub fn receive_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
         let mut batch = Batch::default();
         let mut new_facts = Vec::new();
@@ -358,14 +358,6 @@ impl Engine {
         let cut = self.facts.partition_point(|f| f.received_at <= at);
         projection::project(&self.facts[..cut], &self.assigned, &self.settings)
     }
-}
-
-/// Raw messages whose facts the engine will work out itself.
-fn unprepared(incoming: Vec<(Vec<u8>, SourceMeta)>) -> Vec<facts::Prepared> {
-    incoming
-        .into_iter()
-        .map(|(raw, meta)| facts::Prepared::raw(raw, meta))
-        .collect()
 }
 
 /// The events that bring the recorded view up to the projection at `now`.

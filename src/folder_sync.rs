@@ -21,11 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
-use crate::config::{FolderConfig, MailboxConfig, Tls};
+use crate::config::{FolderConfig, MailboxConfig};
 use crate::facts::{self, Policy, Prepared};
 use crate::model::SourceMeta;
 use crate::shutdown::Shutdown;
-use crate::source::imap::{Account, Connection, Fetched, ImapError, TlsMode};
+use crate::source::imap::{Account, Connection, Fetched, ImapError};
 use crate::store::{Checkpoint, FolderState};
 use crate::timefmt;
 
@@ -133,11 +133,7 @@ impl FolderWatch {
             name: m.name.clone(),
             host: m.host.clone(),
             port: m.port,
-            tls: match m.tls {
-                Tls::Implicit => TlsMode::Implicit,
-                Tls::StartTls => TlsMode::StartTls,
-                Tls::None => TlsMode::None,
-            },
+            tls: m.tls,
             ca_file: m.ca_file.clone(),
             username: m.username.clone(),
             password: m.password.read().map_err(SyncError::Secret)?,

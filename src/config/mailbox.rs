@@ -12,18 +12,8 @@ use time::Duration;
 
 use super::{FolderConfig, RawFolder};
 use crate::model::FolderRole;
+use crate::source::imap::{TlsMode, is_loopback_host};
 use crate::timefmt::parse_span;
-
-/// How the connection is protected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tls {
-    /// TLS from the first byte (IMAPS, port 993).
-    Implicit,
-    /// Plain connection upgraded with STARTTLS before login (port 143).
-    StartTls,
-    /// No TLS at all: loopback addresses only (a local test server, an stunnel).
-    None,
-}
 
 /// Where the password comes from. Never the password itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +48,7 @@ pub struct MailboxConfig {
     pub name: String,
     pub host: String,
     pub port: u16,
-    pub tls: Tls,
+    pub tls: TlsMode,
     /// An extra trusted root (a private CA) on top of the system's.
     pub ca_file: Option<PathBuf>,
     pub username: String,
@@ -123,14 +113,6 @@ fn default_timeout() -> String {
     "30s".into()
 }
 
-/// Whether `host` is a loopback address or name.
-pub fn is_loopback(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Validate one `[[mailbox]]`; an error is `(key, problem)`.
 pub(super) fn validate(
     i: usize,
@@ -165,9 +147,9 @@ pub(super) fn validate(
         return Err((key("host"), "is empty".into()));
     }
     let tls = match raw.tls.to_ascii_lowercase().as_str() {
-        "implicit" => Tls::Implicit,
-        "starttls" => Tls::StartTls,
-        "none" if is_loopback(&host) => Tls::None,
+        "implicit" => TlsMode::Implicit,
+        "starttls" => TlsMode::StartTls,
+        "none" if is_loopback_host(&host) => TlsMode::None,
         "none" => {
             return Err((
                 key("tls"),
@@ -184,7 +166,7 @@ pub(super) fn validate(
         }
     };
     let port = raw.port.unwrap_or(match tls {
-        Tls::Implicit => 993,
+        TlsMode::Implicit => 993,
         _ => 143,
     });
     let folders = match raw.folders {
@@ -278,7 +260,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.name, "cpr@imap.example-ca.test");
-        assert_eq!((m.port, m.tls), (993, Tls::Implicit));
+        assert_eq!((m.port, m.tls), (993, TlsMode::Implicit));
         assert_eq!(
             m.password,
             PasswordSource::File("/etc/cprwatch/secret".into())
@@ -309,8 +291,12 @@ mod tests {
         let m =
             parse("host = \"127.0.0.1\"\ntls = \"none\"\nusername = \"u\"\npassword_env = \"P\"")
                 .unwrap();
-        assert_eq!((m.tls, m.port), (Tls::None, 143));
-        assert!(is_loopback("::1") && is_loopback("localhost") && !is_loopback("10.0.0.1"));
+        assert_eq!((m.tls, m.port), (TlsMode::None, 143));
+        assert!(
+            is_loopback_host("::1")
+                && is_loopback_host("localhost")
+                && !is_loopback_host("10.0.0.1")
+        );
     }
 
     #[test]
