@@ -10,18 +10,36 @@ use regex::Regex;
 use std::ops::Range;
 use std::sync::LazyLock;
 
-/// A crt.sh URL; group 1 is the query string. The scheme and `www.` are optional; the query
-/// ends at whitespace or at characters that close a URL in prose or markup.
-static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)(?-u:\b)(?:https?://)?(?:www\.)?crt\.sh/?\?([^\s<>"'()\[\]{}]*)"#)
-        .expect("static regex")
-});
+/// A crt.sh URL without its leading word boundary; group 1 is the query string. The scheme and
+/// `www.` are optional; the query ends at whitespace or at characters that close a URL in prose
+/// or markup.
+const URL_BODY: &str = r#"(?:https?://)?(?:www\.)?crt\.sh/?\?([^\s<>"'()\[\]{}]*)"#;
 
-/// `crt.sh ID 1777593900`, `crt.sh id: 123456`, `crt.sh ID #42`.
-static MENTION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)crt\.sh(?-u:\s)+id(?-u:\s)*[:#=]?(?-u:\s)*([0-9]{1,20})(?-u:\b)")
-        .expect("static regex")
-});
+/// `crt.sh ID 1777593900`, `crt.sh id: 123456`, `crt.sh ID #42`, without the leading boundary.
+const MENTION_BODY: &str = r"crt\.sh(?-u:\s)+id(?-u:\s)*[:#=]?(?-u:\s)*([0-9]{1,20})(?-u:\b)";
+
+/// What may stand before `crt.sh` in a URL, longest first (so the earliest start is tried
+/// first, as a leftmost search would).
+const URL_LEADS: [&str; 6] = [
+    "https://www.",
+    "http://www.",
+    "https://",
+    "http://",
+    "www.",
+    "",
+];
+
+/// The URL anywhere in a text (for [`parse_url`], and the reference the scan is tested against).
+static URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?i)(?-u:\b){URL_BODY}")).expect("static regex"));
+
+/// The URL at the very start of a haystack.
+static URL_AT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?i)^{URL_BODY}")).expect("static regex"));
+
+/// The mention at the very start of a haystack.
+static MENTION_AT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?i)^{MENTION_BODY}")).expect("static regex"));
 
 /// A crt.sh id: digits only (as u64).
 pub(crate) fn parse_id(s: &str) -> Option<u64> {
@@ -77,15 +95,11 @@ pub(crate) fn scan(text: &str) -> Vec<(Range<usize>, Option<Target>)> {
     if at.is_empty() {
         return out;
     }
-    for caps in captures_near(&URL, text, &at, "https://www.".len()) {
-        if let (Some(whole), Some(query)) = (caps.get(0), caps.get(1)) {
-            out.push((whole.range(), parse_query(query.as_str())));
-        }
+    for (whole, query) in matches_at(&URL_AT, text, &at, &URL_LEADS) {
+        out.push((whole, parse_query(&text[query])));
     }
-    for caps in captures_near(&MENTION, text, &at, 0) {
-        if let (Some(whole), Some(id)) = (caps.get(0), caps.get(1)) {
-            out.push((whole.range(), parse_id(id.as_str()).map(Target::Crtsh)));
-        }
+    for (whole, id) in matches_at(&MENTION_AT, text, &at, &[""]) {
+        out.push((whole, parse_id(&text[id]).map(Target::Crtsh)));
     }
     out.sort_by_key(|(range, _)| range.start);
     out
@@ -105,35 +119,48 @@ fn occurrences(text: &str) -> impl Iterator<Item = usize> + '_ {
         .map(|dot| dot - 3)
 }
 
-/// The same matches as `re.captures_iter(text)`, for a regex whose every match holds `crt.sh`
-/// within `lead` bytes of its start: searching starts near each occurrence, so the text
-/// between and after them is not run through the regex (which, with its optional prefixes,
-/// has no literal to skip ahead to by itself).
-fn captures_near<'t>(
+/// The matches (whole span, group 1 span) that a leftmost, non-overlapping search for
+/// `(?-u:\b)` + `re`'s pattern would find in `text`, where `re` is that pattern anchored with
+/// `^` and every match holds `crt.sh` right after one of `leads`.
+///
+/// Why not the unanchored regex from near each occurrence: where an occurrence starts no match
+/// (`crt.sh ID` for the URL pattern, a link for the mention pattern), an unanchored search runs
+/// on to the end of the text, and that was most of the extractor's time on long bodies. Tried
+/// at each possible start, in order, a miss costs a few bytes.
+fn matches_at(
     re: &Regex,
-    text: &'t str,
+    text: &str,
     at: &[usize],
-    lead: usize,
-) -> Vec<regex::Captures<'t>> {
+    leads: &[&str],
+) -> Vec<(Range<usize>, Range<usize>)> {
+    let b = text.as_bytes();
     let mut out = Vec::new();
     let mut end = 0;
     for &p in at {
         if p < end {
             continue;
         }
-        // No match starts before `p - lead`: it would hold an earlier occurrence.
-        let mut from = p.saturating_sub(lead).max(end);
-        while !text.is_char_boundary(from) {
-            from -= 1;
-        }
-        let Some(caps) = re.captures_at(text, from) else {
-            // None from here to the end of the text.
+        for lead in leads {
+            let Some(s) = p.checked_sub(lead.len()) else {
+                continue;
+            };
+            // The pattern's leading `(?-u:\b)`: every lead and `crt` begin with a word byte.
+            let boundary = s == 0 || !(b[s - 1].is_ascii_alphanumeric() || b[s - 1] == b'_');
+            if s < end || !boundary || !b[s..p].eq_ignore_ascii_case(lead.as_bytes()) {
+                continue;
+            }
+            let Some(caps) = re.captures(&text[s..]) else {
+                continue;
+            };
+            if let (Some(whole), Some(group)) = (caps.get(0), caps.get(1)) {
+                out.push((
+                    s + whole.start()..s + whole.end(),
+                    s + group.start()..s + group.end(),
+                ));
+                end = s + whole.end().max(1);
+            }
             break;
-        };
-        if let Some(m) = caps.get(0) {
-            end = m.end().max(m.start() + 1);
         }
-        out.push(caps);
     }
     out
 }
@@ -204,15 +231,21 @@ mod tests {
             "crt.sh crt.sh crt.sh/?id=9",
             "no link here, just crt.shell and crt.sh",
             "www.crt.sh/?id=10 https://crt.sh/? https://crt.sh/?id=11)",
+            "_https://crt.sh/?id=12 HTTPS://WWW.crt.sh/?id=13 www.www.crt.sh/?id=14",
+            "crt.sh  ID\n 15x crt.sh ID #16 xcrt.sh id 17 crt.sh id 18_ crt.sh/?crt.sh id 19",
+            "httpss://crt.sh/?id=20 http:/crt.sh/?id=21 crt.sh?id=22 crt.sh/?",
         ] {
-            for (re, lead) in [(&*URL, 12), (&*MENTION, 0)] {
-                let whole: Vec<_> = re.find_iter(text).map(|m| m.range()).collect();
-                let at: Vec<usize> = occurrences(text).collect();
-                let near: Vec<_> = captures_near(re, text, &at, lead)
-                    .iter()
-                    .filter_map(|c| c.get(0).map(|m| m.range()))
+            let mention = Regex::new(&format!(r"(?i)(?-u:\b){MENTION_BODY}")).unwrap();
+            for (re, anchored, leads) in [
+                (&*URL, &*URL_AT, &URL_LEADS[..]),
+                (&mention, &*MENTION_AT, &[""][..]),
+            ] {
+                let whole: Vec<_> = re
+                    .captures_iter(text)
+                    .map(|c| (c.get(0).unwrap().range(), c.get(1).unwrap().range()))
                     .collect();
-                assert_eq!(near, whole, "{text}");
+                let at: Vec<usize> = occurrences(text).collect();
+                assert_eq!(matches_at(anchored, text, &at, leads), whole, "{text}");
             }
         }
     }

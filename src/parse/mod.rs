@@ -16,6 +16,66 @@ mod note;
 
 use crate::model::ParsedMail;
 use mail_parser::{HeaderName, Message, MessageParser};
+use std::sync::LazyLock;
+
+/// mail-parser's own default parsing of each header, except `Received:`, which is skipped: only
+/// the topmost one is read, from its raw bytes (see `headers`), and tokenizing every hop's
+/// header cost more than the rest of header parsing together.
+static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    use HeaderName::*;
+    let mut p = MessageParser::new();
+    for h in [
+        Subject,
+        Comments,
+        ContentDescription,
+        ContentLocation,
+        ContentTransferEncoding,
+    ] {
+        p = p.header_text(h);
+    }
+    for h in [
+        From,
+        To,
+        Cc,
+        Bcc,
+        ReplyTo,
+        Sender,
+        ResentTo,
+        ResentFrom,
+        ResentBcc,
+        ResentCc,
+        ResentSender,
+        ListArchive,
+        ListHelp,
+        ListId,
+        ListOwner,
+        ListPost,
+        ListSubscribe,
+        ListUnsubscribe,
+    ] {
+        p = p.header_address(h);
+    }
+    for h in [Date, ResentDate] {
+        p = p.header_date(h);
+    }
+    for h in [
+        MessageId,
+        References,
+        InReplyTo,
+        ReturnPath,
+        ContentId,
+        ResentMessageId,
+    ] {
+        p = p.header_id(h);
+    }
+    for h in [Keywords, ContentLanguage] {
+        p = p.header_comma_separated(h);
+    }
+    for h in [ContentType, ContentDisposition] {
+        p = p.header_content_type(h);
+    }
+    p.ignore_header(Received).default_header_raw()
+});
 
 /// Parse one RFC 5322 message. See the field docs of [`ParsedMail`] for what each field holds.
 pub fn parse(raw: &[u8]) -> ParsedMail {
@@ -32,7 +92,7 @@ pub fn parse(raw: &[u8]) -> ParsedMail {
 
 fn parse_inner(raw: &[u8]) -> ParsedMail {
     let mut out = ParsedMail::default();
-    match MessageParser::default().parse(raw) {
+    match PARSER.parse(raw) {
         Some(msg) if looks_like_mail(&msg) => {
             out.parsed_ok = true;
             headers::fill(&msg, raw, &mut out);
