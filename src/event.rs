@@ -43,29 +43,46 @@ pub struct MessageFacts {
     pub message_id: String,
     pub synthetic_id: bool,
     pub folder: FolderRole,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: Timestamp,
     pub time_source: TimeSource,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub date_header: Option<Timestamp>,
     /// Lowercase bare address; empty when the message had no usable `From:`.
     pub from: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reply_to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cc: Vec<String>,
     pub subject: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_reply_to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<String>,
     pub automation: Automation,
     /// Why the message counts as staff-authored (`sent-folder`, `dkim:<d> via <authserv>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staff: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleHit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Command>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bad_commands: Vec<BadCommand>,
     pub parsed_ok: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
 
@@ -184,7 +201,9 @@ pub enum Event {
     ClockStarted {
         clock: String,
         kind: ClockKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         case: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
         #[serde(with = "time::serde::rfc3339")]
         started_at: Timestamp,
@@ -224,7 +243,9 @@ pub enum Event {
         message: String,
         message_id: String,
         from: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         command: Option<Command>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         line: Option<BadCommand>,
         reason: String,
     },
@@ -385,5 +406,50 @@ impl Envelope {
 
     pub fn decode(body: &[u8]) -> Result<Envelope, serde_json::Error> {
         serde_json::from_slice(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `message_received` body as written before empty fields were left out.
+    const WITH_NULLS: &str = r#"{"recorded_at":"2026-11-23T04:24:15Z","event":{"type":"message_received","facts":{"content_hash":"00213bf377ff0535bf6d126f890309db55c786cd4a64ec3cecaff5f86b160991","size":3920,"message_id":"<r-1506@reporter.test>","synthetic_id":false,"folder":"inbox","position":null,"received_at":"2026-03-02T10:00:00Z","time_source":"received","date_header":null,"from":"r@reporter.test","reply_to":[],"to":["cpr@example-ca.test"],"cc":[],"subject":"Key compromise","in_reply_to":[],"references":[],"automation":"none","staff":null,"certificates":[{"ref":"crtsh:3001506","crtsh_id":3001506,"sha256":null,"serial":null,"issuer":null,"subject":null,"sans":[],"not_before":null,"not_after":null,"spki_sha256":null,"is_ca":null,"precertificate":null}],"keys":[{"ref":null,"evidence":"encrypted_private_key","algorithm":null}],"rules":[],"commands":[],"bad_commands":[],"parsed_ok":true,"problems":[]}}}"#;
+
+    #[test]
+    fn logs_with_explicit_nulls_read_the_same_and_encode_shorter() {
+        let old = Envelope::decode(WITH_NULLS.as_bytes()).unwrap();
+        let new = old.encode();
+        assert!(
+            new.len() + 300 < WITH_NULLS.len(),
+            "{}",
+            String::from_utf8_lossy(&new)
+        );
+        let text = String::from_utf8(new.clone()).unwrap();
+        for absent in ["null", "[]", "position", "sans", "problems"] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
+        assert_eq!(Envelope::decode(&new).unwrap(), old);
+        // Canonical: encoding what was decoded gives the same bytes again.
+        assert_eq!(Envelope::decode(&new).unwrap().encode(), new);
+    }
+
+    #[test]
+    fn clock_without_case_or_target_round_trips() {
+        let env = Envelope {
+            recorded_at: time::macros::datetime!(2026-03-02 10:00 UTC),
+            event: Event::ClockStarted {
+                clock: "revocation:crtsh:1".into(),
+                kind: ClockKind::Revocation,
+                case: None,
+                target: Some("crtsh:1".into()),
+                started_at: time::macros::datetime!(2026-03-02 10:00 UTC),
+                deadline: time::macros::datetime!(2026-03-03 10:00 UTC),
+                basis: "br-4.9.1.1-item-3".into(),
+            },
+        };
+        let bytes = env.encode();
+        assert!(!String::from_utf8_lossy(&bytes).contains("\"case\""));
+        assert_eq!(Envelope::decode(&bytes).unwrap(), env);
     }
 }

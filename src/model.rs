@@ -124,21 +124,38 @@ pub struct CertificateRef {
     /// `crtsh:<id>` or `sha256:<lowercase hex>`.
     #[serde(rename = "ref")]
     pub reference: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crtsh_id: Option<u64>,
     /// Lowercase hex SHA-256 of the certificate's DER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// Lowercase hex of the serial number's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sans: Vec<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_before: Option<Timestamp>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_after: Option<Timestamp>,
     /// Lowercase hex SHA-256 of the SubjectPublicKeyInfo DER (crt.sh's `spkisha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spki_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_ca: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precertificate: Option<bool>,
 }
 
@@ -231,10 +248,11 @@ impl KeyEvidence {
 pub struct KeyRef {
     /// `spki:<lowercase hex SHA-256 of the SubjectPublicKeyInfo DER>`; `None` for an encrypted
     /// private key, whose public half cannot be known.
-    #[serde(rename = "ref")]
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     pub evidence: KeyEvidence,
     /// Key algorithm as far as known (`rsa-2048`, `ec-p256`, …), for staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<String>,
 }
 
