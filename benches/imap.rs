@@ -141,7 +141,7 @@ fn main() {
     // The moment the folder task is connected and starts reading: where the raw baseline's
     // clock starts too (it connects first, then times EXAMINE, SEARCH and the fetches).
     // With it, the CPU seconds used so far by the service and by Dovecot.
-    let connected: Arc<OnceLock<(Instant, f64, f64)>> = Arc::default();
+    let connected: Arc<OnceLock<(Instant, f64, f64, Vec<(String, f64)>)>> = Arc::default();
     {
         let connected = connected.clone();
         let stderr = child.stderr.take().unwrap();
@@ -153,6 +153,7 @@ fn main() {
                         Instant::now(),
                         procfs::cpu_secs(&pid),
                         procfs::cpu_secs_of("imap"),
+                        procfs::cpu_secs_by_thread(&pid),
                     ));
                 }
             }
@@ -174,12 +175,13 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let done = Instant::now();
-    let (our_cpu, server_cpu) = (
+    let (our_cpu, server_cpu, threads) = (
         procfs::cpu_secs(&child.id().to_string()),
         procfs::cpu_secs_of("imap"),
+        procfs::cpu_secs_by_thread(&child.id().to_string()),
     );
     let whole_secs = (done - t).as_secs_f64();
-    let (start, our_cpu0, server_cpu0) =
+    let (start, our_cpu0, server_cpu0, ref threads0) =
         *connected.get().expect("the service logged its connection");
     let (our_cpu, server_cpu) = (our_cpu - our_cpu0, server_cpu - server_cpu0);
     let sync_secs = (done - start).as_secs_f64();
@@ -212,6 +214,7 @@ fn main() {
         "ratio: ingest runs at {:.1}% of the raw fetch rate (target >= 80%)",
         100.0 * sync_rate / raw_rate
     );
+    bounds(n, raw_rate, our_cpu, server_cpu, threads0, &threads);
 
     // IDLE latency: APPEND → preliminary-report clock in the store.
     // Only rows after the last one seen are read, so each check costs microseconds and does
@@ -268,4 +271,52 @@ fn main() {
     let status = child.wait().unwrap();
     assert!(status.success(), "service exit {status:?}");
     dovecot.stop();
+}
+
+/// What the CPU figures allow, whatever the code's overlap: the service's busiest thread (the
+/// desk, which commits every batch in order) bounds the rate whatever the number of cores, and
+/// on this machine's cores the service and Dovecot share, their CPU per message bounds it too.
+fn bounds(
+    n: usize,
+    raw_rate: f64,
+    our_cpu: f64,
+    server_cpu: f64,
+    before: &[(String, f64)],
+    after: &[(String, f64)],
+) {
+    let per_msg = |secs: f64| secs * 1e6 / n as f64;
+    let mut used: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, secs)| {
+            let was = before
+                .iter()
+                .find(|(b, _)| b == name)
+                .map_or(0.0, |(_, s)| *s);
+            (name.clone(), secs - was)
+        })
+        .filter(|(_, secs)| *secs > 0.0)
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let listed: Vec<String> = used
+        .iter()
+        .map(|(name, secs)| format!("{name} {:.0}", per_msg(*secs)))
+        .collect();
+    println!("  CPU per message by thread (us): {}", listed.join(", "));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (ours, server) = (per_msg(our_cpu), per_msg(server_cpu));
+    let cpu_bound = cores * 1e6 / (ours + server);
+    let target = 0.8 * raw_rate;
+    println!(
+        "  bound from CPU on {cores:.0} cores: {cores:.0} / ({ours:.0} + {server:.0} us) = {cpu_bound:.0} msgs/s, {:.0}% of raw; 80% of raw needs cprwatch <= {:.0} us/message here",
+        100.0 * cpu_bound / raw_rate,
+        cores * 1e6 / target - server
+    );
+    if let Some((name, secs)) = used.first() {
+        let serial_bound = 1e6 / per_msg(*secs);
+        println!(
+            "  bound from the busiest thread ({name}) on any number of cores: {serial_bound:.0} msgs/s, {:.0}% of raw; 80% needs it <= {:.0} us/message",
+            100.0 * serial_bound / raw_rate,
+            1e6 / target
+        );
+    }
 }

@@ -308,6 +308,7 @@ impl Helper {
         let handle = std::thread::Builder::new()
             .name("ingest-prepare".into())
             .spawn(move || {
+                crate::priority::lower_this_thread();
                 let prepared = prepare_unseen(raw, &policy, now, &mut seen, compress);
                 (prepared, seen)
             })

@@ -299,6 +299,9 @@ impl FolderWatch {
             .collect();
         let policy = self.policy.clone();
         let task = tokio::task::spawn_blocking(move || {
+            // The desk sets the pace; preparing only has to keep ahead of it. Tokio's blocking
+            // threads keep this priority for later blocking work, all of it helper work here.
+            crate::priority::lower_this_thread();
             let now = timefmt::now();
             metas
                 .into_iter()

@@ -20,6 +20,7 @@ pub mod folder_sync;
 pub mod logging;
 pub mod model;
 pub mod parse;
+pub mod priority;
 pub mod projection;
 pub mod rules;
 pub mod service;

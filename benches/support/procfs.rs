@@ -46,3 +46,19 @@ pub fn cpu_secs_of(comm: &str) -> f64 {
         .map(|e| cpu_secs(&e.file_name().to_string_lossy()))
         .sum()
 }
+
+/// CPU seconds used so far by each thread name of `pid` (threads of one name summed), sorted
+/// by name. Thread names are the kernel's `comm`: at most 15 bytes.
+pub fn cpu_secs_by_thread(pid: &str) -> Vec<(String, f64)> {
+    let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    for task in dir.filter_map(Result::ok) {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        *by_name.entry(name.trim().to_string()).or_default() +=
+            cpu_secs(&format!("{pid}/task/{tid}"));
+    }
+    by_name.into_iter().collect()
+}

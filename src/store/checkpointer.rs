@@ -33,7 +33,10 @@ impl Checkpointer {
         let (nudge, rx) = mpsc::channel::<usize>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run(&conn, &rx))
+            .spawn(move || {
+                crate::priority::lower_this_thread();
+                run(&conn, &rx)
+            })
             .ok()?;
         Some(Checkpointer {
             nudge: Some(nudge),
