@@ -30,6 +30,10 @@ use support::dovecot::Dovecot;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+/// When the service logged its connection, with the CPU seconds used until then: by the
+/// service, by Dovecot, and by each of the service's thread names.
+type Connected = (Instant, f64, f64, Vec<(String, f64)>);
+
 fn report(n: usize) -> Vec<u8> {
     let body: String = (0..40)
         .map(|i| format!("Line {i} of the evidence for report {n}: the key was found in a public repository.\r\n"))
@@ -141,7 +145,7 @@ fn main() {
     // The moment the folder task is connected and starts reading: where the raw baseline's
     // clock starts too (it connects first, then times EXAMINE, SEARCH and the fetches).
     // With it, the CPU seconds used so far by the service and by Dovecot.
-    let connected: Arc<OnceLock<(Instant, f64, f64, Vec<(String, f64)>)>> = Arc::default();
+    let connected: Arc<OnceLock<Connected>> = Arc::default();
     {
         let connected = connected.clone();
         let stderr = child.stderr.take().unwrap();
