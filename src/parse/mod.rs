@@ -21,30 +21,12 @@ use std::sync::LazyLock;
 /// mail-parser's own default parsing of each header, except `Received:`, which is skipped: only
 /// the topmost one is read, from its raw bytes (see `headers`), and tokenizing every hop's
 /// header cost more than the rest of header parsing together.
+///
+/// A parser with any header of its own parses no other header its default way, so the default
+/// table is restated: the library's groups, plus the headers it parses beyond them.
 static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
     use HeaderName::*;
-    let mut p = MessageParser::new();
-    for h in [
-        Subject,
-        Comments,
-        ContentDescription,
-        ContentLocation,
-        ContentTransferEncoding,
-    ] {
-        p = p.header_text(h);
-    }
-    for h in [
-        From,
-        To,
-        Cc,
-        Bcc,
-        ReplyTo,
-        Sender,
-        ResentTo,
-        ResentFrom,
-        ResentBcc,
-        ResentCc,
-        ResentSender,
+    let lists = [
         ListArchive,
         ListHelp,
         ListId,
@@ -52,29 +34,21 @@ static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
         ListPost,
         ListSubscribe,
         ListUnsubscribe,
-    ] {
-        p = p.header_address(h);
-    }
-    for h in [Date, ResentDate] {
-        p = p.header_date(h);
-    }
-    for h in [
-        MessageId,
-        References,
-        InReplyTo,
-        ReturnPath,
-        ContentId,
-        ResentMessageId,
-    ] {
-        p = p.header_id(h);
-    }
-    for h in [Keywords, ContentLanguage] {
-        p = p.header_comma_separated(h);
-    }
-    for h in [ContentType, ContentDisposition] {
-        p = p.header_content_type(h);
-    }
-    p.ignore_header(Received).default_header_raw()
+    ];
+    lists
+        .into_iter()
+        .fold(MessageParser::new(), MessageParser::header_address)
+        .with_mime_headers()
+        .with_date_headers()
+        .with_address_headers()
+        .with_message_ids()
+        .header_text(Subject)
+        .header_text(Comments)
+        .header_id(ReturnPath)
+        .header_comma_separated(Keywords)
+        .header_comma_separated(ContentLanguage)
+        .ignore_header(Received)
+        .default_header_raw()
 });
 
 /// Parse one RFC 5322 message. See the field docs of [`ParsedMail`] for what each field holds.

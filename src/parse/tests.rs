@@ -400,3 +400,38 @@ fn deeply_nested_messages_do_not_overflow() {
     );
     assert!(m.problems.iter().any(|p| p.contains("nested deeper")));
 }
+
+#[test]
+fn headers_parse_as_mail_parsers_default_except_received() {
+    let raw = b"Return-Path: <r@reporter.test>\r\n\
+Received: from a.test by b.test; Tue, 3 Mar 2026 10:00:05 +0000\r\n\
+From: =?utf-8?q?R=C3=A9porter?= <r@reporter.test>\r\nSender: s@reporter.test\r\n\
+To: cpr@example-ca.test\r\nCc: x@y.test\r\nBcc: z@y.test\r\nReply-To: r2@reporter.test\r\n\
+Resent-From: a@b.test\r\nResent-To: c@d.test\r\nResent-Cc: e@f.test\r\nResent-Bcc: g@h.test\r\n\
+Resent-Sender: i@j.test\r\nResent-Date: Tue, 3 Mar 2026 10:00:00 +0000\r\n\
+Resent-Message-ID: <resent@x.test>\r\nList-Id: <cpr.example-ca.test>\r\n\
+List-Unsubscribe: <mailto:u@x.test>\r\nList-Post: <mailto:p@x.test>\r\nList-Help: <mailto:h@x.test>\r\n\
+List-Owner: <mailto:o@x.test>\r\nList-Archive: <https://x.test/a>\r\nList-Subscribe: <mailto:s@x.test>\r\n\
+Subject: =?utf-8?q?Cl=C3=A9?= compromise\r\nComments: =?utf-8?q?a_comment?=\r\n\
+Keywords: key, compromise\r\nDate: Tue, 3 Mar 2026 09:59:00 +0000\r\n\
+Message-ID: <m@reporter.test>\r\nIn-Reply-To: <a@x.test>\r\nReferences: <a@x.test> <b@x.test>\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: en, de\r\n\
+Content-Transfer-Encoding: 8bit\r\nContent-ID: <c@x.test>\r\nContent-Description: report\r\n\
+Content-Location: https://x.test/r\r\nContent-Disposition: inline\r\n\
+Authentication-Results: mx.example-ca.test; dkim=pass header.d=reporter.test\r\n\
+X-Other: raw =?utf-8?q?value?=\r\n\r\nbody\r\n";
+    let ours = PARSER.parse(&raw[..]).unwrap();
+    let theirs = MessageParser::default().parse(&raw[..]).unwrap();
+    let (ours, theirs) = (ours.headers(), theirs.headers());
+    assert_eq!(ours.len(), theirs.len());
+    for (o, t) in ours.iter().zip(theirs) {
+        if t.name == HeaderName::Received {
+            assert_eq!(
+                (&o.name, o.offset_start, o.offset_end),
+                (&t.name, t.offset_start, t.offset_end)
+            );
+        } else {
+            assert_eq!(o, t);
+        }
+    }
+}
