@@ -422,7 +422,7 @@ pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
         };
         if let Event::MessageReceived { facts } = &env.event {
             match store.message(&facts.content_hash)? {
-                Some(raw) if crate::facts::content_hash(&raw) == facts.content_hash => {}
+                Some(raw) if store::chain::content_hash(&raw) == facts.content_hash => {}
                 Some(_) => {
                     report.problem = Some(format!(
                         "event #{}: message {} does not hash to its id",

@@ -742,7 +742,7 @@ Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\
         whole.ingest(files.clone(), parse("2026-12-01T00:00:00Z").unwrap());
         let mut by_hash: HashMap<String, (Vec<u8>, SourceMeta)> = files
             .into_iter()
-            .map(|(raw, m)| (facts::content_hash(&raw), (raw, m)))
+            .map(|(raw, m)| (crate::store::chain::content_hash(&raw), (raw, m)))
             .collect();
         let mut e = engine();
         let mut now = whole.facts()[0].received_at;
@@ -787,7 +787,7 @@ Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\
             .collect();
         let mut by_hash: HashMap<String, (Vec<u8>, SourceMeta)> = files
             .into_iter()
-            .map(|(raw, m)| (facts::content_hash(&raw), (raw, m)))
+            .map(|(raw, m)| (crate::store::chain::content_hash(&raw), (raw, m)))
             .collect();
         let mut piecewise = engine();
         for h in &order {

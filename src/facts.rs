@@ -1,8 +1,6 @@
 //! From raw bytes to [`MessageFacts`]: parse, find references and commands, classify, decide
 //! receipt time and staff authorship. Pure: `now` is an argument.
 
-use sha2::{Digest, Sha256};
-
 use crate::event::{Automation, MessageFacts};
 use crate::model::{FolderRole, ParsedMail, SourceMeta, TimeSource, Timestamp};
 use crate::rules::RuleSet;
@@ -15,11 +13,6 @@ use crate::{extract, parse, timefmt};
 pub struct Policy {
     pub staff: StaffPolicy,
     pub rules: RuleSet,
-}
-
-/// Lowercase hex SHA-256 of the raw bytes.
-pub fn content_hash(raw: &[u8]) -> String {
-    hex::encode(Sha256::digest(raw))
 }
 
 /// A Message-Id for a message that has none, stable across re-reads (DESIGN.md §5).
