@@ -378,7 +378,11 @@ fn build_regex(patterns: &[&str]) -> Result<meta::Regex, String> {
     let lean: Vec<String> = patterns.iter().map(|p| lean_word_classes(p)).collect();
     meta::Regex::builder()
         .syntax(syntax::Config::new().case_insensitive(true))
-        .configure(meta::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(SIZE_LIMIT))
+                .hybrid_cache_capacity(16 << 20),
+        )
         .build_many(&lean)
         .map_err(|e| e.to_string())
 }
@@ -465,26 +469,34 @@ fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
         });
     }
     let too_large = |e: String| RulesError::TooLarge(e);
+    // One regex per rule and field: a match of any of its patterns makes the rule a
+    // candidate, so a window is scanned once per rule, not once per pattern.
     let mut patterns = Vec::new();
     let mut words: Vec<String> = Vec::new();
     let mut word_index: HashMap<String, usize> = HashMap::new();
     let mut keyed: Vec<Vec<usize>> = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         for (field, list) in [(Field::Subject, &r.subject), (Field::Body, &r.body)] {
+            if list.is_empty() {
+                continue;
+            }
+            let id = patterns.len();
+            let all: Vec<&str> = list.iter().map(String::as_str).collect();
+            patterns.push(Pattern {
+                rule: i,
+                field,
+                regex: build_regex(&all).map_err(too_large)?,
+            });
             for p in list {
-                let id = patterns.len();
-                patterns.push(Pattern {
-                    rule: i,
-                    field,
-                    regex: build_regex(&[p.as_str()]).map_err(too_large)?,
-                });
                 for w in keywords::required(p).map_err(too_large)? {
                     let k = *word_index.entry(w.clone()).or_insert_with(|| {
                         words.push(w);
                         keyed.push(Vec::new());
                         words.len() - 1
                     });
-                    keyed[k].push(id);
+                    if keyed[k].last() != Some(&id) {
+                        keyed[k].push(id);
+                    }
                 }
             }
         }

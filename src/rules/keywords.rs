@@ -80,16 +80,39 @@ fn score(set: &[Vec<u8>]) -> (bool, usize) {
     (!common, shortest(set))
 }
 
+/// Most strings an exact set may hold before it stops being worth spelling out.
+const MAX_EXACT: usize = 64;
+
 /// A set of literals at least one of which every match of `hir` contains; `None` when no such
 /// set is known.
 fn needed(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    if let Some(set) = exact(hir).filter(|s| s.iter().all(|w| !w.is_empty())) {
+        return normalise(set);
+    }
     match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) | HirKind::Class(_) => None,
-        HirKind::Literal(lit) => longest_ascii_run(&lit.0).map(|run| vec![run]),
+        HirKind::Empty | HirKind::Look(_) | HirKind::Class(_) | HirKind::Literal(_) => None,
         HirKind::Repetition(rep) if rep.min >= 1 => needed(&rep.sub),
         HirKind::Repetition(_) => None,
         HirKind::Capture(cap) => needed(&cap.sub),
-        HirKind::Concat(parts) => parts.iter().filter_map(needed).max_by_key(|set| score(set)),
+        HirKind::Concat(parts) => {
+            // Candidates: each part's own set, and each run of adjacent parts whose strings
+            // are known exactly, spelled out (`(gene|ope)ration` → generation, operation).
+            let mut candidates: Vec<Vec<Vec<u8>>> = parts.iter().filter_map(needed).collect();
+            let mut run: Option<Vec<Vec<u8>>> = None;
+            for part in parts.iter().chain(std::iter::once(&Hir::fail())) {
+                match (exact(part), run.take()) {
+                    (Some(e), Some(r)) => run = product(&r, &e),
+                    (Some(e), None) => run = Some(e),
+                    (None, Some(r)) => {
+                        if r.iter().all(|w| !w.is_empty()) {
+                            candidates.extend(normalise(r));
+                        }
+                    }
+                    (None, None) => {}
+                }
+            }
+            candidates.into_iter().max_by_key(|set| score(set))
+        }
         HirKind::Alternation(branches) => {
             let mut all = Vec::new();
             for b in branches {
@@ -98,6 +121,74 @@ fn needed(hir: &Hir) -> Option<Vec<Vec<u8>>> {
             Some(all)
         }
     }
+}
+
+/// Every string `hir` can match, when there are few and they are known.
+fn exact(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(vec![Vec::new()]),
+        HirKind::Literal(lit) => Some(vec![lit.0.to_vec()]),
+        HirKind::Class(class) => {
+            let mut out = Vec::new();
+            match class {
+                regex_syntax::hir::Class::Unicode(u) => {
+                    for r in u.iter() {
+                        for c in r.start()..=r.end() {
+                            out.push(c.to_string().into_bytes());
+                            if out.len() > 4 {
+                                return None;
+                            }
+                        }
+                    }
+                }
+                regex_syntax::hir::Class::Bytes(b) => {
+                    for r in b.iter() {
+                        for c in r.start()..=r.end() {
+                            out.push(vec![c]);
+                            if out.len() > 4 {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            }
+            Some(out)
+        }
+        HirKind::Capture(cap) => exact(&cap.sub),
+        HirKind::Repetition(rep) if rep.min == 0 && rep.max == Some(1) => {
+            let mut set = exact(&rep.sub)?;
+            set.push(Vec::new());
+            Some(set)
+        }
+        HirKind::Repetition(_) => None,
+        HirKind::Concat(parts) => parts
+            .iter()
+            .try_fold(vec![Vec::new()], |acc, p| product(&acc, &exact(p)?)),
+        HirKind::Alternation(branches) => {
+            let mut all = Vec::new();
+            for b in branches {
+                all.extend(exact(b)?);
+            }
+            (all.len() <= MAX_EXACT).then_some(all)
+        }
+    }
+}
+
+/// Every string of `a` followed by every string of `b`, unless there are too many.
+fn product(a: &[Vec<u8>], b: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+    if a.len() * b.len() > MAX_EXACT {
+        return None;
+    }
+    Some(
+        a.iter()
+            .flat_map(|x| b.iter().map(move |y| [x.as_slice(), y.as_slice()].concat()))
+            .collect(),
+    )
+}
+
+/// Each string cut to its longest ASCII run, lower-cased; `None` if one has none.
+fn normalise(set: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
+    set.iter().map(|w| longest_ascii_run(w)).collect()
 }
 
 /// The longest run of ASCII letters, digits and punctuation in a literal, lower-cased. A
@@ -134,12 +225,15 @@ mod tests {
         assert_eq!(kw(r"(private\s+)?keys?\s+leak"), ["leak"]);
         // Non-ASCII letters end a run: `é` also matches `É`.
         assert_eq!(kw(r"\bclé\s+privée\s+compromise\b"), ["compromise"]);
-        assert_eq!(kw(r"\brévo(quer|cation)"), ["cation", "quer"]);
+        assert_eq!(kw(r"\brévo(quer|cation)"), ["vocation", "voquer"]);
+        // Adjacent parts known exactly are spelled out.
+        assert_eq!(kw(r"\b(gene|ope)ration"), ["generation", "operation"]);
+        assert_eq!(kw(r"\bkeys?\b"), ["key", "keys"]);
     }
 
     #[test]
     fn a_pattern_without_a_keyword_is_refused_with_a_reason() {
-        for p in [r"\w+\s+\w+", r"(a|b)c", r"\bi\s+do\b", r"[kK]ey"] {
+        for p in [r"\w+\s+\w+", r"(a|b)c", r"\bi\s+do\b", r"[a-z]ey"] {
             let e = required(p).unwrap_err();
             assert!(e.contains("no literal word"), "{p}: {e}");
         }

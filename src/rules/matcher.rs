@@ -42,6 +42,7 @@ pub(super) enum Field {
     Body,
 }
 
+/// Every pattern of one rule for one field, as one regex.
 #[derive(Clone, Debug)]
 pub(super) struct Pattern {
     pub rule: usize,
@@ -55,7 +56,7 @@ pub(super) struct Matcher {
     pub patterns: Vec<Pattern>,
     /// Every distinct keyword of every pattern, ASCII-case-insensitive.
     pub keywords: AhoCorasick,
-    /// Keyword index → the patterns keyed on it.
+    /// Keyword index → the [`Pattern`]s with a pattern keyed on it.
     pub keyed: Vec<Vec<usize>>,
     /// Per rule: its `unless` patterns as one regex, if any.
     pub unless: Vec<Option<meta::Regex>>,
