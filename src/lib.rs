@@ -13,6 +13,7 @@ pub mod config;
 pub mod correlate;
 pub mod desk;
 pub mod engine;
+pub mod escape;
 pub mod event;
 pub mod extract;
 pub mod facts;
