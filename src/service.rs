@@ -108,7 +108,16 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     );
     let mut watchers = Vec::new();
     for m in &config.maildir {
-        watchers.push(Watcher::new(m)?);
+        let w = Watcher::new(m)?;
+        // An empty directory (cur/ and new/ not made yet), skipped subfolders.
+        for note in &w.maildir.notes {
+            warn!(
+                maildir = w.label.as_str(),
+                note = note.as_str(),
+                "maildir note"
+            );
+        }
+        watchers.push(w);
     }
     let poll_secs = config
         .maildir

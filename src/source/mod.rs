@@ -117,6 +117,15 @@ pub fn open(path: &Path, role: FolderRole) -> Result<Source, SourceError> {
         source,
     })?;
     if meta.is_dir() {
+        if is_empty_dir(&canonical)? {
+            return Ok(Source {
+                inner: Inner::Empty,
+                notes: vec![format!(
+                    "{} is an empty directory: no messages read",
+                    canonical.display()
+                )],
+            });
+        }
         if maildir::is_maildir(&canonical) {
             let md = Maildir::open_auto(&canonical, role)?;
             let notes = md.notes.clone();
@@ -162,6 +171,17 @@ pub fn open(path: &Path, role: FolderRole) -> Result<Source, SourceError> {
         inner: Inner::Files(files::FileList::single(canonical, role)),
         notes: Vec::new(),
     })
+}
+
+/// A directory with nothing in it: an empty folder (a new mailbox, an export of nothing), read
+/// as no messages with a note, where a directory holding other things is most likely the
+/// wrong path.
+pub(crate) fn is_empty_dir(dir: &Path) -> Result<bool, SourceError> {
+    let mut entries = std::fs::read_dir(dir).map_err(|source| SourceError::Open {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(entries.next().is_none())
 }
 
 fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, SourceError> {
