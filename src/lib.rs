@@ -1,7 +1,7 @@
 //! cprwatch: watches a Certificate Authority's problem-report mailbox and keeps the Baseline
 //! Requirements' response clocks.
 //!
-//! The shape (DESIGN.md §4): sources read raw bytes → [`facts`] parses and extracts (pure) →
+//! The shape (README "Layout"): sources read raw bytes → [`facts`] parses and extracts (pure) →
 //! [`engine`] threads messages into cases and evaluates clocks through [`projection`] (pure) →
 //! the [`store`] appends hash-chained events → [`view`] renders them. Only the edges
 //! ([`source`], [`store`], [`service`], [`commands`]) do I/O.

@@ -3,9 +3,10 @@
 //!
 //! Every source yields raw bytes plus [`SourceMeta`]: the folder role (which decides whether a
 //! message can open a case) and a stable *position*, so re-reading the same folder adds nothing
-//! twice (DESIGN.md §5). Sources are lazy: a 100 000-message Maildir or a multi-GB mbox is read
-//! one message at a time. A file that cannot be read is an `Err` item naming it, and iteration
-//! goes on: one bad file must not hide the rest of the mailbox.
+//! twice (a restart, a crash mid-batch, a folder read again). Sources are lazy: a 100 000-message
+//! Maildir or a multi-GB mbox is read one message at a time. A file that cannot be read is an
+//! `Err` item naming it, and iteration goes on: one bad file must not hide the rest of the
+//! mailbox.
 
 mod files;
 pub mod imap;

@@ -282,11 +282,11 @@ body2\r\n";
 fn sakai_corpus_mbox() {
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/sakai-mbox/mbox.txt"
+        "/fixtures/corpus/sakai-mbox.txt"
     ));
     assert!(
         path.is_file(),
-        "test corpus {} is missing; it lives in ../shared/corpus beside the repository (see its README)",
+        "test corpus {} is missing; it ships in fixtures/corpus (see fixtures/README.md)",
         path.display()
     );
     let msgs = collect(open(path, FolderRole::Inbox).unwrap());
