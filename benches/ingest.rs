@@ -3,7 +3,7 @@
 //! 1. Generates (once, cached under `target/bench-corpus-<N>`) a Maildir of N realistic
 //!    messages: reports with crt.sh links, fingerprints, PEM certificates and keys, replies that
 //!    thread, staff answers in `.Sent`, reports in `.Junk`, bodies seeded from the Sakai corpus
-//!    when `../shared/corpus` is present.
+//!    shipped in `fixtures/corpus/`.
 //! 2. Runs each phase in a fresh process so peak RSS (`VmHWM`) belongs to that phase alone:
 //!    - `parse`: read every file and parse it with mail-parser, nothing else (the baseline);
 //!    - `ingest`: the full pipeline into a new SQLite store (parse, extract, rules, staff,
@@ -197,7 +197,7 @@ WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQ8q2mJ0mQ2c0Hq9kq8w3rj6l7q1Qxv
 -----END CERTIFICATE-----";
 
 fn seed_lines() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sakai-mbox/mbox.txt");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus/sakai-mbox.txt");
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<String> = text
         .lines()

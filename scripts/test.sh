@@ -22,10 +22,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-if [ ! -f ../shared/corpus/sakai-mbox/mbox.txt ]; then
-  echo "note: ../shared/corpus is absent; the corpus tests will say so and fail" >&2
-fi
-
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked

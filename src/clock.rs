@@ -1,4 +1,4 @@
-//! BR response clocks: windows, deadlines and states (DESIGN.md §2 "clock").
+//! BR response clocks: windows, deadlines and states (README "How clocks work").
 //!
 //! Pure: every function takes the moment it evaluates at. A clock is a start, a deadline, the
 //! basis that set the deadline, and the stops that may end it; its state is a function of

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::config::{self, Config, ConfigError};
 use crate::desk::{self, Desk, DeskError};
+use crate::escape::text as esc;
 use crate::model::{FolderRole, Timestamp};
 use crate::projection::Projection;
 use crate::{timefmt, view};
@@ -37,17 +38,32 @@ pub enum Format {
 #[derive(Debug)]
 pub struct Outcome {
     pub stdout: String,
+    /// Notes for the person at the terminal that are not the command's data (an empty
+    /// folder, skipped files): kept out of stdout so the data stays clean to pipe.
+    pub stderr: String,
     pub code: i32,
 }
 
 impl Outcome {
     fn ok(stdout: String) -> Outcome {
-        Outcome { stdout, code: 0 }
+        Outcome::exit(stdout, 0)
+    }
+
+    fn exit(stdout: String, code: i32) -> Outcome {
+        Outcome {
+            stdout,
+            stderr: String::new(),
+            code,
+        }
     }
 }
 
+/// Pretty JSON for output. `serde_json` escapes quotes and C0 controls; [`crate::escape::json_text`]
+/// also writes DEL, C1 and bidirectional controls as `\uXXXX`, so a reporter's string decodes
+/// exactly as received while the bytes printed hold nothing a terminal acts on.
 fn json<T: Serialize>(v: &T) -> String {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    let s = serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut s = crate::escape::json_text(&s).into_owned();
     s.push('\n');
     s
 }
@@ -107,16 +123,19 @@ pub fn ingest(
                 config.store.path.display()
             );
             for u in &summary.unreadable {
-                s.push_str(&format!("unreadable: {u}\n"));
-            }
-            for n in &summary.notes {
-                s.push_str(&format!("note: {n}\n"));
+                s.push_str(&format!("unreadable: {}\n", esc(u)));
             }
             s
         }
     };
+    let notes: String = summary
+        .notes
+        .iter()
+        .map(|n| format!("note: {}\n", esc(n)))
+        .collect();
     Ok(Outcome {
         stdout: out,
+        stderr: notes,
         code: if summary.unreadable.is_empty() { 0 } else { 2 },
     })
 }
@@ -145,8 +164,8 @@ pub fn status(
         .iter()
         .filter(|s| s.stale || s.state.last_error.is_some())
         .count();
-    Ok(Outcome {
-        stdout: match format {
+    Ok(Outcome::exit(
+        match format {
             Format::Json => {
                 let r = view::report(&p, at, true);
                 json(&view::StatusJson {
@@ -158,8 +177,8 @@ pub fn status(
             Format::Text => view::status_text(&p, at) + &view::sources_text(&sources, at),
         },
         // A watcher that is not looking is itself a problem worth a non-zero exit.
-        code: if problems > 0 { 3 } else { 0 },
-    })
+        if problems > 0 { 3 } else { 0 },
+    ))
 }
 
 /// Every configured IMAP folder with its recorded health; a folder with no completed sync
@@ -206,7 +225,8 @@ pub fn case(
     let wanted = id.trim().to_ascii_uppercase();
     let Some(case) = p.case(&wanted) else {
         return Err(CommandError::Usage(format!(
-            "no case {wanted} at {}; `cprwatch status` lists open cases, `cprwatch replay` all of them",
+            "no case {} at {}; `cprwatch status` lists open cases, `cprwatch replay` all of them",
+            esc(&wanted),
             timefmt::format(at)
         )));
     };
@@ -277,13 +297,13 @@ pub fn replay(
     };
     if format == Format::Text {
         for u in &summary.unreadable {
-            out.push_str(&format!("unreadable: {u}\n"));
+            out.push_str(&format!("unreadable: {}\n", esc(u)));
         }
     }
-    Ok(Outcome {
-        stdout: out,
-        code: if summary.unreadable.is_empty() { 0 } else { 2 },
-    })
+    Ok(Outcome::exit(
+        out,
+        if summary.unreadable.is_empty() { 0 } else { 2 },
+    ))
 }
 
 /// `cprwatch verify`: walk the hash chain; exit 1 naming the first bad event.
@@ -296,10 +316,7 @@ pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
             "ok: {} events, {} messages; hash chain intact; head {}\n",
             r.events, r.messages, r.head
         )),
-        Some(p) => Outcome {
-            stdout: format!("FAILED: {p}\n"),
-            code: 1,
-        },
+        Some(p) => Outcome::exit(format!("FAILED: {}\n", esc(&p)), 1),
     })
 }
 
@@ -310,14 +327,16 @@ pub fn check_config(config_path: &Path) -> Result<Outcome, CommandError> {
     Ok(Outcome::ok(describe(&config, &policy)))
 }
 
+/// What was loaded, for a person. Operator-written, but printed through [`esc`] all the same:
+/// a stray control character in a configuration or rule file shows instead of acting.
 fn describe(config: &Config, policy: &crate::facts::Policy) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    let _ = writeln!(o, "config: {}", config.path.display());
+    let _ = writeln!(o, "config: {}", esc(&config.path.display().to_string()));
     let _ = writeln!(
         o,
         "desk: {}",
-        config.desk.name.as_deref().unwrap_or("(unnamed)")
+        esc(config.desk.name.as_deref().unwrap_or("(unnamed)"))
     );
     let _ = writeln!(o, "  staff domains: {:?}", config.desk.staff_domains);
     let _ = writeln!(o, "  staff addresses: {:?}", config.desk.staff_addresses);
@@ -326,7 +345,11 @@ fn describe(config: &Config, policy: &crate::facts::Policy) -> String {
         "  trusted authserv-ids: {:?}",
         config.desk.trusted_authserv_ids
     );
-    let _ = writeln!(o, "store: {}", config.store.path.display());
+    let _ = writeln!(
+        o,
+        "store: {}",
+        esc(&config.store.path.display().to_string())
+    );
     let _ = writeln!(
         o,
         "clock: tick {}s, warn {} before a deadline, thread window {}",
@@ -338,7 +361,7 @@ fn describe(config: &Config, policy: &crate::facts::Policy) -> String {
         let _ = writeln!(
             o,
             "maildir: {} (poll every {}s)",
-            m.path.display(),
+            esc(&m.path.display().to_string()),
             m.poll_seconds
         );
     }
@@ -347,12 +370,12 @@ fn describe(config: &Config, policy: &crate::facts::Policy) -> String {
         None => "shipped rule set".into(),
     };
     let rules = policy.rules.rules();
-    let _ = writeln!(o, "rules: {} from {source}", rules.len());
+    let _ = writeln!(o, "rules: {} from {}", rules.len(), esc(&source));
     for r in rules {
         let _ = writeln!(
             o,
             "  {:<32} BR 4.9.1.1 item {:>2}  {:<4} {}",
-            r.id,
+            esc(&r.id),
             r.br_item,
             timefmt::format_span(r.window.whole_seconds()),
             r.crl_reason

@@ -7,9 +7,9 @@
 //! resolve against the config file's directory, so a config works from whatever directory the
 //! service is started in.
 //!
-//! Secrets never live in this file (DESIGN.md §5). IMAP accounts (`[[mailbox]]`) name their
-//! password through `password_env` (an environment variable) or `password_file` (a file
-//! path), never the password itself.
+//! Secrets never live in this file: it is read by people, copied and committed. IMAP accounts
+//! (`[[mailbox]]`) name their password through `password_env` (an environment variable) or
+//! `password_file` (a file path), never the password itself.
 
 mod mailbox;
 
@@ -35,7 +35,8 @@ pub struct Config {
     pub path: PathBuf,
 }
 
-/// Who the desk is: decides which mail counts as staff-authored (DESIGN.md §2).
+/// Who the desk is: decides which mail counts as staff-authored (README "Configuration",
+/// **Staff**).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeskConfig {
     /// Shown in outputs.

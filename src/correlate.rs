@@ -1,4 +1,4 @@
-//! Threading: which case each message belongs to (DESIGN.md §2 "case").
+//! Threading: which case each message belongs to (README "How clocks work", **Cases**).
 //!
 //! Messages are read in receipt order (then content hash), never in the order they were
 //! ingested: a Sent folder may be synced before the inbox, and an auditor's export may list

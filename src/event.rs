@@ -1,6 +1,7 @@
 //! The typed events of the append-only log, and their canonical encoding.
 //!
-//! The log is the single source of truth (DESIGN.md §4). Only [`Event::MessageReceived`] (and
+//! The log is the single source of truth: every view is derived from it, so it alone must be
+//! kept, verified and audited (README "The event log"). Only [`Event::MessageReceived`] (and
 //! the case numbers that [`Event::CaseOpened`] hands out) feed the projection; every other event
 //! records what cprwatch concluded at the moment it concluded it, so an auditor can read the
 //! timeline of the desk's awareness. The canonical encoding is `serde_json` over these types:
@@ -105,7 +106,7 @@ impl MessageFacts {
     }
 }
 
-/// The kinds of clock (DESIGN.md §2).
+/// The kinds of clock (README "How clocks work").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockKind {
@@ -122,7 +123,7 @@ impl ClockKind {
     }
 }
 
-/// Clock states (DESIGN.md §2).
+/// Clock states (README "How clocks work", **States**).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockState {

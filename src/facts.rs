@@ -15,7 +15,8 @@ pub struct Policy {
     pub rules: RuleSet,
 }
 
-/// A Message-Id for a message that has none, stable across re-reads (DESIGN.md §5).
+/// A Message-Id for a message that has none, stable across re-reads: derived from the content,
+/// so reading the same bytes again (a restart, another folder) names the same message.
 pub fn synthetic_message_id(content_hash: &str) -> String {
     format!(
         "<sha256-{}@cprwatch.invalid>",
@@ -117,7 +118,8 @@ pub fn message_facts(
     }
 }
 
-/// DESIGN.md §3: the CA's receipt time, not the sender's. The server's own time first, then
+/// The CA's receipt time, not the sender's: the BR clocks run from when the CA received a report
+/// (README "How clocks work", **Receipt time**). The server's own time first, then
 /// the topmost `Received:` (the CA's MX), then `Date:` (flagged), then first sight. For the
 /// desk's Sent folder the `Date:` is the desk's own and is trusted. A time in the future is the
 /// sign of a wrong clock somewhere; it is capped at `now` so no clock starts late.

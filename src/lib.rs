@@ -1,7 +1,7 @@
 //! cprwatch: watches a Certificate Authority's problem-report mailbox and keeps the Baseline
 //! Requirements' response clocks.
 //!
-//! The shape (DESIGN.md §4): sources read raw bytes → [`facts`] parses and extracts (pure) →
+//! The shape (README "Layout"): sources read raw bytes → [`facts`] parses and extracts (pure) →
 //! [`engine`] threads messages into cases and evaluates clocks through [`projection`] (pure) →
 //! the [`store`] appends hash-chained events → [`view`] renders them. Only the edges
 //! ([`source`], [`store`], [`service`], [`commands`]) do I/O.
@@ -13,6 +13,7 @@ pub mod config;
 pub mod correlate;
 pub mod desk;
 pub mod engine;
+pub mod escape;
 pub mod event;
 pub mod extract;
 pub mod facts;

@@ -33,6 +33,24 @@ impl From<OutputFormat> for Format {
     }
 }
 
+/// How `run` writes its log on stderr.
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// One line per event, `key=value` fields, reporter text quoted and escaped.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl From<LogFormat> for cprwatch::logging::Format {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => cprwatch::logging::Format::Text,
+            LogFormat::Json => cprwatch::logging::Format::Json,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Role {
     Inbox,
@@ -115,6 +133,9 @@ enum Cmd {
     Run {
         #[arg(long, env = "CPRWATCH_CONFIG")]
         config: PathBuf,
+        /// Log format on stderr: `text` lines, or `json` (one object per line).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
 }
 
@@ -122,7 +143,9 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("cprwatch: error: {e:#}");
+            // An error may quote a path or other outside text: shown, never acted on.
+            let e = format!("{e:#}");
+            eprintln!("cprwatch: error: {}", cprwatch::escape::text_lines(&e));
             ExitCode::from(2)
         }
     }
@@ -156,8 +179,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
         } => commands::replay(&config, &inbox, &sent, &junk, &at, format.into())?,
         Cmd::Verify { config } => commands::verify(&config)?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
-        Cmd::Run { config } => {
-            cprwatch::logging::init();
+        Cmd::Run { config, log_format } => {
+            cprwatch::logging::init(log_format.into());
             let config = cprwatch::config::load(&config)?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -172,6 +195,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    eprint!("{}", outcome.stderr);
     print!("{}", outcome.stdout);
     Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8))
 }

@@ -1,4 +1,4 @@
-//! The vocabulary shared by every stage of the pipeline (DESIGN.md §2).
+//! The vocabulary shared by every stage of the pipeline.
 //!
 //! These types are the contract between `parse` (bytes → [`ParsedMail`]), `extract`
 //! ([`ParsedMail`] → references and commands), `rules`, the engine and the event log.
@@ -104,7 +104,7 @@ pub struct ParsedMail {
     pub problems: Vec<String>,
 }
 
-/// How the receipt time of a message was established (DESIGN.md §3), best first.
+/// How the receipt time of a message was established (README "How clocks work"), best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeSource {
@@ -256,7 +256,7 @@ pub struct KeyRef {
     pub algorithm: Option<String>,
 }
 
-/// A staff command found in a message body (DESIGN.md §2, issue "Core" item 6).
+/// A staff command found in a message body (README "Configuration", **Staff commands**).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {

@@ -108,7 +108,16 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     );
     let mut watchers = Vec::new();
     for m in &config.maildir {
-        watchers.push(Watcher::new(m)?);
+        let w = Watcher::new(m)?;
+        // An empty directory (cur/ and new/ not made yet), skipped subfolders.
+        for note in &w.maildir.notes {
+            warn!(
+                maildir = w.label.as_str(),
+                note = note.as_str(),
+                "maildir note"
+            );
+        }
+        watchers.push(w);
     }
     let poll_secs = config
         .maildir
@@ -255,7 +264,7 @@ fn warn_due(
             && warned.insert(id.clone())
         {
             warn!(
-                clock = %id,
+                clock = id.as_str(),
                 case = case_of.get(id.as_str()).copied().unwrap_or("-"),
                 deadline = %timefmt::format(c.deadline),
                 left = %timefmt::human_span((c.deadline - now).whole_seconds()),
@@ -265,6 +274,10 @@ fn warn_due(
     }
 }
 
+/// Every field that holds outside text (subjects, addresses, Message-Ids, reasons) is logged
+/// as a string and written through [`crate::escape`] by the log formatter
+/// ([`crate::logging`]): no reporter can clear the terminal or forge a line.
+///
 /// Up to this many events from one commit are logged one line each. A larger commit (a first
 /// sync, a backlog) gets one line counting each kind and one naming the first breaches: the
 /// event log holds every event and `cprwatch status` lists what is due, while tens of thousands
@@ -293,12 +306,18 @@ fn log_summary(events: &[Envelope]) {
             _ => {}
         }
     }
+    // `kinds` and `first` hold spaces and `=`: the log formatter quotes them, so they read
+    // as one field each (crate::logging).
     let kinds: Vec<String> = counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
-    info!(events = events.len(), kinds = %kinds.join(" "), "batch committed");
+    info!(
+        events = events.len(),
+        kinds = kinds.join(" ").as_str(),
+        "batch committed"
+    );
     if !breached.is_empty() {
         error!(
             count = breached.len(),
-            first = %breached[..breached.len().min(5)].join(", "),
+            first = breached[..breached.len().min(5)].join(", ").as_str(),
             "clocks BREACHED (`cprwatch status` lists them all)"
         );
     }
@@ -307,8 +326,8 @@ fn log_summary(events: &[Envelope]) {
 fn log_event(event: &Event) {
     match event {
         Event::MessageReceived { facts } => info!(
-            message_id = %facts.message_id,
-            from = %facts.from,
+            message_id = facts.message_id.as_str(),
+            from = facts.from.as_str(),
             folder = facts.folder.as_str(),
             received_at = %timefmt::format(facts.received_at),
             "message received"
@@ -319,7 +338,12 @@ fn log_event(event: &Event) {
             subject,
             ..
         } => {
-            info!(%case, %reporter, %subject, "case opened")
+            info!(
+                case = case.as_str(),
+                reporter = reporter.as_str(),
+                subject = subject.as_str(),
+                "case opened"
+            )
         }
         Event::ClockStarted {
             clock,
@@ -327,7 +351,7 @@ fn log_event(event: &Event) {
             basis,
             ..
         } => {
-            info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock started")
+            info!(clock = clock.as_str(), deadline = %timefmt::format(*deadline), basis = basis.as_str(), "clock started")
         }
         Event::ClockRevised {
             clock,
@@ -335,18 +359,22 @@ fn log_event(event: &Event) {
             basis,
             ..
         } => {
-            info!(%clock, deadline = %timefmt::format(*deadline), %basis, "clock revised")
+            info!(clock = clock.as_str(), deadline = %timefmt::format(*deadline), basis = basis.as_str(), "clock revised")
         }
         Event::ClockStopped {
             clock, state, at, ..
         } => {
-            info!(%clock, state = state.as_str(), at = %timefmt::format(*at), "clock stopped")
+            info!(clock = clock.as_str(), state = state.as_str(), at = %timefmt::format(*at), "clock stopped")
         }
         Event::ClockBreached { clock, deadline } => {
-            error!(%clock, deadline = %timefmt::format(*deadline), "clock BREACHED")
+            error!(clock = clock.as_str(), deadline = %timefmt::format(*deadline), "clock BREACHED")
         }
         Event::CommandIgnored { from, reason, .. } => {
-            warn!(%from, %reason, "staff command ignored")
+            warn!(
+                from = from.as_str(),
+                reason = reason.as_str(),
+                "staff command ignored"
+            )
         }
         _ => {}
     }

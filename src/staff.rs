@@ -1,4 +1,4 @@
-//! Is a message staff-authored? (DESIGN.md §2 "staff".)
+//! Is a message staff-authored? (README "Configuration", **Staff**.)
 //!
 //! Staff mail stops clocks, so a reporter who could pass for staff could close their own case.
 //! `From:` is whatever the sender typed; what cannot be forged from outside is (a) the folder the

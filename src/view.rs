@@ -1,8 +1,15 @@
 //! What people and programs see: the public JSON contract of `replay` and `status`, and the
 //! text forms of `status` and `case`. Rendering only — every decision was made upstream.
+//!
+//! The text forms pass every string that came from outside (subjects, addresses, Message-Ids,
+//! reasons, folder names, server errors) through [`crate::escape::text`]: a reporter's control
+//! characters, escape sequences or bidirectional overrides show as visible escapes, and a
+//! reporter's newline cannot start a line of its own. The JSON forms are escaped by
+//! `serde_json` (and [`crate::escape::json_text`] where they are printed).
 
 use serde::Serialize;
 
+use crate::escape::text as esc;
 use crate::event::{ClockState, Envelope};
 use crate::model::{CertificateRef, KeyRef, Timestamp};
 use crate::projection::{Case, Projection};
@@ -185,12 +192,12 @@ pub fn status_text(p: &Projection, at: Timestamp) -> String {
                 c.deadline,
                 format!(
                     "{:<14} {:<26} {:<18} {:<16} deadline {}  basis {}",
-                    case.id,
+                    esc(&case.id),
                     label,
                     c.kind.as_str(),
-                    c.target.as_deref().unwrap_or("-"),
+                    esc(c.target.as_deref().unwrap_or("-")),
                     timefmt::format(c.deadline),
-                    s.basis,
+                    esc(&s.basis),
                 ),
             ));
         }
@@ -214,19 +221,19 @@ pub fn case_text(
     use std::fmt::Write;
     let j = case_json(p, case, at);
     let mut o = String::new();
-    let _ = writeln!(o, "case {}  opened {}", j.id, j.opened_at);
+    let _ = writeln!(o, "case {}  opened {}", esc(&j.id), j.opened_at);
     let _ = writeln!(
         o,
         "reporter: {}",
         if j.reporter.is_empty() {
-            "(unknown)"
+            "(unknown)".into()
         } else {
-            &j.reporter
+            esc(&j.reporter)
         }
     );
-    let _ = writeln!(o, "subject:  {}", j.subject);
+    let _ = writeln!(o, "subject:  {}", esc(&j.subject));
     if let Some((t, why)) = &case.dismissed {
-        let _ = writeln!(o, "dismissed {}: {why}", timefmt::format(*t));
+        let _ = writeln!(o, "dismissed {}: {}", timefmt::format(*t), esc(why));
     }
     let _ = writeln!(o, "\nmessages ({}):", j.messages.len());
     for (m, cm) in j.messages.iter().zip(&case.messages) {
@@ -235,10 +242,10 @@ pub fn case_text(
             "  {}  {:<5} {:<32} {}{}  [{}]",
             m.received_at,
             m.folder,
-            m.from,
-            m.message_id,
+            esc(&m.from),
+            esc(&m.message_id),
             if m.staff { "  (staff)" } else { "" },
-            cm.via
+            esc(cm.via)
         );
     }
     let _ = writeln!(o, "\ncertificates ({}):", j.certificates.len());
@@ -246,7 +253,7 @@ pub fn case_text(
         let _ = writeln!(
             o,
             "  {}{}{}{}",
-            c.reference,
+            esc(&c.reference),
             c.not_after
                 .as_ref()
                 .map(|t| format!("  notAfter {t}"))
@@ -264,9 +271,10 @@ pub fn case_text(
         let _ = writeln!(
             o,
             "  {}  ({})",
-            k.reference
+            esc(k
+                .reference
                 .as_deref()
-                .unwrap_or("(no public key: encrypted)"),
+                .unwrap_or("(no public key: encrypted)")),
             k.evidence
         );
     }
@@ -276,7 +284,7 @@ pub fn case_text(
             o,
             "  {:<18} {:<14} {:<12} started {}  deadline {}{}  basis {}",
             c.kind,
-            c.certificate.as_deref().unwrap_or("-"),
+            esc(c.certificate.as_deref().unwrap_or("-")),
             c.state,
             c.started_at,
             c.deadline,
@@ -284,7 +292,7 @@ pub fn case_text(
                 .as_ref()
                 .map(|t| format!("  stopped {t}"))
                 .unwrap_or_default(),
-            c.basis
+            esc(&c.basis)
         );
         if let Some(m) = &c.matched {
             let _ = writeln!(o, "  {:<18} matched: \"{m}\"", "");
@@ -296,7 +304,7 @@ pub fn case_text(
             o,
             "  #{seq:<6} {}  {}",
             timefmt::format(env.recorded_at),
-            env.event.summary()
+            esc(&env.event.summary())
         );
     }
     o
@@ -341,15 +349,15 @@ pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
             })
             .unwrap_or_else(|| "never synced".into());
         let verdict = match (&s.state.last_error, s.stale) {
-            (Some(e), _) => format!("FAILING: {e}"),
+            (Some(e), _) => format!("FAILING: {}", esc(e)),
             (None, true) => "STALE".to_string(),
             (None, false) => "ok".to_string(),
         };
         let _ = writeln!(
             o,
             "  {:<40} {:<5} {:<24} {}",
-            format!("{}/{}", s.state.mailbox, s.state.folder),
-            s.state.role,
+            esc(&format!("{}/{}", s.state.mailbox, s.state.folder)),
+            esc(&s.state.role),
             ago,
             verdict
         );

@@ -158,3 +158,52 @@ fn demo_maildir_story() {
         "14 messages, all but the bounce in a case"
     );
 }
+
+/// `ingest` of an empty directory, given or configured, reads nothing and says so on stderr;
+/// a path that does not exist is an error.
+#[test]
+fn ingest_of_an_empty_directory_is_an_empty_folder() {
+    let desk = Desk::with_store();
+    let empty = desk.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let cfg = desk.config().display().to_string();
+    let o = desk.run(&["ingest", "--config", &cfg, &empty.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("note: ") && stderr.contains("empty directory"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("read 0 messages"),
+        "{}",
+        text(&o)
+    );
+
+    // The same directory as a configured Maildir.
+    let config = format!(
+        "{}\n[[maildir]]\npath = \"{}\"\n",
+        std::fs::read_to_string(desk.config()).unwrap(),
+        empty.display()
+    );
+    std::fs::write(desk.config(), config).unwrap();
+    let o = desk.run(&["ingest", "--config", &cfg]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("empty directory"),
+        "{}",
+        text(&o)
+    );
+    let o = desk.run(&["check-config", "--config", &cfg]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let missing = desk.dir.path().join("missing");
+    let o = desk.run(&["ingest", "--config", &cfg, &missing.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("missing"),
+        "{}",
+        text(&o)
+    );
+}

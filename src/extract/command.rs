@@ -1,4 +1,5 @@
-//! Staff commands: `CPR-<Key>: <arguments>` lines in staff mail (DESIGN.md §2).
+//! Staff commands: `CPR-<Key>: <arguments>` lines in staff mail (README "Configuration",
+//! **Staff commands**).
 //!
 //! Staff steer the clocks by writing one command per line anywhere in a message. Lines quoted
 //! with `>` are somebody else's words (often an earlier command being replied to): they are

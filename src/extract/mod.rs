@@ -1,4 +1,4 @@
-//! Certificate and key references, and staff commands, in a parsed message (DESIGN.md §2).
+//! Certificate and key references, and staff commands, in a parsed message.
 //!
 //! Pure: text and bytes in, references out; no I/O, no clock. The submodules each read one
 //! kind of thing: `crtsh` links, bare `fingerprint`s, `pem` blocks, X.509 `cert`ificates,

@@ -1,6 +1,6 @@
 //! Header dates → normalised UTC timestamps.
 //!
-//! Receipt time decides whether a 24-hour clock was met (DESIGN.md §3), so a date we cannot read
+//! Receipt time decides whether a 24-hour clock was met, so a date we cannot read
 //! must come back as `None` (and a note), never as a guess.
 
 use crate::model::Timestamp;

@@ -1,6 +1,7 @@
 //! Raw message bytes → [`ParsedMail`]. Pure: no I/O, no clock, never fails, never panics.
 //!
-//! DESIGN.md §5: "a message that cannot be parsed still starts a clock". So `parse` always
+//! A message that cannot be parsed still starts a clock: a mangled report is still a report,
+//! and the BR clock runs whether or not we could read it. So `parse` always
 //! returns something: when the bytes are not a mail at all, `parsed_ok` is false and the raw bytes
 //! are still searched as (lossy) text, so a certificate link in a mangled message is still found.
 //!

@@ -318,14 +318,14 @@ fn huge_html_message_parses_and_keeps_links() {
 
 const SAKAI: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/corpus/sakai-mbox/mbox.txt"
+    "/fixtures/corpus/sakai-mbox.txt"
 );
 
 #[test]
 fn sakai_corpus_received_chains() {
     let data = std::fs::read(SAKAI).unwrap_or_else(|e| {
         panic!(
-            "test corpus {SAKAI} is missing ({e}); it lives in ../shared/corpus beside the repository (see its README)"
+            "test corpus {SAKAI} is missing ({e}); it ships in fixtures/corpus (see fixtures/README.md)"
         )
     });
     let mut count = 0;

@@ -428,10 +428,10 @@ fn classify_reports_rule_order_and_windows_once() {
 /// Commit notices from a real mailing list are not problem reports: almost none should match.
 #[test]
 fn sakai_corpus_mostly_does_not_match() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sakai-mbox/mbox.txt");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus/sakai-mbox.txt");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "corpus {} missing ({e}): see ../shared/corpus/README.md beside the repository",
+            "corpus {} missing ({e}): it ships in fixtures/corpus (see fixtures/README.md)",
             path.display()
         )
     });

@@ -63,29 +63,30 @@ impl Maildir {
         let Some(folders) = folders else {
             return Maildir::open_auto(root, FolderRole::Inbox);
         };
-        let root = canonical_maildir(root)?;
+        let (root, empty) = canonical_maildir(root)?;
         let mut named = Vec::with_capacity(folders.len());
         for (name, role) in folders {
             let name = position_name(&name);
             let dir = folder_dir(&root, &name);
-            if !is_maildir(&dir) {
+            // In an empty directory no folder exists yet, and none is a typo.
+            if !empty && !is_maildir(&dir) {
                 return Err(SourceError::MissingFolder { name, dir });
             }
             named.push((name, role));
         }
         Ok(Maildir {
+            notes: empty_note(&root, empty),
             root,
             folders: named,
-            notes: Vec::new(),
         })
     }
 
     /// Open with the root as `root_role` and Maildir++ subfolders by [`auto_role`]; other
     /// subfolders are skipped with a note.
     pub fn open_auto(root: &Path, root_role: FolderRole) -> Result<Maildir, SourceError> {
-        let root = canonical_maildir(root)?;
+        let (root, empty) = canonical_maildir(root)?;
         let mut folders = vec![(ROOT_NAME.to_string(), root_role)];
-        let mut notes = Vec::new();
+        let mut notes = empty_note(&root, empty);
         let entries = std::fs::read_dir(&root).map_err(|source| SourceError::Open {
             path: root.clone(),
             source,
@@ -227,11 +228,17 @@ impl Iterator for MaildirReader {
     }
 }
 
-fn canonical_maildir(root: &Path) -> Result<PathBuf, SourceError> {
+/// The canonical root, and whether it is an empty directory: a Maildir whose `cur/` and `new/`
+/// are not made yet (a new mailbox, before its first delivery) reads as an empty folder, and
+/// the scan finds what is delivered later. A path that does not exist stays an error.
+fn canonical_maildir(root: &Path) -> Result<(PathBuf, bool), SourceError> {
     let canonical = std::fs::canonicalize(root).map_err(|source| SourceError::Open {
         path: root.to_path_buf(),
         source,
     })?;
+    if !is_maildir(&canonical) && super::is_empty_dir(&canonical)? {
+        return Ok((canonical, true));
+    }
     if !is_maildir(&canonical) {
         return Err(SourceError::Unsupported {
             path: root.to_path_buf(),
@@ -240,7 +247,18 @@ fn canonical_maildir(root: &Path) -> Result<PathBuf, SourceError> {
                 .into(),
         });
     }
-    Ok(canonical)
+    Ok((canonical, false))
+}
+
+fn empty_note(root: &Path, empty: bool) -> Vec<String> {
+    if empty {
+        vec![format!(
+            "{} is an empty directory: read as an empty Maildir (no cur/ and new/ yet)",
+            root.display()
+        )]
+    } else {
+        Vec::new()
+    }
 }
 
 /// `""`, `"INBOX"` (any case) → `"INBOX"`; `".Junk"` → `"Junk"`.

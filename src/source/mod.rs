@@ -3,9 +3,10 @@
 //!
 //! Every source yields raw bytes plus [`SourceMeta`]: the folder role (which decides whether a
 //! message can open a case) and a stable *position*, so re-reading the same folder adds nothing
-//! twice (DESIGN.md §5). Sources are lazy: a 100 000-message Maildir or a multi-GB mbox is read
-//! one message at a time. A file that cannot be read is an `Err` item naming it, and iteration
-//! goes on: one bad file must not hide the rest of the mailbox.
+//! twice (a restart, a crash mid-batch, a folder read again). Sources are lazy: a 100 000-message
+//! Maildir or a multi-GB mbox is read one message at a time. A file that cannot be read is an
+//! `Err` item naming it, and iteration goes on: one bad file must not hide the rest of the
+//! mailbox.
 
 mod files;
 pub mod imap;
@@ -117,6 +118,15 @@ pub fn open(path: &Path, role: FolderRole) -> Result<Source, SourceError> {
         source,
     })?;
     if meta.is_dir() {
+        if is_empty_dir(&canonical)? {
+            return Ok(Source {
+                inner: Inner::Empty,
+                notes: vec![format!(
+                    "{} is an empty directory: no messages read",
+                    canonical.display()
+                )],
+            });
+        }
         if maildir::is_maildir(&canonical) {
             let md = Maildir::open_auto(&canonical, role)?;
             let notes = md.notes.clone();
@@ -162,6 +172,17 @@ pub fn open(path: &Path, role: FolderRole) -> Result<Source, SourceError> {
         inner: Inner::Files(files::FileList::single(canonical, role)),
         notes: Vec::new(),
     })
+}
+
+/// A directory with nothing in it: an empty folder (a new mailbox, an export of nothing), read
+/// as no messages with a note, where a directory holding other things is most likely the
+/// wrong path.
+pub(crate) fn is_empty_dir(dir: &Path) -> Result<bool, SourceError> {
+    let mut entries = std::fs::read_dir(dir).map_err(|source| SourceError::Open {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(entries.next().is_none())
 }
 
 fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, SourceError> {

@@ -66,9 +66,10 @@ fn bad_paths_say_what_is_wrong() {
     let missing = tmp.path().join("nope");
     let err = open(&missing, FolderRole::Inbox).err().unwrap();
     assert!(err.to_string().contains("nope"), "{err}");
-    let empty_dir = tmp.path().join("empty");
-    fs::create_dir(&empty_dir).unwrap();
-    let err = open(&empty_dir, FolderRole::Inbox).err().unwrap();
+    // Not empty, yet neither mail nor a Maildir (an empty one is an empty folder: below).
+    let wrong_dir = tmp.path().join("wrong");
+    fs::create_dir_all(wrong_dir.join("sub")).unwrap();
+    let err = open(&wrong_dir, FolderRole::Inbox).err().unwrap();
     assert!(err.to_string().contains("Maildir"), "{err}");
     let empty_file = tmp.path().join("empty.mbox");
     write(&empty_file, b"");
@@ -184,8 +185,57 @@ fn maildir_explicit_folders() {
     let err = Maildir::open(root, Some(vec![("Junk".into(), FolderRole::Junk)])).unwrap_err();
     assert!(matches!(err, SourceError::MissingFolder { .. }));
     assert!(err.to_string().contains(".Junk"), "{err}");
-    let err = Maildir::open(&root.join("cur"), None).unwrap_err();
+    // A directory holding files but no cur/ and new/ is the wrong path.
+    let err = Maildir::open(&root.join(".Reports/new"), None).unwrap_err();
     assert!(err.to_string().contains("not a Maildir"), "{err}");
+}
+
+#[test]
+fn an_empty_directory_is_an_empty_folder_and_a_missing_one_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let src = open(&empty, FolderRole::Inbox).unwrap();
+    assert_eq!(src.notes().len(), 1, "{:?}", src.notes());
+    assert!(
+        src.notes()[0].contains("empty directory"),
+        "{:?}",
+        src.notes()
+    );
+    assert!(collect(src).is_empty());
+
+    let missing = tmp.path().join("missing");
+    let err = open(&missing, FolderRole::Inbox).err().unwrap();
+    assert!(matches!(err, SourceError::Open { .. }), "{err}");
+    assert!(Maildir::open(&missing, None).is_err());
+
+    // Not empty, yet no mail: still most likely the wrong path.
+    let other = tmp.path().join("other");
+    write(&other.join("notes.txt"), b"not mail");
+    let err = open(&other, FolderRole::Inbox).err().unwrap();
+    assert!(err.to_string().contains("no .eml files"), "{err}");
+
+    // A configured Maildir not made yet, with or without named folders: empty, with a note,
+    // and what is delivered later is found.
+    for folders in [
+        None,
+        Some(vec![
+            ("INBOX".to_string(), FolderRole::Inbox),
+            (".Junk".to_string(), FolderRole::Junk),
+        ]),
+    ] {
+        let root = tmp.path().join(format!("new-{}", folders.is_some()));
+        fs::create_dir(&root).unwrap();
+        let md = Maildir::open(&root, folders).unwrap();
+        assert_eq!(md.notes.len(), 1, "{:?}", md.notes);
+        assert!(md.scan().unwrap().is_empty());
+        make_maildir(&root);
+        write(&root.join("new/1.x"), MSG);
+        make_maildir(&root.join(".Junk"));
+        write(&root.join(".Junk/new/2.x"), MSG);
+        let n = if md.folders.len() == 2 { 2 } else { 1 };
+        assert_eq!(md.scan().unwrap().len(), n, "{:?}", md.folders);
+    }
 }
 
 #[test]
@@ -232,11 +282,11 @@ body2\r\n";
 fn sakai_corpus_mbox() {
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/sakai-mbox/mbox.txt"
+        "/fixtures/corpus/sakai-mbox.txt"
     ));
     assert!(
         path.is_file(),
-        "test corpus {} is missing; it lives in ../shared/corpus beside the repository (see its README)",
+        "test corpus {} is missing; it ships in fixtures/corpus (see fixtures/README.md)",
         path.display()
     );
     let msgs = collect(open(path, FolderRole::Inbox).unwrap());

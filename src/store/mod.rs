@@ -1,4 +1,4 @@
-//! The event log: the single source of truth (DESIGN.md §4, §5).
+//! The event log: the single source of truth (README "The event log").
 //!
 //! Everything a person or an auditor sees is a projection of this log, so the store's job is
 //! narrow and strict: keep what it is given, in order, forever, and make any tampering show.
@@ -56,7 +56,7 @@ pub struct StoredEvent {
 /// Two later additions belong here and must commit in the same transaction, for the same
 /// reason:
 /// - a durable **outbox** (alerts and receipts to send), written with the event that causes
-///   them, so an alert is never lost to a crash between "decided" and "queued" (DESIGN.md §5);
+///   them, so an alert is never lost to a crash between "decided" and "queued";
 /// - **IMAP checkpoints** (UIDVALIDITY and highest UID per folder), advanced only together with
 ///   the messages and events read up to them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -94,6 +94,45 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Owner read and write only: the store holds reported private keys and reporters' mail.
+const PRIVATE_MODE: u32 = 0o600;
+
+/// Open `path` for reading and writing, creating it when missing with mode 0600 whatever the
+/// umask. Returns whether it was created. An existing file keeps the mode its owner gave it.
+fn create_private(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_MODE)
+        .open(path)
+    {
+        Ok(_) => {
+            // The umask can only take bits away; set exactly 0600 all the same.
+            make_private(path)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Set mode 0600 on `path` if it exists.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_MODE)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
 impl SqliteStore {
     /// Open the store at `path`, creating the file and schema if needed.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -103,13 +142,7 @@ impl SqliteStore {
         };
         // Touch the file with std first: SQLite reports every failure as "unable to open
         // database file", while the OS error says what is actually wrong.
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| open_err(io_reason(&e)))?;
+        let created = create_private(path).map_err(|e| open_err(io_reason(&e)))?;
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         let not_a_store = |e: rusqlite::Error| match e.sqlite_error_code() {
             Some(ErrorCode::NotADatabase) => StoreError::NotAStore {
@@ -135,6 +168,15 @@ impl SqliteStore {
             path: path.to_path_buf(),
         };
         store.ensure_schema()?;
+        if created {
+            // SQLite gives its -wal and -shm files the database's mode; make sure of it for
+            // the ones that exist by now (the next ones are created alike).
+            for suffix in ["-wal", "-shm"] {
+                let mut side = path.as_os_str().to_owned();
+                side.push(suffix);
+                make_private(Path::new(&side)).map_err(|e| open_err(io_reason(&e)))?;
+            }
+        }
         Ok(store)
     }
 

@@ -51,8 +51,8 @@ pub struct FolderInfo {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Fetched {
     pub uid: u32,
-    /// INTERNALDATE (the CA's receipt time, DESIGN.md §3), normalised to UTC whole seconds;
-    /// `None` when the server gave none or an unreadable one.
+    /// INTERNALDATE (the CA's receipt time, README "How clocks work"), normalised to UTC whole
+    /// seconds; `None` when the server gave none or an unreadable one.
     pub internal_date: Option<time::OffsetDateTime>,
     pub raw: Vec<u8>,
 }

@@ -1,0 +1,237 @@
+//! Neutralising what reporters write before it reaches a person.
+//!
+//! Anyone can mail the CPR address, so a subject, a display name, a Message-Id, an attachment
+//! name or an excerpt of a report is attacker-controlled text. Printed raw, an ESC sequence
+//! clears or recolours the staff's terminal, a newline or carriage return starts what looks
+//! like a line of cprwatch's own, and a bidirectional override makes a line read differently
+//! from the bytes it holds. So every such string goes through this module on its way to a
+//! terminal, a text report or a log, and each function here fits one medium:
+//!
+//! - [`text`] for text output (a terminal, a text report): every hazardous character becomes a
+//!   visible escape (`\x1b`, `\n`, `\u{202e}`), so the string stays on its line and means what
+//!   its bytes say;
+//! - [`log_value`] for a field of a text log line: a plain token stays bare, anything else is
+//!   quoted, with `"` and `\` escaped too, so a value can never end early and forge a field or
+//!   a line;
+//! - [`json_text`] for JSON made by `serde_json`: the C0 controls are already escaped by it;
+//!   the other hazards become `\uXXXX` escapes, so the JSON decodes to the very same string
+//!   while its bytes show nothing a terminal would act on.
+//!
+//! Pure: no I/O, no allocation when there is nothing to escape.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// A character that must not reach a terminal or a log as it is: C0 and C1 control characters
+/// and DEL (`char::is_control`: ESC, CR, LF, TAB, NEL, CSI, …), the bidirectional marks,
+/// embeddings, overrides and isolates (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069),
+/// and the Unicode line and paragraph separators (U+2028, U+2029), which some viewers break
+/// lines at.
+pub fn is_hazard(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `s` for text output: every hazardous character as a visible escape (`\t`, `\n`, `\r`, other
+/// ASCII controls and DEL as `\xNN`, the rest as `\u{NNNN}`). Everything else is unchanged.
+pub fn text(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_hazard) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if is_hazard(c) {
+            push_escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Like [`text`], but line breaks stay: for a block of several lines written by cprwatch
+/// (an error with its context) that may quote outside text.
+pub fn text_lines(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c != '\n' && is_hazard(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if c != '\n' && is_hazard(c) {
+            push_escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `s` as the value of a `key=value` field in a text log line: bare when it is a plain token
+/// (printable ASCII other than space, `"`, `\` and `=`), else in double quotes with `"` and `\`
+/// escaped and every hazardous character as in [`text`]. An empty value is `""`.
+pub fn log_value(s: &str) -> Cow<'_, str> {
+    let token = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '=');
+    if !s.is_empty() && s.chars().all(token) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if is_hazard(c) => push_escape(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    Cow::Owned(out)
+}
+
+/// JSON text made by `serde_json` (compact or pretty) with every hazardous character that it
+/// leaves as it is (DEL, C1 controls, bidirectional controls, U+2028/U+2029) written as a
+/// `\uXXXX` escape. `serde_json` escapes the C0 controls itself, and outside strings JSON holds
+/// only ASCII punctuation and whitespace, so each of these sits inside a string, where the
+/// escape decodes to the same character: the JSON means exactly what it meant. Newlines (the
+/// layout of pretty JSON, the end of a JSON line) stay.
+pub fn json_text(s: &str) -> Cow<'_, str> {
+    let hazard = |c: char| c != '\n' && is_hazard(c);
+    if !s.chars().any(hazard) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if hazard(c) {
+            // Every hazard is in the Basic Multilingual Plane: one \uXXXX each.
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn push_escape(out: &mut String, c: char) {
+    match c {
+        '\t' => out.push_str("\\t"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        c if c.is_ascii() => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a hostile reporter puts in a subject: a screen clear, a colour, a forged log line
+    /// after CR and LF, a right-to-left override.
+    const HOSTILE: &str = "Hi\x1b[2J\x1b[31m red\r\n2026-03-02T10:00:00Z  INFO cprwatch::service: clock stopped clock=revocation:crtsh:1 state=\"met\" \u{202e}txt.exe";
+
+    fn every_hazard() -> Vec<char> {
+        let mut v: Vec<char> = (0u32..0x20)
+            .chain(0x7f..0xa0)
+            .filter_map(char::from_u32)
+            .collect();
+        v.extend(['\u{061C}', '\u{200E}', '\u{200F}', '\u{2028}', '\u{2029}']);
+        v.extend('\u{202A}'..='\u{202E}');
+        v.extend('\u{2066}'..='\u{2069}');
+        v
+    }
+
+    #[test]
+    fn every_hazard_is_one_and_ordinary_text_is_not() {
+        for c in every_hazard() {
+            assert!(is_hazard(c), "{:?}", c);
+        }
+        for c in "aZ09 ~!\"\\=é€中😀\u{00a0}\u{200d}".chars() {
+            assert!(!is_hazard(c), "{:?}", c);
+        }
+    }
+
+    #[test]
+    fn text_shows_escapes_and_keeps_the_rest() {
+        assert!(matches!(text("plain Ünïcode ✓"), Cow::Borrowed(_)));
+        assert_eq!(
+            text(HOSTILE),
+            "Hi\\x1b[2J\\x1b[31m red\\r\\n2026-03-02T10:00:00Z  INFO cprwatch::service: clock stopped clock=revocation:crtsh:1 state=\"met\" \\u{202e}txt.exe"
+        );
+        assert_eq!(text("a\tb\x7f\u{85}\u{9b}c"), "a\\tb\\x7f\\u{85}\\u{9b}c");
+        assert_eq!(
+            text("\u{2066}\u{2069}\u{200e}\u{61c}"),
+            "\\u{2066}\\u{2069}\\u{200e}\\u{61c}"
+        );
+        for c in every_hazard() {
+            let s = format!("x{c}y");
+            let t = text(&s);
+            assert!(!t.chars().any(is_hazard), "{:?} → {t}", c);
+            assert!(t.len() > 3, "{:?} vanished", c);
+        }
+    }
+
+    #[test]
+    fn text_lines_keeps_line_breaks_only() {
+        assert_eq!(text_lines("a\nb\x1b[2J\r"), "a\nb\\x1b[2J\\r");
+        assert!(matches!(text_lines("one\ntwo"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn log_values_are_tokens_or_quoted_and_never_break_out() {
+        for token in [
+            "CPR-2026-0001",
+            "<a.b@c.test>",
+            "2026-03-02T10:00:00Z",
+            "42",
+        ] {
+            assert_eq!(log_value(token), token);
+        }
+        assert_eq!(log_value(""), "\"\"");
+        assert_eq!(log_value("a b"), "\"a b\"");
+        assert_eq!(log_value("k=v"), "\"k=v\"");
+        assert_eq!(log_value(r#"x" state="met"#), r#""x\" state=\"met""#);
+        assert_eq!(log_value(r"C:\x"), r#""C:\\x""#);
+        let v = log_value(HOSTILE);
+        assert!(v.starts_with('"') && v.ends_with('"'), "{v}");
+        assert!(!v.chars().any(is_hazard), "{v}");
+        // Inside the quotes, every `"` is escaped: the value cannot end early.
+        let inner = &v[1..v.len() - 1];
+        let mut escaped = false;
+        for c in inner.chars() {
+            assert!(escaped || c != '"', "unescaped quote in {v}");
+            escaped = !escaped && c == '\\';
+        }
+    }
+
+    #[test]
+    fn json_text_escapes_what_serde_leaves_and_decodes_to_the_original() {
+        let mut s: String = every_hazard().into_iter().collect();
+        s.push_str(HOSTILE);
+        for json in [
+            serde_json::to_string(&s).unwrap(),
+            serde_json::to_string_pretty(&serde_json::json!({ "subject": s, "n": [1, 2] }))
+                .unwrap(),
+        ] {
+            let safe = json_text(&json);
+            assert!(!safe.chars().any(|c| c != '\n' && is_hazard(c)), "{safe}");
+            let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+            let orig: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, orig);
+        }
+        assert_eq!(json_text("\"\u{202e}\""), "\"\\u202e\"");
+        assert!(matches!(json_text("{\n  \"a\": 1\n}"), Cow::Borrowed(_)));
+    }
+}
