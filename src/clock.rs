@@ -27,6 +27,8 @@ pub struct Candidate {
     pub at: Timestamp,
     pub window: Duration,
     pub basis: String,
+    /// The report's phrase behind a rule basis, shown so staff can see why.
+    pub matched: Option<String>,
 }
 
 impl Candidate {
@@ -69,8 +71,23 @@ pub struct Clock {
     pub started_at: Timestamp,
     pub deadline: Timestamp,
     pub basis: String,
+    /// The report's phrase behind a rule basis (see [`Candidate::matched`]).
+    pub matched: Option<String>,
     /// Every way it may end, in any order; only those at or before `now` count.
     pub stops: Vec<Stop>,
+}
+
+/// Staff's determination of the BR 4.9.1.1 item behind a revocation (`CPR-Reason`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// When staff decided (their message's receipt time).
+    pub at: Timestamp,
+    pub item: u8,
+}
+
+/// The basis of a clock whose window staff set.
+pub fn staff_basis(item: u8) -> String {
+    format!("staff-item-{item}")
 }
 
 /// A clock's state at one moment.
@@ -104,8 +121,20 @@ impl Clock {
             started_at,
             deadline: best.deadline(),
             basis: best.basis.clone(),
+            matched: best.matched.clone(),
             stops: Vec::new(),
         })
+    }
+
+    /// Staff determined the reason: the window is that BR item's, counted from the clock's
+    /// start, whether it ends sooner or later than the evidence's (the CA decides, and the log
+    /// keeps who did and what the window was before).
+    pub fn decide(&mut self, d: &Decision) {
+        if let Some(window) = crate::rules::br_max_window(d.item) {
+            self.deadline = self.started_at + window;
+            self.basis = staff_basis(d.item);
+            self.matched = None;
+        }
     }
 
     /// The state at `now`: the earliest stop that has happened by then decides; otherwise the
@@ -232,11 +261,13 @@ mod tests {
                     at: t("2026-01-01T00:00:00Z"),
                     window: Duration::days(5),
                     basis: "misissuance".into(),
+                    matched: None,
                 },
                 Candidate {
                     at: t("2026-01-02T00:00:00Z"),
                     window: DAY,
                     basis: BASIS_KEY.into(),
+                    matched: None,
                 },
             ],
         )
@@ -251,6 +282,23 @@ mod tests {
         assert_eq!(c.started_at, t("2026-01-01T00:00:00Z"));
         assert_eq!(c.deadline, t("2026-01-03T00:00:00Z"));
         assert_eq!(c.basis, BASIS_KEY);
+    }
+
+    #[test]
+    fn a_staff_decision_sets_the_window_both_ways() {
+        let mut c = clock(vec![]);
+        c.decide(&Decision {
+            at: t("2026-01-02T10:00:00Z"),
+            item: 6,
+        });
+        assert_eq!(c.deadline, t("2026-01-06T00:00:00Z"));
+        assert_eq!(c.basis, "staff-item-6");
+        c.decide(&Decision {
+            at: t("2026-01-02T11:00:00Z"),
+            item: 3,
+        });
+        assert_eq!(c.deadline, t("2026-01-02T00:00:00Z"));
+        assert_eq!(c.basis, "staff-item-3");
     }
 
     #[test]

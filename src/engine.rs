@@ -113,6 +113,7 @@ impl Recorded {
                 started_at,
                 deadline,
                 basis,
+                ..
             } => {
                 if let Some(c) = self.clocks.get_mut(clock) {
                     c.started_at = *started_at;
@@ -500,6 +501,8 @@ fn diff(
                     started_at: c.started_at,
                     deadline: c.deadline,
                     basis: c.basis.clone(),
+                    previous_deadline: Some(k.deadline),
+                    previous_basis: Some(k.basis.clone()),
                 })
             }
             Some(_) => {}

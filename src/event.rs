@@ -211,7 +211,8 @@ pub enum Event {
         deadline: Timestamp,
         basis: String,
     },
-    /// New evidence moved a clock's start or deadline (the shorter window wins).
+    /// New evidence (the shorter window wins) or a staff decision (`CPR-Reason`) moved a
+    /// clock's start or deadline.
     ClockRevised {
         clock: String,
         #[serde(with = "time::serde::rfc3339")]
@@ -219,6 +220,16 @@ pub enum Event {
         #[serde(with = "time::serde::rfc3339")]
         deadline: Timestamp,
         basis: String,
+        /// The deadline and basis before, so the log alone tells what a decision changed.
+        /// Absent from logs written before they were recorded.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "time::serde::rfc3339::option"
+        )]
+        previous_deadline: Option<Timestamp>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_basis: Option<String>,
     },
     ClockStopped {
         clock: String,
@@ -335,11 +346,19 @@ impl Event {
                 started_at,
                 deadline,
                 basis,
-            } => format!(
-                "{clock} now from {} due {} (basis {basis})",
-                t(*started_at),
-                t(*deadline)
-            ),
+                previous_deadline,
+                previous_basis,
+            } => {
+                let mut line = format!(
+                    "{clock} now from {} due {} (basis {basis})",
+                    t(*started_at),
+                    t(*deadline)
+                );
+                if let (Some(d), Some(b)) = (previous_deadline, previous_basis) {
+                    line.push_str(&format!("; was due {} (basis {b})", t(*d)));
+                }
+                line
+            }
             Event::ClockStopped {
                 clock,
                 state,

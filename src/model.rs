@@ -276,6 +276,14 @@ pub enum Command {
     },
     /// `CPR-Dismiss: <reason>`.
     Dismiss { reason: String },
+    /// `CPR-Reason: <ref> <BR item> [note]`: the revocation reason the CA determined; the
+    /// certificate's or key's window becomes that item's.
+    Reason {
+        target: String,
+        item: u8,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
 }
 
 /// A line that looked like a command but could not be understood. Kept so staff learn why their
@@ -295,4 +303,9 @@ pub struct RuleHit {
     /// BR 4.9.1.1 item (TLS BRs v2.2.6 numbering).
     pub br_item: u8,
     pub window_secs: i64,
+    /// The phrase that made the rule apply (at most 120 characters, never from an encoded
+    /// block), so staff can see why a clock has the window it has. Empty in logs written
+    /// before excerpts were recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub matched: String,
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use time::Duration;
 
-use crate::clock::{self, Candidate, Clock, Stop, StopKind};
+use crate::clock::{self, Candidate, Clock, Decision, Stop, StopKind};
 use crate::correlate::{self, Assigned, Disposition};
 use crate::event::{Automation, ClockKind, MessageFacts};
 use crate::model::{BadCommand, CertificateRef, Command, KeyRef, Timestamp};
@@ -100,9 +100,9 @@ impl Projection {
 /// Per-case facts the clocks need, kept up to date as messages join.
 #[derive(Debug)]
 struct CaseWork {
-    /// Deadline class of the case: (window, basis) from key evidence, rules or the default.
-    class: (Duration, String),
-    rule_best: Option<(Duration, String)>,
+    /// Deadline class of the case: from key evidence, rules or the default.
+    class: Class,
+    rule_best: Option<Class>,
     key_evidence: bool,
     /// First time each certificate / key was named by a report in this case, and the
     /// certificates in the order the case named them.
@@ -112,10 +112,29 @@ struct CaseWork {
     dismissed: Option<(Timestamp, String)>,
 }
 
+/// The window a case's reports give its certificates, and why.
+#[derive(Clone, Debug)]
+struct Class {
+    window: Duration,
+    basis: String,
+    /// The phrase of the report that set it, for a rule.
+    matched: Option<String>,
+}
+
+impl Class {
+    fn fixed(window: Duration, basis: &str) -> Class {
+        Class {
+            window,
+            basis: basis.to_string(),
+            matched: None,
+        }
+    }
+}
+
 impl CaseWork {
     fn new() -> CaseWork {
         CaseWork {
-            class: (clock::DAY, clock::BASIS_DEFAULT.to_string()),
+            class: Class::fixed(clock::DAY, clock::BASIS_DEFAULT),
             rule_best: None,
             key_evidence: false,
             cert_first: HashMap::new(),
@@ -127,11 +146,11 @@ impl CaseWork {
 
     fn reclassify(&mut self) {
         self.class = if self.key_evidence {
-            (clock::DAY, clock::BASIS_KEY.to_string())
+            Class::fixed(clock::DAY, clock::BASIS_KEY)
         } else if let Some(best) = &self.rule_best {
             best.clone()
         } else {
-            (clock::DAY, clock::BASIS_DEFAULT.to_string())
+            Class::fixed(clock::DAY, clock::BASIS_DEFAULT)
         };
     }
 }
@@ -168,6 +187,8 @@ pub struct Projector {
     certs_by_key: HashMap<String, Vec<String>>,
     /// Staff revocation commands by target, as stops.
     stops: HashMap<String, Vec<Stop>>,
+    /// Staff's `CPR-Reason` determinations by target, in receipt order.
+    decisions: HashMap<String, Vec<Decision>>,
     /// Staff revocation commands, to report those that name nothing.
     revocation_commands: Vec<(usize, Command)>,
     /// Ignored commands that stay ignored whatever comes later.
@@ -198,6 +219,7 @@ impl Projector {
             key_sightings: HashMap::new(),
             certs_by_key: HashMap::new(),
             stops: HashMap::new(),
+            decisions: HashMap::new(),
             revocation_commands: Vec::new(),
             base_ignored: Vec::new(),
             dirty_cases: BTreeSet::new(),
@@ -307,8 +329,12 @@ impl Projector {
             }
             for hit in &m.rules {
                 let window = Duration::seconds(hit.window_secs);
-                if w.rule_best.as_ref().is_none_or(|(bw, _)| window < *bw) {
-                    w.rule_best = Some((window, hit.id.clone()));
+                if w.rule_best.as_ref().is_none_or(|b| window < b.window) {
+                    w.rule_best = Some(Class {
+                        window,
+                        basis: hit.id.clone(),
+                        matched: (!hit.matched.is_empty()).then(|| hit.matched.clone()),
+                    });
                 }
             }
             w.reclassify();
@@ -324,6 +350,19 @@ impl Projector {
                         continue;
                     }
                     Command::Answered { .. } => continue,
+                    Command::Reason { target, item, .. } => {
+                        self.decisions
+                            .entry(target.clone())
+                            .or_default()
+                            .push(Decision {
+                                at: m.received_at,
+                                item: *item,
+                            });
+                        self.dirty_targets.insert(target.clone());
+                        let idx = self.fed() - 1;
+                        self.revocation_commands.push((idx, cmd.clone()));
+                        continue;
+                    }
                     Command::Revoked { target, at } => (
                         target,
                         Stop {
@@ -506,6 +545,7 @@ impl Projector {
             started_at: case.opened_at,
             deadline: case.opened_at + clock::DAY,
             basis: clock::BASIS_PRELIMINARY.to_string(),
+            matched: None,
             stops: Vec::new(),
         };
         for &idx in &thread.members {
@@ -579,14 +619,16 @@ impl Projector {
             .into_iter()
             .map(|(ci, t)| Candidate {
                 at: t,
-                window: self.work[ci].class.0,
-                basis: self.work[ci].class.1.clone(),
+                window: self.work[ci].class.window,
+                basis: self.work[ci].class.basis.clone(),
+                matched: self.work[ci].class.matched.clone(),
             })
             .collect();
         candidates.extend(pick(&key_seen).into_iter().map(|(_, t)| Candidate {
             at: t,
             window: clock::DAY,
             basis: clock::BASIS_KEY.to_string(),
+            matched: None,
         }));
         if cert.is_ca == Some(true) {
             for c in &mut candidates {
@@ -601,10 +643,14 @@ impl Projector {
             Some(r.to_string()),
             &candidates,
         )?;
-        for n in cert_names(cert, key_ref.as_deref()) {
-            if let Some(s) = self.stops.get(&n) {
+        let names = cert_names(cert, key_ref.as_deref());
+        for n in &names {
+            if let Some(s) = self.stops.get(n) {
                 c.stops.extend(s.iter().cloned());
             }
+        }
+        if let Some(d) = self.latest_decision(&names) {
+            c.decide(d);
         }
         if let Some(s) = clock::expiry_stop(cert, c.started_at, c.deadline) {
             c.stops.push(s);
@@ -626,6 +672,7 @@ impl Projector {
                 at: *t,
                 window: clock::DAY,
                 basis: clock::BASIS_KEY.to_string(),
+                matched: None,
             })
             .collect();
         let mut c = Clock::from_candidates(
@@ -638,10 +685,22 @@ impl Projector {
         if let Some(s) = self.stops.get(k) {
             c.stops.extend(s.iter().cloned());
         }
+        if let Some(d) = self.latest_decision(&[k.to_string()]) {
+            c.decide(d);
+        }
         if !any_live {
             self.push_dismissal(&mut c, seen.iter());
         }
         Some(c)
+    }
+
+    /// Staff's last word on the reason, under any of a target's names.
+    fn latest_decision(&self, names: &[String]) -> Option<&Decision> {
+        names
+            .iter()
+            .filter_map(|n| self.decisions.get(n))
+            .flatten()
+            .max_by_key(|d| d.at)
     }
 
     /// A clock whose every case was dismissed stops when the last of them was.
@@ -666,7 +725,9 @@ impl Projector {
     fn unmatched_commands(&self, messages: &[MessageFacts]) -> Vec<Ignored> {
         let mut out = Vec::new();
         for (idx, cmd) in &self.revocation_commands {
-            let (Command::Revoked { target, .. } | Command::NotRevoking { target, .. }) = cmd
+            let (Command::Revoked { target, .. }
+            | Command::NotRevoking { target, .. }
+            | Command::Reason { target, .. }) = cmd
             else {
                 continue;
             };

@@ -7,21 +7,26 @@
 //! because a rule that grants 5 days for a key compromise would make cprwatch certify a breach
 //! as "met".
 //!
-//! Matching is deliberately simple: a rule hits when any of its subject regexes matches the
-//! subject or any of its body regexes matches any text of the message. Regexes are
-//! case-insensitive unless they switch it off (`(?-i)`). All patterns are compiled into two
-//! [`RegexSet`]s, so classifying a message is one pass over each text whatever the number of
-//! rules. The engine decides what several hits mean (normally: the shortest window wins); with
-//! no hit it applies the conservative 24 hours.
+//! A rule applies when one of its subject regexes matches the subject or one of its body
+//! regexes matches a text of the message, in a sentence none of its `unless` regexes matches,
+//! and no rule that `overrides` it matched that same sentence (`matcher` says how and why;
+//! `rules/README.md` says it for rule writers). Regexes are case-insensitive unless they switch
+//! it off (`(?-i)`). The engine decides what several rules mean (the shortest window wins);
+//! with none it applies the conservative 24 hours.
+
+mod keywords;
+mod matcher;
 
 use crate::model::RuleHit;
 use crate::timefmt::{format_span, parse_span};
-use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
+use matcher::{Field, Matcher, Pattern};
+use regex_automata::meta;
+use regex_automata::util::syntax;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use time::Duration;
 
 /// The CRLReasons the BRs name in 4.9.1.1 (RFC 5280 §5.3.1 codes).
@@ -112,17 +117,18 @@ pub struct Rule {
     /// The patterns as written.
     pub subject: Vec<String>,
     pub body: Vec<String>,
+    /// Exceptions: a match in a sentence that matches one of these does not count.
+    pub unless: Vec<String>,
+    /// Ids of the more generic rules this one wins over in a sentence both match.
+    pub overrides: Vec<String>,
 }
 
 /// A validated, compiled set of rules.
 #[derive(Clone, Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    subject_set: RegexSet,
-    /// Pattern index in `subject_set` → rule index.
-    subject_owner: Vec<usize>,
-    body_set: RegexSet,
-    body_owner: Vec<usize>,
+    /// Shared: compiling takes a while and clones are cheap.
+    matcher: Arc<Matcher>,
 }
 
 /// Why a rule set could not be loaded, naming the file (and rule) to fix.
@@ -249,36 +255,27 @@ impl RuleSet {
                 rules.push(rule);
             }
         }
-        let (subject_set, subject_owner) = compile_set(&rules, |r| &r.subject)?;
-        let (body_set, body_owner) = compile_set(&rules, |r| &r.body)?;
+        let matcher = compile(&rules)?;
         Ok(RuleSet {
             rules,
-            subject_set,
-            subject_owner,
-            body_set,
-            body_owner,
+            matcher: Arc::new(matcher),
         })
     }
 
-    /// The rules that match a message, in rule order, each at most once.
+    /// The rules that apply to a message, in rule order, each once with the phrase that made
+    /// it apply.
     pub fn classify(&self, subject: &str, texts: &[String]) -> Vec<RuleHit> {
-        let mut hit = vec![false; self.rules.len()];
-        for i in self.subject_set.matches(subject).iter() {
-            hit[self.subject_owner[i]] = true;
-        }
-        for text in texts {
-            for i in self.body_set.matches(text).iter() {
-                hit[self.body_owner[i]] = true;
-            }
-        }
-        self.rules
-            .iter()
-            .zip(hit)
-            .filter(|(_, h)| *h)
-            .map(|(r, _)| RuleHit {
-                id: r.id.clone(),
-                br_item: r.br_item,
-                window_secs: r.window.whole_seconds(),
+        self.matcher
+            .apply(subject, texts)
+            .into_iter()
+            .map(|a| {
+                let r = &self.rules[a.rule];
+                RuleHit {
+                    id: r.id.clone(),
+                    br_item: r.br_item,
+                    window_secs: r.window.whole_seconds(),
+                    matched: a.excerpt,
+                }
             })
             .collect()
     }
@@ -346,14 +343,19 @@ fn validate(file: &str, r: RawRule) -> Result<Rule, RulesError> {
             "has no patterns; give at least one subject or body regex".into(),
         ));
     }
-    for (kind, patterns) in [("subject", &r.subject), ("body", &r.body)] {
+    for (kind, patterns) in [
+        ("subject", &r.subject),
+        ("body", &r.body),
+        ("unless", &r.unless),
+    ] {
         for (i, p) in patterns.iter().enumerate() {
-            if let Err(e) = RegexBuilder::new(&lean_word_classes(p))
-                .case_insensitive(true)
-                .size_limit(SIZE_LIMIT)
-                .build()
-            {
+            if let Err(e) = build_regex(&[p.as_str()]) {
                 return Err(invalid(format!("{kind}[{i}] does not compile: {e}")));
+            }
+            if kind != "unless"
+                && let Err(e) = keywords::required(p)
+            {
+                return Err(invalid(format!("{kind}[{i}] {e}")));
             }
         }
     }
@@ -365,8 +367,20 @@ fn validate(file: &str, r: RawRule) -> Result<Rule, RulesError> {
         description: r.description,
         subject: r.subject,
         body: r.body,
+        unless: r.unless,
+        overrides: r.overrides,
         id: r.id,
     })
+}
+
+/// One case-insensitive regex matching any of `patterns`, with lean word classes.
+fn build_regex(patterns: &[&str]) -> Result<meta::Regex, String> {
+    let lean: Vec<String> = patterns.iter().map(|p| lean_word_classes(p)).collect();
+    meta::Regex::builder()
+        .syntax(syntax::Config::new().case_insensitive(true))
+        .configure(meta::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
+        .build_many(&lean)
+        .map_err(|e| e.to_string())
 }
 
 /// `\w` outside a class: ASCII word characters, or any non-ASCII character. Exempt from case
@@ -412,26 +426,104 @@ fn lean_word_classes(p: &str) -> String {
     out
 }
 
-/// One [`RegexSet`] over one kind of pattern of every rule, with each pattern's owner.
-fn compile_set(
-    rules: &[Rule],
-    patterns: impl Fn(&Rule) -> &Vec<String>,
-) -> Result<(RegexSet, Vec<usize>), RulesError> {
-    let mut all = Vec::new();
-    let mut owner = Vec::new();
+/// Compile validated rules for matching, and check that their `overrides` name rules of the
+/// set and never loop (a loop would let two rules each hide the other).
+fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
+    let index: HashMap<&str, usize> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    let mut overridden_by = vec![Vec::new(); rules.len()];
+    let mut related = vec![false; rules.len()];
     for (i, r) in rules.iter().enumerate() {
-        for p in patterns(r) {
-            all.push(lean_word_classes(p));
-            owner.push(i);
+        for o in &r.overrides {
+            let Some(&j) = index.get(o.as_str()) else {
+                return Err(RulesError::Invalid {
+                    file: r.file.clone(),
+                    rule: r.id.clone(),
+                    problem: format!("overrides {o:?}, which is no rule of the set"),
+                });
+            };
+            if j == i {
+                return Err(RulesError::Invalid {
+                    file: r.file.clone(),
+                    rule: r.id.clone(),
+                    problem: "overrides itself".into(),
+                });
+            }
+            overridden_by[j].push(i);
+            related[i] = true;
+            related[j] = true;
         }
     }
-    let set = RegexSetBuilder::new(all)
-        .case_insensitive(true)
-        .size_limit(SIZE_LIMIT)
-        .dfa_size_limit(SIZE_LIMIT)
-        .build()
-        .map_err(|e| RulesError::TooLarge(e.to_string()))?;
-    Ok((set, owner))
+    if let Some(r) = override_cycle(rules, &overridden_by) {
+        return Err(RulesError::Invalid {
+            file: rules[r].file.clone(),
+            rule: rules[r].id.clone(),
+            problem: "its overrides form a loop; a rule may only override more generic ones".into(),
+        });
+    }
+    let too_large = |e: String| RulesError::TooLarge(e);
+    let mut patterns = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let mut word_index: HashMap<String, usize> = HashMap::new();
+    let mut keyed: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        for (field, list) in [(Field::Subject, &r.subject), (Field::Body, &r.body)] {
+            for p in list {
+                let id = patterns.len();
+                patterns.push(Pattern {
+                    rule: i,
+                    field,
+                    regex: build_regex(&[p.as_str()]).map_err(too_large)?,
+                });
+                for w in keywords::required(p).map_err(too_large)? {
+                    let k = *word_index.entry(w.clone()).or_insert_with(|| {
+                        words.push(w);
+                        keyed.push(Vec::new());
+                        words.len() - 1
+                    });
+                    keyed[k].push(id);
+                }
+            }
+        }
+    }
+    let unless = rules
+        .iter()
+        .map(|r| {
+            if r.unless.is_empty() {
+                return Ok(None);
+            }
+            let ps: Vec<&str> = r.unless.iter().map(String::as_str).collect();
+            build_regex(&ps).map(Some).map_err(too_large)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Matcher {
+        patterns,
+        keywords: Matcher::build_keywords(&words).map_err(too_large)?,
+        keyed,
+        unless,
+        overridden_by,
+        related,
+    })
+}
+
+/// A rule on a loop of `overrides`, if there is one.
+fn override_cycle(rules: &[Rule], overridden_by: &[Vec<usize>]) -> Option<usize> {
+    // Depth-first search over "is overridden by" edges; a grey node met again closes a loop.
+    fn visit(n: usize, edges: &[Vec<usize>], state: &mut [u8]) -> bool {
+        state[n] = 1;
+        for &m in &edges[n] {
+            if state[m] == 1 || (state[m] == 0 && visit(m, edges, state)) {
+                return true;
+            }
+        }
+        state[n] = 2;
+        false
+    }
+    let mut state = vec![0u8; rules.len()];
+    (0..rules.len()).find(|&n| state[n] == 0 && visit(n, overridden_by, &mut state))
 }
 
 #[derive(Deserialize)]
@@ -453,6 +545,10 @@ struct RawRule {
     subject: Vec<String>,
     #[serde(default)]
     body: Vec<String>,
+    #[serde(default)]
+    unless: Vec<String>,
+    #[serde(default)]
+    overrides: Vec<String>,
 }
 
 #[cfg(test)]

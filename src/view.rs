@@ -66,6 +66,8 @@ pub struct ClockJson {
     pub state: &'static str,
     pub stopped_at: Option<String>,
     pub basis: String,
+    /// The report's phrase behind a rule basis: why the window is what it is.
+    pub matched: Option<String>,
 }
 
 impl From<&CertificateRef> for CertificateJson {
@@ -130,6 +132,7 @@ pub fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson {
                     deadline: timefmt::format(c.deadline),
                     state: s.state.as_str(),
                     stopped_at: s.stopped_at.map(timefmt::format),
+                    matched: c.matched.clone().filter(|_| s.basis == c.basis),
                     basis: s.basis,
                 }
             })
@@ -283,6 +286,9 @@ pub fn case_text(
                 .unwrap_or_default(),
             c.basis
         );
+        if let Some(m) = &c.matched {
+            let _ = writeln!(o, "  {:<18} matched: \"{m}\"", "");
+        }
     }
     let _ = writeln!(o, "\nevents ({}):", events.len());
     for (seq, env) in events {

@@ -1478,3 +1478,102 @@ fn json_times_are_utc_whole_seconds_with_z() {
     }
     assert!(n > 50);
 }
+
+// ---------------------------------------------------------------------------------------
+// 11. Why a window, and staff deciding it
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn every_rule_clock_shows_the_phrase_that_set_its_window() {
+    let v = replay("staff-reason", "2026-05-04T11:00:00Z");
+    let c = case_of(&v, "<sr01@reporter.example>");
+    let r = revocation(c, "crtsh:7001");
+    assert_clock(
+        r,
+        "2026-05-04T08:00:00Z",
+        "2026-05-09T08:00:00Z",
+        "pending",
+        None,
+        RULE_MISISSUED,
+    );
+    // The subject is read first: its word is the phrase.
+    assert_eq!(r["matched"], "Misissued");
+    let c = case_of(&v, "<sr02@reporter.example>");
+    let r = revocation(c, "crtsh:7002");
+    assert_clock(
+        r,
+        "2026-05-04T09:00:00Z",
+        "2026-05-05T09:00:00Z",
+        "pending",
+        None,
+        RULE_KEY_COMPROMISE,
+    );
+    assert_eq!(r["matched"], "Key compromise");
+    // A clock with no rule behind it has no phrase.
+    assert_eq!(prelim(c)["matched"], Value::Null);
+}
+
+#[test]
+fn cpr_reason_from_staff_moves_the_deadline_both_ways_and_a_forged_one_is_ignored() {
+    let v = replay("staff-reason", "2026-05-04T14:00:00Z");
+    // Item 4 (24 hours) for what the report's wording made item 12 (5 days): sooner.
+    let r = revocation(case_of(&v, "<sr01@reporter.example>"), "crtsh:7001");
+    assert_clock(
+        r,
+        "2026-05-04T08:00:00Z",
+        "2026-05-05T08:00:00Z",
+        "pending",
+        None,
+        "staff-item-4",
+    );
+    assert_eq!(r["matched"], Value::Null);
+    // Item 6 (5 days) for what the wording made key compromise (24 hours): later.
+    let r = revocation(case_of(&v, "<sr02@reporter.example>"), "crtsh:7002");
+    assert_clock(
+        r,
+        "2026-05-04T09:00:00Z",
+        "2026-05-09T09:00:00Z",
+        "pending",
+        None,
+        "staff-item-6",
+    );
+
+    // In the log: who decided, when, and the window before; the forged claim is ignored.
+    let desk = Desk::with_store();
+    let cfg = desk.config().display().to_string();
+    let dir = scenario("staff-reason");
+    for (role, folder) in [("inbox", "inbox"), ("sent", "sent")] {
+        let out = desk.run(&[
+            "ingest",
+            "--config",
+            &cfg,
+            "--role",
+            role,
+            &dir.join(folder).display().to_string(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let out = desk.run(&["case", "--config", &cfg, "CPR-2026-0001"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(
+            "revocation:crtsh:7001 now from 2026-05-04T08:00:00Z due 2026-05-05T08:00:00Z \
+             (basis staff-item-4); was due 2026-05-09T08:00:00Z (basis misissuance)"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("<sr01a@example-ca.test>"), "{shown}");
+    let forged = desk.run(&[
+        "case",
+        "--config",
+        &cfg,
+        "CPR-2026-0003",
+        "--format",
+        "json",
+    ]);
+    let forged = String::from_utf8_lossy(&forged.stdout);
+    assert!(
+        forged.contains("command_ignored") && forged.contains("the sender is not staff"),
+        "{forged}"
+    );
+}

@@ -22,6 +22,8 @@ const REVOKED_FORM: &str = "CPR-Revoked: <certificate or key reference> [<RFC 33
 const NOT_REVOKING_FORM: &str = "CPR-Not-Revoking: <certificate or key reference> <reason>";
 const ANSWERED_FORM: &str = "CPR-Answered: <where> [<RFC 3339 time>]";
 const DISMISS_FORM: &str = "CPR-Dismiss: <reason>";
+const REASON_FORM: &str =
+    "CPR-Reason: <certificate or key reference> <BR 4.9.1.1 item 1-16> [note]";
 const REFERENCE_FORMS: &str =
     "crtsh:<id>, sha256:<hex>, spki:<hex>, a crt.sh link or a SHA-256 fingerprint";
 
@@ -66,8 +68,9 @@ fn parse(key: &str, args: &str) -> Result<Command, String> {
         "dismiss" => {
             required(args, "a reason", DISMISS_FORM).map(|reason| Command::Dismiss { reason })
         }
+        "reason" => reason(args),
         other => Err(format!(
-            "unknown command CPR-{other}; expected one of: {REVOKED_FORM} | {NOT_REVOKING_FORM} | {ANSWERED_FORM} | {DISMISS_FORM}"
+            "unknown command CPR-{other}; expected one of: {REVOKED_FORM} | {NOT_REVOKING_FORM} | {ANSWERED_FORM} | {DISMISS_FORM} | {REASON_FORM}"
         )),
     }
 }
@@ -88,6 +91,31 @@ fn not_revoking(args: &str) -> Result<Command, String> {
     let target = reference_of(reference, NOT_REVOKING_FORM)?;
     let reason = required(rest, "a reason", NOT_REVOKING_FORM)?;
     Ok(Command::NotRevoking { target, reason })
+}
+
+/// The BR item the CA determined; `item 6`, `#6` and `6` all name item 6.
+fn reason(args: &str) -> Result<Command, String> {
+    let (reference, rest) = split_first(args);
+    let target = reference_of(reference, REASON_FORM)?;
+    let rest = rest
+        .strip_prefix("item")
+        .or_else(|| rest.strip_prefix("Item"))
+        .unwrap_or(rest)
+        .trim_start();
+    let (number, note) = split_first(rest);
+    let number = number.trim_start_matches('#');
+    if number.is_empty() {
+        return Err(format!("missing the BR item; expected {REASON_FORM}"));
+    }
+    let item = number
+        .parse::<u8>()
+        .ok()
+        .filter(|i| (1..=16).contains(i))
+        .ok_or_else(|| {
+            format!("{number:?} is not a BR 4.9.1.1 item (1 to 16); expected {REASON_FORM}")
+        })?;
+    let note = (!note.is_empty()).then(|| note.to_string());
+    Ok(Command::Reason { target, item, note })
 }
 
 /// The time, if any, is the last token; everything before it is the place.
@@ -208,6 +236,49 @@ mod tests {
                     reason: "spam, no certificate named".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn reason_names_a_reference_and_a_br_item() {
+        let (good, bad) = commands(&[concat!(
+            "CPR-Reason: crtsh:42 6 RSA-1024, not computable\n",
+            "cpr-reason: https://crt.sh/?id=43 item 4\n",
+            "CPR-Reason: crtsh:44 #10\n",
+            "CPR-Reason: crtsh:45 17\n",
+            "CPR-Reason: crtsh:46\n",
+            "CPR-Reason: nothing 3\n",
+        )
+        .to_string()]);
+        assert_eq!(
+            good,
+            [
+                Command::Reason {
+                    target: "crtsh:42".into(),
+                    item: 6,
+                    note: Some("RSA-1024, not computable".into())
+                },
+                Command::Reason {
+                    target: "crtsh:43".into(),
+                    item: 4,
+                    note: None
+                },
+                Command::Reason {
+                    target: "crtsh:44".into(),
+                    item: 10,
+                    note: None
+                },
+            ]
+        );
+        let problems: Vec<&str> = bad.iter().map(|b| b.problem.as_str()).collect();
+        assert!(
+            problems[0].contains("not a BR 4.9.1.1 item"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("missing the BR item"), "{problems:?}");
+        assert!(
+            problems[2].contains("not a certificate or key reference"),
+            "{problems:?}"
         );
     }
 

@@ -470,27 +470,27 @@ fn rule(extra: &str) -> Vec<(String, String)> {
 fn bad_rules_name_file_rule_and_problem() {
     for (extra, needle) in [
         (
-            "br_item = 17\ncrl_reason = \"unspecified\"\nwindow = \"24h\"\nbody = ['x']",
+            "br_item = 17\ncrl_reason = \"unspecified\"\nwindow = \"24h\"\nbody = ['xyz']",
             "br_item 17",
         ),
         (
-            "br_item = 3\ncrl_reason = \"superseded\"\nwindow = \"24h\"\nbody = ['x']",
+            "br_item = 3\ncrl_reason = \"superseded\"\nwindow = \"24h\"\nbody = ['xyz']",
             "names \"keyCompromise\"",
         ),
         (
-            "br_item = 3\ncrl_reason = \"keycompromise\"\nwindow = \"24h\"\nbody = ['x']",
+            "br_item = 3\ncrl_reason = \"keycompromise\"\nwindow = \"24h\"\nbody = ['xyz']",
             "not one the BRs use",
         ),
         (
-            "br_item = 3\ncrl_reason = \"keyCompromise\"\nwindow = \"5d\"\nbody = ['x']",
+            "br_item = 3\ncrl_reason = \"keyCompromise\"\nwindow = \"5d\"\nbody = ['xyz']",
             "exceeds the 24h",
         ),
         (
-            "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"6d\"\nbody = ['x']",
+            "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"6d\"\nbody = ['xyz']",
             "exceeds the 5d",
         ),
         (
-            "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"soon\"\nbody = ['x']",
+            "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"soon\"\nbody = ['xyz']",
             "not a span",
         ),
         (
@@ -500,6 +500,22 @@ fn bad_rules_name_file_rule_and_problem() {
         (
             "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"5d\"\nsubject = ['(unclosed']",
             "subject[0] does not compile",
+        ),
+        (
+            "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"5d\"\nbody = ['xyz']\nunless = ['(unclosed']",
+            "unless[0] does not compile",
+        ),
+        (
+            "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"5d\"\nbody = ['\\bno\\s+\\w+']",
+            "body[0] has no literal word",
+        ),
+        (
+            "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"5d\"\nbody = ['xyz']\noverrides = ['nobody']",
+            "no rule of the set",
+        ),
+        (
+            "br_item = 12\ncrl_reason = \"superseded\"\nwindow = \"5d\"\nbody = ['xyz']\noverrides = ['r']",
+            "overrides itself",
         ),
     ] {
         let e = RuleSet::from_sources(&rule(extra)).unwrap_err();
@@ -511,14 +527,14 @@ fn bad_rules_name_file_rule_and_problem() {
         );
     }
     let e = RuleSet::from_sources(&rule(
-        "br_item = 1\ncrl_reason = \"unspecified\"\nwindow = \"1h\"\nbody = ['x']\ncolour = 1",
+        "br_item = 1\ncrl_reason = \"unspecified\"\nwindow = \"1h\"\nbody = ['xyz']\ncolour = 1",
     ))
     .unwrap_err();
     assert!(
         e.to_string().contains("test.toml") && e.to_string().contains("colour"),
         "{e}"
     );
-    let ok = rule("br_item = 1\ncrl_reason = \"unspecified\"\nwindow = \"1h\"\nbody = ['x']");
+    let ok = rule("br_item = 1\ncrl_reason = \"unspecified\"\nwindow = \"1h\"\nbody = ['xyz']");
     let twice = [ok.clone(), vec![("other.toml".into(), ok[0].1.clone())]].concat();
     let e = RuleSet::from_sources(&twice).unwrap_err().to_string();
     assert!(
@@ -579,4 +595,143 @@ body = ['\bSchl\w+ssel\b \w+ kompromittiert']
     .unwrap();
     let hits = set.classify("", &["Der private Schlüssel wurde kompromittiert".into()]);
     assert_eq!(hits.len(), 1);
+}
+
+/// A small rule set for precedence: a generic 24-hour rule, a specific 5-day one that wins over
+/// it in a sentence both match, and exceptions.
+fn precedence_set() -> RuleSet {
+    RuleSet::from_sources(&[(
+        "p.toml".into(),
+        r#"
+[[rule]]
+id = "compromise"
+description = "generic"
+br_item = 3
+crl_reason = "keyCompromise"
+window = "24h"
+body = ['\bkey\s+(was\s+)?(exposed|compromised)\b', '\bcompromised\s+key\b']
+unless = ['\b(not|never|no)\b\W+(?:\w+\W+){0,6}(exposed|compromised)', '\bunrelated\s+to\s+key\s+compromise']
+
+[[rule]]
+id = "short-key"
+description = "specific"
+br_item = 6
+crl_reason = "superseded"
+window = "5d"
+body = ['\b(1024|768)[\s-]*bit\s+(rsa\s+)?key\b']
+overrides = ["compromise"]
+"#
+        .into(),
+    )])
+    .unwrap()
+}
+
+#[test]
+fn an_exception_voids_a_match_only_in_its_own_sentence() {
+    let set = precedence_set();
+    assert!(ids(&set, "", "We do not claim the key was exposed.").is_empty());
+    assert!(ids(&set, "", "Our key was never exposed or compromised.").is_empty());
+    assert!(
+        ids(
+            &set,
+            "",
+            "The issue is unrelated to key compromise: no compromised key."
+        )
+        .is_empty()
+    );
+    // The disclaimer in one sentence does not hide a claim in the next.
+    assert_eq!(
+        ids(
+            &set,
+            "",
+            "We do not claim the key was exposed. Separately, the key was compromised in March."
+        ),
+        ["compromise"]
+    );
+}
+
+#[test]
+fn a_specific_rule_wins_only_in_the_sentence_both_match() {
+    let set = precedence_set();
+    // Same sentence: the specific reading wins.
+    assert_eq!(
+        ids(
+            &set,
+            "",
+            "The 1024-bit RSA key is a compromised key in our view."
+        ),
+        ["short-key"]
+    );
+    // Another sentence: both apply, and the engine picks the shorter window.
+    assert_eq!(
+        ids(
+            &set,
+            "",
+            "The certificate has a 1024-bit key.\n\nAlso, its key was exposed on a public server."
+        ),
+        ["compromise", "short-key"]
+    );
+}
+
+#[test]
+fn every_hit_shows_the_phrase_that_matched() {
+    let set = precedence_set();
+    let hits = set.classify(
+        "",
+        &["Hello,\nthe   key\nwas exposed yesterday. Regards".to_string()],
+    );
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].matched, "key was exposed");
+    // Never from an encoded block: a PEM body line is not prose.
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBkey+was/exposedAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----";
+    assert!(set.classify("", &[pem.to_string()]).is_empty());
+}
+
+#[test]
+fn override_loops_are_refused() {
+    let e = RuleSet::from_sources(&[(
+        "loop.toml".into(),
+        r#"
+[[rule]]
+id = "a"
+description = "a"
+br_item = 3
+crl_reason = "keyCompromise"
+window = "24h"
+body = ['alpha']
+overrides = ["b"]
+
+[[rule]]
+id = "b"
+description = "b"
+br_item = 6
+crl_reason = "superseded"
+window = "5d"
+body = ['beta']
+overrides = ["a"]
+"#
+        .into(),
+    )])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("loop.toml") && e.contains("loop"), "{e}");
+}
+
+/// Work per message does not depend on what earlier messages said: the same text costs the same
+/// after thousands of different ones (the old single-DFA design rebuilt states on every new
+/// wording). Checked by counting, not timing: every pattern runs only over windows around its
+/// keywords, so text without any keyword runs no pattern at all.
+#[test]
+fn text_without_keywords_runs_no_pattern() {
+    let set = RuleSet::shipped();
+    let text = "Lorem ipsum dolor sit amet, adipiscing elit.\n".repeat(2_000);
+    let found: Vec<_> = set
+        .matcher
+        .keywords
+        .find_overlapping_iter(&text)
+        .map(|m| text[m.range()].to_string())
+        .take(3)
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+    assert!(set.classify("Lorem", &[text]).is_empty());
 }

@@ -1,0 +1,341 @@
+//! Finding which rules apply to a message, and the phrase that made each apply.
+//!
+//! The work per message is bounded by its length, whatever its wording (see `keywords` for
+//! why): one Aho-Corasick pass finds every rule keyword; each pattern keyed on a keyword that
+//! occurs runs once over the merged windows of [`REACH`] bytes around its occurrences; a match
+//! is then judged in its sentence only (never the whole text), against the rule's `unless`
+//! patterns. Nothing here depends on earlier messages, so no text can make later ones slow.
+//!
+//! Precedence (documented for rule writers in `rules/README.md`):
+//! 1. A match whose sentence matches one of its rule's `unless` patterns does not count
+//!    ("we do not claim the key was exposed").
+//! 2. A match of rule B does not count when a rule that `overrides` B matched in the same
+//!    sentence: the specific reading of that sentence wins over the generic one. Only the same
+//!    sentence: a weak-key remark in one paragraph never hides a leaked key in the next.
+//! 3. Every rule with a counting match applies; the engine gives the case the shortest window
+//!    among them.
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::Regex;
+use regex_automata::{Input, meta};
+use std::ops::Range;
+use std::sync::LazyLock;
+
+/// How far from a keyword a match may reach, in bytes. Rule patterns span a few words, at most
+/// a dozen and a line break; a phrase this long around its keyword is not one a rule describes.
+pub(super) const REACH: usize = 400;
+
+/// How far a sentence is followed from a match, in bytes, each way.
+const SENTENCE_REACH: usize = 300;
+
+/// Matches kept per rule and text when precedence needs them; past this many the rule simply
+/// applies (the safe reading: it can only add a window to choose from).
+const MAX_MATCHES: usize = 8;
+
+/// The longest excerpt shown to staff, in characters.
+pub(crate) const MAX_EXCERPT_CHARS: usize = 120;
+
+/// Where a pattern looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Field {
+    Subject,
+    Body,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Pattern {
+    pub rule: usize,
+    pub field: Field,
+    pub regex: meta::Regex,
+}
+
+/// Every rule's patterns, compiled for matching.
+#[derive(Clone, Debug)]
+pub(super) struct Matcher {
+    pub patterns: Vec<Pattern>,
+    /// Every distinct keyword of every pattern, ASCII-case-insensitive.
+    pub keywords: AhoCorasick,
+    /// Keyword index → the patterns keyed on it.
+    pub keyed: Vec<Vec<usize>>,
+    /// Per rule: its `unless` patterns as one regex, if any.
+    pub unless: Vec<Option<meta::Regex>>,
+    /// Per rule: the rules that override it.
+    pub overridden_by: Vec<Vec<usize>>,
+    /// Per rule: whether it takes part in precedence (overrides or is overridden), so that
+    /// more than its first match is needed.
+    pub related: Vec<bool>,
+}
+
+/// A counting match: which text (0 = subject), its sentence and the matched bytes.
+#[derive(Clone, Debug)]
+struct Hit {
+    text: usize,
+    sentence: Range<usize>,
+    matched: Range<usize>,
+}
+
+/// A rule that applies, with the phrase that made it apply.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Applies {
+    pub rule: usize,
+    pub excerpt: String,
+}
+
+impl Matcher {
+    pub fn build_keywords(words: &[String]) -> Result<AhoCorasick, String> {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(words)
+            .or_else(|_| {
+                // A DFA over very many keywords may exceed its size limit; the NFA is slower
+                // but has none.
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(words)
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The rules that apply to a message, in rule order.
+    pub fn apply(&self, subject: &str, texts: &[String]) -> Vec<Applies> {
+        let rules = self.unless.len();
+        let mut hits: Vec<Vec<Hit>> = vec![Vec::new(); rules];
+        let all = std::iter::once((subject, Field::Subject))
+            .chain(texts.iter().map(|t| (t.as_str(), Field::Body)));
+        for (i, (text, field)) in all.enumerate() {
+            self.scan(i, text, field, &mut hits);
+        }
+        let text_of = |i: usize| {
+            if i == 0 {
+                subject
+            } else {
+                texts[i - 1].as_str()
+            }
+        };
+        let mut out = Vec::new();
+        for (rule, rule_hits) in hits.iter().enumerate() {
+            let capped = rule_hits.len() >= MAX_MATCHES;
+            let counting = rule_hits.iter().find(|h| {
+                capped
+                    || !self.overridden_by[rule].iter().any(|&o| {
+                        hits[o]
+                            .iter()
+                            .any(|oh| oh.text == h.text && overlaps(&oh.sentence, &h.sentence))
+                    })
+            });
+            if let Some(h) = counting {
+                out.push(Applies {
+                    rule,
+                    excerpt: excerpt(&text_of(h.text)[h.matched.clone()]),
+                });
+            }
+        }
+        out
+    }
+
+    /// Collect the counting matches of one text.
+    fn scan(&self, text_index: usize, text: &str, field: Field, hits: &mut [Vec<Hit>]) {
+        let wanted = |rule: usize, hits: &[Vec<Hit>]| {
+            let limit = if self.related[rule] { MAX_MATCHES } else { 1 };
+            hits[rule].len() < limit
+        };
+        // Windows per pattern, merged as they come (occurrences arrive in text order).
+        let mut windows: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut last: Vec<Option<usize>> = vec![None; self.patterns.len()];
+        for m in self.keywords.find_overlapping_iter(text) {
+            for &p in &self.keyed[m.pattern().as_usize()] {
+                let pat = &self.patterns[p];
+                if pat.field != field || !wanted(pat.rule, hits) {
+                    continue;
+                }
+                let w = floor_char(text, m.start().saturating_sub(REACH))
+                    ..ceil_char(text, (m.end() + REACH).min(text.len()));
+                match last[p] {
+                    Some(i) if windows[i].1.end >= w.start => {
+                        windows[i].1.end = windows[i].1.end.max(w.end);
+                    }
+                    _ => {
+                        last[p] = Some(windows.len());
+                        windows.push((p, w));
+                    }
+                }
+            }
+        }
+        // Pattern order, so the first pattern of a rule gives its excerpt.
+        windows.sort_by_key(|(p, w)| (*p, w.start));
+        for (p, w) in windows {
+            let pat = &self.patterns[p];
+            let mut at = w.start;
+            while at <= w.end && wanted(pat.rule, hits) {
+                let Some(m) = pat.regex.search(&Input::new(text).range(at..w.end)) else {
+                    break;
+                };
+                at = if m.is_empty() {
+                    ceil_char(text, m.end() + 1)
+                } else {
+                    m.end()
+                };
+                if m.is_empty() || in_encoded_line(text, m.start()) {
+                    continue;
+                }
+                let sentence = sentence(text, m.range());
+                let negated = self.unless[pat.rule]
+                    .as_ref()
+                    .is_some_and(|u| u.is_match(&text[sentence.clone()]));
+                if !negated {
+                    hits[pat.rule].push(Hit {
+                        text: text_index,
+                        sentence,
+                        matched: m.range(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The sentence around `m`: from the end of the previous sentence (`.`, `!`, `?` or `;` before
+/// white space, or a blank line) to the end of its own, at most [`SENTENCE_REACH`] bytes each
+/// way.
+fn sentence(text: &str, m: Range<usize>) -> Range<usize> {
+    let b = text.as_bytes();
+    let lo = m.start.saturating_sub(SENTENCE_REACH);
+    let mut start = lo;
+    let mut i = m.start;
+    while i > lo {
+        if is_boundary(b, i) {
+            start = i;
+            break;
+        }
+        i -= 1;
+    }
+    let hi = (m.end + SENTENCE_REACH).min(b.len());
+    let mut end = hi;
+    for j in m.end..hi {
+        if is_boundary(b, j) {
+            end = j;
+            break;
+        }
+    }
+    floor_char(text, start)..ceil_char(text, end)
+}
+
+/// Whether a sentence ends just before byte `i`: `i` is white space after `.!?;`, or the second
+/// line break of a blank line.
+fn is_boundary(b: &[u8], i: usize) -> bool {
+    if i == 0 || i >= b.len() || !b[i].is_ascii_whitespace() {
+        return false;
+    }
+    if matches!(b[i - 1], b'.' | b'!' | b'?' | b';') {
+        return true;
+    }
+    if b[i] == b'\n' {
+        let mut k = i;
+        while k > 0 && matches!(b[k - 1], b' ' | b'\t' | b'\r' | b'>') {
+            k -= 1;
+        }
+        return k > 0 && b[k - 1] == b'\n';
+    }
+    false
+}
+
+/// Whether the line holding `pos` is base64 (a PEM body, an encoded blob): not prose, and
+/// possibly key material that no excerpt may show.
+fn in_encoded_line(text: &str, pos: usize) -> bool {
+    let b = text.as_bytes();
+    let start = memchr::memrchr(b'\n', &b[..pos]).map_or(0, |i| i + 1);
+    let end = memchr::memchr(b'\n', &b[pos..]).map_or(b.len(), |i| pos + i);
+    let line = text[start..end]
+        .trim_start_matches(|c: char| c == '>' || c.is_whitespace())
+        .trim_end();
+    line.len() >= 40
+        && line
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_'))
+}
+
+/// A PEM private-key boundary line, which outputs never reproduce (a reader, or a scanner
+/// looking for leaked keys, would take the output for one carrying a key).
+static PEM_KEY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)-*\s*BEGIN\s+(?:[A-Z0-9]+\s+)*?PRIVATE\s+KEY-*").expect("static regex")
+});
+
+/// The matched phrase as staff see it: white space folded, a private-key PEM label named
+/// rather than shown, at most [`MAX_EXCERPT_CHARS`].
+fn excerpt(matched: &str) -> String {
+    let folded = matched.split_whitespace().collect::<Vec<_>>().join(" ");
+    let folded = PEM_KEY_LABEL
+        .replace_all(&folded, "[private key PEM label]")
+        .into_owned();
+    if folded.chars().count() <= MAX_EXCERPT_CHARS {
+        return folded;
+    }
+    let mut cut: String = folded.chars().take(MAX_EXCERPT_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_end_at_stops_and_blank_lines() {
+        let t = "First one. We do not claim the key was exposed; but see.\n\nNext para";
+        let m = t.find("key").unwrap();
+        assert_eq!(
+            &t[sentence(t, m..m + 3)],
+            " We do not claim the key was exposed;"
+        );
+        let n = t.find("Next").unwrap();
+        assert_eq!(&t[sentence(t, n..n + 4)], "\nNext para");
+        // A decimal point or a dotted name is not a sentence end.
+        let t = "version 1.2 of the key policy";
+        assert_eq!(&t[sentence(t, 16..19)], t);
+    }
+
+    #[test]
+    fn encoded_lines_are_not_prose() {
+        let t = "prose with key\n> MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\nend";
+        assert!(!in_encoded_line(t, 11));
+        assert!(in_encoded_line(t, t.find("MII").unwrap() + 10));
+        assert!(!in_encoded_line(t, t.len() - 1));
+    }
+
+    #[test]
+    fn excerpts_are_folded_and_bounded() {
+        assert_eq!(excerpt("private\n  key   leaked"), "private key leaked");
+        let long = "word ".repeat(100);
+        let e = excerpt(&long);
+        assert_eq!(e.chars().count(), MAX_EXCERPT_CHARS);
+        assert!(e.ends_with('…'));
+        assert_eq!(
+            excerpt("-----BEGIN RSA PRIVATE KEY-----"),
+            "[private key PEM label]"
+        );
+    }
+}
