@@ -295,7 +295,7 @@ pub fn case_text(
             esc(&c.basis)
         );
         if let Some(m) = &c.matched {
-            let _ = writeln!(o, "  {:<18} matched: \"{m}\"", "");
+            let _ = writeln!(o, "  {:<18} matched: \"{}\"", "", esc(m));
         }
     }
     let _ = writeln!(o, "\nevents ({}):", events.len());
