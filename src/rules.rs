@@ -397,15 +397,24 @@ const NON_WORD: &str = r"(?-i:[^0-9A-Za-z_\x{80}-\x{10FFFF}])";
 /// Why: Unicode's `\w` is a table of hundreds of ranges, and the shipped rules use it about
 /// 250 times; compiled into one set that cost ~75 MB of resident memory and half a second per
 /// process. Counting every non-ASCII character as a word character keeps words such as
-/// "Schlüssel" or "révoqué" whole (what the rules need), at a sliver of the cost. `\b` keeps
-/// its Unicode meaning, which agrees with this for letters.
+/// "Schlüssel" or "révoqué" whole (what the rules need), at a sliver of the cost.
+///
+/// In a pattern written in ASCII only, `\b` becomes ASCII's word boundary. Why: the lazy DFA
+/// cannot evaluate Unicode's `\b` once the text holds a non-ASCII character (a typographic
+/// apostrophe, an accented name), and the regex engine then falls back to an NFA simulation
+/// some hundred times slower: real mail, varied, hit that on most messages. The two agree but
+/// where an ASCII letter of the pattern touches a non-ASCII letter in the text ("naïve"),
+/// which can only add a match. Patterns that spell non-ASCII words keep Unicode's `\b`, which
+/// agrees with the classes here for letters.
 fn lean_word_classes(p: &str) -> String {
+    let ascii = p.is_ascii();
     let mut out = String::with_capacity(p.len() + 16);
     let mut chars = p.chars();
     let mut depth = 0usize;
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
+                Some('b') if ascii && depth == 0 => out.push_str(r"(?-u:\b)"),
                 Some('w') if depth > 0 => out.push_str(r"0-9A-Za-z_\x{80}-\x{10FFFF}"),
                 Some('W') if depth > 0 => out.push_str(r"[^0-9A-Za-z_\x{80}-\x{10FFFF}]"),
                 Some('w') => out.push_str(WORD),
@@ -477,25 +486,31 @@ fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
     let mut keyed: Vec<Vec<usize>> = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         for (field, list) in [(Field::Subject, &r.subject), (Field::Body, &r.body)] {
-            if list.is_empty() {
-                continue;
-            }
-            let id = patterns.len();
-            let all: Vec<&str> = list.iter().map(String::as_str).collect();
-            patterns.push(Pattern {
-                rule: i,
-                field,
-                regex: build_regex(&all).map_err(too_large)?,
-            });
-            for p in list {
-                for w in keywords::required(p).map_err(too_large)? {
-                    let k = *word_index.entry(w.clone()).or_insert_with(|| {
-                        words.push(w);
-                        keyed.push(Vec::new());
-                        words.len() - 1
-                    });
-                    if keyed[k].last() != Some(&id) {
-                        keyed[k].push(id);
+            // ASCII-only patterns apart: their regex never needs Unicode's word boundary,
+            // which the lazy DFA cannot evaluate on non-ASCII text (see `lean_word_classes`).
+            let (ascii, other): (Vec<&String>, Vec<&String>) =
+                list.iter().partition(|p| p.is_ascii());
+            for part in [ascii, other] {
+                if part.is_empty() {
+                    continue;
+                }
+                let id = patterns.len();
+                let all: Vec<&str> = part.iter().map(|p| p.as_str()).collect();
+                patterns.push(Pattern {
+                    rule: i,
+                    field,
+                    regex: build_regex(&all).map_err(too_large)?,
+                });
+                for p in part {
+                    for w in keywords::required(p).map_err(too_large)? {
+                        let k = *word_index.entry(w.clone()).or_insert_with(|| {
+                            words.push(w);
+                            keyed.push(Vec::new());
+                            words.len() - 1
+                        });
+                        if keyed[k].last() != Some(&id) {
+                            keyed[k].push(id);
+                        }
                     }
                 }
             }
