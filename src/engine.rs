@@ -627,6 +627,30 @@ Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\
         assert!(again.messages.is_empty());
     }
 
+    /// A report that talks about its private key without carrying one, quoting the PEM
+    /// boundary line on the same line as its link: the certificate gets its clock, on the
+    /// key-compromise rule's 24 hours, and no key is made up.
+    #[test]
+    fn a_report_quoting_a_pem_boundary_line_gets_its_certificate_and_rule() {
+        let report = "Received: from r by mx.example-ca.test; Mon, 02 Mar 2026 10:00:00 +0000\r\n\
+From: Rita <rita@reporter.test>\r\nTo: cpr@example-ca.test\r\nSubject: Problem report\r\n\
+Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the file starts with \
+-----BEGIN RSA PRIVATE KEY----- and the certificate is https://crt.sh/?id=12345\r\n";
+        let mut e = engine();
+        e.ingest(vec![(report.into(), meta(FolderRole::Inbox))], now());
+        let p = e.project_at(now());
+        let case = &p.cases[0];
+        assert_eq!(case.certificates[0].reference, "crtsh:12345");
+        assert!(case.keys.is_empty(), "{:?}", case.keys);
+        let clock = &p.clocks["revocation:crtsh:12345"];
+        assert_eq!(clock.basis, "key-compromise");
+        assert_eq!(
+            clock.deadline,
+            parse("2026-03-03T10:00:00Z").unwrap(),
+            "24 hours"
+        );
+    }
+
     #[test]
     fn a_restart_re_emits_nothing() {
         let mut e = engine();

@@ -76,7 +76,7 @@ pub fn message_facts(
         problems.push("the message could not be parsed as RFC 5322 mail; recorded as received and searched as plain text".into());
     }
     let (received_at, time_source) = receipt_time(&mail, meta, now, &mut problems);
-    let found = extract::references(&mail.subject, &mail.texts, &mail.attachments);
+    let found = extract::mail_references(&mail);
     problems.extend(found.problems);
     let (commands, bad_commands) = extract::commands(&mail.texts);
     let rules = policy.rules.classify(&mail.subject, &mail.texts);

@@ -100,6 +100,11 @@ pub struct ParsedMail {
     /// nested `message/rfc822` parts included.
     pub texts: Vec<String>,
     pub attachments: Vec<Attachment>,
+    /// Other readings of quoted-printable parts (an unescaped `=` read as written), each kept
+    /// only where it differs from the strict decoding in `texts` and `attachments`. Searched
+    /// for references only: rules and staff commands read what a mail client shows.
+    pub lenient_texts: Vec<String>,
+    pub lenient_attachments: Vec<Attachment>,
     /// Human-readable notes on what was wrong with the message (bad encoding, truncated, …).
     pub problems: Vec<String>,
 }

@@ -63,8 +63,10 @@ pub(crate) enum Format {
     Pkcs1,
     /// `EC PRIVATE KEY`: SEC1 ECPrivateKey.
     Sec1,
-    /// `ENCRYPTED PRIVATE KEY`, or a legacy `Proc-Type: 4,ENCRYPTED` RSA/EC block.
+    /// `ENCRYPTED PRIVATE KEY`: PKCS#8 EncryptedPrivateKeyInfo.
     Encrypted,
+    /// A legacy OpenSSL `Proc-Type: 4,ENCRYPTED` RSA/EC block: raw ciphertext.
+    LegacyEncrypted,
     /// `CERTIFICATE REQUEST`: PKCS#10.
     Csr,
     /// `PUBLIC KEY`: SubjectPublicKeyInfo.
@@ -77,7 +79,7 @@ impl Format {
     /// The format a PEM label announces; `None` for labels that are not key material.
     pub(crate) fn from_label(label: &str, encrypted_header: bool) -> Option<Format> {
         Some(match label {
-            "RSA PRIVATE KEY" | "EC PRIVATE KEY" if encrypted_header => Format::Encrypted,
+            "RSA PRIVATE KEY" | "EC PRIVATE KEY" if encrypted_header => Format::LegacyEncrypted,
             "PRIVATE KEY" => Format::Pkcs8,
             "RSA PRIVATE KEY" => Format::Pkcs1,
             "EC PRIVATE KEY" => Format::Sec1,
@@ -92,7 +94,7 @@ impl Format {
     fn evidence(self) -> KeyEvidence {
         match self {
             Format::Pkcs8 | Format::Pkcs1 | Format::Sec1 => KeyEvidence::PrivateKey,
-            Format::Encrypted => KeyEvidence::EncryptedPrivateKey,
+            Format::Encrypted | Format::LegacyEncrypted => KeyEvidence::EncryptedPrivateKey,
             Format::Csr => KeyEvidence::Csr,
             Format::Spki | Format::RsaPublic => KeyEvidence::PublicKey,
         }
@@ -114,7 +116,8 @@ pub(crate) fn decode(
     legacy_algorithm: Option<&'static str>,
 ) -> Result<(KeyRef, Option<KeyProblem>), KeyProblem> {
     let spki = match format {
-        Format::Encrypted => {
+        Format::Encrypted | Format::LegacyEncrypted => {
+            encrypted_shape(der, format == Format::LegacyEncrypted)?;
             let key = KeyRef {
                 reference: None,
                 evidence: KeyEvidence::EncryptedPrivateKey,
@@ -143,6 +146,22 @@ pub(crate) fn decode(
     }
 }
 
+/// Whether `der` can be an encrypted private key: what is checkable without the passphrase.
+/// Anything passes otherwise, even the nothing between a BEGIN and END line quoted in prose,
+/// and an encrypted key is compromise evidence.
+///
+/// A legacy OpenSSL block (`Proc-Type: 4,ENCRYPTED`) is raw CBC ciphertext of DES or AES:
+/// whole blocks of 8 bytes. PKCS#8 is an `EncryptedPrivateKeyInfo` structure.
+fn encrypted_shape(der: &[u8], legacy: bool) -> Result<(), KeyProblem> {
+    let fits = if legacy {
+        !der.is_empty() && der.len().is_multiple_of(8)
+    } else {
+        pkcs8::EncryptedPrivateKeyInfo::try_from(der).is_ok()
+    };
+    fits.then_some(())
+        .ok_or(KeyProblem::Malformed("encrypted private key"))
+}
+
 /// Guess the format of a DER attachment: the first format that parses wins. Encrypted PKCS#8
 /// comes last because its structure is the loosest.
 pub(crate) fn guess(der: &[u8]) -> Option<(KeyRef, Option<KeyProblem>)> {
@@ -157,11 +176,7 @@ pub(crate) fn guess(der: &[u8]) -> Option<(KeyRef, Option<KeyProblem>)> {
     ORDER
         .iter()
         .find_map(|f| decode(*f, der, None).ok())
-        .or_else(|| {
-            pkcs8::EncryptedPrivateKeyInfo::try_from(der)
-                .ok()
-                .and_then(|_| decode(Format::Encrypted, der, None).ok())
-        })
+        .or_else(|| decode(Format::Encrypted, der, None).ok())
 }
 
 /// The key reference for a SubjectPublicKeyInfo DER.
@@ -477,6 +492,21 @@ mod tests {
             assert_eq!(key.reference, None);
             assert_eq!(key.evidence, KeyEvidence::EncryptedPrivateKey);
         }
+    }
+
+    /// Nothing, or bytes no cipher wrote, is no encrypted key: prose quoting the label
+    /// carries none.
+    #[test]
+    fn encrypted_keys_need_their_shape() {
+        for (format, der) in [
+            (Format::Encrypted, &b""[..]),
+            (Format::Encrypted, &[0x30, 0x03, 0x02, 0x01, 0x00][..]),
+            (Format::LegacyEncrypted, &b""[..]),
+            (Format::LegacyEncrypted, &b"and th"[..]),
+        ] {
+            assert!(decode(format, der, None).is_err(), "{format:?} {der:?}");
+        }
+        assert!(decode(Format::LegacyEncrypted, &[7; 16], Some("rsa")).is_ok());
     }
 
     #[test]

@@ -19,7 +19,9 @@ mod pem;
 mod target;
 mod text;
 
-use crate::model::{Attachment, BadCommand, CertificateRef, Command, KeyEvidence, KeyRef};
+use crate::model::{
+    Attachment, BadCommand, CertificateRef, Command, KeyEvidence, KeyRef, ParsedMail,
+};
 use std::collections::{HashMap, HashSet};
 use text::Scan;
 
@@ -44,9 +46,29 @@ pub(crate) enum Hit {
 /// Deduplicated by reference (details merged with [`CertificateRef::merge_from`]; for keys the
 /// strongest evidence is kept), in order of first appearance.
 pub fn references(subject: &str, texts: &[String], attachments: &[Attachment]) -> Found {
+    references_from(
+        subject,
+        texts.iter().map(String::as_str),
+        attachments.iter(),
+    )
+}
+
+/// Every certificate and key reference in a parsed message, as [`references`] finds them,
+/// searching also the lenient readings of its quoted-printable parts (after the strict ones,
+/// so the order of first appearance is the strict decoding's).
+pub fn mail_references(mail: &ParsedMail) -> Found {
+    let texts = mail.texts.iter().chain(&mail.lenient_texts);
+    let attachments = mail.attachments.iter().chain(&mail.lenient_attachments);
+    references_from(&mail.subject, texts.map(String::as_str), attachments)
+}
+
+fn references_from<'a>(
+    subject: &'a str,
+    texts: impl Iterator<Item = &'a str>,
+    attachments: impl Iterator<Item = &'a Attachment>,
+) -> Found {
     let mut collector = Collector::default();
-    let sources = std::iter::once(subject).chain(texts.iter().map(String::as_str));
-    for t in sources {
+    for t in std::iter::once(subject).chain(texts) {
         let mut scan = Scan::default();
         text::scan(t, &mut scan);
         collector.absorb(scan);

@@ -3,19 +3,31 @@
 //! Reporters paste certificates and keys into mail, where they get quoted (`> `), re-wrapped,
 //! indented, CRLF-terminated or (after HTML rendering) run together on one line. We accept all
 //! of that: a block is whatever lies between `-----BEGIN X-----` and the matching
-//! `-----END X-----`, with quote markers and whitespace removed from the body.
+//! `-----END X-----`, with quote markers and whitespace removed from the body. Without an END
+//! line, its body is the base64-looking lines after the BEGIN line.
+//!
+//! A block is only a candidate: the caller ([`super::text`]) masks it from the other
+//! extractors only when it decoded into a certificate or key. Reporters also *write about* PEM
+//! ("the file starts with `-----BEGIN RSA PRIVATE KEY-----`"), and such text must still be
+//! searched for links and fingerprints.
 //!
 //! The decoded bytes may be private key material, so [`PemBlock`] never shows them in `Debug`.
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use regex::Regex;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::LazyLock;
 
 /// `-----BEGIN <LABEL>-----`; labels are upper-case words (RFC 7468).
 static BEGIN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-----BEGIN ([A-Z0-9]+(?: [A-Z0-9]+)*)-----").expect("static regex")
+});
+
+/// `-----END <LABEL>-----`.
+static END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"-----END ([A-Z0-9]+(?: [A-Z0-9]+)*)-----").expect("static regex")
 });
 
 /// Standard alphabet, padding optional: mail clients sometimes eat the trailing `=`.
@@ -30,14 +42,39 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 pub(crate) struct PemBlock {
     /// The label between `BEGIN ` and `-----`, e.g. `CERTIFICATE`.
     pub label: String,
-    /// Byte range of the whole block in the text (for masking and ordering).
+    /// Byte range of the whole block in the text (for ordering, and masking once decoded).
     pub span: Range<usize>,
+    /// Where the `-----BEGIN …-----` marker ends: reading resumes there when the block turns
+    /// out not to be one.
+    pub marker_end: usize,
+    /// Lines inside `span` that were not read as base64 (RFC 1421 headers, or prose with a
+    /// colon): never masked, since they were not decoded.
+    pub unread: Vec<Range<usize>>,
     /// A `Proc-Type: 4,ENCRYPTED` header: legacy OpenSSL encryption of the body.
     pub encrypted_header: bool,
-    /// The decoded body; `None` when it is not valid base64 or the block has no end line.
+    /// The decoded body; `None` when it is not valid base64.
     pub der: Option<Vec<u8>>,
-    /// No matching END line was found.
+    /// No matching END line before the next BEGIN line or the end of the text: the body is the
+    /// base64-looking lines after the BEGIN line.
     pub unterminated: bool,
+}
+
+impl PemBlock {
+    /// The parts of `span` that were read as the block: what may be masked once it decoded.
+    pub(crate) fn read_ranges(&self) -> Vec<Range<usize>> {
+        let mut out = Vec::with_capacity(self.unread.len() + 1);
+        let mut at = self.span.start;
+        for skip in &self.unread {
+            if skip.start > at {
+                out.push(at..skip.start);
+            }
+            at = at.max(skip.end);
+        }
+        if self.span.end > at {
+            out.push(at..self.span.end);
+        }
+        out
+    }
 }
 
 impl std::fmt::Debug for PemBlock {
@@ -46,6 +83,8 @@ impl std::fmt::Debug for PemBlock {
         f.debug_struct("PemBlock")
             .field("label", &self.label)
             .field("span", &self.span)
+            .field("marker_end", &self.marker_end)
+            .field("unread", &self.unread)
             .field("encrypted_header", &self.encrypted_header)
             .field("der_len", &self.der.as_ref().map(Vec::len))
             .field("unterminated", &self.unterminated)
@@ -53,66 +92,135 @@ impl std::fmt::Debug for PemBlock {
     }
 }
 
-/// Every PEM block in `text`, in order of appearance.
-pub(crate) fn blocks(text: &str) -> Vec<PemBlock> {
-    let mut out = Vec::new();
-    if !text.contains("-----BEGIN ") {
-        return out;
+/// The PEM blocks of one text, read one at a time so that the caller decides where reading
+/// goes on: after a block it decoded, or right after the BEGIN marker of one it could not.
+///
+/// That is what keeps a report quoting a boundary line in prose ("the file starts with
+/// `-----BEGIN RSA PRIVATE KEY-----`, see https://crt.sh/?id=…") from losing what follows it:
+/// a block that is not one swallows nothing.
+///
+/// Linear in the text whatever it holds: every marker is found once, and a block's END must
+/// come before the next BEGIN (base64 never holds one), so no body is read twice.
+pub(crate) struct Reader<'t> {
+    text: &'t str,
+    /// Every BEGIN marker: its whole span and its label's.
+    begins: Vec<(Range<usize>, Range<usize>)>,
+    /// Index into `begins` of the next candidate.
+    next: usize,
+    /// Start of every END marker, by label, in order.
+    ends: HashMap<&'t str, Vec<usize>>,
+}
+
+impl<'t> Reader<'t> {
+    pub(crate) fn new(text: &'t str) -> Reader<'t> {
+        let mut begins = Vec::new();
+        let mut ends: HashMap<&str, Vec<usize>> = HashMap::new();
+        if text.contains("-----BEGIN ") {
+            for caps in BEGIN.captures_iter(text) {
+                if let (Some(whole), Some(label)) = (caps.get(0), caps.get(1)) {
+                    begins.push((whole.range(), label.range()));
+                }
+            }
+            for caps in END.captures_iter(text) {
+                if let (Some(whole), Some(label)) = (caps.get(0), caps.get(1)) {
+                    ends.entry(label.as_str()).or_default().push(whole.start());
+                }
+            }
+        }
+        Reader {
+            text,
+            begins,
+            next: 0,
+            ends,
+        }
     }
+
+    /// The first block whose BEGIN marker starts at or after `from`.
+    pub(crate) fn next_from(&mut self, from: usize) -> Option<PemBlock> {
+        while self.begins.get(self.next)?.0.start < from {
+            self.next += 1;
+        }
+        let (marker, label) = self.begins.get(self.next)?.clone();
+        self.next += 1;
+        let limit = self
+            .begins
+            .get(self.next)
+            .map_or(self.text.len(), |(m, _)| m.start);
+        let label = &self.text[label];
+        let end_marker_len = "-----END -----".len() + label.len();
+        let end = self.ends.get(label).and_then(|starts| {
+            let i = starts.partition_point(|&s| s < marker.end);
+            starts
+                .get(i)
+                .copied()
+                .filter(|&s| s + end_marker_len <= limit)
+        });
+        Some(match end {
+            Some(end) => self.block(label, marker, end, end + end_marker_len, false),
+            None => {
+                let body_end = unterminated_end(&self.text[..limit], marker.end);
+                self.block(label, marker, body_end, body_end, true)
+            }
+        })
+    }
+
+    /// The block whose BEGIN marker is `marker`, body up to `body_end`, ending at `span_end`.
+    fn block(
+        &self,
+        label: &str,
+        marker: Range<usize>,
+        body_end: usize,
+        span_end: usize,
+        unterminated: bool,
+    ) -> PemBlock {
+        let (b64, encrypted_header, unread) = clean_body(self.text, marker.end..body_end);
+        PemBlock {
+            label: label.to_string(),
+            span: marker.start..span_end,
+            marker_end: marker.end,
+            unread,
+            encrypted_header,
+            der: LENIENT_BASE64.decode(b64.as_bytes()).ok(),
+            unterminated,
+        }
+    }
+}
+
+/// Every PEM block in `text`, in order of appearance, each read to its end.
+#[cfg(test)]
+pub(crate) fn blocks(text: &str) -> Vec<PemBlock> {
+    let mut reader = Reader::new(text);
+    let mut out = Vec::new();
     let mut from = 0;
-    while let Some(caps) = BEGIN.captures_at(text, from) {
-        let (Some(whole), Some(label)) = (caps.get(0), caps.get(1)) else {
-            break;
-        };
-        let block = read_block(text, whole.start(), whole.end(), label.as_str());
-        from = block.span.end.max(whole.end());
+    while let Some(block) = reader.next_from(from) {
+        from = block.span.end.max(block.marker_end);
         out.push(block);
     }
     out
 }
 
-/// Read one block whose BEGIN line spans `start..body_start`.
-fn read_block(text: &str, start: usize, body_start: usize, label: &str) -> PemBlock {
-    let end_marker = format!("-----END {label}-----");
-    match text[body_start..].find(&end_marker) {
-        Some(rel) => {
-            let body = &text[body_start..body_start + rel];
-            let (b64, encrypted_header) = clean_body(body);
-            PemBlock {
-                label: label.to_string(),
-                span: start..body_start + rel + end_marker.len(),
-                encrypted_header,
-                der: LENIENT_BASE64.decode(b64.as_bytes()).ok(),
-                unterminated: false,
-            }
-        }
-        None => PemBlock {
-            label: label.to_string(),
-            span: start..unterminated_end(text, body_start),
-            encrypted_header: false,
-            der: None,
-            unterminated: true,
-        },
-    }
-}
-
-/// Strip quote markers, indentation and RFC 1421 headers; return the base64 text and whether a
-/// `Proc-Type: …ENCRYPTED` header was present.
-fn clean_body(body: &str) -> (String, bool) {
+/// Strip quote markers, indentation and RFC 1421 headers from `text[body]`; return the base64
+/// text, whether a `Proc-Type: …ENCRYPTED` header was present, and the lines not read as base64.
+fn clean_body(text: &str, body: Range<usize>) -> (String, bool, Vec<Range<usize>>) {
     let mut b64 = String::with_capacity(body.len());
     let mut encrypted = false;
-    for line in body.lines() {
-        let line = strip_quote(line);
+    let mut unread = Vec::new();
+    let mut at = body.start;
+    for raw in text[body].split_inclusive('\n') {
+        let range = at..at + raw.len();
+        at = range.end;
+        let line = strip_quote(raw);
         if let Some((name, value)) = line.split_once(':') {
             // Base64 never contains ':', so this is a header such as Proc-Type or DEK-Info.
             if name.trim().eq_ignore_ascii_case("proc-type") && value.contains("ENCRYPTED") {
                 encrypted = true;
             }
+            unread.push(range);
             continue;
         }
         b64.extend(line.chars().filter(|c| !c.is_whitespace()));
     }
-    (b64, encrypted)
+    (b64, encrypted, unread)
 }
 
 /// Remove leading whitespace and any number of `>` quote markers (`> > `, `>>`).
@@ -120,10 +228,8 @@ pub(crate) fn strip_quote(line: &str) -> &str {
     line.trim_start_matches(|c: char| c == '>' || c.is_whitespace())
 }
 
-/// Where an unterminated block ends: after the last line that still looks like PEM body.
-///
-/// Masking that far keeps a truncated key's base64 from being read as anything else, without
-/// swallowing the rest of the message.
+/// Where the body of an unterminated block ends: after the last line that still looks like PEM
+/// body (base64, or an RFC 1421 header).
 fn unterminated_end(text: &str, body_start: usize) -> usize {
     let mut end = body_start;
     // The first piece is the rest of the BEGIN line; after it, stop at the first line that
@@ -178,6 +284,35 @@ mod tests {
         let found = blocks("-----BEGIN CERTIFICATE-----\n!!!notbase64\n-----END CERTIFICATE-----");
         assert_eq!(found.len(), 1);
         assert!(found[0].der.is_none());
+    }
+
+    /// Resuming after every BEGIN marker (what the scan does when no block decodes) reads each
+    /// body once: thousands of BEGIN lines before one END line take no quadratic time.
+    #[test]
+    fn many_markers_are_read_once() {
+        let text = format!(
+            "{}-----END CERTIFICATE-----",
+            "-----BEGIN CERTIFICATE-----\n!!\n".repeat(20_000)
+        );
+        let mut reader = Reader::new(&text);
+        let (mut from, mut n, mut terminated) = (0, 0, 0);
+        while let Some(block) = reader.next_from(from) {
+            from = block.marker_end;
+            n += 1;
+            terminated += usize::from(!block.unterminated);
+        }
+        assert_eq!((n, terminated), (20_000, 1));
+    }
+
+    #[test]
+    fn an_end_line_belongs_to_the_last_begin_before_it() {
+        let text = format!("-----BEGIN CERTIFICATE----- in prose\n{CA}");
+        let mut reader = Reader::new(&text);
+        let prose = reader.next_from(0).expect("prose block");
+        assert!(prose.unterminated);
+        assert_eq!(prose.span.end, text.find('\n').unwrap() + 1);
+        let real = reader.next_from(prose.marker_end).expect("real block");
+        assert_eq!(real.der, blocks(CA)[0].der);
     }
 
     #[test]

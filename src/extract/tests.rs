@@ -316,6 +316,125 @@ fn broken_blocks_are_reported_by_label_only() {
     );
 }
 
+/// The report that found it: a PEM boundary line quoted in prose, the link on the same line.
+#[test]
+fn a_boundary_line_quoted_in_prose_swallows_nothing() {
+    let found = body(
+        "Our private key was leaked: the file starts with -----BEGIN RSA PRIVATE KEY----- \
+         and the certificate is https://crt.sh/?id=12345\r\nRegards",
+    );
+    assert_eq!(cert_refs(&found), vec!["crtsh:12345"]);
+    assert!(found.keys.is_empty(), "{:?}", found.keys);
+}
+
+/// Whatever a block that does not decode holds is still searched: links, fingerprints, our
+/// own forms, and real blocks after it.
+#[test]
+fn undecodable_blocks_are_searched_for_everything_else() {
+    let colons = LEAF_SHA256
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    let leaf = format!("sha256:{LEAF_SHA256}");
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        // Empty, with the link on the END line.
+        (
+            "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE----- https://crt.sh/?id=1".into(),
+            vec!["crtsh:1"],
+        ),
+        // Prose between the boundary lines (the link's colon made it an RFC 1421 "header").
+        (
+            "starts with -----BEGIN CERTIFICATE----- then https://crt.sh/?id=2 then \
+             -----END CERTIFICATE-----"
+                .into(),
+            vec!["crtsh:2"],
+        ),
+        // A body that is valid base64 but no certificate: a bare fingerprint.
+        (
+            format!("-----BEGIN CERTIFICATE-----\n{LEAF_SHA256}\n-----END CERTIFICATE-----"),
+            vec![leaf.as_str()],
+        ),
+        // The colon form, in a key block that does not decode.
+        (
+            format!("-----BEGIN PRIVATE KEY-----\n{colons}\n-----END PRIVATE KEY-----"),
+            vec![leaf.as_str()],
+        ),
+        // A mismatched END label.
+        (
+            "-----BEGIN CERTIFICATE-----\ncrtsh:3\n-----END PRIVATE KEY-----".into(),
+            vec!["crtsh:3"],
+        ),
+        // Unterminated, the link on the BEGIN line and on the next.
+        (
+            "-----BEGIN EC PRIVATE KEY----- crt.sh ID 4\nhttps://crt.sh/?id=5\n".into(),
+            vec!["crtsh:4", "crtsh:5"],
+        ),
+        // Prose that names both boundary lines, then the real block: the prose's BEGIN must
+        // not pair with the real block's END.
+        (
+            format!(
+                "It starts with -----BEGIN CERTIFICATE----- and ends with \
+                 -----END CERTIFICATE-----, here: https://crt.sh/?id=6\n{LEAF_PEM}"
+            ),
+            vec!["crtsh:6", leaf.as_str()],
+        ),
+        // An unterminated prose mention right before a real block of the same label.
+        (
+            format!("see -----BEGIN CERTIFICATE----- below\n\n{LEAF_PEM}"),
+            vec![leaf.as_str()],
+        ),
+        // Nested: a BEGIN whose END is the real block's.
+        (
+            format!("-----BEGIN CERTIFICATE-----\n{LEAF_PEM}"),
+            vec![leaf.as_str()],
+        ),
+        // An encrypted-key label with nothing encrypted after it is no key.
+        (
+            "the -----BEGIN ENCRYPTED PRIVATE KEY----- file, https://crt.sh/?id=7".into(),
+            vec!["crtsh:7"],
+        ),
+    ];
+    for (text, expected) in cases {
+        let found = body(&text);
+        assert_eq!(cert_refs(&found), expected, "{text}");
+        assert!(found.keys.is_empty(), "{text}: {:?}", found.keys);
+    }
+}
+
+/// A line that a real block skips (not base64) is not masked with the block.
+#[test]
+fn a_note_inside_a_real_block_is_still_read() {
+    let annotated = LEAF_PEM.replacen("-----\n", "-----\nNote: this is https://crt.sh/?id=8\n", 1);
+    let found = body(&annotated);
+    assert_eq!(
+        cert_refs(&found),
+        vec![format!("sha256:{LEAF_SHA256}").as_str(), "crtsh:8"]
+    );
+}
+
+/// A block whose END line was lost (cut off, or mislabelled) is still read when its base64 is
+/// whole; the problem says so.
+#[test]
+fn a_whole_block_without_its_end_line_is_read() {
+    let body_only = LEAF_PEM.replace("-----END CERTIFICATE-----", "");
+    let mislabelled = LEAF_PEM.replace("END CERTIFICATE", "END X509 CRL");
+    for text in [body_only, mislabelled, LEAF_PEM.replace("-----END", "\n\n")] {
+        let found = body(&text);
+        assert_eq!(
+            cert_refs(&found),
+            vec![format!("sha256:{LEAF_SHA256}").as_str()],
+            "{text}"
+        );
+        assert!(
+            found.problems.iter().any(|p| p.contains("no END line")),
+            "{:?}",
+            found.problems
+        );
+    }
+}
+
 #[test]
 fn bad_der_attachment_is_a_problem() {
     let found = references(

@@ -2,7 +2,8 @@
 //!
 //! Order matters: PEM blocks first, then crt.sh links, then our own canonical forms, and each
 //! is masked before the next looks, so the hex inside a link or a key hash is never counted a
-//! second time as a bare fingerprint.
+//! second time as a bare fingerprint. Only what was read as a reference is masked: text that
+//! could not be decoded (a PEM block that is not one) is still searched for everything else.
 
 use super::key::{self, Format};
 use super::pem::{self, PemBlock};
@@ -35,11 +36,22 @@ impl Scan {
 /// Find every reference in `text`.
 pub(crate) fn scan(text: &str, out: &mut Scan) {
     let mut work = Cow::Borrowed(text);
-    for block in pem::blocks(text) {
-        if let Some(hit) = pem_hit(&block, &mut out.problems) {
-            out.hit(block.span.start, hit);
+    // A PEM block is masked only when it decoded into a certificate or key. One that did not
+    // (prose quoting a boundary line, an empty, truncated or mangled block) swallows nothing:
+    // reading goes on right after its BEGIN marker, and its text is searched like any other.
+    let mut reader = pem::Reader::new(text);
+    let mut from = 0;
+    while let Some(block) = reader.next_from(from) {
+        match pem_hit(&block, &mut out.problems) {
+            Some(hit) => {
+                out.hit(block.span.start, hit);
+                for range in block.read_ranges() {
+                    mask(&mut work, &range);
+                }
+                from = block.span.end;
+            }
+            None => from = block.marker_end,
         }
-        mask(&mut work, &block.span);
     }
     for (span, found) in crtsh::scan(&work) {
         if let Some(t) = found {
@@ -70,38 +82,49 @@ fn mask(work: &mut Cow<'_, str>, span: &Range<usize>) {
     work.to_mut().replace_range(span.clone(), &blank);
 }
 
-/// What a PEM block names, if it is a certificate or key block. Problems name the block's
-/// label, never its content.
+/// What a PEM block names, if it is a certificate or key block that decodes. Problems name the
+/// block's label, never its content.
 pub(crate) fn pem_hit(block: &PemBlock, problems: &mut Vec<String>) -> Option<Hit> {
     let label = block.label.as_str();
-    let is_cert = CERTIFICATE_LABELS.contains(&label);
-    let format = Format::from_label(label, block.encrypted_header);
-    if !is_cert && format.is_none() {
+    if !CERTIFICATE_LABELS.contains(&label) && Format::from_label(label, false).is_none() {
         return None;
     }
+    let mut notes = Vec::new();
+    let hit = decode(block, &mut notes);
     if block.unterminated {
-        problems.push(format!("PEM block {label}: no END line"));
-        return None;
+        if hit.is_some() {
+            notes.insert(0, "no END line; read to the end of its base64".into());
+        } else {
+            // Why a block without an END line does not decode goes without saying.
+            notes = vec!["no END line".into()];
+        }
     }
+    problems.extend(notes.into_iter().map(|n| format!("PEM block {label}: {n}")));
+    hit
+}
+
+/// The certificate or key a block holds; what went wrong in `notes` (without the label).
+fn decode(block: &PemBlock, notes: &mut Vec<String>) -> Option<Hit> {
+    let label = block.label.as_str();
     let Some(der) = block.der.as_deref() else {
-        problems.push(format!("PEM block {label}: body is not valid base64"));
+        notes.push("body is not valid base64".into());
         return None;
     };
-    if is_cert {
+    if CERTIFICATE_LABELS.contains(&label) {
         let parsed = cert::parse(der).map(Hit::Cert);
         if parsed.is_none() {
-            problems.push(format!("PEM block {label}: not a valid X.509 certificate"));
+            notes.push("not a valid X.509 certificate".into());
         }
         return parsed;
     }
-    let format = format?;
+    let format = Format::from_label(label, block.encrypted_header)?;
     match key::decode(format, der, legacy_algorithm(label)) {
         Ok((key, note)) => {
-            problems.extend(note.map(|n| format!("PEM block {label}: {n}")));
+            notes.extend(note.map(|n| n.to_string()));
             Some(Hit::Key(key))
         }
         Err(problem) => {
-            problems.push(format!("PEM block {label}: {problem}"));
+            notes.push(problem.to_string());
             None
         }
     }

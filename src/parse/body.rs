@@ -4,6 +4,7 @@
 //! a forwarded message three levels deep. So every part is searched, not just the "body" a mail
 //! client would display, and what cannot be decoded cleanly is still kept (lossy) with a note.
 
+use super::qp::{self, Escapes};
 use super::{html, note};
 use crate::model::{Attachment, ParsedMail};
 use mail_parser::decoders::charsets::map::charset_decoder;
@@ -27,6 +28,7 @@ fn walk_at(msg: &Message<'_>, out: &mut ParsedMail, depth: usize, prefix: &str) 
                 "{label} ({ctype}): malformed encoding or structure, content kept undecoded"
             ));
         }
+        lenient_readings(msg, part, &ctype, out);
         match &part.body {
             PartType::Text(text) => {
                 check_text(part, text, &label, &ctype, out);
@@ -91,16 +93,93 @@ fn push_text(out: &mut ParsedMail, text: String) {
 /// The extractor reads CSV/TXT/PEM attachments as files, so a text part sent as a file is kept
 /// as an attachment as well as searched as text.
 fn attach_if_named(part: &MessagePart<'_>, ctype: &str, data: &[u8], out: &mut ParsedMail) {
-    let name = part.attachment_name();
-    let is_attachment = part
-        .content_disposition()
-        .is_some_and(|d| d.is_attachment());
-    if name.is_some() || is_attachment {
-        out.attachments.push(Attachment {
-            name: name.map(str::to_string),
-            content_type: ctype.to_string(),
-            data: data.to_vec(),
-        });
+    if is_named(part) {
+        out.attachments.push(attachment(part, ctype, data));
+    }
+}
+
+/// A part sent as a file: it has a name, or says it is an attachment.
+fn is_named(part: &MessagePart<'_>) -> bool {
+    part.attachment_name().is_some()
+        || part
+            .content_disposition()
+            .is_some_and(|d| d.is_attachment())
+}
+
+fn attachment(part: &MessagePart<'_>, ctype: &str, data: &[u8]) -> Attachment {
+    Attachment {
+        name: part.attachment_name().map(str::to_string),
+        content_type: ctype.to_string(),
+        data: data.to_vec(),
+    }
+}
+
+/// A quoted-printable part as a careless sender may have meant it (see [`qp`]): each lenient
+/// reading that differs from the strict decoding goes to `lenient_texts` (and, for a part sent
+/// as a file or a binary part, to `lenient_attachments`), to be searched for references too.
+fn lenient_readings(msg: &Message<'_>, part: &MessagePart<'_>, ctype: &str, out: &mut ParsedMail) {
+    let is_qp = part
+        .content_transfer_encoding()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("quoted-printable"));
+    let raw = msg
+        .raw_message
+        .get(part.offset_body as usize..part.offset_end as usize);
+    let Some(raw) = raw.filter(|_| is_qp) else {
+        return;
+    };
+    let readings = [Escapes::Decode, Escapes::Keep].map(|e| qp::decode(raw, e));
+    match &part.body {
+        PartType::Text(strict) | PartType::Html(strict) => {
+            let is_html = matches!(part.body, PartType::Html(_)) || ctype == "text/html";
+            let mut kept: Vec<String> = Vec::new();
+            for bytes in readings {
+                let reading = decode_charset(part, &bytes);
+                if reading != *strict && !kept.contains(&reading) {
+                    kept.push(reading);
+                }
+            }
+            for reading in kept {
+                if is_named(part) {
+                    out.lenient_attachments
+                        .push(attachment(part, ctype, reading.as_bytes()));
+                }
+                let text = if is_html {
+                    html::to_text(&reading)
+                } else {
+                    reading
+                };
+                if !text.trim().is_empty() {
+                    out.lenient_texts.push(text);
+                }
+            }
+        }
+        PartType::Binary(strict) | PartType::InlineBinary(strict) => {
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            for reading in readings {
+                if reading != strict.as_ref() && !kept.contains(&reading) {
+                    kept.push(reading);
+                }
+            }
+            for reading in kept {
+                if ctype.starts_with("message/") {
+                    out.lenient_texts
+                        .push(String::from_utf8_lossy(&reading).into_owned());
+                }
+                out.lenient_attachments
+                    .push(attachment(part, ctype, &reading));
+            }
+        }
+        PartType::Message(_) | PartType::Multipart(_) => {}
+    }
+}
+
+/// Bytes of a text part as text, in its declared charset where known (as the strict decoding
+/// does), else as lossy UTF-8.
+fn decode_charset(part: &MessagePart<'_>, bytes: &[u8]) -> String {
+    let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
+    match charset.and_then(|cs| charset_decoder(cs.trim().as_bytes())) {
+        Some(decoder) => decoder(bytes),
+        None => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 

@@ -7,13 +7,15 @@
 //!
 //! Submodules, one job each: [`headers`] (top-level fields), [`body`] (every part → texts and
 //! attachments), [`html`] (HTML → text with links kept), [`dates`] (header dates → UTC),
-//! [`note`] (safe excerpts for `problems`).
+//! [`note`] (safe excerpts for `problems`), [`qp`] (quoted-printable as careless senders write
+//! it).
 
 mod body;
 mod dates;
 mod headers;
 pub mod html;
 mod note;
+mod qp;
 
 use crate::model::ParsedMail;
 use mail_parser::{HeaderName, Message, MessageParser};

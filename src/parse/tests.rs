@@ -435,3 +435,144 @@ X-Other: raw =?utf-8?q?value?=\r\n\r\nbody\r\n";
         }
     }
 }
+
+/// One message with one quoted-printable part of `ctype` holding `body` as written.
+fn qp_message(ctype: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: r@x.example\r\nSubject: report\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n\
+Hello.\r\n--XX\r\nContent-Type: {ctype}\r\n{extra_headers}\
+Content-Transfer-Encoding: quoted-printable\r\n\r\n{body}\r\n--XX--\r\n"
+    )
+    .into_bytes()
+}
+
+fn refs_of(raw: &[u8]) -> Vec<String> {
+    let found = crate::extract::mail_references(&parse(raw));
+    let keys = found.keys.into_iter().filter_map(|k| k.reference);
+    found
+        .certificates
+        .into_iter()
+        .map(|c| c.reference)
+        .chain(keys)
+        .collect()
+}
+
+/// An unescaped `=` in a quoted-printable part, as hand-made mail has it, eats nothing: in a
+/// URL's query before digits or hex, right before a soft line break, before a blank, and in
+/// a part that also holds escapes written by the book.
+#[test]
+fn quoted_printable_as_careless_senders_write_it() {
+    const HEX: &str = "55A7D05C16EF8FB68EF1C4D9B877B19D326F0EF41D50572194891BA8C9BE5F5C";
+    let hex = HEX.to_ascii_lowercase();
+    let colons: String = HEX
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    let id = "crtsh:12345".to_string();
+    let sha = format!("sha256:{hex}");
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "text/plain",
+            "see https://crt.sh/?id=12345 ok".into(),
+            id.clone(),
+        ),
+        ("text/plain", "crt.sh/?d=12345".into(), id.clone()),
+        (
+            "text/plain",
+            "https://crt.sh/?id==\r\n12345 ok".into(),
+            id.clone(),
+        ),
+        (
+            "text/plain",
+            format!("https://crt.sh/?sha256={HEX}"),
+            sha.clone(),
+        ),
+        (
+            "text/plain",
+            format!("https://crt.sh/?q={HEX}"),
+            sha.clone(),
+        ),
+        (
+            "text/plain",
+            format!("SHA256 Fingerprint={colons}"),
+            sha.clone(),
+        ),
+        ("text/plain", format!("sha256={hex}"), sha.clone()),
+        (
+            "text/plain",
+            format!("https://crt.sh/?spkisha256={hex}"),
+            format!("spki:{hex}"),
+        ),
+        // Escapes by the book elsewhere in the part, and a soft break inside the link.
+        (
+            "text/plain; charset=utf-8",
+            "caf=C3=A9 =3D https://crt.sh/?opt=3Dx&id=3D123=\r\n45 == end".into(),
+            id.clone(),
+        ),
+        (
+            "text/html",
+            "<p>See <a href=\"https://crt.sh/?id=12345\">the certificate</a>.</p>".into(),
+            id.clone(),
+        ),
+        (
+            "text/html; charset=iso-8859-1",
+            "<p>caf=E9 <a href=3D\"https://crt.sh/?opt=cablint&amp;id=12345\">x</a>=\r\n</p>"
+                .into(),
+            id.clone(),
+        ),
+    ];
+    for (ctype, body, expected) in cases {
+        let raw = qp_message(ctype, "", &body);
+        assert_eq!(refs_of(&raw), [expected], "{ctype} {body:?}");
+    }
+}
+
+/// Attachments in quoted-printable are read leniently too: a listing, and a PEM file.
+#[test]
+fn quoted_printable_attachments_are_read_leniently() {
+    let csv = qp_message(
+        "text/csv; name=certs.csv",
+        "Content-Disposition: attachment; filename=certs.csv\r\n",
+        "url\r\nhttps://crt.sh/?id=12345\r\nhttps://crt.sh/?id=67890\r\n",
+    );
+    assert_eq!(refs_of(&csv), ["crtsh:12345", "crtsh:67890"]);
+    let m = parse(&csv);
+    assert!(
+        m.lenient_attachments
+            .iter()
+            .any(|a| a.name.as_deref() == Some("certs.csv"))
+    );
+
+    let leaf = include_str!("../../fixtures/keys/leaf.pem").replace('\n', "\r\n");
+    // The base64 padding `==` unescaped, and a soft break inside the body's last line.
+    let careless = leaf.replacen("lPGuvDZHA==", "lPGuvD=\r\nZHA==", 1);
+    assert_ne!(
+        careless, leaf,
+        "the fixture's last line changed: update the test"
+    );
+    let pem = qp_message(
+        "application/x-pem-file; name=leaf.pem",
+        "Content-Disposition: attachment; filename=leaf.pem\r\n",
+        &careless,
+    );
+    assert_eq!(
+        refs_of(&pem),
+        ["sha256:55a7d05c16ef8fb68ef1c4d9b877b19d326f0ef41d50572194891ba8c9be5f5c"]
+    );
+}
+
+/// A part written by the book adds nothing to search where every reading agrees.
+#[test]
+fn quoted_printable_by_the_book_adds_no_reading_without_escapes() {
+    let m = parse(&qp_message("text/plain", "", "plain=\r\n words\r\n"));
+    assert!(m.lenient_texts.is_empty(), "{:?}", m.lenient_texts);
+    let m = parse(&qp_message("text/plain", "", "https://crt.sh/?id=3D5"));
+    assert_eq!(m.lenient_texts, ["https://crt.sh/?id=3D5"]);
+    assert_eq!(
+        refs_of(&qp_message("text/plain", "", "https://crt.sh/?id=3D5")),
+        ["crtsh:5"]
+    );
+}
