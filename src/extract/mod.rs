@@ -19,6 +19,7 @@ mod pem;
 mod target;
 mod text;
 
+use crate::limits::{Limits, TRUNCATED};
 use crate::model::{Attachment, BadCommand, CertificateRef, Command, KeyEvidence, KeyRef};
 use std::collections::{HashMap, HashSet};
 use text::Scan;
@@ -44,7 +45,22 @@ pub(crate) enum Hit {
 /// Deduplicated by reference (details merged with [`CertificateRef::merge_from`]; for keys the
 /// strongest evidence is kept), in order of first appearance.
 pub fn references(subject: &str, texts: &[String], attachments: &[Attachment]) -> Found {
-    let mut collector = Collector::default();
+    references_limited(subject, texts, attachments, &Limits::default())
+}
+
+/// [`references`], keeping at most `limits.references` distinct references (each one becomes
+/// a clock); a note says how many sightings beyond them were dropped. The texts and
+/// attachments are searched as given: `parse` already cut them to the limits.
+pub fn references_limited(
+    subject: &str,
+    texts: &[String],
+    attachments: &[Attachment],
+    limits: &Limits,
+) -> Found {
+    let mut collector = Collector {
+        max: limits.references,
+        ..Collector::default()
+    };
     let sources = std::iter::once(subject).chain(texts.iter().map(String::as_str));
     for t in sources {
         let mut scan = Scan::default();
@@ -55,6 +71,12 @@ pub fn references(subject: &str, texts: &[String], attachments: &[Attachment]) -
         let mut scan = Scan::default();
         attachment::scan(att, &mut scan);
         collector.absorb(scan);
+    }
+    if collector.dropped > 0 {
+        collector.found.problems.push(format!(
+            "{TRUNCATED} {} sightings of certificates or keys beyond the first {} references not recorded (limits.references)",
+            collector.dropped, collector.max
+        ));
     }
     collector.found
 }
@@ -96,6 +118,17 @@ struct Collector {
     certificates: HashMap<String, usize>,
     keys: HashMap<KeyIdentity, usize>,
     problems: HashSet<String>,
+    /// At most this many distinct references are kept; `dropped` counts sightings of others.
+    max: usize,
+    dropped: usize,
+}
+
+impl Collector {
+    fn full(&mut self) -> bool {
+        let full = self.found.certificates.len() + self.found.keys.len() >= self.max;
+        self.dropped += usize::from(full);
+        full
+    }
 }
 
 impl Collector {
@@ -115,8 +148,9 @@ impl Collector {
     }
 
     fn certificate(&mut self, c: CertificateRef) {
-        match self.certificates.get(&c.reference) {
-            Some(&i) => self.found.certificates[i].merge_from(&c),
+        match self.certificates.get(&c.reference).copied() {
+            Some(i) => self.found.certificates[i].merge_from(&c),
+            None if self.full() => {}
             None => {
                 self.certificates
                     .insert(c.reference.clone(), self.found.certificates.len());
@@ -127,14 +161,15 @@ impl Collector {
 
     fn key(&mut self, k: KeyRef) {
         let identity = KeyIdentity::of(&k);
-        match self.keys.get(&identity) {
-            Some(&i) => {
+        match self.keys.get(&identity).copied() {
+            Some(i) => {
                 let existing = &mut self.found.keys[i];
                 existing.evidence = existing.evidence.max(k.evidence);
                 if existing.algorithm.is_none() {
                     existing.algorithm = k.algorithm;
                 }
             }
+            None if self.full() => {}
             None => {
                 self.keys.insert(identity, self.found.keys.len());
                 self.found.keys.push(k);
