@@ -15,6 +15,7 @@ mod mailbox;
 
 pub use mailbox::{MailboxConfig, PasswordSource};
 
+use crate::limits::Limits;
 use crate::model::FolderRole;
 use crate::timefmt::parse_span;
 use serde::Deserialize;
@@ -28,6 +29,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub rules: RulesConfig,
     pub clock: ClockConfig,
+    /// How much of one message is searched (`[limits]`).
+    pub limits: Limits,
     pub maildir: Vec<MaildirConfig>,
     /// IMAP accounts watched by `cprwatch run`.
     pub mailbox: Vec<MailboxConfig>,
@@ -181,10 +184,24 @@ pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
             Ok(n)
         }
     };
+    let positive_usize = |key: &str, n: u64| {
+        usize::try_from(positive(key, n)?)
+            .map_err(|_| invalid(key, format!("{n} is too large for this machine")))
+    };
     let clock = ClockConfig {
         tick_seconds: positive("clock.tick_seconds", raw.clock.tick_seconds)?,
         warn_before: span("clock.warn_before", &raw.clock.warn_before)?,
         thread_window: span("clock.thread_window", &raw.clock.thread_window)?,
+    };
+
+    let l = &raw.limits;
+    let limits = Limits {
+        text_bytes: positive_usize("limits.text_bytes", l.text_bytes)?,
+        parts: positive_usize("limits.parts", l.parts)?,
+        depth: positive_usize("limits.depth", l.depth)?,
+        header_bytes: positive_usize("limits.header_bytes", l.header_bytes)?,
+        attachment_bytes: positive_usize("limits.attachment_bytes", l.attachment_bytes)?,
+        references: positive_usize("limits.references", l.references)?,
     };
 
     let mut maildir = Vec::with_capacity(raw.maildir.len());
@@ -245,6 +262,7 @@ pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
             dir: raw.rules.dir.as_deref().map(resolve),
         },
         clock,
+        limits,
         maildir,
         mailbox,
         path: origin.to_path_buf(),
@@ -308,6 +326,8 @@ struct RawConfig {
     #[serde(default)]
     clock: RawClock,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     maildir: Vec<RawMaildir>,
     #[serde(default)]
     mailbox: Vec<mailbox::RawMailbox>,
@@ -368,6 +388,31 @@ impl Default for RawClock {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    text_bytes: u64,
+    parts: u64,
+    depth: u64,
+    header_bytes: u64,
+    attachment_bytes: u64,
+    references: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let d = Limits::default();
+        RawLimits {
+            text_bytes: d.text_bytes as u64,
+            parts: d.parts as u64,
+            depth: d.depth as u64,
+            header_bytes: d.header_bytes as u64,
+            attachment_bytes: d.attachment_bytes as u64,
+            references: d.references as u64,
+        }
+    }
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMaildir {
     path: PathBuf,
@@ -406,6 +451,7 @@ mod tests {
         assert_eq!(c.store.path, Path::new("/etc/cprwatch/cprwatch.sqlite"));
         assert_eq!(c.rules.dir, None);
         assert_eq!(c.clock, ClockConfig::default());
+        assert_eq!(c.limits, Limits::default());
         assert!(c.maildir.is_empty());
         assert_eq!(c.path, Path::new(ORIGIN));
     }
@@ -477,6 +523,10 @@ mod tests {
             ),
             ("[desk]\nstaff_domains = []\n[stores]\n", "stores"),
             (
+                "[desk]\nstaff_domains = []\n[limits]\ntext_byte = 5\n",
+                "text_byte",
+            ),
+            (
                 "[desk]\nstaff_domains = []\n[[maildir]]\npath = \"m\"\nfolders = [{ name = \"x\", role = \"inbox\", watch = true }]\n",
                 "watch",
             ),
@@ -520,6 +570,10 @@ mod tests {
                 "[desk]\nstaff_domains = []\n[[maildir]]\npath = \"m\"\npoll_seconds = 0\n",
                 "maildir[0].poll_seconds",
             ),
+            (
+                "[desk]\nstaff_domains = []\n[limits]\nparts = 0\n",
+                "limits.parts",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(
@@ -528,6 +582,25 @@ mod tests {
             );
             assert!(e.to_string().contains(ORIGIN));
         }
+    }
+
+    #[test]
+    fn limits_are_read_each_key_its_own() {
+        let c = parse(
+            "[desk]\nstaff_domains = []\n[limits]\ntext_bytes = 1\nparts = 2\ndepth = 3\nheader_bytes = 4\nattachment_bytes = 5\nreferences = 6\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                text_bytes: 1,
+                parts: 2,
+                depth: 3,
+                header_bytes: 4,
+                attachment_bytes: 5,
+                references: 6,
+            }
+        );
     }
 
     #[test]

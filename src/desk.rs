@@ -51,6 +51,7 @@ pub fn policy(config: &Config) -> Result<Policy, DeskError> {
             trusted_authserv_ids: config.desk.trusted_authserv_ids.clone(),
         },
         rules,
+        limits: config.limits.clone(),
     })
 }
 
@@ -456,6 +457,7 @@ mod tests {
                 trusted_authserv_ids: vec!["mx.example-ca.test".into()],
             },
             rules: RuleSet::shipped(),
+            limits: crate::limits::Limits::default(),
         };
         Desk::with_store(Box::new(store::memory()), policy, Settings::default()).unwrap()
     }

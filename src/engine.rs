@@ -565,6 +565,7 @@ mod tests {
                     trusted_authserv_ids: vec!["mx.example-ca.test".into()],
                 },
                 rules: RuleSet::shipped(),
+                limits: crate::limits::Limits::default(),
             },
             Settings::default(),
         )

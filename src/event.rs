@@ -386,9 +386,14 @@ impl Event {
 
     /// Whether this event concerns the given case (directly or through one of its clocks or
     /// messages), for `cprwatch case`.
-    pub fn concerns(&self, case: &str, clocks: &[String], messages: &[String]) -> bool {
-        let has = |s: &String| clocks.contains(s);
-        let msg = |s: &String| messages.contains(s);
+    pub fn concerns(
+        &self,
+        case: &str,
+        clocks: &std::collections::HashSet<&str>,
+        messages: &std::collections::HashSet<&str>,
+    ) -> bool {
+        let has = |s: &String| clocks.contains(s.as_str());
+        let msg = |s: &String| messages.contains(s.as_str());
         match self {
             Event::MessageReceived { facts } => msg(&facts.content_hash),
             Event::MessageLogged { message, .. } | Event::CommandIgnored { message, .. } => {

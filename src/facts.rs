@@ -2,6 +2,7 @@
 //! receipt time and staff authorship. Pure: `now` is an argument.
 
 use crate::event::{Automation, MessageFacts};
+use crate::limits::Limits;
 use crate::model::{FolderRole, ParsedMail, SourceMeta, TimeSource, Timestamp};
 use crate::rules::RuleSet;
 use crate::staff::{self, StaffPolicy};
@@ -13,6 +14,8 @@ use crate::{extract, parse, timefmt};
 pub struct Policy {
     pub staff: StaffPolicy,
     pub rules: RuleSet,
+    /// How much of one message is searched (`[limits]`).
+    pub limits: Limits,
 }
 
 /// A Message-Id for a message that has none, stable across re-reads: derived from the content,
@@ -70,13 +73,13 @@ pub fn message_facts(
     policy: &Policy,
     now: Timestamp,
 ) -> MessageFacts {
-    let mail = parse::parse(raw);
+    let mail = parse::parse_limited(raw, &policy.limits);
     let mut problems = mail.problems.clone();
     if !mail.parsed_ok {
         problems.push("the message could not be parsed as RFC 5322 mail; recorded as received and searched as plain text".into());
     }
     let (received_at, time_source) = receipt_time(&mail, meta, now, &mut problems);
-    let found = extract::mail_references(&mail);
+    let found = extract::mail_references(&mail, &policy.limits);
     problems.extend(found.problems);
     let (commands, bad_commands) = extract::commands(&mail.texts);
     let rules = policy.rules.classify(&mail.subject, &mail.texts);

@@ -248,6 +248,7 @@ pub fn case_text(
             esc(cm.via)
         );
     }
+    truncated_notes(&mut o, events);
     let _ = writeln!(o, "\ncertificates ({}):", j.certificates.len());
     for c in &j.certificates {
         let _ = writeln!(
@@ -308,6 +309,26 @@ pub fn case_text(
         );
     }
     o
+}
+
+/// Says which messages were not searched whole (over a `[limits]` bound), so staff know the
+/// certificates and clocks may be incomplete and read the stored message by hand. The notes
+/// hold sizes and limit names only, never message content.
+fn truncated_notes(o: &mut String, events: &[(u64, &Envelope)]) {
+    use std::fmt::Write;
+    for (_, env) in events {
+        if let crate::event::Event::MessageReceived { facts } = &env.event {
+            for p in &facts.problems {
+                if let Some(rest) = p.strip_prefix(crate::limits::TRUNCATED) {
+                    let _ = writeln!(
+                        o,
+                        "  ! message {} was truncated for search:{rest}",
+                        facts.message_id
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// One watched folder's health, as `status` shows it.

@@ -19,6 +19,7 @@ mod pem;
 mod target;
 mod text;
 
+use crate::limits::{Limits, TRUNCATED};
 use crate::model::{
     Attachment, BadCommand, CertificateRef, Command, KeyEvidence, KeyRef, ParsedMail,
 };
@@ -50,24 +51,37 @@ pub fn references(subject: &str, texts: &[String], attachments: &[Attachment]) -
         subject,
         texts.iter().map(String::as_str),
         attachments.iter(),
+        &Limits::default(),
     )
 }
 
 /// Every certificate and key reference in a parsed message, as [`references`] finds them,
 /// searching also the lenient readings of its quoted-printable parts (after the strict ones,
-/// so the order of first appearance is the strict decoding's).
-pub fn mail_references(mail: &ParsedMail) -> Found {
+/// so the order of first appearance is the strict decoding's), keeping at most
+/// `limits.references` distinct references (each one becomes a clock); a note says how many
+/// sightings beyond them were dropped. The texts and attachments are searched as given:
+/// `parse` already cut them to the limits.
+pub fn mail_references(mail: &ParsedMail, limits: &Limits) -> Found {
     let texts = mail.texts.iter().chain(&mail.lenient_texts);
     let attachments = mail.attachments.iter().chain(&mail.lenient_attachments);
-    references_from(&mail.subject, texts.map(String::as_str), attachments)
+    references_from(
+        &mail.subject,
+        texts.map(String::as_str),
+        attachments,
+        limits,
+    )
 }
 
 fn references_from<'a>(
     subject: &'a str,
     texts: impl Iterator<Item = &'a str>,
     attachments: impl Iterator<Item = &'a Attachment>,
+    limits: &Limits,
 ) -> Found {
-    let mut collector = Collector::default();
+    let mut collector = Collector {
+        max: limits.references,
+        ..Collector::default()
+    };
     for t in std::iter::once(subject).chain(texts) {
         let mut scan = Scan::default();
         text::scan(t, &mut scan);
@@ -77,6 +91,12 @@ fn references_from<'a>(
         let mut scan = Scan::default();
         attachment::scan(att, &mut scan);
         collector.absorb(scan);
+    }
+    if collector.dropped > 0 {
+        collector.found.problems.push(format!(
+            "{TRUNCATED} {} sightings of certificates or keys beyond the first {} references not recorded (limits.references)",
+            collector.dropped, collector.max
+        ));
     }
     collector.found
 }
@@ -118,6 +138,17 @@ struct Collector {
     certificates: HashMap<String, usize>,
     keys: HashMap<KeyIdentity, usize>,
     problems: HashSet<String>,
+    /// At most this many distinct references are kept; `dropped` counts sightings of others.
+    max: usize,
+    dropped: usize,
+}
+
+impl Collector {
+    fn full(&mut self) -> bool {
+        let full = self.found.certificates.len() + self.found.keys.len() >= self.max;
+        self.dropped += usize::from(full);
+        full
+    }
 }
 
 impl Collector {
@@ -137,8 +168,9 @@ impl Collector {
     }
 
     fn certificate(&mut self, c: CertificateRef) {
-        match self.certificates.get(&c.reference) {
-            Some(&i) => self.found.certificates[i].merge_from(&c),
+        match self.certificates.get(&c.reference).copied() {
+            Some(i) => self.found.certificates[i].merge_from(&c),
+            None if self.full() => {}
             None => {
                 self.certificates
                     .insert(c.reference.clone(), self.found.certificates.len());
@@ -149,14 +181,15 @@ impl Collector {
 
     fn key(&mut self, k: KeyRef) {
         let identity = KeyIdentity::of(&k);
-        match self.keys.get(&identity) {
-            Some(&i) => {
+        match self.keys.get(&identity).copied() {
+            Some(i) => {
                 let existing = &mut self.found.keys[i];
                 existing.evidence = existing.evidence.max(k.evidence);
                 if existing.algorithm.is_none() {
                     existing.algorithm = k.algorithm;
                 }
             }
+            None if self.full() => {}
             None => {
                 self.keys.insert(identity, self.found.keys.len());
                 self.found.keys.push(k);

@@ -3,22 +3,37 @@
 
 use super::dates;
 use super::note;
+use crate::limits::{self, Limits, TRUNCATED};
 use crate::model::ParsedMail;
 use mail_parser::{Address, Header, HeaderName, HeaderValue, Message, MimeHeaders};
 
 /// Fill every header-derived field of `out` from the top-level headers of `msg`. `raw` is the
 /// input the message was parsed from: header offsets point into it.
-pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail) {
+///
+/// No field keeps more than `limits.header_bytes`: the subject is cut, lists keep the entries
+/// that fit (a note says so), because every field ends up in the event log and in views.
+pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail, limits: &Limits) {
+    let max = limits.header_bytes;
     out.message_id = msg
         .message_id()
         .map(str::trim)
         .filter(|id| !id.is_empty())
-        .map(bracket);
-    out.from = msg.from().and_then(|a| addresses(a).into_iter().next());
+        .map(|id| bracket(limits::prefix(id, max)));
+    out.from = msg
+        .from()
+        .and_then(|a| addresses(a).into_iter().next())
+        .map(|a| limits::prefix(&a, max).to_string());
     out.reply_to = msg.reply_to().map(addresses).unwrap_or_default();
     out.to = msg.to().map(addresses).unwrap_or_default();
     out.cc = msg.cc().map(addresses).unwrap_or_default();
-    out.subject = msg.subject().map(unfold).unwrap_or_default();
+    let subject = msg.subject().unwrap_or_default();
+    if subject.len() > max {
+        out.problems.push(format!(
+            "{TRUNCATED} the Subject is {} bytes; only the first {max} were kept (limits.header_bytes)",
+            subject.len()
+        ));
+    }
+    out.subject = unfold(limits::prefix(subject, max));
 
     let headers = msg.headers();
     let has_date = headers.iter().any(|h| h.name == HeaderName::Date);
@@ -30,11 +45,28 @@ pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail) {
 
     out.in_reply_to = ids(msg, HeaderName::InReplyTo);
     out.references = ids(msg, HeaderName::References);
+    for (name, list, keep_last) in [
+        ("Reply-To", &mut out.reply_to, false),
+        ("To", &mut out.to, false),
+        ("Cc", &mut out.cc, false),
+        ("In-Reply-To", &mut out.in_reply_to, true),
+        // The last ids are the nearest ancestors, the ones most likely recorded.
+        ("References", &mut out.references, true),
+    ] {
+        let dropped = cap_list(list, max, keep_last);
+        if dropped > 0 {
+            out.problems.push(format!(
+                "{TRUNCATED} {dropped} entries of {name}: beyond {max} bytes not kept (limits.header_bytes)"
+            ));
+        }
+    }
 
     let mut seen_received = false;
     let mut seen_return_path = false;
     // authserv-ids whose verdict was already seen (top = newest).
-    let mut verdicts_seen: Vec<String> = Vec::new();
+    let mut verdicts_seen: std::collections::HashSet<String> = Default::default();
+    // Bytes of verdicts read so far, and verdicts left unread past `max`.
+    let (mut verdict_bytes, mut verdicts_dropped) = (0usize, 0usize);
     for h in headers {
         match &h.name {
             HeaderName::Received if !seen_received => {
@@ -58,14 +90,21 @@ pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail) {
                 // The receiving server adds one verdict, on top of what the message already
                 // carried; another one further down claiming the same authserv-id was in the
                 // message before that server saw it: the sender wrote it (RFC 8601 §5).
+                // The real ones are on top: what lies below `max` bytes of them is the
+                // sender's, and not read.
+                if verdict_bytes > max {
+                    verdicts_dropped += 1;
+                    continue;
+                }
                 let value = raw_value(raw, h);
+                verdict_bytes += value.len();
                 let authserv = authserv_id(&value);
                 if verdicts_seen.contains(&authserv) {
                     out.problems.push(format!(
                         "a second Authentication-Results claiming {authserv} below its own: ignored as forged"
                     ));
                 } else {
-                    verdicts_seen.push(authserv);
+                    verdicts_seen.insert(authserv);
                     out.authentication_results.push(value);
                 }
             }
@@ -94,6 +133,12 @@ pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail) {
         }
     }
 
+    if verdicts_dropped > 0 {
+        out.problems.push(format!(
+            "{TRUNCATED} {verdicts_dropped} Authentication-Results headers below the first {max} bytes of them not read (limits.header_bytes)"
+        ));
+    }
+
     out.is_report_mime = msg.is_content_type("multipart", "report");
 }
 
@@ -103,6 +148,31 @@ fn raw_value(raw: &[u8], h: &Header<'_>) -> String {
         .get(h.offset_start as usize..h.offset_end as usize)
         .unwrap_or_default();
     String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+/// Keep the entries of `list` (its first ones, or with `keep_last` its last ones) that fit in
+/// `max` bytes together; returns how many were dropped.
+fn cap_list(list: &mut Vec<String>, max: usize, keep_last: bool) -> usize {
+    let mut total = 0;
+    let fits = |s: &String, total: &mut usize| {
+        *total += s.len();
+        *total <= max
+    };
+    let keep = if keep_last {
+        list.iter()
+            .rev()
+            .take_while(|s| fits(s, &mut total))
+            .count()
+    } else {
+        list.iter().take_while(|s| fits(s, &mut total)).count()
+    };
+    let dropped = list.len() - keep;
+    if keep_last {
+        list.drain(..dropped);
+    } else {
+        list.truncate(keep);
+    }
+    dropped
 }
 
 /// Lowercase bare addresses, groups flattened, empty entries dropped.

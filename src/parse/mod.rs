@@ -17,6 +17,7 @@ pub mod html;
 mod note;
 mod qp;
 
+use crate::limits::Limits;
 use crate::model::ParsedMail;
 use mail_parser::{HeaderName, Message, MessageParser};
 use std::sync::LazyLock;
@@ -54,32 +55,40 @@ static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
         .default_header_raw()
 });
 
-/// Parse one RFC 5322 message. See the field docs of [`ParsedMail`] for what each field holds.
+/// Parse one RFC 5322 message under the default [`Limits`].
 pub fn parse(raw: &[u8]) -> ParsedMail {
+    parse_limited(raw, &Limits::default())
+}
+
+/// Parse one RFC 5322 message, keeping no more of it than `limits` allow (what is cut is noted
+/// on `problems`). See the field docs of [`ParsedMail`] for what each field holds.
+pub fn parse_limited(raw: &[u8], limits: &Limits) -> ParsedMail {
     // mail-parser promises not to panic; the service's liveness should not rest on a promise.
-    let parsed = std::panic::catch_unwind(|| parse_inner(raw));
+    let parsed = std::panic::catch_unwind(|| parse_inner(raw, limits));
     parsed.unwrap_or_else(|_| {
         let mut out = ParsedMail::default();
         out.problems
             .push("the MIME parser failed on this message; searched as raw text".into());
-        salvage(raw, &mut out);
+        salvage(raw, &mut out, limits);
         out
     })
 }
 
-fn parse_inner(raw: &[u8]) -> ParsedMail {
+fn parse_inner(raw: &[u8], limits: &Limits) -> ParsedMail {
     let mut out = ParsedMail::default();
     match PARSER.parse(raw) {
         Some(msg) if looks_like_mail(&msg) => {
             out.parsed_ok = true;
-            headers::fill(&msg, raw, &mut out);
-            body::walk(&msg, &mut out);
+            headers::fill(&msg, raw, &mut out, limits);
+            let mut budget = body::Budget::new(limits);
+            body::walk(&msg, &mut out, &mut budget);
+            budget.notes(&mut out);
         }
         _ => {
             out.problems.push(
                 "no mail headers found: not an RFC 5322 message; searched as raw text".into(),
             );
-            salvage(raw, &mut out);
+            salvage(raw, &mut out, limits);
         }
     }
     out
@@ -109,12 +118,12 @@ fn looks_like_mail(msg: &Message<'_>) -> bool {
     })
 }
 
-/// The whole input as lossy text, so the extractor still sees whatever references it holds.
-fn salvage(raw: &[u8], out: &mut ParsedMail) {
-    let text = String::from_utf8_lossy(raw);
-    if !text.trim().is_empty() {
-        out.texts.push(text.into_owned());
-    }
+/// The whole input (up to the text limit) as lossy text, so the extractor still sees whatever
+/// references it holds.
+fn salvage(raw: &[u8], out: &mut ParsedMail, limits: &Limits) {
+    let mut budget = body::Budget::new(limits);
+    budget.push_bytes(out, raw);
+    budget.notes(out);
 }
 
 #[cfg(test)]

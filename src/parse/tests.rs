@@ -448,7 +448,7 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\n{body}\r\n--XX--\r\n"
 }
 
 fn refs_of(raw: &[u8]) -> Vec<String> {
-    let found = crate::extract::mail_references(&parse(raw));
+    let found = crate::extract::mail_references(&parse(raw), &crate::limits::Limits::default());
     let keys = found.keys.into_iter().filter_map(|k| k.reference);
     found
         .certificates
