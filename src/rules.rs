@@ -14,6 +14,7 @@
 //! it off (`(?-i)`). The engine decides what several rules mean (the shortest window wins);
 //! with none it applies the conservative 24 hours.
 
+mod boundary;
 mod keywords;
 mod matcher;
 
@@ -21,7 +22,6 @@ use crate::model::RuleHit;
 use crate::timefmt::{format_span, parse_span};
 use matcher::{Field, Matcher, Pattern};
 use regex_automata::meta;
-use regex_automata::util::syntax;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -373,17 +373,25 @@ fn validate(file: &str, r: RawRule) -> Result<Rule, RulesError> {
     })
 }
 
-/// One case-insensitive regex matching any of `patterns`, with lean word classes.
+/// One case-insensitive regex matching any of `patterns`, with lean word classes and the word
+/// boundaries a lazy DFA can evaluate (see `boundary`).
 fn build_regex(patterns: &[&str]) -> Result<meta::Regex, String> {
-    let lean: Vec<String> = patterns.iter().map(|p| lean_word_classes(p)).collect();
+    let mut hirs = Vec::with_capacity(patterns.len());
+    for p in patterns {
+        let hir = regex_syntax::ParserBuilder::new()
+            .case_insensitive(true)
+            .build()
+            .parse(&lean_word_classes(p))
+            .map_err(|e| e.to_string())?;
+        hirs.push(boundary::ascii_where_equal(&hir));
+    }
     meta::Regex::builder()
-        .syntax(syntax::Config::new().case_insensitive(true))
         .configure(
             meta::Config::new()
                 .nfa_size_limit(Some(SIZE_LIMIT))
                 .hybrid_cache_capacity(16 << 20),
         )
-        .build_many(&lean)
+        .build_many_from_hir(&hirs)
         .map_err(|e| e.to_string())
 }
 
@@ -397,24 +405,16 @@ const NON_WORD: &str = r"(?-i:[^0-9A-Za-z_\x{80}-\x{10FFFF}])";
 /// Why: Unicode's `\w` is a table of hundreds of ranges, and the shipped rules use it about
 /// 250 times; compiled into one set that cost ~75 MB of resident memory and half a second per
 /// process. Counting every non-ASCII character as a word character keeps words such as
-/// "Schlüssel" or "révoqué" whole (what the rules need), at a sliver of the cost.
-///
-/// In a pattern written in ASCII only, `\b` becomes ASCII's word boundary. Why: the lazy DFA
-/// cannot evaluate Unicode's `\b` once the text holds a non-ASCII character (a typographic
-/// apostrophe, an accented name), and the regex engine then falls back to an NFA simulation
-/// some hundred times slower: real mail, varied, hit that on most messages. The two agree but
-/// where an ASCII letter of the pattern touches a non-ASCII letter in the text ("naïve"),
-/// which can only add a match. Patterns that spell non-ASCII words keep Unicode's `\b`, which
-/// agrees with the classes here for letters.
+/// "Schlüssel" or "révoqué" whole (what the rules need), at a sliver of the cost. `\b` keeps
+/// its Unicode meaning, which agrees with this for letters (`boundary` makes it ASCII's where
+/// the two agree).
 fn lean_word_classes(p: &str) -> String {
-    let ascii = p.is_ascii();
     let mut out = String::with_capacity(p.len() + 16);
     let mut chars = p.chars();
     let mut depth = 0usize;
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
-                Some('b') if ascii && depth == 0 => out.push_str(r"(?-u:\b)"),
                 Some('w') if depth > 0 => out.push_str(r"0-9A-Za-z_\x{80}-\x{10FFFF}"),
                 Some('W') if depth > 0 => out.push_str(r"[^0-9A-Za-z_\x{80}-\x{10FFFF}]"),
                 Some('w') => out.push_str(WORD),
@@ -478,40 +478,35 @@ fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
         });
     }
     let too_large = |e: String| RulesError::TooLarge(e);
-    // One regex per rule and field: a match of any of its patterns makes the rule a
-    // candidate, so a window is scanned once per rule, not once per pattern.
+    // One regex per pattern: a union of a rule's patterns was tried, and its lazy DFA kept
+    // building states for the combinations of their partial matches (twice as slow on varied
+    // text).
     let mut patterns = Vec::new();
     let mut words: Vec<String> = Vec::new();
     let mut word_index: HashMap<String, usize> = HashMap::new();
     let mut keyed: Vec<Vec<usize>> = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         for (field, list) in [(Field::Subject, &r.subject), (Field::Body, &r.body)] {
-            // ASCII-only patterns apart: their regex never needs Unicode's word boundary,
-            // which the lazy DFA cannot evaluate on non-ASCII text (see `lean_word_classes`).
-            let (ascii, other): (Vec<&String>, Vec<&String>) =
-                list.iter().partition(|p| p.is_ascii());
-            for part in [ascii, other] {
-                if part.is_empty() {
-                    continue;
-                }
+            for p in list {
                 let id = patterns.len();
-                let all: Vec<&str> = part.iter().map(|p| p.as_str()).collect();
+                let prefixes = keywords::prefixes(p);
                 patterns.push(Pattern {
                     rule: i,
                     field,
-                    regex: build_regex(&all).map_err(too_large)?,
+                    regex: build_regex(&[p.as_str()]).map_err(too_large)?,
+                    anchored: prefixes.is_some(),
                 });
-                for p in part {
-                    for w in keywords::required(p).map_err(too_large)? {
-                        let k = *word_index.entry(w.clone()).or_insert_with(|| {
-                            words.push(w);
-                            keyed.push(Vec::new());
-                            words.len() - 1
-                        });
-                        if keyed[k].last() != Some(&id) {
-                            keyed[k].push(id);
-                        }
-                    }
+                let keyed_on = match prefixes {
+                    Some(words) => words,
+                    None => keywords::required(p).map_err(too_large)?,
+                };
+                for w in keyed_on {
+                    let k = *word_index.entry(w.clone()).or_insert_with(|| {
+                        words.push(w);
+                        keyed.push(Vec::new());
+                        words.len() - 1
+                    });
+                    keyed[k].push(id);
                 }
             }
         }

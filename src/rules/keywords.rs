@@ -68,6 +68,42 @@ pub(super) fn required(pattern: &str) -> Result<Vec<String>, String> {
     }
 }
 
+/// The keywords one of which every match of `pattern` starts with (after zero-width
+/// assertions), when there are such keywords worth searching for. A pattern keyed on its
+/// prefixes is tried only where a keyword begins, anchored, which costs the length of the
+/// attempt instead of a scan of the text around the keyword.
+pub(super) fn prefixes(pattern: &str) -> Option<Vec<String>> {
+    let hir = ParserBuilder::new().build().parse(pattern).ok()?;
+    let parts: Vec<&Hir> = match hir.kind() {
+        HirKind::Concat(parts) => parts.iter().collect(),
+        _ => vec![&hir],
+    };
+    let mut set: Vec<Vec<u8>> = vec![Vec::new()];
+    for p in parts {
+        if matches!(p.kind(), HirKind::Look(_)) && set == [Vec::<u8>::new()] {
+            continue;
+        }
+        match exact(p).and_then(|e| product(&set, &e)) {
+            Some(longer) => set = longer,
+            None => break,
+        }
+    }
+    // Each prefix up to its first non-ASCII byte: a folded spelling may differ there.
+    let mut words: Vec<String> = set
+        .iter()
+        .map(|w| {
+            let end = w.iter().position(|b| !b.is_ascii()).unwrap_or(w.len());
+            String::from_utf8_lossy(&w[..end]).to_ascii_lowercase()
+        })
+        .collect();
+    if words.iter().any(|w| w.len() < MIN_KEYWORD_LEN) {
+        return None;
+    }
+    words.sort();
+    words.dedup();
+    Some(words)
+}
+
 fn shortest(set: &[Vec<u8>]) -> usize {
     set.iter().map(Vec::len).min().unwrap_or(0)
 }
@@ -229,6 +265,20 @@ mod tests {
         // Adjacent parts known exactly are spelled out.
         assert_eq!(kw(r"\b(gene|ope)ration"), ["generation", "operation"]);
         assert_eq!(kw(r"\bkeys?\b"), ["key", "keys"]);
+    }
+
+    #[test]
+    fn prefixes_are_what_every_match_starts_with() {
+        let p = |s: &str| prefixes(s);
+        assert_eq!(
+            p(r"\b(leaked|exposed)\s+keys?"),
+            Some(vec!["exposed".to_string(), "leaked".to_string()])
+        );
+        assert_eq!(p(r"\bkey[\s-]+compromise"), Some(vec!["key".to_string()]));
+        assert_eq!(p(r"\b(i|we)\s+revoke"), None);
+        assert_eq!(p(r"(^|[^=])zlint"), None);
+        assert_eq!(p(r"\bclé\s+privée"), None);
+        assert_eq!(p(r"\bschlüssel"), Some(vec!["schl".to_string()]));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::Regex;
-use regex_automata::{Input, meta};
+use regex_automata::{Anchored, Input, meta};
 use std::ops::Range;
 use std::sync::LazyLock;
 
@@ -48,6 +48,8 @@ pub(super) struct Pattern {
     pub rule: usize,
     pub field: Field,
     pub regex: meta::Regex,
+    /// Every match starts with one of its keywords: tried anchored where one begins.
+    pub anchored: bool,
 }
 
 /// Every rule's patterns, compiled for matching.
@@ -146,10 +148,24 @@ impl Matcher {
         // Windows per pattern, merged as they come (occurrences arrive in text order).
         let mut windows: Vec<(usize, Range<usize>)> = Vec::new();
         let mut last: Vec<Option<usize>> = vec![None; self.patterns.len()];
+        let mut tried_at: Vec<Option<usize>> = vec![None; self.patterns.len()];
         for m in self.keywords.find_overlapping_iter(text) {
             for &p in &self.keyed[m.pattern().as_usize()] {
                 let pat = &self.patterns[p];
                 if pat.field != field || !wanted(pat.rule, hits) {
+                    continue;
+                }
+                if pat.anchored {
+                    if tried_at[p] != Some(m.start()) {
+                        tried_at[p] = Some(m.start());
+                        let end = (m.start() + 2 * REACH).min(text.len());
+                        let input = Input::new(text)
+                            .range(m.start()..ceil_char(text, end))
+                            .anchored(Anchored::Yes);
+                        if let Some(found) = pat.regex.search(&input) {
+                            self.judge(text_index, text, pat.rule, found.range(), hits);
+                        }
+                    }
                     continue;
                 }
                 let w = floor_char(text, m.start().saturating_sub(REACH))
@@ -179,21 +195,33 @@ impl Matcher {
                 } else {
                     m.end()
                 };
-                if m.is_empty() || in_encoded_line(text, m.start()) {
-                    continue;
-                }
-                let sentence = sentence(text, m.range());
-                let negated = self.unless[pat.rule]
-                    .as_ref()
-                    .is_some_and(|u| u.is_match(&text[sentence.clone()]));
-                if !negated {
-                    hits[pat.rule].push(Hit {
-                        text: text_index,
-                        sentence,
-                        matched: m.range(),
-                    });
-                }
+                self.judge(text_index, text, pat.rule, m.range(), hits);
             }
+        }
+    }
+
+    /// Keep a match of `rule` unless it is empty, not prose, or its sentence voids it.
+    fn judge(
+        &self,
+        text_index: usize,
+        text: &str,
+        rule: usize,
+        m: Range<usize>,
+        hits: &mut [Vec<Hit>],
+    ) {
+        if m.is_empty() || in_encoded_line(text, m.start) {
+            return;
+        }
+        let sentence = sentence(text, m.clone());
+        let negated = self.unless[rule]
+            .as_ref()
+            .is_some_and(|u| u.is_match(&text[sentence.clone()]));
+        if !negated {
+            hits[rule].push(Hit {
+                text: text_index,
+                sentence,
+                matched: m,
+            });
         }
     }
 }
