@@ -1,11 +1,11 @@
-//! Property: a reference is never lost. Any reference (a crt.sh URL of each form, a crt.sh
-//! mention, a SHA-256 fingerprint in hex or colon form, our own canonical forms, a PEM
-//! certificate) inserted at any position of any fixture body is found by extraction: in any
-//! part of the message, inline or attached, as text/plain or text/html (as text or as a link),
-//! under any transfer encoding (7bit, base64, quoted-printable by the book, and
-//! quoted-printable as careless senders write it, with the reference's `=` left unescaped), and
-//! after any PEM-looking decoy that does not decode (a boundary line quoted in prose, an empty,
-//! unterminated or mislabelled block).
+//! Property: a reference is never lost. Any reference (a crt.sh URL of each form, also as
+//! rewritten by link protection, a crt.sh mention, a SHA-256 fingerprint in hex or colon form,
+//! our own canonical forms, a PEM certificate) inserted at any position of any fixture body is
+//! found by extraction: in any part of the message, inline or attached, as text/plain or
+//! text/html (as text or as a link), under any transfer encoding (7bit, base64,
+//! quoted-printable by the book, and quoted-printable as careless senders write it, with the
+//! reference's `=` left unescaped), and after any PEM-looking decoy that does not decode (a
+//! boundary line quoted in prose, an empty, unterminated or mislabelled block).
 //!
 //! The messages are built here, from the bodies of every fixture message (`fixtures/scenarios`
 //! and `fixtures/maildir`), and read by the library as ingest reads them (parse, then extract).
@@ -72,6 +72,9 @@ enum Form {
     QUrl,
     SpkiUrl,
     OptIdUrl,
+    /// Rewritten by link protection: Microsoft Safe Links, Proofpoint URL Defense.
+    SafeLinks,
+    UrlDefense,
     Mention,
     Hex,
     Colons,
@@ -79,13 +82,15 @@ enum Form {
     Pem,
 }
 
-const FORMS: [Form; 11] = [
+const FORMS: [Form; 13] = [
     Form::IdUrl,
     Form::DUrl,
     Form::Sha256Url,
     Form::QUrl,
     Form::SpkiUrl,
     Form::OptIdUrl,
+    Form::SafeLinks,
+    Form::UrlDefense,
     Form::Mention,
     Form::Hex,
     Form::Colons,
@@ -122,6 +127,19 @@ impl Form {
             ),
             Form::OptIdUrl => (
                 format!("https://crt.sh/?opt=cablint,x509lint&id={id}"),
+                crtsh,
+                true,
+            ),
+            Form::SafeLinks => (
+                format!(
+                    "https://eur01.safelinks.protection.outlook.com/?url=https%3A%2F%2Fcrt.sh\
+                     %2F%3Fid%3D{id}&data=05%7C02%7C&reserved=0"
+                ),
+                crtsh,
+                true,
+            ),
+            Form::UrlDefense => (
+                format!("https://urldefense.com/v3/__https://crt.sh/?id={id}__;!!Q2x$"),
                 crtsh,
                 true,
             ),

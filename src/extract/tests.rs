@@ -316,6 +316,16 @@ fn broken_blocks_are_reported_by_label_only() {
     );
 }
 
+/// A link rewritten by the receiving side's link protection (Safe Links here) is still found.
+#[test]
+fn a_crtsh_link_inside_a_rewritten_link_is_found() {
+    let found = body(
+        "see https://eur01.safelinks.protection.outlook.com/?url=https%3A%2F%2Fcrt.sh%2F%3Fid%3D5\
+         &data=05%7C01 and crt.sh ID 6",
+    );
+    assert_eq!(cert_refs(&found), vec!["crtsh:6", "crtsh:5"]);
+}
+
 /// The report that found it: a PEM boundary line quoted in prose, the link on the same line.
 #[test]
 fn a_boundary_line_quoted_in_prose_swallows_nothing() {
