@@ -19,24 +19,33 @@ const CT_POISON: &str = "1.3.6.1.4.1.11129.2.4.3";
 /// Parse a DER certificate. Trailing bytes (OpenSSL's `TRUSTED CERTIFICATE` auxiliary trust
 /// data) are ignored; the fingerprint covers the certificate alone.
 pub(crate) fn parse(der: &[u8]) -> Option<CertificateRef> {
+    parse_prefix(der).map(|(c, _)| c)
+}
+
+/// Parse the DER certificate at the start of `der`; also how many bytes follow it.
+pub(crate) fn parse_prefix(der: &[u8]) -> Option<(CertificateRef, usize)> {
     let (rest, cert) = X509Certificate::from_der(der).ok()?;
-    let cert_der = &der[..der.len() - rest.len()];
+    let trailing = rest.len();
+    let cert_der = &der[..der.len() - trailing];
     let sha256 = key::sha256_hex(cert_der);
     let validity = cert.validity();
-    Some(CertificateRef {
-        reference: format!("sha256:{sha256}"),
-        crtsh_id: None,
-        sha256: Some(sha256),
-        serial: Some(serial_hex(cert.raw_serial())),
-        issuer: Some(cert.issuer().to_string()),
-        subject: Some(cert.subject().to_string()),
-        sans: sans(&cert),
-        not_before: Some(timefmt::normalize(validity.not_before.to_datetime())),
-        not_after: Some(timefmt::normalize(validity.not_after.to_datetime())),
-        spki_sha256: Some(key::sha256_hex(cert.tbs_certificate.subject_pki.raw)),
-        is_ca: is_ca(&cert),
-        precertificate: Some(is_precertificate(&cert)),
-    })
+    Some((
+        CertificateRef {
+            reference: format!("sha256:{sha256}"),
+            crtsh_id: None,
+            sha256: Some(sha256),
+            serial: Some(serial_hex(cert.raw_serial())),
+            issuer: Some(cert.issuer().to_string()),
+            subject: Some(cert.subject().to_string()),
+            sans: sans(&cert),
+            not_before: Some(timefmt::normalize(validity.not_before.to_datetime())),
+            not_after: Some(timefmt::normalize(validity.not_after.to_datetime())),
+            spki_sha256: Some(key::sha256_hex(cert.tbs_certificate.subject_pki.raw)),
+            is_ca: is_ca(&cert),
+            precertificate: Some(is_precertificate(&cert)),
+        },
+        trailing,
+    ))
 }
 
 /// Lowercase hex of the serial without the DER sign byte: `00 F1 …` is serial `f1…`, as CAs

@@ -60,7 +60,8 @@ pub(crate) fn parse_query(query: &str) -> Option<Target> {
         .replace("&amp;", "&");
     query.split(['&', ';']).find_map(|param| {
         let (key, value) = param.split_once('=')?;
-        let value = percent_colons(value.trim_end_matches(['.', ',', ':', '!', '?']));
+        // `__` closes a link rewritten by Proofpoint's URL Defense (`…/v3/__<link>__;…`).
+        let value = percent_colons(value.trim_end_matches(['.', ',', ':', '!', '?', '_']));
         match key.to_ascii_lowercase().as_str() {
             "id" | "d" => parse_id(&value).map(Target::Crtsh),
             "sha256" | "q" => fingerprint::hex64(&value).map(Target::Sha256),
@@ -68,6 +69,34 @@ pub(crate) fn parse_query(query: &str) -> Option<Target> {
             _ => None,
         }
     })
+}
+
+/// `text` with its percent-escapes decoded, when it holds a crt.sh link inside another link's
+/// query (Microsoft Safe Links, `…/?url=https%3A%2F%2Fcrt.sh%2F%3Fid%3D123`; Google's
+/// `url?q=https://crt.sh/?id%3D123`), which only reads as one decoded. `None` otherwise.
+pub(crate) fn percent_decoded(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let encoded_equals = memchr::memmem::find_iter(b, b"%3")
+        .any(|i| b.get(i + 2).is_some_and(|c| c.eq_ignore_ascii_case(&b'd')));
+    if !encoded_equals || occurrences(text).next().is_none() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// `%3A` is how a colon-separated fingerprint arrives in a query string.
@@ -248,6 +277,27 @@ mod tests {
                 assert_eq!(matches_at(anchored, text, &at, leads), whole, "{text}");
             }
         }
+    }
+
+    #[test]
+    fn links_inside_rewritten_links() {
+        let safelinks = "https://eur01.safelinks.protection.outlook.com/?url=https%3A%2F%2Fcrt.sh\
+                         %2F%3Fid%3D1777593900&data=05%7C01";
+        let google = "https://www.google.com/url?q=https://crt.sh/?id%3D1777593900&sa=D";
+        for text in [safelinks, google] {
+            assert!(targets(text).is_empty(), "{text}");
+            let decoded = percent_decoded(text).expect("decoded");
+            assert_eq!(
+                targets(&decoded),
+                vec![Target::Crtsh(1_777_593_900)],
+                "{text}"
+            );
+        }
+        let proofpoint = "https://urldefense.com/v3/__https://crt.sh/?id=1777593900__;!!abc$";
+        assert_eq!(targets(proofpoint), vec![Target::Crtsh(1_777_593_900)]);
+        assert_eq!(percent_decoded("100%3D crt.sh"), Some("100= crt.sh".into()));
+        assert_eq!(percent_decoded("https://crt.sh/?id=5 %20"), None);
+        assert_eq!(percent_decoded("a%3Db, no link"), None);
     }
 
     #[test]

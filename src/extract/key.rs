@@ -348,8 +348,11 @@ fn ec_point_spki(curve: ObjectIdentifier, point: &[u8]) -> Option<Vec<u8>> {
 
 /// PKCS#10: the SPKI exactly as the request encodes it.
 fn spki_of_csr(der: &[u8]) -> Result<Vec<u8>, KeyProblem> {
+    // Bytes after the request mean a damaged body, not a request.
     let (_, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|_| KeyProblem::Malformed("certificate request"))?;
+        .ok()
+        .filter(|(rest, _)| rest.is_empty())
+        .ok_or(KeyProblem::Malformed("certificate request"))?;
     Ok(csr.certification_request_info.subject_pki.raw.to_vec())
 }
 

@@ -86,6 +86,11 @@ fn references_from<'a>(
         let mut scan = Scan::default();
         text::scan(t, &mut scan);
         collector.absorb(scan);
+        if let Some(decoded) = crtsh::percent_decoded(t) {
+            let mut scan = Scan::default();
+            text::scan(&decoded, &mut scan);
+            collector.absorb(scan);
+        }
     }
     for att in attachments {
         let mut scan = Scan::default();

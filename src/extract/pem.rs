@@ -47,8 +47,8 @@ pub(crate) struct PemBlock {
     /// Where the `-----BEGIN …-----` marker ends: reading resumes there when the block turns
     /// out not to be one.
     pub marker_end: usize,
-    /// Lines inside `span` that were not read as base64 (RFC 1421 headers, or prose with a
-    /// colon): never masked, since they were not decoded.
+    /// Text inside `span` that was not read as base64 (RFC 1421 headers, prose with a colon,
+    /// a pasted fingerprint): never masked, since it was not decoded.
     pub unread: Vec<Range<usize>>,
     /// A `Proc-Type: 4,ENCRYPTED` header: legacy OpenSSL encryption of the body.
     pub encrypted_header: bool,
@@ -218,9 +218,28 @@ fn clean_body(text: &str, body: Range<usize>) -> (String, bool, Vec<Range<usize>
             unread.push(range);
             continue;
         }
-        b64.extend(line.chars().filter(|c| !c.is_whitespace()));
+        let line_start = range.start + raw.len() - line.len();
+        let mut word_start = line_start;
+        for piece in line.split_inclusive(char::is_whitespace) {
+            let word = piece.trim_end_matches(char::is_whitespace);
+            if is_hex64(word) {
+                unread.push(word_start..word_start + word.len());
+            } else {
+                b64.push_str(word);
+            }
+            word_start += piece.len();
+        }
     }
     (b64, encrypted, unread)
+}
+
+/// A word of 64 hex digits in a block's body is a SHA-256 fingerprint pasted into it, not
+/// base64: a base64 line drawn from 22 of its 64 letters alone happens about once in 10^30.
+/// Left out of the body, it leaves the block decoding as it would without it (even a legacy
+/// encrypted key, whose ciphertext has no structure to betray the extra bytes), and it is
+/// searched as a fingerprint.
+fn is_hex64(word: &str) -> bool {
+    word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Remove leading whitespace and any number of `>` quote markers (`> > `, `>>`).

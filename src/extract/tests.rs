@@ -316,6 +316,16 @@ fn broken_blocks_are_reported_by_label_only() {
     );
 }
 
+/// A link rewritten by the receiving side's link protection (Safe Links here) is still found.
+#[test]
+fn a_crtsh_link_inside_a_rewritten_link_is_found() {
+    let found = body(
+        "see https://eur01.safelinks.protection.outlook.com/?url=https%3A%2F%2Fcrt.sh%2F%3Fid%3D5\
+         &data=05%7C01 and crt.sh ID 6",
+    );
+    assert_eq!(cert_refs(&found), vec!["crtsh:6", "crtsh:5"]);
+}
+
 /// The report that found it: a PEM boundary line quoted in prose, the link on the same line.
 #[test]
 fn a_boundary_line_quoted_in_prose_swallows_nothing() {
@@ -412,6 +422,46 @@ fn a_note_inside_a_real_block_is_still_read() {
         cert_refs(&found),
         vec![format!("sha256:{LEAF_SHA256}").as_str(), "crtsh:8"]
     );
+}
+
+/// Text pasted into a certificate's base64 near its end can leave a DER that still parses, with
+/// bytes after it: that is a damaged block, not the certificate (whose hash it would not have).
+#[test]
+fn a_block_with_bytes_after_its_certificate_is_not_one() {
+    let end = LEAF_PEM.find("\n-----END").expect("END line");
+    let damaged = format!(
+        "{} AAAABBBB {}",
+        &LEAF_PEM[..end - 30],
+        &LEAF_PEM[end - 30..]
+    );
+    let found = body(&damaged);
+    assert!(found.certificates.is_empty(), "{:?}", found.certificates);
+    assert!(found.problems[0].contains("not a valid X.509 certificate"));
+}
+
+/// A fingerprint pasted into a block's base64 is read as one, and the block as it would be
+/// without it: even a legacy encrypted key, which any whole number of cipher blocks fits.
+#[test]
+fn a_fingerprint_pasted_into_a_block_is_read_as_one() {
+    let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let legacy = include_str!("../../fixtures/keys/rsa-legacy-encrypted.pem");
+    for (pem, expected) in [
+        (
+            LEAF_PEM,
+            vec![format!("sha256:{LEAF_SHA256}"), format!("sha256:{hex}")],
+        ),
+        (legacy, vec![format!("sha256:{hex}")]),
+    ] {
+        let end = pem.find("\n-----END").expect("END line");
+        for at in [end - 70, end - 30, end - 1, end] {
+            for sep in [" ", "\n"] {
+                let text = format!("{}{sep}{hex}{sep}{}", &pem[..at], &pem[at..]);
+                let found = body(&text);
+                assert_eq!(cert_refs(&found), expected, "{text}");
+                assert_eq!(found.keys.len(), usize::from(pem == legacy), "{text}");
+            }
+        }
+    }
 }
 
 /// A block whose END line was lost (cut off, or mislabelled) is still read when its base64 is

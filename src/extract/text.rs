@@ -111,7 +111,12 @@ fn decode(block: &PemBlock, notes: &mut Vec<String>) -> Option<Hit> {
         return None;
     };
     if CERTIFICATE_LABELS.contains(&label) {
-        let parsed = cert::parse(der).map(Hit::Cert);
+        // Bytes after the certificate mean a damaged body (text pasted into it, say), whose
+        // hash is no certificate's: only `TRUSTED CERTIFICATE` carries more (OpenSSL's
+        // auxiliary trust data).
+        let parsed = cert::parse_prefix(der)
+            .filter(|(_, trailing)| *trailing == 0 || label == "TRUSTED CERTIFICATE")
+            .map(|(c, _)| Hit::Cert(c));
         if parsed.is_none() {
             notes.push("not a valid X.509 certificate".into());
         }

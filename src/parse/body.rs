@@ -220,11 +220,12 @@ fn attachment(part: &MessagePart<'_>, ctype: &str, data: &[u8]) -> Attachment {
     }
 }
 
-/// A quoted-printable part as a careless sender may have meant it (see [`qp`]): each lenient
-/// reading that differs from the strict decoding goes to `lenient_texts` (and, for a part sent
-/// as a file or a binary part, to `lenient_attachments`), to be searched for references too.
-/// Only the first `limits.text_bytes` of a part are read leniently: a huge part costs no more
-/// than the strict search of it may.
+/// A quoted-printable part as a careless sender may have meant it (see [`qp`]): its lenient
+/// reading where it differs from the strict decoding, and the literal reading of its lines that
+/// hold escapes no encoder writes, go to `lenient_texts` (and, for a part sent as a file or a
+/// binary part, to `lenient_attachments`), to be searched for references too. Only the first
+/// `limits.text_bytes` of a part are read leniently: a huge part costs no more than the strict
+/// search of it may.
 fn lenient_readings(
     msg: &Message<'_>,
     part: &MessagePart<'_>,
@@ -242,13 +243,26 @@ fn lenient_readings(
         return;
     };
     let raw = &raw[..raw.len().min(limits.text_bytes)];
-    let readings = [Escapes::Decode, Escapes::Keep].map(|e| qp::decode(raw, e));
+    let charset = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(|cs| cs.trim().to_ascii_lowercase());
+    let utf8 = matches!(
+        charset.as_deref(),
+        None | Some("utf-8" | "utf8" | "us-ascii" | "ascii")
+    );
+    let lenient = if qp::breaks_rules(raw) {
+        qp::decode(raw, Escapes::Decode)
+    } else {
+        Vec::new()
+    };
+    let readings = [lenient, qp::suspicious_lines(raw, utf8)];
     match &part.body {
         PartType::Text(strict) | PartType::Html(strict) => {
             let is_html = matches!(part.body, PartType::Html(_)) || ctype == "text/html";
             let mut kept: Vec<String> = Vec::new();
-            for bytes in readings {
-                let reading = decode_charset(part, &bytes);
+            for bytes in readings.iter().filter(|r| !r.is_empty()) {
+                let reading = decode_charset(charset.as_deref(), bytes);
                 if reading != *strict && !kept.contains(&reading) {
                     kept.push(reading);
                 }
@@ -269,8 +283,8 @@ fn lenient_readings(
             }
         }
         PartType::Binary(strict) | PartType::InlineBinary(strict) => {
-            let mut kept: Vec<Vec<u8>> = Vec::new();
-            for reading in readings {
+            let mut kept: Vec<&Vec<u8>> = Vec::new();
+            for reading in readings.iter().filter(|r| !r.is_empty()) {
                 if reading != strict.as_ref() && !kept.contains(&reading) {
                     kept.push(reading);
                 }
@@ -278,10 +292,10 @@ fn lenient_readings(
             for reading in kept {
                 if ctype.starts_with("message/") {
                     out.lenient_texts
-                        .push(String::from_utf8_lossy(&reading).into_owned());
+                        .push(String::from_utf8_lossy(reading).into_owned());
                 }
                 out.lenient_attachments
-                    .push(attachment(part, ctype, &reading));
+                    .push(attachment(part, ctype, reading));
             }
         }
         PartType::Message(_) | PartType::Multipart(_) => {}
@@ -290,9 +304,8 @@ fn lenient_readings(
 
 /// Bytes of a text part as text, in its declared charset where known (as the strict decoding
 /// does), else as lossy UTF-8.
-fn decode_charset(part: &MessagePart<'_>, bytes: &[u8]) -> String {
-    let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
-    match charset.and_then(|cs| charset_decoder(cs.trim().as_bytes())) {
+fn decode_charset(charset: Option<&str>, bytes: &[u8]) -> String {
+    match charset.and_then(|cs| charset_decoder(cs.as_bytes())) {
         Some(decoder) => decoder(bytes),
         None => String::from_utf8_lossy(bytes).into_owned(),
     }

@@ -564,11 +564,19 @@ fn quoted_printable_attachments_are_read_leniently() {
     );
 }
 
-/// A part written by the book adds nothing to search where every reading agrees.
+/// A part written by the book adds nothing to search, but the lines that may hide a reference.
 #[test]
-fn quoted_printable_by_the_book_adds_no_reading_without_escapes() {
-    let m = parse(&qp_message("text/plain", "", "plain=\r\n words\r\n"));
-    assert!(m.lenient_texts.is_empty(), "{:?}", m.lenient_texts);
+fn quoted_printable_by_the_book_adds_only_lines_that_may_hide_a_reference() {
+    for (ctype, body) in [
+        ("text/plain", "plain=\r\n words\r\n"),
+        (
+            "text/html; charset=utf-8",
+            "<p class=3D\"x\">Der Schl=C3=BCssel=20\r\nist=09\r\n=E2=82=AC</p>",
+        ),
+    ] {
+        let m = parse(&qp_message(ctype, "", body));
+        assert!(m.lenient_texts.is_empty(), "{:?}", m.lenient_texts);
+    }
     let m = parse(&qp_message("text/plain", "", "https://crt.sh/?id=3D5"));
     assert_eq!(m.lenient_texts, ["https://crt.sh/?id=3D5"]);
     assert_eq!(
