@@ -116,6 +116,10 @@ fn run_one(file: &Path) {
         .expect("ingest");
     let secs = t.elapsed().as_secs_f64();
     let peak = procfs::peak_rss_mib("self");
+    // What stays resident once the ingest is over: freed memory handed back first.
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe { libc::malloc_trim(0) };
+    let after = rss_mib();
     assert_eq!(summary.new_messages, 1, "{summary:?}");
     let p = desk.projection_at(now());
     let problems = desk
@@ -124,8 +128,9 @@ fn run_one(file: &Path) {
         .first()
         .map_or(0, |m| m.problems.len());
     println!(
-        "secs={secs:.3} rss_above_baseline_mib={:.1} cases={} clocks={} problems={problems}",
+        "secs={secs:.3} rss_above_baseline_mib={:.1} rss_after_mib={:.1} cases={} clocks={} problems={problems}",
         peak - baseline,
+        after - baseline,
         p.cases.len(),
         p.clocks.len()
     );

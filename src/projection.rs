@@ -377,8 +377,12 @@ impl Projector {
                 .or_default()
                 .push((c, at));
         }
-        let merged = match self.certs.get_mut(r) {
+        // A certificate is listed under its key once, when its key first becomes known (a
+        // key, once known, never changes): no search of the list, which a report naming
+        // thousands of certificates of one key would make quadratic.
+        let (merged, key_listed) = match self.certs.get_mut(r) {
             Some(known) => {
+                let key_listed = known.spki_sha256.is_some();
                 let before = known.clone();
                 known.merge_from(cert);
                 if *known != before {
@@ -387,18 +391,18 @@ impl Projector {
                         self.dirty_cases.insert(*ci);
                     }
                 }
-                known.clone()
+                (known.clone(), key_listed)
             }
             None => {
                 self.certs.insert(r.clone(), cert.clone());
-                cert.clone()
+                (cert.clone(), false)
             }
         };
-        if let Some(h) = &merged.spki_sha256 {
-            let list = self.certs_by_key.entry(format!("spki:{h}")).or_default();
-            if !list.contains(r) {
-                list.push(r.clone());
-            }
+        if let Some(h) = merged.spki_sha256.as_ref().filter(|_| !key_listed) {
+            self.certs_by_key
+                .entry(format!("spki:{h}"))
+                .or_default()
+                .push(r.clone());
         }
         for name in cert_names(&merged, None) {
             if name != *r {
