@@ -5,7 +5,7 @@
 //! Messages received after `at` do not exist yet; a command that takes effect after `at` has
 //! not taken effect. Everything a person or an auditor sees is rendered from this.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use time::Duration;
 
@@ -109,6 +109,9 @@ struct CaseWork {
     cert_first: HashMap<String, Timestamp>,
     cert_order: Vec<String>,
     key_first: BTreeMap<String, Timestamp>,
+    /// Where each referenced key sits in the case's `keys`: merging a key is a look-up, not a
+    /// search (a report may name 100 000 keys).
+    key_at: HashMap<String, usize>,
     dismissed: Option<(Timestamp, String)>,
 }
 
@@ -121,6 +124,7 @@ impl CaseWork {
             cert_first: HashMap::new(),
             cert_order: Vec::new(),
             key_first: BTreeMap::new(),
+            key_at: HashMap::new(),
             dismissed: None,
         }
     }
@@ -303,7 +307,7 @@ impl Projector {
                         .or_default()
                         .push((c, m.received_at));
                 }
-                merge_key(&mut self.out.cases[c].keys, k);
+                merge_key(&mut self.out.cases[c].keys, &mut w.key_at, k);
             }
             for hit in &m.rules {
                 let window = Duration::seconds(hit.window_secs);
@@ -372,9 +376,10 @@ impl Projector {
         if !w.cert_first.contains_key(r) {
             w.cert_first.insert(r.clone(), at);
             w.cert_order.push(r.clone());
+            // Most certificates are reported once: room for one sighting, not the default four.
             self.cert_sightings
                 .entry(r.clone())
-                .or_default()
+                .or_insert_with(|| Vec::with_capacity(1))
                 .push((c, at));
         }
         // A certificate is listed under its key once, when its key first becomes known (a
@@ -481,10 +486,16 @@ impl Projector {
                     clocks.push(id);
                 }
             }
+            // A set beside the list: a report naming 100 000 keys must not search the list
+            // once per key.
+            let mut listed: HashSet<String> = HashSet::new();
             for k in &case.keys {
                 if let Some(r) = &k.reference {
                     let id = format!("revocation:{r}");
-                    if self.out.clocks.contains_key(&id) && !clocks.contains(&id) {
+                    if self.out.clocks.contains_key(&id)
+                        && !w.cert_first.contains_key(r)
+                        && listed.insert(id.clone())
+                    {
                         clocks.push(id);
                     }
                 }
@@ -719,17 +730,18 @@ fn addresses(m: &MessageFacts) -> Vec<String> {
     out
 }
 
-fn merge_key(keys: &mut Vec<KeyRef>, k: &KeyRef) {
-    if k.reference.is_some()
-        && let Some(known) = keys.iter_mut().find(|x| x.reference == k.reference)
-    {
-        if k.evidence > known.evidence {
-            known.evidence = k.evidence;
+fn merge_key(keys: &mut Vec<KeyRef>, at: &mut HashMap<String, usize>, k: &KeyRef) {
+    if let Some(r) = &k.reference {
+        if let Some(known) = at.get(r).and_then(|&i| keys.get_mut(i)) {
+            if k.evidence > known.evidence {
+                known.evidence = k.evidence;
+            }
+            if known.algorithm.is_none() {
+                known.algorithm.clone_from(&k.algorithm);
+            }
+            return;
         }
-        if known.algorithm.is_none() {
-            known.algorithm.clone_from(&k.algorithm);
-        }
-        return;
+        at.insert(r.clone(), keys.len());
     }
     if k.reference.is_none()
         && keys

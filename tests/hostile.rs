@@ -211,6 +211,24 @@ fn a_message_of_nul_bytes_is_recorded_and_opens_a_case() {
     );
 }
 
+/// 20 000 keys named in one report (`spki:` references, one a line): each gets its clock, and
+/// listing the case's clocks does not search the list once per key.
+#[test]
+fn a_report_naming_20000_keys_gives_each_its_clock() {
+    let mut body = String::new();
+    for i in 0..20_000u64 {
+        body.push_str(&format!("spki:{:064x}\r\n", 0xABCD_0000_0000 + i));
+    }
+    let raw = format!(
+        "Received: from relay.research.test by mx.example-ca.test; Mon, 2 Nov 2026 10:00:00 +0000\r\n\
+         From: reporter@research.test\r\nTo: cpr@example-ca.test\r\nSubject: Compromised keys\r\n\
+         Message-ID: <keys@research.test>\r\n\r\nThe private keys of these were published:\r\n{body}"
+    );
+    let o = ingest("keys", raw.as_bytes());
+    assert_eq!((o.cases, o.preliminary), (1, 1), "{:?}", o.problems);
+    assert_eq!(o.revocations.len(), 20_000);
+}
+
 /// The reference limit: beyond it, sightings are dropped with a note, and the case still opens.
 #[test]
 fn references_beyond_the_limit_are_noted() {
