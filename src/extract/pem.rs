@@ -10,12 +10,18 @@
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use regex::Regex;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::LazyLock;
 
 /// `-----BEGIN <LABEL>-----`; labels are upper-case words (RFC 7468).
 static BEGIN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-----BEGIN ([A-Z0-9]+(?: [A-Z0-9]+)*)-----").expect("static regex")
+});
+
+/// `-----END <LABEL>-----`, same label grammar.
+static END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"-----END ([A-Z0-9]+(?: [A-Z0-9]+)*)-----").expect("static regex")
 });
 
 /// Standard alphabet, padding optional: mail clients sometimes eat the trailing `=`.
@@ -59,28 +65,55 @@ pub(crate) fn blocks(text: &str) -> Vec<PemBlock> {
     if !text.contains("-----BEGIN ") {
         return out;
     }
+    let ends = end_lines(text);
     let mut from = 0;
     while let Some(caps) = BEGIN.captures_at(text, from) {
         let (Some(whole), Some(label)) = (caps.get(0), caps.get(1)) else {
             break;
         };
-        let block = read_block(text, whole.start(), whole.end(), label.as_str());
+        let block = read_block(text, whole.start(), whole.end(), label.as_str(), &ends);
         from = block.span.end.max(whole.end());
         out.push(block);
     }
     out
 }
 
+/// Where every END line starts, by label, in order. Found in one pass: looking for each BEGIN's
+/// END from scratch made text full of BEGIN lines without an END (a hostile message) quadratic.
+fn end_lines(text: &str) -> HashMap<&str, Vec<usize>> {
+    let mut ends: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut from = 0;
+    while let Some(caps) = END.captures_at(text, from) {
+        let (Some(whole), Some(label)) = (caps.get(0), caps.get(1)) else {
+            break;
+        };
+        ends.entry(label.as_str()).or_default().push(whole.start());
+        // One character on, not past the match: END lines may overlap (`-----END A-----END B-----`).
+        from = whole.start() + 1;
+    }
+    ends
+}
+
 /// Read one block whose BEGIN line spans `start..body_start`.
-fn read_block(text: &str, start: usize, body_start: usize, label: &str) -> PemBlock {
-    let end_marker = format!("-----END {label}-----");
-    match text[body_start..].find(&end_marker) {
+fn read_block(
+    text: &str,
+    start: usize,
+    body_start: usize,
+    label: &str,
+    ends: &HashMap<&str, Vec<usize>>,
+) -> PemBlock {
+    let end_marker_len = "-----END -----".len() + label.len();
+    let end = ends.get(label).and_then(|starts| {
+        let i = starts.partition_point(|&p| p < body_start);
+        starts.get(i).copied()
+    });
+    match end.map(|p| p - body_start) {
         Some(rel) => {
             let body = &text[body_start..body_start + rel];
             let (b64, encrypted_header) = clean_body(body);
             PemBlock {
                 label: label.to_string(),
-                span: start..body_start + rel + end_marker.len(),
+                span: start..body_start + rel + end_marker_len,
                 encrypted_header,
                 der: LENIENT_BASE64.decode(b64.as_bytes()).ok(),
                 unterminated: false,
@@ -178,6 +211,30 @@ mod tests {
         let found = blocks("-----BEGIN CERTIFICATE-----\n!!!notbase64\n-----END CERTIFICATE-----");
         assert_eq!(found.len(), 1);
         assert!(found[0].der.is_none());
+    }
+
+    #[test]
+    fn many_unterminated_blocks_cost_linear_time() {
+        // 50 000 BEGIN lines of distinct labels, none ended, then one real block: each BEGIN
+        // once searched the rest of the text for its END.
+        let mut text: String = (0..50_000)
+            .map(|i| format!("-----BEGIN X{i}-----\n\n"))
+            .collect();
+        text.push_str(CA);
+        let t = std::time::Instant::now();
+        let found = blocks(&text);
+        assert_eq!(found.len(), 50_001);
+        assert!(found[..50_000].iter().all(|b| b.unterminated));
+        assert_eq!(found[50_000].der, blocks(CA)[0].der);
+        assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn overlapping_end_lines_are_each_found() {
+        let text = "-----BEGIN B-----\nAAAA\n-----END A-----END B-----";
+        let found = blocks(text);
+        assert!(!found[0].unterminated);
+        assert_eq!(found[0].span, 0..text.len());
     }
 
     #[test]
