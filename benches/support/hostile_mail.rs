@@ -38,7 +38,7 @@ impl Scale {
         nul_bytes: 10_000_000,
     };
 
-    /// Small enough for a smoke run, still past every default limit except the CSV's.
+    /// A smoke run's sizes (`cargo test --all-targets` runs the benchmark this way).
     pub const SMALL: Scale = Scale {
         big_bytes: 3_000_000,
         parts: 2_000,
