@@ -124,6 +124,7 @@ fn a_huge_message_is_searched_up_to_the_text_limit() {
     let o = ingest("big", &hostile_mail::message("big", &SCALE));
     assert_report("big", &o);
     assert!(truncated(&o, "limits.text_bytes"), "{:?}", o.problems);
+    assert!(truncated(&o, "limits.classify_bytes"), "{:?}", o.problems);
     // The link at the very end lies past the limit.
     assert_eq!(o.revocations.len(), 1, "{:?}", o.revocations);
 }
@@ -190,8 +191,11 @@ fn a_csv_of_100000_crtsh_ids_gives_every_certificate_its_clock() {
     for i in [0, 1, SCALE.csv_ids as u64 / 2, SCALE.csv_ids as u64 - 1] {
         assert!(all.contains(format!("crtsh:{}", CSV_FIRST_ID + i).as_str()));
     }
+    // Every id was searched (the rules read only the start of the listing's text).
     assert!(
-        !o.problems.iter().any(|p| p.starts_with(TRUNCATED)),
+        !o.problems
+            .iter()
+            .any(|p| p.starts_with(TRUNCATED) && !p.contains("limits.classify_bytes")),
         "{:?}",
         o.problems
     );
