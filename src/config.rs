@@ -197,6 +197,7 @@ pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let l = &raw.limits;
     let limits = Limits {
         text_bytes: positive_usize("limits.text_bytes", l.text_bytes)?,
+        classify_bytes: positive_usize("limits.classify_bytes", l.classify_bytes)?,
         parts: positive_usize("limits.parts", l.parts)?,
         depth: positive_usize("limits.depth", l.depth)?,
         header_bytes: positive_usize("limits.header_bytes", l.header_bytes)?,
@@ -391,6 +392,7 @@ impl Default for RawClock {
 #[serde(deny_unknown_fields, default)]
 struct RawLimits {
     text_bytes: u64,
+    classify_bytes: u64,
     parts: u64,
     depth: u64,
     header_bytes: u64,
@@ -403,6 +405,7 @@ impl Default for RawLimits {
         let d = Limits::default();
         RawLimits {
             text_bytes: d.text_bytes as u64,
+            classify_bytes: d.classify_bytes as u64,
             parts: d.parts as u64,
             depth: d.depth as u64,
             header_bytes: d.header_bytes as u64,
@@ -587,13 +590,14 @@ mod tests {
     #[test]
     fn limits_are_read_each_key_its_own() {
         let c = parse(
-            "[desk]\nstaff_domains = []\n[limits]\ntext_bytes = 1\nparts = 2\ndepth = 3\nheader_bytes = 4\nattachment_bytes = 5\nreferences = 6\n",
+            "[desk]\nstaff_domains = []\n[limits]\ntext_bytes = 1\nclassify_bytes = 7\nparts = 2\ndepth = 3\nheader_bytes = 4\nattachment_bytes = 5\nreferences = 6\n",
         )
         .unwrap();
         assert_eq!(
             c.limits,
             Limits {
                 text_bytes: 1,
+                classify_bytes: 7,
                 parts: 2,
                 depth: 3,
                 header_bytes: 4,

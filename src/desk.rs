@@ -66,6 +66,9 @@ pub fn settings(config: &Config) -> Settings {
 /// batch; often enough that no single commit of derived events grows with the whole load.
 const DERIVE_EVERY: usize = 10;
 
+/// The most derived events one transaction of [`Desk::tick`] holds.
+const TICK_COMMIT_EVENTS: usize = 10_000;
+
 /// What an ingest run did, for the person who ran it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestSummary {
@@ -152,15 +155,27 @@ impl Desk {
     }
 
     /// Re-evaluate clocks at `now`; commit and return what changed.
+    ///
+    /// The events of a tick are derived (cases, clocks), never received: committed in pieces
+    /// of [`TICK_COMMIT_EVENTS`], so a mass report's 200 000 events are not all encoded and
+    /// chained in memory at once. A crash between pieces loses nothing: the engine restored
+    /// from the log derives the rest again on its first tick, as after any crash.
     pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Envelope>, DeskError> {
         let events = self.engine.tick(now);
-        self.commit(
-            Batch {
-                events,
-                ..Batch::default()
-            },
-            Vec::new(),
-        )
+        for piece in events.chunks(TICK_COMMIT_EVENTS) {
+            let sb = store::Batch {
+                messages: Vec::new(),
+                positions: Vec::new(),
+                events: piece.iter().map(Envelope::encode).collect(),
+                checkpoints: Vec::new(),
+            };
+            if let Err(e) = self.store.commit(sb) {
+                // Memory must not run ahead of the store: forget what was not committed.
+                self.engine = restore(self.store.as_ref(), &self.policy, &self.settings)?;
+                return Err(e.into());
+            }
+        }
+        Ok(events)
     }
 
     fn commit(

@@ -338,15 +338,9 @@ impl Engine {
             diff(p, &changes, Some(&clocks), &self.recorded, now)
         };
         for e in &events {
-            self.recorded.apply(e, &mut self.assigned);
+            self.recorded.apply(&e.event, &mut self.assigned);
         }
         events
-            .into_iter()
-            .map(|event| Envelope {
-                recorded_at: now,
-                event,
-            })
-            .collect()
     }
 
     /// The projection made by the last [`Engine::tick`], if no message arrived since.
@@ -365,14 +359,33 @@ impl Engine {
 ///
 /// Only what `changes` names is compared (all of it after a rebuild), and only the clocks in
 /// `clocks` (every clock when `None`).
+/// Events as `diff` finds them, already in their envelopes: a mass report makes hundreds of
+/// thousands at once, and wrapping them afterwards would hold every event twice.
+struct Emitted {
+    now: Timestamp,
+    list: Vec<Envelope>,
+}
+
+impl Emitted {
+    fn push(&mut self, event: Event) {
+        self.list.push(Envelope {
+            recorded_at: self.now,
+            event,
+        });
+    }
+}
+
 fn diff(
     p: &Projection,
     changes: &Changes,
     clocks: Option<&BTreeSet<String>>,
     rec: &Recorded,
     now: Timestamp,
-) -> Vec<Event> {
-    let mut out = Vec::new();
+) -> Vec<Envelope> {
+    let mut out = Emitted {
+        now,
+        list: Vec::new(),
+    };
     let touched: Vec<&crate::projection::Case> = if changes.full {
         p.cases.iter().collect()
     } else {
@@ -544,7 +557,7 @@ fn diff(
             });
         }
     }
-    out
+    out.list
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! receipt time and staff authorship. Pure: `now` is an argument.
 
 use crate::event::{Automation, MessageFacts};
-use crate::limits::Limits;
-use crate::model::{FolderRole, ParsedMail, SourceMeta, TimeSource, Timestamp};
+use crate::limits::{self, Limits};
+use crate::model::{FolderRole, ParsedMail, RuleHit, SourceMeta, TimeSource, Timestamp};
 use crate::rules::RuleSet;
 use crate::staff::{self, StaffPolicy};
 use crate::store::NewMessage;
@@ -82,7 +82,7 @@ pub fn message_facts(
     let found = extract::mail_references(&mail, &policy.limits);
     problems.extend(found.problems);
     let (commands, bad_commands) = extract::commands(&mail.texts);
-    let rules = policy.rules.classify(&mail.subject, &mail.texts);
+    let rules = classify(policy, &mail, &mut problems);
     let staff = staff::staff_proof(&mail, meta.folder, &policy.staff);
     let (message_id, synthetic_id) = match &mail.message_id {
         Some(id) => (id.clone(), false),
@@ -119,6 +119,22 @@ pub fn message_facts(
         parsed_ok: mail.parsed_ok,
         problems,
     }
+}
+
+/// The rules that match the report's wording, read from the first `limits.classify_bytes` of
+/// its text (a note says when that was not all of it).
+fn classify(policy: &Policy, mail: &ParsedMail, problems: &mut Vec<String>) -> Vec<RuleHit> {
+    let max = policy.limits.classify_bytes;
+    let total = mail.subject.len() + mail.texts.iter().map(String::len).sum::<usize>();
+    if total <= max {
+        return policy.rules.classify(&mail.subject, &mail.texts);
+    }
+    let (subject, texts, cut) = limits::texts_prefix(&mail.subject, &mail.texts, max);
+    problems.push(format!(
+        "{} the rules read the first {max} bytes of text for the report's wording; {cut} more not read (limits.classify_bytes)",
+        limits::TRUNCATED
+    ));
+    policy.rules.classify(&subject, &texts)
 }
 
 /// The CA's receipt time, not the sender's: the BR clocks run from when the CA received a report

@@ -19,6 +19,10 @@ pub struct Limits {
     /// Bytes of text (the subject and every text part, decoded) searched for references and
     /// classified by the rules, all parts together.
     pub text_bytes: usize,
+    /// Bytes of text (the subject first, then the text parts) the rules read to classify the
+    /// report's wording. Smaller than `text_bytes`: wording is what a reporter writes, at the
+    /// top, and matching many rules costs more per byte than finding references.
+    pub classify_bytes: usize,
     /// MIME parts walked, nested messages' parts included.
     pub parts: usize,
     /// Levels of messages nested in messages (forwards of forwards) walked part by part; deeper
@@ -37,6 +41,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             text_bytes: 8 << 20,
+            classify_bytes: 512 << 10,
             parts: 1_000,
             depth: 8,
             header_bytes: 64 << 10,
@@ -58,9 +63,40 @@ pub(crate) fn prefix(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// The first `max` bytes of `subject` and `texts` together (the subject first), and how many
+/// bytes were left out.
+pub(crate) fn texts_prefix(
+    subject: &str,
+    texts: &[String],
+    max: usize,
+) -> (String, Vec<String>, usize) {
+    let subject = prefix(subject, max).to_string();
+    let mut left = max - subject.len();
+    let mut cut = 0;
+    let mut kept = Vec::new();
+    for t in texts {
+        let p = prefix(t, left);
+        cut += t.len() - p.len();
+        left -= p.len();
+        if !p.is_empty() {
+            kept.push(p.to_string());
+        }
+    }
+    (subject, kept, cut)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_prefix_takes_the_subject_first() {
+        let texts = vec!["abcd".to_string(), "ef".to_string()];
+        let (s, t, cut) = texts_prefix("xy", &texts, 5);
+        assert_eq!((s.as_str(), t, cut), ("xy", vec!["abc".to_string()], 3));
+        let (_, t, cut) = texts_prefix("", &texts, 100);
+        assert_eq!((t, cut), (texts.clone(), 0));
+    }
 
     #[test]
     fn prefix_ends_on_a_character() {

@@ -5,7 +5,7 @@
 //! Messages received after `at` do not exist yet; a command that takes effect after `at` has
 //! not taken effect. Everything a person or an auditor sees is rendered from this.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use time::Duration;
 
@@ -109,6 +109,9 @@ struct CaseWork {
     cert_first: HashMap<String, Timestamp>,
     cert_order: Vec<String>,
     key_first: BTreeMap<String, Timestamp>,
+    /// Where each referenced key sits in the case's `keys`: merging a key is a look-up, not a
+    /// search (a report may name 100 000 keys).
+    key_at: HashMap<String, usize>,
     dismissed: Option<(Timestamp, String)>,
 }
 
@@ -140,6 +143,7 @@ impl CaseWork {
             cert_first: HashMap::new(),
             cert_order: Vec::new(),
             key_first: BTreeMap::new(),
+            key_at: HashMap::new(),
             dismissed: None,
         }
     }
@@ -325,7 +329,7 @@ impl Projector {
                         .or_default()
                         .push((c, m.received_at));
                 }
-                merge_key(&mut self.out.cases[c].keys, k);
+                merge_key(&mut self.out.cases[c].keys, &mut w.key_at, k);
             }
             for hit in &m.rules {
                 let window = Duration::seconds(hit.window_secs);
@@ -411,13 +415,18 @@ impl Projector {
         if !w.cert_first.contains_key(r) {
             w.cert_first.insert(r.clone(), at);
             w.cert_order.push(r.clone());
+            // Most certificates are reported once: room for one sighting, not the default four.
             self.cert_sightings
                 .entry(r.clone())
-                .or_default()
+                .or_insert_with(|| Vec::with_capacity(1))
                 .push((c, at));
         }
-        let merged = match self.certs.get_mut(r) {
+        // A certificate is listed under its key once, when its key first becomes known (a
+        // key, once known, never changes): no search of the list, which a report naming
+        // thousands of certificates of one key would make quadratic.
+        let (merged, key_listed) = match self.certs.get_mut(r) {
             Some(known) => {
+                let key_listed = known.spki_sha256.is_some();
                 let before = known.clone();
                 known.merge_from(cert);
                 if *known != before {
@@ -426,18 +435,18 @@ impl Projector {
                         self.dirty_cases.insert(*ci);
                     }
                 }
-                known.clone()
+                (known.clone(), key_listed)
             }
             None => {
                 self.certs.insert(r.clone(), cert.clone());
-                cert.clone()
+                (cert.clone(), false)
             }
         };
-        if let Some(h) = &merged.spki_sha256 {
-            let list = self.certs_by_key.entry(format!("spki:{h}")).or_default();
-            if !list.contains(r) {
-                list.push(r.clone());
-            }
+        if let Some(h) = merged.spki_sha256.as_ref().filter(|_| !key_listed) {
+            self.certs_by_key
+                .entry(format!("spki:{h}"))
+                .or_default()
+                .push(r.clone());
         }
         for name in cert_names(&merged, None) {
             if name != *r {
@@ -516,10 +525,16 @@ impl Projector {
                     clocks.push(id);
                 }
             }
+            // A set beside the list: a report naming 100 000 keys must not search the list
+            // once per key.
+            let mut listed: HashSet<String> = HashSet::new();
             for k in &case.keys {
                 if let Some(r) = &k.reference {
                     let id = format!("revocation:{r}");
-                    if self.out.clocks.contains_key(&id) && !clocks.contains(&id) {
+                    if self.out.clocks.contains_key(&id)
+                        && !w.cert_first.contains_key(r)
+                        && listed.insert(id.clone())
+                    {
                         clocks.push(id);
                     }
                 }
@@ -776,17 +791,18 @@ fn addresses(m: &MessageFacts) -> Vec<String> {
     out
 }
 
-fn merge_key(keys: &mut Vec<KeyRef>, k: &KeyRef) {
-    if k.reference.is_some()
-        && let Some(known) = keys.iter_mut().find(|x| x.reference == k.reference)
-    {
-        if k.evidence > known.evidence {
-            known.evidence = k.evidence;
+fn merge_key(keys: &mut Vec<KeyRef>, at: &mut HashMap<String, usize>, k: &KeyRef) {
+    if let Some(r) = &k.reference {
+        if let Some(known) = at.get(r).and_then(|&i| keys.get_mut(i)) {
+            if k.evidence > known.evidence {
+                known.evidence = k.evidence;
+            }
+            if known.algorithm.is_none() {
+                known.algorithm.clone_from(&k.algorithm);
+            }
+            return;
         }
-        if known.algorithm.is_none() {
-            known.algorithm.clone_from(&k.algorithm);
-        }
-        return;
+        at.insert(r.clone(), keys.len());
     }
     if k.reference.is_none()
         && keys

@@ -322,8 +322,9 @@ fn truncated_notes(o: &mut String, events: &[(u64, &Envelope)]) {
                 if let Some(rest) = p.strip_prefix(crate::limits::TRUNCATED) {
                     let _ = writeln!(
                         o,
-                        "  ! message {} was truncated for search:{rest}",
-                        facts.message_id
+                        "  ! message {} was truncated for search:{}",
+                        esc(&facts.message_id),
+                        esc(rest)
                     );
                 }
             }

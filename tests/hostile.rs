@@ -124,6 +124,7 @@ fn a_huge_message_is_searched_up_to_the_text_limit() {
     let o = ingest("big", &hostile_mail::message("big", &SCALE));
     assert_report("big", &o);
     assert!(truncated(&o, "limits.text_bytes"), "{:?}", o.problems);
+    assert!(truncated(&o, "limits.classify_bytes"), "{:?}", o.problems);
     // The link at the very end lies past the limit.
     assert_eq!(o.revocations.len(), 1, "{:?}", o.revocations);
 }
@@ -190,8 +191,11 @@ fn a_csv_of_100000_crtsh_ids_gives_every_certificate_its_clock() {
     for i in [0, 1, SCALE.csv_ids as u64 / 2, SCALE.csv_ids as u64 - 1] {
         assert!(all.contains(format!("crtsh:{}", CSV_FIRST_ID + i).as_str()));
     }
+    // Every id was searched (the rules read only the start of the listing's text).
     assert!(
-        !o.problems.iter().any(|p| p.starts_with(TRUNCATED)),
+        !o.problems
+            .iter()
+            .any(|p| p.starts_with(TRUNCATED) && !p.contains("limits.classify_bytes")),
         "{:?}",
         o.problems
     );
@@ -209,6 +213,24 @@ fn a_message_of_nul_bytes_is_recorded_and_opens_a_case() {
         "{:?}",
         o.problems
     );
+}
+
+/// 20 000 keys named in one report (`spki:` references, one a line): each gets its clock, and
+/// listing the case's clocks does not search the list once per key.
+#[test]
+fn a_report_naming_20000_keys_gives_each_its_clock() {
+    let mut body = String::new();
+    for i in 0..20_000u64 {
+        body.push_str(&format!("spki:{:064x}\r\n", 0xABCD_0000_0000 + i));
+    }
+    let raw = format!(
+        "Received: from relay.research.test by mx.example-ca.test; Mon, 2 Nov 2026 10:00:00 +0000\r\n\
+         From: reporter@research.test\r\nTo: cpr@example-ca.test\r\nSubject: Compromised keys\r\n\
+         Message-ID: <keys@research.test>\r\n\r\nThe private keys of these were published:\r\n{body}"
+    );
+    let o = ingest("keys", raw.as_bytes());
+    assert_eq!((o.cases, o.preliminary), (1, 1), "{:?}", o.problems);
+    assert_eq!(o.revocations.len(), 20_000);
 }
 
 /// The reference limit: beyond it, sightings are dropped with a note, and the case still opens.

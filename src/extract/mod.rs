@@ -97,6 +97,8 @@ fn references_from<'a>(
         attachment::scan(att, &mut scan);
         collector.absorb(scan);
     }
+    // Kept for the message's life (facts, events): no doubling slack for a mass report.
+    collector.found.certificates.shrink_to_fit();
     if collector.dropped > 0 {
         collector.found.problems.push(format!(
             "{TRUNCATED} {} sightings of certificates or keys beyond the first {} references not recorded (limits.references)",
