@@ -495,6 +495,7 @@ fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
                     field,
                     regex: build_regex(&[p.as_str()]).map_err(too_large)?,
                     anchored: prefixes.is_some(),
+                    reach: keywords::reach(p, matcher::REACH),
                 });
                 let keyed_on = match prefixes {
                     Some(words) => words,

@@ -104,6 +104,35 @@ pub(super) fn prefixes(pattern: &str) -> Option<Vec<String>> {
     Some(words)
 }
 
+/// How far from its keyword a match of `pattern` may reach, in bytes, at most `ceiling`: the
+/// longest match, counting a run of unbounded length (`\s+`, `\w*`) as [`LONGEST_RUN`]
+/// characters, with room for non-ASCII letters. Windows this wide around a keyword hold every
+/// match a reporter's phrasing makes; only a word or a gap longer than that is not looked for.
+pub(super) fn reach(pattern: &str, ceiling: usize) -> usize {
+    let Ok(hir) = ParserBuilder::new().build().parse(pattern) else {
+        return ceiling;
+    };
+    (longest(&hir) * 3 / 2).clamp(64, ceiling)
+}
+
+/// Characters in the longest word or gap a rule means by an unbounded run.
+const LONGEST_RUN: usize = 32;
+
+fn longest(hir: &Hir) -> usize {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 0,
+        HirKind::Literal(lit) => lit.0.len(),
+        HirKind::Class(_) => 1,
+        HirKind::Capture(c) => longest(&c.sub),
+        HirKind::Repetition(r) => {
+            let times = r.max.map_or(LONGEST_RUN, |m| m as usize);
+            times.saturating_mul(longest(&r.sub))
+        }
+        HirKind::Concat(parts) => parts.iter().map(longest).fold(0, usize::saturating_add),
+        HirKind::Alternation(branches) => branches.iter().map(longest).max().unwrap_or(0),
+    }
+}
+
 fn shortest(set: &[Vec<u8>]) -> usize {
     set.iter().map(Vec::len).min().unwrap_or(0)
 }
@@ -279,6 +308,14 @@ mod tests {
         assert_eq!(p(r"(^|[^=])zlint"), None);
         assert_eq!(p(r"\bclé\s+privée"), None);
         assert_eq!(p(r"\bschlüssel"), Some(vec!["schl".to_string()]));
+    }
+
+    #[test]
+    fn reach_covers_the_longest_phrase_a_pattern_means() {
+        // 3 + 32 + 10 = 45 characters, with room for non-ASCII: 67 bytes.
+        assert_eq!(reach(r"\bkey\s+compromise\b", 400), 67);
+        assert_eq!(reach(r"\bkey\b", 400), 64);
+        assert_eq!(reach(r"\bkey\W+(?:\w+\W+){0,10}leak", 400), 400);
     }
 
     #[test]

@@ -21,7 +21,8 @@ use regex_automata::{Anchored, Input, meta};
 use std::ops::Range;
 use std::sync::LazyLock;
 
-/// How far from a keyword a match may reach, in bytes. Rule patterns span a few words, at most
+/// How far from a keyword a match may reach, in bytes, at most (each pattern's own reach is
+/// worked out from its syntax, see `keywords::reach`). Rule patterns span a few words, at most
 /// a dozen and a line break; a phrase this long around its keyword is not one a rule describes.
 pub(super) const REACH: usize = 400;
 
@@ -50,6 +51,8 @@ pub(super) struct Pattern {
     pub regex: meta::Regex,
     /// Every match starts with one of its keywords: tried anchored where one begins.
     pub anchored: bool,
+    /// How far a match may reach from its keyword (at most [`REACH`]).
+    pub reach: usize,
 }
 
 /// Every rule's patterns, compiled for matching.
@@ -158,7 +161,7 @@ impl Matcher {
                 if pat.anchored {
                     if tried_at[p] != Some(m.start()) {
                         tried_at[p] = Some(m.start());
-                        let end = (m.start() + 2 * REACH).min(text.len());
+                        let end = (m.start() + pat.reach).min(text.len());
                         let input = Input::new(text)
                             .range(m.start()..ceil_char(text, end))
                             .anchored(Anchored::Yes);
@@ -168,8 +171,8 @@ impl Matcher {
                     }
                     continue;
                 }
-                let w = floor_char(text, m.start().saturating_sub(REACH))
-                    ..ceil_char(text, (m.end() + REACH).min(text.len()));
+                let w = floor_char(text, m.start().saturating_sub(pat.reach))
+                    ..ceil_char(text, (m.end() + pat.reach).min(text.len()));
                 match last[p] {
                     Some(i) if windows[i].1.end >= w.start => {
                         windows[i].1.end = windows[i].1.end.max(w.end);
