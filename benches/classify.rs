@@ -182,7 +182,13 @@ fn main() {
             bytes as f64 / reports.len() as f64 / 1024.0,
             hits as f64 / reports.len() as f64
         );
-        rates.push((per_4k, ingest(name, reports)));
+        // BENCH_CLASSIFY_ONLY=1 skips ingest, for profiling classification alone.
+        let rate = if std::env::var_os("BENCH_CLASSIFY_ONLY").is_some() {
+            f64::NAN
+        } else {
+            ingest(name, reports)
+        };
+        rates.push((per_4k, rate));
     }
     for (kind, i) in [("prose", 0), ("vocabulary", 2)] {
         println!(

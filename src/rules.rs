@@ -490,23 +490,34 @@ fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
             for p in list {
                 let id = patterns.len();
                 let prefixes = keywords::prefixes(p);
+                let mut intern = |w: String| -> usize {
+                    *word_index.entry(w.clone()).or_insert_with(|| {
+                        words.push(w);
+                        keyed.push(Vec::new());
+                        words.len() - 1
+                    })
+                };
+                let gates = keywords::gates(p)
+                    .into_iter()
+                    .map(|gate| gate.into_iter().map(&mut intern).collect())
+                    .collect();
+                let keyed_on: Vec<usize> = match &prefixes {
+                    Some(ws) => ws.iter().cloned().map(&mut intern).collect(),
+                    None => keywords::required(p)
+                        .map_err(too_large)?
+                        .into_iter()
+                        .map(&mut intern)
+                        .collect(),
+                };
                 patterns.push(Pattern {
                     rule: i,
                     field,
                     regex: build_regex(&[p.as_str()]).map_err(too_large)?,
                     anchored: prefixes.is_some(),
                     reach: keywords::reach(p, matcher::REACH),
+                    gates,
                 });
-                let keyed_on = match prefixes {
-                    Some(words) => words,
-                    None => keywords::required(p).map_err(too_large)?,
-                };
-                for w in keyed_on {
-                    let k = *word_index.entry(w.clone()).or_insert_with(|| {
-                        words.push(w);
-                        keyed.push(Vec::new());
-                        words.len() - 1
-                    });
+                for k in keyed_on {
                     keyed[k].push(id);
                 }
             }
@@ -525,6 +536,8 @@ fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
     Ok(Matcher {
         patterns,
         keywords: Matcher::build_keywords(&words).map_err(too_large)?,
+        #[cfg(test)]
+        keyword_list: words.clone(),
         keyed,
         unless,
         overridden_by,

@@ -53,6 +53,9 @@ pub(super) struct Pattern {
     pub anchored: bool,
     /// How far a match may reach from its keyword (at most [`REACH`]).
     pub reach: usize,
+    /// Keyword sets of which every match holds a word each (keyword ids): where one has none,
+    /// the pattern cannot match.
+    pub gates: Vec<Vec<usize>>,
 }
 
 /// Every rule's patterns, compiled for matching.
@@ -61,6 +64,9 @@ pub(super) struct Matcher {
     pub patterns: Vec<Pattern>,
     /// Every distinct keyword of every pattern, ASCII-case-insensitive.
     pub keywords: AhoCorasick,
+    /// The same keywords, by id.
+    #[cfg(test)]
+    pub keyword_list: Vec<String>,
     /// Keyword index → the [`Pattern`]s with a pattern keyed on it.
     pub keyed: Vec<Vec<usize>>,
     /// Per rule: its `unless` patterns as one regex, if any.
@@ -103,6 +109,12 @@ impl Matcher {
                     .build(words)
             })
             .map_err(|e| e.to_string())
+    }
+
+    /// Every keyword, for tests that write text full of them.
+    #[cfg(test)]
+    pub fn keywords_text(&self) -> Vec<String> {
+        self.keyword_list.clone()
     }
 
     /// The rules that apply to a message, in rule order.
@@ -148,31 +160,41 @@ impl Matcher {
             let limit = if self.related[rule] { MAX_MATCHES } else { 1 };
             hits[rule].len() < limit
         };
+        let found: Vec<(usize, Range<usize>)> = self
+            .keywords
+            .find_overlapping_iter(text)
+            .map(|m| (m.pattern().as_usize(), m.range()))
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        let seen = Seen::new(&found, self.keyed.len());
         // Windows per pattern, merged as they come (occurrences arrive in text order).
         let mut windows: Vec<(usize, Range<usize>)> = Vec::new();
         let mut last: Vec<Option<usize>> = vec![None; self.patterns.len()];
         let mut tried_at: Vec<Option<usize>> = vec![None; self.patterns.len()];
-        for m in self.keywords.find_overlapping_iter(text) {
-            for &p in &self.keyed[m.pattern().as_usize()] {
+        for (keyword, m) in &found {
+            for &p in &self.keyed[*keyword] {
                 let pat = &self.patterns[p];
                 if pat.field != field || !wanted(pat.rule, hits) {
                     continue;
                 }
                 if pat.anchored {
-                    if tried_at[p] != Some(m.start()) {
-                        tried_at[p] = Some(m.start());
-                        let end = (m.start() + pat.reach).min(text.len());
-                        let input = Input::new(text)
-                            .range(m.start()..ceil_char(text, end))
-                            .anchored(Anchored::Yes);
+                    if tried_at[p] != Some(m.start) {
+                        tried_at[p] = Some(m.start);
+                        let end = ceil_char(text, (m.start + pat.reach).min(text.len()));
+                        if !seen.all_within(&pat.gates, m.start..end) {
+                            continue;
+                        }
+                        let input = Input::new(text).range(m.start..end).anchored(Anchored::Yes);
                         if let Some(found) = pat.regex.search(&input) {
                             self.judge(text_index, text, pat.rule, found.range(), hits);
                         }
                     }
                     continue;
                 }
-                let w = floor_char(text, m.start().saturating_sub(pat.reach))
-                    ..ceil_char(text, (m.end() + pat.reach).min(text.len()));
+                let w = floor_char(text, m.start.saturating_sub(pat.reach))
+                    ..ceil_char(text, (m.end + pat.reach).min(text.len()));
                 match last[p] {
                     Some(i) if windows[i].1.end >= w.start => {
                         windows[i].1.end = windows[i].1.end.max(w.end);
@@ -188,6 +210,9 @@ impl Matcher {
         windows.sort_by_key(|(p, w)| (*p, w.start));
         for (p, w) in windows {
             let pat = &self.patterns[p];
+            if !seen.all_within(&pat.gates, w.clone()) {
+                continue;
+            }
             let mut at = w.start;
             while at <= w.end && wanted(pat.rule, hits) {
                 let Some(m) = pat.regex.search(&Input::new(text).range(at..w.end)) else {
@@ -226,6 +251,39 @@ impl Matcher {
                 matched: m,
             });
         }
+    }
+}
+
+/// Where each keyword occurs in one text, to tell whether a window holds a word of every gate.
+struct Seen {
+    /// Keyword id → its occurrences' spans, by start.
+    at: Vec<Vec<Range<usize>>>,
+}
+
+impl Seen {
+    fn new(found: &[(usize, Range<usize>)], keywords: usize) -> Seen {
+        let mut at: Vec<Vec<Range<usize>>> = vec![Vec::new(); keywords];
+        for (k, r) in found {
+            at[*k].push(r.clone());
+        }
+        for list in &mut at {
+            list.sort_by_key(|r| r.start);
+        }
+        Seen { at }
+    }
+
+    /// Whether every gate has a word lying wholly inside `w`.
+    fn all_within(&self, gates: &[Vec<usize>], w: Range<usize>) -> bool {
+        gates.iter().all(|gate| {
+            gate.iter().any(|&k| {
+                let list = &self.at[k];
+                let i = list.partition_point(|r| r.start < w.start);
+                list[i..]
+                    .iter()
+                    .take_while(|r| r.start < w.end)
+                    .any(|r| r.end <= w.end)
+            })
+        })
     }
 }
 

@@ -735,3 +735,92 @@ fn text_without_keywords_runs_no_pattern() {
     assert!(found.is_empty(), "{found:?}");
     assert!(set.classify("Lorem", &[text]).is_empty());
 }
+
+/// The keyword machinery (prefilter, windows, anchoring, gates, ASCII word boundaries) finds
+/// what each pattern finds run plainly over the whole text: every shipped pattern, as a rule of
+/// its own, on the labelled reports, the Sakai corpus and text dense in every keyword.
+#[test]
+fn the_keyword_machinery_finds_what_the_plain_regex_finds() {
+    let shipped = RuleSet::shipped();
+    let mut toml = String::new();
+    let mut plain = Vec::new();
+    for r in shipped.rules() {
+        for (field, list) in [("subject", &r.subject), ("body", &r.body)] {
+            for p in list {
+                let id = format!("p{}", plain.len());
+                toml.push_str(&format!(
+                    "[[rule]]\nid = \"{id}\"\ndescription = \"d\"\nbr_item = 3\ncrl_reason = \"keyCompromise\"\nwindow = \"24h\"\n{field} = ['{p}']\n\n"
+                ));
+                let re = regex::RegexBuilder::new(&lean_word_classes(p))
+                    .case_insensitive(true)
+                    .size_limit(SIZE_LIMIT)
+                    .build()
+                    .unwrap();
+                plain.push((id, field, re));
+            }
+        }
+    }
+    let each = RuleSet::from_sources(&[("each.toml".into(), toml)]).unwrap();
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut texts: Vec<String> = Vec::new();
+    let mut labelled: Vec<_> = std::fs::read_dir(root.join("fixtures/labelled"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    labelled.sort();
+    for p in labelled {
+        texts.push(std::fs::read_to_string(p).unwrap());
+    }
+    let sakai = std::fs::read_to_string(root.join("fixtures/corpus/sakai-mbox.txt")).unwrap();
+    texts.extend(sakai.split("\nFrom ").take(100).map(str::to_string));
+    // Every keyword of every rule, shuffled into sentences: the densest text there is.
+    let mut words: Vec<String> = each.matcher.keywords_text();
+    let mut seed = 0x9e37_79b9_u64;
+    for _ in 0..20 {
+        let mut t = String::new();
+        for i in 0..400 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let w = &words[(seed >> 33) as usize % words.len()];
+            t.push_str(w);
+            t.push_str(match i % 9 {
+                0 => ". ",
+                4 => "\n",
+                _ => " ",
+            });
+        }
+        texts.push(t);
+    }
+    words.clear();
+
+    let mut differences = Vec::new();
+    for t in &texts {
+        let got: std::collections::BTreeSet<String> = each
+            .classify(t, std::slice::from_ref(t))
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        for (id, _, re) in &plain {
+            let want = re.is_match(t);
+            if want != got.contains(id) {
+                differences.push(format!(
+                    "{id} {}: plain {want}, machinery {}",
+                    re.as_str().chars().take(60).collect::<String>(),
+                    !want
+                ));
+            }
+        }
+    }
+    differences.sort();
+    differences.dedup();
+    assert!(
+        differences.is_empty(),
+        "{} differences:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
