@@ -389,7 +389,8 @@ fn build_regex(patterns: &[&str]) -> Result<meta::Regex, String> {
         .configure(
             meta::Config::new()
                 .nfa_size_limit(Some(SIZE_LIMIT))
-                .hybrid_cache_capacity(16 << 20),
+                .hybrid_cache_capacity(16 << 20)
+                .auto_prefilter(false),
         )
         .build_many_from_hir(&hirs)
         .map_err(|e| e.to_string())

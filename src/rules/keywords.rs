@@ -17,8 +17,9 @@ use regex_syntax::hir::{Hir, HirKind};
 /// Shortest keyword worth searching for: one or two letters occur everywhere.
 pub(super) const MIN_KEYWORD_LEN: usize = 3;
 
-/// Words so frequent in problem reports that a pattern keyed on them would run on nearly every
-/// message; another keyword of the same pattern is preferred when there is one.
+/// Words so frequent in mail (or inside its words: "der" in "order") that a pattern keyed on
+/// them would run on nearly every message; another keyword of the same pattern is preferred
+/// when there is one, and a part made of them is no use as a gate.
 const COMMON: &[&str] = &[
     "certificate",
     "certificates",
@@ -26,6 +27,7 @@ const COMMON: &[&str] = &[
     "the",
     "and",
     "for",
+    "from",
     "this",
     "that",
     "with",
@@ -34,8 +36,49 @@ const COMMON: &[&str] = &[
     "your",
     "please",
     "have",
+    "has",
+    "had",
     "was",
     "were",
+    "not",
+    "are",
+    "can",
+    "its",
+    "all",
+    "his",
+    "own",
+    "set",
+    "any",
+    "but",
+    "one",
+    "out",
+    "use",
+    "der",
+    "die",
+    "das",
+    "des",
+    "del",
+    "dem",
+    "den",
+    "les",
+    "las",
+    "los",
+    "par",
+    "mon",
+    "mes",
+    "une",
+    "est",
+    "que",
+    "son",
+    "sur",
+    "por",
+    "con",
+    "und",
+    "ist",
+    "von",
+    "ein",
+    "per",
+    "pour",
 ];
 
 /// The keywords (lower-case ASCII) one of which every match of `pattern` contains, or why
@@ -82,7 +125,9 @@ pub(super) fn gates(pattern: &str) -> Vec<Vec<String>> {
     };
     let mut out: Vec<Vec<String>> = Vec::new();
     for p in parts {
-        let Some(set) = needed(p).filter(|s| shortest(s) >= MIN_KEYWORD_LEN) else {
+        // A gate of common or three-letter words would be found nearly everywhere: no use.
+        let Some(set) = needed(p).filter(|s| shortest(s) > MIN_KEYWORD_LEN && !has_common(s))
+        else {
             continue;
         };
         let mut words: Vec<String> = set
@@ -167,12 +212,16 @@ fn shortest(set: &[Vec<u8>]) -> usize {
     set.iter().map(Vec::len).min().unwrap_or(0)
 }
 
-/// How good a keyword set is: sets without common words first, then longer shortest words.
-fn score(set: &[Vec<u8>]) -> (bool, usize) {
-    let common = set
-        .iter()
-        .any(|w| COMMON.iter().any(|c| c.as_bytes() == w.as_slice()));
-    (!common, shortest(set))
+/// How good a keyword set is: sets without common words first, then sets of words longer
+/// than three letters (which occur inside fewer words), then longer shortest words.
+fn score(set: &[Vec<u8>]) -> (bool, bool, usize) {
+    let n = shortest(set);
+    (!has_common(set), n > MIN_KEYWORD_LEN, n)
+}
+
+fn has_common(set: &[Vec<u8>]) -> bool {
+    set.iter()
+        .any(|w| COMMON.iter().any(|c| c.as_bytes() == w.as_slice()))
 }
 
 /// Most strings an exact set may hold before it stops being worth spelling out.
@@ -346,12 +395,10 @@ mod tests {
             gates(r"\b(i|we)\s+(hereby\s+)?request\s+(the\s+)?revocation\s+of\s+(my|our)\b"),
             [vec!["request".to_string()], vec!["revocation".to_string()]]
         );
+        // Three-letter and common words are found nearly everywhere: no gate of them.
         assert_eq!(
-            gates(r"\bkey\W+(?:\w+\W+){0,10}(leaked|exposed)"),
-            [
-                vec!["key".to_string()],
-                vec!["exposed".to_string(), "leaked".to_string()]
-            ]
+            gates(r"\bkey\W+(?:\w+\W+){0,10}(leaked|exposed)\s+on\s+the\s+web"),
+            [vec!["exposed".to_string(), "leaked".to_string()]]
         );
     }
 

@@ -168,7 +168,7 @@ impl Matcher {
         if found.is_empty() {
             return;
         }
-        let seen = Seen::new(&found, self.keyed.len());
+        let seen = Seen::new(&found);
         // Windows per pattern, merged as they come (occurrences arrive in text order).
         let mut windows: Vec<(usize, Range<usize>)> = Vec::new();
         let mut last: Vec<Option<usize>> = vec![None; self.patterns.len()];
@@ -256,19 +256,15 @@ impl Matcher {
 
 /// Where each keyword occurs in one text, to tell whether a window holds a word of every gate.
 struct Seen {
-    /// Keyword id → its occurrences' spans, by start.
-    at: Vec<Vec<Range<usize>>>,
+    /// (keyword id, start, end) of every occurrence, sorted.
+    at: Vec<(usize, usize, usize)>,
 }
 
 impl Seen {
-    fn new(found: &[(usize, Range<usize>)], keywords: usize) -> Seen {
-        let mut at: Vec<Vec<Range<usize>>> = vec![Vec::new(); keywords];
-        for (k, r) in found {
-            at[*k].push(r.clone());
-        }
-        for list in &mut at {
-            list.sort_by_key(|r| r.start);
-        }
+    fn new(found: &[(usize, Range<usize>)]) -> Seen {
+        let mut at: Vec<(usize, usize, usize)> =
+            found.iter().map(|(k, r)| (*k, r.start, r.end)).collect();
+        at.sort_unstable();
         Seen { at }
     }
 
@@ -276,12 +272,13 @@ impl Seen {
     fn all_within(&self, gates: &[Vec<usize>], w: Range<usize>) -> bool {
         gates.iter().all(|gate| {
             gate.iter().any(|&k| {
-                let list = &self.at[k];
-                let i = list.partition_point(|r| r.start < w.start);
-                list[i..]
+                let i = self
+                    .at
+                    .partition_point(|&(kk, s, _)| (kk, s) < (k, w.start));
+                self.at[i..]
                     .iter()
-                    .take_while(|r| r.start < w.end)
-                    .any(|r| r.end <= w.end)
+                    .take_while(|&&(kk, s, _)| kk == k && s < w.end)
+                    .any(|&(_, _, e)| e <= w.end)
             })
         })
     }
