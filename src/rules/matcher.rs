@@ -255,30 +255,47 @@ impl Matcher {
 }
 
 /// Where each keyword occurs in one text, to tell whether a window holds a word of every gate.
-struct Seen {
-    /// (keyword id, start, end) of every occurrence, sorted.
-    at: Vec<(usize, usize, usize)>,
+/// Sorted on first use: many texts never ask.
+struct Seen<'f> {
+    found: &'f [(usize, Range<usize>)],
+    /// `keyword id << 32 | start` and `end` of every occurrence, sorted.
+    at: std::cell::OnceCell<Vec<(u64, u32)>>,
 }
 
-impl Seen {
-    fn new(found: &[(usize, Range<usize>)]) -> Seen {
-        let mut at: Vec<(usize, usize, usize)> =
-            found.iter().map(|(k, r)| (*k, r.start, r.end)).collect();
-        at.sort_unstable();
-        Seen { at }
+impl<'f> Seen<'f> {
+    fn new(found: &'f [(usize, Range<usize>)]) -> Seen<'f> {
+        Seen {
+            found,
+            at: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn key(keyword: usize, start: usize) -> u64 {
+        ((keyword as u64) << 32) | (start as u64 & 0xffff_ffff)
     }
 
     /// Whether every gate has a word lying wholly inside `w`.
     fn all_within(&self, gates: &[Vec<usize>], w: Range<usize>) -> bool {
+        if gates.is_empty() {
+            return true;
+        }
+        let at = self.at.get_or_init(|| {
+            let mut at: Vec<(u64, u32)> = self
+                .found
+                .iter()
+                .map(|(k, r)| (Seen::key(*k, r.start), r.end as u32))
+                .collect();
+            at.sort_unstable_by_key(|&(k, _)| k);
+            at
+        });
         gates.iter().all(|gate| {
             gate.iter().any(|&k| {
-                let i = self
-                    .at
-                    .partition_point(|&(kk, s, _)| (kk, s) < (k, w.start));
-                self.at[i..]
+                let (lo, hi) = (Seen::key(k, w.start), Seen::key(k, w.end));
+                let i = at.partition_point(|&(key, _)| key < lo);
+                at[i..]
                     .iter()
-                    .take_while(|&&(kk, s, _)| kk == k && s < w.end)
-                    .any(|&(_, _, e)| e <= w.end)
+                    .take_while(|&&(key, _)| key < hi)
+                    .any(|&(_, e)| e as usize <= w.end)
             })
         })
     }
