@@ -19,13 +19,13 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
+#[path = "support/desk.rs"]
+mod desk;
 #[path = "support/procfs.rs"]
 mod procfs;
 
-use cprwatch::config;
-use cprwatch::desk::Desk;
-use cprwatch::model::FolderRole;
 use cprwatch::rules::RuleSet;
+use desk::BenchDesk;
 
 /// Words reports use, for the `vocabulary` corpus.
 const VOCABULARY: &[&str] = &[
@@ -240,22 +240,9 @@ fn ingest(name: &str, reports: &[String]) -> f64 {
         );
         fs::write(maildir.join("cur").join(format!("{i}.eml:2,")), msg).expect("write");
     }
-    let cfg_path = dir.path().join("c.toml");
-    fs::write(
-        &cfg_path,
-        "[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n[store]\npath = \"bench.sqlite\"\n",
-    )
-    .expect("config");
-    let config = config::load(&cfg_path).expect("config loads");
-    let mut desk = Desk::open(&config).expect("desk");
+    let mut bench = BenchDesk::open();
     let t = Instant::now();
-    let summary = desk
-        .ingest_paths(
-            &[(maildir, FolderRole::Inbox)],
-            cprwatch::commands::INGEST_BATCH,
-            cprwatch::timefmt::now,
-        )
-        .expect("ingest");
+    let summary = bench.ingest(&maildir, cprwatch::timefmt::now);
     let secs = t.elapsed().as_secs_f64();
     let rate = summary.read as f64 / secs;
     println!(

@@ -16,15 +16,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "support/desk.rs"]
+mod desk;
 #[path = "support/procfs.rs"]
 mod procfs;
 
 #[path = "support/hostile_mail.rs"]
 mod hostile_mail;
 
-use cprwatch::config;
-use cprwatch::desk::Desk;
-use cprwatch::model::FolderRole;
+use desk::BenchDesk;
 use hostile_mail::{KINDS, Scale};
 
 const PHASE_ENV: &str = "CPRWATCH_BENCH_HOSTILE";
@@ -98,25 +98,11 @@ fn main() {
 
 /// One kind, in its own process: the desk is opened first so its memory is the baseline.
 fn run_one(file: &Path) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg_path = dir.path().join("c.toml");
-    fs::write(
-        &cfg_path,
-        "[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"bench.sqlite\"\n",
-    )
-    .expect("config");
-    let config = config::load(&cfg_path).expect("config loads");
-    let mut desk = Desk::open(&config).expect("desk");
+    let mut bench = BenchDesk::open();
     let baseline = rss_mib();
     let now = || cprwatch::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
     let (t, cpu) = (Instant::now(), procfs::cpu_secs("self"));
-    let summary = desk
-        .ingest_paths(
-            &[(file.to_path_buf(), FolderRole::Inbox)],
-            cprwatch::commands::INGEST_BATCH,
-            now,
-        )
-        .expect("ingest");
+    let summary = bench.ingest(file, now);
     let secs = t.elapsed().as_secs_f64();
     let cpu = procfs::cpu_secs("self") - cpu;
     let peak = procfs::peak_rss_mib("self");
@@ -125,8 +111,9 @@ fn run_one(file: &Path) {
     unsafe { libc::malloc_trim(0) };
     let after = rss_mib();
     assert_eq!(summary.new_messages, 1, "{summary:?}");
-    let p = desk.projection_at(now());
-    let problems = desk
+    let p = bench.desk.projection_at(now());
+    let problems = bench
+        .desk
         .engine()
         .facts()
         .first()
@@ -140,7 +127,9 @@ fn run_one(file: &Path) {
     );
     // The process ends here: no need to free the desk piece by piece (and a heap profiler
     // then shows what it held as "leaked").
+    let BenchDesk { dir, desk } = bench;
     std::mem::forget(desk);
+    drop(dir);
 }
 
 /// Resident memory now, in MiB.

@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "support/desk.rs"]
+mod desk;
 #[path = "support/procfs.rs"]
 mod procfs;
 
-use cprwatch::config;
-use cprwatch::desk::Desk;
-use cprwatch::model::FolderRole;
+use desk::BenchDesk;
 
 const PHASE_ENV: &str = "CPRWATCH_BENCH_PHASE";
 
@@ -129,29 +129,13 @@ fn run_phase(phase: &str, root: &Path) {
             std::hint::black_box(parsed);
         }
         "ingest" => {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let cfg_path = dir.path().join("c.toml");
-            fs::write(
-                &cfg_path,
-                "[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n[store]\npath = \"bench.sqlite\"\n",
-            )
-            .expect("config");
-            let config = config::load(&cfg_path).expect("config loads");
-            let mut desk = Desk::open(&config).expect("desk");
+            let mut bench = BenchDesk::open();
             let t = Instant::now();
-            let summary = desk
-                .ingest_paths(
-                    &[(root.to_path_buf(), FolderRole::Inbox)],
-                    cprwatch::commands::INGEST_BATCH,
-                    cprwatch::timefmt::now,
-                )
-                .expect("ingest");
+            let summary = bench.ingest(root, cprwatch::timefmt::now);
             let secs = t.elapsed().as_secs_f64();
             report("full ingest (cprwatch)", summary.read, summary.bytes, secs);
-            let p = desk.projection_at(cprwatch::timefmt::now());
-            let store_size = fs::metadata(dir.path().join("bench.sqlite"))
-                .map(|m| m.len())
-                .unwrap_or(0);
+            let p = bench.desk.projection_at(cprwatch::timefmt::now());
+            let store_size = bench.store_bytes();
             println!(
                 "  -> {} new messages, {} events, {} cases, {} clocks, store {:.1} MiB",
                 summary.new_messages,

@@ -94,15 +94,7 @@ pub(super) fn required(pattern: &str) -> Result<Vec<String>, String> {
         .parse(pattern)
         .map_err(|e| format!("does not parse: {e}"))?;
     match needed(&hir) {
-        Some(set) if shortest(&set) >= MIN_KEYWORD_LEN => {
-            let mut words: Vec<String> = set
-                .into_iter()
-                .map(|w| String::from_utf8(w).expect("ASCII runs are UTF-8"))
-                .collect();
-            words.sort();
-            words.dedup();
-            Ok(words)
-        }
+        Some(set) if shortest(&set) >= MIN_KEYWORD_LEN => Ok(words_of(set)),
         _ => Err(format!(
             "has no literal word of at least {MIN_KEYWORD_LEN} ASCII letters that every match \
              contains; add one (e.g. write `key\\s+compromise`, not `\\w+\\s+compromise`) so \
@@ -130,12 +122,7 @@ pub(super) fn gates(pattern: &str) -> Vec<Vec<String>> {
         else {
             continue;
         };
-        let mut words: Vec<String> = set
-            .into_iter()
-            .map(|w| String::from_utf8(w).expect("ASCII runs are UTF-8"))
-            .collect();
-        words.sort();
-        words.dedup();
+        let words = words_of(set);
         if !out.contains(&words) {
             out.push(words);
         }
@@ -206,6 +193,17 @@ fn longest(hir: &Hir) -> usize {
         HirKind::Concat(parts) => parts.iter().map(longest).fold(0, usize::saturating_add),
         HirKind::Alternation(branches) => branches.iter().map(longest).max().unwrap_or(0),
     }
+}
+
+/// A keyword set as sorted, distinct strings (its words are lower-case ASCII runs).
+fn words_of(set: Vec<Vec<u8>>) -> Vec<String> {
+    let mut words: Vec<String> = set
+        .into_iter()
+        .map(|w| String::from_utf8(w).expect("ASCII runs are UTF-8"))
+        .collect();
+    words.sort();
+    words.dedup();
+    words
 }
 
 fn shortest(set: &[Vec<u8>]) -> usize {

@@ -1,0 +1,48 @@
+//! A desk on a new SQLite store in a temporary directory, the way every benchmark ingests.
+#![allow(dead_code)] // each benchmark uses part of it
+
+use std::path::Path;
+
+use cprwatch::commands::INGEST_BATCH;
+use cprwatch::config;
+use cprwatch::desk::{Desk, IngestSummary};
+use cprwatch::model::{FolderRole, Timestamp};
+
+/// The desk and the directory its store lives in (removed when dropped).
+pub struct BenchDesk {
+    pub dir: tempfile::TempDir,
+    pub desk: Desk,
+}
+
+impl BenchDesk {
+    /// Staff are the example CA's, as the generated mail has them.
+    pub fn open() -> BenchDesk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg_path,
+            "[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n[store]\npath = \"bench.sqlite\"\n",
+        )
+        .expect("config");
+        let config = config::load(&cfg_path).expect("config loads");
+        let desk = Desk::open(&config).expect("desk");
+        BenchDesk { dir, desk }
+    }
+
+    /// Ingest one folder (or file) as the inbox.
+    pub fn ingest(&mut self, path: &Path, now: fn() -> Timestamp) -> IngestSummary {
+        self.desk
+            .ingest_paths(
+                &[(path.to_path_buf(), FolderRole::Inbox)],
+                INGEST_BATCH,
+                now,
+            )
+            .expect("ingest")
+    }
+
+    pub fn store_bytes(&self) -> u64 {
+        std::fs::metadata(self.dir.path().join("bench.sqlite"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+}
