@@ -73,6 +73,8 @@ pub struct Clock {
     pub basis: String,
     /// The report's phrase behind a rule basis (see [`Candidate::matched`]).
     pub matched: Option<String>,
+    /// The staff message whose `CPR-Reason` set the window, if one did.
+    pub decided_by: Option<String>,
     /// Every way it may end, in any order; only those at or before `now` count.
     pub stops: Vec<Stop>,
 }
@@ -83,6 +85,8 @@ pub struct Decision {
     /// When staff decided (their message's receipt time).
     pub at: Timestamp,
     pub item: u8,
+    /// The staff message that carried it (its Message-Id).
+    pub by: String,
 }
 
 /// The basis of a clock whose window staff set.
@@ -122,6 +126,7 @@ impl Clock {
             deadline: best.deadline(),
             basis: best.basis.clone(),
             matched: best.matched.clone(),
+            decided_by: None,
             stops: Vec::new(),
         })
     }
@@ -134,6 +139,7 @@ impl Clock {
             self.deadline = self.started_at + window;
             self.basis = staff_basis(d.item);
             self.matched = None;
+            self.decided_by = Some(d.by.clone());
         }
     }
 
@@ -290,15 +296,18 @@ mod tests {
         c.decide(&Decision {
             at: t("2026-01-02T10:00:00Z"),
             item: 6,
+            by: "<d1@ca.test>".into(),
         });
         assert_eq!(c.deadline, t("2026-01-06T00:00:00Z"));
         assert_eq!(c.basis, "staff-item-6");
         c.decide(&Decision {
             at: t("2026-01-02T11:00:00Z"),
             item: 3,
+            by: "<d2@ca.test>".into(),
         });
         assert_eq!(c.deadline, t("2026-01-02T00:00:00Z"));
         assert_eq!(c.basis, "staff-item-3");
+        assert_eq!(c.decided_by.as_deref(), Some("<d2@ca.test>"));
     }
 
     #[test]

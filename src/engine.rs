@@ -503,6 +503,7 @@ fn diff(
                 started_at: c.started_at,
                 deadline: c.deadline,
                 basis: c.basis.clone(),
+                decided_by: c.decided_by.clone(),
             }),
             Some(k)
                 if k.started_at != c.started_at
@@ -516,6 +517,7 @@ fn diff(
                     basis: c.basis.clone(),
                     previous_deadline: Some(k.deadline),
                     previous_basis: Some(k.basis.clone()),
+                    decided_by: c.decided_by.clone(),
                 })
             }
             Some(_) => {}

@@ -211,6 +211,9 @@ pub enum Event {
         #[serde(with = "time::serde::rfc3339")]
         deadline: Timestamp,
         basis: String,
+        /// The staff message whose `CPR-Reason` set the window (absent when none did).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decided_by: Option<String>,
     },
     /// New evidence (the shorter window wins) or a staff decision (`CPR-Reason`) moved a
     /// clock's start or deadline.
@@ -231,6 +234,9 @@ pub enum Event {
         previous_deadline: Option<Timestamp>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous_basis: Option<String>,
+        /// The staff message whose `CPR-Reason` set the window (absent when none did).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decided_by: Option<String>,
     },
     ClockStopped {
         clock: String,
@@ -336,12 +342,19 @@ impl Event {
                 started_at,
                 deadline,
                 basis,
+                decided_by,
                 ..
-            } => format!(
-                "{clock} from {} due {} (basis {basis})",
-                t(*started_at),
-                t(*deadline)
-            ),
+            } => {
+                let mut line = format!(
+                    "{clock} from {} due {} (basis {basis})",
+                    t(*started_at),
+                    t(*deadline)
+                );
+                if let Some(by) = decided_by {
+                    line.push_str(&format!(", decided in {by}"));
+                }
+                line
+            }
             Event::ClockRevised {
                 clock,
                 started_at,
@@ -349,12 +362,16 @@ impl Event {
                 basis,
                 previous_deadline,
                 previous_basis,
+                decided_by,
             } => {
                 let mut line = format!(
                     "{clock} now from {} due {} (basis {basis})",
                     t(*started_at),
                     t(*deadline)
                 );
+                if let Some(by) = decided_by {
+                    line.push_str(&format!(", decided in {by}"));
+                }
                 if let (Some(d), Some(b)) = (previous_deadline, previous_basis) {
                     line.push_str(&format!("; was due {} (basis {b})", t(*d)));
                 }
@@ -475,6 +492,7 @@ mod tests {
                 started_at: time::macros::datetime!(2026-03-02 10:00 UTC),
                 deadline: time::macros::datetime!(2026-03-03 10:00 UTC),
                 basis: "br-4.9.1.1-item-3".into(),
+                decided_by: None,
             },
         };
         let bytes = env.encode();

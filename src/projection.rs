@@ -361,6 +361,7 @@ impl Projector {
                             .push(Decision {
                                 at: m.received_at,
                                 item: *item,
+                                by: m.message_id.clone(),
                             });
                         self.dirty_targets.insert(target.clone());
                         let idx = self.fed() - 1;
@@ -561,6 +562,7 @@ impl Projector {
             deadline: case.opened_at + clock::DAY,
             basis: clock::BASIS_PRELIMINARY.to_string(),
             matched: None,
+            decided_by: None,
             stops: Vec::new(),
         };
         for &idx in &thread.members {

@@ -1558,7 +1558,8 @@ fn cpr_reason_from_staff_moves_the_deadline_both_ways_and_a_forged_one_is_ignore
     assert!(
         shown.contains(
             "revocation:crtsh:7001 now from 2026-05-04T08:00:00Z due 2026-05-05T08:00:00Z \
-             (basis staff-item-4); was due 2026-05-09T08:00:00Z (basis misissuance)"
+             (basis staff-item-4), decided in <sr01a@example-ca.test>; \
+             was due 2026-05-09T08:00:00Z (basis misissuance)"
         ),
         "{shown}"
     );
