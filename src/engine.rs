@@ -167,6 +167,9 @@ impl Recorded {
     }
 }
 
+/// From how many clocks at once the timeline is extended by a tree built of its own.
+const BULK_TIMELINE: usize = 1024;
+
 /// The core's state between batches.
 pub struct Engine {
     policy: Policy,
@@ -376,7 +379,11 @@ impl Engine {
             let mut clocks = std::mem::take(&mut changes.clocks);
             if every {
                 self.timeline.clear();
-                clocks.extend(p.clocks.keys().cloned());
+                for id in p.clocks.keys() {
+                    if !clocks.contains(id) {
+                        clocks.insert(id.clone());
+                    }
+                }
             } else {
                 while self.timeline.first().is_some_and(|(at, _)| *at <= now) {
                     if let Some((_, id)) = self.timeline.pop_first() {
@@ -384,10 +391,19 @@ impl Engine {
                     }
                 }
             }
-            for id in &clocks {
-                if let Some(at) = p.clocks.get(id).and_then(|c| c.next_change_after(now)) {
-                    self.timeline.insert((at, id.clone()));
-                }
+            let due: Vec<(Timestamp, String)> = clocks
+                .iter()
+                .filter_map(|id| {
+                    let at = p.clocks.get(id).and_then(|c| c.next_change_after(now))?;
+                    Some((at, id.clone()))
+                })
+                .collect();
+            if due.len() >= BULK_TIMELINE && due.len() >= self.timeline.len() {
+                // Inserted one by one in order, they would leave every node half empty.
+                let mut more: BTreeSet<(Timestamp, String)> = due.into_iter().collect();
+                self.timeline.append(&mut more);
+            } else {
+                self.timeline.extend(due);
             }
             self.evaluated_at = Some(now);
             diff(p, &changes, Some(&clocks), &mut out)?;
@@ -553,35 +569,42 @@ fn diff<E>(
     };
     for (id, c) in compared {
         let status = c.status(out.now);
-        // As recorded before this clock's own events.
-        let known = out.rec.clocks.get(id).cloned();
-        match &known {
-            None => out.push(Event::ClockStarted {
-                clock: id.clone(),
-                kind: c.kind,
-                case: c.case.clone(),
-                target: c.target.clone(),
-                started_at: c.started_at,
-                deadline: c.deadline,
-                basis: c.basis.clone(),
-            })?,
+        // Decided on the clock as recorded before its own events.
+        let (first, before) = match out.rec.clocks.get(id) {
+            None => (
+                Some(Event::ClockStarted {
+                    clock: id.clone(),
+                    kind: c.kind,
+                    case: c.case.clone(),
+                    target: c.target.clone(),
+                    started_at: c.started_at,
+                    deadline: c.deadline,
+                    basis: c.basis.clone(),
+                }),
+                ClockState::Pending,
+            ),
             Some(k)
                 if k.started_at != c.started_at
                     || k.deadline != c.deadline
                     || k.basis != c.basis =>
             {
-                out.push(Event::ClockRevised {
-                    clock: id.clone(),
-                    started_at: c.started_at,
-                    deadline: c.deadline,
-                    basis: c.basis.clone(),
-                    previous_deadline: Some(k.deadline),
-                    previous_basis: Some(k.basis.clone()),
-                })?
+                (
+                    Some(Event::ClockRevised {
+                        clock: id.clone(),
+                        started_at: c.started_at,
+                        deadline: c.deadline,
+                        basis: c.basis.clone(),
+                        previous_deadline: Some(k.deadline),
+                        previous_basis: Some(k.basis.clone()),
+                    }),
+                    k.state,
+                )
             }
-            Some(_) => {}
+            Some(k) => (None, k.state),
+        };
+        if let Some(event) = first {
+            out.push(event)?;
         }
-        let before = known.map(|k| k.state).unwrap_or(ClockState::Pending);
         if status.state != before {
             out.push(match status.state {
                 ClockState::Breached => Event::ClockBreached {
