@@ -932,6 +932,44 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
         assert!(breaches > 0, "the scenarios leave some clock to breach");
     }
 
+    /// A mass report's events are handed on in pieces: together they are exactly the events
+    /// of one tick, in order, and a sink that fails stops the tick there.
+    #[test]
+    fn events_handed_on_in_pieces_are_those_of_one_tick() {
+        let late = parse("2026-12-01T00:00:00Z").unwrap();
+        let received = || {
+            let mut e = engine();
+            let prepared = scenario_files()
+                .into_iter()
+                .map(|(raw, m)| facts::Prepared::raw(raw, m))
+                .collect();
+            e.receive_prepared(prepared, late);
+            e
+        };
+        let all = received().tick(late);
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        let handed = received()
+            .tick_in_pieces(late, 7, |piece| {
+                sizes.push(piece.len());
+                got.extend(piece);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!(handed, all.len());
+        assert_eq!(got, all);
+        assert!(sizes.len() > 2, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| (1..=7).contains(&n)), "{sizes:?}");
+
+        let mut calls = 0;
+        let stopped = received().tick_in_pieces(late, 7, |_| {
+            calls += 1;
+            if calls == 2 { Err("full") } else { Ok(()) }
+        });
+        assert_eq!(stopped, Err("full"));
+        assert_eq!(calls, 2);
+    }
+
     #[test]
     fn feeding_one_message_at_a_time_equals_a_full_rebuild() {
         // Every scenario message, in receipt order, one batch each: the incremental path.
