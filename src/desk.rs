@@ -157,25 +157,47 @@ impl Desk {
     /// Re-evaluate clocks at `now`; commit and return what changed.
     ///
     /// The events of a tick are derived (cases, clocks), never received: committed in pieces
-    /// of [`TICK_COMMIT_EVENTS`], so a mass report's 200 000 events are not all encoded and
-    /// chained in memory at once. A crash between pieces loses nothing: the engine restored
-    /// from the log derives the rest again on its first tick, as after any crash.
+    /// of [`TICK_COMMIT_EVENTS`] as the engine finds them, so a mass report's 200 000 events
+    /// are not all encoded and chained in memory at once. A crash between pieces loses nothing:
+    /// the engine restored from the log derives the rest again on its first tick, as after any
+    /// crash.
     pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Envelope>, DeskError> {
-        let events = self.engine.tick(now);
-        for piece in events.chunks(TICK_COMMIT_EVENTS) {
-            let sb = store::Batch {
-                messages: Vec::new(),
-                positions: Vec::new(),
-                events: piece.iter().map(Envelope::encode).collect(),
-                checkpoints: Vec::new(),
-            };
-            if let Err(e) = self.store.commit(sb) {
+        let mut kept = Vec::new();
+        self.tick_committing(now, Some(&mut kept))?;
+        Ok(kept)
+    }
+
+    /// [`Desk::tick`], keeping the events committed in `keep` if given (else only counting
+    /// them: a bulk ingest needs no more). Returns how many events were committed.
+    fn tick_committing(
+        &mut self,
+        now: Timestamp,
+        mut keep: Option<&mut Vec<Envelope>>,
+    ) -> Result<u64, DeskError> {
+        let store = &mut self.store;
+        let committed =
+            self.engine
+                .tick_in_pieces(now, TICK_COMMIT_EVENTS, |piece: Vec<Envelope>| {
+                    let sb = store::Batch {
+                        messages: Vec::new(),
+                        positions: Vec::new(),
+                        events: piece.iter().map(Envelope::encode).collect(),
+                        checkpoints: Vec::new(),
+                    };
+                    store.commit(sb)?;
+                    if let Some(k) = keep.as_deref_mut() {
+                        k.extend(piece);
+                    }
+                    Ok::<(), StoreError>(())
+                });
+        match committed {
+            Ok(n) => Ok(n as u64),
+            Err(e) => {
                 // Memory must not run ahead of the store: forget what was not committed.
                 self.engine = restore(self.store.as_ref(), &self.policy, &self.settings)?;
-                return Err(e.into());
+                Err(e.into())
             }
         }
-        Ok(events)
     }
 
     fn commit(
@@ -231,7 +253,7 @@ impl Desk {
             batches += 1;
             // Derive now and then, so no single commit grows with the load.
             if batches.is_multiple_of(DERIVE_EVERY) {
-                summary.events += desk.tick(now())?.len() as u64;
+                summary.events += desk.tick_committing(now(), None)?;
             }
             Ok(())
         };
@@ -260,7 +282,7 @@ impl Desk {
         }
         let last = helper.finish();
         hand_over(self, last, &mut summary)?;
-        summary.events += self.tick(now())?.len() as u64;
+        summary.events += self.tick_committing(now(), None)?;
         Ok(summary)
     }
 

@@ -8,7 +8,7 @@
 //! events that describe its effect (a revised deadline, a merged case) instead of a different
 //! history.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::correlate::Assigned;
 use crate::event::{ClockState, Envelope, Event, MessageFacts};
@@ -47,10 +47,30 @@ struct Recorded {
     cases: HashSet<String>,
     /// Content hash → case, or `None` for a logged message.
     placements: HashMap<String, Option<String>>,
-    case_certs: HashSet<(String, String)>,
-    case_keys: HashSet<(String, String)>,
-    clocks: BTreeMap<String, RecordedClock>,
+    /// Certificates and keys reported, by case: a mass report's 100 000 certificates do not
+    /// each carry a copy of the case's name.
+    case_certs: HashMap<String, HashSet<String>>,
+    case_keys: HashMap<String, HashSet<String>>,
+    /// By clock id. Only looked up, never walked in order.
+    clocks: HashMap<String, RecordedClock>,
     ignored: HashSet<String>,
+}
+
+/// Whether `case` lists `item` in `by_case`.
+fn listed(by_case: &HashMap<String, HashSet<String>>, case: &str, item: &str) -> bool {
+    by_case.get(case).is_some_and(|s| s.contains(item))
+}
+
+/// Add `item` to what `case` lists in `by_case`.
+fn list(by_case: &mut HashMap<String, HashSet<String>>, case: &str, item: String) {
+    match by_case.get_mut(case) {
+        Some(s) => {
+            s.insert(item);
+        }
+        None => {
+            by_case.insert(case.to_string(), HashSet::from([item]));
+        }
+    }
 }
 
 fn key_identity(k: &crate::model::KeyRef) -> String {
@@ -85,11 +105,10 @@ impl Recorded {
                 self.cases.remove(case);
             }
             Event::CertificateReported { case, certificate } => {
-                self.case_certs
-                    .insert((case.clone(), certificate.reference.clone()));
+                list(&mut self.case_certs, case, certificate.reference.clone());
             }
             Event::KeyReported { case, key } => {
-                self.case_keys.insert((case.clone(), key_identity(key)));
+                list(&mut self.case_keys, case, key_identity(key));
             }
             Event::ClockStarted {
                 clock,
@@ -147,6 +166,9 @@ impl Recorded {
         }
     }
 }
+
+/// From how many clocks at once the timeline is extended by a tree built of its own.
+const BULK_TIMELINE: usize = 1024;
 
 /// The core's state between batches.
 pub struct Engine {
@@ -300,19 +322,55 @@ impl Engine {
     /// Re-evaluate every clock at `now` and return the events for what changed (a breach, an
     /// expiry, a command whose time has come). The events are already absorbed.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Envelope> {
-        let events = if self.facts.last().is_some_and(|f| f.received_at > now) {
+        let mut all = Vec::new();
+        let handed = self.tick_in_pieces(now, usize::MAX, |piece| {
+            if all.is_empty() {
+                all = piece;
+            } else {
+                all.extend(piece);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        match handed {
+            Ok(_) => all,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Engine::tick`], handing the events to `sink` in pieces of at most `piece` events, in
+    /// order, as they are found, instead of returning them all at once: a mass report derives
+    /// 200 000 events, which need not all be in memory together. Returns how many events there
+    /// were. Each event is absorbed as it is found; if `sink` fails the tick stops there, and
+    /// the engine has absorbed events that were not handed over: rebuild it from what was kept.
+    pub fn tick_in_pieces<E>(
+        &mut self,
+        now: Timestamp,
+        piece: usize,
+        mut sink: impl FnMut(Vec<Envelope>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut out = Emitted {
+            now,
+            rec: &mut self.recorded,
+            assigned: &mut self.assigned,
+            piece: piece.max(1),
+            list: Vec::new(),
+            handed: 0,
+            sink: &mut sink,
+        };
+        if self.facts.last().is_some_and(|f| f.received_at > now) {
             // Evaluating before the newest receipt (only tests and replays do): project afresh.
-            let p = self.project_at(now);
+            let cut = self.facts.partition_point(|f| f.received_at <= now);
+            let p = projection::project(&self.facts[..cut], out.assigned, &self.settings);
             let full = Changes {
                 full: true,
                 ..Changes::default()
             };
             self.evaluated_at = None;
-            diff(&p, &full, None, &self.recorded, now)
+            diff(&p, &full, None, &mut out)?;
         } else {
             let projector = self
                 .projector
-                .get_or_insert_with(|| Projector::new(&self.assigned, &self.settings));
+                .get_or_insert_with(|| Projector::new(out.assigned, &self.settings));
             projector.feed(&self.facts);
             let mut changes = projector.take_changes();
             let p = projector.projection();
@@ -321,7 +379,11 @@ impl Engine {
             let mut clocks = std::mem::take(&mut changes.clocks);
             if every {
                 self.timeline.clear();
-                clocks.extend(p.clocks.keys().cloned());
+                for id in p.clocks.keys() {
+                    if !clocks.contains(id) {
+                        clocks.insert(id.clone());
+                    }
+                }
             } else {
                 while self.timeline.first().is_some_and(|(at, _)| *at <= now) {
                     if let Some((_, id)) = self.timeline.pop_first() {
@@ -329,18 +391,25 @@ impl Engine {
                     }
                 }
             }
-            for id in &clocks {
-                if let Some(at) = p.clocks.get(id).and_then(|c| c.next_change_after(now)) {
-                    self.timeline.insert((at, id.clone()));
-                }
+            let due: Vec<(Timestamp, String)> = clocks
+                .iter()
+                .filter_map(|id| {
+                    let at = p.clocks.get(id).and_then(|c| c.next_change_after(now))?;
+                    Some((at, id.clone()))
+                })
+                .collect();
+            if due.len() >= BULK_TIMELINE && due.len() >= self.timeline.len() {
+                // Inserted one by one in order, they would leave every node half empty.
+                let mut more: BTreeSet<(Timestamp, String)> = due.into_iter().collect();
+                self.timeline.append(&mut more);
+            } else {
+                self.timeline.extend(due);
             }
             self.evaluated_at = Some(now);
-            diff(p, &changes, Some(&clocks), &self.recorded, now)
-        };
-        for e in &events {
-            self.recorded.apply(&e.event, &mut self.assigned);
+            diff(p, &changes, Some(&clocks), &mut out)?;
         }
-        events
+        out.flush()?;
+        Ok(out.handed)
     }
 
     /// The projection made by the last [`Engine::tick`], if no message arrived since.
@@ -355,37 +424,58 @@ impl Engine {
     }
 }
 
-/// The events that bring the recorded view up to the projection at `now`.
-///
-/// Only what `changes` names is compared (all of it after a rebuild), and only the clocks in
-/// `clocks` (every clock when `None`).
-/// Events as `diff` finds them, already in their envelopes: a mass report makes hundreds of
-/// thousands at once, and wrapping them afterwards would hold every event twice.
-struct Emitted {
+/// Events as `diff` finds them, already in their envelopes, each applied to the recorded view
+/// as it is found and handed on in pieces: a mass report makes hundreds of thousands at once,
+/// and holding them all (and wrapping them afterwards) would hold every event, or twice.
+struct Emitted<'a, E> {
     now: Timestamp,
+    rec: &'a mut Recorded,
+    assigned: &'a mut Assigned,
+    /// Events per piece handed to `sink`.
+    piece: usize,
     list: Vec<Envelope>,
+    handed: usize,
+    sink: &'a mut dyn FnMut(Vec<Envelope>) -> Result<(), E>,
 }
 
-impl Emitted {
-    fn push(&mut self, event: Event) {
+impl<E> Emitted<'_, E> {
+    fn push(&mut self, event: Event) -> Result<(), E> {
+        self.rec.apply(&event, self.assigned);
         self.list.push(Envelope {
             recorded_at: self.now,
             event,
         });
+        if self.list.len() >= self.piece {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hand on the events found since the last piece, if any.
+    fn flush(&mut self) -> Result<(), E> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::take(&mut self.list);
+        self.handed += piece.len();
+        (self.sink)(piece)
     }
 }
 
-fn diff(
+/// The events that bring the recorded view up to the projection at `now`, found in order and
+/// pushed to `out` (which applies each to the recorded view at once).
+///
+/// Only what `changes` names is compared (all of it after a rebuild), and only the clocks in
+/// `clocks` (every clock when `None`). Every decision reads the recorded view as it was before
+/// this diff: each event touches only what its own check read (one message, one certificate
+/// of a case, one clock), and the two places where that does not hold (the case a merged
+/// case's messages went to, and ignored commands listed twice) are decided up front.
+fn diff<E>(
     p: &Projection,
     changes: &Changes,
     clocks: Option<&BTreeSet<String>>,
-    rec: &Recorded,
-    now: Timestamp,
-) -> Vec<Envelope> {
-    let mut out = Emitted {
-        now,
-        list: Vec::new(),
-    };
+    out: &mut Emitted<'_, E>,
+) -> Result<(), E> {
     let touched: Vec<&crate::projection::Case> = if changes.full {
         p.cases.iter().collect()
     } else {
@@ -395,8 +485,15 @@ fn diff(
             .filter_map(|&c| p.cases.get(c))
             .collect()
     };
+    // Cases only disappear when a rebuild merged them into an older one. Decided before the
+    // messages of the touched cases are re-placed below.
+    let merged = if changes.full {
+        merged_cases(p, out.rec)
+    } else {
+        Vec::new()
+    };
     for case in touched {
-        if !rec.cases.contains(&case.id) {
+        if !out.rec.cases.contains(&case.id) {
             out.push(Event::CaseOpened {
                 case: case.id.clone(),
                 message: case.founder.clone(),
@@ -408,62 +505,41 @@ fn diff(
                 reporter: case.reporter.clone(),
                 subject: case.subject.clone(),
                 opened_at: case.opened_at,
-            });
+            })?;
         }
         for m in case.messages.iter().skip(1) {
-            if rec.placements.get(&m.content_hash) != Some(&Some(case.id.clone())) {
+            let placed_here = matches!(
+                out.rec.placements.get(&m.content_hash),
+                Some(Some(c)) if *c == case.id
+            );
+            if !placed_here {
                 out.push(Event::MessageJoined {
                     case: case.id.clone(),
                     message: m.content_hash.clone(),
                     message_id: m.message_id.clone(),
                     via: m.via.to_string(),
-                });
+                })?;
             }
         }
         for c in &case.certificates {
-            if !rec
-                .case_certs
-                .contains(&(case.id.clone(), c.reference.clone()))
-            {
+            if !listed(&out.rec.case_certs, &case.id, &c.reference) {
                 out.push(Event::CertificateReported {
                     case: case.id.clone(),
                     certificate: Box::new(c.clone()),
-                });
+                })?;
             }
         }
         for k in &case.keys {
-            if !rec.case_keys.contains(&(case.id.clone(), key_identity(k))) {
+            if !listed(&out.rec.case_keys, &case.id, &key_identity(k)) {
                 out.push(Event::KeyReported {
                     case: case.id.clone(),
                     key: k.clone(),
-                });
+                })?;
             }
         }
     }
-    // Cases only disappear when a rebuild merged them into an older one.
-    let mut gone: Vec<&String> = if changes.full {
-        let present: HashSet<&str> = p.cases.iter().map(|c| c.id.as_str()).collect();
-        rec.cases
-            .iter()
-            .filter(|c| !present.contains(c.as_str()))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    gone.sort();
-    for case in gone {
-        // The case's opening message now sits in an older case: point to it.
-        let into = rec
-            .placements
-            .iter()
-            .find(|(_, c)| c.as_deref() == Some(case.as_str()))
-            .and_then(|(h, _)| p.placements.get(h))
-            .and_then(|pl| pl.case.clone())
-            .unwrap_or_default();
-        out.push(Event::CaseMerged {
-            case: case.clone(),
-            into,
-        });
+    for event in merged {
+        out.push(event)?;
     }
     let placed: Vec<(&String, &crate::projection::Placement)> = if changes.full {
         p.placements.iter().collect()
@@ -475,12 +551,12 @@ fn diff(
             .collect()
     };
     for (hash, pl) in placed {
-        if pl.case.is_none() && rec.placements.get(hash) != Some(&None) {
+        if pl.case.is_none() && out.rec.placements.get(hash) != Some(&None) {
             out.push(Event::MessageLogged {
                 message: hash.clone(),
                 message_id: pl.message_id.clone(),
                 reason: pl.how.to_string(),
-            });
+            })?;
         }
     }
 
@@ -492,37 +568,45 @@ fn diff(
             .collect(),
     };
     for (id, c) in compared {
-        let status = c.status(now);
-        let known = rec.clocks.get(id);
-        match known {
-            None => out.push(Event::ClockStarted {
-                clock: id.clone(),
-                kind: c.kind,
-                case: c.case.clone(),
-                target: c.target.clone(),
-                started_at: c.started_at,
-                deadline: c.deadline,
-                basis: c.basis.clone(),
-                decided_by: c.decided_by.clone(),
-            }),
+        let status = c.status(out.now);
+        // Decided on the clock as recorded before its own events.
+        let (first, before) = match out.rec.clocks.get(id) {
+            None => (
+                Some(Event::ClockStarted {
+                    clock: id.clone(),
+                    kind: c.kind,
+                    case: c.case.clone(),
+                    target: c.target.clone(),
+                    started_at: c.started_at,
+                    deadline: c.deadline,
+                    basis: c.basis.clone(),
+                    decided_by: c.decided_by.clone(),
+                }),
+                ClockState::Pending,
+            ),
             Some(k)
                 if k.started_at != c.started_at
                     || k.deadline != c.deadline
                     || k.basis != c.basis =>
             {
-                out.push(Event::ClockRevised {
-                    clock: id.clone(),
-                    started_at: c.started_at,
-                    deadline: c.deadline,
-                    basis: c.basis.clone(),
-                    previous_deadline: Some(k.deadline),
-                    previous_basis: Some(k.basis.clone()),
-                    decided_by: c.decided_by.clone(),
-                })
+                (
+                    Some(Event::ClockRevised {
+                        clock: id.clone(),
+                        started_at: c.started_at,
+                        deadline: c.deadline,
+                        basis: c.basis.clone(),
+                        previous_deadline: Some(k.deadline),
+                        previous_basis: Some(k.basis.clone()),
+                        decided_by: c.decided_by.clone(),
+                    }),
+                    k.state,
+                )
             }
-            Some(_) => {}
+            Some(k) => (None, k.state),
+        };
+        if let Some(event) = first {
+            out.push(event)?;
         }
-        let before = known.map(|k| k.state).unwrap_or(ClockState::Pending);
         if status.state != before {
             out.push(match status.state {
                 ClockState::Breached => Event::ClockBreached {
@@ -536,30 +620,64 @@ fn diff(
                 state => Event::ClockStopped {
                     clock: id.clone(),
                     state,
-                    at: status.stopped_at.unwrap_or(now),
+                    at: status.stopped_at.unwrap_or(out.now),
                     basis: status.basis.clone(),
                 },
-            });
+            })?;
         }
     }
 
-    for ig in &p.ignored {
-        let id = match (&ig.command, &ig.line) {
-            (Some(c), _) => ignored_identity(&ig.message, &ig.reason, c),
-            (None, l) => ignored_identity(&ig.message, &ig.reason, l),
-        };
-        if !rec.ignored.contains(&id) {
-            out.push(Event::CommandIgnored {
-                message: ig.message.clone(),
-                message_id: ig.message_id.clone(),
-                from: ig.from.clone(),
-                command: ig.command.clone(),
-                line: ig.line.clone(),
-                reason: ig.reason.clone(),
-            });
-        }
+    // Decided together: a command listed twice is reported twice, as before.
+    let ignored: Vec<Event> = p
+        .ignored
+        .iter()
+        .filter(|ig| {
+            let id = match (&ig.command, &ig.line) {
+                (Some(c), _) => ignored_identity(&ig.message, &ig.reason, c),
+                (None, l) => ignored_identity(&ig.message, &ig.reason, l),
+            };
+            !out.rec.ignored.contains(&id)
+        })
+        .map(|ig| Event::CommandIgnored {
+            message: ig.message.clone(),
+            message_id: ig.message_id.clone(),
+            from: ig.from.clone(),
+            command: ig.command.clone(),
+            line: ig.line.clone(),
+            reason: ig.reason.clone(),
+        })
+        .collect();
+    for event in ignored {
+        out.push(event)?;
     }
-    out.list
+    Ok(())
+}
+
+/// `case_merged` for every recorded case the projection no longer has, in case order: the
+/// case's opening message now sits in an older case, which it points to.
+fn merged_cases(p: &Projection, rec: &Recorded) -> Vec<Event> {
+    let present: HashSet<&str> = p.cases.iter().map(|c| c.id.as_str()).collect();
+    let mut gone: Vec<&String> = rec
+        .cases
+        .iter()
+        .filter(|c| !present.contains(c.as_str()))
+        .collect();
+    gone.sort();
+    gone.into_iter()
+        .map(|case| {
+            let into = rec
+                .placements
+                .iter()
+                .find(|(_, c)| c.as_deref() == Some(case.as_str()))
+                .and_then(|(h, _)| p.placements.get(h))
+                .and_then(|pl| pl.case.clone())
+                .unwrap_or_default();
+            Event::CaseMerged {
+                case: case.clone(),
+                into,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -814,6 +932,44 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
             assert_recorded_is_current(&e, now);
         }
         assert!(breaches > 0, "the scenarios leave some clock to breach");
+    }
+
+    /// A mass report's events are handed on in pieces: together they are exactly the events
+    /// of one tick, in order, and a sink that fails stops the tick there.
+    #[test]
+    fn events_handed_on_in_pieces_are_those_of_one_tick() {
+        let late = parse("2026-12-01T00:00:00Z").unwrap();
+        let received = || {
+            let mut e = engine();
+            let prepared = scenario_files()
+                .into_iter()
+                .map(|(raw, m)| facts::Prepared::raw(raw, m))
+                .collect();
+            e.receive_prepared(prepared, late);
+            e
+        };
+        let all = received().tick(late);
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        let handed = received()
+            .tick_in_pieces(late, 7, |piece| {
+                sizes.push(piece.len());
+                got.extend(piece);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!(handed, all.len());
+        assert_eq!(got, all);
+        assert!(sizes.len() > 2, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| (1..=7).contains(&n)), "{sizes:?}");
+
+        let mut calls = 0;
+        let stopped = received().tick_in_pieces(late, 7, |_| {
+            calls += 1;
+            if calls == 2 { Err("full") } else { Ok(()) }
+        });
+        assert_eq!(stopped, Err("full"));
+        assert_eq!(calls, 2);
     }
 
     #[test]

@@ -104,10 +104,10 @@ struct CaseWork {
     class: Class,
     rule_best: Option<Class>,
     key_evidence: bool,
-    /// First time each certificate / key was named by a report in this case, and the
-    /// certificates in the order the case named them.
-    cert_first: HashMap<String, Timestamp>,
-    cert_order: Vec<String>,
+    /// The certificates this case names (indexes into [`Projector::cert_list`]), as a set and
+    /// in the order the case named them, and the first time each key was named in it.
+    cert_seen: HashSet<usize>,
+    cert_order: Vec<usize>,
     key_first: BTreeMap<String, Timestamp>,
     /// Where each referenced key sits in the case's `keys`: merging a key is a look-up, not a
     /// search (a report may name 100 000 keys).
@@ -140,7 +140,7 @@ impl CaseWork {
             class: Class::fixed(clock::DAY, clock::BASIS_DEFAULT),
             rule_best: None,
             key_evidence: false,
-            cert_first: HashMap::new(),
+            cert_seen: HashSet::new(),
             cert_order: Vec::new(),
             key_first: BTreeMap::new(),
             key_at: HashMap::new(),
@@ -173,6 +173,39 @@ pub struct Changes {
     pub clocks: BTreeSet<String>,
 }
 
+/// A certificate the projector knows.
+#[derive(Debug)]
+struct CertEntry {
+    details: Details,
+    /// The cases that name it, each with the first time it did.
+    sightings: Vec<(usize, Timestamp)>,
+}
+
+/// Where a certificate's details are. Most certificates are named once, or always alike, and
+/// their details are then those of the first report, read from its facts rather than copied:
+/// a mass report names 100 000, which the facts already hold.
+#[derive(Debug)]
+enum Details {
+    /// `messages[message].certificates[index]`.
+    Reported { message: usize, index: usize },
+    /// Merged from reports that told more than the first.
+    Merged(Box<CertificateRef>),
+}
+
+/// From how many clocks to refresh at once [`Projector::refresh`] builds them as a tree of
+/// their own.
+const BULK_CLOCKS: usize = 1024;
+
+/// The id of the revocation clock of a certificate or key reference (allocated to size: a
+/// mass report holds 100 000 of them, several times).
+fn revocation_id(target: &str) -> String {
+    const PREFIX: &str = "revocation:";
+    let mut id = String::with_capacity(PREFIX.len() + target.len());
+    id.push_str(PREFIX);
+    id.push_str(target);
+    id
+}
+
 /// Builds and maintains the projection, one message at a time in receipt order.
 ///
 /// Feeding the whole history and feeding it in pieces give the same projection (a unit test
@@ -182,10 +215,12 @@ pub struct Projector {
     threader: correlate::Threader,
     out: Projection,
     work: Vec<CaseWork>,
-    certs: HashMap<String, CertificateRef>,
+    /// Reference → index into `cert_list`.
+    certs: HashMap<String, usize>,
+    /// Every certificate named so far, in the order first named.
+    cert_list: Vec<CertEntry>,
     /// Other names of a certificate (its crt.sh id, its SHA-256) → its reference.
     aliases: HashMap<String, String>,
-    cert_sightings: HashMap<String, Vec<(usize, Timestamp)>>,
     key_sightings: HashMap<String, Vec<(usize, Timestamp)>>,
     /// `spki:…` → certificates with that key.
     certs_by_key: HashMap<String, Vec<String>>,
@@ -218,8 +253,8 @@ impl Projector {
             out: Projection::default(),
             work: Vec::new(),
             certs: HashMap::new(),
+            cert_list: Vec::new(),
             aliases: HashMap::new(),
-            cert_sightings: HashMap::new(),
             key_sightings: HashMap::new(),
             certs_by_key: HashMap::new(),
             stops: HashMap::new(),
@@ -299,10 +334,24 @@ impl Projector {
             });
             self.work.push(CaseWork::new());
         }
-        self.add_member(c, m, how, matches!(disposition, Disposition::Opened(_)));
+        self.add_member(
+            c,
+            messages,
+            idx,
+            how,
+            matches!(disposition, Disposition::Opened(_)),
+        );
     }
 
-    fn add_member(&mut self, c: usize, m: &MessageFacts, how: &'static str, founder: bool) {
+    fn add_member(
+        &mut self,
+        c: usize,
+        messages: &[MessageFacts],
+        idx: usize,
+        how: &'static str,
+        founder: bool,
+    ) {
+        let m = &messages[idx];
         self.dirty_cases.insert(c);
         self.out.cases[c].messages.push(CaseMessage {
             content_hash: m.content_hash.clone(),
@@ -314,8 +363,8 @@ impl Projector {
             via: how,
         });
         if is_report(m, founder) {
-            for cert in &m.certificates {
-                self.add_certificate(c, cert, m.received_at);
+            for index in 0..m.certificates.len() {
+                self.add_certificate(c, messages, idx, index, m.received_at);
             }
             let w = &mut self.work[c];
             for k in &m.keys {
@@ -410,46 +459,77 @@ impl Projector {
         }
     }
 
-    fn add_certificate(&mut self, c: usize, cert: &CertificateRef, at: Timestamp) {
+    /// The details of certificate `i` of `cert_list`.
+    fn cert<'a>(&'a self, messages: &'a [MessageFacts], i: usize) -> &'a CertificateRef {
+        match &self.cert_list[i].details {
+            Details::Reported { message, index } => &messages[*message].certificates[*index],
+            Details::Merged(c) => c,
+        }
+    }
+
+    /// Certificate `index` of `messages[message]`, named by a report in case `c` at `at`.
+    fn add_certificate(
+        &mut self,
+        c: usize,
+        messages: &[MessageFacts],
+        message: usize,
+        index: usize,
+        at: Timestamp,
+    ) {
+        let cert = &messages[message].certificates[index];
         let r = &cert.reference;
+        let (i, known) = match self.certs.get(r) {
+            Some(&i) => (i, true),
+            None => {
+                let i = self.cert_list.len();
+                self.certs.insert(r.clone(), i);
+                self.cert_list.push(CertEntry {
+                    details: Details::Reported { message, index },
+                    sightings: Vec::new(),
+                });
+                (i, false)
+            }
+        };
         let w = &mut self.work[c];
-        if !w.cert_first.contains_key(r) {
-            w.cert_first.insert(r.clone(), at);
-            w.cert_order.push(r.clone());
+        if w.cert_seen.insert(i) {
+            w.cert_order.push(i);
+            let sightings = &mut self.cert_list[i].sightings;
             // Most certificates are reported once: room for one sighting, not the default four.
-            self.cert_sightings
-                .entry(r.clone())
-                .or_insert_with(|| Vec::with_capacity(1))
-                .push((c, at));
+            if sightings.capacity() == 0 {
+                sightings.reserve_exact(1);
+            }
+            sightings.push((c, at));
         }
         // A certificate is listed under its key once, when its key first becomes known (a
         // key, once known, never changes): no search of the list, which a report naming
         // thousands of certificates of one key would make quadratic.
-        let (merged, key_listed) = match self.certs.get_mut(r) {
-            Some(known) => {
-                let key_listed = known.spki_sha256.is_some();
-                let before = known.clone();
-                known.merge_from(cert);
-                if *known != before {
-                    // New details (a key, a validity) change every case that shows it.
-                    for (ci, _) in self.cert_sightings.get(r).into_iter().flatten() {
-                        self.dirty_cases.insert(*ci);
-                    }
+        let key_listed = if known {
+            let before = self.cert(messages, i);
+            let key_listed = before.spki_sha256.is_some();
+            let mut merged = before.clone();
+            merged.merge_from(cert);
+            if merged != *before {
+                // New details (a key, a validity) change every case that shows it.
+                for (ci, _) in &self.cert_list[i].sightings {
+                    self.dirty_cases.insert(*ci);
                 }
-                (known.clone(), key_listed)
+                self.cert_list[i].details = Details::Merged(Box::new(merged));
             }
-            None => {
-                self.certs.insert(r.clone(), cert.clone());
-                (cert.clone(), false)
-            }
+            key_listed
+        } else {
+            false
         };
-        if let Some(h) = merged.spki_sha256.as_ref().filter(|_| !key_listed) {
-            self.certs_by_key
-                .entry(format!("spki:{h}"))
-                .or_default()
-                .push(r.clone());
+        let merged = self.cert(messages, i);
+        let key = merged
+            .spki_sha256
+            .as_ref()
+            .filter(|_| !key_listed)
+            .map(|h| format!("spki:{h}"));
+        let names = cert_names(merged, None);
+        if let Some(key) = key {
+            self.certs_by_key.entry(key).or_default().push(r.clone());
         }
-        for name in cert_names(&merged, None) {
+        for name in names {
             if name != *r {
                 self.aliases.insert(name, r.clone());
             }
@@ -464,7 +544,11 @@ impl Projector {
         // A case's class or dismissal bears on every certificate and key it names.
         for &c in &dirty_cases {
             let w = &self.work[c];
-            targets.extend(w.cert_order.iter().cloned());
+            targets.extend(
+                w.cert_order
+                    .iter()
+                    .map(|&i| self.cert(messages, i).reference.clone()),
+            );
             targets.extend(w.key_first.keys().cloned());
         }
         // A key's reports bear on every certificate with that key; aliases lead to certificates.
@@ -480,16 +564,22 @@ impl Projector {
         targets.extend(expanded);
 
         let mut relist: BTreeSet<usize> = dirty_cases.clone();
+        // Clocks inserted one by one in order leave every node of the tree half empty; many
+        // new clocks at once (a mass report's 100 000) are built into a tree of their own and
+        // joined in one pass, which fills the nodes. Only when they are at least as many as
+        // those already there, so a small batch never pays for the whole tree.
+        let bulk = targets.len() >= BULK_CLOCKS && targets.len() >= self.out.clocks.len();
+        let mut built: Vec<(String, Clock)> = Vec::new();
         for t in &targets {
-            let (id, clock, cases) = if self.certs.contains_key(t) {
+            let (id, clock, cases) = if let Some(&i) = self.certs.get(t) {
                 (
-                    format!("revocation:{t}"),
-                    self.certificate_clock(t),
-                    self.cert_sightings.get(t),
+                    revocation_id(t),
+                    self.certificate_clock(messages, i),
+                    Some(&self.cert_list[i].sightings),
                 )
             } else if self.key_sightings.contains_key(t) {
                 (
-                    format!("revocation:{t}"),
+                    revocation_id(t),
                     self.key_clock(t),
                     self.key_sightings.get(t),
                 )
@@ -499,6 +589,7 @@ impl Projector {
             relist.extend(cases.into_iter().flatten().map(|(ci, _)| *ci));
             self.changes.clocks.insert(id.clone());
             match clock {
+                Some(c) if bulk => built.push((id, c)),
                 Some(c) => {
                     self.out.clocks.insert(id, c);
                 }
@@ -507,21 +598,23 @@ impl Projector {
                 }
             }
         }
+        if !built.is_empty() {
+            let mut more: BTreeMap<String, Clock> = built.into_iter().collect();
+            self.out.clocks.append(&mut more);
+        }
 
         for &c in &relist {
             let w = &self.work[c];
             let certificates: Vec<CertificateRef> = w
                 .cert_order
                 .iter()
-                .filter_map(|r| self.certs.get(r).cloned())
+                .map(|&i| self.cert(messages, i).clone())
                 .collect();
             let prelim = self.preliminary_clock(messages, c);
-            let case = &mut self.out.cases[c];
-            case.certificates = certificates;
-            case.dismissed = w.dismissed.clone();
-            let mut clocks = vec![prelim.id.clone()];
-            for r in &w.cert_order {
-                let id = format!("revocation:{r}");
+            let mut clocks = Vec::with_capacity(1 + w.cert_order.len());
+            clocks.push(prelim.id.clone());
+            for &i in &w.cert_order {
+                let id = revocation_id(&self.cert(messages, i).reference);
                 if self.out.clocks.contains_key(&id) {
                     clocks.push(id);
                 }
@@ -529,17 +622,21 @@ impl Projector {
             // A set beside the list: a report naming 100 000 keys must not search the list
             // once per key.
             let mut listed: HashSet<String> = HashSet::new();
-            for k in &case.keys {
+            for k in &self.out.cases[c].keys {
                 if let Some(r) = &k.reference {
-                    let id = format!("revocation:{r}");
+                    let id = revocation_id(r);
                     if self.out.clocks.contains_key(&id)
-                        && !w.cert_first.contains_key(r)
+                        && !self.certs.get(r).is_some_and(|i| w.cert_seen.contains(i))
                         && listed.insert(id.clone())
                     {
                         clocks.push(id);
                     }
                 }
             }
+            let dismissed = w.dismissed.clone();
+            let case = &mut self.out.cases[c];
+            case.certificates = certificates;
+            case.dismissed = dismissed;
             case.clocks = clocks;
             self.changes.clocks.insert(prelim.id.clone());
             self.out.clocks.insert(prelim.id.clone(), prelim);
@@ -609,12 +706,13 @@ impl Projector {
 
     /// BR 4.9.1.1 / 4.9.1.2 for one certificate, shared by every case that names it: the
     /// earliest report of it or its key starts it, the shortest window ends it.
-    fn certificate_clock(&self, r: &str) -> Option<Clock> {
-        let cert = self.certs.get(r)?;
+    fn certificate_clock(&self, messages: &[MessageFacts], i: usize) -> Option<Clock> {
+        let cert = self.cert(messages, i);
+        let r = cert.reference.as_str();
         if clock::is_short_lived(cert) {
             return None;
         }
-        let sightings = self.cert_sightings.get(r).cloned().unwrap_or_default();
+        let sightings = &self.cert_list[i].sightings;
         let key_ref = cert.spki_sha256.as_ref().map(|h| format!("spki:{h}"));
         let key_seen = key_ref
             .as_ref()
@@ -632,7 +730,7 @@ impl Projector {
                 .copied()
                 .collect()
         };
-        let mut candidates: Vec<Candidate> = pick(&sightings)
+        let mut candidates: Vec<Candidate> = pick(sightings)
             .into_iter()
             .map(|(ci, t)| Candidate {
                 at: t,
@@ -654,7 +752,7 @@ impl Projector {
             }
         }
         let mut c = Clock::from_candidates(
-            format!("revocation:{r}"),
+            revocation_id(r),
             ClockKind::Revocation,
             None,
             Some(r.to_string()),
@@ -693,7 +791,7 @@ impl Projector {
             })
             .collect();
         let mut c = Clock::from_candidates(
-            format!("revocation:{k}"),
+            revocation_id(k),
             ClockKind::Revocation,
             None,
             Some(k.to_string()),
