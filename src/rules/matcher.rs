@@ -18,6 +18,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::Regex;
 use regex_automata::{Anchored, Input, meta};
+use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::LazyLock;
 
@@ -156,34 +157,47 @@ impl Matcher {
 
     /// Collect the counting matches of one text.
     fn scan(&self, text_index: usize, text: &str, field: Field, hits: &mut [Vec<Hit>]) {
-        let wanted = |rule: usize, hits: &[Vec<Hit>]| {
-            let limit = if self.related[rule] { MAX_MATCHES } else { 1 };
-            hits[rule].len() < limit
-        };
+        SCRATCH.with(|scratch| {
+            let scratch = &mut *scratch.borrow_mut();
+            scratch.fit(self.patterns.len(), self.keyed.len());
+            let windows = self.place(text_index, text, field, hits, scratch);
+            self.run_windows(text_index, text, hits, scratch, windows);
+            scratch.reset();
+        });
+    }
+
+    /// Find the keywords, try the anchored patterns where their keywords begin, and return the
+    /// windows the other patterns must be run over.
+    fn place(
+        &self,
+        text_index: usize,
+        text: &str,
+        field: Field,
+        hits: &mut [Vec<Hit>],
+        scratch: &mut Scratch,
+    ) -> Vec<(usize, Range<usize>)> {
         let found: Vec<(usize, Range<usize>)> = self
             .keywords
             .find_overlapping_iter(text)
             .map(|m| (m.pattern().as_usize(), m.range()))
             .collect();
-        if found.is_empty() {
-            return;
+        for (k, r) in &found {
+            scratch.saw(*k, r.clone());
         }
-        let seen = Seen::new(&found);
         // Windows per pattern, merged as they come (occurrences arrive in text order).
         let mut windows: Vec<(usize, Range<usize>)> = Vec::new();
-        let mut last: Vec<Option<usize>> = vec![None; self.patterns.len()];
-        let mut tried_at: Vec<Option<usize>> = vec![None; self.patterns.len()];
         for (keyword, m) in &found {
             for &p in &self.keyed[*keyword] {
                 let pat = &self.patterns[p];
-                if pat.field != field || !wanted(pat.rule, hits) {
+                if pat.field != field || !self.wanted(pat.rule, hits) {
                     continue;
                 }
                 if pat.anchored {
-                    if tried_at[p] != Some(m.start) {
-                        tried_at[p] = Some(m.start);
+                    if scratch.tried_at[p] != m.start {
+                        scratch.touch(p);
+                        scratch.tried_at[p] = m.start;
                         let end = ceil_char(text, (m.start + pat.reach).min(text.len()));
-                        if !seen.all_within(&pat.gates, m.start..end) {
+                        if !scratch.all_within(&pat.gates, m.start..end) {
                             continue;
                         }
                         let input = Input::new(text).range(m.start..end).anchored(Anchored::Yes);
@@ -195,26 +209,39 @@ impl Matcher {
                 }
                 let w = floor_char(text, m.start.saturating_sub(pat.reach))
                     ..ceil_char(text, (m.end + pat.reach).min(text.len()));
-                match last[p] {
-                    Some(i) if windows[i].1.end >= w.start => {
+                match scratch.last[p] {
+                    i if i != NONE && windows[i].1.end >= w.start => {
                         windows[i].1.end = windows[i].1.end.max(w.end);
                     }
                     _ => {
-                        last[p] = Some(windows.len());
+                        scratch.touch(p);
+                        scratch.last[p] = windows.len();
                         windows.push((p, w));
                     }
                 }
             }
         }
+        windows
+    }
+
+    /// Run each pattern over its windows, where every gate of it has a word.
+    fn run_windows(
+        &self,
+        text_index: usize,
+        text: &str,
+        hits: &mut [Vec<Hit>],
+        scratch: &Scratch,
+        mut windows: Vec<(usize, Range<usize>)>,
+    ) {
         // Pattern order, so the first pattern of a rule gives its excerpt.
         windows.sort_by_key(|(p, w)| (*p, w.start));
         for (p, w) in windows {
             let pat = &self.patterns[p];
-            if !seen.all_within(&pat.gates, w.clone()) {
+            if !scratch.all_within(&pat.gates, w.clone()) {
                 continue;
             }
             let mut at = w.start;
-            while at <= w.end && wanted(pat.rule, hits) {
+            while at <= w.end && self.wanted(pat.rule, hits) {
                 let Some(m) = pat.regex.search(&Input::new(text).range(at..w.end)) else {
                     break;
                 };
@@ -226,6 +253,13 @@ impl Matcher {
                 self.judge(text_index, text, pat.rule, m.range(), hits);
             }
         }
+    }
+
+    /// Whether `rule` still needs matches: its first, or up to [`MAX_MATCHES`] when precedence
+    /// must see them.
+    fn wanted(&self, rule: usize, hits: &[Vec<Hit>]) -> bool {
+        let limit = if self.related[rule] { MAX_MATCHES } else { 1 };
+        hits[rule].len() < limit
     }
 
     /// Keep a match of `rule` unless it is empty, not prose, or its sentence voids it.
@@ -254,48 +288,72 @@ impl Matcher {
     }
 }
 
-/// Where each keyword occurs in one text, to tell whether a window holds a word of every gate.
-/// Sorted on first use: many texts never ask.
-struct Seen<'f> {
-    found: &'f [(usize, Range<usize>)],
-    /// `keyword id << 32 | start` and `end` of every occurrence, sorted.
-    at: std::cell::OnceCell<Vec<(u64, u32)>>,
+/// No window or try yet.
+const NONE: usize = usize::MAX;
+
+thread_local! {
+    /// Per-thread working memory of [`Matcher::scan`]: sized once, and only what a text
+    /// touched is reset after it, so scanning a text allocates almost nothing.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-impl<'f> Seen<'f> {
-    fn new(found: &'f [(usize, Range<usize>)]) -> Seen<'f> {
-        Seen {
-            found,
-            at: std::cell::OnceCell::new(),
+#[derive(Default)]
+struct Scratch {
+    /// Pattern → index of its last window, or [`NONE`].
+    last: Vec<usize>,
+    /// Pattern → where it was last tried anchored, or [`NONE`].
+    tried_at: Vec<usize>,
+    /// Keyword → its occurrences in the text, in order (all of one keyword have one length,
+    /// so the order of their ends, in which they are found, is that of their starts).
+    at: Vec<Vec<Range<usize>>>,
+    touched_patterns: Vec<usize>,
+    touched_keywords: Vec<usize>,
+}
+
+impl Scratch {
+    fn fit(&mut self, patterns: usize, keywords: usize) {
+        if self.last.len() < patterns {
+            self.last.resize(patterns, NONE);
+            self.tried_at.resize(patterns, NONE);
+        }
+        if self.at.len() < keywords {
+            self.at.resize(keywords, Vec::new());
         }
     }
 
-    fn key(keyword: usize, start: usize) -> u64 {
-        ((keyword as u64) << 32) | (start as u64 & 0xffff_ffff)
+    fn touch(&mut self, pattern: usize) {
+        if self.last[pattern] == NONE && self.tried_at[pattern] == NONE {
+            self.touched_patterns.push(pattern);
+        }
+    }
+
+    fn saw(&mut self, keyword: usize, r: Range<usize>) {
+        if self.at[keyword].is_empty() {
+            self.touched_keywords.push(keyword);
+        }
+        self.at[keyword].push(r);
+    }
+
+    fn reset(&mut self) {
+        for p in self.touched_patterns.drain(..) {
+            self.last[p] = NONE;
+            self.tried_at[p] = NONE;
+        }
+        for k in self.touched_keywords.drain(..) {
+            self.at[k].clear();
+        }
     }
 
     /// Whether every gate has a word lying wholly inside `w`.
     fn all_within(&self, gates: &[Vec<usize>], w: Range<usize>) -> bool {
-        if gates.is_empty() {
-            return true;
-        }
-        let at = self.at.get_or_init(|| {
-            let mut at: Vec<(u64, u32)> = self
-                .found
-                .iter()
-                .map(|(k, r)| (Seen::key(*k, r.start), r.end as u32))
-                .collect();
-            at.sort_unstable_by_key(|&(k, _)| k);
-            at
-        });
         gates.iter().all(|gate| {
             gate.iter().any(|&k| {
-                let (lo, hi) = (Seen::key(k, w.start), Seen::key(k, w.end));
-                let i = at.partition_point(|&(key, _)| key < lo);
-                at[i..]
+                let list = &self.at[k];
+                let i = list.partition_point(|r| r.start < w.start);
+                list[i..]
                     .iter()
-                    .take_while(|&&(key, _)| key < hi)
-                    .any(|&(_, e)| e as usize <= w.end)
+                    .take_while(|r| r.start < w.end)
+                    .any(|r| r.end <= w.end)
             })
         })
     }
