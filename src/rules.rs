@@ -353,7 +353,7 @@ fn validate(file: &str, r: RawRule) -> Result<Rule, RulesError> {
                 return Err(invalid(format!("{kind}[{i}] does not compile: {e}")));
             }
             if kind != "unless"
-                && let Err(e) = keywords::required(p)
+                && let Err(e) = keywords::analyse(p, matcher::REACH)
             {
                 return Err(invalid(format!("{kind}[{i}] {e}")));
             }
@@ -493,7 +493,7 @@ fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
         for (field, list) in [(Field::Subject, &r.subject), (Field::Body, &r.body)] {
             for p in list {
                 let id = patterns.len();
-                let prefixes = keywords::prefixes(p);
+                let keys = keywords::analyse(p, matcher::REACH).map_err(too_large)?;
                 let mut intern = |w: String| -> usize {
                     *word_index.entry(w.clone()).or_insert_with(|| {
                         words.push(w);
@@ -501,24 +501,24 @@ fn compile(rules: &[Rule]) -> Result<Matcher, RulesError> {
                         words.len() - 1
                     })
                 };
-                let gates = keywords::gates(p)
+                let gates = keys
+                    .gates
                     .into_iter()
                     .map(|gate| gate.into_iter().map(&mut intern).collect())
                     .collect();
-                let keyed_on: Vec<usize> = match &prefixes {
-                    Some(ws) => ws.iter().cloned().map(&mut intern).collect(),
-                    None => keywords::required(p)
-                        .map_err(too_large)?
-                        .into_iter()
-                        .map(&mut intern)
-                        .collect(),
-                };
+                let anchored = keys.prefixes.is_some();
+                let keyed_on: Vec<usize> = keys
+                    .prefixes
+                    .unwrap_or(keys.required)
+                    .into_iter()
+                    .map(&mut intern)
+                    .collect();
                 patterns.push(Pattern {
                     rule: i,
                     field,
                     regex: build_regex(&[p.as_str()]).map_err(too_large)?,
-                    anchored: prefixes.is_some(),
-                    reach: keywords::reach(p, matcher::REACH),
+                    anchored,
+                    reach: keys.reach,
                     gates,
                 });
                 for k in keyed_on {

@@ -45,8 +45,10 @@ pub(crate) enum Hit {
 /// Every certificate and key reference in a message: subject, every text part, every attachment.
 ///
 /// Deduplicated by reference (details merged with [`CertificateRef::merge_from`]; for keys the
-/// strongest evidence is kept), in order of first appearance.
-pub fn references(subject: &str, texts: &[String], attachments: &[Attachment]) -> Found {
+/// strongest evidence is kept), in order of first appearance. Tests call it on bare texts; the
+/// pipeline calls [`mail_references`], which also reads the lenient readings and the limits.
+#[cfg(test)]
+pub(crate) fn references(subject: &str, texts: &[String], attachments: &[Attachment]) -> Found {
     references_from(
         subject,
         texts.iter().map(String::as_str),

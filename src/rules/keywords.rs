@@ -81,9 +81,20 @@ const COMMON: &[&str] = &[
     "pour",
 ];
 
-/// The keywords (lower-case ASCII) one of which every match of `pattern` contains, or why
-/// there are none worth using.
-pub(super) fn required(pattern: &str) -> Result<Vec<String>, String> {
+/// What the matcher needs to know of one pattern, from one reading of its syntax.
+pub(super) struct Keys {
+    /// Words one of which every match contains (see [`required`]).
+    pub required: Vec<String>,
+    /// Words one of which every match starts with, when worth trying anchored.
+    pub prefixes: Option<Vec<String>>,
+    /// Sets of which every match holds a word each.
+    pub gates: Vec<Vec<String>>,
+    /// How far a match may reach from its keyword, at most the ceiling given.
+    pub reach: usize,
+}
+
+/// Read `pattern` once for all it tells the matcher; the error says why it cannot be keyed.
+pub(super) fn analyse(pattern: &str, ceiling: usize) -> Result<Keys, String> {
     // Parsed case-sensitively: the keywords are matched ASCII-case-insensitively later, which
     // covers every spelling the case-insensitive regex accepts (but for Unicode's two odd
     // folds, K→U+212A and s→U+017F, which only hide a word, never invent one).
@@ -93,7 +104,18 @@ pub(super) fn required(pattern: &str) -> Result<Vec<String>, String> {
         .build()
         .parse(pattern)
         .map_err(|e| format!("does not parse: {e}"))?;
-    match needed(&hir) {
+    Ok(Keys {
+        required: required(&hir)?,
+        prefixes: prefixes(&hir),
+        gates: gates(&hir),
+        reach: reach(&hir, ceiling),
+    })
+}
+
+/// The keywords (lower-case ASCII) one of which every match contains, or why there are none
+/// worth using.
+fn required(hir: &Hir) -> Result<Vec<String>, String> {
+    match needed(hir) {
         Some(set) if shortest(&set) >= MIN_KEYWORD_LEN => Ok(words_of(set)),
         _ => Err(format!(
             "has no literal word of at least {MIN_KEYWORD_LEN} ASCII letters that every match \
@@ -103,17 +125,14 @@ pub(super) fn required(pattern: &str) -> Result<Vec<String>, String> {
     }
 }
 
-/// Every keyword set of which a match of `pattern` contains one word each: the parts of the
+/// Every keyword set of which a match of the pattern contains one word each: the parts of the
 /// pattern that are always there ("request … revocation … of"). A window where one of the sets
 /// has no word cannot hold a match, so the pattern is not run there: in prose, where a rule's
 /// words seldom meet, that spares most of the regex work.
-pub(super) fn gates(pattern: &str) -> Vec<Vec<String>> {
-    let Ok(hir) = ParserBuilder::new().build().parse(pattern) else {
-        return Vec::new();
-    };
+fn gates(hir: &Hir) -> Vec<Vec<String>> {
     let parts: Vec<&Hir> = match hir.kind() {
         HirKind::Concat(parts) => parts.iter().collect(),
-        _ => vec![&hir],
+        _ => vec![hir],
     };
     let mut out: Vec<Vec<String>> = Vec::new();
     for p in parts {
@@ -130,15 +149,14 @@ pub(super) fn gates(pattern: &str) -> Vec<Vec<String>> {
     out
 }
 
-/// The keywords one of which every match of `pattern` starts with (after zero-width
+/// The keywords one of which every match of the pattern starts with (after zero-width
 /// assertions), when there are such keywords worth searching for. A pattern keyed on its
 /// prefixes is tried only where a keyword begins, anchored, which costs the length of the
 /// attempt instead of a scan of the text around the keyword.
-pub(super) fn prefixes(pattern: &str) -> Option<Vec<String>> {
-    let hir = ParserBuilder::new().build().parse(pattern).ok()?;
+fn prefixes(hir: &Hir) -> Option<Vec<String>> {
     let parts: Vec<&Hir> = match hir.kind() {
         HirKind::Concat(parts) => parts.iter().collect(),
-        _ => vec![&hir],
+        _ => vec![hir],
     };
     let mut set: Vec<Vec<u8>> = vec![Vec::new()];
     for p in parts {
@@ -166,15 +184,12 @@ pub(super) fn prefixes(pattern: &str) -> Option<Vec<String>> {
     Some(words)
 }
 
-/// How far from its keyword a match of `pattern` may reach, in bytes, at most `ceiling`: the
+/// How far from its keyword a match of the pattern may reach, in bytes, at most `ceiling`: the
 /// longest match, counting a run of unbounded length (`\s+`, `\w*`) as [`LONGEST_RUN`]
 /// characters, with room for non-ASCII letters. Windows this wide around a keyword hold every
 /// match a reporter's phrasing makes; only a word or a gap longer than that is not looked for.
-pub(super) fn reach(pattern: &str, ceiling: usize) -> usize {
-    let Ok(hir) = ParserBuilder::new().build().parse(pattern) else {
-        return ceiling;
-    };
-    (longest(&hir) * 3 / 2).clamp(64, ceiling)
+fn reach(hir: &Hir, ceiling: usize) -> usize {
+    (longest(hir) * 3 / 2).clamp(64, ceiling)
 }
 
 /// Characters in the longest word or gap a rule means by an unbounded run.
@@ -347,8 +362,13 @@ fn longest_ascii_run(bytes: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// A pattern read as `analyse` reads it.
+    fn hir(p: &str) -> Hir {
+        ParserBuilder::new().build().parse(p).unwrap()
+    }
+
     fn kw(p: &str) -> Vec<String> {
-        required(p).unwrap()
+        required(&hir(p)).unwrap()
     }
 
     #[test]
@@ -375,7 +395,7 @@ mod tests {
 
     #[test]
     fn prefixes_are_what_every_match_starts_with() {
-        let p = |s: &str| prefixes(s);
+        let p = |s: &str| prefixes(&hir(s));
         assert_eq!(
             p(r"\b(leaked|exposed)\s+keys?"),
             Some(vec!["exposed".to_string(), "leaked".to_string()])
@@ -390,12 +410,16 @@ mod tests {
     #[test]
     fn gates_are_the_words_every_match_holds() {
         assert_eq!(
-            gates(r"\b(i|we)\s+(hereby\s+)?request\s+(the\s+)?revocation\s+of\s+(my|our)\b"),
+            gates(&hir(
+                r"\b(i|we)\s+(hereby\s+)?request\s+(the\s+)?revocation\s+of\s+(my|our)\b"
+            )),
             [vec!["request".to_string()], vec!["revocation".to_string()]]
         );
         // Three-letter and common words are found nearly everywhere: no gate of them.
         assert_eq!(
-            gates(r"\bkey\W+(?:\w+\W+){0,10}(leaked|exposed)\s+on\s+the\s+web"),
+            gates(&hir(
+                r"\bkey\W+(?:\w+\W+){0,10}(leaked|exposed)\s+on\s+the\s+web"
+            )),
             [vec!["exposed".to_string(), "leaked".to_string()]]
         );
     }
@@ -403,15 +427,15 @@ mod tests {
     #[test]
     fn reach_covers_the_longest_phrase_a_pattern_means() {
         // 3 + 32 + 10 = 45 characters, with room for non-ASCII: 67 bytes.
-        assert_eq!(reach(r"\bkey\s+compromise\b", 400), 67);
-        assert_eq!(reach(r"\bkey\b", 400), 64);
-        assert_eq!(reach(r"\bkey\W+(?:\w+\W+){0,10}leak", 400), 400);
+        assert_eq!(reach(&hir(r"\bkey\s+compromise\b"), 400), 67);
+        assert_eq!(reach(&hir(r"\bkey\b"), 400), 64);
+        assert_eq!(reach(&hir(r"\bkey\W+(?:\w+\W+){0,10}leak"), 400), 400);
     }
 
     #[test]
     fn a_pattern_without_a_keyword_is_refused_with_a_reason() {
         for p in [r"\w+\s+\w+", r"(a|b)c", r"\bi\s+do\b", r"[a-z]ey"] {
-            let e = required(p).unwrap_err();
+            let e = analyse(p, 400).err().unwrap();
             assert!(e.contains("no literal word"), "{p}: {e}");
         }
     }
