@@ -10,8 +10,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::desk::{self, Desk, DeskError};
 use crate::escape::text as esc;
 use crate::model::{FolderRole, Timestamp};
-use crate::projection::Projection;
-use crate::{timefmt, view};
+use crate::{lookup, timefmt, view};
 
 /// Messages per committed batch when ingesting files: big enough to amortise the projection,
 /// small enough to keep memory flat.
@@ -140,31 +139,24 @@ pub fn ingest(
     })
 }
 
-/// The configuration, the moment asked for, the desk, and its projection at that moment.
-fn desk_at(
-    config_path: &Path,
-    at: Option<&str>,
-) -> Result<(Config, Timestamp, Desk, Projection), CommandError> {
-    let config = config::load(config_path)?;
-    let at = parse_at(at)?;
-    let desk = Desk::open(&config)?;
-    let p = desk.projection_at(at);
-    Ok((config, at, desk, p))
-}
-
-/// `cprwatch status`: running clocks, soonest deadline first.
+/// `cprwatch status`: running clocks, soonest deadline first. Reads the open clocks from the
+/// store's tables: its cost is what it shows, not the history.
 pub fn status(
     config_path: &Path,
     at: Option<&str>,
     format: Format,
 ) -> Result<Outcome, CommandError> {
-    let (config, at, desk, p) = desk_at(config_path, at)?;
-    let sources = sources(&config, desk.store(), at)?;
+    let config = config::load(config_path)?;
+    let at = parse_at(at)?;
+    let mut notes = Vec::new();
+    let store = lookup::open(&config, &mut notes)?;
+    let p = lookup::open_cases(&store, at)?;
+    let sources = sources(&config, &store, at)?;
     let problems = sources
         .iter()
         .filter(|s| s.stale || s.state.last_error.is_some())
         .count();
-    Ok(Outcome::exit(
+    let mut out = Outcome::exit(
         match format {
             Format::Json => {
                 let r = view::report(&p, at, true);
@@ -178,7 +170,16 @@ pub fn status(
         },
         // A watcher that is not looking is itself a problem worth a non-zero exit.
         if problems > 0 { 3 } else { 0 },
-    ))
+    );
+    out.stderr = notes_text(&notes);
+    Ok(out)
+}
+
+fn notes_text(notes: &[String]) -> String {
+    notes
+        .iter()
+        .map(|n| format!("note: {}\n", esc(n)))
+        .collect()
 }
 
 /// Every configured IMAP folder with its recorded health; a folder with no completed sync
@@ -214,36 +215,30 @@ fn sources(
     Ok(out)
 }
 
-/// `cprwatch case ID`: one case in full.
+/// `cprwatch case ID`: one case in full, from the store's tables and the events that name it.
 pub fn case(
     config_path: &Path,
     id: &str,
     at: Option<&str>,
     format: Format,
 ) -> Result<Outcome, CommandError> {
-    let (_, at, desk, p) = desk_at(config_path, at)?;
+    let config = config::load(config_path)?;
+    let at = parse_at(at)?;
+    let mut notes = Vec::new();
+    let store = lookup::open(&config, &mut notes)?;
     let wanted = id.trim().to_ascii_uppercase();
-    let Some(case) = p.case(&wanted) else {
+    let Some((p, events)) = lookup::case(&store, &wanted, at)? else {
         return Err(CommandError::Usage(format!(
-            "no case {} at {}; `cprwatch status` lists open cases, `cprwatch replay` all of them",
+            "no case {} at {}; `cprwatch status` lists open cases, `cprwatch search` finds one \
+             by certificate, key, Message-Id or address",
             esc(&wanted),
             timefmt::format(at)
         )));
     };
-    let events = desk.events()?;
-    // Sets, not lists: a mass report's case has 100 000 clocks, and every event is asked.
-    let messages: std::collections::HashSet<&str> = case
-        .messages
-        .iter()
-        .map(|m| m.content_hash.as_str())
-        .collect();
-    let clocks: std::collections::HashSet<&str> = case.clocks.iter().map(String::as_str).collect();
-    let related: Vec<(u64, &crate::event::Envelope)> = events
-        .iter()
-        .filter(|(_, e)| e.event.concerns(&case.id, &clocks, &messages))
-        .map(|(s, e)| (*s, e))
-        .collect();
-    Ok(Outcome::ok(match format {
+    let case = &p.cases[0];
+    let related: Vec<(u64, &crate::event::Envelope)> =
+        events.iter().map(|(s, e)| (*s, e)).collect();
+    let mut out = Outcome::ok(match format {
         Format::Json => {
             let mut v = serde_json::to_value(view::case_json(&p, case, at)).unwrap_or_default();
             let evs: Vec<serde_json::Value> = related
@@ -262,7 +257,49 @@ pub fn case(
             json(&v)
         }
         Format::Text => view::case_text(&p, case, at, &related),
-    }))
+    });
+    out.stderr = notes_text(&notes);
+    Ok(out)
+}
+
+/// `cprwatch search TERM`: the cases a crt.sh id, SHA-256, `spki:` hash, Message-Id, address
+/// or case id names — "did you get my mail of 13 August?" answered with one lookup.
+pub fn search(
+    config_path: &Path,
+    term: &str,
+    at: Option<&str>,
+    format: Format,
+) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let at = parse_at(at)?;
+    let mut notes = Vec::new();
+    let store = lookup::open(&config, &mut notes)?;
+    let p = lookup::search(&store, term, at)?;
+    let found = !p.cases.is_empty();
+    let mut out = Outcome::exit(
+        match format {
+            Format::Json => json(&view::report(&p, at, false)),
+            Format::Text => view::search_text(&p, term, at),
+        },
+        if found { 0 } else { 1 },
+    );
+    out.stderr = notes_text(&notes);
+    Ok(out)
+}
+
+/// `cprwatch rebuild`: derive the cases and clocks tables afresh from the log.
+pub fn rebuild(config_path: &Path) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let mut store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
+    let (policy, settings) = (desk::policy(&config)?, desk::settings(&config));
+    let mut engine = desk::restore_engine(&store, &policy, &settings)?;
+    let s = desk::rebuild_tables(&mut store, &mut engine, &settings)?;
+    Ok(Outcome::ok(format!(
+        "rebuilt cases and clocks from {} events ({} messages): {} versions written\n",
+        s.events,
+        engine.message_count(),
+        s.versions
+    )))
 }
 
 /// `cprwatch replay`: stateless — every case as it was at `at`, from the given folders.
@@ -313,12 +350,31 @@ pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
     let store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
     let r = desk::verify(&store)?;
-    Ok(match r.problem {
-        None => Outcome::ok(format!(
-            "ok: {} events, {} messages; hash chain intact; head {}\n",
-            r.events, r.messages, r.head
+    if let Some(p) = r.problem {
+        return Ok(Outcome::exit(format!("FAILED: {}\n", esc(&p)), 1));
+    }
+    let head = format!(
+        "ok: {} events, {} messages; hash chain intact; head {}\n",
+        r.events, r.messages, r.head
+    );
+    let (policy, settings) = (desk::policy(&config)?, desk::settings(&config));
+    Ok(match desk::verify_tables(&store, &policy, &settings)? {
+        desk::TablesCheck::Match { cases, clocks } => Outcome::ok(format!(
+            "{head}tables: {cases} case and {clocks} clock versions equal a re-derivation from the log\n"
         )),
-        Some(p) => Outcome::exit(format!("FAILED: {}\n", esc(&p)), 1),
+        desk::TablesCheck::Behind(n) => Outcome::ok(format!(
+            "{head}tables: {n} events behind the log (a tick is pending), not compared\n"
+        )),
+        desk::TablesCheck::Differ(d) => Outcome::exit(
+            format!(
+                "FAILED: the cases and clocks tables differ from a re-derivation from the log \
+                 (run `cprwatch rebuild`):\n{}",
+                d.iter()
+                    .map(|l| format!("  {}\n", esc(l)))
+                    .collect::<String>()
+            ),
+            1,
+        ),
     })
 }
 

@@ -89,10 +89,24 @@ pub struct Desk {
 }
 
 impl Desk {
-    /// The desk over the configured SQLite store.
+    /// The desk over the configured SQLite store, its cases and clocks tables brought up to
+    /// date first (built from the log after an upgrade or a change of settings).
     pub fn open(config: &Config) -> Result<Desk, DeskError> {
-        let store = store::open_sqlite(&config.store.path)?;
-        Desk::with_store(Box::new(store), policy(config)?, settings(config))
+        let mut store = store::open_sqlite(&config.store.path)?;
+        let (policy, settings) = (policy(config)?, settings(config));
+        let mut engine = restore_engine(&store, &policy, &settings)?;
+        let st = store.tables_state()?;
+        if st.head == 0 && st.built_with.is_none() {
+            store.set_tables_built_with(&tables_built_with(&settings))?;
+        } else if !tables_current(&store, &settings)? {
+            rebuild_tables(&mut store, &mut engine, &settings)?;
+        }
+        Ok(Desk {
+            store: Box::new(store),
+            engine,
+            policy,
+            settings,
+        })
     }
 
     /// A desk that keeps nothing: for `replay` and tests.
@@ -105,7 +119,7 @@ impl Desk {
         policy: Policy,
         settings: Settings,
     ) -> Result<Desk, DeskError> {
-        let engine = restore(store.as_ref(), &policy, &settings)?;
+        let engine = restore_engine(store.as_ref(), &policy, &settings)?;
         Ok(Desk {
             store,
             engine,
@@ -177,12 +191,12 @@ impl Desk {
         let store = &mut self.store;
         let committed =
             self.engine
-                .tick_in_pieces(now, TICK_COMMIT_EVENTS, |piece: Vec<Envelope>| {
+                .tick_in_pieces(now, TICK_COMMIT_EVENTS, |piece: Vec<Envelope>, delta| {
                     let sb = store::Batch {
-                        messages: Vec::new(),
-                        positions: Vec::new(),
                         events: piece.iter().map(Envelope::encode).collect(),
-                        checkpoints: Vec::new(),
+                        event_refs: piece.iter().map(|e| e.event.refs()).collect(),
+                        tables: delta.unwrap_or_default(),
+                        ..store::Batch::default()
                     };
                     store.commit(sb)?;
                     if let Some(k) = keep.as_deref_mut() {
@@ -194,7 +208,7 @@ impl Desk {
             Ok(n) => Ok(n as u64),
             Err(e) => {
                 // Memory must not run ahead of the store: forget what was not committed.
-                self.engine = restore(self.store.as_ref(), &self.policy, &self.settings)?;
+                self.engine = restore_engine(self.store.as_ref(), &self.policy, &self.settings)?;
                 Err(e.into())
             }
         }
@@ -213,11 +227,13 @@ impl Desk {
             messages: batch.messages,
             positions: batch.positions,
             events: events.iter().map(Envelope::encode).collect(),
+            event_refs: events.iter().map(|e| e.event.refs()).collect(),
             checkpoints,
+            tables: batch.delta,
         };
         if let Err(e) = self.store.commit(sb) {
             // Memory must not run ahead of the store: forget what was not committed.
-            self.engine = restore(self.store.as_ref(), &self.policy, &self.settings)?;
+            self.engine = restore_engine(self.store.as_ref(), &self.policy, &self.settings)?;
             return Err(e.into());
         }
         Ok(events)
@@ -395,6 +411,145 @@ fn prepare_unseen(
         .collect()
 }
 
+/// What the tables are derived with: their format and the settings that shape them. Tables
+/// built with anything else are rebuilt.
+pub fn tables_built_with(settings: &Settings) -> String {
+    format!(
+        "tables-1 thread_window={}s",
+        settings.thread_window.whole_seconds()
+    )
+}
+
+/// Whether the store's tables hold the log's projection under these settings (perhaps a tick
+/// behind: the next tick catches up).
+pub fn tables_current(store: &store::SqliteStore, settings: &Settings) -> Result<bool, DeskError> {
+    let st = store.tables_state()?;
+    let built = st.built_with.as_deref() == Some(tables_built_with(settings).as_str());
+    Ok(built || (st.head == 0 && st.built_with.is_none()))
+}
+
+/// Events whose tables are derived per transaction of a rebuild.
+const REBUILD_PIECE: usize = 20_000;
+
+/// Derive the tables afresh from the log (`cprwatch rebuild`, and after an upgrade): empty
+/// them, then write the versions of every case and clock and the event index, in pieces.
+pub fn rebuild_tables(
+    store: &mut store::SqliteStore,
+    engine: &mut Engine,
+    settings: &Settings,
+) -> Result<RebuildSummary, DeskError> {
+    store.reset_tables()?;
+    let mut summary = RebuildSummary::default();
+    engine.derive_tables(REBUILD_PIECE, |delta| {
+        summary.versions += delta.versions.len() as u64;
+        store.write_tables(&delta, &[], None)
+    })?;
+    let events = store.events()?;
+    summary.events = events.len() as u64;
+    let head = events.last().map_or(0, |e| e.seq);
+    let mut refs = Vec::with_capacity(REBUILD_PIECE);
+    for e in events {
+        let env = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
+            seq: e.seq,
+            problem: err.to_string(),
+        })?;
+        refs.push((e.seq, env.event.refs()));
+        if refs.len() >= REBUILD_PIECE {
+            store.write_tables(&Default::default(), &std::mem::take(&mut refs), None)?;
+        }
+    }
+    store.write_tables(
+        &Default::default(),
+        &refs,
+        Some((head, &tables_built_with(settings))),
+    )?;
+    engine.tables_complete();
+    Ok(summary)
+}
+
+/// What comparing the tables with a re-derivation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TablesCheck {
+    /// Equal, row for row: this many case and clock versions.
+    Match { cases: u64, clocks: u64 },
+    /// The tables hold the log only up to this many events before its head: a tick has not
+    /// run since (the service between reading mail and deriving), so they are not compared.
+    Behind(u64),
+    /// The first differences, described.
+    Differ(Vec<String>),
+}
+
+/// `verify`'s second half: derive the tables afresh into a scratch file beside the store and
+/// compare them with the store's, row for row. Proves that what `status` and `case` read is
+/// the projection of the log.
+pub fn verify_tables(
+    store: &store::SqliteStore,
+    policy: &Policy,
+    settings: &Settings,
+) -> Result<TablesCheck, DeskError> {
+    let st = store.tables_state()?;
+    let wanted = tables_built_with(settings);
+    if st.head == 0 {
+        return Ok(TablesCheck::Match {
+            cases: 0,
+            clocks: 0,
+        });
+    }
+    match st.built_with.as_deref() {
+        Some(w) if w == wanted => {}
+        other => {
+            return Ok(TablesCheck::Differ(vec![format!(
+                "they were built with {}, the configuration asks for {wanted}",
+                other.unwrap_or("nothing (never built)")
+            )]));
+        }
+    }
+    let through = st.through.unwrap_or(0);
+    if through < st.head {
+        return Ok(TablesCheck::Behind(st.head - through));
+    }
+    let engine = restore_engine(store, policy, settings)?;
+    let mut scratch = store.path().as_os_str().to_owned();
+    scratch.push(format!(".verify-{}", std::process::id()));
+    let scratch = PathBuf::from(scratch);
+    let remove_scratch = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = scratch.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+    };
+    remove_scratch();
+    let (mut cases, mut clocks) = (0u64, 0u64);
+    let derived = (|| {
+        let mut fresh = store::open_sqlite(&scratch)?;
+        engine.derive_tables(REBUILD_PIECE, |delta| {
+            for v in &delta.versions {
+                match v {
+                    crate::tables::Version::Case(_) => cases += 1,
+                    crate::tables::Version::Clock(_) => clocks += 1,
+                }
+            }
+            fresh.write_tables(&delta, &[], None)
+        })
+    })();
+    let compared = derived.and_then(|()| store.tables_differ_from(&scratch));
+    remove_scratch();
+    let differences = compared?;
+    Ok(if differences.is_empty() {
+        TablesCheck::Match { cases, clocks }
+    } else {
+        TablesCheck::Differ(differences)
+    })
+}
+
+/// What a rebuild wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RebuildSummary {
+    pub events: u64,
+    pub versions: u64,
+}
+
 fn decode_all(store: &dyn Store) -> Result<Vec<(u64, Envelope)>, DeskError> {
     store
         .events()?
@@ -410,12 +565,18 @@ fn decode_all(store: &dyn Store) -> Result<Vec<(u64, Envelope)>, DeskError> {
         .collect()
 }
 
-fn restore(store: &dyn Store, policy: &Policy, settings: &Settings) -> Result<Engine, DeskError> {
+/// The engine as the log leaves it.
+pub fn restore_engine(
+    store: &dyn Store,
+    policy: &Policy,
+    settings: &Settings,
+) -> Result<Engine, DeskError> {
     let events = decode_all(store)?;
     Ok(Engine::restore(
         policy.clone(),
         settings.clone(),
         events.iter().map(|(_, e)| e),
+        store.tables_through()?,
     ))
 }
 

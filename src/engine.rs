@@ -14,8 +14,9 @@ use crate::correlate::Assigned;
 use crate::event::{ClockState, Envelope, Event, MessageFacts};
 use crate::facts::{self, Policy};
 use crate::model::{SourceMeta, Timestamp};
-use crate::projection::{self, Changes, Projection, Projector, Settings};
+use crate::projection::{self, Changes, Emit, Projection, Projector, Settings};
 use crate::store::NewMessage;
+use crate::tables::Delta;
 
 /// What the caller must persist atomically: new raw messages, their source positions, and the
 /// events in order.
@@ -24,11 +25,16 @@ pub struct Batch {
     pub messages: Vec<NewMessage>,
     pub positions: Vec<(String, String)>,
     pub events: Vec<Envelope>,
+    /// The store's tables, brought up to date with the events.
+    pub delta: Delta,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.positions.is_empty() && self.events.is_empty()
+        self.messages.is_empty()
+            && self.positions.is_empty()
+            && self.events.is_empty()
+            && self.delta.is_empty()
     }
 }
 
@@ -190,6 +196,12 @@ pub struct Engine {
     /// When the timeline was last brought up to date; `None` makes the next tick compare every
     /// clock and rebuild it.
     evaluated_at: Option<Timestamp>,
+    /// The earliest receipt time among messages whose effect the store's tables do not hold
+    /// yet (`None`: they hold every message). A rebuilt projection re-derives the tables from
+    /// there on, and no earlier.
+    unprojected: Option<Timestamp>,
+    /// The table versions of the last [`Engine::tick`], for a caller that commits them.
+    delta: Delta,
 }
 
 impl Engine {
@@ -204,21 +216,70 @@ impl Engine {
             projector: None,
             timeline: BTreeSet::new(),
             evaluated_at: None,
+            unprojected: None,
+            delta: Delta::default(),
         }
     }
 
-    /// Rebuild from the log, in order.
+    /// Rebuild from the whole log, in order (the first event is seq 1). `tables_through` is the
+    /// last seq whose effect the store's tables hold (`None`: they hold nothing).
     pub fn restore<'a>(
         policy: Policy,
         settings: Settings,
         log: impl IntoIterator<Item = &'a Envelope>,
+        tables_through: Option<u64>,
     ) -> Engine {
         let mut e = Engine::new(policy, settings);
-        for env in log {
+        for (i, env) in log.into_iter().enumerate() {
             e.absorb(&env.event);
+            if let Event::MessageReceived { facts } = &env.event
+                && tables_through.is_none_or(|t| i as u64 + 1 > t)
+            {
+                e.unprojected = Some(
+                    e.unprojected
+                        .map_or(facts.received_at, |u| u.min(facts.received_at)),
+                );
+            }
         }
         e.facts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         e
+    }
+
+    /// Every version of every case and clock, from the first message on, handed to `sink` in
+    /// pieces of about `piece` messages' worth (a piece ends between receipt times, so no
+    /// version is handed out half made). For `rebuild` and `verify`.
+    pub fn derive_tables<E>(
+        &self,
+        piece: usize,
+        mut sink: impl FnMut(Delta) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut p = Projector::versioned(&self.assigned, &self.settings, Emit::All);
+        let n = self.facts.len();
+        let mut end = 0;
+        while end < n {
+            let mut next = (end + piece.max(1)).min(n);
+            while next < n && self.facts[next].received_at == self.facts[next - 1].received_at {
+                next += 1;
+            }
+            p.feed(&self.facts[..next]);
+            sink(Delta {
+                truncate_from: None,
+                versions: p.take_versions(),
+                complete: false,
+            })?;
+            end = next;
+        }
+        Ok(())
+    }
+
+    /// The store's tables now hold every message received (they were just rebuilt).
+    pub fn tables_complete(&mut self) {
+        self.unprojected = None;
+    }
+
+    /// The table versions the last tick derived, to commit with its events.
+    pub fn take_delta(&mut self) -> Delta {
+        std::mem::take(&mut self.delta)
     }
 
     fn absorb(&mut self, event: &Event) {
@@ -269,6 +330,7 @@ impl Engine {
     pub fn ingest_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
         let mut batch = self.receive_prepared(incoming, now);
         batch.events.extend(self.tick(now));
+        batch.delta = self.take_delta();
         batch
     }
 
@@ -291,6 +353,10 @@ impl Engine {
                 facts::message_facts(p.message.raw(), hash, &p.meta, &self.policy, now)
             });
             self.known.insert(hash.to_string());
+            self.unprojected = Some(
+                self.unprojected
+                    .map_or(f.received_at, |u| u.min(f.received_at)),
+            );
             batch.messages.push(p.message);
             new_facts.push(f);
         }
@@ -323,14 +389,19 @@ impl Engine {
     /// expiry, a command whose time has come). The events are already absorbed.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Envelope> {
         let mut all = Vec::new();
-        let handed = self.tick_in_pieces(now, usize::MAX, |piece| {
+        let mut delta = Delta::default();
+        let handed = self.tick_in_pieces(now, usize::MAX, |piece, d| {
             if all.is_empty() {
                 all = piece;
             } else {
                 all.extend(piece);
             }
+            if let Some(d) = d {
+                delta = d;
+            }
             Ok::<(), std::convert::Infallible>(())
         });
+        self.delta = delta;
         match handed {
             Ok(_) => all,
             Err(never) => match never {},
@@ -346,8 +417,26 @@ impl Engine {
         &mut self,
         now: Timestamp,
         piece: usize,
-        mut sink: impl FnMut(Vec<Envelope>) -> Result<(), E>,
+        mut sink: impl FnMut(Vec<Envelope>, Option<Delta>) -> Result<(), E>,
     ) -> Result<usize, E> {
+        // The tables hold the projection of every message received, whatever `now`: the
+        // projector takes them all in first. A new projector re-derives from the earliest
+        // message the tables lack, and the store forgets what it held from there on.
+        let rebuilt = self.projector.is_none();
+        let emit = match self.unprojected {
+            Some(t) => Emit::From(t),
+            None => Emit::Nothing,
+        };
+        let projector = self
+            .projector
+            .get_or_insert_with(|| Projector::versioned(&self.assigned, &self.settings, emit));
+        projector.feed(&self.facts);
+        projector.set_emit(Emit::All);
+        let delta = Delta {
+            truncate_from: if rebuilt { self.unprojected } else { None },
+            versions: projector.take_versions(),
+            complete: self.unprojected.is_some(),
+        };
         let mut out = Emitted {
             now,
             rec: &mut self.recorded,
@@ -356,6 +445,7 @@ impl Engine {
             list: Vec::new(),
             handed: 0,
             sink: &mut sink,
+            delta: Some(delta),
         };
         if self.facts.last().is_some_and(|f| f.received_at > now) {
             // Evaluating before the newest receipt (only tests and replays do): project afresh.
@@ -367,11 +457,7 @@ impl Engine {
             };
             self.evaluated_at = None;
             diff(&p, &full, None, &mut out)?;
-        } else {
-            let projector = self
-                .projector
-                .get_or_insert_with(|| Projector::new(out.assigned, &self.settings));
-            projector.feed(&self.facts);
+        } else if let Some(projector) = self.projector.as_mut() {
             let mut changes = projector.take_changes();
             let p = projector.projection();
             // Time only moves forward here; if it did not (a clock set back), compare all.
@@ -408,7 +494,8 @@ impl Engine {
             self.evaluated_at = Some(now);
             diff(p, &changes, Some(&clocks), &mut out)?;
         }
-        out.flush()?;
+        out.finish()?;
+        self.unprojected = None;
         Ok(out.handed)
     }
 
@@ -435,30 +522,37 @@ struct Emitted<'a, E> {
     piece: usize,
     list: Vec<Envelope>,
     handed: usize,
-    sink: &'a mut dyn FnMut(Vec<Envelope>) -> Result<(), E>,
+    sink: &'a mut dyn FnMut(Vec<Envelope>, Option<Delta>) -> Result<(), E>,
+    /// Handed on with the last piece, so the tables commit with the events that end the tick.
+    delta: Option<Delta>,
 }
 
 impl<E> Emitted<'_, E> {
     fn push(&mut self, event: Event) -> Result<(), E> {
+        // A full piece is handed on only when another event follows, so the last piece (which
+        // carries the tables' delta) is never empty when there were events at all.
+        if self.list.len() >= self.piece {
+            let piece = std::mem::take(&mut self.list);
+            self.handed += piece.len();
+            (self.sink)(piece, None)?;
+        }
         self.rec.apply(&event, self.assigned);
         self.list.push(Envelope {
             recorded_at: self.now,
             event,
         });
-        if self.list.len() >= self.piece {
-            self.flush()?;
-        }
         Ok(())
     }
 
-    /// Hand on the events found since the last piece, if any.
-    fn flush(&mut self) -> Result<(), E> {
-        if self.list.is_empty() {
+    /// Hand on the last piece with the tables' delta (if either holds anything).
+    fn finish(&mut self) -> Result<(), E> {
+        let delta = self.delta.take().filter(|d| !d.is_empty());
+        if self.list.is_empty() && delta.is_none() {
             return Ok(());
         }
         let piece = std::mem::take(&mut self.list);
         self.handed += piece.len();
-        (self.sink)(piece)
+        (self.sink)(piece, delta)
     }
 }
 
@@ -789,7 +883,8 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
     fn a_restart_re_emits_nothing() {
         let mut e = engine();
         let batch = e.ingest(vec![(REPORT.into(), meta(FolderRole::Inbox))], now());
-        let mut restored = Engine::restore(e.policy().clone(), Settings::default(), &batch.events);
+        let mut restored =
+            Engine::restore(e.policy().clone(), Settings::default(), &batch.events, None);
         assert!(restored.tick(now()).is_empty());
         // Time passes: exactly the breach of the preliminary report is new (the revocation
         // clock has the 5-day window of the "CN not in SAN" rule).
@@ -952,7 +1047,7 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
         let mut got = Vec::new();
         let mut sizes = Vec::new();
         let handed = received()
-            .tick_in_pieces(late, 7, |piece| {
+            .tick_in_pieces(late, 7, |piece, _| {
                 sizes.push(piece.len());
                 got.extend(piece);
                 Ok::<(), ()>(())
@@ -964,7 +1059,7 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
         assert!(sizes.iter().all(|&n| (1..=7).contains(&n)), "{sizes:?}");
 
         let mut calls = 0;
-        let stopped = received().tick_in_pieces(late, 7, |_| {
+        let stopped = received().tick_in_pieces(late, 7, |_, _| {
             calls += 1;
             if calls == 2 { Err("full") } else { Ok(()) }
         });

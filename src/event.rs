@@ -401,6 +401,27 @@ impl Event {
         format!("{:<21} {detail}", self.kind())
     }
 
+    /// What the event names that [`Event::concerns`] matches on: its case(s), message or clock.
+    /// The store indexes events by these, so `case` reads a case's events, not the log.
+    pub fn refs(&self) -> Vec<String> {
+        match self {
+            Event::MessageReceived { facts } => vec![facts.content_hash.clone()],
+            Event::MessageLogged { message, .. } | Event::CommandIgnored { message, .. } => {
+                vec![message.clone()]
+            }
+            Event::CaseOpened { case, .. }
+            | Event::MessageJoined { case, .. }
+            | Event::CertificateReported { case, .. }
+            | Event::KeyReported { case, .. } => vec![case.clone()],
+            Event::CaseMerged { case, into } => vec![case.clone(), into.clone()],
+            Event::ClockStarted { clock, .. }
+            | Event::ClockRevised { clock, .. }
+            | Event::ClockStopped { clock, .. }
+            | Event::ClockBreached { clock, .. }
+            | Event::ClockReopened { clock, .. } => vec![clock.clone()],
+        }
+    }
+
     /// Whether this event concerns the given case (directly or through one of its clocks or
     /// messages), for `cprwatch case`.
     pub fn concerns(

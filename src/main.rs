@@ -103,6 +103,24 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
     },
+    /// The cases a crt.sh id, SHA-256, spki: hash, Message-Id, address or case id names.
+    Search {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+        /// e.g. 12345, crtsh:12345, sha256:…, spki:…, <id@example.test>, rita@example.test,
+        /// CPR-2026-0001.
+        term: String,
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Derive the cases and clocks tables afresh from the event log (after a change of rules
+    /// or settings, or when `verify` finds them different).
+    Rebuild {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+    },
     /// Stateless: the state of every case as it was at --at, from the given folders.
     Replay {
         #[arg(long, env = "CPRWATCH_CONFIG")]
@@ -119,7 +137,8 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "json")]
         format: OutputFormat,
     },
-    /// Check the hash chain and every stored message; exit 1 naming the first bad event.
+    /// Check the hash chain and every stored message, and that the cases and clocks tables
+    /// equal a re-derivation from the log; exit 1 naming the first problem.
     Verify {
         #[arg(long, env = "CPRWATCH_CONFIG")]
         config: PathBuf,
@@ -169,6 +188,13 @@ fn real_main() -> anyhow::Result<ExitCode> {
             at,
             format,
         } => commands::case(&config, &id, at.as_deref(), format.into())?,
+        Cmd::Search {
+            config,
+            term,
+            at,
+            format,
+        } => commands::search(&config, &term, at.as_deref(), format.into())?,
+        Cmd::Rebuild { config } => commands::rebuild(&config)?,
         Cmd::Replay {
             config,
             inbox,

@@ -13,6 +13,7 @@ use crate::clock::{self, Candidate, Clock, Decision, Stop, StopKind};
 use crate::correlate::{self, Assigned, Disposition};
 use crate::event::{Automation, ClockKind, MessageFacts};
 use crate::model::{BadCommand, CertificateRef, Command, KeyRef, Timestamp};
+use crate::tables::{self, ClockVersion, Version};
 
 /// Knobs of the projection that come from the configuration.
 #[derive(Clone, Debug)]
@@ -235,6 +236,30 @@ pub struct Projector {
     dirty_cases: BTreeSet<usize>,
     dirty_targets: BTreeSet<String>,
     changes: Changes,
+    /// Versions of cases and clocks for the store's tables, when kept ([`Projector::versioned`]).
+    versions: Option<Vec<Version>>,
+    emit: Emit,
+}
+
+/// Which versions a versioned projector hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// Every version: the tables are built from nothing.
+    All,
+    /// Versions valid from this receipt time on: the store holds the ones before.
+    From(Timestamp),
+    /// None: the store holds them all (a restart re-deriving what it already has).
+    Nothing,
+}
+
+impl Emit {
+    fn wants(self, as_of: Timestamp) -> bool {
+        match self {
+            Emit::All => true,
+            Emit::From(t) => as_of >= t,
+            Emit::Nothing => false,
+        }
+    }
 }
 
 /// Build the projection. `messages` must be sorted by [`MessageFacts::sort_key`] and hold only
@@ -267,7 +292,32 @@ impl Projector {
                 full: true,
                 ..Changes::default()
             },
+            versions: None,
+            emit: Emit::Nothing,
         }
+    }
+
+    /// A projector that also records a version of every case and clock at each receipt time
+    /// at which it changed (see [`crate::tables`]), from `emit` on. Costs a refresh per
+    /// distinct receipt time instead of one per feed.
+    pub fn versioned(assigned: &Assigned, settings: &Settings, emit: Emit) -> Projector {
+        let mut p = Projector::new(assigned, settings);
+        p.versions = Some(Vec::new());
+        p.emit = emit;
+        p
+    }
+
+    /// Which versions to hand out from now on.
+    pub fn set_emit(&mut self, emit: Emit) {
+        self.emit = emit;
+    }
+
+    /// The versions recorded since the last call, in the order they were made.
+    pub fn take_versions(&mut self) -> Vec<Version> {
+        self.versions
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// How many messages have been fed.
@@ -291,10 +341,22 @@ impl Projector {
     /// Feed `messages[self.fed()..]`: `messages` is the whole history in receipt order, of
     /// which the first `fed()` were fed before.
     pub fn feed(&mut self, messages: &[MessageFacts]) {
+        let versioned = self.versions.is_some();
         for idx in self.fed()..messages.len() {
             self.feed_one(messages, idx);
+            // A version is what the messages received by one moment make: refresh before the
+            // next moment's messages join in.
+            if versioned
+                && messages
+                    .get(idx + 1)
+                    .is_some_and(|next| next.received_at > messages[idx].received_at)
+            {
+                self.refresh(messages);
+            }
         }
         self.refresh(messages);
+        self.out.ignored = self.base_ignored.clone();
+        self.out.ignored.extend(self.unmatched_commands(messages));
     }
 
     fn feed_one(&mut self, messages: &[MessageFacts], idx: usize) {
@@ -564,6 +626,8 @@ impl Projector {
         targets.extend(expanded);
 
         let mut relist: BTreeSet<usize> = dirty_cases.clone();
+        // The clocks this refresh recomputed, for the versions it records.
+        let mut refreshed: BTreeSet<String> = BTreeSet::new();
         // Clocks inserted one by one in order leave every node of the tree half empty; many
         // new clocks at once (a mass report's 100 000) are built into a tree of their own and
         // joined in one pass, which fills the nodes. Only when they are at least as many as
@@ -588,6 +652,9 @@ impl Projector {
             };
             relist.extend(cases.into_iter().flatten().map(|(ci, _)| *ci));
             self.changes.clocks.insert(id.clone());
+            if self.versions.is_some() {
+                refreshed.insert(id.clone());
+            }
             match clock {
                 Some(c) if bulk => built.push((id, c)),
                 Some(c) => {
@@ -639,11 +706,48 @@ impl Projector {
             case.dismissed = dismissed;
             case.clocks = clocks;
             self.changes.clocks.insert(prelim.id.clone());
+            if self.versions.is_some() {
+                refreshed.insert(prelim.id.clone());
+            }
             self.out.clocks.insert(prelim.id.clone(), prelim);
             self.changes.cases.insert(c);
         }
-        self.out.ignored = self.base_ignored.clone();
-        self.out.ignored.extend(self.unmatched_commands(messages));
+        self.record_versions(messages, &relist, &refreshed);
+    }
+
+    /// Record the versions of the cases and clocks one refresh touched, valid from the receipt
+    /// time of the last message fed. Unchanged ones are recorded too: the store keeps a
+    /// version only when it differs from the one before.
+    fn record_versions(
+        &mut self,
+        messages: &[MessageFacts],
+        cases: &BTreeSet<usize>,
+        clocks: &BTreeSet<String>,
+    ) {
+        let Some(as_of) = self.fed().checked_sub(1).map(|i| messages[i].received_at) else {
+            return;
+        };
+        if self.versions.is_none() || !self.emit.wants(as_of) {
+            return;
+        }
+        let mut out = Vec::with_capacity(cases.len() + clocks.len());
+        for id in clocks {
+            out.push(Version::Clock(ClockVersion {
+                as_of,
+                id: id.clone(),
+                row: self.out.clocks.get(id).map(tables::clock_row),
+            }));
+        }
+        for &c in cases {
+            out.push(Version::Case(tables::case_version(
+                as_of,
+                c,
+                &self.out.cases[c],
+            )));
+        }
+        if let Some(v) = self.versions.as_mut() {
+            v.extend(out);
+        }
     }
 
     /// BR 4.9.5: 24 hours from receipt to a preliminary report to the reporter.

@@ -386,3 +386,44 @@ pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
     }
     o
 }
+
+/// `search` as text: one line per case the term names, with what is still open.
+pub fn search_text(p: &Projection, term: &str, at: Timestamp) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "cases naming {} at {}: {}",
+        esc(term.trim()),
+        timefmt::format(at),
+        p.cases.len()
+    );
+    for case in &p.cases {
+        let open: Vec<&str> = case
+            .clocks
+            .iter()
+            .filter_map(|id| p.clocks.get(id))
+            .filter(|c| c.status(at).state.is_open())
+            .map(|c| c.kind.as_str())
+            .collect();
+        let _ = writeln!(
+            o,
+            "{:<14} opened {}  {} messages  {}  reporter {}  subject {}",
+            esc(&case.id),
+            timefmt::format(case.opened_at),
+            case.messages.len(),
+            if open.is_empty() {
+                "no open clock".to_string()
+            } else {
+                format!("{} open clock(s)", open.len())
+            },
+            if case.reporter.is_empty() {
+                "(unknown)".to_string()
+            } else {
+                esc(&case.reporter).into_owned()
+            },
+            esc(&case.subject)
+        );
+    }
+    o
+}

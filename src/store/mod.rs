@@ -24,12 +24,15 @@ mod checkpointer;
 mod memory;
 mod message;
 mod sqlite;
+mod sqlite_tables;
 
 pub use memory::MemoryStore;
 pub use message::NewMessage;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, TablesState};
 
 use std::collections::HashSet;
+
+use crate::tables::Delta;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -71,6 +74,12 @@ pub struct Batch {
     pub events: Vec<Vec<u8>>,
     /// IMAP folders read up to here: advanced only together with what was read.
     pub checkpoints: Vec<Checkpoint>,
+    /// What each event names (case, message, clock), aligned with `events`: the index `case`
+    /// finds a case's events by. Opaque strings to the store.
+    pub event_refs: Vec<Vec<String>>,
+    /// The cases and clocks these events change ([`crate::tables`]): kept in the same
+    /// transaction, so the tables never disagree with the log they project.
+    pub tables: Delta,
 }
 
 impl Batch {
@@ -79,6 +88,7 @@ impl Batch {
             && self.positions.is_empty()
             && self.events.is_empty()
             && self.checkpoints.is_empty()
+            && self.tables.is_empty()
     }
 }
 
@@ -138,6 +148,11 @@ pub trait Store: Send {
     /// its own thread should compress them there ([`NewMessage::compress`]).
     fn keeps_compressed(&self) -> bool {
         false
+    }
+    /// The last event whose effect the tables hold (`None`: a store that keeps no tables, or
+    /// whose tables were never built). Events after it are re-derived into them.
+    fn tables_through(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
 }
 
@@ -234,6 +249,8 @@ pub enum StoreError {
         content_hash: String,
         problem: String,
     },
+    #[error("{0}")]
+    BadTables(String),
     #[error("batch rejected, nothing was written: {0} (this is a bug in the caller)")]
     BadBatch(String),
 }

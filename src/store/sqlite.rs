@@ -9,6 +9,7 @@
 //! checkpoint) commit together, a lost commit just means the folder is read again.
 
 use super::checkpointer::Checkpointer;
+use super::sqlite_tables::{self as tables_sql, SCHEMA_V4};
 use super::{
     BadEvent, BadMessage, Batch, Checkpoint, FolderState, Store, StoreError, StoredEvent,
     Verification, chain,
@@ -17,10 +18,15 @@ use flate2::read::ZlibDecoder;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use std::io::Read;
+
+use crate::clock::Clock;
+use crate::model::Timestamp;
+use crate::projection::Case;
+use crate::tables::Delta;
 use std::path::{Path, PathBuf};
 
 /// The schema this code writes. Bump it with a migration in [`SqliteStore::open`].
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Portable DDL. Later, in the same transaction as the rest of a batch (see [`Batch`]):
 /// `outbox(id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL REFERENCES events(seq),
@@ -218,6 +224,8 @@ impl SqliteStore {
             tx.execute_batch(SCHEMA).map_err(sql("schema creation"))?;
             tx.execute_batch(SCHEMA_V2)
                 .map_err(sql("schema creation"))?;
+            tx.execute_batch(SCHEMA_V4)
+                .map_err(sql("schema creation"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION.to_string()],
@@ -257,11 +265,18 @@ impl SqliteStore {
         if found < 2 {
             tx.execute_batch(SCHEMA_V2)
                 .map_err(sql("migration to schema 2"))?;
+        }
+        if found < 4 {
+            // The tables start empty; the desk builds them from the log on first open.
+            tx.execute_batch(SCHEMA_V4)
+                .map_err(sql("migration to schema 4"))?;
+        }
+        if found < SCHEMA_VERSION {
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                 params![SCHEMA_VERSION.to_string()],
             )
-            .map_err(sql("migration to schema 2"))?;
+            .map_err(sql("schema migration"))?;
         }
         tx.commit().map_err(sql("schema check"))
     }
@@ -371,6 +386,10 @@ impl Store for SqliteStore {
         true
     }
 
+    fn tables_through(&self) -> Result<Option<u64>, StoreError> {
+        Ok(tables_sql::meta_get(&self.conn, "tables_through")?.and_then(|v| v.parse().ok()))
+    }
+
     fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError> {
         const ACTION: &str = "commit";
         let written = batch
@@ -444,6 +463,23 @@ impl Store for SqliteStore {
                 insert_event
                     .execute(params![seq_to_sql(e.seq), e.body, e.prev_hash, e.hash])
                     .map_err(sql(ACTION))?;
+            }
+            let refs: Vec<(u64, &[String])> = appended
+                .iter()
+                .zip(&batch.event_refs)
+                .map(|(e, r)| (e.seq, r.as_slice()))
+                .collect();
+            tables_sql::index_events(&tx, &refs)?;
+            if !batch.tables.is_empty() {
+                tables_sql::apply(&tx, &batch.tables)?;
+            }
+            if batch.tables.complete {
+                let through = appended
+                    .last()
+                    .map(|e| e.seq)
+                    .or(head.as_ref().map(|(s, _)| *s))
+                    .unwrap_or(0);
+                tables_sql::meta_set(&tx, "tables_through", &through.to_string())?;
             }
             let mut upsert_checkpoint = tx
                 .prepare_cached(
@@ -595,5 +631,212 @@ impl Store for SqliteStore {
             bad_event,
             bad_message,
         })
+    }
+}
+
+/// How far the projection tables are built, and with what.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TablesState {
+    /// The build the tables were derived with ([`crate::tables`] format and the settings that
+    /// shape them); `None` when they were never built.
+    pub built_with: Option<String>,
+    /// The last event whose effect they hold.
+    pub through: Option<u64>,
+    /// The latest moment any version starts at (seconds): from then on the current rows hold.
+    pub latest: Option<i64>,
+    /// The last event in the log.
+    pub head: u64,
+}
+
+/// The projection tables: what `status`, `case` and `search` read.
+impl SqliteStore {
+    pub fn tables_state(&self) -> Result<TablesState, StoreError> {
+        let head: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))
+            .map_err(sql("read tables state"))?;
+        Ok(TablesState {
+            built_with: tables_sql::meta_get(&self.conn, "tables_built_with")?,
+            through: self.tables_through()?,
+            latest: tables_sql::meta_get(&self.conn, "tables_latest")?.and_then(|v| v.parse().ok()),
+            head: head.map_or(0, |h| h as u64),
+        })
+    }
+
+    /// The case as it was at `at` (`None` if it did not exist then, or never).
+    pub fn case_at(&self, id: &str, at: Timestamp) -> Result<Option<(i64, Case)>, StoreError> {
+        let Some(row) = tables_sql::case_row(&self.conn, id)? else {
+            return Ok(None);
+        };
+        let at = crate::tables::secs(at);
+        if row.opened_at > at {
+            return Ok(None);
+        }
+        let items = tables_sql::case_items(&self.conn, id, at)?;
+        let case = crate::tables::case_from_rows(id, row.opened_at, &row.header, &items)
+            .map_err(|e| StoreError::BadTables(e.0))?;
+        Ok(Some((row.ord, case)))
+    }
+
+    /// The clock as it was at `at`.
+    pub fn clock_at(&self, id: &str, at: Timestamp) -> Result<Option<Clock>, StoreError> {
+        tables_sql::clock_at(&self.conn, id, crate::tables::secs(at))?
+            .map(|body| {
+                crate::tables::clock_from_row(id, &body).map_err(|e| StoreError::BadTables(e.0))
+            })
+            .transpose()
+    }
+
+    /// The clocks open at `at`, each with the cases that list it then.
+    pub fn open_clocks_at(&self, at: Timestamp) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let t = crate::tables::secs(at);
+        let latest: Option<i64> =
+            tables_sql::meta_get(&self.conn, "tables_latest")?.and_then(|v| v.parse().ok());
+        let current = latest.is_none_or(|l| t >= l);
+        let ids = tables_sql::open_clocks(&self.conn, t, current)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let cases = tables_sql::cases_of_clock(&self.conn, &id, t)?;
+            out.push((id, cases));
+        }
+        Ok(out)
+    }
+
+    /// The cases a name (certificate or key reference, Message-Id, address, case id) was seen
+    /// in. May include a case that merely shares an index key: check the case.
+    pub fn cases_named(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        tables_sql::cases_named(&self.conn, name)
+    }
+
+    /// The events that name any of `refs` (and possibly a few more: check them), in seq order.
+    pub fn events_naming(&self, refs: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut seqs = std::collections::BTreeSet::new();
+        for r in refs {
+            seqs.extend(tables_sql::events_naming(&self.conn, r)?);
+        }
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT seq, body, prev_hash, hash FROM events WHERE seq = ?1")
+            .map_err(sql("read events"))?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let e = st
+                .query_row(params![seq_to_sql(seq)], |r| {
+                    Ok(StoredEvent {
+                        seq,
+                        body: r.get(1)?,
+                        prev_hash: r.get(2)?,
+                        hash: r.get(3)?,
+                    })
+                })
+                .optional()
+                .map_err(sql("read events"))?;
+            out.extend(e);
+        }
+        Ok(out)
+    }
+
+    /// Empty the projection tables (and the event index) before they are derived again.
+    pub fn reset_tables(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("reset tables"))?;
+        for t in tables_sql::PROJECTION_TABLES.iter().chain(&["event_refs"]) {
+            tx.execute(&format!("DELETE FROM {t}"), [])
+                .map_err(sql("reset tables"))?;
+        }
+        tx.execute(
+            "DELETE FROM meta WHERE key IN ('tables_through', 'tables_latest', 'tables_built_with')",
+            [],
+        )
+        .map_err(sql("reset tables"))?;
+        tx.commit().map_err(sql("reset tables"))
+    }
+
+    /// Write one piece of a re-derivation: versions and the event index, in one transaction.
+    /// With `done`, the tables are complete through `through`, built with `built_with`.
+    pub fn write_tables(
+        &mut self,
+        delta: &Delta,
+        event_refs: &[(u64, Vec<String>)],
+        done: Option<(u64, &str)>,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("rebuild tables"))?;
+        let refs: Vec<(u64, &[String])> =
+            event_refs.iter().map(|(s, r)| (*s, r.as_slice())).collect();
+        tables_sql::index_events(&tx, &refs)?;
+        tables_sql::apply(&tx, delta)?;
+        if let Some((through, built_with)) = done {
+            tables_sql::meta_set(&tx, "tables_through", &through.to_string())?;
+            tables_sql::meta_set(&tx, "tables_built_with", built_with)?;
+        }
+        tx.commit().map_err(sql("rebuild tables"))?;
+        self.checkpoint_in_background(delta.versions.len() * 256);
+        Ok(())
+    }
+
+    /// Record what the tables were built with (after the engine derived them itself).
+    pub fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
+        tables_sql::meta_set(&self.conn, "tables_built_with", built_with)
+    }
+
+    /// Compare the projection tables with those of another store file (a re-derivation into
+    /// a scratch file): the first few rows that differ, described, or none.
+    pub fn tables_differ_from(&self, other: &Path) -> Result<Vec<String>, StoreError> {
+        const ACTION: &str = "compare tables";
+        self.conn
+            .execute(
+                "ATTACH DATABASE ?1 AS fresh",
+                params![other.to_string_lossy()],
+            )
+            .map_err(sql(ACTION))?;
+        let result = (|| {
+            let mut out = Vec::new();
+            let columns = [
+                ("cases", "id, ord, opened_at, header", "id"),
+                (
+                    "case_items",
+                    "case_id, kind, item, valid_from, valid_to, ord, body",
+                    "case_id || ' ' || item || ' from ' || valid_from",
+                ),
+                (
+                    "clocks",
+                    "id, valid_from, valid_to, stop_key, deadline, body",
+                    "id || ' from ' || valid_from",
+                ),
+                (
+                    "case_names",
+                    "name_key, case_id, since",
+                    "case_id || ' name ' || name_key",
+                ),
+            ];
+            for (table, cols, label) in columns {
+                for (a, b, what) in [
+                    ("main", "fresh", "only in the store"),
+                    ("fresh", "main", "missing from the store"),
+                ] {
+                    let q = format!(
+                        "SELECT {label} FROM (SELECT {cols} FROM {a}.{table} EXCEPT SELECT {cols} FROM {b}.{table}) LIMIT 3"
+                    );
+                    let mut st = self.conn.prepare(&q).map_err(sql(ACTION))?;
+                    let rows: Vec<String> = st
+                        .query_map([], |r| r.get::<_, String>(0))
+                        .and_then(|rows| rows.collect())
+                        .map_err(sql(ACTION))?;
+                    for r in rows {
+                        out.push(format!("{table}: {r}: {what}"));
+                    }
+                }
+            }
+            Ok(out)
+        })();
+        self.conn
+            .execute("DETACH DATABASE fresh", [])
+            .map_err(sql(ACTION))?;
+        result
     }
 }

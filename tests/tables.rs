@@ -1,0 +1,323 @@
+//! The cases and clocks tables in the store: what `status`, `case` and `search` read must be
+//! exactly what a full re-derivation from the log says, at every moment, however the mail
+//! arrived (in order, out of order, one message at a time, folder by folder); `verify` proves
+//! it and names a damaged row; `rebuild` repairs; an old store is upgraded on first use.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use common::{Desk, parse_json, text};
+use cprwatch::clock::Clock;
+use cprwatch::config;
+use cprwatch::desk;
+use cprwatch::lookup;
+use cprwatch::model::{FolderRole, SourceMeta, Timestamp};
+use cprwatch::projection::Projection;
+use cprwatch::store;
+use cprwatch::timefmt::parse;
+
+/// Every scenario message with its folder, in a fixed order.
+fn scenario_files() -> Vec<(PathBuf, FolderRole)> {
+    let root = common::root().join("fixtures/scenarios");
+    let mut out = Vec::new();
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("inbox").is_dir())
+        .collect();
+    scenarios.sort();
+    for s in scenarios {
+        for (sub, role) in [
+            ("inbox", FolderRole::Inbox),
+            ("junk", FolderRole::Junk),
+            ("sent", FolderRole::Sent),
+        ] {
+            let Ok(rd) = std::fs::read_dir(s.join(sub)) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
+            files.sort();
+            out.extend(files.into_iter().map(|f| (f, role)));
+        }
+    }
+    assert!(out.len() > 50, "scenario fixtures missing");
+    out
+}
+
+fn now() -> Timestamp {
+    parse("2026-12-01T00:00:00Z").unwrap()
+}
+
+/// The moments worth asking about: every receipt time, a second before it, and far after.
+fn moments(p: &Projection) -> Vec<Timestamp> {
+    let mut set = BTreeSet::new();
+    for c in &p.cases {
+        for m in &c.messages {
+            set.insert(m.received_at);
+            set.insert(m.received_at - time::Duration::seconds(1));
+        }
+    }
+    for c in p.clocks.values() {
+        set.insert(c.deadline);
+        for s in &c.stops {
+            set.insert(s.at);
+        }
+    }
+    set.insert(now());
+    set.into_iter().collect()
+}
+
+fn open_at(p: &Projection, case: &cprwatch::projection::Case, at: Timestamp) -> bool {
+    case.clocks
+        .iter()
+        .filter_map(|id| p.clocks.get(id))
+        .any(|c: &Clock| c.status(at).state.is_open())
+}
+
+/// At every moment: each case read from the tables equals the case of a fresh projection of
+/// every message received by then, with the same clocks; `status`'s open cases are exactly
+/// those with an open clock then.
+fn assert_tables_equal_projection(d: &desk::Desk, store_path: &std::path::Path) {
+    let store = store::open_sqlite(store_path).unwrap();
+    let full = d.projection_at(now());
+    let at_all = moments(&full);
+    assert!(at_all.len() > 20, "{}", at_all.len());
+    for at in at_all {
+        let p = d.projection_at(at);
+        for case in &p.cases {
+            let (t, _) = lookup::case(&store, &case.id, at)
+                .unwrap()
+                .unwrap_or_else(|| panic!("case {} missing from the tables at {at}", case.id));
+            assert_eq!(&t.cases[0], case, "case {} at {at}", case.id);
+            for id in &case.clocks {
+                assert_eq!(t.clocks.get(id), p.clocks.get(id), "clock {id} at {at}");
+            }
+        }
+        let open = lookup::open_cases(&store, at).unwrap();
+        let want: Vec<&str> = p
+            .cases
+            .iter()
+            .filter(|c| open_at(&p, c, at))
+            .map(|c| c.id.as_str())
+            .collect();
+        let got: Vec<&str> = open.cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(got, want, "open cases at {at}");
+    }
+}
+
+fn open_desk(desk: &Desk) -> desk::Desk {
+    let cfg = config::load(&desk.config()).unwrap();
+    desk::Desk::open(&cfg).unwrap()
+}
+
+#[test]
+fn tables_equal_a_re_derivation_when_folders_arrive_one_after_another() {
+    let desk = Desk::with_store();
+    let mut d = open_desk(&desk);
+    // Sent first, then the inboxes, then junk: each later folder reaches back in time, so the
+    // tables are re-derived from the earliest new message on, again and again.
+    let files = scenario_files();
+    for role in [FolderRole::Sent, FolderRole::Inbox, FolderRole::Junk] {
+        let paths: Vec<(PathBuf, FolderRole)> =
+            files.iter().filter(|(_, r)| *r == role).cloned().collect();
+        d.ingest_paths(&paths, 3, now).unwrap();
+    }
+    assert_tables_equal_projection(&d, &desk.store());
+}
+
+#[test]
+fn tables_equal_a_re_derivation_when_messages_arrive_one_at_a_time_in_any_order() {
+    let files = scenario_files();
+    for seed in [7u64, 1234] {
+        let desk = Desk::with_store();
+        let mut d = open_desk(&desk);
+        // A fixed shuffle (xorshift), one message per commit, each followed by a tick.
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        let mut x = seed;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        for (n, i) in order.into_iter().enumerate() {
+            let (path, role) = &files[i];
+            let raw = std::fs::read(path).unwrap();
+            let meta = SourceMeta {
+                folder: *role,
+                position: None,
+                server_time: None,
+            };
+            d.ingest(vec![(raw, meta)], now()).unwrap();
+            if n % 17 == 0 {
+                // A restart now and then: the tables are picked up where they are.
+                drop(d);
+                d = open_desk(&desk);
+            }
+        }
+        assert_tables_equal_projection(&d, &desk.store());
+    }
+}
+
+/// Ingest every scenario through the command line.
+fn ingest_all(desk: &Desk) {
+    let cfg = desk.config().display().to_string();
+    let mut by_role: HashMap<&str, Vec<String>> = HashMap::new();
+    for (p, role) in scenario_files() {
+        by_role
+            .entry(role.as_str())
+            .or_default()
+            .push(p.display().to_string());
+    }
+    for role in ["inbox", "sent", "junk"] {
+        let Some(files) = by_role.get(role) else {
+            continue;
+        };
+        let mut args = vec!["ingest", "--config", &cfg, "--role", role];
+        args.extend(files.iter().map(String::as_str));
+        let o = desk.run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+}
+
+#[test]
+fn verify_proves_the_tables_and_names_a_damaged_row_which_rebuild_repairs() {
+    let desk = Desk::with_store();
+    ingest_all(&desk);
+    let cfg = desk.config().display().to_string();
+    let o = desk.run(&["verify", "--config", &cfg]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(out.starts_with("ok:"), "{out}");
+    assert!(out.contains("equal a re-derivation from the log"), "{out}");
+
+    // A deadline quietly moved by a day in the table `status` reads.
+    let c = rusqlite::Connection::open(desk.store()).unwrap();
+    let changed = c
+        .execute(
+            "UPDATE clocks SET deadline = deadline + 86400 \
+             WHERE (id, valid_from) IN (SELECT id, valid_from FROM clocks LIMIT 1)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(c);
+    let o = desk.run(&["verify", "--config", &cfg]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(out.contains("FAILED") && out.contains("clocks:"), "{out}");
+    assert!(out.contains("cprwatch rebuild"), "{out}");
+
+    let o = desk.run(&["rebuild", "--config", &cfg]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = desk.run(&["verify", "--config", &cfg]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn search_finds_a_case_by_every_name_a_reporter_or_auditor_has() {
+    let desk = Desk::with_store();
+    ingest_all(&desk);
+    let cfg = desk.config().display().to_string();
+    let replay = {
+        let cfg_d = config::load(&desk.config()).unwrap();
+        let d = desk::Desk::open(&cfg_d).unwrap();
+        d.projection_at(now())
+    };
+    // A case with a crt.sh id, one with a SHA-256, one with a key.
+    let with = |f: &dyn Fn(&cprwatch::projection::Case) -> Option<String>| {
+        replay
+            .cases
+            .iter()
+            .find_map(|c| f(c).map(|name| (c.id.clone(), name)))
+            .expect("a scenario case of this kind")
+    };
+    let crtsh = with(&|c| {
+        c.certificates
+            .iter()
+            .find_map(|x| x.crtsh_id.map(|i| i.to_string()))
+    });
+    let sha = with(&|c| c.certificates.iter().find_map(|x| x.sha256.clone()));
+    let spki = with(&|c| c.keys.iter().find_map(|k| k.reference.clone()));
+    let mid = with(&|c| Some(c.messages.last()?.message_id.clone()));
+    let addr = with(&|c| Some(c.reporter.clone()).filter(|r| !r.is_empty()));
+    let first = replay.cases[0].id.clone();
+    for (case, term) in [
+        crtsh.clone(),
+        (crtsh.0.clone(), format!("crtsh:{}", crtsh.1)),
+        sha.clone(),
+        (sha.0.clone(), format!("sha256:{}", sha.1.to_uppercase())),
+        spki,
+        mid.clone(),
+        (mid.0.clone(), mid.1.trim_matches(['<', '>']).to_string()),
+        addr,
+        (first.clone(), first.to_lowercase()),
+    ] {
+        let o = desk.run(&["search", "--config", &cfg, &term, "--format", "json"]);
+        assert_eq!(o.status.code(), Some(0), "{term}: {}", text(&o));
+        let v = parse_json(&o);
+        let ids = common::case_ids(&v);
+        assert!(ids.contains(&case), "{term} should find {case}: {ids:?}");
+        let o = desk.run(&["search", "--config", &cfg, &term]);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&case),
+            "{}",
+            text(&o)
+        );
+    }
+    let o = desk.run(&["search", "--config", &cfg, "crtsh:999999999999"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+#[test]
+fn a_store_from_before_the_tables_is_upgraded_on_first_use() {
+    let desk = Desk::with_store();
+    ingest_all(&desk);
+    let cfg = desk.config().display().to_string();
+    let before = desk.run(&[
+        "status",
+        "--config",
+        &cfg,
+        "--format",
+        "json",
+        "--at",
+        "2026-12-01T00:00:00Z",
+    ]);
+    // What a store of schema 2 looked like: no tables at all.
+    let c = rusqlite::Connection::open(desk.store()).unwrap();
+    c.execute_batch(
+        "DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; \
+         DROP TABLE event_refs; DELETE FROM meta WHERE key LIKE 'tables_%'; \
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let after = desk.run(&[
+        "status",
+        "--config",
+        &cfg,
+        "--format",
+        "json",
+        "--at",
+        "2026-12-01T00:00:00Z",
+    ]);
+    assert_eq!(
+        after.status.code(),
+        before.status.code(),
+        "{}",
+        text(&after)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&after.stdout),
+        String::from_utf8_lossy(&before.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&after.stderr).contains("rebuilt them from the log"),
+        "{}",
+        text(&after)
+    );
+    let o = desk.run(&["verify", "--config", &cfg]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
