@@ -86,7 +86,7 @@ fn main() {
         eprintln!("scale: N={n} done: {row:?}");
         rows.push(row);
     }
-    print_table(&rows);
+    print_table(&rows, &bin);
     print_checks(&rows);
 }
 
@@ -131,9 +131,7 @@ struct Outcome {
 impl Outcome {
     /// Whether clap refused the subcommand: the binary predates it.
     fn missing_command(&self) -> bool {
-        self.code == 2
-            && (self.stderr.contains("unrecognized subcommand")
-                || self.stderr.contains("unexpected argument"))
+        self.code == 2 && self.stderr.contains("unrecognized subcommand")
     }
 }
 
@@ -605,10 +603,11 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row], bin: &Path) {
     println!();
     println!(
-        "scale: wall in seconds / peak RSS in MiB of each command, as its own process (release build)"
+        "scale: wall in seconds / peak RSS in MiB of each command, as its own process ({})",
+        bin.display()
     );
     let header = [
         "N",
