@@ -16,11 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "support/corpus.rs"]
+mod corpus;
 #[path = "support/desk.rs"]
 mod desk;
 #[path = "support/procfs.rs"]
 mod procfs;
 
+use corpus::{CERT_PEM, Rng, seed_lines};
 use desk::BenchDesk;
 
 const PHASE_ENV: &str = "CPRWATCH_BENCH_PHASE";
@@ -157,46 +160,6 @@ fn report(name: &str, n: u64, bytes: u64, secs: f64) {
         bytes as f64 / 1e6 / secs,
         procfs::peak_rss_mib("self")
     );
-}
-
-/// A small deterministic PRNG (xorshift64*): the corpus is the same on every machine.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
-MIIBszCCAVmgAwIBAgIUJ5Vb3ZsY2dCq5gm8s7HhQKk0qN8wCgYIKoZIzj0EAwIw
-HzEdMBsGA1UEAwwUYmVuY2guZXhhbXBsZS1jYS50ZXN0MB4XDTI2MDEwMTAwMDAw
-MFoXDTI3MDEwMTAwMDAwMFowHDEaMBgGA1UEAwwRc2hvcC5leGFtcGxlLnRlc3Qw
-WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQ8q2mJ0mQ2c0Hq9kq8w3rj6l7q1Qxv
------END CERTIFICATE-----";
-
-fn seed_lines() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus/sakai-mbox.txt");
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<String> = text
-        .lines()
-        .filter(|l| !l.is_empty() && !l.contains(':') && l.len() > 20)
-        .map(str::to_string)
-        .collect();
-    if lines.is_empty() {
-        vec![
-            "We found the following certificate while scanning public repositories.".into(),
-            "The subject alternative names include hosts we do not believe are controlled.".into(),
-            "Please confirm receipt of this report and let us know when it is revoked.".into(),
-        ]
-    } else {
-        lines
-    }
 }
 
 fn generate(root: &Path, n: usize) {

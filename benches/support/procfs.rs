@@ -3,10 +3,20 @@
 
 /// Peak RSS in MiB of `pid` (`"self"` for this process); 0 when /proc cannot tell.
 pub fn peak_rss_mib(pid: &str) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+/// Resident memory in MiB of `pid` now; 0 when /proc cannot tell.
+pub fn rss_mib(pid: &str) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A size field (in kB) of `/proc/<pid>/status`, in MiB.
+fn status_mib(pid: &str, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
