@@ -628,6 +628,8 @@ impl Projector {
         let mut relist: BTreeSet<usize> = dirty_cases.clone();
         // The clocks this refresh recomputed, for the versions it records.
         let mut refreshed: BTreeSet<String> = BTreeSet::new();
+        // Relisted cases that came out as they were.
+        let mut unchanged: BTreeSet<usize> = BTreeSet::new();
         // Clocks inserted one by one in order leave every node of the tree half empty; many
         // new clocks at once (a mass report's 100 000) are built into a tree of their own and
         // joined in one pass, which fills the nodes. Only when they are at least as many as
@@ -652,7 +654,9 @@ impl Projector {
             };
             relist.extend(cases.into_iter().flatten().map(|(ci, _)| *ci));
             self.changes.clocks.insert(id.clone());
-            if self.versions.is_some() {
+            // A version only for what differs from the one before (the store would keep no
+            // other); comparing here saves it the look-up.
+            if self.versions.is_some() && self.out.clocks.get(&id) != clock.as_ref() {
                 refreshed.insert(id.clone());
             }
             match clock {
@@ -702,17 +706,28 @@ impl Projector {
             }
             let dismissed = w.dismissed.clone();
             let case = &mut self.out.cases[c];
+            if self.versions.is_some()
+                && !dirty_cases.contains(&c)
+                && case.certificates == certificates
+                && case.dismissed == dismissed
+                && case.clocks == clocks
+            {
+                unchanged.insert(c);
+            }
             case.certificates = certificates;
             case.dismissed = dismissed;
             case.clocks = clocks;
             self.changes.clocks.insert(prelim.id.clone());
-            if self.versions.is_some() {
+            if self.versions.is_some() && self.out.clocks.get(&prelim.id) != Some(&prelim) {
                 refreshed.insert(prelim.id.clone());
             }
             self.out.clocks.insert(prelim.id.clone(), prelim);
             self.changes.cases.insert(c);
         }
-        self.record_versions(messages, &relist, &refreshed);
+        if self.versions.is_some() {
+            relist.retain(|c| !unchanged.contains(c));
+            self.record_versions(messages, &relist, &refreshed);
+        }
     }
 
     /// Record the versions of the cases and clocks one refresh touched, valid from the receipt
