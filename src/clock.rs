@@ -8,6 +8,7 @@
 use time::{Duration, macros::datetime};
 
 use crate::event::{ClockKind, ClockState};
+use crate::ids::{CaseId, ClockId};
 use crate::model::{CertificateRef, Timestamp};
 
 /// BR 4.9.5 and items 1–5 of 4.9.1.1: 24 hours.
@@ -62,10 +63,10 @@ pub struct Stop {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Clock {
     /// `preliminary_report:<case>` or `revocation:<ref>`.
-    pub id: String,
+    pub id: ClockId,
     pub kind: ClockKind,
     /// The case, for a preliminary-report clock.
-    pub case: Option<String>,
+    pub case: Option<CaseId>,
     /// The certificate or key reference, for a revocation clock.
     pub target: Option<String>,
     pub started_at: Timestamp,
@@ -107,9 +108,9 @@ impl Clock {
     /// Build a clock from its evidence: the earliest evidence starts it, the earliest deadline
     /// among them ends it. `None` when there is no evidence.
     pub fn from_candidates(
-        id: String,
+        id: ClockId,
         kind: ClockKind,
-        case: Option<String>,
+        case: Option<CaseId>,
         target: Option<String>,
         candidates: &[Candidate],
     ) -> Option<Clock> {
@@ -258,7 +259,7 @@ mod tests {
 
     fn clock(stops: Vec<Stop>) -> Clock {
         let mut c = Clock::from_candidates(
-            "revocation:crtsh:1".into(),
+            ClockId::revocation("crtsh:1"),
             ClockKind::Revocation,
             None,
             Some("crtsh:1".into()),

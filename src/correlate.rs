@@ -15,6 +15,7 @@ use regex::Regex;
 use time::Duration;
 
 use crate::event::{Automation, MessageFacts};
+use crate::ids::CaseId;
 use crate::model::{FolderRole, Timestamp};
 
 /// How a message came to be in a case.
@@ -31,7 +32,7 @@ pub enum Disposition {
 /// A case as threading sees it: who opened it and which messages are in it.
 #[derive(Clone, Debug)]
 pub struct Thread {
-    pub id: String,
+    pub id: CaseId,
     /// Index (into the sorted message slice) of the message that opened the case.
     pub founder: usize,
     /// Indexes of every message in the case, oldest first (founder included).
@@ -48,7 +49,7 @@ pub struct Threads {
 
 /// Case numbers handed out earlier (content hash of the opening message → case id), so that a
 /// case keeps its number when the projection is rebuilt.
-pub type Assigned = HashMap<String, String>;
+pub type Assigned = HashMap<String, CaseId>;
 
 static CASE_TAG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\[\s*(CPR-\d{4}-\d{4,})\s*\]").expect("case tag regex compiles")
@@ -59,10 +60,10 @@ static REPLY_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The case tag in a subject, uppercased (`[cpr-2026-0042]` → `CPR-2026-0042`).
-pub fn case_tag(subject: &str) -> Option<String> {
+pub fn case_tag(subject: &str) -> Option<CaseId> {
     CASE_TAG
         .captures(subject)
-        .map(|c| c[1].to_ascii_uppercase())
+        .and_then(|c| CaseId::parse(&c[1]))
 }
 
 /// Subject with reply/forward prefixes and case tags removed, lowercased, spaces folded.
@@ -112,7 +113,7 @@ impl Numbering {
     fn new(assigned: &Assigned) -> Numbering {
         let mut next: BTreeMap<i32, u32> = BTreeMap::new();
         for id in assigned.values() {
-            if let Some((year, n)) = parse_case_id(id) {
+            if let Some((year, n)) = id.year_and_number() {
                 let e = next.entry(year).or_insert(1);
                 *e = (*e).max(n + 1);
             }
@@ -120,19 +121,13 @@ impl Numbering {
         Numbering { next }
     }
 
-    fn take(&mut self, opened_at: Timestamp) -> String {
+    fn take(&mut self, opened_at: Timestamp) -> CaseId {
         let year = opened_at.year();
         let n = self.next.entry(year).or_insert(1);
-        let id = format!("CPR-{year}-{:04}", *n);
+        let id = CaseId::new(year, *n);
         *n += 1;
         id
     }
-}
-
-fn parse_case_id(id: &str) -> Option<(i32, u32)> {
-    let rest = id.strip_prefix("CPR-")?;
-    let (y, n) = rest.split_once('-')?;
-    Some((y.parse().ok()?, n.parse().ok()?))
 }
 
 /// Threading as a state machine: feed messages in receipt order, one at a time. Keeping the
@@ -146,11 +141,11 @@ pub struct Threader {
     pub threads: Vec<Thread>,
     pub dispositions: Vec<Disposition>,
     by_message_id: HashMap<String, usize>,
-    by_case_id: HashMap<String, usize>,
+    by_case_id: HashMap<CaseId, usize>,
     /// (reporter, normalised subject) → (case, time of the last message on that key)
     by_subject: HashMap<(String, String), (usize, Timestamp)>,
     /// Ids taken by a case here; a stale assignment never yields a duplicate id.
-    used: HashSet<String>,
+    used: HashSet<CaseId>,
 }
 
 impl Threader {
@@ -234,7 +229,7 @@ fn find_case(
     m: &MessageFacts,
     subject: &str,
     by_message_id: &HashMap<String, usize>,
-    by_case_id: &HashMap<String, usize>,
+    by_case_id: &HashMap<CaseId, usize>,
     by_subject: &HashMap<(String, String), (usize, Timestamp)>,
     window: Duration,
 ) -> Option<(usize, &'static str)> {
@@ -298,8 +293,8 @@ mod tests {
     #[test]
     fn case_tags_are_found_anywhere_in_the_subject() {
         assert_eq!(
-            case_tag("Re: your report [cpr-2026-0042]").as_deref(),
-            Some("CPR-2026-0042")
+            case_tag("Re: your report [cpr-2026-0042]"),
+            CaseId::parse("CPR-2026-0042")
         );
         assert_eq!(case_tag("CPR-2026-0042 without brackets"), None);
     }
@@ -307,11 +302,11 @@ mod tests {
     #[test]
     fn numbering_continues_after_assigned_ids() {
         let mut assigned = Assigned::new();
-        assigned.insert("h1".into(), "CPR-2026-0007".into());
+        assigned.insert("h1".into(), CaseId::new(2026, 7));
         let mut n = Numbering::new(&assigned);
         let t = crate::timefmt::parse("2026-05-01T00:00:00Z").unwrap();
-        assert_eq!(n.take(t), "CPR-2026-0008");
+        assert_eq!(n.take(t), CaseId::new(2026, 8));
         let t = crate::timefmt::parse("2027-01-01T00:00:00Z").unwrap();
-        assert_eq!(n.take(t), "CPR-2027-0001");
+        assert_eq!(n.take(t), CaseId::new(2027, 1));
     }
 }

@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::correlate::Assigned;
 use crate::event::{ClockState, Envelope, Event, MessageFacts};
 use crate::facts::{self, Policy};
+use crate::ids::{CaseId, ClockId};
 use crate::model::{SourceMeta, Timestamp};
 use crate::projection::{self, Changes, Emit, Projection, Projector, Settings};
 use crate::store::NewMessage;
@@ -50,31 +51,31 @@ struct RecordedClock {
 #[derive(Debug, Default)]
 struct Recorded {
     /// Active (not merged) cases.
-    cases: HashSet<String>,
+    cases: HashSet<CaseId>,
     /// Content hash → case, or `None` for a logged message.
-    placements: HashMap<String, Option<String>>,
+    placements: HashMap<String, Option<CaseId>>,
     /// Certificates and keys reported, by case: a mass report's 100 000 certificates do not
     /// each carry a copy of the case's name.
-    case_certs: HashMap<String, HashSet<String>>,
-    case_keys: HashMap<String, HashSet<String>>,
+    case_certs: HashMap<CaseId, HashSet<String>>,
+    case_keys: HashMap<CaseId, HashSet<String>>,
     /// By clock id. Only looked up, never walked in order.
-    clocks: HashMap<String, RecordedClock>,
+    clocks: HashMap<ClockId, RecordedClock>,
     ignored: HashSet<String>,
 }
 
 /// Whether `case` lists `item` in `by_case`.
-fn listed(by_case: &HashMap<String, HashSet<String>>, case: &str, item: &str) -> bool {
+fn listed(by_case: &HashMap<CaseId, HashSet<String>>, case: &CaseId, item: &str) -> bool {
     by_case.get(case).is_some_and(|s| s.contains(item))
 }
 
 /// Add `item` to what `case` lists in `by_case`.
-fn list(by_case: &mut HashMap<String, HashSet<String>>, case: &str, item: String) {
+fn list(by_case: &mut HashMap<CaseId, HashSet<String>>, case: &CaseId, item: String) {
     match by_case.get_mut(case) {
         Some(s) => {
             s.insert(item);
         }
         None => {
-            by_case.insert(case.to_string(), HashSet::from([item]));
+            by_case.insert(case.clone(), HashSet::from([item]));
         }
     }
 }
@@ -192,7 +193,7 @@ pub struct Engine {
     /// those whose moment has come, not every clock the desk holds.
     ///
     /// [`Clock::next_change_after`]: crate::clock::Clock::next_change_after
-    timeline: BTreeSet<(Timestamp, String)>,
+    timeline: BTreeSet<(Timestamp, ClockId)>,
     /// When the timeline was last brought up to date; `None` makes the next tick compare every
     /// clock and rebuild it.
     evaluated_at: Option<Timestamp>,
@@ -477,7 +478,7 @@ impl Engine {
                     }
                 }
             }
-            let due: Vec<(Timestamp, String)> = clocks
+            let due: Vec<(Timestamp, ClockId)> = clocks
                 .iter()
                 .filter_map(|id| {
                     let at = p.clocks.get(id).and_then(|c| c.next_change_after(now))?;
@@ -486,7 +487,7 @@ impl Engine {
                 .collect();
             if due.len() >= BULK_TIMELINE && due.len() >= self.timeline.len() {
                 // Inserted one by one in order, they would leave every node half empty.
-                let mut more: BTreeSet<(Timestamp, String)> = due.into_iter().collect();
+                let mut more: BTreeSet<(Timestamp, ClockId)> = due.into_iter().collect();
                 self.timeline.append(&mut more);
             } else {
                 self.timeline.extend(due);
@@ -567,7 +568,7 @@ impl<E> Emitted<'_, E> {
 fn diff<E>(
     p: &Projection,
     changes: &Changes,
-    clocks: Option<&BTreeSet<String>>,
+    clocks: Option<&BTreeSet<ClockId>>,
     out: &mut Emitted<'_, E>,
 ) -> Result<(), E> {
     let touched: Vec<&crate::projection::Case> = if changes.full {
@@ -654,7 +655,7 @@ fn diff<E>(
         }
     }
 
-    let compared: Vec<(&String, &crate::clock::Clock)> = match clocks {
+    let compared: Vec<(&ClockId, &crate::clock::Clock)> = match clocks {
         None => p.clocks.iter().collect(),
         Some(ids) => ids
             .iter()
@@ -751,7 +752,7 @@ fn diff<E>(
 /// case's opening message now sits in an older case, which it points to.
 fn merged_cases(p: &Projection, rec: &Recorded) -> Vec<Event> {
     let present: HashSet<&str> = p.cases.iter().map(|c| c.id.as_str()).collect();
-    let mut gone: Vec<&String> = rec
+    let mut gone: Vec<&CaseId> = rec
         .cases
         .iter()
         .filter(|c| !present.contains(c.as_str()))
@@ -762,7 +763,7 @@ fn merged_cases(p: &Projection, rec: &Recorded) -> Vec<Event> {
             let into = rec
                 .placements
                 .iter()
-                .find(|(_, c)| c.as_deref() == Some(case.as_str()))
+                .find(|(_, c)| c.as_ref() == Some(case))
                 .and_then(|(h, _)| p.placements.get(h))
                 .and_then(|pl| pl.case.clone())
                 .unwrap_or_default();

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{CaseId, ClockId};
 use crate::model::{
     BadCommand, CertificateRef, Command, FolderRole, KeyRef, RuleHit, TimeSource, Timestamp,
 };
@@ -170,7 +171,7 @@ pub enum Event {
     },
     /// A new case, with its number. The number is kept for good: later projections reuse it.
     CaseOpened {
-        case: String,
+        case: CaseId,
         message: String,
         message_id: String,
         reporter: String,
@@ -181,29 +182,29 @@ pub enum Event {
     /// A message joined a case, and how (`in-reply-to`, `references`, `case-tag`, `subject`,
     /// `message-id`).
     MessageJoined {
-        case: String,
+        case: CaseId,
         message: String,
         message_id: String,
         via: String,
     },
     /// A message arriving late (an older receipt time) showed two cases to be one thread.
     CaseMerged {
-        case: String,
-        into: String,
+        case: CaseId,
+        into: CaseId,
     },
     CertificateReported {
-        case: String,
+        case: CaseId,
         certificate: Box<CertificateRef>,
     },
     KeyReported {
-        case: String,
+        case: CaseId,
         key: KeyRef,
     },
     ClockStarted {
-        clock: String,
+        clock: ClockId,
         kind: ClockKind,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        case: Option<String>,
+        case: Option<CaseId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
         #[serde(with = "time::serde::rfc3339")]
@@ -218,7 +219,7 @@ pub enum Event {
     /// New evidence (the shorter window wins) or a staff decision (`CPR-Reason`) moved a
     /// clock's start or deadline.
     ClockRevised {
-        clock: String,
+        clock: ClockId,
         #[serde(with = "time::serde::rfc3339")]
         started_at: Timestamp,
         #[serde(with = "time::serde::rfc3339")]
@@ -239,7 +240,7 @@ pub enum Event {
         decided_by: Option<String>,
     },
     ClockStopped {
-        clock: String,
+        clock: ClockId,
         state: ClockState,
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
@@ -247,13 +248,13 @@ pub enum Event {
     },
     /// A running clock passed its deadline.
     ClockBreached {
-        clock: String,
+        clock: ClockId,
         #[serde(with = "time::serde::rfc3339")]
         deadline: Timestamp,
     },
     /// A stopped clock runs again (a dismissed certificate reported anew in another case).
     ClockReopened {
-        clock: String,
+        clock: ClockId,
         state: ClockState,
     },
     /// A command that changed nothing: from someone who is not staff, or not understood.
@@ -412,13 +413,13 @@ impl Event {
             Event::CaseOpened { case, .. }
             | Event::MessageJoined { case, .. }
             | Event::CertificateReported { case, .. }
-            | Event::KeyReported { case, .. } => vec![case.clone()],
-            Event::CaseMerged { case, into } => vec![case.clone(), into.clone()],
+            | Event::KeyReported { case, .. } => vec![case.to_string()],
+            Event::CaseMerged { case, into } => vec![case.to_string(), into.to_string()],
             Event::ClockStarted { clock, .. }
             | Event::ClockRevised { clock, .. }
             | Event::ClockStopped { clock, .. }
             | Event::ClockBreached { clock, .. }
-            | Event::ClockReopened { clock, .. } => vec![clock.clone()],
+            | Event::ClockReopened { clock, .. } => vec![clock.to_string()],
         }
     }
 
@@ -430,7 +431,7 @@ impl Event {
         clocks: &std::collections::HashSet<&str>,
         messages: &std::collections::HashSet<&str>,
     ) -> bool {
-        let has = |s: &String| clocks.contains(s.as_str());
+        let has = |s: &ClockId| clocks.contains(s.as_str());
         let msg = |s: &String| messages.contains(s.as_str());
         match self {
             Event::MessageReceived { facts } => msg(&facts.content_hash),
@@ -440,8 +441,8 @@ impl Event {
             Event::CaseOpened { case: c, .. }
             | Event::MessageJoined { case: c, .. }
             | Event::CertificateReported { case: c, .. }
-            | Event::KeyReported { case: c, .. } => c == case,
-            Event::CaseMerged { case: c, into } => c == case || into == case,
+            | Event::KeyReported { case: c, .. } => c.as_str() == case,
+            Event::CaseMerged { case: c, into } => c.as_str() == case || into.as_str() == case,
             Event::ClockStarted { clock, .. }
             | Event::ClockRevised { clock, .. }
             | Event::ClockStopped { clock, .. }
@@ -506,7 +507,7 @@ mod tests {
         let env = Envelope {
             recorded_at: time::macros::datetime!(2026-03-02 10:00 UTC),
             event: Event::ClockStarted {
-                clock: "revocation:crtsh:1".into(),
+                clock: crate::ids::ClockId::revocation("crtsh:1"),
                 kind: ClockKind::Revocation,
                 case: None,
                 target: Some("crtsh:1".into()),

@@ -18,6 +18,7 @@ pub mod event;
 pub mod extract;
 pub mod facts;
 pub mod folder_sync;
+pub mod ids;
 pub mod limits;
 pub mod logging;
 pub mod lookup;

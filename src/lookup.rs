@@ -64,7 +64,7 @@ fn cases_with_clocks(
     for (_, c) in &cases {
         for id in &c.clocks {
             if !clocks.contains_key(id)
-                && let Some(clock) = store.clock_at(id, at)?
+                && let Some(clock) = store.clock_at(id.as_str(), at)?
             {
                 clocks.insert(id.clone(), clock);
             }
@@ -96,22 +96,22 @@ pub fn case(
     let Some(case) = p.cases.first() else {
         return Ok(None);
     };
-    let mut refs: Vec<String> = vec![case.id.clone()];
+    let mut refs: Vec<String> = vec![case.id.to_string()];
     refs.extend(case.messages.iter().map(|m| m.content_hash.clone()));
-    refs.extend(case.clocks.iter().cloned());
+    refs.extend(case.clocks.iter().map(ToString::to_string));
     let messages: HashSet<&str> = case
         .messages
         .iter()
         .map(|m| m.content_hash.as_str())
         .collect();
-    let clocks: HashSet<&str> = case.clocks.iter().map(String::as_str).collect();
+    let clocks: HashSet<&str> = case.clocks.iter().map(|c| c.as_str()).collect();
     let mut events = Vec::new();
     for e in store.events_naming(&refs)? {
         let env = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
             seq: e.seq,
             problem: err.to_string(),
         })?;
-        if env.event.concerns(&case.id, &clocks, &messages) {
+        if env.event.concerns(case.id.as_str(), &clocks, &messages) {
             events.push((e.seq, env));
         }
     }
@@ -124,13 +124,13 @@ pub fn search_names(term: &str) -> Vec<String> {
     let t = term.trim();
     let lower = t.to_ascii_lowercase();
     let mut out = Vec::new();
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        out.push(format!("crtsh:{t}"));
+    if let Ok(id) = t.parse::<u64>() {
+        out.push(crate::ids::crtsh_name(id));
     }
     let hex = lower.replace(':', "");
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        out.push(format!("sha256:{hex}"));
-        out.push(format!("spki:{hex}"));
+        out.push(crate::ids::sha256_name(&hex));
+        out.push(crate::ids::spki_name(&hex));
     }
     for prefix in ["crtsh:", "sha256:", "spki:"] {
         if let Some(rest) = lower.strip_prefix(prefix) {
@@ -170,15 +170,17 @@ fn case_names(c: &Case, n: &str) -> bool {
         || c.messages.iter().any(|m| m.message_id == n || m.from == n)
         || c.certificates.iter().any(|cert| {
             cert.reference == n
-                || cert.crtsh_id.is_some_and(|id| format!("crtsh:{id}") == n)
+                || cert
+                    .crtsh_id
+                    .is_some_and(|id| crate::ids::crtsh_name(id) == n)
                 || cert
                     .sha256
                     .as_ref()
-                    .is_some_and(|h| format!("sha256:{h}") == n)
+                    .is_some_and(|h| crate::ids::sha256_name(h) == n)
                 || cert
                     .spki_sha256
                     .as_ref()
-                    .is_some_and(|h| format!("spki:{h}") == n)
+                    .is_some_and(|h| crate::ids::spki_name(h) == n)
         })
         || c.keys.iter().any(|k| k.reference.as_deref() == Some(n))
 }

@@ -12,6 +12,7 @@ use time::Duration;
 use crate::clock::{self, Candidate, Clock, Decision, Stop, StopKind};
 use crate::correlate::{self, Assigned, Disposition};
 use crate::event::{Automation, ClockKind, MessageFacts};
+use crate::ids::{CaseId, ClockId};
 use crate::model::{BadCommand, CertificateRef, Command, KeyRef, Timestamp};
 use crate::tables::{self, ClockVersion, Version};
 
@@ -45,7 +46,7 @@ pub struct CaseMessage {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Case {
-    pub id: String,
+    pub id: CaseId,
     /// Content hash of the message that opened it.
     pub founder: String,
     pub reporter: String,
@@ -58,7 +59,7 @@ pub struct Case {
     pub keys: Vec<KeyRef>,
     /// Ids of the clocks shown with this case: its preliminary report, then the revocation
     /// clocks of its certificates and keys.
-    pub clocks: Vec<String>,
+    pub clocks: Vec<ClockId>,
     /// When and why staff dismissed it.
     pub dismissed: Option<(Timestamp, String)>,
 }
@@ -77,7 +78,7 @@ pub struct Ignored {
 /// Where a message ended up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placement {
-    pub case: Option<String>,
+    pub case: Option<CaseId>,
     /// `opened`, the joining path, or the reason it is only logged.
     pub how: &'static str,
     pub message_id: String,
@@ -86,7 +87,7 @@ pub struct Placement {
 #[derive(Clone, Debug, Default)]
 pub struct Projection {
     pub cases: Vec<Case>,
-    pub clocks: BTreeMap<String, Clock>,
+    pub clocks: BTreeMap<ClockId, Clock>,
     /// By content hash.
     pub placements: BTreeMap<String, Placement>,
     pub ignored: Vec<Ignored>,
@@ -94,7 +95,7 @@ pub struct Projection {
 
 impl Projection {
     pub fn case(&self, id: &str) -> Option<&Case> {
-        self.cases.iter().find(|c| c.id == id)
+        self.cases.iter().find(|c| c.id.as_str() == id)
     }
 }
 
@@ -171,7 +172,7 @@ pub struct Changes {
     /// Content hashes of messages placed since.
     pub messages: Vec<String>,
     /// Clocks whose start, deadline, basis or stops may have changed (or that disappeared).
-    pub clocks: BTreeSet<String>,
+    pub clocks: BTreeSet<ClockId>,
 }
 
 /// A certificate the projector knows.
@@ -197,14 +198,9 @@ enum Details {
 /// their own.
 const BULK_CLOCKS: usize = 1024;
 
-/// The id of the revocation clock of a certificate or key reference (allocated to size: a
-/// mass report holds 100 000 of them, several times).
-fn revocation_id(target: &str) -> String {
-    const PREFIX: &str = "revocation:";
-    let mut id = String::with_capacity(PREFIX.len() + target.len());
-    id.push_str(PREFIX);
-    id.push_str(target);
-    id
+/// The id of the revocation clock of a certificate or key reference.
+fn revocation_id(target: &str) -> ClockId {
+    ClockId::revocation(target)
 }
 
 /// Builds and maintains the projection, one message at a time in receipt order.
@@ -586,7 +582,7 @@ impl Projector {
             .spki_sha256
             .as_ref()
             .filter(|_| !key_listed)
-            .map(|h| format!("spki:{h}"));
+            .map(|h| crate::ids::spki_name(h));
         let names = cert_names(merged, None);
         if let Some(key) = key {
             self.certs_by_key.entry(key).or_default().push(r.clone());
@@ -627,7 +623,7 @@ impl Projector {
 
         let mut relist: BTreeSet<usize> = dirty_cases.clone();
         // The clocks this refresh recomputed, for the versions it records.
-        let mut refreshed: BTreeSet<String> = BTreeSet::new();
+        let mut refreshed: BTreeSet<ClockId> = BTreeSet::new();
         // Relisted cases that came out as they were.
         let mut unchanged: BTreeSet<usize> = BTreeSet::new();
         // Clocks inserted one by one in order leave every node of the tree half empty; many
@@ -635,7 +631,7 @@ impl Projector {
         // joined in one pass, which fills the nodes. Only when they are at least as many as
         // those already there, so a small batch never pays for the whole tree.
         let bulk = targets.len() >= BULK_CLOCKS && targets.len() >= self.out.clocks.len();
-        let mut built: Vec<(String, Clock)> = Vec::new();
+        let mut built: Vec<(ClockId, Clock)> = Vec::new();
         for t in &targets {
             let (id, clock, cases) = if let Some(&i) = self.certs.get(t) {
                 (
@@ -670,7 +666,7 @@ impl Projector {
             }
         }
         if !built.is_empty() {
-            let mut more: BTreeMap<String, Clock> = built.into_iter().collect();
+            let mut more: BTreeMap<ClockId, Clock> = built.into_iter().collect();
             self.out.clocks.append(&mut more);
         }
 
@@ -692,7 +688,7 @@ impl Projector {
             }
             // A set beside the list: a report naming 100 000 keys must not search the list
             // once per key.
-            let mut listed: HashSet<String> = HashSet::new();
+            let mut listed: HashSet<ClockId> = HashSet::new();
             for k in &self.out.cases[c].keys {
                 if let Some(r) = &k.reference {
                     let id = revocation_id(r);
@@ -737,7 +733,7 @@ impl Projector {
         &mut self,
         messages: &[MessageFacts],
         cases: &BTreeSet<usize>,
-        clocks: &BTreeSet<String>,
+        clocks: &BTreeSet<ClockId>,
     ) {
         let Some(as_of) = self.fed().checked_sub(1).map(|i| messages[i].received_at) else {
             return;
@@ -770,7 +766,7 @@ impl Projector {
         let case = &self.out.cases[c];
         let thread = &self.threader.threads[c];
         let mut clock = Clock {
-            id: format!("preliminary_report:{}", case.id),
+            id: ClockId::preliminary(&case.id),
             kind: ClockKind::PreliminaryReport,
             case: Some(case.id.clone()),
             target: None,
@@ -832,7 +828,7 @@ impl Projector {
             return None;
         }
         let sightings = &self.cert_list[i].sightings;
-        let key_ref = cert.spki_sha256.as_ref().map(|h| format!("spki:{h}"));
+        let key_ref = cert.spki_sha256.as_ref().map(|h| crate::ids::spki_name(h));
         let key_seen = key_ref
             .as_ref()
             .and_then(|k| self.key_sightings.get(k))
@@ -965,18 +961,13 @@ impl Projector {
             else {
                 continue;
             };
-            let known = self
-                .out
-                .clocks
-                .contains_key(&format!("revocation:{target}"))
+            let exists = |r: &str| self.out.clocks.contains_key(&revocation_id(r));
+            let known = exists(target)
+                || self.aliases.get(target).is_some_and(|r| exists(r))
                 || self
-                    .aliases
+                    .certs_by_key
                     .get(target)
-                    .is_some_and(|r| self.out.clocks.contains_key(&format!("revocation:{r}")))
-                || self.certs_by_key.get(target).is_some_and(|rs| {
-                    rs.iter()
-                        .any(|r| self.out.clocks.contains_key(&format!("revocation:{r}")))
-                });
+                    .is_some_and(|rs| rs.iter().any(|r| exists(r)));
             if !known {
                 let m = &messages[*idx];
                 out.push(Ignored {
@@ -1050,10 +1041,10 @@ fn ignore_commands(m: &MessageFacts, reason: &str, ignored: &mut Vec<Ignored>) {
 fn cert_names(cert: &CertificateRef, key_ref: Option<&str>) -> Vec<String> {
     let mut names = vec![cert.reference.clone()];
     if let Some(id) = cert.crtsh_id {
-        names.push(format!("crtsh:{id}"));
+        names.push(crate::ids::crtsh_name(id));
     }
     if let Some(h) = &cert.sha256 {
-        names.push(format!("sha256:{h}"));
+        names.push(crate::ids::sha256_name(h));
     }
     if let Some(k) = key_ref {
         names.push(k.to_string());

@@ -128,7 +128,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         .max(1);
     let mut poll = tokio::time::interval(StdDuration::from_secs(poll_secs));
     let mut tick = tokio::time::interval(StdDuration::from_secs(config.clock.tick_seconds.max(1)));
-    let mut warned: HashSet<String> = HashSet::new();
+    let mut warned: HashSet<crate::ids::ClockId> = HashSet::new();
     let warn_before = config.clock.warn_before;
 
     loop {
@@ -246,7 +246,7 @@ fn warn_due(
     desk: &Desk,
     now: Timestamp,
     warn_before: time::Duration,
-    warned: &mut HashSet<String>,
+    warned: &mut HashSet<crate::ids::ClockId>,
 ) {
     let Some(p) = desk.engine().current() else {
         return;
@@ -301,7 +301,7 @@ fn log_summary(events: &[Envelope]) {
     for env in events {
         *counts.entry(env.event.kind()).or_default() += 1;
         match &env.event {
-            Event::ClockBreached { clock, .. } => breached.push(clock),
+            Event::ClockBreached { clock, .. } => breached.push(clock.as_str()),
             Event::CommandIgnored { .. } => log_event(&env.event),
             _ => {}
         }

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::clock::{Clock, Stop, StopKind};
 use crate::event::ClockKind;
+use crate::ids::{CaseId, ClockId};
 use crate::model::{CertificateRef, FolderRole, KeyRef, Timestamp};
 use crate::projection::{Case, CaseMessage};
 
@@ -78,7 +79,7 @@ pub struct Item {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaseVersion {
     pub as_of: Timestamp,
-    pub id: String,
+    pub id: CaseId,
     /// Its place among all cases (the order `replay` and `status` list them in).
     pub ord: i64,
     pub opened_at: Timestamp,
@@ -94,7 +95,7 @@ pub struct CaseVersion {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClockVersion {
     pub as_of: Timestamp,
-    pub id: String,
+    pub id: ClockId,
     pub row: Option<ClockRow>,
 }
 
@@ -192,7 +193,7 @@ struct ClockBody {
     #[serde(rename = "k")]
     kind: ClockKind,
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
-    case: Option<String>,
+    case: Option<CaseId>,
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     target: Option<String>,
     #[serde(rename = "s")]
@@ -294,7 +295,7 @@ pub fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError> {
         });
     }
     Ok(Clock {
-        id: id.to_string(),
+        id: ClockId::from_stored(id),
         kind: b.kind,
         case: b.case,
         target: b.target,
@@ -310,7 +311,7 @@ pub fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError> {
 /// The case as a version valid from `as_of`; `ord` is its place among all cases.
 pub fn case_version(as_of: Timestamp, ord: usize, c: &Case) -> CaseVersion {
     let mut items = Vec::with_capacity(c.messages.len() + c.certificates.len() + c.clocks.len());
-    let mut names = vec![c.id.clone()];
+    let mut names = vec![c.id.to_string()];
     for (i, m) in c.messages.iter().enumerate() {
         items.push(Item {
             kind: ItemKind::Message,
@@ -339,13 +340,13 @@ pub fn case_version(as_of: Timestamp, ord: usize, c: &Case) -> CaseVersion {
         });
         names.push(cert.reference.clone());
         if let Some(id) = cert.crtsh_id {
-            names.push(format!("crtsh:{id}"));
+            names.push(crate::ids::crtsh_name(id));
         }
         if let Some(h) = &cert.sha256 {
-            names.push(format!("sha256:{h}"));
+            names.push(crate::ids::sha256_name(h));
         }
         if let Some(h) = &cert.spki_sha256 {
-            names.push(format!("spki:{h}"));
+            names.push(crate::ids::spki_name(h));
         }
     }
     for (i, k) in c.keys.iter().enumerate() {
@@ -366,7 +367,7 @@ pub fn case_version(as_of: Timestamp, ord: usize, c: &Case) -> CaseVersion {
     for (i, id) in c.clocks.iter().enumerate() {
         items.push(Item {
             kind: ItemKind::Clock,
-            key: id.clone(),
+            key: id.to_string(),
             ord: i as i64,
             body: Vec::new(),
         });
@@ -409,7 +410,7 @@ pub fn case_from_rows(
 ) -> Result<Case, TableError> {
     let h: Header = decode("case header", header)?;
     let mut case = Case {
-        id: id.to_string(),
+        id: CaseId::from_stored(id),
         founder: h.founder,
         reporter: h.reporter,
         reporter_addresses: h.reporter_addresses,
@@ -441,7 +442,7 @@ pub fn case_from_rows(
                     .push(decode::<CertificateRef>("certificate", &it.body)?);
             }
             ItemKind::Key => case.keys.push(decode::<KeyRef>("key", &it.body)?),
-            ItemKind::Clock => case.clocks.push(it.key.clone()),
+            ItemKind::Clock => case.clocks.push(ClockId::from_stored(&it.key)),
             ItemKind::Dismissed => {
                 let d: DismissedBody = decode("dismissal", &it.body)?;
                 case.dismissed = Some((from_secs(d.at)?, d.reason));
@@ -475,7 +476,7 @@ mod tests {
 
     fn case() -> Case {
         Case {
-            id: "CPR-2026-0007".into(),
+            id: CaseId::new(2026, 7),
             founder: "ab".repeat(32),
             reporter: "rita@reporter.test".into(),
             reporter_addresses: vec!["rita@reporter.test".into()],
@@ -499,8 +500,8 @@ mod tests {
                 algorithm: None,
             }],
             clocks: vec![
-                "preliminary_report:CPR-2026-0007".into(),
-                "revocation:crtsh:42".into(),
+                ClockId::preliminary(&CaseId::new(2026, 7)),
+                ClockId::revocation("crtsh:42"),
             ],
             dismissed: Some((parse("2026-03-03T00:00:00Z").unwrap(), "spam".into())),
         }
@@ -512,14 +513,14 @@ mod tests {
         let v = case_version(c.opened_at, 3, &c);
         assert!(v.names.contains(&"crtsh:42".to_string()));
         assert!(v.names.contains(&"<r@reporter.test>".to_string()));
-        let back = case_from_rows(&v.id, secs(v.opened_at), &v.header, &v.items).unwrap();
+        let back = case_from_rows(v.id.as_str(), secs(v.opened_at), &v.header, &v.items).unwrap();
         assert_eq!(back, c);
     }
 
     #[test]
     fn a_clock_reads_back_and_is_open_until_its_first_stop() {
         let c = Clock {
-            id: "revocation:crtsh:42".into(),
+            id: ClockId::revocation("crtsh:42"),
             kind: ClockKind::Revocation,
             case: None,
             target: Some("crtsh:42".into()),
@@ -543,7 +544,7 @@ mod tests {
         };
         let row = clock_row(&c);
         assert_eq!(row.stop_key, secs(parse("2026-03-04T00:00:00Z").unwrap()));
-        assert_eq!(clock_from_row(&c.id, &row.body).unwrap(), c);
+        assert_eq!(clock_from_row(c.id.as_str(), &row.body).unwrap(), c);
         let open = Clock { stops: vec![], ..c };
         assert_eq!(clock_row(&open).stop_key, i64::MAX);
     }

@@ -105,7 +105,7 @@ impl From<&KeyRef> for KeyJson {
 /// One case, with its clocks evaluated at `at`.
 pub fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson {
     CaseJson {
-        id: case.id.clone(),
+        id: case.id.to_string(),
         reporter: case.reporter.clone(),
         subject: case.subject.clone(),
         opened_at: timefmt::format(case.opened_at),
@@ -192,7 +192,7 @@ pub fn status_text(p: &Projection, at: Timestamp) -> String {
                 c.deadline,
                 format!(
                     "{:<14} {:<26} {:<18} {:<16} deadline {}  basis {}",
-                    esc(&case.id),
+                    esc(case.id.as_str()),
                     label,
                     c.kind.as_str(),
                     esc(c.target.as_deref().unwrap_or("-")),
@@ -409,7 +409,7 @@ pub fn search_text(p: &Projection, term: &str, at: Timestamp) -> String {
         let _ = writeln!(
             o,
             "{:<14} opened {}  {} messages  {}  reporter {}  subject {}",
-            esc(&case.id),
+            esc(case.id.as_str()),
             timefmt::format(case.opened_at),
             case.messages.len(),
             if open.is_empty() {

@@ -97,7 +97,7 @@ fn ingest(kind: &str, raw: &[u8]) -> Outcome {
         revocations,
         preliminary,
         cases: p.cases.len(),
-        case_id: case.id.clone(),
+        case_id: case.id.to_string(),
         dir,
     }
 }

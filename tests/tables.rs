@@ -87,7 +87,7 @@ fn assert_tables_equal_projection(d: &desk::Desk, store_path: &std::path::Path) 
     for at in at_all {
         let p = d.projection_at(at);
         for case in &p.cases {
-            let (t, _) = lookup::case(&store, &case.id, at)
+            let (t, _) = lookup::case(&store, case.id.as_str(), at)
                 .unwrap()
                 .unwrap_or_else(|| panic!("case {} missing from the tables at {at}", case.id));
             assert_eq!(&t.cases[0], case, "case {} at {at}", case.id);
@@ -231,7 +231,7 @@ fn search_finds_a_case_by_every_name_a_reporter_or_auditor_has() {
         replay
             .cases
             .iter()
-            .find_map(|c| f(c).map(|name| (c.id.clone(), name)))
+            .find_map(|c| f(c).map(|name| (c.id.to_string(), name)))
             .expect("a scenario case of this kind")
     };
     let crtsh = with(&|c| {
@@ -243,7 +243,7 @@ fn search_finds_a_case_by_every_name_a_reporter_or_auditor_has() {
     let spki = with(&|c| c.keys.iter().find_map(|k| k.reference.clone()));
     let mid = with(&|c| Some(c.messages.last()?.message_id.clone()));
     let addr = with(&|c| Some(c.reporter.clone()).filter(|r| !r.is_empty()));
-    let first = replay.cases[0].id.clone();
+    let first = replay.cases[0].id.to_string();
     for (case, term) in [
         crtsh.clone(),
         (crtsh.0.clone(), format!("crtsh:{}", crtsh.1)),

@@ -72,7 +72,10 @@ fn pkcs12(att: &Attachment, out: &mut Scan) {
 fn scan_listing(content: &str, is_csv: bool, out: &mut Scan) {
     text::scan(content, out);
     for (pos, id) in listing::crtsh_ids(content, is_csv) {
-        out.hit(pos, Hit::Cert(CertificateRef::bare(format!("crtsh:{id}"))));
+        out.hit(
+            pos,
+            Hit::Cert(CertificateRef::bare(crate::ids::crtsh_name(id))),
+        );
     }
 }
 

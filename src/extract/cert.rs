@@ -31,7 +31,7 @@ pub(crate) fn parse_prefix(der: &[u8]) -> Option<(CertificateRef, usize)> {
     let validity = cert.validity();
     Some((
         CertificateRef {
-            reference: format!("sha256:{sha256}"),
+            reference: crate::ids::sha256_name(&sha256),
             crtsh_id: None,
             sha256: Some(sha256),
             serial: Some(serial_hex(cert.raw_serial())),

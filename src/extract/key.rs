@@ -182,7 +182,7 @@ pub(crate) fn guess(der: &[u8]) -> Option<(KeyRef, Option<KeyProblem>)> {
 /// The key reference for a SubjectPublicKeyInfo DER.
 pub(crate) fn key_ref(spki_der: &[u8], evidence: KeyEvidence) -> KeyRef {
     KeyRef {
-        reference: Some(format!("spki:{}", sha256_hex(spki_der))),
+        reference: Some(crate::ids::spki_name(&sha256_hex(spki_der))),
         evidence,
         algorithm: algorithm(spki_der),
     }

@@ -23,9 +23,9 @@ pub(crate) enum Target {
 impl Target {
     pub(crate) fn canonical(&self) -> String {
         match self {
-            Target::Crtsh(id) => format!("crtsh:{id}"),
-            Target::Sha256(hex) => format!("sha256:{hex}"),
-            Target::Spki(hex) => format!("spki:{hex}"),
+            Target::Crtsh(id) => crate::ids::crtsh_name(*id),
+            Target::Sha256(hex) => crate::ids::sha256_name(hex),
+            Target::Spki(hex) => crate::ids::spki_name(hex),
         }
     }
 

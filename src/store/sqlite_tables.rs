@@ -150,7 +150,7 @@ fn put_clock(conn: &Connection, v: &ClockVersion) -> Result<(), StoreError> {
              WHERE id = ?1 AND valid_to IS NULL",
         )
         .and_then(|mut st| {
-            st.query_row(params![v.id], |r| {
+            st.query_row(params![v.id.as_str()], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()
@@ -166,7 +166,7 @@ fn put_clock(conn: &Connection, v: &ClockVersion) -> Result<(), StoreError> {
             // A second version at the same moment replaces the first; if it equals the one
             // before, that one simply goes on.
             conn.prepare_cached("DELETE FROM clocks WHERE id = ?1 AND valid_from = ?2")
-                .and_then(|mut st| st.execute(params![v.id, at]))
+                .and_then(|mut st| st.execute(params![v.id.as_str(), at]))
                 .map_err(sql(ACTION))?;
             let before: Option<(i64, i64, i64, Vec<u8>)> = conn
                 .prepare_cached(
@@ -174,7 +174,7 @@ fn put_clock(conn: &Connection, v: &ClockVersion) -> Result<(), StoreError> {
                      WHERE id = ?1 AND valid_to = ?2",
                 )
                 .and_then(|mut st| {
-                    st.query_row(params![v.id, at], |r| {
+                    st.query_row(params![v.id.as_str(), at], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                     })
                     .optional()
@@ -185,10 +185,10 @@ fn put_clock(conn: &Connection, v: &ClockVersion) -> Result<(), StoreError> {
                     .prepare_cached(
                         "UPDATE clocks SET valid_to = NULL WHERE id = ?1 AND valid_from = ?2",
                     )
-                    .and_then(|mut st| st.execute(params![v.id, b.0]))
+                    .and_then(|mut st| st.execute(params![v.id.as_str(), b.0]))
                     .map(drop)
                     .map_err(sql(ACTION)),
-                (Some(row), _) => insert_clock(conn, &v.id, at, row),
+                (Some(row), _) => insert_clock(conn, v.id.as_str(), at, row),
                 (None, _) => Ok(()),
             }
         }
@@ -197,11 +197,11 @@ fn put_clock(conn: &Connection, v: &ClockVersion) -> Result<(), StoreError> {
                 conn.prepare_cached(
                     "UPDATE clocks SET valid_to = ?2 WHERE id = ?1 AND valid_to IS NULL",
                 )
-                .and_then(|mut st| st.execute(params![v.id, at]))
+                .and_then(|mut st| st.execute(params![v.id.as_str(), at]))
                 .map_err(sql(ACTION))?;
             }
             match row {
-                Some(row) => insert_clock(conn, &v.id, at, row),
+                Some(row) => insert_clock(conn, v.id.as_str(), at, row),
                 None => Ok(()),
             }
         }
@@ -232,7 +232,7 @@ fn put_case(conn: &Connection, v: &CaseVersion) -> Result<(), StoreError> {
          ON CONFLICT (id) DO UPDATE SET ord = excluded.ord, opened_at = excluded.opened_at, \
          header = excluded.header",
     )
-    .and_then(|mut st| st.execute(params![v.id, v.ord, secs(v.opened_at), v.header]))
+    .and_then(|mut st| st.execute(params![v.id.as_str(), v.ord, secs(v.opened_at), v.header]))
     .map_err(sql(ACTION))?;
     let mut current: HashMap<ItemKey, (i64, i64, Vec<u8>)> = HashMap::new();
     {
@@ -243,7 +243,7 @@ fn put_case(conn: &Connection, v: &CaseVersion) -> Result<(), StoreError> {
             )
             .map_err(sql(ACTION))?;
         let rows = st
-            .query_map(params![v.id], |r| {
+            .query_map(params![v.id.as_str()], |r| {
                 Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?)))
             })
             .map_err(sql(ACTION))?;
@@ -257,28 +257,28 @@ fn put_case(conn: &Connection, v: &CaseVersion) -> Result<(), StoreError> {
         match current.remove(&key) {
             Some((_, ord, body)) if ord == it.ord && body == it.body => {}
             Some((from, _, _)) if from == at => {
-                delete_item(conn, &v.id, &key, at)?;
-                let before = item_ending(conn, &v.id, &key, at)?;
+                delete_item(conn, v.id.as_str(), &key, at)?;
+                let before = item_ending(conn, v.id.as_str(), &key, at)?;
                 match before {
                     Some((bfrom, bord, bbody)) if bord == it.ord && bbody == it.body => {
-                        reopen_item(conn, &v.id, &key, bfrom)?
+                        reopen_item(conn, v.id.as_str(), &key, bfrom)?
                     }
-                    _ => insert_item(conn, &v.id, it, at)?,
+                    _ => insert_item(conn, v.id.as_str(), it, at)?,
                 }
             }
             Some(_) => {
-                close_item(conn, &v.id, &key, at)?;
-                insert_item(conn, &v.id, it, at)?;
+                close_item(conn, v.id.as_str(), &key, at)?;
+                insert_item(conn, v.id.as_str(), it, at)?;
             }
-            None => insert_item(conn, &v.id, it, at)?,
+            None => insert_item(conn, v.id.as_str(), it, at)?,
         }
     }
     // What the case no longer lists ends here.
     for (key, (from, _, _)) in current {
         if from == at {
-            delete_item(conn, &v.id, &key, at)?;
+            delete_item(conn, v.id.as_str(), &key, at)?;
         } else {
-            close_item(conn, &v.id, &key, at)?;
+            close_item(conn, v.id.as_str(), &key, at)?;
         }
     }
     let mut names = conn
@@ -289,7 +289,7 @@ fn put_case(conn: &Connection, v: &CaseVersion) -> Result<(), StoreError> {
         .map_err(sql(ACTION))?;
     for n in &v.names {
         names
-            .execute(params![tables::name_key(n), v.id, at])
+            .execute(params![tables::name_key(n), v.id.as_str(), at])
             .map_err(sql(ACTION))?;
     }
     Ok(())
