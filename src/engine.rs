@@ -174,6 +174,34 @@ impl Recorded {
     }
 }
 
+/// An engine being rebuilt from the log, event by event, in seq order from 1.
+pub struct Restoring {
+    engine: Engine,
+    tables_through: Option<u64>,
+}
+
+impl Restoring {
+    /// Take in the event at `seq`.
+    pub fn absorb(&mut self, seq: u64, env: Envelope) {
+        let e = &mut self.engine;
+        if let Event::MessageReceived { facts } = &env.event
+            && self.tables_through.is_none_or(|t| seq > t)
+        {
+            e.unprojected = Some(
+                e.unprojected
+                    .map_or(facts.received_at, |u| u.min(facts.received_at)),
+            );
+        }
+        e.absorb(env.event);
+    }
+
+    pub fn finish(self) -> Engine {
+        let mut e = self.engine;
+        e.facts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        e
+    }
+}
+
 /// From how many clocks at once the timeline is extended by a tree built of its own.
 const BULK_TIMELINE: usize = 1024;
 
@@ -230,20 +258,20 @@ impl Engine {
         log: impl IntoIterator<Item = &'a Envelope>,
         tables_through: Option<u64>,
     ) -> Engine {
-        let mut e = Engine::new(policy, settings);
+        let mut r = Engine::restoring(policy, settings, tables_through);
         for (i, env) in log.into_iter().enumerate() {
-            e.absorb(&env.event);
-            if let Event::MessageReceived { facts } = &env.event
-                && tables_through.is_none_or(|t| i as u64 + 1 > t)
-            {
-                e.unprojected = Some(
-                    e.unprojected
-                        .map_or(facts.received_at, |u| u.min(facts.received_at)),
-                );
-            }
+            r.absorb(i as u64 + 1, env.clone());
         }
-        e.facts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        e
+        r.finish()
+    }
+
+    /// Rebuild from the log one event at a time, as it is read: the log itself is never held
+    /// whole (see [`Restoring`]).
+    pub fn restoring(policy: Policy, settings: Settings, tables_through: Option<u64>) -> Restoring {
+        Restoring {
+            engine: Engine::new(policy, settings),
+            tables_through,
+        }
     }
 
     /// Every version of every case and clock, from the first message on, handed to `sink` in
@@ -283,14 +311,14 @@ impl Engine {
         std::mem::take(&mut self.delta)
     }
 
-    fn absorb(&mut self, event: &Event) {
+    fn absorb(&mut self, event: Event) {
         if let Event::MessageReceived { facts } = event {
             if self.known.insert(facts.content_hash.clone()) {
-                self.facts.push((**facts).clone());
+                self.facts.push(*facts);
                 self.projector = None;
             }
         } else {
-            self.recorded.apply(event, &mut self.assigned);
+            self.recorded.apply(&event, &mut self.assigned);
         }
     }
 

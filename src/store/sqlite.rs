@@ -348,6 +348,28 @@ impl Store for SqliteStore {
         .map_err(sql("read events"))
     }
 
+    fn events_from(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, body, prev_hash, hash FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(sql("read events"))?;
+        st.query_map(
+            params![seq_to_sql(from), i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(StoredEvent {
+                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    body: r.get(1)?,
+                    prev_hash: r.get(2)?,
+                    hash: r.get(3)?,
+                })
+            },
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(sql("read events"))
+    }
+
     fn has_message(&self, content_hash: &str) -> Result<bool, StoreError> {
         self.conn
             .prepare_cached("SELECT 1 FROM messages WHERE content_hash = ?1")
