@@ -477,3 +477,150 @@ fn a_version_1_store_is_migrated_in_place() {
         .unwrap();
     assert_eq!(v, sqlite::SCHEMA_VERSION.to_string());
 }
+
+mod tables {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::event::ClockKind;
+    use crate::ids::ClockId;
+    use crate::tables::{self, ClockVersion, Delta, Version};
+    use crate::timefmt::parse;
+
+    fn clock(deadline: &str) -> Clock {
+        Clock {
+            id: ClockId::revocation("crtsh:1"),
+            kind: ClockKind::Revocation,
+            case: None,
+            target: Some("crtsh:1".into()),
+            started_at: parse("2026-03-01T00:00:00Z").unwrap(),
+            deadline: parse(deadline).unwrap(),
+            basis: "default-24h".into(),
+            matched: None,
+            decided_by: None,
+            stops: Vec::new(),
+        }
+    }
+
+    fn version(as_of: &str, c: Option<&Clock>) -> Version {
+        Version::Clock(ClockVersion {
+            as_of: parse(as_of).unwrap(),
+            id: ClockId::revocation("crtsh:1"),
+            row: c.map(tables::clock_row),
+        })
+    }
+
+    fn commit(s: &mut SqliteStore, truncate: Option<&str>, versions: Vec<Version>) {
+        s.commit(Batch {
+            tables: Delta {
+                truncate_from: truncate.map(|t| parse(t).unwrap()),
+                versions,
+                complete: true,
+            },
+            ..Batch::default()
+        })
+        .unwrap();
+    }
+
+    fn deadline_at(s: &SqliteStore, at: &str) -> Option<String> {
+        s.clock_at("revocation:crtsh:1", parse(at).unwrap())
+            .unwrap()
+            .map(|c| crate::timefmt::format(c.deadline))
+    }
+
+    fn rows(path: &std::path::Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM clocks", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn versions_are_kept_once_each_and_truncation_reopens_what_came_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut s = open_sqlite(&path).unwrap();
+        let (a, b) = (clock("2026-03-06T00:00:00Z"), clock("2026-03-02T00:00:00Z"));
+        commit(
+            &mut s,
+            None,
+            vec![version("2026-03-01T00:00:00Z", Some(&a))],
+        );
+        // The same again later: nothing new.
+        commit(
+            &mut s,
+            None,
+            vec![version("2026-03-01T05:00:00Z", Some(&a))],
+        );
+        assert_eq!(rows(&path), 1);
+        // A shorter window from noon on.
+        commit(
+            &mut s,
+            None,
+            vec![version("2026-03-01T12:00:00Z", Some(&b))],
+        );
+        assert_eq!(rows(&path), 2);
+        assert_eq!(
+            deadline_at(&s, "2026-03-01T11:59:59Z").as_deref(),
+            Some("2026-03-06T00:00:00Z")
+        );
+        assert_eq!(
+            deadline_at(&s, "2026-03-01T12:00:00Z").as_deref(),
+            Some("2026-03-02T00:00:00Z")
+        );
+        assert_eq!(deadline_at(&s, "2026-02-28T00:00:00Z"), None);
+        // A second version at the same moment equal to the one before: the first goes on.
+        commit(
+            &mut s,
+            None,
+            vec![version("2026-03-01T12:00:00Z", Some(&a))],
+        );
+        assert_eq!(rows(&path), 1);
+        assert_eq!(
+            deadline_at(&s, "2026-03-09T00:00:00Z").as_deref(),
+            Some("2026-03-06T00:00:00Z")
+        );
+        // Noon again, then forget from eleven on: back to the first version, current.
+        commit(
+            &mut s,
+            None,
+            vec![version("2026-03-01T12:00:00Z", Some(&b))],
+        );
+        commit(&mut s, Some("2026-03-01T11:00:00Z"), vec![]);
+        assert_eq!(rows(&path), 1);
+        assert_eq!(
+            deadline_at(&s, "2026-03-09T00:00:00Z").as_deref(),
+            Some("2026-03-06T00:00:00Z")
+        );
+        // Gone from a moment on: no clock from then.
+        commit(&mut s, None, vec![version("2026-03-01T13:00:00Z", None)]);
+        assert_eq!(deadline_at(&s, "2026-03-01T13:00:00Z"), None);
+        assert!(deadline_at(&s, "2026-03-01T12:59:59Z").is_some());
+        assert_eq!(
+            s.tables_through().unwrap(),
+            Some(0),
+            "complete deltas mark the tables complete through the log's head"
+        );
+    }
+
+    #[test]
+    fn a_later_delta_appended_keeps_what_the_store_would_keep() {
+        let t = |s: &str| parse(s).unwrap();
+        let a = clock("2026-03-06T00:00:00Z");
+        let mut d = Delta {
+            truncate_from: Some(t("2026-03-01T00:00:00Z")),
+            versions: vec![
+                version("2026-03-01T00:00:00Z", Some(&a)),
+                version("2026-03-03T00:00:00Z", Some(&a)),
+            ],
+            complete: false,
+        };
+        d.append(Delta {
+            truncate_from: Some(t("2026-03-02T00:00:00Z")),
+            versions: vec![version("2026-03-02T00:00:00Z", None)],
+            complete: true,
+        });
+        assert_eq!(d.truncate_from, Some(t("2026-03-01T00:00:00Z")));
+        assert_eq!(d.versions.len(), 2);
+        assert!(d.complete);
+    }
+}
