@@ -155,14 +155,15 @@ impl Delta {
     }
 }
 
+/// A case's header. The founder is its first message and the reporter's addresses are
+/// usually just the reporter: neither is stored twice.
 #[derive(Serialize, Deserialize)]
 struct Header {
-    #[serde(rename = "f")]
-    founder: String,
     #[serde(rename = "r")]
     reporter: String,
-    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
-    reporter_addresses: Vec<String>,
+    /// Present only when not `[reporter]`.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    reporter_addresses: Option<Vec<String>>,
     #[serde(rename = "s")]
     subject: String,
 }
@@ -201,20 +202,17 @@ struct StopBody {
     by: String,
 }
 
+/// A clock's row body. Its kind, case and target are read from its id
+/// ([`ClockId::preliminary`], [`ClockId::revocation`]); the preliminary report's basis is
+/// implied.
 #[derive(Serialize, Deserialize)]
 struct ClockBody {
-    #[serde(rename = "k")]
-    kind: ClockKind,
-    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
-    case: Option<CaseId>,
-    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
-    target: Option<String>,
     #[serde(rename = "s")]
     started_at: i64,
     #[serde(rename = "d")]
     deadline: i64,
-    #[serde(rename = "b")]
-    basis: String,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    basis: Option<String>,
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     matched: Option<String>,
     #[serde(rename = "y", default, skip_serializing_if = "Option::is_none")]
@@ -270,13 +268,17 @@ fn decode<'a, T: Deserialize<'a>>(what: &str, b: &'a [u8]) -> Result<T, TableErr
 
 /// The clock as a row.
 pub fn clock_row(c: &Clock) -> ClockRow {
+    debug_assert_eq!(
+        parts_of(&c.id),
+        Some((c.kind, c.case.clone(), c.target.clone())),
+        "a clock's id names its kind, case and target"
+    );
     let body = ClockBody {
-        kind: c.kind,
-        case: c.case.clone(),
-        target: c.target.clone(),
         started_at: secs(c.started_at),
         deadline: secs(c.deadline),
-        basis: c.basis.clone(),
+        basis: (!(c.kind == ClockKind::PreliminaryReport
+            && c.basis == crate::clock::BASIS_PRELIMINARY))
+            .then(|| c.basis.clone()),
         matched: c.matched.clone(),
         decided_by: c.decided_by.clone(),
         stops: c
@@ -296,6 +298,21 @@ pub fn clock_row(c: &Clock) -> ClockRow {
     }
 }
 
+/// A clock's kind, case and target, as its id names them.
+fn parts_of(id: &ClockId) -> Option<(ClockKind, Option<CaseId>, Option<String>)> {
+    let s = id.as_str();
+    if let Some(case) = s.strip_prefix("preliminary_report:") {
+        Some((
+            ClockKind::PreliminaryReport,
+            Some(CaseId::from_stored(case)),
+            None,
+        ))
+    } else {
+        s.strip_prefix("revocation:")
+            .map(|t| (ClockKind::Revocation, None, Some(t.to_string())))
+    }
+}
+
 /// A stored clock row back as a clock.
 pub fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError> {
     let b: ClockBody = decode("clock", body)?;
@@ -307,14 +324,19 @@ pub fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError> {
             by: s.by,
         });
     }
+    let clock_id = ClockId::from_stored(id);
+    let (kind, case, target) =
+        parts_of(&clock_id).ok_or_else(|| TableError(format!("clock id {id:?} is not one")))?;
     Ok(Clock {
-        id: ClockId::from_stored(id),
-        kind: b.kind,
-        case: b.case,
-        target: b.target,
+        id: clock_id,
+        kind,
+        case,
+        target,
         started_at: from_secs(b.started_at)?,
         deadline: from_secs(b.deadline)?,
-        basis: b.basis,
+        basis: b
+            .basis
+            .unwrap_or_else(|| crate::clock::BASIS_PRELIMINARY.to_string()),
         matched: b.matched,
         decided_by: b.decided_by,
         stops,
@@ -404,9 +426,9 @@ pub fn case_version(as_of: Timestamp, ord: usize, c: &Case) -> CaseVersion {
         ord: ord as i64,
         opened_at: c.opened_at,
         header: json(&Header {
-            founder: c.founder.clone(),
             reporter: c.reporter.clone(),
-            reporter_addresses: c.reporter_addresses.clone(),
+            reporter_addresses: (c.reporter_addresses != std::slice::from_ref(&c.reporter))
+                .then(|| c.reporter_addresses.clone()),
             subject: c.subject.clone(),
         }),
         items,
@@ -422,11 +444,14 @@ pub fn case_from_rows(
     items: &[Item],
 ) -> Result<Case, TableError> {
     let h: Header = decode("case header", header)?;
+    let reporter_addresses = h
+        .reporter_addresses
+        .unwrap_or_else(|| vec![h.reporter.clone()]);
     let mut case = Case {
         id: CaseId::from_stored(id),
-        founder: h.founder,
+        founder: String::new(),
         reporter: h.reporter,
-        reporter_addresses: h.reporter_addresses,
+        reporter_addresses,
         subject: h.subject,
         opened_at: from_secs(opened_at)?,
         messages: Vec::new(),
@@ -462,6 +487,12 @@ pub fn case_from_rows(
             }
         }
     }
+    // The founder is the message that opened it: always its first.
+    case.founder = case
+        .messages
+        .first()
+        .map(|m| m.content_hash.clone())
+        .unwrap_or_default();
     Ok(case)
 }
 
