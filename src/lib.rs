@@ -23,6 +23,7 @@ pub mod logging;
 pub mod lookup;
 pub mod model;
 pub mod parse;
+pub mod pipeline;
 pub mod priority;
 pub mod projection;
 pub mod rules;
