@@ -134,7 +134,7 @@ impl Desk {
         self.store.as_ref()
     }
 
-    /// The policy messages are prepared under (for sources that prepare on their own thread).
+    /// The policy messages are prepared under (by the pipeline's preparer).
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

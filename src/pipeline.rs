@@ -469,4 +469,38 @@ mod tests {
         assert!(p[1].facts.is_none());
         assert_eq!(p[0].content_hash(), p[1].content_hash());
     }
+
+    /// The service awaits what the command line waits for: the same facts, compressed for a
+    /// store that keeps messages so.
+    #[test]
+    fn awaited_and_waited_batches_are_prepared_alike() {
+        let policy = Arc::new(desk().policy().clone());
+        let preparer = Preparer::start(policy, true, None).unwrap();
+        let raw =
+            b"From: r@reporter.test\r\nSubject: key compromise\r\n\r\nhttps://crt.sh/?id=7\r\n"
+                .to_vec();
+        let batch = || {
+            vec![RawMessage {
+                raw: raw.clone(),
+                meta: SourceMeta {
+                    folder: FolderRole::Inbox,
+                    position: Some("p".into()),
+                    server_time: None,
+                },
+            }]
+        };
+        let now = parse("2026-12-01T00:00:00Z").unwrap();
+        let waited = preparer
+            .submit_blocking(batch(), now)
+            .unwrap()
+            .wait()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let awaited = rt.block_on(preparer.prepare(batch(), now)).unwrap();
+        assert_eq!(waited[0].facts, awaited[0].facts);
+        assert!(waited[0].facts.is_some());
+        assert!(awaited[0].message.is_compressed());
+    }
 }
