@@ -1,8 +1,9 @@
 //! The desk: one store and the engine over it. Every command goes through here.
 //!
 //! This is where the edges meet the core: [`crate::pipeline`] reads and prepares messages,
-//! [`Desk::record`] has the engine turn them into events and the store commit them atomically. If a commit fails the engine is
-//! rebuilt from the store, so memory never runs ahead of what is durable.
+//! [`Desk::record`] has the engine turn them into events and the store commit them
+//! atomically. If a commit fails the engine is rebuilt from the store, so memory never runs
+//! ahead of what is durable.
 
 use std::path::PathBuf;
 

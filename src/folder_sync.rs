@@ -202,8 +202,8 @@ impl FolderWatch {
     /// Three stages overlap, so the slowest sets the pace rather than their sum: the next batch
     /// is fetched while earlier ones are prepared (parse, extract, classify, hash, compress:
     /// [`pipeline::AHEAD`] batches at once, by the service's [`Preparer`]) and while the one
-    /// before is committed. Batches are committed in fetch order, so checkpoints only move forward.
-    /// On shutdown no new batch is fetched; those already fetched are committed first.
+    /// before is committed. Batches are committed in fetch order, so checkpoints only move
+    /// forward. On shutdown no new batch is fetched; those already fetched are committed first.
     async fn fetch_and_ingest(
         &mut self,
         conn: &mut Connection,
