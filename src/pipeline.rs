@@ -97,7 +97,7 @@ pub enum PrepareError {
     )]
     Thread(std::io::Error),
     #[error(
-        "preparing a batch of messages failed (a bug: please report it); that batch was not recorded and will be read again"
+        "preparing a batch of messages failed (a bug: please report it); that batch was not recorded — the service reads it again, and a command run again records it (nothing is counted twice)"
     )]
     Failed,
     #[error("the preparer has stopped")]
