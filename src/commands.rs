@@ -10,7 +10,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::desk::{self, Desk, DeskError};
 use crate::escape::text as esc;
 use crate::model::{FolderRole, Timestamp};
-use crate::{lookup, timefmt, view};
+use crate::{lookup, pipeline, timefmt, view};
 
 /// Messages per committed batch when ingesting files: big enough to amortise the projection,
 /// small enough to keep memory flat.
@@ -102,7 +102,7 @@ pub fn ingest(
             "nothing to ingest: give PATHs, or configure [[maildir]] sources".into(),
         ));
     }
-    let summary = desk.ingest_paths(&targets, INGEST_BATCH, timefmt::now)?;
+    let summary = pipeline::ingest_paths(&mut desk, &targets, INGEST_BATCH, timefmt::now)?;
     let out = match format {
         Format::Json => json(&serde_json::json!({
             "read": summary.read,
@@ -320,7 +320,7 @@ pub fn replay(
     paths.extend(sent.iter().map(|p| (p.clone(), FolderRole::Sent)));
     // Read everything, then project as of `at`: messages received later do not exist yet.
     // The projection does not depend on ingest order, so batching changes nothing.
-    let summary = desk.ingest_paths(&paths, INGEST_BATCH, timefmt::now)?;
+    let summary = pipeline::ingest_paths(&mut desk, &paths, INGEST_BATCH, timefmt::now)?;
     let p = desk.projection_at(at);
     let mut out = match format {
         Format::Json => json(&view::report(&p, at, false)),

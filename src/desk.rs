@@ -1,10 +1,10 @@
 //! The desk: one store and the engine over it. Every command goes through here.
 //!
-//! This is where the edges meet the core: messages are read from sources, the engine turns
-//! them into a batch, the store commits the batch atomically. If a commit fails the engine is
-//! rebuilt from the store, so memory never runs ahead of what is durable.
+//! This is where the edges meet the core: [`crate::pipeline`] reads and prepares messages,
+//! [`Desk::record`] has the engine turn them into events and the store commit them
+//! atomically. If a commit fails the engine is rebuilt from the store, so memory never runs
+//! ahead of what is durable.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -13,10 +13,11 @@ use crate::config::Config;
 use crate::engine::{Batch, Engine};
 use crate::event::{Envelope, Event};
 use crate::facts::Policy;
-use crate::model::{FolderRole, SourceMeta, Timestamp};
+use crate::model::Timestamp;
+use crate::pipeline::{PrepareError, Prepared};
 use crate::projection::{Projection, Settings};
 use crate::rules::{RuleSet, RulesError};
-use crate::source::{self, SourceError};
+use crate::source::SourceError;
 use crate::staff::StaffPolicy;
 use crate::store::{self, Store, StoreError};
 
@@ -32,10 +33,8 @@ pub enum DeskError {
         "event #{seq} in the store cannot be read ({problem}); the store may be from a newer cprwatch or damaged — run `cprwatch verify`"
     )]
     BadEvent { seq: u64, problem: String },
-    #[error(
-        "cannot start a thread to prepare messages ({0}); the batch in hand was not recorded — free some resources and run the ingest again (nothing is counted twice)"
-    )]
-    Thread(String),
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
 }
 
 /// The policy a configuration sets: who is staff, which rules classify reports.
@@ -61,24 +60,24 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
-/// Bulk ingest derives cases and clocks after this many batches (and at the end): rarely
-/// enough that folders read out of time order rebuild the projection a few times, not once per
-/// batch; often enough that no single commit of derived events grows with the whole load.
-const DERIVE_EVERY: usize = 10;
-
-/// The most derived events one transaction of [`Desk::tick`] holds.
+/// The most derived events one transaction of [`Desk::record`] holds.
 const TICK_COMMIT_EVENTS: usize = 10_000;
 
-/// What an ingest run did, for the person who ran it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct IngestSummary {
-    pub read: u64,
+/// When [`Desk::record`] derives cases and clocks from what it recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derive {
+    /// At once: the service, which reports every change as it happens.
+    Now,
+    /// At a later call: a bulk load, where deriving once after many batches beats deriving
+    /// after every batch when folders arrive out of time order.
+    Later,
+}
+
+/// What [`Desk::record`] committed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
     pub new_messages: u64,
-    pub bytes: u64,
     pub events: u64,
-    /// Messages that could not be read at all (the path and why). Nothing else is dropped.
-    pub unreadable: Vec<String>,
-    pub notes: Vec<String>,
 }
 
 pub struct Desk {
@@ -136,29 +135,7 @@ impl Desk {
         self.store.as_ref()
     }
 
-    /// Ingest raw messages seen at `now` and commit them with their events, atomically.
-    pub fn ingest(
-        &mut self,
-        incoming: Vec<(Vec<u8>, SourceMeta)>,
-        now: Timestamp,
-    ) -> Result<Vec<Envelope>, DeskError> {
-        let batch = self.engine.ingest(incoming, now);
-        self.commit(batch, Vec::new())
-    }
-
-    /// Ingest prepared messages, and advance IMAP checkpoints in the same transaction: a
-    /// checkpoint never gets ahead of the messages read up to it.
-    pub fn ingest_to(
-        &mut self,
-        incoming: Vec<crate::facts::Prepared>,
-        checkpoints: Vec<store::Checkpoint>,
-        now: Timestamp,
-    ) -> Result<Vec<Envelope>, DeskError> {
-        let batch = self.engine.ingest_prepared(incoming, now);
-        self.commit(batch, checkpoints)
-    }
-
-    /// The policy messages are prepared under (for sources that prepare on their own thread).
+    /// The policy messages are prepared under (by the pipeline's preparer).
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -168,22 +145,53 @@ impl Desk {
         Ok(self.store.set_folder_state(state)?)
     }
 
-    /// Re-evaluate clocks at `now`; commit and return what changed.
+    /// The one way messages enter the store ([`crate::pipeline`] prepares them): record
+    /// `messages` (their bytes, positions and `message_received` events) and the IMAP
+    /// `checkpoints` they reach in one transaction, so a checkpoint never gets ahead of the
+    /// mail read up to it; then, with [`Derive::Now`], derive cases and clocks at `now` and
+    /// commit what changed. With `keep`, the events committed are added to it (the service
+    /// logs them); else only counted.
     ///
-    /// The events of a tick are derived (cases, clocks), never received: committed in pieces
-    /// of [`TICK_COMMIT_EVENTS`] as the engine finds them, so a mass report's 200 000 events
-    /// are not all encoded and chained in memory at once. A crash between pieces loses nothing:
-    /// the engine restored from the log derives the rest again on its first tick, as after any
-    /// crash.
+    /// The derived events are committed in pieces of [`TICK_COMMIT_EVENTS`] as the engine
+    /// finds them, so a mass report's 200 000 events are not all encoded and chained in memory
+    /// at once. A crash between pieces, or between the messages and what they change, loses
+    /// nothing: the engine restored from the log derives the rest again on its first tick, as
+    /// after any crash.
+    pub fn record(
+        &mut self,
+        messages: Vec<Prepared>,
+        checkpoints: Vec<store::Checkpoint>,
+        now: Timestamp,
+        derive: Derive,
+        mut keep: Option<&mut Vec<Envelope>>,
+    ) -> Result<Recorded, DeskError> {
+        let before = self.engine.message_count();
+        let batch = self.engine.receive(messages, now);
+        let received = self.commit(batch, checkpoints)?;
+        let mut done = Recorded {
+            new_messages: (self.engine.message_count() - before) as u64,
+            events: received.len() as u64,
+        };
+        if let Some(k) = keep.as_deref_mut() {
+            k.extend(received);
+        }
+        if derive == Derive::Now {
+            done.events += self.derive(now, keep)?;
+        }
+        Ok(done)
+    }
+
+    /// Re-evaluate clocks at `now` (a [`Desk::record`] of nothing); commit and return what
+    /// changed.
     pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Envelope>, DeskError> {
         let mut kept = Vec::new();
-        self.tick_committing(now, Some(&mut kept))?;
+        self.record(Vec::new(), Vec::new(), now, Derive::Now, Some(&mut kept))?;
         Ok(kept)
     }
 
-    /// [`Desk::tick`], keeping the events committed in `keep` if given (else only counting
-    /// them: a bulk ingest needs no more). Returns how many events were committed.
-    fn tick_committing(
+    /// Derive cases and clocks at `now`, committing in pieces; returns how many events were
+    /// committed.
+    fn derive(
         &mut self,
         now: Timestamp,
         mut keep: Option<&mut Vec<Envelope>>,
@@ -229,7 +237,7 @@ impl Desk {
             events: events.iter().map(Envelope::encode).collect(),
             event_refs: events.iter().map(|e| e.event.refs()).collect(),
             checkpoints,
-            tables: batch.delta,
+            ..store::Batch::default()
         };
         if let Err(e) = self.store.commit(sb) {
             // Memory must not run ahead of the store: forget what was not committed.
@@ -237,85 +245,6 @@ impl Desk {
             return Err(e.into());
         }
         Ok(events)
-    }
-
-    /// Ingest every message under each path (file, directory of .eml, Maildir, mbox), in
-    /// batches of `batch_size`, with `now` as the moment of sight.
-    ///
-    /// Each batch is prepared (parsed, extracted, classified) on a helper thread while this one
-    /// records the batch before it, so a large import keeps two cores busy. The helper skips
-    /// messages already recorded (a re-import reads, hashes and moves on).
-    pub fn ingest_paths(
-        &mut self,
-        paths: &[(PathBuf, FolderRole)],
-        batch_size: usize,
-        now: impl Fn() -> Timestamp,
-    ) -> Result<IngestSummary, DeskError> {
-        let mut summary = IngestSummary::default();
-        let mut batches = 0usize;
-        let mut helper = Helper::new(
-            self.policy.clone(),
-            self.engine.known().clone(),
-            self.store.keeps_compressed(),
-        );
-        let mut hand_over = |desk: &mut Desk,
-                             prepared: Option<Vec<crate::facts::Prepared>>,
-                             summary: &mut IngestSummary|
-         -> Result<(), DeskError> {
-            let Some(prepared) = prepared else {
-                return Ok(());
-            };
-            desk.record(prepared, now(), summary)?;
-            batches += 1;
-            // Derive now and then, so no single commit grows with the load.
-            if batches.is_multiple_of(DERIVE_EVERY) {
-                summary.events += desk.tick_committing(now(), None)?;
-            }
-            Ok(())
-        };
-        for (path, role) in paths {
-            let mut src = source::open(path, *role)?;
-            let mut pending: Vec<(Vec<u8>, SourceMeta)> = Vec::with_capacity(batch_size.min(4096));
-            for item in src.by_ref() {
-                match item {
-                    Ok(m) => {
-                        summary.read += 1;
-                        summary.bytes += m.raw.len() as u64;
-                        pending.push((m.raw, m.meta));
-                        if pending.len() >= batch_size {
-                            let done = helper.push(std::mem::take(&mut pending), now())?;
-                            hand_over(self, done, &mut summary)?;
-                        }
-                    }
-                    Err(e) => summary.unreadable.push(e.to_string()),
-                }
-            }
-            if !pending.is_empty() {
-                let done = helper.push(pending, now())?;
-                hand_over(self, done, &mut summary)?;
-            }
-            summary.notes.extend(src.notes().iter().cloned());
-        }
-        let last = helper.finish();
-        hand_over(self, last, &mut summary)?;
-        summary.events += self.tick_committing(now(), None)?;
-        Ok(summary)
-    }
-
-    /// Record one prepared batch (messages, positions, `message_received` events) atomically;
-    /// cases and clocks are derived later, by a tick.
-    fn record(
-        &mut self,
-        batch: Vec<crate::facts::Prepared>,
-        now: Timestamp,
-        summary: &mut IngestSummary,
-    ) -> Result<(), DeskError> {
-        let before = self.engine.message_count();
-        let batch = self.engine.receive_prepared(batch, now);
-        let events = self.commit(batch, Vec::new())?;
-        summary.new_messages += (self.engine.message_count() - before) as u64;
-        summary.events += events.len() as u64;
-        Ok(())
     }
 
     /// Cases and clocks as they were at `at`.
@@ -327,88 +256,6 @@ impl Desk {
     pub fn events(&self) -> Result<Vec<(u64, Envelope)>, DeskError> {
         decode_all(self.store.as_ref())
     }
-}
-
-/// Prepares one batch on a thread of its own while the desk records the one before.
-struct Helper {
-    policy: std::sync::Arc<Policy>,
-    /// Content hashes recorded or prepared so far: the helper skips their facts. Travels with
-    /// the batch being prepared.
-    seen: Option<HashSet<String>>,
-    /// Compress new messages too, for a store that keeps them compressed.
-    compress: bool,
-    running: Option<std::thread::JoinHandle<(Vec<crate::facts::Prepared>, HashSet<String>)>>,
-}
-
-impl Helper {
-    fn new(policy: Policy, known: HashSet<String>, compress: bool) -> Helper {
-        Helper {
-            policy: std::sync::Arc::new(policy),
-            seen: Some(known),
-            compress,
-            running: None,
-        }
-    }
-
-    /// Start preparing `raw`; returns the batch prepared before it, if any.
-    fn push(
-        &mut self,
-        raw: Vec<(Vec<u8>, SourceMeta)>,
-        now: Timestamp,
-    ) -> Result<Option<Vec<crate::facts::Prepared>>, DeskError> {
-        let done = self.finish();
-        let mut seen = self.seen.take().unwrap_or_default();
-        let (policy, compress) = (self.policy.clone(), self.compress);
-        let handle = std::thread::Builder::new()
-            .name("ingest-prepare".into())
-            .spawn(move || {
-                crate::priority::lower_this_thread();
-                let prepared = prepare_unseen(raw, &policy, now, &mut seen, compress);
-                (prepared, seen)
-            })
-            .map_err(|e| DeskError::Thread(e.to_string()))?;
-        self.running = Some(handle);
-        Ok(done)
-    }
-
-    /// The batch being prepared, once ready.
-    fn finish(&mut self) -> Option<Vec<crate::facts::Prepared>> {
-        let handle = self.running.take()?;
-        let (prepared, seen) = handle
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        self.seen = Some(seen);
-        Some(prepared)
-    }
-}
-
-/// Work out the facts of messages not in `seen` (adding them), and with `compress` compress
-/// them; others are only hashed.
-fn prepare_unseen(
-    raw: Vec<(Vec<u8>, SourceMeta)>,
-    policy: &Policy,
-    now: Timestamp,
-    seen: &mut HashSet<String>,
-    compress: bool,
-) -> Vec<crate::facts::Prepared> {
-    raw.into_iter()
-        .map(|(raw, meta)| {
-            let mut p = crate::facts::Prepared::raw(raw, meta);
-            if seen.insert(p.content_hash().to_string()) {
-                p.facts = Some(crate::facts::message_facts(
-                    p.message.raw(),
-                    p.message.content_hash(),
-                    &p.meta,
-                    policy,
-                    now,
-                ));
-                if compress {
-                    p.message.compress();
-                }
-            }
-            p
-        })
-        .collect()
 }
 
 /// What the tables are derived with: their format and the settings that shape them. Tables
@@ -671,46 +518,4 @@ pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
     })?;
     report.problem = problem;
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::timefmt::parse;
-
-    fn desk() -> Desk {
-        let policy = Policy {
-            staff: StaffPolicy {
-                staff_domains: vec!["example-ca.test".into()],
-                staff_addresses: vec![],
-                trusted_authserv_ids: vec!["mx.example-ca.test".into()],
-            },
-            rules: RuleSet::shipped(),
-            limits: crate::limits::Limits::default(),
-        };
-        Desk::with_store(Box::new(store::memory()), policy, Settings::default()).unwrap()
-    }
-
-    #[test]
-    fn batches_prepared_ahead_record_what_one_batch_does_and_nothing_twice() {
-        let maildir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/maildir"));
-        let paths = [(maildir, FolderRole::Inbox)];
-        let now = || parse("2026-12-01T00:00:00Z").unwrap();
-
-        // Batches of two: several are prepared on the helper while earlier ones are recorded.
-        let mut small = desk();
-        let first = small.ingest_paths(&paths, 2, now).unwrap();
-        assert!(first.new_messages >= 5, "{first:?}");
-        let events = small.events().unwrap().len();
-        let again = small.ingest_paths(&paths, 2, now).unwrap();
-        assert_eq!((again.read, again.new_messages), (first.read, 0));
-        assert_eq!(small.events().unwrap().len(), events);
-
-        // The same cases and clocks as reading everything in one batch.
-        let mut whole = desk();
-        whole.ingest_paths(&paths, 10_000, now).unwrap();
-        let (a, b) = (small.projection_at(now()), whole.projection_at(now()));
-        assert_eq!(a.cases, b.cases);
-        assert_eq!(a.clocks, b.clocks);
-    }
 }

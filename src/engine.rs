@@ -14,28 +14,24 @@ use crate::correlate::Assigned;
 use crate::event::{ClockState, Envelope, Event, MessageFacts};
 use crate::facts::{self, Policy};
 use crate::ids::{CaseId, ClockId};
-use crate::model::{SourceMeta, Timestamp};
+use crate::model::Timestamp;
+use crate::pipeline::Prepared;
 use crate::projection::{self, Changes, Emit, Projection, Projector, Settings};
 use crate::store::NewMessage;
 use crate::tables::Delta;
 
-/// What the caller must persist atomically: new raw messages, their source positions, and the
-/// events in order.
+/// What the caller must persist atomically: new raw messages, their source positions, and
+/// their `message_received` events in order.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub messages: Vec<NewMessage>,
     pub positions: Vec<(String, String)>,
     pub events: Vec<Envelope>,
-    /// The store's tables, brought up to date with the events.
-    pub delta: Delta,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-            && self.positions.is_empty()
-            && self.events.is_empty()
-            && self.delta.is_empty()
+        self.messages.is_empty() && self.positions.is_empty() && self.events.is_empty()
     }
 }
 
@@ -232,8 +228,6 @@ pub struct Engine {
     /// yet (`None`: they hold every message). A rebuilt projection re-derives the tables from
     /// there on, and no earlier.
     unprojected: Option<Timestamp>,
-    /// The table versions of the last [`Engine::tick`], for a caller that commits them.
-    delta: Delta,
 }
 
 impl Engine {
@@ -249,7 +243,6 @@ impl Engine {
             timeline: BTreeSet::new(),
             evaluated_at: None,
             unprojected: None,
-            delta: Delta::default(),
         }
     }
 
@@ -309,11 +302,6 @@ impl Engine {
         self.unprojected = None;
     }
 
-    /// The table versions the last tick derived, to commit with its events.
-    pub fn take_delta(&mut self) -> Delta {
-        std::mem::take(&mut self.delta)
-    }
-
     fn absorb(&mut self, event: Event) {
         if let Event::MessageReceived { facts } = event {
             if self.known.insert(facts.content_hash.clone()) {
@@ -327,10 +315,6 @@ impl Engine {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
-    }
-
-    pub fn knows(&self, content_hash: &str) -> bool {
-        self.known.contains(content_hash)
     }
 
     /// The content hashes of every message recorded so far.
@@ -347,30 +331,13 @@ impl Engine {
         &self.facts
     }
 
-    /// Ingest raw messages seen at `now`: record them and derive what they change. Returns
+    /// Record messages seen at `now` without deriving cases and clocks: a [`Engine::tick`]
+    /// does that, at once (the service) or after many batches (a bulk load, where deriving
+    /// once beats re-deriving after every batch when folders arrive out of time order). Returns
     /// what to persist; the engine has already absorbed it, so on a failed commit rebuild the
-    /// engine from the store.
-    pub fn ingest(&mut self, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
-        let prepared = incoming
-            .into_iter()
-            .map(|(raw, meta)| facts::Prepared::raw(raw, meta))
-            .collect();
-        self.ingest_prepared(prepared, now)
-    }
-
-    /// Ingest messages whose facts a source may already have worked out.
-    pub fn ingest_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
-        let mut batch = self.receive_prepared(incoming, now);
-        batch.events.extend(self.tick(now));
-        batch.delta = self.take_delta();
-        batch
-    }
-
-    /// Record messages seen at `now` without deriving cases and clocks yet: for bulk loads,
-    /// where deriving once at the end (one [`Engine::tick`]) beats re-deriving after every
-    /// batch when folders arrive out of time order. A message's facts are worked out here
-    /// unless its source already did.
-    pub fn receive_prepared(&mut self, incoming: Vec<facts::Prepared>, now: Timestamp) -> Batch {
+    /// engine from the store. A message's facts are worked out here only if the pipeline did
+    /// not (it skips messages it saw before, which the engine usually knows).
+    pub fn receive(&mut self, incoming: Vec<Prepared>, now: Timestamp) -> Batch {
         let mut batch = Batch::default();
         let mut new_facts = Vec::new();
         for mut p in incoming {
@@ -418,22 +385,19 @@ impl Engine {
     }
 
     /// Re-evaluate every clock at `now` and return the events for what changed (a breach, an
-    /// expiry, a command whose time has come). The events are already absorbed.
+    /// expiry, a command whose time has come). The events are already absorbed. For an engine
+    /// without a store (tests): the tables' versions are not kept; the desk commits them with
+    /// [`Engine::tick_in_pieces`].
     pub fn tick(&mut self, now: Timestamp) -> Vec<Envelope> {
         let mut all = Vec::new();
-        let mut delta = Delta::default();
-        let handed = self.tick_in_pieces(now, usize::MAX, |piece, d| {
+        let handed = self.tick_in_pieces(now, usize::MAX, |piece, _| {
             if all.is_empty() {
                 all = piece;
             } else {
                 all.extend(piece);
             }
-            if let Some(d) = d {
-                delta.append(d);
-            }
             Ok::<(), std::convert::Infallible>(())
         });
-        self.delta = delta;
         match handed {
             Ok(_) => all,
             Err(never) => match never {},
@@ -835,7 +799,7 @@ fn merged_cases(p: &Projection, rec: &Recorded) -> Vec<Event> {
 mod tests {
     use super::*;
     use crate::event::ClockState;
-    use crate::model::FolderRole;
+    use crate::model::{FolderRole, SourceMeta};
     use crate::rules::RuleSet;
     use crate::staff::StaffPolicy;
     use crate::timefmt::parse;
@@ -873,6 +837,17 @@ Message-ID: <follow@reporter.test>\r\nReferences: <report@reporter.test>\r\n\r\n
 Subject: Re: Misissued certificate\r\nDate: Mon, 02 Mar 2026 15:00:00 +0000\r\n\
 Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\r\nLooking into it.\r\n";
 
+    /// Receive and derive at once, as the service does: the batch with every event.
+    fn ingest(e: &mut Engine, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
+        let prepared = incoming
+            .into_iter()
+            .map(|(raw, meta)| Prepared::raw(raw, meta))
+            .collect();
+        let mut batch = e.receive(prepared, now);
+        batch.events.extend(e.tick(now));
+        batch
+    }
+
     fn now() -> Timestamp {
         parse("2026-03-02T16:00:00Z").unwrap()
     }
@@ -884,7 +859,8 @@ Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\
     #[test]
     fn the_same_messages_twice_add_no_event() {
         let mut e = engine();
-        let first = e.ingest(
+        let first = ingest(
+            &mut e,
             vec![
                 (REPORT.into(), meta(FolderRole::Inbox)),
                 (ANSWER.into(), meta(FolderRole::Sent)),
@@ -901,7 +877,8 @@ Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\
             ["preliminary_report:CPR-2026-0001", "revocation:crtsh:42"]
         );
         // Again, and once more from another folder: nothing new.
-        let again = e.ingest(
+        let again = ingest(
+            &mut e,
             vec![
                 (REPORT.into(), meta(FolderRole::Junk)),
                 (ANSWER.into(), meta(FolderRole::Sent)),
@@ -922,7 +899,11 @@ From: Rita <rita@reporter.test>\r\nTo: cpr@example-ca.test\r\nSubject: Problem r
 Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the file starts with \
 -----BEGIN RSA PRIVATE KEY----- and the certificate is https://crt.sh/?id=12345\r\n";
         let mut e = engine();
-        e.ingest(vec![(report.into(), meta(FolderRole::Inbox))], now());
+        ingest(
+            &mut e,
+            vec![(report.into(), meta(FolderRole::Inbox))],
+            now(),
+        );
         let p = e.project_at(now());
         let case = &p.cases[0];
         assert_eq!(case.certificates[0].reference, "crtsh:12345");
@@ -939,7 +920,11 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
     #[test]
     fn a_restart_re_emits_nothing() {
         let mut e = engine();
-        let batch = e.ingest(vec![(REPORT.into(), meta(FolderRole::Inbox))], now());
+        let batch = ingest(
+            &mut e,
+            vec![(REPORT.into(), meta(FolderRole::Inbox))],
+            now(),
+        );
         let mut restored =
             Engine::restore(e.policy().clone(), Settings::default(), &batch.events, None);
         assert!(restored.tick(now()).is_empty());
@@ -953,9 +938,13 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
     #[test]
     fn a_sent_answer_synced_before_the_report_still_meets_the_clock() {
         let mut e = engine();
-        let first = e.ingest(vec![(ANSWER.into(), meta(FolderRole::Sent))], now());
+        let first = ingest(&mut e, vec![(ANSWER.into(), meta(FolderRole::Sent))], now());
         assert_eq!(ids(&first.events), ["message_received", "message_logged"]);
-        let second = e.ingest(vec![(REPORT.into(), meta(FolderRole::Inbox))], now());
+        let second = ingest(
+            &mut e,
+            vec![(REPORT.into(), meta(FolderRole::Inbox))],
+            now(),
+        );
         let kinds = ids(&second.events);
         assert!(
             kinds.contains(&"case_opened") && kinds.contains(&"message_joined"),
@@ -972,10 +961,14 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
     fn an_older_message_arriving_late_merges_the_cases_it_links() {
         let mut e = engine();
         // The follow-up arrives first and opens a case of its own …
-        let first = e.ingest(vec![(FOLLOW_UP.into(), meta(FolderRole::Inbox))], now());
+        let first = ingest(
+            &mut e,
+            vec![(FOLLOW_UP.into(), meta(FolderRole::Inbox))],
+            now(),
+        );
         assert!(ids(&first.events).contains(&"case_opened"));
         // … then the original report, received earlier, is read (e.g. from Junk).
-        let second = e.ingest(vec![(REPORT.into(), meta(FolderRole::Junk))], now());
+        let second = ingest(&mut e, vec![(REPORT.into(), meta(FolderRole::Junk))], now());
         let kinds = ids(&second.events);
         assert!(kinds.contains(&"case_merged"), "{kinds:?}");
         let p = e.project_at(now());
@@ -989,7 +982,8 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
     #[test]
     fn messages_received_after_the_moment_do_not_exist_yet() {
         let mut e = engine();
-        e.ingest(
+        ingest(
+            &mut e,
             vec![
                 (REPORT.into(), meta(FolderRole::Inbox)),
                 (ANSWER.into(), meta(FolderRole::Sent)),
@@ -1052,7 +1046,11 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
         // the service: the ticks compare only touched and due clocks, yet miss no state.
         let files = scenario_files();
         let mut whole = engine();
-        whole.ingest(files.clone(), parse("2026-12-01T00:00:00Z").unwrap());
+        ingest(
+            &mut whole,
+            files.clone(),
+            parse("2026-12-01T00:00:00Z").unwrap(),
+        );
         let mut by_hash: HashMap<String, (Vec<u8>, SourceMeta)> = files
             .into_iter()
             .map(|(raw, m)| (crate::store::chain::content_hash(&raw), (raw, m)))
@@ -1069,7 +1067,7 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
             }
             now = now.max(f.received_at);
             let one = by_hash.remove(&f.content_hash).unwrap();
-            e.ingest(vec![one], now);
+            ingest(&mut e, vec![one], now);
             assert_recorded_is_current(&e, now);
         }
         let end = now + time::Duration::days(40);
@@ -1095,9 +1093,9 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
             let mut e = engine();
             let prepared = scenario_files()
                 .into_iter()
-                .map(|(raw, m)| facts::Prepared::raw(raw, m))
+                .map(|(raw, m)| Prepared::raw(raw, m))
                 .collect();
-            e.receive_prepared(prepared, late);
+            e.receive(prepared, late);
             e
         };
         let all = received().tick(late);
@@ -1133,7 +1131,7 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
         let files = scenario_files();
         let late = parse("2026-12-01T00:00:00Z").unwrap();
         let mut whole = engine();
-        whole.ingest(files.clone(), late);
+        ingest(&mut whole, files.clone(), late);
         let order: Vec<String> = whole
             .facts()
             .iter()
@@ -1146,7 +1144,7 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
         let mut piecewise = engine();
         for h in &order {
             let one = by_hash.remove(h).unwrap();
-            piecewise.ingest(vec![one], late);
+            ingest(&mut piecewise, vec![one], late);
         }
         let (a, b) = (whole.current().unwrap(), piecewise.current().unwrap());
         assert_eq!(a.cases, b.cases);

@@ -6,7 +6,6 @@ use crate::limits::{self, Limits};
 use crate::model::{FolderRole, ParsedMail, RuleHit, SourceMeta, TimeSource, Timestamp};
 use crate::rules::RuleSet;
 use crate::staff::{self, StaffPolicy};
-use crate::store::NewMessage;
 use crate::{extract, parse, timefmt};
 
 /// What the desk's configuration decides about every message.
@@ -25,44 +24,6 @@ pub fn synthetic_message_id(content_hash: &str) -> String {
         "<sha256-{}@cprwatch.invalid>",
         &content_hash[..32.min(content_hash.len())]
     )
-}
-
-/// A message with its facts worked out, ready for the engine to record. Preparing is pure and
-/// the costly part of ingest (parse, extract, classify), so a source can do it on its own
-/// thread while the engine commits the previous batch.
-#[derive(Clone, Debug)]
-pub struct Prepared {
-    /// The bytes and their content hash.
-    pub message: NewMessage,
-    pub meta: SourceMeta,
-    /// `None`: not worked out yet (the engine does it, unless it knows the message already).
-    pub facts: Option<MessageFacts>,
-}
-
-impl Prepared {
-    /// Bytes as read, facts to be worked out by the engine.
-    pub fn raw(raw: Vec<u8>, meta: SourceMeta) -> Prepared {
-        Prepared {
-            message: NewMessage::new(raw),
-            meta,
-            facts: None,
-        }
-    }
-
-    pub fn content_hash(&self) -> &str {
-        self.message.content_hash()
-    }
-}
-
-/// Work out a message's facts now (see [`Prepared`]).
-pub fn prepare(raw: Vec<u8>, meta: SourceMeta, policy: &Policy, now: Timestamp) -> Prepared {
-    let message = NewMessage::new(raw);
-    let facts = message_facts(message.raw(), message.content_hash(), &meta, policy, now);
-    Prepared {
-        message,
-        meta,
-        facts: Some(facts),
-    }
 }
 
 /// Everything the pipeline learns from one message.

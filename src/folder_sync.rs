@@ -22,8 +22,8 @@ use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{FolderConfig, MailboxConfig};
-use crate::facts::{self, Policy, Prepared};
 use crate::model::SourceMeta;
+use crate::pipeline::{self, Prepared, Preparer, RawMessage};
 use crate::shutdown::Shutdown;
 use crate::source::imap::{Account, Connection, Fetched, ImapError};
 use crate::store::{Checkpoint, FolderState};
@@ -32,11 +32,7 @@ use crate::timefmt;
 /// IDLE is re-issued well before the 29 minutes after which servers may drop it (RFC 2177).
 const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
 
-/// Batches prepared at once. Two keep both cores busy on a small machine while the server and
-/// the committing thread take their share; more would only hold more mail in memory.
-const PREPARE_AHEAD: usize = 2;
-
-/// What a folder task asks of the service loop.
+/// What a source task (an IMAP folder, a Maildir) asks of the service loop.
 #[derive(Debug)]
 pub enum Request {
     Checkpoint {
@@ -48,8 +44,9 @@ pub enum Request {
         prefix: String,
         reply: oneshot::Sender<Result<Vec<String>, String>>,
     },
-    /// Commit these messages, and the checkpoint if any, atomically; answer with the number
-    /// of events appended.
+    /// Record these prepared messages with the checkpoint they reach, if any, atomically, and
+    /// derive what they change ([`crate::desk::Desk::record`]); answer with the number of
+    /// events appended.
     Ingest {
         messages: Vec<Prepared>,
         checkpoint: Option<Checkpoint>,
@@ -81,7 +78,7 @@ pub struct FolderWatch {
     mailbox: Arc<MailboxConfig>,
     folder: FolderConfig,
     desk: mpsc::Sender<Request>,
-    policy: Arc<Policy>,
+    preparer: Preparer,
     shutdown: Shutdown,
     backoff: Backoff,
     /// The error the folder is failing with, if it is.
@@ -94,7 +91,7 @@ impl FolderWatch {
         mailbox: Arc<MailboxConfig>,
         folder: FolderConfig,
         desk: mpsc::Sender<Request>,
-        policy: Arc<Policy>,
+        preparer: Preparer,
         shutdown: Shutdown,
         seed: u64,
     ) -> FolderWatch {
@@ -102,7 +99,7 @@ impl FolderWatch {
             mailbox,
             folder,
             desk,
-            policy,
+            preparer,
             shutdown,
             backoff: Backoff::new(seed),
             failing: None,
@@ -204,9 +201,9 @@ impl FolderWatch {
     ///
     /// Three stages overlap, so the slowest sets the pace rather than their sum: the next batch
     /// is fetched while earlier ones are prepared (parse, extract, classify, hash, compress:
-    /// [`PREPARE_AHEAD`] batches at once, each on a blocking thread) and while the one before
-    /// is committed. Batches are committed in fetch order, so checkpoints only move forward.
-    /// On shutdown no new batch is fetched; those already fetched are committed first.
+    /// [`pipeline::AHEAD`] batches at once, by the service's [`Preparer`]) and while the one
+    /// before is committed. Batches are committed in fetch order, so checkpoints only move
+    /// forward. On shutdown no new batch is fetched; those already fetched are committed first.
     async fn fetch_and_ingest(
         &mut self,
         conn: &mut Connection,
@@ -243,7 +240,7 @@ impl FolderWatch {
                 let prepared = this.prepare(fetched, uidvalidity);
                 async move { prepared.await.map(|messages| (messages, checkpoint)) }
             })
-            .buffered(PREPARE_AHEAD);
+            .buffered(pipeline::AHEAD);
             futures::pin_mut!(batches);
             let mut in_flight: Option<oneshot::Receiver<Result<usize, String>>> = None;
             while let Some(batch) = batches.next().await {
@@ -274,17 +271,16 @@ impl FolderWatch {
         Ok(())
     }
 
-    /// Prepare fetched messages on a blocking thread: the CPU-heavy part of ingest, kept off
-    /// the async workers and off the thread that commits.
+    /// Prepare fetched messages off the async workers and off the thread that commits.
     fn prepare(
         &self,
         fetched: Vec<Fetched>,
         uidvalidity: u32,
     ) -> impl Future<Output = Result<Vec<Prepared>, SyncError>> + use<> {
-        let metas: Vec<(Vec<u8>, SourceMeta)> = fetched
+        let batch: Vec<RawMessage> = fetched
             .into_iter()
-            .map(|f| {
-                let meta = SourceMeta {
+            .map(|f| RawMessage {
+                meta: SourceMeta {
                     folder: self.folder.role,
                     position: Some(position(
                         &self.mailbox.name,
@@ -293,28 +289,16 @@ impl FolderWatch {
                         f.uid,
                     )),
                     server_time: f.internal_date,
-                };
-                (f.raw, meta)
+                },
+                raw: f.raw,
             })
             .collect();
-        let policy = self.policy.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            // The desk sets the pace; preparing only has to keep ahead of it. Tokio's blocking
-            // threads keep this priority for later blocking work, all of it helper work here.
-            crate::priority::lower_this_thread();
-            let now = timefmt::now();
-            metas
-                .into_iter()
-                .map(|(raw, meta)| {
-                    let mut p = facts::prepare(raw, meta, &policy, now);
-                    p.message.compress();
-                    p
-                })
-                .collect::<Vec<Prepared>>()
-        });
+        let preparer = self.preparer.clone();
         async move {
-            task.await
-                .map_err(|e| SyncError::Store(format!("preparing a batch failed: {e}")))
+            preparer
+                .prepare(batch, timefmt::now())
+                .await
+                .map_err(|e| SyncError::Store(e.to_string()))
         }
     }
 

@@ -1,9 +1,10 @@
 //! cprwatch: watches a Certificate Authority's problem-report mailbox and keeps the Baseline
 //! Requirements' response clocks.
 //!
-//! The shape (README "Layout"): sources read raw bytes → [`facts`] parses and extracts (pure) →
-//! [`engine`] threads messages into cases and evaluates clocks through [`projection`] (pure) →
-//! the [`store`] appends hash-chained events → [`view`] renders them. Only the edges
+//! The shape (README "Layout"): sources read raw bytes → the [`pipeline`] prepares them off the
+//! committing thread ([`facts`] parses and extracts, pure) → the desk records them: [`engine`]
+//! threads messages into cases and evaluates clocks through [`projection`] (pure) → the
+//! [`store`] appends hash-chained events → [`view`] renders them. Only the edges
 //! ([`source`], [`store`], [`service`], [`commands`]) do I/O.
 
 pub mod backoff;
@@ -24,6 +25,7 @@ pub mod logging;
 pub mod lookup;
 pub mod model;
 pub mod parse;
+pub mod pipeline;
 pub mod priority;
 pub mod projection;
 pub mod rules;

@@ -1,68 +1,136 @@
 //! `cprwatch run`: the long-running service.
 //!
 //! One loop owns the desk (store + engine), so every batch is committed in order and nothing
-//! races. It polls the configured Maildirs for new files, ingests them, and re-evaluates the
-//! clocks every `tick_seconds`, logging each clock that starts, stops, nears its deadline or
-//! breaches. Later sources (IMAP folders) feed the same loop. On SIGTERM or Ctrl-C the loop
-//! finishes the batch in hand, commits it and returns.
+//! races. Around it, one task per source (each configured Maildir, each watched IMAP folder)
+//! reads new mail, has the one [`Preparer`] prepare it off this loop's thread, and hands the
+//! loop prepared batches to commit ([`crate::pipeline`]). The loop also re-evaluates the clocks
+//! every `tick_seconds`, logging each clock that starts, stops, nears its deadline or breaches.
+//! On SIGTERM or Ctrl-C the loop commits the batches already handed to it and returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration as StdDuration;
 
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::config::{Config, MaildirConfig};
-use crate::desk::{Desk, DeskError};
+use crate::config::Config;
+use crate::desk::{Derive, Desk, DeskError};
 use crate::event::{ClockState, Envelope, Event};
 use crate::folder_sync::{FolderWatch, Request};
-use crate::model::{SourceMeta, Timestamp};
+use crate::model::Timestamp;
+use crate::pipeline::{Preparer, RawMessage};
 use crate::shutdown::Shutdown;
-use crate::source::SourceError;
 use crate::source::maildir::Maildir;
-use crate::store::Store;
 use crate::timefmt;
 
 /// At most this many new messages are read per Maildir per poll, so memory stays flat and a
 /// shutdown request is seen soon even during a large first sync.
 const POLL_BATCH: usize = 500;
 
-/// Watches one Maildir for files it has not ingested yet.
-struct Watcher {
+/// Watches one Maildir for files it has not ingested yet. A source task like an IMAP folder's
+/// ([`FolderWatch`]): it reads new files, has the [`Preparer`] prepare them, and hands the
+/// prepared batch to the loop that owns the desk, which commits it and answers.
+struct MaildirWatch {
     label: String,
     maildir: Maildir,
-    seen: HashSet<String>,
+    poll: StdDuration,
+    /// Positions recorded: asked of the desk once (`None` until then), then each batch's once
+    /// committed.
+    seen: Option<HashSet<String>>,
     /// Last error, logged once per change of state rather than once per poll.
     failing: Option<String>,
+    desk: mpsc::Sender<Request>,
+    preparer: Preparer,
+    shutdown: Shutdown,
 }
 
-impl Watcher {
-    fn new(cfg: &MaildirConfig) -> Result<Watcher, SourceError> {
-        let folders = cfg
-            .folders
-            .as_ref()
-            .map(|fs| fs.iter().map(|f| (f.name.clone(), f.role)).collect());
-        Ok(Watcher {
-            label: cfg.path.display().to_string(),
-            maildir: Maildir::open(&cfg.path, folders)?,
-            seen: HashSet::new(),
-            failing: None,
-        })
+/// Why a poll of a Maildir stopped short.
+enum Stop {
+    /// The service is shutting down.
+    Shutdown,
+    /// A fault, retried at the next poll.
+    Fault(String),
+}
+
+impl MaildirWatch {
+    async fn run(mut self) {
+        let mut poll = tokio::time::interval(self.poll);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.recv() => return,
+                _ = poll.tick() => {}
+            }
+            // Drain: keep reading while a full batch came back (first sync).
+            loop {
+                match self.step().await {
+                    Ok(full) => {
+                        if self.failing.take().is_some() {
+                            info!(maildir = %self.label, "maildir readable again");
+                        }
+                        if !full || self.shutdown.is_shutdown() {
+                            break;
+                        }
+                    }
+                    Err(Stop::Shutdown) => return,
+                    Err(Stop::Fault(msg)) => {
+                        if self.failing.as_deref() != Some(msg.as_str()) {
+                            error!(maildir = %self.label, error = %msg, "cannot ingest from maildir; retrying every poll");
+                            self.failing = Some(msg);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
     }
 
-    /// New messages (positions never ingested), at most [`POLL_BATCH`].
-    fn poll(&mut self, store: &dyn Store) -> Result<Vec<(Vec<u8>, SourceMeta)>, DeskError> {
-        let entries = self.maildir.scan()?;
+    /// Read, prepare and hand over one batch of new files, at most [`POLL_BATCH`]; returns
+    /// whether it was full.
+    async fn step(&mut self) -> Result<bool, Stop> {
+        if self.seen.is_none() {
+            let prefix = format!("maildir:{}/", self.maildir.root.display());
+            let held = ask(&self.desk, |reply| Request::Positions { prefix, reply }).await?;
+            self.seen = Some(held.into_iter().collect());
+        }
+        let batch = tokio::task::block_in_place(|| self.read_new())?;
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let full = batch.len() >= POLL_BATCH;
+        let positions: Vec<String> = batch
+            .iter()
+            .filter_map(|m| m.meta.position.clone())
+            .collect();
+        let messages = self
+            .preparer
+            .prepare(batch, timefmt::now())
+            .await
+            .map_err(|e| Stop::Fault(e.to_string()))?;
+        ask(&self.desk, |reply| Request::Ingest {
+            messages,
+            checkpoint: None,
+            reply,
+        })
+        .await?;
+        self.seen.get_or_insert_default().extend(positions);
+        Ok(full)
+    }
+
+    /// New messages (positions not recorded), at most [`POLL_BATCH`].
+    fn read_new(&mut self) -> Result<Vec<RawMessage>, Stop> {
+        let entries = self
+            .maildir
+            .scan()
+            .map_err(|e| Stop::Fault(e.to_string()))?;
+        let seen = self.seen.get_or_insert_default();
         let mut out = Vec::new();
         for entry in entries {
-            if self.seen.contains(&entry.position) {
-                continue;
-            }
-            if store.position(&entry.position)?.is_some() {
-                self.seen.insert(entry.position);
+            if seen.contains(&entry.position) {
                 continue;
             }
             match self.maildir.read(&entry) {
-                Ok(m) => out.push((m.raw, m.meta)),
+                Ok(m) => out.push(m),
                 // A file that vanished between scan and read was moved (new/ → cur/): the
                 // next scan sees it under its new name, with the same position.
                 Err(e) => {
@@ -77,12 +145,28 @@ impl Watcher {
     }
 }
 
+/// Ask the service loop and wait for its answer. A closed channel means it is shutting down.
+async fn ask<T>(
+    desk: &mpsc::Sender<Request>,
+    request: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
+) -> Result<T, Stop> {
+    let (reply, answer) = oneshot::channel();
+    desk.send(request(reply))
+        .await
+        .map_err(|_| Stop::Shutdown)?;
+    answer
+        .await
+        .map_err(|_| Stop::Shutdown)?
+        .map_err(Stop::Fault)
+}
+
 /// Run until `shutdown` fires.
 pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError> {
     let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
     let (requests, mut inbox) = tokio::sync::mpsc::channel::<Request>(16);
-    let mut folder_tasks = tokio::task::JoinSet::new();
-    let policy = std::sync::Arc::new(desk.policy().clone());
+    let mut source_tasks = tokio::task::JoinSet::new();
+    // One preparer for every source: parsing and extracting never run on this loop's thread.
+    let preparer = Preparer::for_desk(&desk, false)?;
     for (i, m) in config.mailbox.iter().enumerate() {
         let m = std::sync::Arc::new(m.clone());
         for (j, f) in m.folders.iter().enumerate() {
@@ -90,43 +174,51 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
                 m.clone(),
                 f.clone(),
                 requests.clone(),
-                policy.clone(),
+                preparer.clone(),
                 shutdown.clone(),
                 // Different seeds: folders must not retry in lockstep.
                 (i as u64) << 32 | j as u64 | u64::from(std::process::id()) << 16,
             );
-            folder_tasks.spawn(watch.run());
+            source_tasks.spawn(watch.run());
         }
     }
-    drop(requests);
     info!(
         store = %config.store.path.display(),
         messages = desk.engine().message_count(),
         maildirs = config.maildir.len(),
-        imap_folders = folder_tasks.len(),
+        imap_folders = config.mailbox.iter().map(|m| m.folders.len()).sum::<usize>(),
         "cprwatch running"
     );
-    let mut watchers = Vec::new();
     for m in &config.maildir {
-        let w = Watcher::new(m)?;
+        let maildir = Maildir::open(
+            &m.path,
+            m.folders
+                .as_ref()
+                .map(|fs| fs.iter().map(|f| (f.name.clone(), f.role)).collect()),
+        )?;
+        let label = m.path.display().to_string();
         // An empty directory (cur/ and new/ not made yet), skipped subfolders.
-        for note in &w.maildir.notes {
+        for note in &maildir.notes {
             warn!(
-                maildir = w.label.as_str(),
+                maildir = label.as_str(),
                 note = note.as_str(),
                 "maildir note"
             );
         }
-        watchers.push(w);
+        let watch = MaildirWatch {
+            label,
+            maildir,
+            poll: StdDuration::from_secs(m.poll_seconds.max(1)),
+            seen: None,
+            failing: None,
+            desk: requests.clone(),
+            preparer: preparer.clone(),
+            shutdown: shutdown.clone(),
+        };
+        source_tasks.spawn(watch.run());
     }
-    let poll_secs = config
-        .maildir
-        .iter()
-        .map(|m| m.poll_seconds)
-        .min()
-        .unwrap_or(60)
-        .max(1);
-    let mut poll = tokio::time::interval(StdDuration::from_secs(poll_secs));
+    drop(requests);
+    drop(preparer);
     let mut tick = tokio::time::interval(StdDuration::from_secs(config.clock.tick_seconds.max(1)));
     let mut warned: HashSet<crate::ids::ClockId> = HashSet::new();
     let warn_before = config.clock.warn_before;
@@ -136,50 +228,6 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
             biased;
             _ = shutdown.recv() => break,
             Some(req) = inbox.recv() => handle(&mut desk, req),
-            _ = poll.tick() => {
-                for w in &mut watchers {
-                    // Drain: keep polling while a full batch came back (first sync).
-                    loop {
-                        let polled = tokio::task::block_in_place(|| w.poll(desk.store()));
-                        let batch = match polled {
-                            Ok(b) => {
-                                if w.failing.take().is_some() {
-                                    info!(maildir = %w.label, "maildir readable again");
-                                }
-                                b
-                            }
-                            Err(e) => {
-                                let msg = e.to_string();
-                                if w.failing.as_deref() != Some(msg.as_str()) {
-                                    error!(maildir = %w.label, error = %msg, "cannot scan maildir; retrying every poll");
-                                    w.failing = Some(msg);
-                                }
-                                break;
-                            }
-                        };
-                        if batch.is_empty() {
-                            break;
-                        }
-                        let full = batch.len() >= POLL_BATCH;
-                        let positions: Vec<String> =
-                            batch.iter().filter_map(|(_, m)| m.position.clone()).collect();
-                        let now = timefmt::now();
-                        match tokio::task::block_in_place(|| desk.ingest(batch, now)) {
-                            Ok(events) => {
-                                w.seen.extend(positions);
-                                log_events(&events);
-                            }
-                            Err(e) => {
-                                error!(error = %e, "cannot commit batch; it will be read again");
-                                break;
-                            }
-                        }
-                        if !full || shutdown.is_shutdown() {
-                            break;
-                        }
-                    }
-                }
-            }
             _ = tick.tick() => {
                 let now = timefmt::now();
                 match tokio::task::block_in_place(|| desk.tick(now)) {
@@ -195,12 +243,12 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     while let Some(req) = inbox.recv().await {
         handle(&mut desk, req);
     }
-    folder_tasks.shutdown().await;
+    source_tasks.shutdown().await;
     info!("shutting down: all committed");
     Ok(())
 }
 
-/// Serve one request from a folder task. Commits happen here, in order, one at a time.
+/// Serve one request from a source task. Commits happen here, in order, one at a time.
 fn handle(desk: &mut Desk, req: Request) {
     tokio::task::block_in_place(|| match req {
         Request::Checkpoint {
@@ -220,14 +268,21 @@ fn handle(desk: &mut Desk, req: Request) {
             checkpoint,
             reply,
         } => {
-            let r = desk.ingest_to(messages, checkpoint.into_iter().collect(), timefmt::now());
+            let mut events = Vec::new();
+            let r = desk.record(
+                messages,
+                checkpoint.into_iter().collect(),
+                timefmt::now(),
+                Derive::Now,
+                Some(&mut events),
+            );
+            // What was committed before a failure (the messages, some derived events) is logged
+            // too: it is in the log.
+            log_events(&events);
             let r = match r {
-                Ok(events) => {
-                    log_events(&events);
-                    Ok(events.len())
-                }
+                Ok(done) => Ok(done.events as usize),
                 Err(e) => {
-                    error!(error = %e, "cannot commit a batch from IMAP; it will be fetched again");
+                    error!(error = %e, "cannot commit a batch; it will be read again");
                     Err(e.to_string())
                 }
             };

@@ -137,19 +137,6 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// Add a later delta's changes after this one's.
-    pub fn append(&mut self, later: Delta) {
-        if self.truncate_from.is_none() && self.versions.is_empty() {
-            self.truncate_from = later.truncate_from;
-        } else if let Some(t) = later.truncate_from {
-            // A later truncation forgets what came before it from `t` on.
-            self.versions.retain(|v| v.as_of() < t);
-            self.truncate_from = Some(self.truncate_from.map_or(t, |s| s.min(t)));
-        }
-        self.versions.extend(later.versions);
-        self.complete = later.complete;
-    }
-
     pub fn is_empty(&self) -> bool {
         self.truncate_from.is_none() && self.versions.is_empty() && !self.complete
     }

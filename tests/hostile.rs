@@ -16,6 +16,7 @@ use cprwatch::desk::Desk;
 use cprwatch::event::{ClockKind, Event};
 use cprwatch::limits::TRUNCATED;
 use cprwatch::model::FolderRole;
+use cprwatch::pipeline;
 use hostile_mail::{CSV_FIRST_ID, LINKED_ID, Scale};
 
 const SCALE: Scale = Scale::FULL;
@@ -45,9 +46,8 @@ fn ingest(kind: &str, raw: &[u8]) -> Outcome {
     let config = config::load(&cfg).expect("config");
     let mut desk = Desk::open(&config).expect("desk");
     let now = || cprwatch::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
-    let summary = desk
-        .ingest_paths(&[(file, FolderRole::Inbox)], 500, now)
-        .expect("ingest");
+    let summary =
+        pipeline::ingest_paths(&mut desk, &[(file, FolderRole::Inbox)], 500, now).expect("ingest");
     assert_eq!(
         (summary.read, summary.new_messages),
         (1, 1),
@@ -250,15 +250,16 @@ fn references_beyond_the_limit_are_noted() {
         ..Scale::SMALL
     };
     let now = cprwatch::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
-    desk.ingest(
-        vec![(
-            hostile_mail::message("csv", &small),
-            cprwatch::model::SourceMeta {
+    pipeline::ingest(
+        &mut desk,
+        vec![pipeline::RawMessage {
+            raw: hostile_mail::message("csv", &small),
+            meta: cprwatch::model::SourceMeta {
                 folder: FolderRole::Inbox,
                 position: None,
                 server_time: None,
             },
-        )],
+        }],
         now,
     )
     .expect("ingest");

@@ -12,6 +12,7 @@ use cprwatch::engine::Engine;
 use cprwatch::facts::Policy;
 use cprwatch::limits::Limits;
 use cprwatch::model::{FolderRole, SourceMeta};
+use cprwatch::pipeline::RawMessage;
 use cprwatch::projection::Settings;
 use cprwatch::rules::RuleSet;
 use cprwatch::staff::StaffPolicy;
@@ -243,8 +244,9 @@ fn twenty_thousand_mutated_fixtures_neither_panic_nor_lose_the_message() {
             position: Some(format!("mutation:{seed}/{n}")),
             server_time: None,
         };
-        let result =
-            std::panic::catch_unwind(|| cprwatch::facts::prepare(m, meta, policy_ref(), now));
+        let result = std::panic::catch_unwind(|| {
+            cprwatch::pipeline::prepare(RawMessage { raw: m, meta }, policy_ref(), now, false)
+        });
         let prepared = match result {
             Ok(p) => p,
             Err(_) => panic!(
@@ -262,10 +264,12 @@ fn twenty_thousand_mutated_fixtures_neither_panic_nor_lose_the_message() {
         distinct.insert(prepared.content_hash().to_string());
         batch.push(prepared);
         if batch.len() == BATCH {
-            engine.ingest_prepared(std::mem::take(&mut batch), now);
+            engine.receive(std::mem::take(&mut batch), now);
+            engine.tick(now);
         }
     }
-    engine.ingest_prepared(batch, now);
+    engine.receive(batch, now);
+    engine.tick(now);
     // Every distinct message is recorded, whatever was done to it.
     assert_eq!(engine.message_count(), distinct.len());
     let p = engine.project_at(now);

@@ -36,13 +36,13 @@ fn store_wal_and_shm_are_0600_after_a_real_ingest_even_with_umask_0() {
     let config = cprwatch::config::load(&config).unwrap();
     let mut desk = Desk::open(&config).unwrap();
     let now = || cprwatch::timefmt::parse("2026-12-01T00:00:00Z").unwrap();
-    let summary = desk
-        .ingest_paths(
-            &[(common::root().join("fixtures/maildir"), FolderRole::Inbox)],
-            100,
-            now,
-        )
-        .unwrap();
+    let summary = cprwatch::pipeline::ingest_paths(
+        &mut desk,
+        &[(common::root().join("fixtures/maildir"), FolderRole::Inbox)],
+        100,
+        now,
+    )
+    .unwrap();
     assert!(summary.new_messages > 0, "{summary:?}");
     // While the store is open, all three files exist.
     for suffix in ["", "-wal", "-shm"] {

@@ -14,6 +14,7 @@ use cprwatch::config;
 use cprwatch::desk;
 use cprwatch::lookup;
 use cprwatch::model::{FolderRole, SourceMeta, Timestamp};
+use cprwatch::pipeline;
 use cprwatch::projection::Projection;
 use cprwatch::store;
 use cprwatch::timefmt::parse;
@@ -122,7 +123,7 @@ fn tables_equal_a_re_derivation_when_folders_arrive_one_after_another() {
     for role in [FolderRole::Sent, FolderRole::Inbox, FolderRole::Junk] {
         let paths: Vec<(PathBuf, FolderRole)> =
             files.iter().filter(|(_, r)| *r == role).cloned().collect();
-        d.ingest_paths(&paths, 3, now).unwrap();
+        pipeline::ingest_paths(&mut d, &paths, 3, now).unwrap();
     }
     assert_tables_equal_projection(&d, &desk.store());
 }
@@ -150,7 +151,7 @@ fn tables_equal_a_re_derivation_when_messages_arrive_one_at_a_time_in_any_order(
                 position: None,
                 server_time: None,
             };
-            d.ingest(vec![(raw, meta)], now()).unwrap();
+            pipeline::ingest(&mut d, vec![pipeline::RawMessage { raw, meta }], now()).unwrap();
             if n % 17 == 0 {
                 // A restart now and then: the tables are picked up where they are.
                 drop(d);

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use cprwatch::commands::INGEST_BATCH;
 use cprwatch::config;
-use cprwatch::desk::{Desk, IngestSummary};
+use cprwatch::desk::Desk;
 use cprwatch::model::{FolderRole, Timestamp};
+use cprwatch::pipeline::{self, IngestSummary};
 
 /// The desk and the directory its store lives in (removed when dropped).
 pub struct BenchDesk {
@@ -31,13 +32,13 @@ impl BenchDesk {
 
     /// Ingest one folder (or file) as the inbox.
     pub fn ingest(&mut self, path: &Path, now: fn() -> Timestamp) -> IngestSummary {
-        self.desk
-            .ingest_paths(
-                &[(path.to_path_buf(), FolderRole::Inbox)],
-                INGEST_BATCH,
-                now,
-            )
-            .expect("ingest")
+        pipeline::ingest_paths(
+            &mut self.desk,
+            &[(path.to_path_buf(), FolderRole::Inbox)],
+            INGEST_BATCH,
+            now,
+        )
+        .expect("ingest")
     }
 
     pub fn store_bytes(&self) -> u64 {

@@ -2,8 +2,8 @@
 //! [`NewMessage::compress`] ran, the compressed form the SQLite store keeps.
 //!
 //! Why a type of its own: hashing and compressing are the costly part of storing a message, and
-//! all commits run one at a time on one thread. A source that reads on its own thread (an IMAP
-//! folder task) seals each message there, so the committing thread only writes. The hash is
+//! all commits run one at a time on one thread. The pipeline's preparer ([`crate::pipeline`])
+//! seals each message on a thread of its own, so the committing thread only writes. The hash is
 //! computed here from the bytes and nothing can change either afterwards, so the store can
 //! trust the pairing without hashing again.
 

@@ -601,26 +601,4 @@ mod tables {
             "complete deltas mark the tables complete through the log's head"
         );
     }
-
-    #[test]
-    fn a_later_delta_appended_keeps_what_the_store_would_keep() {
-        let t = |s: &str| parse(s).unwrap();
-        let a = clock("2026-03-06T00:00:00Z");
-        let mut d = Delta {
-            truncate_from: Some(t("2026-03-01T00:00:00Z")),
-            versions: vec![
-                version("2026-03-01T00:00:00Z", Some(&a)),
-                version("2026-03-03T00:00:00Z", Some(&a)),
-            ],
-            complete: false,
-        };
-        d.append(Delta {
-            truncate_from: Some(t("2026-03-02T00:00:00Z")),
-            versions: vec![version("2026-03-02T00:00:00Z", None)],
-            complete: true,
-        });
-        assert_eq!(d.truncate_from, Some(t("2026-03-01T00:00:00Z")));
-        assert_eq!(d.versions.len(), 2);
-        assert!(d.complete);
-    }
 }
