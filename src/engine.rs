@@ -297,6 +297,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the next tick derives cases and clocks from the start again (a message older
+    /// than those derived arrived since, or nothing was derived yet), rather than extending
+    /// what it derived before.
+    pub fn would_rederive(&self) -> bool {
+        self.projector.is_none() && !self.facts.is_empty()
+    }
+
     /// The store's tables now hold every message received (they were just rebuilt).
     pub fn tables_complete(&mut self) {
         self.unprojected = None;

@@ -367,12 +367,15 @@ impl<'d> Bulk<'d> {
         };
         let prepared = pending.wait()?;
         self.batches += 1;
-        // Derive now and then, so no single commit grows with the load.
-        let derive = if self.batches.is_multiple_of(DERIVE_EVERY) {
-            Derive::Now
-        } else {
-            Derive::Later
-        };
+        // Derive now and then while the mail comes in time order (each derivation extends
+        // the last). Mail older than what was derived (another folder) makes the derivation
+        // start again from it: that is left to the end, once.
+        let derive =
+            if self.batches.is_multiple_of(DERIVE_EVERY) && !self.desk.engine().would_rederive() {
+                Derive::Now
+            } else {
+                Derive::Later
+            };
         let done = self.desk.record(prepared, Vec::new(), now, derive, None)?;
         self.summary.new_messages += done.new_messages;
         self.summary.events += done.events;

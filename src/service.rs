@@ -227,7 +227,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         tokio::select! {
             biased;
             _ = shutdown.recv() => break,
-            Some(req) = inbox.recv() => handle(&mut desk, req),
+            Some(req) = inbox.recv() => handle(&mut desk, req, inbox.len()),
             _ = tick.tick() => {
                 let now = timefmt::now();
                 match tokio::task::block_in_place(|| desk.tick(now)) {
@@ -241,7 +241,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     // Batches already handed over are committed; no new ones are taken.
     inbox.close();
     while let Some(req) = inbox.recv().await {
-        handle(&mut desk, req);
+        handle(&mut desk, req, inbox.len());
     }
     source_tasks.shutdown().await;
     info!("shutting down: all committed");
@@ -249,7 +249,8 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
 }
 
 /// Serve one request from a source task. Commits happen here, in order, one at a time.
-fn handle(desk: &mut Desk, req: Request) {
+/// Serve one request; `queued` more are waiting.
+fn handle(desk: &mut Desk, req: Request, queued: usize) {
     tokio::task::block_in_place(|| match req {
         Request::Checkpoint {
             mailbox,
@@ -269,11 +270,19 @@ fn handle(desk: &mut Desk, req: Request) {
             reply,
         } => {
             let mut events = Vec::new();
+            // Mail older than what was derived (a first sync, folders read side by side) makes
+            // the next derivation start again from it: while more batches wait, leave it to
+            // the last of them (or the next tick) instead of once per batch.
+            let derive = if queued > 0 && desk.engine().would_rederive() {
+                Derive::Later
+            } else {
+                Derive::Now
+            };
             let r = desk.record(
                 messages,
                 checkpoint.into_iter().collect(),
                 timefmt::now(),
-                Derive::Now,
+                derive,
                 Some(&mut events),
             );
             // What was committed before a failure (the messages, some derived events) is logged
