@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::engine::{Batch, Engine};
+use crate::engine::Engine;
 use crate::event::{Envelope, Event};
 use crate::facts::Policy;
 use crate::model::Timestamp;
@@ -167,18 +167,31 @@ impl Desk {
     ) -> Result<Recorded, DeskError> {
         let before = self.engine.message_count();
         let batch = self.engine.receive(messages, now);
-        let received = self.commit(batch, checkpoints)?;
-        let mut done = Recorded {
-            new_messages: (self.engine.message_count() - before) as u64,
-            events: received.len() as u64,
+        let new_messages = (self.engine.message_count() - before) as u64;
+        let received = batch.events;
+        let first = store::Batch {
+            messages: batch.messages,
+            positions: batch.positions,
+            events: received.iter().map(Envelope::encode).collect(),
+            event_refs: received.iter().map(|e| e.event.refs()).collect(),
+            checkpoints,
+            ..store::Batch::default()
         };
         if let Some(k) = keep.as_deref_mut() {
-            k.extend(received);
+            k.extend(received.iter().cloned());
         }
-        if derive == Derive::Now {
-            done.events += self.derive(now, keep)?;
-        }
-        Ok(done)
+        let events = if derive == Derive::Now {
+            // The messages commit with the first piece of what they change: for an ordinary
+            // batch, one transaction holds the mail, its events and its cases and clocks.
+            self.derive(now, Some(first), keep)?
+        } else {
+            self.commit(first)?;
+            received.len() as u64
+        };
+        Ok(Recorded {
+            new_messages,
+            events,
+        })
     }
 
     /// Re-evaluate clocks at `now` (a [`Desk::record`] of nothing); commit and return what
@@ -189,31 +202,40 @@ impl Desk {
         Ok(kept)
     }
 
-    /// Derive cases and clocks at `now`, committing in pieces; returns how many events were
-    /// committed.
+    /// Derive cases and clocks at `now`, committing in pieces, the first with `first` (what
+    /// was received); returns how many events were committed.
     fn derive(
         &mut self,
         now: Timestamp,
+        mut first: Option<store::Batch>,
         mut keep: Option<&mut Vec<Envelope>>,
     ) -> Result<u64, DeskError> {
         let store = &mut self.store;
-        let committed =
+        let mut committed_events = 0u64;
+        let derived =
             self.engine
                 .tick_in_pieces(now, TICK_COMMIT_EVENTS, |piece: Vec<Envelope>, delta| {
-                    let sb = store::Batch {
-                        events: piece.iter().map(Envelope::encode).collect(),
-                        event_refs: piece.iter().map(|e| e.event.refs()).collect(),
-                        tables: delta.unwrap_or_default(),
-                        ..store::Batch::default()
-                    };
+                    let mut sb = first.take().unwrap_or_default();
+                    sb.events.extend(piece.iter().map(Envelope::encode));
+                    sb.event_refs.extend(piece.iter().map(|e| e.event.refs()));
+                    sb.tables = delta.unwrap_or_default();
+                    committed_events += sb.events.len() as u64;
                     store.commit(sb)?;
                     if let Some(k) = keep.as_deref_mut() {
                         k.extend(piece);
                     }
                     Ok::<(), StoreError>(())
                 });
-        match committed {
-            Ok(n) => Ok(n as u64),
+        let done = derived.and_then(|_| match first.take() {
+            // Nothing was derived: what was received commits alone.
+            Some(sb) if !sb.is_empty() => {
+                committed_events += sb.events.len() as u64;
+                self.store.commit(sb).map(drop)
+            }
+            _ => Ok(()),
+        });
+        match done {
+            Ok(()) => Ok(committed_events),
             Err(e) => {
                 // Memory must not run ahead of the store: forget what was not committed.
                 self.engine = restore_engine(self.store.as_ref(), &self.policy, &self.settings)?;
@@ -222,29 +244,16 @@ impl Desk {
         }
     }
 
-    fn commit(
-        &mut self,
-        batch: Batch,
-        checkpoints: Vec<store::Checkpoint>,
-    ) -> Result<Vec<Envelope>, DeskError> {
-        if batch.is_empty() && checkpoints.is_empty() {
-            return Ok(Vec::new());
+    fn commit(&mut self, batch: store::Batch) -> Result<(), DeskError> {
+        if batch.is_empty() {
+            return Ok(());
         }
-        let events = batch.events;
-        let sb = store::Batch {
-            messages: batch.messages,
-            positions: batch.positions,
-            events: events.iter().map(Envelope::encode).collect(),
-            event_refs: events.iter().map(|e| e.event.refs()).collect(),
-            checkpoints,
-            ..store::Batch::default()
-        };
-        if let Err(e) = self.store.commit(sb) {
+        if let Err(e) = self.store.commit(batch) {
             // Memory must not run ahead of the store: forget what was not committed.
             self.engine = restore_engine(self.store.as_ref(), &self.policy, &self.settings)?;
             return Err(e.into());
         }
-        Ok(events)
+        Ok(())
     }
 
     /// Cases and clocks as they were at `at`.

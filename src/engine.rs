@@ -198,8 +198,11 @@ impl Restoring {
     }
 }
 
-/// Messages fed to the projector between two hand-overs of table versions.
+/// Messages fed to the projector between two looks at how many table versions it made.
 const VERSION_SLICE: usize = 2048;
+
+/// Table versions from which they are handed on by themselves, ahead of the tick's events.
+const VERSION_PIECE: usize = 10_000;
 
 /// From how many clocks at once the timeline is extended by a tree built of its own.
 const BULK_TIMELINE: usize = 1024;
@@ -433,11 +436,15 @@ impl Engine {
         let projector = self
             .projector
             .get_or_insert_with(|| Projector::versioned(&self.assigned, &self.settings, emit));
-        // Fed a slice at a time, its versions handed on as they are made (the truncation
-        // with the first): a bulk load's hundreds of thousands are never held at once. The
-        // tables are marked complete only with the last piece of events, so a crash in
-        // between re-derives them from the truncation point on.
-        let mut truncate = if rebuilt { self.unprojected } else { None };
+        // Fed a slice at a time; versions beyond a piece's worth are handed on as they are
+        // made (the truncation with the first), so a bulk load's hundreds of thousands are
+        // never held at once. The rest ride with the last piece of events, so an ordinary
+        // batch commits its events and tables together; the tables are marked complete only
+        // then, so a crash in between re-derives them from the truncation point on.
+        let mut pending = Delta {
+            truncate_from: if rebuilt { self.unprojected } else { None },
+            ..Delta::default()
+        };
         let n = self.facts.len();
         let mut fed = projector.fed();
         loop {
@@ -446,14 +453,9 @@ impl Engine {
                 next += 1;
             }
             projector.feed(&self.facts[..next]);
-            let versions = projector.take_versions();
-            if !versions.is_empty() || truncate.is_some() {
-                let piece = Delta {
-                    truncate_from: truncate.take(),
-                    versions,
-                    complete: false,
-                };
-                sink(Vec::new(), Some(piece))?;
+            pending.versions.extend(projector.take_versions());
+            if pending.versions.len() >= VERSION_PIECE {
+                sink(Vec::new(), Some(std::mem::take(&mut pending)))?;
             }
             fed = next;
             if fed >= n {
@@ -463,7 +465,7 @@ impl Engine {
         projector.set_emit(Emit::All);
         let delta = Delta {
             complete: self.unprojected.is_some(),
-            ..Delta::default()
+            ..pending
         };
         let mut out = Emitted {
             now,

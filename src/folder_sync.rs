@@ -50,6 +50,9 @@ pub enum Request {
     Ingest {
         messages: Vec<Prepared>,
         checkpoint: Option<Checkpoint>,
+        /// More batches of the same pass follow (a first sync, a catch-up): deriving what older
+        /// mail changes may wait for the last of them.
+        more: bool,
         reply: oneshot::Sender<Result<usize, String>>,
     },
     /// Record the folder's health.
@@ -212,9 +215,10 @@ impl FolderWatch {
         advance: bool,
     ) -> Result<(), SyncError> {
         let this = &*self;
-        let (fetched_tx, fetched_rx) = mpsc::channel::<(Vec<Fetched>, Option<Checkpoint>)>(1);
+        let (fetched_tx, fetched_rx) = mpsc::channel::<(Vec<Fetched>, Option<Checkpoint>, bool)>(1);
         let fetcher = async move {
-            for chunk in uids.chunks(this.mailbox.fetch_batch) {
+            let chunks = uids.chunks(this.mailbox.fetch_batch).count();
+            for (i, chunk) in uids.chunks(this.mailbox.fetch_batch).enumerate() {
                 if this.shutdown.is_shutdown() {
                     break;
                 }
@@ -225,7 +229,11 @@ impl FolderWatch {
                     uidvalidity,
                     last_uid: chunk.iter().copied().max().unwrap_or(0),
                 });
-                if fetched_tx.send((fetched, checkpoint)).await.is_err() {
+                if fetched_tx
+                    .send((fetched, checkpoint, i + 1 < chunks))
+                    .await
+                    .is_err()
+                {
                     // The committing stage stopped on an error of its own, which it returns.
                     break;
                 }
@@ -236,15 +244,15 @@ impl FolderWatch {
             let batches = futures::stream::unfold(fetched_rx, |mut rx| async move {
                 rx.recv().await.map(|batch| (batch, rx))
             })
-            .map(|(fetched, checkpoint)| {
+            .map(|(fetched, checkpoint, more)| {
                 let prepared = this.prepare(fetched, uidvalidity);
-                async move { prepared.await.map(|messages| (messages, checkpoint)) }
+                async move { prepared.await.map(|messages| (messages, checkpoint, more)) }
             })
             .buffered(pipeline::AHEAD);
             futures::pin_mut!(batches);
             let mut in_flight: Option<oneshot::Receiver<Result<usize, String>>> = None;
             while let Some(batch) = batches.next().await {
-                let (messages, checkpoint) = batch?;
+                let (messages, checkpoint, more) = batch?;
                 if let Some(previous) = in_flight.take() {
                     settle(previous).await?;
                 }
@@ -253,6 +261,7 @@ impl FolderWatch {
                     .send(Request::Ingest {
                         messages,
                         checkpoint,
+                        more,
                         reply,
                     })
                     .await

@@ -110,6 +110,7 @@ impl MaildirWatch {
         ask(&self.desk, |reply| Request::Ingest {
             messages,
             checkpoint: None,
+            more: full,
             reply,
         })
         .await?;
@@ -227,21 +228,23 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         tokio::select! {
             biased;
             _ = shutdown.recv() => break,
-            Some(req) = inbox.recv() => handle(&mut desk, req, inbox.len()),
+            Some(req) = inbox.recv() => {
+                handle(&mut desk, req);
+            }
             _ = tick.tick() => {
-                let now = timefmt::now();
-                match tokio::task::block_in_place(|| desk.tick(now)) {
-                    Ok(events) => log_events(&events),
-                    Err(e) => error!(error = %e, "cannot commit clock changes; retrying next tick"),
-                }
-                warn_due(&desk, now, warn_before, &mut warned);
+                derive(&mut desk);
+                warn_due(&desk, timefmt::now(), warn_before, &mut warned);
             }
         }
     }
     // Batches already handed over are committed; no new ones are taken.
     inbox.close();
+    let mut deferred = false;
     while let Some(req) = inbox.recv().await {
-        handle(&mut desk, req, inbox.len());
+        deferred |= handle(&mut desk, req);
+    }
+    if deferred {
+        derive(&mut desk);
     }
     source_tasks.shutdown().await;
     info!("shutting down: all committed");
@@ -249,8 +252,19 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
 }
 
 /// Serve one request from a source task. Commits happen here, in order, one at a time.
-/// Serve one request; `queued` more are waiting.
-fn handle(desk: &mut Desk, req: Request, queued: usize) {
+/// Evaluate the clocks at the wall clock's `now` and commit what changed.
+fn derive(desk: &mut Desk) {
+    let now = timefmt::now();
+    match tokio::task::block_in_place(|| desk.tick(now)) {
+        Ok(events) => log_events(&events),
+        Err(e) => error!(error = %e, "cannot commit clock changes; retrying next tick"),
+    }
+}
+
+/// Serve one request. Returns whether a batch was recorded without deriving what it changes
+/// (more of its pass follow; the last of them, or the next tick, derives).
+fn handle(desk: &mut Desk, req: Request) -> bool {
+    let mut deferred = false;
     tokio::task::block_in_place(|| match req {
         Request::Checkpoint {
             mailbox,
@@ -267,13 +281,15 @@ fn handle(desk: &mut Desk, req: Request, queued: usize) {
         Request::Ingest {
             messages,
             checkpoint,
+            more,
             reply,
         } => {
             let mut events = Vec::new();
             // Mail older than what was derived (a first sync, folders read side by side) makes
-            // the next derivation start again from it: while more batches wait, leave it to
-            // the last of them (or the next tick) instead of once per batch.
-            let derive = if queued > 0 && desk.engine().would_rederive() {
+            // the next derivation start again from it: while more batches of the same pass
+            // follow, leave it to the last of them instead of once per batch.
+            let derive = if more && desk.engine().would_rederive() {
+                deferred = true;
                 Derive::Later
             } else {
                 Derive::Now
@@ -302,7 +318,8 @@ fn handle(desk: &mut Desk, req: Request, queued: usize) {
                 warn!(error = %e, "cannot record folder state");
             }
         }
-    })
+    });
+    deferred
 }
 
 /// Log, once per clock, every running clock within `warn_before` of its deadline.
