@@ -19,6 +19,7 @@
 //!
 //! Two backends: [`SqliteStore`] (the service) and [`MemoryStore`] (stateless replay, tests).
 
+mod body;
 pub mod chain;
 mod checkpointer;
 mod memory;
@@ -27,7 +28,7 @@ mod sqlite;
 
 pub use memory::MemoryStore;
 pub use message::NewMessage;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, event_body};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -234,6 +235,10 @@ pub enum StoreError {
         content_hash: String,
         problem: String,
     },
+    #[error(
+        "event {seq} is corrupt: {problem} — run `cprwatch verify` and restore the store from a backup"
+    )]
+    CorruptEvent { seq: u64, problem: String },
     #[error("batch rejected, nothing was written: {0} (this is a bug in the caller)")]
     BadBatch(String),
 }
