@@ -637,6 +637,10 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
         .unwrap();
     c.execute_batch(
         "ALTER TABLE events DROP COLUMN encoding; ALTER TABLE events DROP COLUMN size; \
+         CREATE TABLE p2 (position TEXT PRIMARY KEY, \
+                          content_hash TEXT NOT NULL REFERENCES messages(content_hash)); \
+         INSERT INTO p2 SELECT * FROM positions; DROP TABLE positions; \
+         ALTER TABLE p2 RENAME TO positions; \
          UPDATE meta SET value = '2' WHERE key = 'schema_version';",
     )
     .unwrap();
@@ -655,6 +659,23 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(rows, [(0, None), (1, Some(new[0].body.len() as i64))]);
+    // Positions moved into their rebuilt table whole.
+    let positions: Vec<String> = c
+        .prepare("SELECT position FROM positions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(positions.len(), 1);
+    let ddl: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'positions'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(ddl.contains("WITHOUT ROWID"), "{ddl}");
     let v: String = c
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
