@@ -692,11 +692,11 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
 }
 
 #[test]
-fn new_stores_use_large_pages() {
+fn new_stores_use_larger_pages() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqlite");
     drop(open_sqlite(&path).unwrap());
     let c = Connection::open(&path).unwrap();
     let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
-    assert_eq!(size, 65536);
+    assert_eq!(size, 16384);
 }
