@@ -137,14 +137,15 @@ fn run_phase(phase: &str, root: &Path) {
             let secs = t.elapsed().as_secs_f64();
             report("full ingest (cprwatch)", summary.read, summary.bytes, secs);
             let p = bench.desk.projection_at(cprwatch::timefmt::now());
-            let (main, wal) = bench.store_bytes();
+            let (main, wal, wal_before) = bench.store_bytes();
             // To look inside the store afterwards (sizes of tables, pages): copy it out.
             if let Some(keep) = std::env::var_os("BENCH_KEEP_STORE") {
                 fs::copy(bench.dir.path().join("bench.sqlite"), &keep).expect("copy the store");
             }
             println!(
                 "  -> {} new messages, {} events, {} cases, {} clocks, store {:.1} MiB \
-                 (file {} + WAL {} bytes after a checkpoint) = {:.3}x the {} bytes of mail",
+                 (file {} + WAL {} bytes after a checkpoint; WAL {} before it) = {:.3}x the {} bytes \
+                 of mail",
                 summary.new_messages,
                 summary.events,
                 p.cases.len(),
@@ -152,6 +153,7 @@ fn run_phase(phase: &str, root: &Path) {
                 (main + wal) as f64 / 1048576.0,
                 main,
                 wal,
+                wal_before,
                 (main + wal) as f64 / summary.bytes.max(1) as f64,
                 summary.bytes
             );

@@ -104,6 +104,10 @@ ALTER TABLE positions_v3 RENAME TO positions;
 /// `VACUUM`).
 const PAGE_SIZE: i64 = 16384;
 
+/// Bytes the WAL file is cut back to when it restarts: about what the background checkpointer
+/// lets accumulate before it checkpoints (see `checkpointer.rs`).
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
+
 /// The durable store. Holds one connection; open one store per process.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -199,6 +203,11 @@ impl SqliteStore {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
             .map_err(not_a_store)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(not_a_store)?;
+        // The WAL file keeps the largest size it ever reached (a bulk import's) until the last
+        // connection closes, which for the service is never: bring it back to this size each
+        // time the log restarts from its beginning after a checkpoint.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
             .map_err(not_a_store)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(not_a_store)?;

@@ -700,3 +700,39 @@ fn new_stores_use_larger_pages() {
     let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
     assert_eq!(size, 16384);
 }
+
+#[test]
+fn the_wal_shrinks_back_after_a_large_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let wal_len = || {
+        std::fs::metadata(dir.path().join("s.sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let mut s = open_sqlite(&path).unwrap();
+    // Noise does not compress: about 8 MiB of messages in one commit.
+    let mut x: u64 = 1;
+    let noise: Vec<String> = (0..64)
+        .map(|_| {
+            (0..128 * 1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'!' + (x % 90) as u8)
+                })
+                .collect()
+        })
+        .collect();
+    let noise: Vec<&str> = noise.iter().map(String::as_str).collect();
+    s.commit(batch(&noise, &["{}"])).unwrap();
+    assert!(wal_len() > 6 << 20, "{}", wal_len());
+    // Once checkpointed, the next commit restarts the log and cuts the file back.
+    Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .unwrap();
+    s.commit(batch(&[], &["{}"])).unwrap();
+    assert!(wal_len() <= 4 << 20, "{}", wal_len());
+}
