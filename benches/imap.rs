@@ -65,6 +65,27 @@ fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
     db.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
 }
 
+/// Preliminary-report clocks started in events after `after`. Bodies are stored compactly, so
+/// they are decoded here rather than looked into with SQL.
+fn preliminary_clocks_after(db: &rusqlite::Connection, after: i64) -> i64 {
+    let Ok(mut st) = db.prepare_cached("SELECT body, encoding, size FROM events WHERE seq > ?1")
+    else {
+        return 0;
+    };
+    let Ok(rows) = st.query_map([after], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
+    }) else {
+        return 0;
+    };
+    rows.filter_map(Result::ok)
+        .filter(|(b, e, n)| {
+            let body = cprwatch::store::event_body(b, *e, *n).expect("a sound body");
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            v["event"]["type"] == "clock_started" && v["event"]["kind"] == "preliminary_report"
+        })
+        .count() as i64
+}
+
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
     let env = |k: &str, d: usize| {
@@ -193,11 +214,7 @@ fn main() {
     let sync_rss = procfs::peak_rss_mib(&child.id().to_string());
     // Positions commit in the same transaction as the events, so "all positions" means all
     // derived too; checked here outside the timing.
-    let clocks = count(
-        &db,
-        "SELECT count(*) FROM events WHERE json_extract(body, '$.event.type') = 'clock_started' \
-         AND json_extract(body, '$.event.kind') = 'preliminary_report'",
-    );
+    let clocks = preliminary_clocks_after(&db, 0);
     assert_eq!(
         clocks, n as i64,
         "every report has its preliminary-report clock"
@@ -223,16 +240,7 @@ fn main() {
     // IDLE latency: APPEND → preliminary-report clock in the store.
     // Only rows after the last one seen are read, so each check costs microseconds and does
     // not itself delay what it measures.
-    let started = |after: i64| -> i64 {
-        db.query_row(
-            "SELECT count(*) FROM events WHERE seq > ?1 \
-             AND json_extract(body, '$.event.type') = 'clock_started' \
-             AND json_extract(body, '$.event.kind') = 'preliminary_report'",
-            [after],
-            |r| r.get(0),
-        )
-        .unwrap_or(0)
-    };
+    let started = |after: i64| -> i64 { preliminary_clocks_after(&db, after) };
     let mut lat: Vec<f64> = Vec::with_capacity(samples);
     let mut appended: Vec<f64> = Vec::with_capacity(samples);
     for i in 0..samples {

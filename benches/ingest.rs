@@ -8,7 +8,9 @@
 //!    - `parse`: read every file and parse it with mail-parser, nothing else (the baseline);
 //!    - `ingest`: the full pipeline into a new SQLite store (parse, extract, rules, staff,
 //!      threading, clocks, hash-chained events, compressed raw messages).
-//! 3. Prints messages/s, MB/s and peak RSS for both, and the ingest/parse ratio.
+//! 3. Prints messages/s, MB/s and peak RSS for both, and the ingest/parse ratio, and the
+//!    store's size (file + WAL after a checkpoint) against the mail's; `BENCH_KEEP_STORE=path`
+//!    copies the store there to look inside.
 
 use std::fs;
 use std::io::Write;
@@ -138,14 +140,25 @@ fn run_phase(phase: &str, root: &Path) {
             let secs = t.elapsed().as_secs_f64();
             report("full ingest (cprwatch)", summary.read, summary.bytes, secs);
             let p = bench.desk.projection_at(cprwatch::timefmt::now());
-            let store_size = bench.store_bytes();
+            let (main, wal, wal_before) = bench.store_bytes();
+            // To look inside the store afterwards (sizes of tables, pages): copy it out.
+            if let Some(keep) = std::env::var_os("BENCH_KEEP_STORE") {
+                fs::copy(bench.dir.path().join("bench.sqlite"), &keep).expect("copy the store");
+            }
             println!(
-                "  -> {} new messages, {} events, {} cases, {} clocks, store {:.1} MiB",
+                "  -> {} new messages, {} events, {} cases, {} clocks, store {:.1} MiB \
+                 (file {} + WAL {} bytes after a checkpoint; WAL {} before it) = {:.3}x the {} bytes \
+                 of mail",
                 summary.new_messages,
                 summary.events,
                 p.cases.len(),
                 p.clocks.len(),
-                store_size as f64 / 1048576.0
+                (main + wal) as f64 / 1048576.0,
+                main,
+                wal,
+                wal_before,
+                (main + wal) as f64 / summary.bytes.max(1) as f64,
+                summary.bytes
             );
         }
         other => panic!("unknown phase {other}"),

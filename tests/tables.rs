@@ -286,12 +286,12 @@ fn a_store_from_before_the_tables_is_upgraded_on_first_use() {
         "--at",
         "2026-12-01T00:00:00Z",
     ]);
-    // What a store of schema 2 looked like: no tables at all.
+    // What a store of schema 3 looked like: no tables at all.
     let c = rusqlite::Connection::open(desk.store()).unwrap();
     c.execute_batch(
         "DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; \
          DROP TABLE event_refs; DELETE FROM meta WHERE key LIKE 'tables_%'; \
-         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+         UPDATE meta SET value = '3' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(c);

@@ -41,9 +41,18 @@ impl BenchDesk {
         .expect("ingest")
     }
 
-    pub fn store_bytes(&self) -> u64 {
-        std::fs::metadata(self.dir.path().join("bench.sqlite"))
-            .map(|m| m.len())
-            .unwrap_or(0)
+    /// The store's size on disk: the main file plus the WAL after a checkpoint (what a
+    /// backup copies). Returns `(main, wal, wal before the checkpoint)`.
+    pub fn store_bytes(&self) -> (u64, u64, u64) {
+        let path = self.dir.path().join("bench.sqlite");
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal_before = len(Path::new(&wal));
+        if let Ok(conn) = rusqlite::Connection::open(&path) {
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(30));
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        (len(&path), len(Path::new(&wal)), wal_before)
     }
 }

@@ -19,6 +19,7 @@
 //!
 //! Two backends: [`SqliteStore`] (the service) and [`MemoryStore`] (stateless replay, tests).
 
+mod body;
 pub mod chain;
 mod checkpointer;
 mod memory;
@@ -28,7 +29,7 @@ mod sqlite_tables;
 
 pub use memory::MemoryStore;
 pub use message::NewMessage;
-pub use sqlite::{SqliteStore, TablesState};
+pub use sqlite::{SqliteStore, TablesState, event_body};
 
 use std::collections::HashSet;
 
@@ -281,6 +282,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     BadTables(String),
+    #[error(
+        "event {seq} is corrupt: {problem} — run `cprwatch verify` and restore the store from a backup"
+    )]
+    CorruptEvent { seq: u64, problem: String },
     #[error("batch rejected, nothing was written: {0} (this is a bug in the caller)")]
     BadBatch(String),
 }

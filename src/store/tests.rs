@@ -459,6 +459,7 @@ fn a_version_1_store_is_migrated_in_place() {
         "DROP TABLE imap_checkpoints; DROP TABLE folder_states; \
          DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; \
          DROP TABLE event_refs; \
+         ALTER TABLE events DROP COLUMN encoding; ALTER TABLE events DROP COLUMN size; \
          UPDATE meta SET value = '1' WHERE key = 'schema_version';",
     )
     .unwrap();
@@ -476,6 +477,268 @@ fn a_version_1_store_is_migrated_in_place() {
         )
         .unwrap();
     assert_eq!(v, sqlite::SCHEMA_VERSION.to_string());
+}
+
+/// Event bodies like the engine writes: long enough, and made of the vocabulary, to be stored
+/// deflated.
+fn compressible_events() -> Vec<String> {
+    (1..=3)
+        .map(|n| {
+            format!(
+                "{{\"recorded_at\":\"2026-01-0{n}T00:00:00Z\",\"event\":{{\"type\":\"clock_started\",\
+                 \"clock\":\"preliminary_report:CPR-2026-000{n}\",\"kind\":\"preliminary_report\",\
+                 \"case\":\"CPR-2026-000{n}\",\"started_at\":\"2026-01-0{n}T00:00:00Z\",\
+                 \"deadline\":\"2026-01-0{n}T00:00:00Z\",\"basis\":\"br-4.9.5-24h\"}}}}"
+            )
+        })
+        .collect()
+}
+
+/// A store whose three events are stored deflated, checked through raw SQL.
+fn compressed_fixture() -> (tempfile::TempDir, std::path::PathBuf, Vec<StoredEvent>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let bodies = compressible_events();
+    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let events = open_sqlite(&path)
+        .unwrap()
+        .commit(batch(&["Subject: a\n\nfirst"], &bodies))
+        .unwrap();
+    let c = Connection::open(&path).unwrap();
+    for e in &events {
+        let (encoding, stored, size): (i64, Vec<u8>, i64) = c
+            .query_row(
+                "SELECT encoding, body, size FROM events WHERE seq = ?1",
+                [e.seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(encoding, 1, "seq {} is stored deflated", e.seq);
+        assert!(
+            stored.len() < e.body.len() / 2,
+            "{} of {}",
+            stored.len(),
+            e.body.len()
+        );
+        assert_eq!(size, e.body.len() as i64);
+    }
+    (dir, path, events)
+}
+
+fn stored_len(path: &Path, seq: i64) -> usize {
+    Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT length(body) FROM events WHERE seq = ?1",
+            [seq],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as usize
+}
+
+#[test]
+fn compressed_bodies_read_back_canonical() {
+    let (_dir, path, events) = compressed_fixture();
+    let s = open_sqlite(&path).unwrap();
+    assert_eq!(s.events().unwrap(), events);
+    let v = s.verify().unwrap();
+    assert!(v.is_ok(), "{v}");
+    assert_eq!(v.events_ok, 3);
+    // Both backends chain the same canonical bytes, whatever the SQLite store keeps.
+    let mut m = memory();
+    let bodies = compressible_events();
+    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    assert_eq!(
+        m.commit(batch(&["Subject: a\n\nfirst"], &bodies)).unwrap(),
+        events
+    );
+}
+
+#[test]
+fn every_flipped_byte_of_a_compressed_body_is_named() {
+    for seq in [1i64, 2, 3] {
+        let (_dir, path, events) = compressed_fixture();
+        for at in 0..stored_len(&path, seq) {
+            flip(&path, "events", "body", "seq", &seq, at);
+            let s = open_sqlite(&path).unwrap();
+            let v = s.verify().unwrap();
+            let bad = v
+                .bad_event
+                .as_ref()
+                .unwrap_or_else(|| panic!("seq {seq} byte {at} went unnoticed: {v}"));
+            assert_eq!(bad.seq, seq as u64, "byte {at}: {}", bad.problem);
+            assert_eq!(v.events_ok, seq as u64 - 1);
+            if seq > 1 {
+                assert_eq!(v.head, events[seq as usize - 2].hash);
+            }
+            // Reading never hands out a damaged body as if it were the event, unless it decodes
+            // to other bytes, which the chain then names.
+            match s.events() {
+                Err(StoreError::CorruptEvent { seq: s, .. }) => assert_eq!(s, seq as u64),
+                Err(e) => panic!("{e}"),
+                Ok(read) => assert_ne!(read[seq as usize - 1].body, events[seq as usize - 1].body),
+            }
+            drop(s);
+            flip(&path, "events", "body", "seq", &seq, at); // undo
+        }
+        assert!(open_sqlite(&path).unwrap().verify().unwrap().is_ok());
+    }
+}
+
+#[test]
+fn damaged_encoding_or_size_is_named() {
+    for (column, value) in [
+        ("encoding", rusqlite::types::Value::Integer(0)),
+        ("encoding", rusqlite::types::Value::Integer(9)),
+        ("encoding", rusqlite::types::Value::Text("deflate".into())),
+        ("size", rusqlite::types::Value::Integer(5)),
+        ("size", rusqlite::types::Value::Integer(1 << 40)),
+        ("size", rusqlite::types::Value::Integer(-1)),
+        ("size", rusqlite::types::Value::Null),
+    ] {
+        let (_dir, path, events) = compressed_fixture();
+        let c = Connection::open(&path).unwrap();
+        let sql = format!("UPDATE events SET {column} = ?1 WHERE seq = 2");
+        assert_eq!(c.execute(&sql, [&value]).unwrap(), 1);
+        drop(c);
+        let s = open_sqlite(&path).unwrap();
+        let v = s.verify().unwrap();
+        let bad = v
+            .bad_event
+            .unwrap_or_else(|| panic!("{column} = {value:?} went unnoticed"));
+        assert_eq!(bad.seq, 2, "{column} = {value:?}: {}", bad.problem);
+        // Reading does not check the chain (verify does), as with any damaged body: the deflated
+        // bytes read as plain are simply not the event.
+        match s.events() {
+            Err(err) => {
+                assert!(
+                    matches!(err, StoreError::CorruptEvent { seq: 2, .. }),
+                    "{column} = {value:?}: {err}"
+                );
+                assert!(err.to_string().contains("cprwatch verify"), "{err}");
+            }
+            Ok(read) => {
+                assert_eq!(value, rusqlite::types::Value::Integer(0));
+                assert_ne!(read[1].body, events[1].body);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let bodies = compressible_events();
+    let mut s = open_sqlite(&path).unwrap();
+    let old = s.commit(batch(&["kept"], &[&bodies[0]])).unwrap();
+    drop(s);
+    // Make it what version 2 wrote: the same body, stored as it is, without the new columns.
+    let c = Connection::open(&path).unwrap();
+    c.execute("UPDATE events SET body = ?1 WHERE seq = 1", [&old[0].body])
+        .unwrap();
+    c.execute_batch(
+        "ALTER TABLE events DROP COLUMN encoding; ALTER TABLE events DROP COLUMN size; \
+         CREATE TABLE p2 (position TEXT PRIMARY KEY, \
+                          content_hash TEXT NOT NULL REFERENCES messages(content_hash)); \
+         INSERT INTO p2 SELECT * FROM positions; DROP TABLE positions; \
+         ALTER TABLE p2 RENAME TO positions; \
+         DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; \
+         DROP TABLE event_refs; \
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let mut s = open_sqlite(&path).unwrap();
+    let new = s.commit(batch(&[], &[&bodies[1]])).unwrap();
+    assert_eq!(s.events().unwrap(), [old[0].clone(), new[0].clone()]);
+    assert!(s.verify().unwrap().is_ok());
+    drop(s);
+    let c = Connection::open(&path).unwrap();
+    let rows: Vec<(i64, Option<i64>)> = c
+        .prepare("SELECT encoding, size FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, [(0, None), (1, Some(new[0].body.len() as i64))]);
+    // Positions moved into their rebuilt table whole.
+    let positions: Vec<String> = c
+        .prepare("SELECT position FROM positions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(positions.len(), 1);
+    let ddl: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'positions'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(ddl.contains("WITHOUT ROWID"), "{ddl}");
+    let v: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, sqlite::SCHEMA_VERSION.to_string());
+    // A damaged old, plain body is still named.
+    drop(c);
+    flip(&path, "events", "body", "seq", &1i64, 10);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert_eq!(v.bad_event.unwrap().seq, 1);
+}
+
+#[test]
+fn new_stores_use_larger_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    drop(open_sqlite(&path).unwrap());
+    let c = Connection::open(&path).unwrap();
+    let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(size, 16384);
+}
+
+#[test]
+fn the_wal_shrinks_back_after_a_large_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let wal_len = || {
+        std::fs::metadata(dir.path().join("s.sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let mut s = open_sqlite(&path).unwrap();
+    // Noise does not compress: about 8 MiB of messages in one commit.
+    let mut x: u64 = 1;
+    let noise: Vec<String> = (0..64)
+        .map(|_| {
+            (0..128 * 1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'!' + (x % 90) as u8)
+                })
+                .collect()
+        })
+        .collect();
+    let noise: Vec<&str> = noise.iter().map(String::as_str).collect();
+    s.commit(batch(&noise, &["{}"])).unwrap();
+    assert!(wal_len() > 6 << 20, "{}", wal_len());
+    // Once checkpointed, the next commit restarts the log and cuts the file back.
+    Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .unwrap();
+    s.commit(batch(&[], &["{}"])).unwrap();
+    assert!(wal_len() <= 4 << 20, "{}", wal_len());
 }
 
 mod tables {
