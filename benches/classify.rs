@@ -24,7 +24,7 @@ mod desk;
 #[path = "support/procfs.rs"]
 mod procfs;
 
-use cprwatch::rules::RuleSet;
+use cprwatch::reading::rules::RuleSet;
 use desk::BenchDesk;
 
 /// Words reports use, for the `vocabulary` corpus.
@@ -242,7 +242,7 @@ fn ingest(name: &str, reports: &[String]) -> f64 {
     }
     let mut bench = BenchDesk::open();
     let t = Instant::now();
-    let summary = bench.ingest(&maildir, cprwatch::timefmt::now);
+    let summary = bench.ingest(&maildir, cprwatch::domain::timefmt::now);
     let secs = t.elapsed().as_secs_f64();
     let rate = summary.read as f64 / secs;
     println!(

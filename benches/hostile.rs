@@ -100,7 +100,7 @@ fn main() {
 fn run_one(file: &Path) {
     let mut bench = BenchDesk::open();
     let baseline = rss_mib();
-    let now = || cprwatch::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
+    let now = || cprwatch::domain::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
     let (t, cpu) = (Instant::now(), procfs::cpu_secs("self"));
     let summary = bench.ingest(file, now);
     let secs = t.elapsed().as_secs_f64();

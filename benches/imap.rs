@@ -158,7 +158,7 @@ fn main() {
     let mut child = Command::new(bin)
         .args(["run", "--config"])
         .arg(dir.path().join("c.toml"))
-        .env("RUST_LOG", "warn,cprwatch::folder_sync=info")
+        .env("RUST_LOG", "warn,cprwatch::service::folder_sync=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -136,10 +136,10 @@ fn run_phase(phase: &str, root: &Path) {
         "ingest" => {
             let mut bench = BenchDesk::open();
             let t = Instant::now();
-            let summary = bench.ingest(root, cprwatch::timefmt::now);
+            let summary = bench.ingest(root, cprwatch::domain::timefmt::now);
             let secs = t.elapsed().as_secs_f64();
             report("full ingest (cprwatch)", summary.read, summary.bytes, secs);
-            let p = bench.desk.projection_at(cprwatch::timefmt::now());
+            let p = bench.desk.projection_at(cprwatch::domain::timefmt::now());
             let (main, wal, wal_before) = bench.store_bytes();
             // To look inside the store afterwards (sizes of tables, pages): copy it out.
             if let Some(keep) = std::env::var_os("BENCH_KEEP_STORE") {

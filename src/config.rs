@@ -15,9 +15,9 @@ mod mailbox;
 
 pub use mailbox::{MailboxConfig, PasswordSource};
 
-use crate::limits::Limits;
-use crate::model::FolderRole;
-use crate::timefmt::parse_span;
+use crate::domain::model::FolderRole;
+use crate::domain::timefmt::parse_span;
+use crate::reading::limits::Limits;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use time::Duration;

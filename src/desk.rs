@@ -10,15 +10,15 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::event::{Envelope, Event};
-use crate::facts::Policy;
-use crate::model::Timestamp;
+use crate::deciding::cases::{Projection, Settings};
+use crate::deciding::derive::Engine;
+use crate::domain::event::{Envelope, Event};
+use crate::domain::model::Timestamp;
 use crate::pipeline::{PrepareError, Prepared};
-use crate::projection::{Projection, Settings};
-use crate::rules::{RuleSet, RulesError};
+use crate::reading::facts::Policy;
+use crate::reading::rules::{RuleSet, RulesError};
+use crate::reading::staff::StaffPolicy;
 use crate::source::SourceError;
-use crate::staff::StaffPolicy;
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -387,8 +387,8 @@ pub fn verify_tables(
         engine.derive_tables(REBUILD_PIECE, |delta| {
             for v in &delta.versions {
                 match v {
-                    crate::tables::Version::Case(_) => cases += 1,
-                    crate::tables::Version::Clock(_) => clocks += 1,
+                    crate::deciding::tables::Version::Case(_) => cases += 1,
+                    crate::deciding::tables::Version::Clock(_) => clocks += 1,
                 }
             }
             fresh.write_tables(&delta, &[], None)

@@ -1,39 +1,23 @@
 //! cprwatch: watches a Certificate Authority's problem-report mailbox and keeps the Baseline
 //! Requirements' response clocks.
 //!
-//! The shape (README "Layout"): sources read raw bytes → the [`pipeline`] prepares them off the
-//! committing thread ([`facts`] parses and extracts, pure) → the desk records them: [`engine`]
-//! threads messages into cases and evaluates clocks through [`projection`] (pure) → the
-//! [`store`] appends hash-chained events → [`view`] renders them. Only the edges
-//! ([`source`], [`store`], [`service`], [`commands`]) do I/O.
+//! The layers (docs/ARCHITECTURE.md is the map):
+//! - the pure core, which decides: [`domain`] (the words), [`reading`] (one message to its
+//!   facts) and [`deciding`] (threading, clocks, cases, the events that record them);
+//! - the edges, which do I/O and decide nothing: [`source`] (mail in), [`store`] (the log and
+//!   its tables), [`service`] (the long-running process), [`cli`] (commands and views),
+//!   [`config`];
+//! - where they meet: the [`pipeline`] (sources → prepare → record) and the [`desk`] (the one
+//!   owner of the store and the engine). [`escape`] makes reporter text inert for every output.
 
-pub mod backoff;
-pub mod clock;
-pub mod commands;
+pub mod cli;
 pub mod config;
-pub mod correlate;
+pub mod deciding;
 pub mod desk;
-pub mod engine;
+pub mod domain;
 pub mod escape;
-pub mod event;
-pub mod extract;
-pub mod facts;
-pub mod folder_sync;
-pub mod ids;
-pub mod limits;
-pub mod logging;
-pub mod lookup;
-pub mod model;
-pub mod parse;
 pub mod pipeline;
-pub mod priority;
-pub mod projection;
-pub mod rules;
+pub mod reading;
 pub mod service;
-pub mod shutdown;
 pub mod source;
-pub mod staff;
 pub mod store;
-pub mod tables;
-pub mod timefmt;
-pub mod view;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use cprwatch::commands::{self, Format, Outcome};
-use cprwatch::model::FolderRole;
+use cprwatch::cli::commands::{self, Format, Outcome};
+use cprwatch::domain::model::FolderRole;
 
 /// Watches a CA's certificate-problem-report mailbox and keeps the Baseline Requirements'
 /// response clocks.
@@ -42,11 +42,11 @@ enum LogFormat {
     Json,
 }
 
-impl From<LogFormat> for cprwatch::logging::Format {
+impl From<LogFormat> for cprwatch::service::logging::Format {
     fn from(f: LogFormat) -> Self {
         match f {
-            LogFormat::Text => cprwatch::logging::Format::Text,
-            LogFormat::Json => cprwatch::logging::Format::Json,
+            LogFormat::Text => cprwatch::service::logging::Format::Text,
+            LogFormat::Json => cprwatch::service::logging::Format::Json,
         }
     }
 }
@@ -206,14 +206,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Cmd::Verify { config } => commands::verify(&config)?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
         Cmd::Run { config, log_format } => {
-            cprwatch::logging::init(log_format.into());
+            cprwatch::service::logging::init(log_format.into());
             let config = cprwatch::config::load(&config)?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(async {
-                let (trigger, shutdown) = cprwatch::shutdown::Shutdown::new();
+                let (trigger, shutdown) = cprwatch::service::shutdown::Shutdown::new();
                 tokio::spawn(async move {
-                    cprwatch::shutdown::signal().await;
+                    cprwatch::service::shutdown::signal().await;
                     trigger.fire();
                 });
                 cprwatch::service::run(config, shutdown).await

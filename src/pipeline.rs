@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::desk::{Derive, Desk, DeskError};
-use crate::event::MessageFacts;
-use crate::facts::{self, Policy};
-use crate::model::{FolderRole, SourceMeta, Timestamp};
+use crate::domain::event::MessageFacts;
+use crate::domain::model::{FolderRole, SourceMeta, Timestamp};
+use crate::reading::facts::{self, Policy};
 use crate::source::{self, SourceError};
 use crate::store::NewMessage;
 
@@ -183,7 +183,7 @@ impl Preparer {
             std::thread::Builder::new()
                 .name(format!("prepare-{i}"))
                 .spawn(move || {
-                    crate::priority::lower_this_thread();
+                    crate::service::priority::lower_this_thread();
                     loop {
                         // One thread waits for the next job while holding the queue; the
                         // other waits for the queue.
@@ -398,11 +398,11 @@ impl<'d> Bulk<'d> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::projection::Settings;
-    use crate::rules::RuleSet;
-    use crate::staff::StaffPolicy;
+    use crate::deciding::cases::Settings;
+    use crate::domain::timefmt::parse;
+    use crate::reading::rules::RuleSet;
+    use crate::reading::staff::StaffPolicy;
     use crate::store;
-    use crate::timefmt::parse;
 
     fn desk() -> Desk {
         let policy = Policy {
@@ -412,7 +412,7 @@ mod tests {
                 trusted_authserv_ids: vec!["mx.example-ca.test".into()],
             },
             rules: RuleSet::shipped(),
-            limits: crate::limits::Limits::default(),
+            limits: crate::reading::limits::Limits::default(),
         };
         Desk::with_store(Box::new(store::memory()), policy, Settings::default()).unwrap()
     }

@@ -13,10 +13,10 @@ mod hostile_mail;
 
 use cprwatch::config;
 use cprwatch::desk::Desk;
-use cprwatch::event::{ClockKind, Event};
-use cprwatch::limits::TRUNCATED;
-use cprwatch::model::FolderRole;
+use cprwatch::domain::event::{ClockKind, Event};
+use cprwatch::domain::model::FolderRole;
 use cprwatch::pipeline;
+use cprwatch::reading::limits::TRUNCATED;
 use hostile_mail::{CSV_FIRST_ID, LINKED_ID, Scale};
 
 const SCALE: Scale = Scale::FULL;
@@ -45,7 +45,7 @@ fn ingest(kind: &str, raw: &[u8]) -> Outcome {
     .expect("config");
     let config = config::load(&cfg).expect("config");
     let mut desk = Desk::open(&config).expect("desk");
-    let now = || cprwatch::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
+    let now = || cprwatch::domain::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
     let summary =
         pipeline::ingest_paths(&mut desk, &[(file, FolderRole::Inbox)], 500, now).expect("ingest");
     assert_eq!(
@@ -249,12 +249,12 @@ fn references_beyond_the_limit_are_noted() {
         csv_ids: 500,
         ..Scale::SMALL
     };
-    let now = cprwatch::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
+    let now = cprwatch::domain::timefmt::parse("2026-11-02T12:00:00Z").expect("time");
     pipeline::ingest(
         &mut desk,
         vec![pipeline::RawMessage {
             raw: hostile_mail::message("csv", &small),
-            meta: cprwatch::model::SourceMeta {
+            meta: cprwatch::domain::model::SourceMeta {
                 folder: FolderRole::Inbox,
                 position: None,
                 server_time: None,

@@ -8,14 +8,14 @@
 
 use std::path::{Path, PathBuf};
 
-use cprwatch::engine::Engine;
-use cprwatch::facts::Policy;
-use cprwatch::limits::Limits;
-use cprwatch::model::{FolderRole, SourceMeta};
+use cprwatch::deciding::cases::Settings;
+use cprwatch::deciding::derive::Engine;
+use cprwatch::domain::model::{FolderRole, SourceMeta};
 use cprwatch::pipeline::RawMessage;
-use cprwatch::projection::Settings;
-use cprwatch::rules::RuleSet;
-use cprwatch::staff::StaffPolicy;
+use cprwatch::reading::facts::Policy;
+use cprwatch::reading::limits::Limits;
+use cprwatch::reading::rules::RuleSet;
+use cprwatch::reading::staff::StaffPolicy;
 
 const DEFAULT_SEED: u64 = 0x5EED_0013_0004_0001;
 const MESSAGES: usize = 20_000;
@@ -227,7 +227,7 @@ fn twenty_thousand_mutated_fixtures_neither_panic_nor_lose_the_message() {
     let pool = fixtures();
     let mut rng = Rng(seed | 1);
     let mut engine = Engine::new(policy(), Settings::default());
-    let now = cprwatch::timefmt::parse("2026-12-01T00:00:00Z").expect("time");
+    let now = cprwatch::domain::timefmt::parse("2026-12-01T00:00:00Z").expect("time");
     let folders = [FolderRole::Inbox, FolderRole::Junk, FolderRole::Sent];
     let mut batch = Vec::with_capacity(BATCH);
     let mut distinct = std::collections::HashSet::new();

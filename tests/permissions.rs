@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cprwatch::desk::Desk;
-use cprwatch::model::FolderRole;
+use cprwatch::domain::model::FolderRole;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -35,7 +35,7 @@ fn store_wal_and_shm_are_0600_after_a_real_ingest_even_with_umask_0() {
     .unwrap();
     let config = cprwatch::config::load(&config).unwrap();
     let mut desk = Desk::open(&config).unwrap();
-    let now = || cprwatch::timefmt::parse("2026-12-01T00:00:00Z").unwrap();
+    let now = || cprwatch::domain::timefmt::parse("2026-12-01T00:00:00Z").unwrap();
     let summary = cprwatch::pipeline::ingest_paths(
         &mut desk,
         &[(common::root().join("fixtures/maildir"), FolderRole::Inbox)],

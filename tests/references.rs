@@ -11,7 +11,7 @@
 //! and `fixtures/maildir`), and read by the library as ingest reads them (parse, then extract).
 
 use base64::Engine as _;
-use cprwatch::{extract, parse};
+use cprwatch::reading::{extract, parse};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -408,7 +408,10 @@ fn case() -> impl Strategy<Value = Case> {
 
 /// Every reference extraction finds in a raw message, as ingest finds them.
 fn found(raw: &[u8]) -> Vec<String> {
-    let found = extract::mail_references(&parse::parse(raw), &cprwatch::limits::Limits::default());
+    let found = extract::mail_references(
+        &parse::parse(raw),
+        &cprwatch::reading::limits::Limits::default(),
+    );
     let keys = found.keys.into_iter().filter_map(|k| k.reference);
     found
         .certificates

@@ -56,7 +56,7 @@ fn report() -> Vec<u8> {
 
 /// The subject as the store holds it (the parser unfolds whitespace, line breaks included).
 fn stored_subject() -> String {
-    let s = cprwatch::parse::parse(&report()).subject;
+    let s = cprwatch::reading::parse::parse(&report()).subject;
     // The test only means something if the hazards survive parsing.
     assert!(
         s.contains('\x1b') && s.contains('\u{202e}') && s.contains('\u{9b}'),

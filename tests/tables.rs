@@ -9,15 +9,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use common::{Desk, parse_json, text};
-use cprwatch::clock::Clock;
+use cprwatch::cli::lookup;
 use cprwatch::config;
+use cprwatch::deciding::cases::Projection;
+use cprwatch::deciding::clock::Clock;
 use cprwatch::desk;
-use cprwatch::lookup;
-use cprwatch::model::{FolderRole, SourceMeta, Timestamp};
+use cprwatch::domain::model::{FolderRole, SourceMeta, Timestamp};
+use cprwatch::domain::timefmt::parse;
 use cprwatch::pipeline;
-use cprwatch::projection::Projection;
 use cprwatch::store;
-use cprwatch::timefmt::parse;
 
 /// Every scenario message with its folder, in a fixed order.
 fn scenario_files() -> Vec<(PathBuf, FolderRole)> {
@@ -70,7 +70,7 @@ fn moments(p: &Projection) -> Vec<Timestamp> {
     set.into_iter().collect()
 }
 
-fn open_at(p: &Projection, case: &cprwatch::projection::Case, at: Timestamp) -> bool {
+fn open_at(p: &Projection, case: &cprwatch::deciding::cases::Case, at: Timestamp) -> bool {
     case.clocks
         .iter()
         .filter_map(|id| p.clocks.get(id))
@@ -228,7 +228,7 @@ fn search_finds_a_case_by_every_name_a_reporter_or_auditor_has() {
         d.projection_at(now())
     };
     // A case with a crt.sh id, one with a SHA-256, one with a key.
-    let with = |f: &dyn Fn(&cprwatch::projection::Case) -> Option<String>| {
+    let with = |f: &dyn Fn(&cprwatch::deciding::cases::Case) -> Option<String>| {
         replay
             .cases
             .iter()

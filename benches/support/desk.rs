@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use cprwatch::commands::INGEST_BATCH;
+use cprwatch::cli::commands::INGEST_BATCH;
 use cprwatch::config;
 use cprwatch::desk::Desk;
-use cprwatch::model::{FolderRole, Timestamp};
+use cprwatch::domain::model::{FolderRole, Timestamp};
 use cprwatch::pipeline::{self, IngestSummary};
 
 /// The desk and the directory its store lives in (removed when dropped).

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use time::Duration;
 
 use super::{FolderConfig, RawFolder};
-use crate::model::FolderRole;
+use crate::domain::model::FolderRole;
+use crate::domain::timefmt::parse_span;
 use crate::source::imap::{TlsMode, is_loopback_host};
-use crate::timefmt::parse_span;
 
 /// Where the password comes from. Never the password itself.
 #[derive(Clone, Debug, PartialEq, Eq)]

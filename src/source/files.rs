@@ -4,7 +4,7 @@
 //! file name, so a symlinked file keeps the name the user sees.
 
 use super::{RawMessage, SourceError, offline_meta};
-use crate::model::FolderRole;
+use crate::domain::model::FolderRole;
 use std::path::{Path, PathBuf};
 
 /// File names listed up front (cheap), bytes read one file at a time.

@@ -7,7 +7,7 @@
 //! `tmp/` holds deliveries in progress and is never read; dot files are never messages.
 
 use super::{RawMessage, SourceError, offline_meta};
-use crate::model::FolderRole;
+use crate::domain::model::FolderRole;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 

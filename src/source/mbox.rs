@@ -8,7 +8,7 @@
 //! stable as long as the file is only appended to, which is how mbox files grow.
 
 use super::{RawMessage, SourceError, offline_meta};
-use crate::model::FolderRole;
+use crate::domain::model::FolderRole;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ pub mod imap;
 pub mod maildir;
 mod mbox;
 
-use crate::model::{FolderRole, SourceMeta};
+use crate::domain::model::{FolderRole, SourceMeta};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};

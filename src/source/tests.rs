@@ -299,6 +299,6 @@ fn sakai_corpus_mbox() {
         let offset: usize = pos.rsplit_once('#').unwrap().1.parse().unwrap();
         assert!(data[offset..].starts_with(b"From "), "{pos}");
         assert!(m.raw.starts_with(b"Return-Path:"), "{pos}");
-        assert!(crate::parse::parse(&m.raw).parsed_ok);
+        assert!(crate::reading::parse::parse(&m.raw).parsed_ok);
     }
 }

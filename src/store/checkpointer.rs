@@ -34,7 +34,7 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                crate::priority::lower_this_thread();
+                crate::service::priority::lower_this_thread();
                 run(&conn, &rx)
             })
             .ok()?;

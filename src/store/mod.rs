@@ -33,7 +33,7 @@ pub use sqlite::{SqliteStore, TablesState, event_body};
 
 use std::collections::HashSet;
 
-use crate::tables::Delta;
+use crate::deciding::tables::Delta;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -78,7 +78,7 @@ pub struct Batch {
     /// What each event names (case, message, clock), aligned with `events`: the index `case`
     /// finds a case's events by. Opaque strings to the store.
     pub event_refs: Vec<Vec<String>>,
-    /// The cases and clocks these events change ([`crate::tables`]): kept in the same
+    /// The cases and clocks these events change ([`crate::deciding::tables`]): kept in the same
     /// transaction, so the tables never disagree with the log they project.
     pub tables: Delta,
 }

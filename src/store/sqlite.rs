@@ -27,10 +27,10 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 
-use crate::clock::Clock;
-use crate::model::Timestamp;
-use crate::projection::Case;
-use crate::tables::Delta;
+use crate::deciding::cases::Case;
+use crate::deciding::clock::Clock;
+use crate::deciding::tables::Delta;
+use crate::domain::model::Timestamp;
 
 /// The schema this code writes. Bump it with a migration in [`SqliteStore::open`].
 pub const SCHEMA_VERSION: i64 = 4;
@@ -790,7 +790,7 @@ impl Store for SqliteStore {
 /// How far the projection tables are built, and with what.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TablesState {
-    /// The build the tables were derived with ([`crate::tables`] format and the settings that
+    /// The build the tables were derived with ([`crate::deciding::tables`] format and the settings that
     /// shape them); `None` when they were never built.
     pub built_with: Option<String>,
     /// The last event whose effect they hold.
@@ -821,28 +821,29 @@ impl SqliteStore {
         let Some(row) = tables_sql::case_row(&self.conn, id)? else {
             return Ok(None);
         };
-        let at = crate::tables::secs(at);
+        let at = crate::deciding::tables::secs(at);
         if row.opened_at > at {
             return Ok(None);
         }
         let items = tables_sql::case_items(&self.conn, id, at)?;
-        let case = crate::tables::case_from_rows(id, row.opened_at, &row.header, &items)
+        let case = crate::deciding::tables::case_from_rows(id, row.opened_at, &row.header, &items)
             .map_err(|e| StoreError::BadTables(e.0))?;
         Ok(Some((row.ord, case)))
     }
 
     /// The clock as it was at `at`.
     pub fn clock_at(&self, id: &str, at: Timestamp) -> Result<Option<Clock>, StoreError> {
-        tables_sql::clock_at(&self.conn, id, crate::tables::secs(at))?
+        tables_sql::clock_at(&self.conn, id, crate::deciding::tables::secs(at))?
             .map(|body| {
-                crate::tables::clock_from_row(id, &body).map_err(|e| StoreError::BadTables(e.0))
+                crate::deciding::tables::clock_from_row(id, &body)
+                    .map_err(|e| StoreError::BadTables(e.0))
             })
             .transpose()
     }
 
     /// The clocks open at `at`, each with the cases that list it then.
     pub fn open_clocks_at(&self, at: Timestamp) -> Result<Vec<(String, Vec<String>)>, StoreError> {
-        let t = crate::tables::secs(at);
+        let t = crate::deciding::tables::secs(at);
         let latest: Option<i64> =
             tables_sql::meta_get(&self.conn, "tables_latest")?.and_then(|v| v.parse().ok());
         let current = latest.is_none_or(|l| t >= l);

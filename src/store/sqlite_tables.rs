@@ -1,4 +1,4 @@
-//! The SQLite side of the projection tables ([`crate::tables`]): keeping versions, and reading
+//! The SQLite side of the projection tables ([`crate::deciding::tables`]): keeping versions, and reading
 //! what is valid at a moment.
 //!
 //! Every case item and clock row is valid from `valid_from` (a receipt time, in seconds) until
@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use crate::tables::{self, CaseVersion, ClockVersion, Delta, Item, ItemKind, Version, secs};
+use crate::deciding::tables::{
+    self, CaseVersion, ClockVersion, Delta, Item, ItemKind, Version, secs,
+};
 
 /// Schema 4: the projection tables and the event index.
 pub(super) const SCHEMA_V4: &str = "

@@ -743,11 +743,11 @@ fn the_wal_shrinks_back_after_a_large_commit() {
 
 mod tables {
     use super::*;
-    use crate::clock::Clock;
-    use crate::event::ClockKind;
-    use crate::ids::ClockId;
-    use crate::tables::{self, ClockVersion, Delta, Version};
-    use crate::timefmt::parse;
+    use crate::deciding::clock::Clock;
+    use crate::deciding::tables::{self, ClockVersion, Delta, Version};
+    use crate::domain::event::ClockKind;
+    use crate::domain::ids::ClockId;
+    use crate::domain::timefmt::parse;
 
     fn clock(deadline: &str) -> Clock {
         Clock {
@@ -787,7 +787,7 @@ mod tables {
     fn deadline_at(s: &SqliteStore, at: &str) -> Option<String> {
         s.clock_at("revocation:crtsh:1", parse(at).unwrap())
             .unwrap()
-            .map(|c| crate::timefmt::format(c.deadline))
+            .map(|c| crate::domain::timefmt::format(c.deadline))
     }
 
     fn rows(path: &std::path::Path) -> i64 {

@@ -297,7 +297,7 @@ impl Connection {
             let internal_date = f.internal_date().and_then(|d| {
                 time::OffsetDateTime::from_unix_timestamp(d.timestamp())
                     .ok()
-                    .map(crate::timefmt::normalize)
+                    .map(crate::domain::timefmt::normalize)
             });
             out.entry(uid).or_insert_with(|| Fetched {
                 uid,

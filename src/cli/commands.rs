@@ -1,0 +1,445 @@
+//! The command-line commands, as library functions: `main.rs` only parses arguments and calls
+//! these. Each returns what to print and the exit code, so tests can drive them directly.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::cli::{lookup, view};
+use crate::config::{self, Config, ConfigError};
+use crate::desk::{self, Desk, DeskError};
+use crate::domain::model::{FolderRole, Timestamp};
+use crate::domain::timefmt;
+use crate::escape::text as esc;
+use crate::pipeline;
+
+/// Messages per committed batch when ingesting files: big enough to amortise the projection,
+/// small enough to keep memory flat.
+pub const INGEST_BATCH: usize = 2000;
+
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Desk(#[from] DeskError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Output format for commands that print data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// What a command printed and how it exits.
+#[derive(Debug)]
+pub struct Outcome {
+    pub stdout: String,
+    /// Notes for the person at the terminal that are not the command's data (an empty
+    /// folder, skipped files): kept out of stdout so the data stays clean to pipe.
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl Outcome {
+    fn ok(stdout: String) -> Outcome {
+        Outcome::exit(stdout, 0)
+    }
+
+    fn exit(stdout: String, code: i32) -> Outcome {
+        Outcome {
+            stdout,
+            stderr: String::new(),
+            code,
+        }
+    }
+}
+
+/// Pretty JSON for output. `serde_json` escapes quotes and C0 controls; [`crate::escape::json_text`]
+/// also writes DEL, C1 and bidirectional controls as `\uXXXX`, so a reporter's string decodes
+/// exactly as received while the bytes printed hold nothing a terminal acts on.
+fn json<T: Serialize>(v: &T) -> String {
+    let s = serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut s = crate::escape::json_text(&s).into_owned();
+    s.push('\n');
+    s
+}
+
+/// Parse `--at`: RFC 3339, or `now`.
+pub fn parse_at(s: Option<&str>) -> Result<Timestamp, CommandError> {
+    match s {
+        None | Some("now") => Ok(timefmt::now()),
+        Some(s) => timefmt::parse(s).map_err(|e| {
+            CommandError::Usage(format!(
+                "--at {s:?} is not an RFC 3339 time ({e}); write it like 2026-03-01T09:30:00Z"
+            ))
+        }),
+    }
+}
+
+/// `cprwatch ingest`: add messages to the store. Without paths, the configured Maildirs.
+pub fn ingest(
+    config_path: &Path,
+    role: FolderRole,
+    paths: &[PathBuf],
+    format: Format,
+) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let mut desk = Desk::open(&config)?;
+    let targets: Vec<(PathBuf, FolderRole)> = if paths.is_empty() {
+        config
+            .maildir
+            .iter()
+            .map(|m| (m.path.clone(), FolderRole::Inbox))
+            .collect()
+    } else {
+        paths.iter().map(|p| (p.clone(), role)).collect()
+    };
+    if targets.is_empty() {
+        return Err(CommandError::Usage(
+            "nothing to ingest: give PATHs, or configure [[maildir]] sources".into(),
+        ));
+    }
+    let summary = pipeline::ingest_paths(&mut desk, &targets, INGEST_BATCH, timefmt::now)?;
+    let out = match format {
+        Format::Json => json(&serde_json::json!({
+            "read": summary.read,
+            "new_messages": summary.new_messages,
+            "bytes": summary.bytes,
+            "events": summary.events,
+            "unreadable": summary.unreadable,
+            "notes": summary.notes,
+        })),
+        Format::Text => {
+            let mut s = format!(
+                "read {} messages ({} bytes): {} new, {} events appended to {}\n",
+                summary.read,
+                summary.bytes,
+                summary.new_messages,
+                summary.events,
+                config.store.path.display()
+            );
+            for u in &summary.unreadable {
+                s.push_str(&format!("unreadable: {}\n", esc(u)));
+            }
+            s
+        }
+    };
+    let notes: String = summary
+        .notes
+        .iter()
+        .map(|n| format!("note: {}\n", esc(n)))
+        .collect();
+    Ok(Outcome {
+        stdout: out,
+        stderr: notes,
+        code: if summary.unreadable.is_empty() { 0 } else { 2 },
+    })
+}
+
+/// `cprwatch status`: running clocks, soonest deadline first. Reads the open clocks from the
+/// store's tables: its cost is what it shows, not the history.
+pub fn status(
+    config_path: &Path,
+    at: Option<&str>,
+    format: Format,
+) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let at = parse_at(at)?;
+    let mut notes = Vec::new();
+    let store = lookup::open(&config, &mut notes)?;
+    let p = lookup::open_cases(&store, at)?;
+    let sources = sources(&config, &store, at)?;
+    let problems = sources
+        .iter()
+        .filter(|s| s.stale || s.state.last_error.is_some())
+        .count();
+    let mut out = Outcome::exit(
+        match format {
+            Format::Json => {
+                let r = view::report(&p, at, true);
+                json(&view::StatusJson {
+                    at: r.at,
+                    cases: r.cases,
+                    sources,
+                })
+            }
+            Format::Text => view::status_text(&p, at) + &view::sources_text(&sources, at),
+        },
+        // A watcher that is not looking is itself a problem worth a non-zero exit.
+        if problems > 0 { 3 } else { 0 },
+    );
+    out.stderr = notes_text(&notes);
+    Ok(out)
+}
+
+fn notes_text(notes: &[String]) -> String {
+    notes
+        .iter()
+        .map(|n| format!("note: {}\n", esc(n)))
+        .collect()
+}
+
+/// Every configured IMAP folder with its recorded health; a folder with no completed sync
+/// within its mailbox's `stale_after` (or none ever) is stale.
+fn sources(
+    config: &Config,
+    store: &dyn crate::store::Store,
+    at: Timestamp,
+) -> Result<Vec<view::SourceJson>, CommandError> {
+    let states = store.folder_states().map_err(DeskError::from)?;
+    let mut out = Vec::new();
+    for m in &config.mailbox {
+        for f in &m.folders {
+            let mut state = states
+                .iter()
+                .find(|s| s.mailbox == m.name && s.folder == f.name)
+                .cloned()
+                .unwrap_or_default();
+            state.mailbox.clone_from(&m.name);
+            state.folder.clone_from(&f.name);
+            state.role = f.role.as_str().to_string();
+            let last = state
+                .last_sync_at
+                .as_deref()
+                .and_then(|t| timefmt::parse(t).ok());
+            state.last_sync_at = last.map(timefmt::format);
+            out.push(view::SourceJson {
+                state,
+                stale: last.is_none_or(|t| at - t > m.stale_after),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `cprwatch case ID`: one case in full, from the store's tables and the events that name it.
+pub fn case(
+    config_path: &Path,
+    id: &str,
+    at: Option<&str>,
+    format: Format,
+) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let at = parse_at(at)?;
+    let mut notes = Vec::new();
+    let store = lookup::open(&config, &mut notes)?;
+    let wanted = id.trim().to_ascii_uppercase();
+    let Some((p, events)) = lookup::case(&store, &wanted, at)? else {
+        return Err(CommandError::Usage(format!(
+            "no case {} at {}; `cprwatch status` lists open cases, `cprwatch search` finds one \
+             by certificate, key, Message-Id or address",
+            esc(&wanted),
+            timefmt::format(at)
+        )));
+    };
+    let case = &p.cases[0];
+    let related: Vec<(u64, &crate::domain::event::Envelope)> =
+        events.iter().map(|(s, e)| (*s, e)).collect();
+    let mut out = Outcome::ok(match format {
+        Format::Json => {
+            let mut v = serde_json::to_value(view::case_json(&p, case, at)).unwrap_or_default();
+            let evs: Vec<serde_json::Value> = related
+                .iter()
+                .map(|(seq, e)| {
+                    let mut ev = serde_json::to_value(e).unwrap_or_default();
+                    if let Some(o) = ev.as_object_mut() {
+                        o.insert("seq".into(), (*seq).into());
+                    }
+                    ev
+                })
+                .collect();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("events".into(), evs.into());
+            }
+            json(&v)
+        }
+        Format::Text => view::case_text(&p, case, at, &related),
+    });
+    out.stderr = notes_text(&notes);
+    Ok(out)
+}
+
+/// `cprwatch search TERM`: the cases a crt.sh id, SHA-256, `spki:` hash, Message-Id, address
+/// or case id names — "did you get my mail of 13 August?" answered with one lookup.
+pub fn search(
+    config_path: &Path,
+    term: &str,
+    at: Option<&str>,
+    format: Format,
+) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let at = parse_at(at)?;
+    let mut notes = Vec::new();
+    let store = lookup::open(&config, &mut notes)?;
+    let p = lookup::search(&store, term, at)?;
+    let found = !p.cases.is_empty();
+    let mut out = Outcome::exit(
+        match format {
+            Format::Json => json(&view::report(&p, at, false)),
+            Format::Text => view::search_text(&p, term, at),
+        },
+        if found { 0 } else { 1 },
+    );
+    out.stderr = notes_text(&notes);
+    Ok(out)
+}
+
+/// `cprwatch rebuild`: derive the cases and clocks tables afresh from the log.
+pub fn rebuild(config_path: &Path) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let mut store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
+    let (policy, settings) = (desk::policy(&config)?, desk::settings(&config));
+    let mut engine = desk::restore_engine(&store, &policy, &settings)?;
+    let s = desk::rebuild_tables(&mut store, &mut engine, &settings)?;
+    Ok(Outcome::ok(format!(
+        "rebuilt cases and clocks from {} events ({} messages): {} versions written\n",
+        s.events,
+        engine.message_count(),
+        s.versions
+    )))
+}
+
+/// `cprwatch replay`: stateless — every case as it was at `at`, from the given folders.
+pub fn replay(
+    config_path: &Path,
+    inbox: &[PathBuf],
+    sent: &[PathBuf],
+    junk: &[PathBuf],
+    at: &str,
+    format: Format,
+) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let at = parse_at(Some(at))?;
+    let mut desk = Desk::in_memory(&config)?;
+    let mut paths: Vec<(PathBuf, FolderRole)> = Vec::new();
+    paths.extend(inbox.iter().map(|p| (p.clone(), FolderRole::Inbox)));
+    paths.extend(junk.iter().map(|p| (p.clone(), FolderRole::Junk)));
+    paths.extend(sent.iter().map(|p| (p.clone(), FolderRole::Sent)));
+    // Read everything, then project as of `at`: messages received later do not exist yet.
+    // The projection does not depend on ingest order, so batching changes nothing.
+    let summary = pipeline::ingest_paths(&mut desk, &paths, INGEST_BATCH, timefmt::now)?;
+    let p = desk.projection_at(at);
+    let mut out = match format {
+        Format::Json => json(&view::report(&p, at, false)),
+        Format::Text => {
+            let mut s = String::new();
+            for c in &p.cases {
+                let evs = Vec::new();
+                s.push_str(&view::case_text(&p, c, at, &evs));
+                s.push('\n');
+            }
+            s
+        }
+    };
+    if format == Format::Text {
+        for u in &summary.unreadable {
+            out.push_str(&format!("unreadable: {}\n", esc(u)));
+        }
+    }
+    Ok(Outcome::exit(
+        out,
+        if summary.unreadable.is_empty() { 0 } else { 2 },
+    ))
+}
+
+/// `cprwatch verify`: walk the hash chain; exit 1 naming the first bad event.
+pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
+    let r = desk::verify(&store)?;
+    if let Some(p) = r.problem {
+        return Ok(Outcome::exit(format!("FAILED: {}\n", esc(&p)), 1));
+    }
+    let head = format!(
+        "ok: {} events, {} messages; hash chain intact; head {}\n",
+        r.events, r.messages, r.head
+    );
+    let (policy, settings) = (desk::policy(&config)?, desk::settings(&config));
+    Ok(match desk::verify_tables(&store, &policy, &settings)? {
+        desk::TablesCheck::Match { cases, clocks } => Outcome::ok(format!(
+            "{head}tables: {cases} case and {clocks} clock versions equal a re-derivation from the log\n"
+        )),
+        desk::TablesCheck::Behind(n) => Outcome::ok(format!(
+            "{head}tables: {n} events behind the log (a tick is pending), not compared\n"
+        )),
+        desk::TablesCheck::Differ(d) => Outcome::exit(
+            format!(
+                "FAILED: the cases and clocks tables differ from a re-derivation from the log \
+                 (run `cprwatch rebuild`):\n{}",
+                d.iter()
+                    .map(|l| format!("  {}\n", esc(l)))
+                    .collect::<String>()
+            ),
+            1,
+        ),
+    })
+}
+
+/// `cprwatch check-config`: validate the configuration and rules; print what was loaded.
+pub fn check_config(config_path: &Path) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let policy = desk::policy(&config)?;
+    Ok(Outcome::ok(describe(&config, &policy)))
+}
+
+/// What was loaded, for a person. Operator-written, but printed through [`esc`] all the same:
+/// a stray control character in a configuration or rule file shows instead of acting.
+fn describe(config: &Config, policy: &crate::reading::facts::Policy) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "config: {}", esc(&config.path.display().to_string()));
+    let _ = writeln!(
+        o,
+        "desk: {}",
+        esc(config.desk.name.as_deref().unwrap_or("(unnamed)"))
+    );
+    let _ = writeln!(o, "  staff domains: {:?}", config.desk.staff_domains);
+    let _ = writeln!(o, "  staff addresses: {:?}", config.desk.staff_addresses);
+    let _ = writeln!(
+        o,
+        "  trusted authserv-ids: {:?}",
+        config.desk.trusted_authserv_ids
+    );
+    let _ = writeln!(
+        o,
+        "store: {}",
+        esc(&config.store.path.display().to_string())
+    );
+    let _ = writeln!(
+        o,
+        "clock: tick {}s, warn {} before a deadline, thread window {}",
+        config.clock.tick_seconds,
+        timefmt::format_span(config.clock.warn_before.whole_seconds()),
+        timefmt::format_span(config.clock.thread_window.whole_seconds())
+    );
+    for m in &config.maildir {
+        let _ = writeln!(
+            o,
+            "maildir: {} (poll every {}s)",
+            esc(&m.path.display().to_string()),
+            m.poll_seconds
+        );
+    }
+    let source = match &config.rules.dir {
+        Some(d) => d.display().to_string(),
+        None => "shipped rule set".into(),
+    };
+    let rules = policy.rules.rules();
+    let _ = writeln!(o, "rules: {} from {}", rules.len(), esc(&source));
+    for r in rules {
+        let _ = writeln!(
+            o,
+            "  {:<32} BR 4.9.1.1 item {:>2}  {:<4} {}",
+            esc(&r.id),
+            r.br_item,
+            timefmt::format_span(r.window.whole_seconds()),
+            r.crl_reason
+        );
+    }
+    o
+}

@@ -1,0 +1,186 @@
+//! Reading cases and clocks from the store's tables, for `status`, `case` and `search`.
+//!
+//! Each answer costs what it shows: the open clocks come from an index, a case from its own
+//! rows, a search from the names index. Nothing here re-derives or decides; it assembles a
+//! [`Projection`] holding just the cases asked for, which the views render exactly as they
+//! render a full one.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::config::Config;
+use crate::deciding::cases::{Case, Projection};
+use crate::desk::{self, DeskError};
+use crate::domain::event::Envelope;
+use crate::domain::model::Timestamp;
+use crate::store::{self, SqliteStore};
+
+/// The store with its tables ready to read: built from the log first if they never were, or
+/// were built by another version or with other settings (once; `note` says so).
+pub fn open(config: &Config, note: &mut Vec<String>) -> Result<SqliteStore, DeskError> {
+    let mut store = store::open_sqlite(&config.store.path)?;
+    let settings = desk::settings(config);
+    if !desk::tables_current(&store, &settings)? {
+        note.push(
+            "the cases and clocks tables are out of date (a new cprwatch version or changed \
+             settings): rebuilt them from the log"
+                .into(),
+        );
+        let policy = desk::policy(config)?;
+        let mut engine = desk::restore_engine(&store, &policy, &settings)?;
+        desk::rebuild_tables(&mut store, &mut engine, &settings)?;
+    } else {
+        let st = store.tables_state()?;
+        if let Some(through) = st.through
+            && through < st.head
+        {
+            note.push(format!(
+                "the log has {} events the cases and clocks do not show yet (the service or an \
+                 ingest is still deriving them)",
+                st.head - through
+            ));
+        }
+    }
+    Ok(store)
+}
+
+/// Load cases by id as they were at `at`, in the order cases are listed, with their clocks.
+fn cases_with_clocks(
+    store: &SqliteStore,
+    ids: impl IntoIterator<Item = String>,
+    at: Timestamp,
+) -> Result<Projection, DeskError> {
+    let mut cases: Vec<(i64, Case)> = Vec::new();
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if let Some(c) = store.case_at(&id, at)? {
+            cases.push(c);
+        }
+    }
+    cases.sort_by_key(|(ord, _)| *ord);
+    let mut clocks = BTreeMap::new();
+    for (_, c) in &cases {
+        for id in &c.clocks {
+            if !clocks.contains_key(id)
+                && let Some(clock) = store.clock_at(id.as_str(), at)?
+            {
+                clocks.insert(id.clone(), clock);
+            }
+        }
+    }
+    Ok(Projection {
+        cases: cases.into_iter().map(|(_, c)| c).collect(),
+        clocks,
+        ..Projection::default()
+    })
+}
+
+/// The cases with a clock open at `at`, with all their clocks.
+pub fn open_cases(store: &SqliteStore, at: Timestamp) -> Result<Projection, DeskError> {
+    let open = store.open_clocks_at(at)?;
+    cases_with_clocks(store, open.into_iter().flat_map(|(_, cases)| cases), at)
+}
+
+/// A case's events with their seqs, in log order.
+pub type CaseEvents = Vec<(u64, Envelope)>;
+
+/// One case as it was at `at`, with its clocks, and the events that concern it.
+pub fn case(
+    store: &SqliteStore,
+    id: &str,
+    at: Timestamp,
+) -> Result<Option<(Projection, CaseEvents)>, DeskError> {
+    let p = cases_with_clocks(store, [id.to_string()], at)?;
+    let Some(case) = p.cases.first() else {
+        return Ok(None);
+    };
+    let mut refs: Vec<String> = vec![case.id.to_string()];
+    refs.extend(case.messages.iter().map(|m| m.content_hash.clone()));
+    refs.extend(case.clocks.iter().map(ToString::to_string));
+    let messages: HashSet<&str> = case
+        .messages
+        .iter()
+        .map(|m| m.content_hash.as_str())
+        .collect();
+    let clocks: HashSet<&str> = case.clocks.iter().map(|c| c.as_str()).collect();
+    let mut events = Vec::new();
+    for e in store.events_naming(&refs)? {
+        let env = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
+            seq: e.seq,
+            problem: err.to_string(),
+        })?;
+        if env.event.concerns(case.id.as_str(), &clocks, &messages) {
+            events.push((e.seq, env));
+        }
+    }
+    Ok(Some((p, events)))
+}
+
+/// The names a search term may stand for: a crt.sh id, a certificate or key hash, a
+/// Message-Id, an address or a case id, each in the form the tables index.
+pub fn search_names(term: &str) -> Vec<String> {
+    let t = term.trim();
+    let lower = t.to_ascii_lowercase();
+    let mut out = Vec::new();
+    if let Ok(id) = t.parse::<u64>() {
+        out.push(crate::domain::ids::crtsh_name(id));
+    }
+    let hex = lower.replace(':', "");
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        out.push(crate::domain::ids::sha256_name(&hex));
+        out.push(crate::domain::ids::spki_name(&hex));
+    }
+    for prefix in ["crtsh:", "sha256:", "spki:"] {
+        if let Some(rest) = lower.strip_prefix(prefix) {
+            out.push(format!("{prefix}{}", rest.trim()));
+        }
+    }
+    if lower.starts_with("cpr-") {
+        out.push(t.to_ascii_uppercase());
+    }
+    if t.starts_with('<') && t.ends_with('>') {
+        out.push(t.to_string());
+    } else if t.contains('@') {
+        out.push(format!("<{t}>"));
+        out.push(lower.clone());
+    }
+    out.push(t.to_string());
+    out.dedup();
+    out
+}
+
+/// The cases `term` names, as they are at `at`, in case order.
+pub fn search(store: &SqliteStore, term: &str, at: Timestamp) -> Result<Projection, DeskError> {
+    let names = search_names(term);
+    let mut ids = Vec::new();
+    for n in &names {
+        ids.extend(store.cases_named(n)?);
+    }
+    let mut p = cases_with_clocks(store, ids, at)?;
+    // The names index may hold a stray match (a shared index key): keep what truly names it.
+    p.cases.retain(|c| names.iter().any(|n| case_names(c, n)));
+    Ok(p)
+}
+
+/// Whether a case names `n` (what the names index says, checked).
+fn case_names(c: &Case, n: &str) -> bool {
+    c.id == n
+        || c.messages.iter().any(|m| m.message_id == n || m.from == n)
+        || c.certificates.iter().any(|cert| {
+            cert.reference == n
+                || cert
+                    .crtsh_id
+                    .is_some_and(|id| crate::domain::ids::crtsh_name(id) == n)
+                || cert
+                    .sha256
+                    .as_ref()
+                    .is_some_and(|h| crate::domain::ids::sha256_name(h) == n)
+                || cert
+                    .spki_sha256
+                    .as_ref()
+                    .is_some_and(|h| crate::domain::ids::spki_name(h) == n)
+        })
+        || c.keys.iter().any(|k| k.reference.as_deref() == Some(n))
+}

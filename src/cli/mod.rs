@@ -1,0 +1,7 @@
+//! The command line's work, as library functions (`main.rs` only parses arguments): the
+//! [`commands`], the [`view`]s they print, and the [`lookup`]s that read cases and clocks from
+//! the store's tables.
+
+pub mod commands;
+pub mod lookup;
+pub mod view;

@@ -1,0 +1,429 @@
+//! What people and programs see: the public JSON contract of `replay` and `status`, and the
+//! text forms of `status` and `case`. Rendering only — every decision was made upstream.
+//!
+//! The text forms pass every string that came from outside (subjects, addresses, Message-Ids,
+//! reasons, folder names, server errors) through [`crate::escape::text`]: a reporter's control
+//! characters, escape sequences or bidirectional overrides show as visible escapes, and a
+//! reporter's newline cannot start a line of its own. The JSON forms are escaped by
+//! `serde_json` (and [`crate::escape::json_text`] where they are printed).
+
+use serde::Serialize;
+
+use crate::deciding::cases::{Case, Projection};
+use crate::domain::event::{ClockState, Envelope};
+use crate::domain::model::{CertificateRef, KeyRef, Timestamp};
+use crate::domain::timefmt;
+use crate::escape::text as esc;
+
+/// `{"at": …, "cases": […]}` — the documented contract (README, "JSON contract").
+#[derive(Serialize)]
+pub struct Report {
+    pub at: String,
+    pub cases: Vec<CaseJson>,
+}
+
+#[derive(Serialize)]
+pub struct CaseJson {
+    pub id: String,
+    pub reporter: String,
+    pub subject: String,
+    pub opened_at: String,
+    pub messages: Vec<MessageJson>,
+    pub certificates: Vec<CertificateJson>,
+    pub keys: Vec<KeyJson>,
+    pub clocks: Vec<ClockJson>,
+}
+
+#[derive(Serialize)]
+pub struct MessageJson {
+    pub message_id: String,
+    pub received_at: String,
+    pub from: String,
+    pub folder: &'static str,
+    pub staff: bool,
+}
+
+#[derive(Serialize)]
+pub struct CertificateJson {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub crtsh_id: Option<u64>,
+    pub sha256: Option<String>,
+    pub serial: Option<String>,
+    pub issuer: Option<String>,
+    pub not_after: Option<String>,
+    pub spki_sha256: Option<String>,
+    pub is_ca: Option<bool>,
+    pub precertificate: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct KeyJson {
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    pub evidence: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct ClockJson {
+    pub kind: &'static str,
+    pub certificate: Option<String>,
+    pub started_at: String,
+    pub deadline: String,
+    pub state: &'static str,
+    pub stopped_at: Option<String>,
+    pub basis: String,
+    /// The report's phrase behind a rule basis: why the window is what it is.
+    pub matched: Option<String>,
+}
+
+impl From<&CertificateRef> for CertificateJson {
+    fn from(c: &CertificateRef) -> Self {
+        CertificateJson {
+            reference: c.reference.clone(),
+            crtsh_id: c.crtsh_id,
+            sha256: c.sha256.clone(),
+            serial: c.serial.clone(),
+            issuer: c.issuer.clone(),
+            not_after: c.not_after.map(timefmt::format),
+            spki_sha256: c.spki_sha256.clone(),
+            is_ca: c.is_ca,
+            precertificate: c.precertificate,
+        }
+    }
+}
+
+impl From<&KeyRef> for KeyJson {
+    fn from(k: &KeyRef) -> Self {
+        KeyJson {
+            reference: k.reference.clone(),
+            evidence: k.evidence.as_str(),
+        }
+    }
+}
+
+/// One case, with its clocks evaluated at `at`.
+pub fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson {
+    CaseJson {
+        id: case.id.to_string(),
+        reporter: case.reporter.clone(),
+        subject: case.subject.clone(),
+        opened_at: timefmt::format(case.opened_at),
+        messages: case
+            .messages
+            .iter()
+            .map(|m| MessageJson {
+                message_id: m.message_id.clone(),
+                received_at: timefmt::format(m.received_at),
+                from: m.from.clone(),
+                folder: m.folder.as_str(),
+                staff: m.staff,
+            })
+            .collect(),
+        certificates: case
+            .certificates
+            .iter()
+            .map(CertificateJson::from)
+            .collect(),
+        keys: case.keys.iter().map(KeyJson::from).collect(),
+        clocks: case
+            .clocks
+            .iter()
+            .filter_map(|id| p.clocks.get(id))
+            .map(|c| {
+                let s = c.status(at);
+                ClockJson {
+                    kind: c.kind.as_str(),
+                    certificate: c.target.clone(),
+                    started_at: timefmt::format(c.started_at),
+                    deadline: timefmt::format(c.deadline),
+                    state: s.state.as_str(),
+                    stopped_at: s.stopped_at.map(timefmt::format),
+                    matched: c.matched.clone().filter(|_| s.basis == c.basis),
+                    basis: s.basis,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Every case at `at` (for `replay`), or only those with a running clock (for `status`).
+pub fn report(p: &Projection, at: Timestamp, only_open: bool) -> Report {
+    let cases = p
+        .cases
+        .iter()
+        .filter(|c| !only_open || has_open_clock(p, c, at))
+        .map(|c| case_json(p, c, at))
+        .collect();
+    Report {
+        at: timefmt::format(at),
+        cases,
+    }
+}
+
+fn has_open_clock(p: &Projection, case: &Case, at: Timestamp) -> bool {
+    case.clocks
+        .iter()
+        .filter_map(|id| p.clocks.get(id))
+        .any(|c| c.status(at).state.is_open())
+}
+
+/// `status` as text: every running clock, soonest deadline first, with the time left.
+pub fn status_text(p: &Projection, at: Timestamp) -> String {
+    let mut rows: Vec<(Timestamp, String)> = Vec::new();
+    let mut listed: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for case in &p.cases {
+        for id in &case.clocks {
+            let Some(c) = p.clocks.get(id) else { continue };
+            let s = c.status(at);
+            if !s.state.is_open() {
+                continue;
+            }
+            // A revocation clock shared by several cases is listed once, under its first case.
+            if !listed.insert(id.as_str()) {
+                continue;
+            }
+            let left = (c.deadline - at).whole_seconds();
+            let label = match s.state {
+                ClockState::Breached => format!("BREACHED {} ago", timefmt::human_span(-left)),
+                _ => format!("{} left", timefmt::human_span(left)),
+            };
+            rows.push((
+                c.deadline,
+                format!(
+                    "{:<14} {:<26} {:<18} {:<16} deadline {}  basis {}",
+                    esc(case.id.as_str()),
+                    label,
+                    c.kind.as_str(),
+                    esc(c.target.as_deref().unwrap_or("-")),
+                    timefmt::format(c.deadline),
+                    esc(&s.basis),
+                ),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut out = format!("open clocks at {}: {}\n", timefmt::format(at), rows.len());
+    for (_, r) in rows {
+        out.push_str(&r);
+        out.push('\n');
+    }
+    out
+}
+
+/// `case` as text: the case, its messages, certificates, keys, clocks and events.
+pub fn case_text(
+    p: &Projection,
+    case: &Case,
+    at: Timestamp,
+    events: &[(u64, &Envelope)],
+) -> String {
+    use std::fmt::Write;
+    let j = case_json(p, case, at);
+    let mut o = String::new();
+    let _ = writeln!(o, "case {}  opened {}", esc(&j.id), j.opened_at);
+    let _ = writeln!(
+        o,
+        "reporter: {}",
+        if j.reporter.is_empty() {
+            "(unknown)".into()
+        } else {
+            esc(&j.reporter)
+        }
+    );
+    let _ = writeln!(o, "subject:  {}", esc(&j.subject));
+    if let Some((t, why)) = &case.dismissed {
+        let _ = writeln!(o, "dismissed {}: {}", timefmt::format(*t), esc(why));
+    }
+    let _ = writeln!(o, "\nmessages ({}):", j.messages.len());
+    for (m, cm) in j.messages.iter().zip(&case.messages) {
+        let _ = writeln!(
+            o,
+            "  {}  {:<5} {:<32} {}{}  [{}]",
+            m.received_at,
+            m.folder,
+            esc(&m.from),
+            esc(&m.message_id),
+            if m.staff { "  (staff)" } else { "" },
+            esc(cm.via)
+        );
+    }
+    truncated_notes(&mut o, events);
+    let _ = writeln!(o, "\ncertificates ({}):", j.certificates.len());
+    for c in &j.certificates {
+        let _ = writeln!(
+            o,
+            "  {}{}{}{}",
+            esc(&c.reference),
+            c.not_after
+                .as_ref()
+                .map(|t| format!("  notAfter {t}"))
+                .unwrap_or_default(),
+            if c.is_ca == Some(true) { "  CA" } else { "" },
+            if c.precertificate == Some(true) {
+                "  precertificate"
+            } else {
+                ""
+            },
+        );
+    }
+    let _ = writeln!(o, "\nkeys ({}):", j.keys.len());
+    for k in &j.keys {
+        let _ = writeln!(
+            o,
+            "  {}  ({})",
+            esc(k
+                .reference
+                .as_deref()
+                .unwrap_or("(no public key: encrypted)")),
+            k.evidence
+        );
+    }
+    let _ = writeln!(o, "\nclocks at {}:", timefmt::format(at));
+    for c in &j.clocks {
+        let _ = writeln!(
+            o,
+            "  {:<18} {:<14} {:<12} started {}  deadline {}{}  basis {}",
+            c.kind,
+            esc(c.certificate.as_deref().unwrap_or("-")),
+            c.state,
+            c.started_at,
+            c.deadline,
+            c.stopped_at
+                .as_ref()
+                .map(|t| format!("  stopped {t}"))
+                .unwrap_or_default(),
+            esc(&c.basis)
+        );
+        if let Some(m) = &c.matched {
+            let _ = writeln!(o, "  {:<18} matched: \"{}\"", "", esc(m));
+        }
+    }
+    let _ = writeln!(o, "\nevents ({}):", events.len());
+    for (seq, env) in events {
+        let _ = writeln!(
+            o,
+            "  #{seq:<6} {}  {}",
+            timefmt::format(env.recorded_at),
+            esc(&env.event.summary())
+        );
+    }
+    o
+}
+
+/// Says which messages were not searched whole (over a `[limits]` bound), so staff know the
+/// certificates and clocks may be incomplete and read the stored message by hand. The notes
+/// hold sizes and limit names only, never message content.
+fn truncated_notes(o: &mut String, events: &[(u64, &Envelope)]) {
+    use std::fmt::Write;
+    for (_, env) in events {
+        if let crate::domain::event::Event::MessageReceived { facts } = &env.event {
+            for p in &facts.problems {
+                if let Some(rest) = p.strip_prefix(crate::reading::limits::TRUNCATED) {
+                    let _ = writeln!(
+                        o,
+                        "  ! message {} was truncated for search:{}",
+                        esc(&facts.message_id),
+                        esc(rest)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One watched folder's health, as `status` shows it.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SourceJson {
+    #[serde(flatten)]
+    pub state: crate::store::FolderState,
+    /// No completed sync within the mailbox's `stale_after` (or never).
+    pub stale: bool,
+}
+
+/// `status --format json`: the replay contract plus the watched folders' health.
+#[derive(Serialize)]
+pub struct StatusJson {
+    pub at: String,
+    pub cases: Vec<CaseJson>,
+    pub sources: Vec<SourceJson>,
+}
+
+/// The sources part of `status` as text: problems first, spelled out.
+pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    if sources.is_empty() {
+        return o;
+    }
+    let _ = writeln!(o, "\nwatched folders: {}", sources.len());
+    for s in sources {
+        let ago = s
+            .state
+            .last_sync_at
+            .as_deref()
+            .and_then(|t| timefmt::parse(t).ok())
+            .map(|t| {
+                format!(
+                    "last sync {} ago",
+                    timefmt::human_span((at - t).whole_seconds())
+                )
+            })
+            .unwrap_or_else(|| "never synced".into());
+        let verdict = match (&s.state.last_error, s.stale) {
+            (Some(e), _) => format!("FAILING: {}", esc(e)),
+            (None, true) => "STALE".to_string(),
+            (None, false) => "ok".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "  {:<40} {:<5} {:<24} {}",
+            esc(&format!("{}/{}", s.state.mailbox, s.state.folder)),
+            esc(&s.state.role),
+            ago,
+            verdict
+        );
+    }
+    o
+}
+
+/// `search` as text: one line per case the term names, with what is still open.
+pub fn search_text(p: &Projection, term: &str, at: Timestamp) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "cases naming {} at {}: {}",
+        esc(term.trim()),
+        timefmt::format(at),
+        p.cases.len()
+    );
+    for case in &p.cases {
+        let open: Vec<&str> = case
+            .clocks
+            .iter()
+            .filter_map(|id| p.clocks.get(id))
+            .filter(|c| c.status(at).state.is_open())
+            .map(|c| c.kind.as_str())
+            .collect();
+        let _ = writeln!(
+            o,
+            "{:<14} opened {}  {} messages  {}  reporter {}  subject {}",
+            esc(case.id.as_str()),
+            timefmt::format(case.opened_at),
+            case.messages.len(),
+            if open.is_empty() {
+                "no open clock".to_string()
+            } else {
+                format!("{} open clock(s)", open.len())
+            },
+            if case.reporter.is_empty() {
+                "(unknown)".to_string()
+            } else {
+                esc(&case.reporter).into_owned()
+            },
+            esc(&case.subject)
+        );
+    }
+    o
+}

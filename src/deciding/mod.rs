@@ -1,0 +1,13 @@
+//! Deciding (pure): messages' facts in, cases, clocks and the events that record them out.
+//!
+//! [`threading`] puts messages into cases; [`clock`] holds the BR windows and what a clock's
+//! state is at a moment; [`cases`] derives cases and clocks from the messages received by a
+//! moment; [`tables`] writes them as the versioned rows the store keeps; [`derive`] turns each
+//! batch and each tick into the events that record what changed. Time is always an argument
+//! (docs/ARCHITECTURE.md, "The layers").
+
+pub mod cases;
+pub mod clock;
+pub mod derive;
+pub mod tables;
+pub mod threading;

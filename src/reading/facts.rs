@@ -1,0 +1,224 @@
+//! From raw bytes to [`MessageFacts`]: parse, find references and commands, classify, decide
+//! receipt time and staff authorship. Pure: `now` is an argument.
+
+use crate::domain::event::{Automation, MessageFacts};
+use crate::domain::model::{FolderRole, ParsedMail, RuleHit, SourceMeta, TimeSource, Timestamp};
+use crate::domain::timefmt;
+use crate::reading::limits::{self, Limits};
+use crate::reading::rules::RuleSet;
+use crate::reading::staff::{self, StaffPolicy};
+use crate::reading::{extract, parse};
+
+/// What the desk's configuration decides about every message.
+#[derive(Clone)]
+pub struct Policy {
+    pub staff: StaffPolicy,
+    pub rules: RuleSet,
+    /// How much of one message is searched (`[limits]`).
+    pub limits: Limits,
+}
+
+/// A Message-Id for a message that has none, stable across re-reads: derived from the content,
+/// so reading the same bytes again (a restart, another folder) names the same message.
+pub fn synthetic_message_id(content_hash: &str) -> String {
+    format!(
+        "<sha256-{}@cprwatch.invalid>",
+        &content_hash[..32.min(content_hash.len())]
+    )
+}
+
+/// Everything the pipeline learns from one message.
+pub fn message_facts(
+    raw: &[u8],
+    content_hash: &str,
+    meta: &SourceMeta,
+    policy: &Policy,
+    now: Timestamp,
+) -> MessageFacts {
+    let mail = parse::parse_limited(raw, &policy.limits);
+    let mut problems = mail.problems.clone();
+    if !mail.parsed_ok {
+        problems.push("the message could not be parsed as RFC 5322 mail; recorded as received and searched as plain text".into());
+    }
+    let (received_at, time_source) = receipt_time(&mail, meta, now, &mut problems);
+    let found = extract::mail_references(&mail, &policy.limits);
+    problems.extend(found.problems);
+    let (commands, bad_commands) = extract::commands(&mail.texts);
+    let rules = classify(policy, &mail, &mut problems);
+    let staff = staff::staff_proof(&mail, meta.folder, &policy.staff);
+    let (message_id, synthetic_id) = match &mail.message_id {
+        Some(id) => (id.clone(), false),
+        None => {
+            problems
+                .push("no Message-Id: a synthetic one was derived from the content hash".into());
+            (synthetic_message_id(content_hash), true)
+        }
+    };
+    MessageFacts {
+        content_hash: content_hash.to_string(),
+        size: raw.len() as u64,
+        message_id,
+        synthetic_id,
+        folder: meta.folder,
+        position: meta.position.clone(),
+        received_at,
+        time_source,
+        date_header: mail.date,
+        from: mail.from.clone().unwrap_or_default(),
+        reply_to: mail.reply_to.clone(),
+        to: mail.to.clone(),
+        cc: mail.cc.clone(),
+        subject: mail.subject.clone(),
+        in_reply_to: mail.in_reply_to.clone(),
+        references: mail.references.clone(),
+        automation: automation(&mail),
+        staff,
+        certificates: found.certificates,
+        keys: found.keys,
+        rules,
+        commands,
+        bad_commands,
+        parsed_ok: mail.parsed_ok,
+        problems,
+    }
+}
+
+/// The rules that match the report's wording, read from the first `limits.classify_bytes` of
+/// its text (a note says when that was not all of it, and then only 24-hour readings count).
+fn classify(policy: &Policy, mail: &ParsedMail, problems: &mut Vec<String>) -> Vec<RuleHit> {
+    let max = policy.limits.classify_bytes;
+    let total = mail.subject.len() + mail.texts.iter().map(String::len).sum::<usize>();
+    if total <= max {
+        return policy.rules.classify(&mail.subject, &mail.texts);
+    }
+    let (subject, texts, cut) = limits::texts_prefix(&mail.subject, &mail.texts, max);
+    problems.push(format!(
+        "{} the rules read the first {max} bytes of text for the report's wording; {cut} more not read (limits.classify_bytes), so only 24-hour readings count",
+        limits::TRUNCATED
+    ));
+    // What was not read may hold evidence for a shorter window: a longer reading of the part
+    // that was read does not prove the report is not a 24-hour one, so only 24-hour readings
+    // are kept (no reading at all gives 24 hours too).
+    let mut hits = policy.rules.classify(&subject, &texts);
+    hits.retain(|h| h.window_secs <= crate::deciding::clock::DAY.whole_seconds());
+    hits
+}
+
+/// The CA's receipt time, not the sender's: the BR clocks run from when the CA received a report
+/// (README "How clocks work", **Receipt time**). The server's own time first, then
+/// the topmost `Received:` (the CA's MX), then `Date:` (flagged), then first sight. For the
+/// desk's Sent folder the `Date:` is the desk's own and is trusted. A time in the future is the
+/// sign of a wrong clock somewhere; it is capped at `now` so no clock starts late.
+fn receipt_time(
+    mail: &ParsedMail,
+    meta: &SourceMeta,
+    now: Timestamp,
+    problems: &mut Vec<String>,
+) -> (Timestamp, TimeSource) {
+    let (t, source) = if let Some(t) = meta.server_time {
+        (t, TimeSource::ServerTime)
+    } else if meta.folder == FolderRole::Sent {
+        match (mail.date, mail.received_top) {
+            (Some(d), _) => (d, TimeSource::Date),
+            (None, Some(r)) => (r, TimeSource::Received),
+            (None, None) => (now, TimeSource::FirstSeen),
+        }
+    } else if let Some(r) = mail.received_top {
+        (r, TimeSource::Received)
+    } else if let Some(d) = mail.date {
+        problems.push(
+            "no Received: header: receipt time taken from the sender's Date: header (untrusted)"
+                .into(),
+        );
+        (d, TimeSource::Date)
+    } else {
+        problems.push(
+            "no Received: or Date: header: receipt time is when cprwatch first saw the message"
+                .into(),
+        );
+        (now, TimeSource::FirstSeen)
+    };
+    let t = timefmt::normalize(t);
+    if t > now {
+        problems.push(format!(
+            "receipt time {} is in the future; capped at {}",
+            timefmt::format(t),
+            timefmt::format(now)
+        ));
+        return (now, source);
+    }
+    (t, source)
+}
+
+/// RFC 3834 and common practice: what kind of automatic message this is, if any.
+fn automation(mail: &ParsedMail) -> Automation {
+    let from_daemon = mail.from.as_deref().is_some_and(|f| {
+        let local = f.split('@').next().unwrap_or("");
+        local.eq_ignore_ascii_case("mailer-daemon")
+    });
+    if mail.cprwatch_receipt {
+        Automation::Receipt
+    } else if mail.null_sender || mail.is_report_mime || from_daemon {
+        Automation::Bounce
+    } else if mail.autoreply_marks || mail.auto_submitted.as_deref() == Some("auto-replied") {
+        Automation::AutoReplied
+    } else if mail.auto_submitted.as_deref().is_some_and(|v| v != "no") {
+        Automation::AutoGenerated
+    } else {
+        Automation::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::limits::Limits;
+    use crate::reading::staff::StaffPolicy;
+
+    fn policy(classify_bytes: usize) -> Policy {
+        Policy {
+            staff: StaffPolicy {
+                staff_domains: vec![],
+                staff_addresses: vec![],
+                trusted_authserv_ids: vec![],
+            },
+            rules: RuleSet::shipped(),
+            limits: Limits {
+                classify_bytes,
+                ..Limits::default()
+            },
+        }
+    }
+
+    /// Text the rules did not read may hold evidence for 24 hours: a 5-day reading of the rest
+    /// must not give the report 5 days.
+    #[test]
+    fn when_the_rules_read_part_of_a_report_only_24_hour_readings_count() {
+        let raw = format!(
+            "From: r@reporter.test\r\nSubject: Report\r\nMessage-ID: <t@reporter.test>\r\n\r\n\
+             This certificate is misissued: the CN is not in the SAN.\r\n{}\r\n",
+            "Padding line of an ordinary report.\r\n".repeat(200)
+        );
+        let meta = SourceMeta {
+            folder: FolderRole::Inbox,
+            position: None,
+            server_time: None,
+        };
+        let now = timefmt::parse("2026-03-02T10:00:00Z").unwrap();
+        let all = message_facts(raw.as_bytes(), "h", &meta, &policy(1 << 20), now);
+        assert!(
+            all.rules.iter().any(|h| h.id == "misissuance"),
+            "{:?}",
+            all.rules
+        );
+        let part = message_facts(raw.as_bytes(), "h", &meta, &policy(1000), now);
+        assert!(part.rules.is_empty(), "{:?}", part.rules);
+        assert!(
+            part.problems
+                .iter()
+                .any(|p| p.contains("only 24-hour readings count")),
+            "{:?}",
+            part.problems
+        );
+    }
+}

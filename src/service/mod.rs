@@ -1,0 +1,468 @@
+//! `cprwatch run`: the long-running service.
+//!
+//! One loop owns the desk (store + engine), so every batch is committed in order and nothing
+//! races. Around it, one task per source (each configured Maildir, each watched IMAP folder)
+//! reads new mail, has the one [`Preparer`] prepare it off this loop's thread, and hands the
+//! loop prepared batches to commit ([`crate::pipeline`]). The loop also re-evaluates the clocks
+//! every `tick_seconds`, logging each clock that starts, stops, nears its deadline or breaches.
+//! On SIGTERM or Ctrl-C the loop commits the batches already handed to it and returns.
+
+pub mod backoff;
+pub mod folder_sync;
+pub mod logging;
+pub mod priority;
+pub mod shutdown;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration as StdDuration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::desk::{Derive, Desk, DeskError};
+use crate::domain::event::{ClockState, Envelope, Event};
+use crate::domain::model::Timestamp;
+use crate::domain::timefmt;
+use crate::pipeline::{Preparer, RawMessage};
+use crate::service::folder_sync::{FolderWatch, Request};
+use crate::service::shutdown::Shutdown;
+use crate::source::maildir::Maildir;
+
+/// At most this many new messages are read per Maildir per poll, so memory stays flat and a
+/// shutdown request is seen soon even during a large first sync.
+const POLL_BATCH: usize = 500;
+
+/// Watches one Maildir for files it has not ingested yet. A source task like an IMAP folder's
+/// ([`FolderWatch`]): it reads new files, has the [`Preparer`] prepare them, and hands the
+/// prepared batch to the loop that owns the desk, which commits it and answers.
+struct MaildirWatch {
+    label: String,
+    maildir: Maildir,
+    poll: StdDuration,
+    /// Positions recorded: asked of the desk once (`None` until then), then each batch's once
+    /// committed.
+    seen: Option<HashSet<String>>,
+    /// Last error, logged once per change of state rather than once per poll.
+    failing: Option<String>,
+    desk: mpsc::Sender<Request>,
+    preparer: Preparer,
+    shutdown: Shutdown,
+}
+
+/// Why a poll of a Maildir stopped short.
+enum Stop {
+    /// The service is shutting down.
+    Shutdown,
+    /// A fault, retried at the next poll.
+    Fault(String),
+}
+
+impl MaildirWatch {
+    async fn run(mut self) {
+        let mut poll = tokio::time::interval(self.poll);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.recv() => return,
+                _ = poll.tick() => {}
+            }
+            // Drain: keep reading while a full batch came back (first sync).
+            loop {
+                match self.step().await {
+                    Ok(full) => {
+                        if self.failing.take().is_some() {
+                            info!(maildir = %self.label, "maildir readable again");
+                        }
+                        if !full || self.shutdown.is_shutdown() {
+                            break;
+                        }
+                    }
+                    Err(Stop::Shutdown) => return,
+                    Err(Stop::Fault(msg)) => {
+                        if self.failing.as_deref() != Some(msg.as_str()) {
+                            error!(maildir = %self.label, error = %msg, "cannot ingest from maildir; retrying every poll");
+                            self.failing = Some(msg);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read, prepare and hand over one batch of new files, at most [`POLL_BATCH`]; returns
+    /// whether it was full.
+    async fn step(&mut self) -> Result<bool, Stop> {
+        if self.seen.is_none() {
+            let prefix = format!("maildir:{}/", self.maildir.root.display());
+            let held = ask(&self.desk, |reply| Request::Positions { prefix, reply }).await?;
+            self.seen = Some(held.into_iter().collect());
+        }
+        let batch = tokio::task::block_in_place(|| self.read_new())?;
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let full = batch.len() >= POLL_BATCH;
+        let positions: Vec<String> = batch
+            .iter()
+            .filter_map(|m| m.meta.position.clone())
+            .collect();
+        let messages = self
+            .preparer
+            .prepare(batch, timefmt::now())
+            .await
+            .map_err(|e| Stop::Fault(e.to_string()))?;
+        ask(&self.desk, |reply| Request::Ingest {
+            messages,
+            checkpoint: None,
+            more: full,
+            reply,
+        })
+        .await?;
+        self.seen.get_or_insert_default().extend(positions);
+        Ok(full)
+    }
+
+    /// New messages (positions not recorded), at most [`POLL_BATCH`].
+    fn read_new(&mut self) -> Result<Vec<RawMessage>, Stop> {
+        let entries = self
+            .maildir
+            .scan()
+            .map_err(|e| Stop::Fault(e.to_string()))?;
+        let seen = self.seen.get_or_insert_default();
+        let mut out = Vec::new();
+        for entry in entries {
+            if seen.contains(&entry.position) {
+                continue;
+            }
+            match self.maildir.read(&entry) {
+                Ok(m) => out.push(m),
+                // A file that vanished between scan and read was moved (new/ → cur/): the
+                // next scan sees it under its new name, with the same position.
+                Err(e) => {
+                    warn!(maildir = %self.label, error = %e, "cannot read message file; will retry")
+                }
+            }
+            if out.len() >= POLL_BATCH {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Ask the service loop and wait for its answer. A closed channel means it is shutting down.
+async fn ask<T>(
+    desk: &mpsc::Sender<Request>,
+    request: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
+) -> Result<T, Stop> {
+    let (reply, answer) = oneshot::channel();
+    desk.send(request(reply))
+        .await
+        .map_err(|_| Stop::Shutdown)?;
+    answer
+        .await
+        .map_err(|_| Stop::Shutdown)?
+        .map_err(Stop::Fault)
+}
+
+/// Run until `shutdown` fires.
+pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError> {
+    let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
+    let (requests, mut inbox) = tokio::sync::mpsc::channel::<Request>(16);
+    let mut source_tasks = tokio::task::JoinSet::new();
+    // One preparer for every source: parsing and extracting never run on this loop's thread.
+    let preparer = Preparer::for_desk(&desk, false)?;
+    for (i, m) in config.mailbox.iter().enumerate() {
+        let m = std::sync::Arc::new(m.clone());
+        for (j, f) in m.folders.iter().enumerate() {
+            let watch = FolderWatch::new(
+                m.clone(),
+                f.clone(),
+                requests.clone(),
+                preparer.clone(),
+                shutdown.clone(),
+                // Different seeds: folders must not retry in lockstep.
+                (i as u64) << 32 | j as u64 | u64::from(std::process::id()) << 16,
+            );
+            source_tasks.spawn(watch.run());
+        }
+    }
+    info!(
+        store = %config.store.path.display(),
+        messages = desk.engine().message_count(),
+        maildirs = config.maildir.len(),
+        imap_folders = config.mailbox.iter().map(|m| m.folders.len()).sum::<usize>(),
+        "cprwatch running"
+    );
+    for m in &config.maildir {
+        let maildir = Maildir::open(
+            &m.path,
+            m.folders
+                .as_ref()
+                .map(|fs| fs.iter().map(|f| (f.name.clone(), f.role)).collect()),
+        )?;
+        let label = m.path.display().to_string();
+        // An empty directory (cur/ and new/ not made yet), skipped subfolders.
+        for note in &maildir.notes {
+            warn!(
+                maildir = label.as_str(),
+                note = note.as_str(),
+                "maildir note"
+            );
+        }
+        let watch = MaildirWatch {
+            label,
+            maildir,
+            poll: StdDuration::from_secs(m.poll_seconds.max(1)),
+            seen: None,
+            failing: None,
+            desk: requests.clone(),
+            preparer: preparer.clone(),
+            shutdown: shutdown.clone(),
+        };
+        source_tasks.spawn(watch.run());
+    }
+    drop(requests);
+    drop(preparer);
+    let mut tick = tokio::time::interval(StdDuration::from_secs(config.clock.tick_seconds.max(1)));
+    let mut warned: HashSet<crate::domain::ids::ClockId> = HashSet::new();
+    let warn_before = config.clock.warn_before;
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.recv() => break,
+            Some(req) = inbox.recv() => {
+                handle(&mut desk, req);
+            }
+            _ = tick.tick() => {
+                derive(&mut desk);
+                warn_due(&desk, timefmt::now(), warn_before, &mut warned);
+            }
+        }
+    }
+    // Batches already handed over are committed; no new ones are taken.
+    inbox.close();
+    let mut deferred = false;
+    while let Some(req) = inbox.recv().await {
+        deferred |= handle(&mut desk, req);
+    }
+    if deferred {
+        derive(&mut desk);
+    }
+    source_tasks.shutdown().await;
+    info!("shutting down: all committed");
+    Ok(())
+}
+
+/// Serve one request from a source task. Commits happen here, in order, one at a time.
+/// Evaluate the clocks at the wall clock's `now` and commit what changed.
+fn derive(desk: &mut Desk) {
+    let now = timefmt::now();
+    match tokio::task::block_in_place(|| desk.tick(now)) {
+        Ok(events) => log_events(&events),
+        Err(e) => error!(error = %e, "cannot commit clock changes; retrying next tick"),
+    }
+}
+
+/// Serve one request. Returns whether a batch was recorded without deriving what it changes
+/// (more of its pass follow; the last of them, or the next tick, derives).
+fn handle(desk: &mut Desk, req: Request) -> bool {
+    let mut deferred = false;
+    tokio::task::block_in_place(|| match req {
+        Request::Checkpoint {
+            mailbox,
+            folder,
+            reply,
+        } => {
+            let r = desk.store().checkpoint(&mailbox, &folder);
+            let _ = reply.send(r.map_err(|e| e.to_string()));
+        }
+        Request::Positions { prefix, reply } => {
+            let r = desk.store().positions_with_prefix(&prefix);
+            let _ = reply.send(r.map_err(|e| e.to_string()));
+        }
+        Request::Ingest {
+            messages,
+            checkpoint,
+            more,
+            reply,
+        } => {
+            let mut events = Vec::new();
+            // Mail older than what was derived (a first sync, folders read side by side) makes
+            // the next derivation start again from it: while more batches of the same pass
+            // follow, leave it to the last of them instead of once per batch.
+            let derive = if more && desk.engine().would_rederive() {
+                deferred = true;
+                Derive::Later
+            } else {
+                Derive::Now
+            };
+            let r = desk.record(
+                messages,
+                checkpoint.into_iter().collect(),
+                timefmt::now(),
+                derive,
+                Some(&mut events),
+            );
+            // What was committed before a failure (the messages, some derived events) is logged
+            // too: it is in the log.
+            log_events(&events);
+            let r = match r {
+                Ok(done) => Ok(done.events as usize),
+                Err(e) => {
+                    error!(error = %e, "cannot commit a batch; it will be read again");
+                    Err(e.to_string())
+                }
+            };
+            let _ = reply.send(r);
+        }
+        Request::State(st) => {
+            if let Err(e) = desk.set_folder_state(&st) {
+                warn!(error = %e, "cannot record folder state");
+            }
+        }
+    });
+    deferred
+}
+
+/// Log, once per clock, every running clock within `warn_before` of its deadline.
+fn warn_due(
+    desk: &Desk,
+    now: Timestamp,
+    warn_before: time::Duration,
+    warned: &mut HashSet<crate::domain::ids::ClockId>,
+) {
+    let Some(p) = desk.engine().current() else {
+        return;
+    };
+    let mut case_of: HashMap<&str, &str> = HashMap::new();
+    for c in &p.cases {
+        for id in &c.clocks {
+            case_of.entry(id.as_str()).or_insert(c.id.as_str());
+        }
+    }
+    for (id, c) in &p.clocks {
+        let s = c.status(now);
+        if s.state == ClockState::Pending
+            && c.deadline - now <= warn_before
+            && warned.insert(id.clone())
+        {
+            warn!(
+                clock = id.as_str(),
+                case = case_of.get(id.as_str()).copied().unwrap_or("-"),
+                deadline = %timefmt::format(c.deadline),
+                left = %timefmt::human_span((c.deadline - now).whole_seconds()),
+                "clock due soon"
+            );
+        }
+    }
+}
+
+/// Every field that holds outside text (subjects, addresses, Message-Ids, reasons) is logged
+/// as a string and written through [`crate::escape`] by the log formatter
+/// ([`crate::service::logging`]): no reporter can clear the terminal or forge a line.
+///
+/// Up to this many events from one commit are logged one line each. A larger commit (a first
+/// sync, a backlog) gets one line counting each kind and one naming the first breaches: the
+/// event log holds every event and `cprwatch status` lists what is due, while tens of thousands
+/// of lines would bury the log and cost the sync a tenth of its time. Ignored staff commands
+/// are always logged one by one: each may be someone posing as staff.
+const LOG_EACH_UP_TO: usize = 200;
+
+fn log_events(events: &[Envelope]) {
+    if events.len() > LOG_EACH_UP_TO {
+        log_summary(events);
+        return;
+    }
+    for env in events {
+        log_event(&env.event);
+    }
+}
+
+fn log_summary(events: &[Envelope]) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut breached: Vec<&str> = Vec::new();
+    for env in events {
+        *counts.entry(env.event.kind()).or_default() += 1;
+        match &env.event {
+            Event::ClockBreached { clock, .. } => breached.push(clock.as_str()),
+            Event::CommandIgnored { .. } => log_event(&env.event),
+            _ => {}
+        }
+    }
+    // `kinds` and `first` hold spaces and `=`: the log formatter quotes them, so they read
+    // as one field each (crate::service::logging).
+    let kinds: Vec<String> = counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    info!(
+        events = events.len(),
+        kinds = kinds.join(" ").as_str(),
+        "batch committed"
+    );
+    if !breached.is_empty() {
+        error!(
+            count = breached.len(),
+            first = breached[..breached.len().min(5)].join(", ").as_str(),
+            "clocks BREACHED (`cprwatch status` lists them all)"
+        );
+    }
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::MessageReceived { facts } => info!(
+            message_id = facts.message_id.as_str(),
+            from = facts.from.as_str(),
+            folder = facts.folder.as_str(),
+            received_at = %timefmt::format(facts.received_at),
+            "message received"
+        ),
+        Event::CaseOpened {
+            case,
+            reporter,
+            subject,
+            ..
+        } => {
+            info!(
+                case = case.as_str(),
+                reporter = reporter.as_str(),
+                subject = subject.as_str(),
+                "case opened"
+            )
+        }
+        Event::ClockStarted {
+            clock,
+            deadline,
+            basis,
+            ..
+        } => {
+            info!(clock = clock.as_str(), deadline = %timefmt::format(*deadline), basis = basis.as_str(), "clock started")
+        }
+        Event::ClockRevised {
+            clock,
+            deadline,
+            basis,
+            ..
+        } => {
+            info!(clock = clock.as_str(), deadline = %timefmt::format(*deadline), basis = basis.as_str(), "clock revised")
+        }
+        Event::ClockStopped {
+            clock, state, at, ..
+        } => {
+            info!(clock = clock.as_str(), state = state.as_str(), at = %timefmt::format(*at), "clock stopped")
+        }
+        Event::ClockBreached { clock, deadline } => {
+            error!(clock = clock.as_str(), deadline = %timefmt::format(*deadline), "clock BREACHED")
+        }
+        Event::CommandIgnored { from, reason, .. } => {
+            warn!(
+                from = from.as_str(),
+                reason = reason.as_str(),
+                "staff command ignored"
+            )
+        }
+        _ => {}
+    }
+}
