@@ -5,6 +5,7 @@
 //! atomically. If a commit fails the engine is rebuilt from the store, so memory never runs
 //! ahead of what is durable.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -93,7 +94,7 @@ impl Desk {
     pub fn open(config: &Config) -> Result<Desk, DeskError> {
         let mut store = store::open_sqlite(&config.store.path)?;
         let (policy, settings) = (policy(config)?, settings(config));
-        let mut engine = restore_engine(&store, &policy, &settings)?;
+        let mut engine = restore_engine(&store, &settings)?;
         let st = store.tables_state()?;
         if st.head == 0 && st.built_with.is_none() {
             store.set_tables_built_with(&tables_built_with(&settings))?;
@@ -118,7 +119,7 @@ impl Desk {
         policy: Policy,
         settings: Settings,
     ) -> Result<Desk, DeskError> {
-        let engine = restore_engine(store.as_ref(), &policy, &settings)?;
+        let engine = restore_engine(store.as_ref(), &settings)?;
         Ok(Desk {
             store,
             engine,
@@ -166,17 +167,38 @@ impl Desk {
         mut keep: Option<&mut Vec<Envelope>>,
     ) -> Result<Recorded, DeskError> {
         let before = self.engine.message_count();
-        let batch = self.engine.receive(messages, now);
-        let new_messages = (self.engine.message_count() - before) as u64;
-        let received = batch.events;
-        let first = store::Batch {
-            messages: batch.messages,
-            positions: batch.positions,
-            events: received.iter().map(Envelope::encode).collect(),
-            event_refs: received.iter().map(|e| e.event.refs()).collect(),
+        let mut first = store::Batch {
             checkpoints,
             ..store::Batch::default()
         };
+        let mut facts = Vec::new();
+        let mut taken: HashSet<String> = HashSet::new();
+        for mut p in messages {
+            let hash = p.message.content_hash().to_string();
+            if let Some(pos) = &p.meta.position {
+                first.positions.push((pos.clone(), hash.clone()));
+            }
+            if self.engine.knows(&hash) || !taken.insert(hash.clone()) {
+                continue;
+            }
+            // The pipeline skips facts of messages it saw before, which the engine usually
+            // knows; when it does not (a batch read again after a failed commit), here.
+            let f = p.facts.take().unwrap_or_else(|| {
+                crate::reading::facts::message_facts(
+                    p.message.raw(),
+                    &hash,
+                    &p.meta,
+                    &self.policy,
+                    now,
+                )
+            });
+            first.messages.push(p.message);
+            facts.push(f);
+        }
+        let received = self.engine.receive(facts, now);
+        let new_messages = (self.engine.message_count() - before) as u64;
+        first.events = received.iter().map(Envelope::encode).collect();
+        first.event_refs = received.iter().map(|e| e.event.refs()).collect();
         if let Some(k) = keep.as_deref_mut() {
             k.extend(received.iter().cloned());
         }
@@ -238,7 +260,7 @@ impl Desk {
             Ok(()) => Ok(committed_events),
             Err(e) => {
                 // Memory must not run ahead of the store: forget what was not committed.
-                self.engine = restore_engine(self.store.as_ref(), &self.policy, &self.settings)?;
+                self.engine = restore_engine(self.store.as_ref(), &self.settings)?;
                 Err(e.into())
             }
         }
@@ -250,7 +272,7 @@ impl Desk {
         }
         if let Err(e) = self.store.commit(batch) {
             // Memory must not run ahead of the store: forget what was not committed.
-            self.engine = restore_engine(self.store.as_ref(), &self.policy, &self.settings)?;
+            self.engine = restore_engine(self.store.as_ref(), &self.settings)?;
             return Err(e.into());
         }
         Ok(())
@@ -345,7 +367,6 @@ pub enum TablesCheck {
 /// the projection of the log.
 pub fn verify_tables(
     store: &store::SqliteStore,
-    policy: &Policy,
     settings: &Settings,
 ) -> Result<TablesCheck, DeskError> {
     let st = store.tables_state()?;
@@ -369,7 +390,7 @@ pub fn verify_tables(
     if through < st.head {
         return Ok(TablesCheck::Behind(st.head - through));
     }
-    let engine = restore_engine(store, policy, settings)?;
+    let engine = restore_engine(store, settings)?;
     let mut scratch = store.path().as_os_str().to_owned();
     scratch.push(format!(".verify-{}", std::process::id()));
     let scratch = PathBuf::from(scratch);
@@ -427,12 +448,8 @@ fn decode_all(store: &dyn Store) -> Result<Vec<(u64, Envelope)>, DeskError> {
 }
 
 /// The engine as the log leaves it.
-pub fn restore_engine(
-    store: &dyn Store,
-    policy: &Policy,
-    settings: &Settings,
-) -> Result<Engine, DeskError> {
-    let mut r = Engine::restoring(policy.clone(), settings.clone(), store.tables_through()?);
+pub fn restore_engine(store: &dyn Store, settings: &Settings) -> Result<Engine, DeskError> {
+    let mut r = Engine::restoring(settings.clone(), store.tables_through()?);
     for_each_envelope(store, &mut |seq, env| {
         r.absorb(seq, env);
         Ok(())

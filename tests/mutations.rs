@@ -226,7 +226,7 @@ fn twenty_thousand_mutated_fixtures_neither_panic_nor_lose_the_message() {
         .and_then(|s| s.parse().ok());
     let pool = fixtures();
     let mut rng = Rng(seed | 1);
-    let mut engine = Engine::new(policy(), Settings::default());
+    let mut engine = Engine::new(Settings::default());
     let now = cprwatch::domain::timefmt::parse("2026-12-01T00:00:00Z").expect("time");
     let folders = [FolderRole::Inbox, FolderRole::Junk, FolderRole::Sent];
     let mut batch = Vec::with_capacity(BATCH);
@@ -262,7 +262,11 @@ fn twenty_thousand_mutated_fixtures_neither_panic_nor_lose_the_message() {
             "the parser panicked on mutation {n} of seed {seed} (MUTATION_SEED={seed} MUTATION_ONLY={n})"
         );
         distinct.insert(prepared.content_hash().to_string());
-        batch.push(prepared);
+        batch.push(
+            prepared
+                .facts
+                .expect("a new message's facts are worked out"),
+        );
         if batch.len() == BATCH {
             engine.receive(std::mem::take(&mut batch), now);
             engine.tick(now);

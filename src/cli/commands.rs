@@ -293,8 +293,8 @@ pub fn search(
 pub fn rebuild(config_path: &Path) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
     let mut store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
-    let (policy, settings) = (desk::policy(&config)?, desk::settings(&config));
-    let mut engine = desk::restore_engine(&store, &policy, &settings)?;
+    let settings = desk::settings(&config);
+    let mut engine = desk::restore_engine(&store, &settings)?;
     let s = desk::rebuild_tables(&mut store, &mut engine, &settings)?;
     Ok(Outcome::ok(format!(
         "rebuilt cases and clocks from {} events ({} messages): {} versions written\n",
@@ -359,8 +359,8 @@ pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
         "ok: {} events, {} messages; hash chain intact; head {}\n",
         r.events, r.messages, r.head
     );
-    let (policy, settings) = (desk::policy(&config)?, desk::settings(&config));
-    Ok(match desk::verify_tables(&store, &policy, &settings)? {
+    let settings = desk::settings(&config);
+    Ok(match desk::verify_tables(&store, &settings)? {
         desk::TablesCheck::Match { cases, clocks } => Outcome::ok(format!(
             "{head}tables: {cases} case and {clocks} clock versions equal a re-derivation from the log\n"
         )),

@@ -25,8 +25,7 @@ pub fn open(config: &Config, note: &mut Vec<String>) -> Result<SqliteStore, Desk
              settings): rebuilt them from the log"
                 .into(),
         );
-        let policy = desk::policy(config)?;
-        let mut engine = desk::restore_engine(&store, &policy, &settings)?;
+        let mut engine = desk::restore_engine(&store, &settings)?;
         desk::rebuild_tables(&mut store, &mut engine, &settings)?;
     } else {
         let st = store.tables_state()?;

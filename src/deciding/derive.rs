@@ -16,24 +16,6 @@ use crate::deciding::threading::Assigned;
 use crate::domain::event::{ClockState, Envelope, Event, MessageFacts};
 use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::Timestamp;
-use crate::pipeline::Prepared;
-use crate::reading::facts::{self, Policy};
-use crate::store::NewMessage;
-
-/// What the caller must persist atomically: new raw messages, their source positions, and
-/// their `message_received` events in order.
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub messages: Vec<NewMessage>,
-    pub positions: Vec<(String, String)>,
-    pub events: Vec<Envelope>,
-}
-
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.positions.is_empty() && self.events.is_empty()
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 struct RecordedClock {
@@ -209,7 +191,6 @@ const BULK_TIMELINE: usize = 1024;
 
 /// The core's state between batches.
 pub struct Engine {
-    policy: Policy,
     settings: Settings,
     /// Sorted by [`MessageFacts::sort_key`].
     facts: Vec<MessageFacts>,
@@ -234,9 +215,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(policy: Policy, settings: Settings) -> Engine {
+    pub fn new(settings: Settings) -> Engine {
         Engine {
-            policy,
             settings,
             facts: Vec::new(),
             known: HashSet::new(),
@@ -252,12 +232,11 @@ impl Engine {
     /// Rebuild from the whole log, in order (the first event is seq 1). `tables_through` is the
     /// last seq whose effect the store's tables hold (`None`: they hold nothing).
     pub fn restore<'a>(
-        policy: Policy,
         settings: Settings,
         log: impl IntoIterator<Item = &'a Envelope>,
         tables_through: Option<u64>,
     ) -> Engine {
-        let mut r = Engine::restoring(policy, settings, tables_through);
+        let mut r = Engine::restoring(settings, tables_through);
         for (i, env) in log.into_iter().enumerate() {
             r.absorb(i as u64 + 1, env.clone());
         }
@@ -266,9 +245,9 @@ impl Engine {
 
     /// Rebuild from the log one event at a time, as it is read: the log itself is never held
     /// whole (see [`Restoring`]).
-    pub fn restoring(policy: Policy, settings: Settings, tables_through: Option<u64>) -> Restoring {
+    pub fn restoring(settings: Settings, tables_through: Option<u64>) -> Restoring {
         Restoring {
-            engine: Engine::new(policy, settings),
+            engine: Engine::new(settings),
             tables_through,
         }
     }
@@ -323,8 +302,9 @@ impl Engine {
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// Whether a message with this content hash was received before.
+    pub fn knows(&self, content_hash: &str) -> bool {
+        self.known.contains(content_hash)
     }
 
     /// The content hashes of every message recorded so far.
@@ -341,43 +321,34 @@ impl Engine {
         &self.facts
     }
 
-    /// Record messages seen at `now` without deriving cases and clocks: a [`Engine::tick`]
-    /// does that, at once (the service) or after many batches (a bulk load, where deriving
-    /// once beats re-deriving after every batch when folders arrive out of time order). Returns
-    /// what to persist; the engine has already absorbed it, so on a failed commit rebuild the
-    /// engine from the store. A message's facts are worked out here only if the pipeline did
-    /// not (it skips messages it saw before, which the engine usually knows).
-    pub fn receive(&mut self, incoming: Vec<Prepared>, now: Timestamp) -> Batch {
-        let mut batch = Batch::default();
+    /// Take in the facts of messages seen at `now` without deriving cases and clocks: a
+    /// [`Engine::tick`] does that, at once (the service) or after many batches (a bulk load,
+    /// where deriving once beats re-deriving after every batch when folders arrive out of time
+    /// order). Returns the `message_received` events of the messages it did not know, in
+    /// receipt order; the engine has already absorbed them, so on a failed commit rebuild the
+    /// engine from the store.
+    pub fn receive(&mut self, incoming: Vec<MessageFacts>, now: Timestamp) -> Vec<Envelope> {
         let mut new_facts = Vec::new();
-        for mut p in incoming {
-            let hash = p.message.content_hash();
-            if let Some(pos) = &p.meta.position {
-                batch.positions.push((pos.clone(), hash.to_string()));
-            }
-            if self.known.contains(hash) {
+        for f in incoming {
+            if !self.known.insert(f.content_hash.clone()) {
                 continue;
             }
-            let f = p.facts.take().unwrap_or_else(|| {
-                facts::message_facts(p.message.raw(), hash, &p.meta, &self.policy, now)
-            });
-            self.known.insert(hash.to_string());
             self.unprojected = Some(
                 self.unprojected
                     .map_or(f.received_at, |u| u.min(f.received_at)),
             );
-            batch.messages.push(p.message);
             new_facts.push(f);
         }
         new_facts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        for f in &new_facts {
-            batch.events.push(Envelope {
+        let events = new_facts
+            .iter()
+            .map(|f| Envelope {
                 recorded_at: now,
                 event: Event::MessageReceived {
                     facts: Box::new(f.clone()),
                 },
-            });
-        }
+            })
+            .collect();
         if let Some(first) = new_facts.first() {
             // The usual case: new mail is newer than everything seen, and the projection is
             // extended. An older message (a backfill, a Junk folder read late) rebuilds it.
@@ -391,7 +362,7 @@ impl Engine {
                 self.projector = None;
             }
         }
-        batch
+        events
     }
 
     /// Re-evaluate every clock at `now` and return the events for what changed (a breach, an
@@ -810,22 +781,43 @@ mod tests {
     use crate::domain::event::ClockState;
     use crate::domain::model::{FolderRole, SourceMeta};
     use crate::domain::timefmt::parse;
+    use crate::reading::facts::Policy;
     use crate::reading::rules::RuleSet;
     use crate::reading::staff::StaffPolicy;
 
-    fn engine() -> Engine {
-        Engine::new(
-            Policy {
-                staff: StaffPolicy {
-                    staff_domains: vec!["example-ca.test".into()],
-                    staff_addresses: vec![],
-                    trusted_authserv_ids: vec!["mx.example-ca.test".into()],
-                },
-                rules: RuleSet::shipped(),
-                limits: crate::reading::limits::Limits::default(),
+    fn policy() -> Policy {
+        Policy {
+            staff: StaffPolicy {
+                staff_domains: vec!["example-ca.test".into()],
+                staff_addresses: vec![],
+                trusted_authserv_ids: vec!["mx.example-ca.test".into()],
             },
-            Settings::default(),
-        )
+            rules: RuleSet::shipped(),
+            limits: crate::reading::limits::Limits::default(),
+        }
+    }
+
+    fn engine() -> Engine {
+        Engine::new(Settings::default())
+    }
+
+    /// The facts of raw messages, as the pipeline works them out.
+    fn facts_of(incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Vec<MessageFacts> {
+        let policy = policy();
+        incoming
+            .into_iter()
+            .map(|(raw, meta)| {
+                let hash = crate::store::chain::content_hash(&raw);
+                crate::reading::facts::message_facts(&raw, &hash, &meta, &policy, now)
+            })
+            .collect()
+    }
+
+    /// What one [`ingest`] recorded: the content hashes of the messages new to the engine, and
+    /// every event.
+    struct Ingested {
+        messages: Vec<String>,
+        events: Vec<Envelope>,
     }
 
     fn meta(folder: FolderRole) -> SourceMeta {
@@ -847,14 +839,17 @@ Subject: Re: Misissued certificate\r\nDate: Mon, 02 Mar 2026 15:00:00 +0000\r\n\
 Message-ID: <answer@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\r\nLooking into it.\r\n";
 
     /// Receive and derive at once, as the service does: the batch with every event.
-    fn ingest(e: &mut Engine, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Batch {
-        let prepared = incoming
-            .into_iter()
-            .map(|(raw, meta)| Prepared::raw(raw, meta))
+    fn ingest(e: &mut Engine, incoming: Vec<(Vec<u8>, SourceMeta)>, now: Timestamp) -> Ingested {
+        let facts = facts_of(incoming, now);
+        let mut messages: Vec<String> = facts
+            .iter()
+            .map(|f| f.content_hash.clone())
+            .filter(|h| !e.knows(h))
             .collect();
-        let mut batch = e.receive(prepared, now);
-        batch.events.extend(e.tick(now));
-        batch
+        messages.dedup();
+        let mut events = e.receive(facts, now);
+        events.extend(e.tick(now));
+        Ingested { messages, events }
     }
 
     fn now() -> Timestamp {
@@ -934,8 +929,7 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
             vec![(REPORT.into(), meta(FolderRole::Inbox))],
             now(),
         );
-        let mut restored =
-            Engine::restore(e.policy().clone(), Settings::default(), &batch.events, None);
+        let mut restored = Engine::restore(Settings::default(), &batch.events, None);
         assert!(restored.tick(now()).is_empty());
         // Time passes: exactly the breach of the preliminary report is new (the revocation
         // clock has the 5-day window of the "CN not in SAN" rule).
@@ -1100,11 +1094,7 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
         let late = parse("2026-12-01T00:00:00Z").unwrap();
         let received = || {
             let mut e = engine();
-            let prepared = scenario_files()
-                .into_iter()
-                .map(|(raw, m)| Prepared::raw(raw, m))
-                .collect();
-            e.receive(prepared, late);
+            e.receive(facts_of(scenario_files(), late), late);
             e
         };
         let all = received().tick(late);
