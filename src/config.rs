@@ -12,6 +12,9 @@
 //! `password_file` (a file path), never the password itself.
 
 mod mailbox;
+mod rules_dir;
+
+pub use rules_dir::load_rules_dir;
 
 pub use mailbox::{MailboxConfig, PasswordSource};
 

@@ -41,7 +41,7 @@ pub enum DeskError {
 /// The policy a configuration sets: who is staff, which rules classify reports.
 pub fn policy(config: &Config) -> Result<Policy, DeskError> {
     let rules = match &config.rules.dir {
-        Some(dir) => RuleSet::load_dir(dir)?,
+        Some(dir) => crate::config::load_rules_dir(dir)?,
         None => RuleSet::shipped(),
     };
     Ok(Policy {

@@ -25,7 +25,7 @@ use regex_automata::meta;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use time::Duration;
 
@@ -161,7 +161,7 @@ pub enum RulesError {
     TooLarge(String),
 }
 
-/// Rule files shipped in the binary, in the order `load_dir` would read them.
+/// Rule files shipped in the binary, in the order a rules directory is read (name order).
 const SHIPPED: &[(&str, &str)] = &[
     (
         "24h-items-1-5.toml",
@@ -194,36 +194,6 @@ impl RuleSet {
                 RuleSet::from_sources(&files).expect("shipped rules are valid (see rules::tests)")
             })
             .clone()
-    }
-
-    /// Every `*.toml` file in `dir`, read in name order.
-    pub fn load_dir(dir: &Path) -> Result<RuleSet, RulesError> {
-        let read_dir = |source| RulesError::ReadDir {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        let mut paths = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(read_dir)? {
-            let path = entry.map_err(read_dir)?.path();
-            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
-                paths.push(path);
-            }
-        }
-        if paths.is_empty() {
-            return Err(RulesError::NoFiles {
-                dir: dir.to_path_buf(),
-            });
-        }
-        paths.sort();
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|source| RulesError::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
-            files.push((path.display().to_string(), text));
-        }
-        RuleSet::from_sources(&files)
     }
 
     /// Parse, validate and compile rule files given as `(file name, text)`, in this order.
