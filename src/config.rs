@@ -138,7 +138,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parse and validate configuration text as if read from `origin` (which decides how relative
 /// paths resolve and what errors call the file). Pure: touches no file.
-pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: origin.to_path_buf(),
         message: e.to_string().trim_end().to_string(),

@@ -39,7 +39,7 @@ pub enum DeskError {
 }
 
 /// The policy a configuration sets: who is staff, which rules classify reports.
-pub fn policy(config: &Config) -> Result<Policy, DeskError> {
+pub(crate) fn policy(config: &Config) -> Result<Policy, DeskError> {
     let rules = match &config.rules.dir {
         Some(dir) => crate::config::load_rules_dir(dir)?,
         None => RuleSet::shipped(),
@@ -55,7 +55,7 @@ pub fn policy(config: &Config) -> Result<Policy, DeskError> {
     })
 }
 
-pub fn settings(config: &Config) -> Settings {
+pub(crate) fn settings(config: &Config) -> Settings {
     Settings {
         thread_window: config.clock.thread_window,
     }
@@ -66,7 +66,7 @@ const TICK_COMMIT_EVENTS: usize = 10_000;
 
 /// When [`Desk::record`] derives cases and clocks from what it recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Derive {
+pub(crate) enum Derive {
     /// At once: the service, which reports every change as it happens.
     Now,
     /// At a later call: a bulk load, where deriving once after many batches beats deriving
@@ -76,7 +76,7 @@ pub enum Derive {
 
 /// What [`Desk::record`] committed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub new_messages: u64,
     pub events: u64,
 }
@@ -114,7 +114,7 @@ impl Desk {
         Desk::with_store(Box::new(store::memory()), policy(config)?, settings(config))
     }
 
-    pub fn with_store(
+    pub(crate) fn with_store(
         store: Box<dyn Store>,
         policy: Policy,
         settings: Settings,
@@ -137,12 +137,12 @@ impl Desk {
     }
 
     /// The policy messages are prepared under (by the pipeline's preparer).
-    pub fn policy(&self) -> &Policy {
+    pub(crate) fn policy(&self) -> &Policy {
         &self.policy
     }
 
     /// Record a watched folder's health (not part of the event log).
-    pub fn set_folder_state(&mut self, state: &store::FolderState) -> Result<(), DeskError> {
+    pub(crate) fn set_folder_state(&mut self, state: &store::FolderState) -> Result<(), DeskError> {
         Ok(self.store.set_folder_state(state)?)
     }
 
@@ -158,7 +158,7 @@ impl Desk {
     /// at once. A crash between pieces, or between the messages and what they change, loses
     /// nothing: the engine restored from the log derives the rest again on its first tick, as
     /// after any crash.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         messages: Vec<Prepared>,
         checkpoints: Vec<store::Checkpoint>,
@@ -291,7 +291,7 @@ impl Desk {
 
 /// What the tables are derived with: their format and the settings that shape them. Tables
 /// built with anything else are rebuilt.
-pub fn tables_built_with(settings: &Settings) -> String {
+pub(crate) fn tables_built_with(settings: &Settings) -> String {
     format!(
         "tables-1 thread_window={}s",
         settings.thread_window.whole_seconds()
@@ -300,7 +300,10 @@ pub fn tables_built_with(settings: &Settings) -> String {
 
 /// Whether the store's tables hold the log's projection under these settings (perhaps a tick
 /// behind: the next tick catches up).
-pub fn tables_current(store: &store::SqliteStore, settings: &Settings) -> Result<bool, DeskError> {
+pub(crate) fn tables_current(
+    store: &store::SqliteStore,
+    settings: &Settings,
+) -> Result<bool, DeskError> {
     let st = store.tables_state()?;
     let built = st.built_with.as_deref() == Some(tables_built_with(settings).as_str());
     Ok(built || (st.head == 0 && st.built_with.is_none()))
@@ -311,7 +314,7 @@ const REBUILD_PIECE: usize = 20_000;
 
 /// Derive the tables afresh from the log (`cprwatch rebuild`, and after an upgrade): empty
 /// them, then write the versions of every case and clock and the event index, in pieces.
-pub fn rebuild_tables(
+pub(crate) fn rebuild_tables(
     store: &mut store::SqliteStore,
     engine: &mut Engine,
     settings: &Settings,
@@ -352,7 +355,7 @@ pub fn rebuild_tables(
 
 /// What comparing the tables with a re-derivation found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TablesCheck {
+pub(crate) enum TablesCheck {
     /// Equal, row for row: this many case and clock versions.
     Match { cases: u64, clocks: u64 },
     /// The tables hold the log only up to this many events before its head: a tick has not
@@ -365,7 +368,7 @@ pub enum TablesCheck {
 /// `verify`'s second half: derive the tables afresh into a scratch file beside the store and
 /// compare them with the store's, row for row. Proves that what `status` and `case` read is
 /// the projection of the log.
-pub fn verify_tables(
+pub(crate) fn verify_tables(
     store: &store::SqliteStore,
     settings: &Settings,
 ) -> Result<TablesCheck, DeskError> {
@@ -427,7 +430,7 @@ pub fn verify_tables(
 
 /// What a rebuild wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RebuildSummary {
+pub(crate) struct RebuildSummary {
     pub events: u64,
     pub versions: u64,
 }
@@ -448,7 +451,7 @@ fn decode_all(store: &dyn Store) -> Result<Vec<(u64, Envelope)>, DeskError> {
 }
 
 /// The engine as the log leaves it.
-pub fn restore_engine(store: &dyn Store, settings: &Settings) -> Result<Engine, DeskError> {
+pub(crate) fn restore_engine(store: &dyn Store, settings: &Settings) -> Result<Engine, DeskError> {
     let mut r = Engine::restoring(settings.clone(), store.tables_through()?);
     for_each_envelope(store, &mut |seq, env| {
         r.absorb(seq, env);

@@ -103,7 +103,7 @@ pub fn log_value(s: &str) -> Cow<'_, str> {
 /// only ASCII punctuation and whitespace, so each of these sits inside a string, where the
 /// escape decodes to the same character: the JSON means exactly what it meant. Newlines (the
 /// layout of pretty JSON, the end of a JSON line) stay.
-pub fn json_text(s: &str) -> Cow<'_, str> {
+pub(crate) fn json_text(s: &str) -> Cow<'_, str> {
     let hazard = |c: char| c != '\n' && is_hazard(c);
     if !s.chars().any(hazard) {
         return Cow::Borrowed(s);

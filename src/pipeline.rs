@@ -32,7 +32,7 @@ pub use crate::source::RawMessage;
 
 /// Batches one caller keeps in preparation while the desk records the batch before them. Two
 /// keep both cores busy on a small machine; more would only hold more mail in memory.
-pub const AHEAD: usize = 2;
+pub(crate) const AHEAD: usize = 2;
 
 /// Threads of a [`Preparer`]: one per batch in preparation.
 const THREADS: usize = AHEAD;
@@ -56,7 +56,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// Bytes as read, hashed; facts not worked out.
-    pub fn raw(raw: Vec<u8>, meta: SourceMeta) -> Prepared {
+    pub(crate) fn raw(raw: Vec<u8>, meta: SourceMeta) -> Prepared {
         Prepared {
             message: NewMessage::new(raw),
             meta,
@@ -145,20 +145,20 @@ impl Shared {
 /// answering each through a oneshot. Cheap to clone; the threads end when the last clone is
 /// dropped.
 #[derive(Clone)]
-pub struct Preparer {
+pub(crate) struct Preparer {
     jobs: mpsc::Sender<Job>,
 }
 
 /// A batch in preparation: wait for it ([`Pending::wait`]) or await it ([`Pending::recv`]).
-pub struct Pending(oneshot::Receiver<Vec<Prepared>>);
+pub(crate) struct Pending(oneshot::Receiver<Vec<Prepared>>);
 
 impl Pending {
     /// Block until the batch is prepared. Not from async code: await [`Pending::recv`].
-    pub fn wait(self) -> Result<Vec<Prepared>, PrepareError> {
+    pub(crate) fn wait(self) -> Result<Vec<Prepared>, PrepareError> {
         self.0.blocking_recv().map_err(|_| PrepareError::Failed)
     }
 
-    pub async fn recv(self) -> Result<Vec<Prepared>, PrepareError> {
+    pub(crate) async fn recv(self) -> Result<Vec<Prepared>, PrepareError> {
         self.0.await.map_err(|_| PrepareError::Failed)
     }
 }
@@ -166,7 +166,7 @@ impl Pending {
 impl Preparer {
     /// Start the threads. With `seen` (the content hashes already recorded), messages seen
     /// before are only hashed.
-    pub fn start(
+    pub(crate) fn start(
         policy: Arc<Policy>,
         compress: bool,
         seen: Option<HashSet<String>>,
@@ -210,7 +210,7 @@ impl Preparer {
 
     /// A preparer for this desk's policy and store. `skip_recorded`: messages the desk has
     /// recorded are only hashed (for bulk loads, which often re-read what they have).
-    pub fn for_desk(desk: &Desk, skip_recorded: bool) -> Result<Preparer, PrepareError> {
+    pub(crate) fn for_desk(desk: &Desk, skip_recorded: bool) -> Result<Preparer, PrepareError> {
         Preparer::start(
             Arc::new(desk.policy().clone()),
             desk.store().keeps_compressed(),
@@ -220,7 +220,7 @@ impl Preparer {
 
     /// Hand a batch over, waiting for room in the queue. Not from async code: await
     /// [`Preparer::submit`].
-    pub fn submit_blocking(
+    pub(crate) fn submit_blocking(
         &self,
         batch: Vec<RawMessage>,
         now: Timestamp,
@@ -233,7 +233,7 @@ impl Preparer {
     }
 
     /// Hand a batch over, waiting for room in the queue.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         batch: Vec<RawMessage>,
         now: Timestamp,

@@ -70,7 +70,7 @@ fn json<T: Serialize>(v: &T) -> String {
 }
 
 /// Parse `--at`: RFC 3339, or `now`.
-pub fn parse_at(s: Option<&str>) -> Result<Timestamp, CommandError> {
+pub(crate) fn parse_at(s: Option<&str>) -> Result<Timestamp, CommandError> {
     match s {
         None | Some("now") => Ok(timefmt::now()),
         Some(s) => timefmt::parse(s).map_err(|e| {

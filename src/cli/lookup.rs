@@ -83,7 +83,7 @@ pub fn open_cases(store: &SqliteStore, at: Timestamp) -> Result<Projection, Desk
 }
 
 /// A case's events with their seqs, in log order.
-pub type CaseEvents = Vec<(u64, Envelope)>;
+pub(crate) type CaseEvents = Vec<(u64, Envelope)>;
 
 /// One case as it was at `at`, with its clocks, and the events that concern it.
 pub fn case(
@@ -119,7 +119,7 @@ pub fn case(
 
 /// The names a search term may stand for: a crt.sh id, a certificate or key hash, a
 /// Message-Id, an address or a case id, each in the form the tables index.
-pub fn search_names(term: &str) -> Vec<String> {
+pub(crate) fn search_names(term: &str) -> Vec<String> {
     let t = term.trim();
     let lower = t.to_ascii_lowercase();
     let mut out = Vec::new();

@@ -17,13 +17,13 @@ use crate::escape::text as esc;
 
 /// `{"at": …, "cases": […]}` — the documented contract (README, "JSON contract").
 #[derive(Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub at: String,
     pub cases: Vec<CaseJson>,
 }
 
 #[derive(Serialize)]
-pub struct CaseJson {
+pub(crate) struct CaseJson {
     pub id: String,
     pub reporter: String,
     pub subject: String,
@@ -35,7 +35,7 @@ pub struct CaseJson {
 }
 
 #[derive(Serialize)]
-pub struct MessageJson {
+pub(crate) struct MessageJson {
     pub message_id: String,
     pub received_at: String,
     pub from: String,
@@ -44,7 +44,7 @@ pub struct MessageJson {
 }
 
 #[derive(Serialize)]
-pub struct CertificateJson {
+pub(crate) struct CertificateJson {
     #[serde(rename = "ref")]
     pub reference: String,
     pub crtsh_id: Option<u64>,
@@ -58,14 +58,14 @@ pub struct CertificateJson {
 }
 
 #[derive(Serialize)]
-pub struct KeyJson {
+pub(crate) struct KeyJson {
     #[serde(rename = "ref")]
     pub reference: Option<String>,
     pub evidence: &'static str,
 }
 
 #[derive(Serialize)]
-pub struct ClockJson {
+pub(crate) struct ClockJson {
     pub kind: &'static str,
     pub certificate: Option<String>,
     pub started_at: String,
@@ -103,7 +103,7 @@ impl From<&KeyRef> for KeyJson {
 }
 
 /// One case, with its clocks evaluated at `at`.
-pub fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson {
+pub(crate) fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson {
     CaseJson {
         id: case.id.to_string(),
         reporter: case.reporter.clone(),
@@ -148,7 +148,7 @@ pub fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson {
 }
 
 /// Every case at `at` (for `replay`), or only those with a running clock (for `status`).
-pub fn report(p: &Projection, at: Timestamp, only_open: bool) -> Report {
+pub(crate) fn report(p: &Projection, at: Timestamp, only_open: bool) -> Report {
     let cases = p
         .cases
         .iter()
@@ -169,7 +169,7 @@ fn has_open_clock(p: &Projection, case: &Case, at: Timestamp) -> bool {
 }
 
 /// `status` as text: every running clock, soonest deadline first, with the time left.
-pub fn status_text(p: &Projection, at: Timestamp) -> String {
+pub(crate) fn status_text(p: &Projection, at: Timestamp) -> String {
     let mut rows: Vec<(Timestamp, String)> = Vec::new();
     let mut listed: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for case in &p.cases {
@@ -212,7 +212,7 @@ pub fn status_text(p: &Projection, at: Timestamp) -> String {
 }
 
 /// `case` as text: the case, its messages, certificates, keys, clocks and events.
-pub fn case_text(
+pub(crate) fn case_text(
     p: &Projection,
     case: &Case,
     at: Timestamp,
@@ -334,7 +334,7 @@ fn truncated_notes(o: &mut String, events: &[(u64, &Envelope)]) {
 
 /// One watched folder's health, as `status` shows it.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
-pub struct SourceJson {
+pub(crate) struct SourceJson {
     #[serde(flatten)]
     pub state: crate::store::FolderState,
     /// No completed sync within the mailbox's `stale_after` (or never).
@@ -343,14 +343,14 @@ pub struct SourceJson {
 
 /// `status --format json`: the replay contract plus the watched folders' health.
 #[derive(Serialize)]
-pub struct StatusJson {
+pub(crate) struct StatusJson {
     pub at: String,
     pub cases: Vec<CaseJson>,
     pub sources: Vec<SourceJson>,
 }
 
 /// The sources part of `status` as text: problems first, spelled out.
-pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
+pub(crate) fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     if sources.is_empty() {
@@ -388,7 +388,7 @@ pub fn sources_text(sources: &[SourceJson], at: Timestamp) -> String {
 }
 
 /// `search` as text: one line per case the term names, with what is still open.
-pub fn search_text(p: &Projection, term: &str, at: Timestamp) -> String {
+pub(crate) fn search_text(p: &Projection, term: &str, at: Timestamp) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let _ = writeln!(

@@ -24,7 +24,7 @@ pub enum PasswordSource {
 
 impl PasswordSource {
     /// Read the secret now. The error names the variable or file, never a secret.
-    pub fn read(&self) -> Result<String, String> {
+    pub(crate) fn read(&self) -> Result<String, String> {
         match self {
             PasswordSource::Env(var) => std::env::var(var).map_err(|_| {
                 format!("environment variable {var} (password_env) is not set; export it before starting cprwatch")

@@ -164,7 +164,7 @@ impl CaseWork {
 /// What changed since the last [`Projector::take_changes`]: the engine turns exactly this into
 /// events, so a batch costs what it touches, not what the desk holds.
 #[derive(Debug, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Everything may have changed (the projection was rebuilt).
     pub full: bool,
     /// Indexes into [`Projection::cases`].
@@ -208,7 +208,7 @@ fn revocation_id(target: &str) -> ClockId {
 /// Feeding the whole history and feeding it in pieces give the same projection (a unit test
 /// holds the two together); the engine feeds new batches when they sort after everything fed
 /// so far, and rebuilds from scratch when an older message arrives.
-pub struct Projector {
+pub(crate) struct Projector {
     threader: threading::Threader,
     out: Projection,
     work: Vec<CaseWork>,
@@ -239,7 +239,7 @@ pub struct Projector {
 
 /// Which versions a versioned projector hands out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Emit {
+pub(crate) enum Emit {
     /// Every version: the tables are built from nothing.
     All,
     /// Versions valid from this receipt time on: the store holds the ones before.
@@ -261,7 +261,11 @@ impl Emit {
 /// Build the projection. `messages` must be sorted by [`MessageFacts::sort_key`] and hold only
 /// the messages that exist at the moment of interest (received at or before it); clock states
 /// at that moment come from [`Clock::status`].
-pub fn project(messages: &[MessageFacts], assigned: &Assigned, settings: &Settings) -> Projection {
+pub(crate) fn project(
+    messages: &[MessageFacts],
+    assigned: &Assigned,
+    settings: &Settings,
+) -> Projection {
     let mut p = Projector::new(assigned, settings);
     p.feed(messages);
     p.into_projection()
@@ -296,7 +300,7 @@ impl Projector {
     /// A projector that also records a version of every case and clock at each receipt time
     /// at which it changed (see [`crate::deciding::tables`]), from `emit` on. Costs a refresh per
     /// distinct receipt time instead of one per feed.
-    pub fn versioned(assigned: &Assigned, settings: &Settings, emit: Emit) -> Projector {
+    pub(crate) fn versioned(assigned: &Assigned, settings: &Settings, emit: Emit) -> Projector {
         let mut p = Projector::new(assigned, settings);
         p.versions = Some(Vec::new());
         p.emit = emit;
@@ -304,12 +308,12 @@ impl Projector {
     }
 
     /// Which versions to hand out from now on.
-    pub fn set_emit(&mut self, emit: Emit) {
+    pub(crate) fn set_emit(&mut self, emit: Emit) {
         self.emit = emit;
     }
 
     /// The versions recorded since the last call, in the order they were made.
-    pub fn take_versions(&mut self) -> Vec<Version> {
+    pub(crate) fn take_versions(&mut self) -> Vec<Version> {
         self.versions
             .as_mut()
             .map(std::mem::take)
@@ -317,26 +321,26 @@ impl Projector {
     }
 
     /// How many messages have been fed.
-    pub fn fed(&self) -> usize {
+    pub(crate) fn fed(&self) -> usize {
         self.threader.dispositions.len()
     }
 
-    pub fn projection(&self) -> &Projection {
+    pub(crate) fn projection(&self) -> &Projection {
         &self.out
     }
 
-    pub fn into_projection(self) -> Projection {
+    pub(crate) fn into_projection(self) -> Projection {
         self.out
     }
 
     /// What changed since the last call.
-    pub fn take_changes(&mut self) -> Changes {
+    pub(crate) fn take_changes(&mut self) -> Changes {
         std::mem::take(&mut self.changes)
     }
 
     /// Feed `messages[self.fed()..]`: `messages` is the whole history in receipt order, of
     /// which the first `fed()` were fed before.
-    pub fn feed(&mut self, messages: &[MessageFacts]) {
+    pub(crate) fn feed(&mut self, messages: &[MessageFacts]) {
         let versioned = self.versions.is_some();
         for idx in self.fed()..messages.len() {
             self.feed_one(messages, idx);

@@ -12,19 +12,19 @@ use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::{CertificateRef, Timestamp};
 
 /// BR 4.9.5 and items 1–5 of 4.9.1.1: 24 hours.
-pub const DAY: Duration = Duration::hours(24);
+pub(crate) const DAY: Duration = Duration::hours(24);
 /// BR 4.9.1.2: a subordinate CA certificate, 7 days.
-pub const SUBORDINATE_CA: Duration = Duration::days(7);
+pub(crate) const SUBORDINATE_CA: Duration = Duration::days(7);
 
-pub const BASIS_PRELIMINARY: &str = "br-4.9.5-24h";
-pub const BASIS_DEFAULT: &str = "default-24h";
-pub const BASIS_CA: &str = "subordinate-ca-7d";
-pub const BASIS_KEY: &str = "key-evidence";
-pub const BASIS_EXPIRED: &str = "expired";
+pub(crate) const BASIS_PRELIMINARY: &str = "br-4.9.5-24h";
+pub(crate) const BASIS_DEFAULT: &str = "default-24h";
+pub(crate) const BASIS_CA: &str = "subordinate-ca-7d";
+pub(crate) const BASIS_KEY: &str = "key-evidence";
+pub(crate) const BASIS_EXPIRED: &str = "expired";
 
 /// One piece of evidence that puts a deadline on a clock: known at `at`, due within `window`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub at: Timestamp,
     pub window: Duration,
     pub basis: String,
@@ -33,7 +33,7 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    pub fn deadline(&self) -> Timestamp {
+    pub(crate) fn deadline(&self) -> Timestamp {
         self.at + self.window
     }
 }
@@ -82,7 +82,7 @@ pub struct Clock {
 
 /// Staff's determination of the BR 4.9.1.1 item behind a revocation (`CPR-Reason`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// When staff decided (their message's receipt time).
     pub at: Timestamp,
     pub item: u8,
@@ -91,7 +91,7 @@ pub struct Decision {
 }
 
 /// The basis of a clock whose window staff set.
-pub fn staff_basis(item: u8) -> String {
+pub(crate) fn staff_basis(item: u8) -> String {
     format!("staff-item-{item}")
 }
 
@@ -107,7 +107,7 @@ pub struct Status {
 impl Clock {
     /// Build a clock from its evidence: the earliest evidence starts it, the earliest deadline
     /// among them ends it. `None` when there is no evidence.
-    pub fn from_candidates(
+    pub(crate) fn from_candidates(
         id: ClockId,
         kind: ClockKind,
         case: Option<CaseId>,
@@ -135,7 +135,7 @@ impl Clock {
     /// Staff determined the reason: the window is that BR item's, counted from the clock's
     /// start, whether it ends sooner or later than the evidence's (the CA decides, and the log
     /// keeps who did and what the window was before).
-    pub fn decide(&mut self, d: &Decision) {
+    pub(crate) fn decide(&mut self, d: &Decision) {
         if let Some(window) = crate::reading::rules::br_max_window(d.item) {
             self.deadline = self.started_at + window;
             self.basis = staff_basis(d.item);
@@ -182,7 +182,7 @@ impl Clock {
     /// The first moment after `t` at which time alone may change this clock's state: its
     /// deadline or a stop, whichever comes first after `t`. Between `t` and that moment the
     /// state is what it was at `t`, so a caller need not look again before then.
-    pub fn next_change_after(&self, t: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn next_change_after(&self, t: Timestamp) -> Option<Timestamp> {
         self.stops
             .iter()
             .map(|s| s.at)
@@ -206,7 +206,7 @@ fn stop_rank(kind: StopKind) -> u8 {
 /// BR 4.9.1.1: a Short-lived Subscriber Certificate (validity ≤ 7 days, or ≤ 10 days when
 /// issued before 2026-03-15) may go unrevoked. Unknown validity is never short-lived, and a CA
 /// certificate never is.
-pub fn is_short_lived(cert: &CertificateRef) -> bool {
+pub(crate) fn is_short_lived(cert: &CertificateRef) -> bool {
     let (Some(nb), Some(na)) = (cert.not_before, cert.not_after) else {
         return false;
     };
@@ -225,7 +225,7 @@ pub fn is_short_lived(cert: &CertificateRef) -> bool {
 
 /// The stop that expiry puts on a revocation clock: at receipt when the certificate had
 /// already expired, at notAfter when it expires before the deadline.
-pub fn expiry_stop(
+pub(crate) fn expiry_stop(
     cert: &CertificateRef,
     started_at: Timestamp,
     deadline: Timestamp,

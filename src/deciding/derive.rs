@@ -153,14 +153,14 @@ impl Recorded {
 }
 
 /// An engine being rebuilt from the log, event by event, in seq order from 1.
-pub struct Restoring {
+pub(crate) struct Restoring {
     engine: Engine,
     tables_through: Option<u64>,
 }
 
 impl Restoring {
     /// Take in the event at `seq`.
-    pub fn absorb(&mut self, seq: u64, env: Envelope) {
+    pub(crate) fn absorb(&mut self, seq: u64, env: Envelope) {
         let e = &mut self.engine;
         if let Event::MessageReceived { facts } = &env.event
             && self.tables_through.is_none_or(|t| seq > t)
@@ -173,7 +173,7 @@ impl Restoring {
         e.absorb(env.event);
     }
 
-    pub fn finish(self) -> Engine {
+    pub(crate) fn finish(self) -> Engine {
         let mut e = self.engine;
         e.facts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         e
@@ -231,7 +231,8 @@ impl Engine {
 
     /// Rebuild from the whole log, in order (the first event is seq 1). `tables_through` is the
     /// last seq whose effect the store's tables hold (`None`: they hold nothing).
-    pub fn restore<'a>(
+    #[cfg(test)]
+    pub(crate) fn restore<'a>(
         settings: Settings,
         log: impl IntoIterator<Item = &'a Envelope>,
         tables_through: Option<u64>,
@@ -245,7 +246,7 @@ impl Engine {
 
     /// Rebuild from the log one event at a time, as it is read: the log itself is never held
     /// whole (see [`Restoring`]).
-    pub fn restoring(settings: Settings, tables_through: Option<u64>) -> Restoring {
+    pub(crate) fn restoring(settings: Settings, tables_through: Option<u64>) -> Restoring {
         Restoring {
             engine: Engine::new(settings),
             tables_through,
@@ -255,7 +256,7 @@ impl Engine {
     /// Every version of every case and clock, from the first message on, handed to `sink` in
     /// pieces of about `piece` messages' worth (a piece ends between receipt times, so no
     /// version is handed out half made). For `rebuild` and `verify`.
-    pub fn derive_tables<E>(
+    pub(crate) fn derive_tables<E>(
         &self,
         piece: usize,
         mut sink: impl FnMut(Delta) -> Result<(), E>,
@@ -282,12 +283,12 @@ impl Engine {
     /// Whether the next tick derives cases and clocks from the start again (a message older
     /// than those derived arrived since, or nothing was derived yet), rather than extending
     /// what it derived before.
-    pub fn would_rederive(&self) -> bool {
+    pub(crate) fn would_rederive(&self) -> bool {
         self.projector.is_none() && !self.facts.is_empty()
     }
 
     /// The store's tables now hold every message received (they were just rebuilt).
-    pub fn tables_complete(&mut self) {
+    pub(crate) fn tables_complete(&mut self) {
         self.unprojected = None;
     }
 
@@ -303,12 +304,12 @@ impl Engine {
     }
 
     /// Whether a message with this content hash was received before.
-    pub fn knows(&self, content_hash: &str) -> bool {
+    pub(crate) fn knows(&self, content_hash: &str) -> bool {
         self.known.contains(content_hash)
     }
 
     /// The content hashes of every message recorded so far.
-    pub fn known(&self) -> &HashSet<String> {
+    pub(crate) fn known(&self) -> &HashSet<String> {
         &self.known
     }
 
@@ -390,7 +391,7 @@ impl Engine {
     /// 200 000 events, which need not all be in memory together. Returns how many events there
     /// were. Each event is absorbed as it is found; if `sink` fails the tick stops there, and
     /// the engine has absorbed events that were not handed over: rebuild it from what was kept.
-    pub fn tick_in_pieces<E>(
+    pub(crate) fn tick_in_pieces<E>(
         &mut self,
         now: Timestamp,
         piece: usize,
@@ -501,7 +502,7 @@ impl Engine {
     }
 
     /// The projection made by the last [`Engine::tick`], if no message arrived since.
-    pub fn current(&self) -> Option<&Projection> {
+    pub(crate) fn current(&self) -> Option<&Projection> {
         self.projector.as_ref().map(Projector::projection)
     }
 

@@ -24,7 +24,7 @@ use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::{CertificateRef, FolderRole, KeyRef, Timestamp};
 
 /// Seconds since the epoch: the unit of every time column.
-pub fn secs(t: Timestamp) -> i64 {
+pub(crate) fn secs(t: Timestamp) -> i64 {
     t.unix_timestamp()
 }
 
@@ -36,7 +36,7 @@ fn from_secs(s: i64) -> Result<Timestamp, TableError> {
 /// A row that does not decode: the store is damaged or from another version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stored case or clock row cannot be read ({0}) — run `cprwatch rebuild`")]
-pub struct TableError(pub String);
+pub(crate) struct TableError(pub String);
 
 /// What a case row lists, in the order a case shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,11 +49,11 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
-    pub fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         self as i64
     }
 
-    pub fn from_code(c: i64) -> Option<ItemKind> {
+    pub(crate) fn from_code(c: i64) -> Option<ItemKind> {
         Some(match c {
             0 => ItemKind::Message,
             1 => ItemKind::Certificate,
@@ -115,7 +115,7 @@ pub enum Version {
 }
 
 impl Version {
-    pub fn as_of(&self) -> Timestamp {
+    pub(crate) fn as_of(&self) -> Timestamp {
         match self {
             Version::Case(c) => c.as_of,
             Version::Clock(c) => c.as_of,
@@ -137,7 +137,7 @@ pub struct Delta {
 }
 
 impl Delta {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.truncate_from.is_none() && self.versions.is_empty() && !self.complete
     }
 }
@@ -254,7 +254,7 @@ fn decode<'a, T: Deserialize<'a>>(what: &str, b: &'a [u8]) -> Result<T, TableErr
 }
 
 /// The clock as a row.
-pub fn clock_row(c: &Clock) -> ClockRow {
+pub(crate) fn clock_row(c: &Clock) -> ClockRow {
     debug_assert_eq!(
         parts_of(&c.id),
         Some((c.kind, c.case.clone(), c.target.clone())),
@@ -301,7 +301,7 @@ fn parts_of(id: &ClockId) -> Option<(ClockKind, Option<CaseId>, Option<String>)>
 }
 
 /// A stored clock row back as a clock.
-pub fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError> {
+pub(crate) fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError> {
     let b: ClockBody = decode("clock", body)?;
     let mut stops = Vec::with_capacity(b.stops.len());
     for s in b.stops {
@@ -331,7 +331,7 @@ pub fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError> {
 }
 
 /// The case as a version valid from `as_of`; `ord` is its place among all cases.
-pub fn case_version(as_of: Timestamp, ord: usize, c: &Case) -> CaseVersion {
+pub(crate) fn case_version(as_of: Timestamp, ord: usize, c: &Case) -> CaseVersion {
     let mut items = Vec::with_capacity(c.messages.len() + c.certificates.len() + c.clocks.len());
     let mut names = vec![c.id.to_string()];
     for (i, m) in c.messages.iter().enumerate() {
@@ -424,7 +424,7 @@ pub fn case_version(as_of: Timestamp, ord: usize, c: &Case) -> CaseVersion {
 }
 
 /// A case back from its header and the items valid at one moment, in `(kind, ord)` order.
-pub fn case_from_rows(
+pub(crate) fn case_from_rows(
     id: &str,
     opened_at: i64,
     header: &[u8],
@@ -486,17 +486,12 @@ pub fn case_from_rows(
 /// A short integer standing for a name in an index: the first 63 bits of its SHA-256. Two
 /// names may share one (a reader checks what it finds), but the index stays small: a message's
 /// 64-character hash is kept once, not in every index that leads to it.
-pub fn name_key(name: &str) -> i64 {
+pub(crate) fn name_key(name: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(name.as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     (u64::from_be_bytes(b) >> 1) as i64
-}
-
-/// Which version of several is valid at `at`: `valid_from <= at < valid_to`.
-pub fn valid_at(valid_from: i64, valid_to: Option<i64>, at: i64) -> bool {
-    valid_from <= at && valid_to.is_none_or(|t| t > at)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::domain::model::{FolderRole, Timestamp};
 
 /// How a message came to be in a case.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Disposition {
+pub(crate) enum Disposition {
     /// It opened the case.
     Opened(usize),
     /// It joined the case, by the named path.
@@ -31,7 +31,7 @@ pub enum Disposition {
 
 /// A case as threading sees it: who opened it and which messages are in it.
 #[derive(Clone, Debug)]
-pub struct Thread {
+pub(crate) struct Thread {
     pub id: CaseId,
     /// Index (into the sorted message slice) of the message that opened the case.
     pub founder: usize,
@@ -39,17 +39,9 @@ pub struct Thread {
     pub members: Vec<usize>,
 }
 
-/// Threading result for a sorted slice of messages.
-#[derive(Debug, Default)]
-pub struct Threads {
-    pub threads: Vec<Thread>,
-    /// One per message, same indexes as the input slice.
-    pub dispositions: Vec<Disposition>,
-}
-
 /// Case numbers handed out earlier (content hash of the opening message → case id), so that a
 /// case keeps its number when the projection is rebuilt.
-pub type Assigned = HashMap<String, CaseId>;
+pub(crate) type Assigned = HashMap<String, CaseId>;
 
 static CASE_TAG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\[\s*(CPR-\d{4}-\d{4,})\s*\]").expect("case tag regex compiles")
@@ -60,14 +52,14 @@ static REPLY_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The case tag in a subject, uppercased (`[cpr-2026-0042]` → `CPR-2026-0042`).
-pub fn case_tag(subject: &str) -> Option<CaseId> {
+pub(crate) fn case_tag(subject: &str) -> Option<CaseId> {
     CASE_TAG
         .captures(subject)
         .and_then(|c| CaseId::parse(&c[1]))
 }
 
 /// Subject with reply/forward prefixes and case tags removed, lowercased, spaces folded.
-pub fn normalize_subject(subject: &str) -> String {
+pub(crate) fn normalize_subject(subject: &str) -> String {
     let mut s = subject.trim().to_string();
     // Prefixes can be interleaved with tags ("Re: [CPR-2026-0001] Fwd: …"); strip until stable.
     loop {
@@ -87,7 +79,7 @@ pub fn normalize_subject(subject: &str) -> String {
 
 /// Whether a message is a report in its own right (it may open a case, and its references
 /// and wording count for clocks).
-pub fn opens_reason(m: &MessageFacts) -> Result<(), &'static str> {
+pub(crate) fn opens_reason(m: &MessageFacts) -> Result<(), &'static str> {
     if m.folder == FolderRole::Sent {
         return Err("sent message that answers no known case");
     }
@@ -134,7 +126,7 @@ impl Numbering {
 /// state lets the engine thread a new batch without re-reading the whole history, as long as
 /// the batch sorts after everything fed so far.
 #[derive(Debug)]
-pub struct Threader {
+pub(crate) struct Threader {
     window: Duration,
     numbering: Numbering,
     assigned: Assigned,
@@ -164,7 +156,7 @@ impl Threader {
     }
 
     /// Thread the next message (index `self.dispositions.len()` in receipt order).
-    pub fn feed(&mut self, m: &MessageFacts) -> Disposition {
+    pub(crate) fn feed(&mut self, m: &MessageFacts) -> Disposition {
         let idx = self.dispositions.len();
         let subject = normalize_subject(&m.subject);
         let joined = find_case(
@@ -210,18 +202,6 @@ impl Threader {
         }
         self.dispositions.push(disposition.clone());
         disposition
-    }
-}
-
-/// Thread a slice of messages that is already sorted by [`MessageFacts::sort_key`].
-pub fn thread(messages: &[&MessageFacts], assigned: &Assigned, window: Duration) -> Threads {
-    let mut t = Threader::new(assigned, window);
-    for m in messages {
-        t.feed(m);
-    }
-    Threads {
-        threads: t.threads,
-        dispositions: t.dispositions,
     }
 }
 

@@ -92,17 +92,17 @@ impl MessageFacts {
     /// The order the projection reads messages in: receipt time, then reports before the
     /// desk's own mail (an answer never precedes its report within the same second), then
     /// content hash, so that any ingest order gives the same answer.
-    pub fn sort_key(&self) -> (Timestamp, bool, &str) {
+    pub(crate) fn sort_key(&self) -> (Timestamp, bool, &str) {
         (self.received_at, self.is_staff(), &self.content_hash)
     }
 
-    pub fn is_staff(&self) -> bool {
+    pub(crate) fn is_staff(&self) -> bool {
         self.staff.is_some()
     }
 
     /// Whether the message names anything or matches a rule: an `auto-generated` message that
     /// does neither is not a report.
-    pub fn has_substance(&self) -> bool {
+    pub(crate) fn has_substance(&self) -> bool {
         !self.certificates.is_empty() || !self.keys.is_empty() || !self.rules.is_empty()
     }
 }
@@ -272,7 +272,7 @@ pub enum Event {
 
 impl Event {
     /// Short name of the event type, as in the encoding's `type` field.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Event::MessageReceived { .. } => "message_received",
             Event::MessageLogged { .. } => "message_logged",
@@ -292,7 +292,7 @@ impl Event {
 
     /// One line for people: the event's type and what it says. Never includes key material
     /// (events hold none).
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         use crate::domain::timefmt::format as t;
         let detail = match self {
             Event::MessageReceived { facts } => format!(
@@ -404,7 +404,7 @@ impl Event {
 
     /// What the event names that [`Event::concerns`] matches on: its case(s), message or clock.
     /// The store indexes events by these, so `case` reads a case's events, not the log.
-    pub fn refs(&self) -> Vec<String> {
+    pub(crate) fn refs(&self) -> Vec<String> {
         match self {
             Event::MessageReceived { facts } => vec![facts.content_hash.clone()],
             Event::MessageLogged { message, .. } | Event::CommandIgnored { message, .. } => {
@@ -425,7 +425,7 @@ impl Event {
 
     /// Whether this event concerns the given case (directly or through one of its clocks or
     /// messages), for `cprwatch case`.
-    pub fn concerns(
+    pub(crate) fn concerns(
         &self,
         case: &str,
         clocks: &std::collections::HashSet<&str>,
@@ -462,7 +462,7 @@ pub struct Envelope {
 
 impl Envelope {
     /// The canonical bytes of this envelope (what the hash chain covers).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         // Serialising these types cannot fail: no maps with non-string keys, no custom
         // serialisers that error.
         let mut body = serde_json::to_vec(self).unwrap_or_default();
@@ -472,7 +472,7 @@ impl Envelope {
         body
     }
 
-    pub fn decode(body: &[u8]) -> Result<Envelope, serde_json::Error> {
+    pub(crate) fn decode(body: &[u8]) -> Result<Envelope, serde_json::Error> {
         serde_json::from_slice(body)
     }
 }

@@ -32,12 +32,12 @@ impl CaseId {
     }
 
     /// An id as stored (a table row read back): taken as it is.
-    pub fn from_stored(s: &str) -> CaseId {
+    pub(crate) fn from_stored(s: &str) -> CaseId {
         CaseId(s.to_string())
     }
 
     /// Its year and number, for numbering the next case.
-    pub fn year_and_number(&self) -> Option<(i32, u32)> {
+    pub(crate) fn year_and_number(&self) -> Option<(i32, u32)> {
         let rest = self.0.strip_prefix("CPR-")?;
         let (y, n) = rest.split_once('-')?;
         if y.len() != 4 || n.len() < 4 || !n.bytes().all(|b| b.is_ascii_digit()) {
@@ -58,12 +58,12 @@ impl CaseId {
 pub struct ClockId(String);
 
 impl ClockId {
-    pub fn preliminary(case: &CaseId) -> ClockId {
+    pub(crate) fn preliminary(case: &CaseId) -> ClockId {
         ClockId(format!("preliminary_report:{case}"))
     }
 
     /// The revocation clock of a certificate (`crtsh:…`, `sha256:…`) or key (`spki:…`).
-    pub fn revocation(target: &str) -> ClockId {
+    pub(crate) fn revocation(target: &str) -> ClockId {
         const PREFIX: &str = "revocation:";
         // Allocated to size: a mass report holds 100 000 of them.
         let mut id = String::with_capacity(PREFIX.len() + target.len());
@@ -73,7 +73,7 @@ impl ClockId {
     }
 
     /// An id as stored (a table row, the key of a clock read back).
-    pub fn from_stored(s: &str) -> ClockId {
+    pub(crate) fn from_stored(s: &str) -> ClockId {
         ClockId(s.to_string())
     }
 
@@ -84,15 +84,15 @@ impl ClockId {
 
 /// The names of a certificate or key as references write them: `crtsh:<id>`,
 /// `sha256:<hex>`, `spki:<hex>`.
-pub fn crtsh_name(id: u64) -> String {
+pub(crate) fn crtsh_name(id: u64) -> String {
     format!("crtsh:{id}")
 }
 
-pub fn sha256_name(hex: &str) -> String {
+pub(crate) fn sha256_name(hex: &str) -> String {
     format!("sha256:{hex}")
 }
 
-pub fn spki_name(hex: &str) -> String {
+pub(crate) fn spki_name(hex: &str) -> String {
     format!("spki:{hex}")
 }
 

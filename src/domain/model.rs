@@ -166,7 +166,7 @@ pub struct CertificateRef {
 
 impl CertificateRef {
     /// A reference that carries nothing but its identifier (a crt.sh link, a fingerprint).
-    pub fn bare(reference: String) -> CertificateRef {
+    pub(crate) fn bare(reference: String) -> CertificateRef {
         let (crtsh_id, sha256) = match reference.split_once(':') {
             Some(("crtsh", id)) => (id.parse().ok(), None),
             Some(("sha256", hex)) => (None, Some(hex.to_string())),
@@ -189,7 +189,7 @@ impl CertificateRef {
     }
 
     /// Fill whatever this reference lacks from another sighting of the same certificate.
-    pub fn merge_from(&mut self, other: &CertificateRef) {
+    pub(crate) fn merge_from(&mut self, other: &CertificateRef) {
         fn fill<T: Clone>(a: &mut Option<T>, b: &Option<T>) {
             if a.is_none() {
                 a.clone_from(b);
@@ -230,7 +230,7 @@ pub enum KeyEvidence {
 impl KeyEvidence {
     /// Key material in a report is evidence of key compromise (BR 4.9.1.1 item 3) whatever the
     /// text says. A bare public key or a link only names a key.
-    pub fn is_compromise_evidence(self) -> bool {
+    pub(crate) fn is_compromise_evidence(self) -> bool {
         matches!(
             self,
             KeyEvidence::Csr | KeyEvidence::EncryptedPrivateKey | KeyEvidence::PrivateKey

@@ -8,13 +8,13 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 /// Normalise to UTC and drop sub-second precision.
-pub fn normalize(t: OffsetDateTime) -> Timestamp {
+pub(crate) fn normalize(t: OffsetDateTime) -> Timestamp {
     let t = t.to_offset(UtcOffset::UTC);
     t.replace_nanosecond(0).unwrap_or(t)
 }
 
 /// RFC 3339 in UTC with a `Z`.
-pub fn format(t: Timestamp) -> String {
+pub(crate) fn format(t: Timestamp) -> String {
     normalize(t)
         .format(&Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
@@ -31,7 +31,7 @@ pub fn now() -> Timestamp {
 }
 
 /// Parse a span such as `24h`, `5d`, `7d`, `90m`, `30s` into a [`Duration`].
-pub fn parse_span(s: &str) -> Option<Duration> {
+pub(crate) fn parse_span(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);
@@ -47,7 +47,7 @@ pub fn parse_span(s: &str) -> Option<Duration> {
 }
 
 /// The inverse of [`parse_span`] for whole units: `86400` → `24h`, `432000` → `5d`.
-pub fn format_span(secs: i64) -> String {
+pub(crate) fn format_span(secs: i64) -> String {
     if secs != 0 && secs % 86_400 == 0 && secs / 86_400 != 1 {
         format!("{}d", secs / 86_400)
     } else if secs != 0 && secs % 3600 == 0 {
@@ -60,7 +60,7 @@ pub fn format_span(secs: i64) -> String {
 }
 
 /// `1d 3h 4m` style, for people reading `status`. Negative spans read `-2h 5m`.
-pub fn human_span(secs: i64) -> String {
+pub(crate) fn human_span(secs: i64) -> String {
     let sign = if secs < 0 { "-" } else { "" };
     let s = secs.unsigned_abs();
     let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);

@@ -20,7 +20,7 @@ pub struct Policy {
 
 /// A Message-Id for a message that has none, stable across re-reads: derived from the content,
 /// so reading the same bytes again (a restart, another folder) names the same message.
-pub fn synthetic_message_id(content_hash: &str) -> String {
+pub(crate) fn synthetic_message_id(content_hash: &str) -> String {
     format!(
         "<sha256-{}@cprwatch.invalid>",
         &content_hash[..32.min(content_hash.len())]
@@ -28,7 +28,7 @@ pub fn synthetic_message_id(content_hash: &str) -> String {
 }
 
 /// Everything the pipeline learns from one message.
-pub fn message_facts(
+pub(crate) fn message_facts(
     raw: &[u8],
     content_hash: &str,
     meta: &SourceMeta,

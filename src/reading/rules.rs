@@ -31,7 +31,7 @@ use time::Duration;
 
 /// The CRLReasons the BRs name in 4.9.1.1 (RFC 5280 §5.3.1 codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CrlReason {
+pub(crate) enum CrlReason {
     Unspecified,
     KeyCompromise,
     Superseded,
@@ -51,17 +51,6 @@ impl CrlReason {
         }
     }
 
-    /// The RFC 5280 `CRLReason` code.
-    pub fn code(self) -> u8 {
-        match self {
-            CrlReason::Unspecified => 0,
-            CrlReason::KeyCompromise => 1,
-            CrlReason::Superseded => 4,
-            CrlReason::CessationOfOperation => 5,
-            CrlReason::PrivilegeWithdrawn => 9,
-        }
-    }
-
     pub fn parse(s: &str) -> Option<CrlReason> {
         [
             CrlReason::Unspecified,
@@ -75,7 +64,7 @@ impl CrlReason {
     }
 
     /// The CRLReason BR 4.9.1.1 (TLS BRs v2.2.6) prescribes for `item`.
-    pub fn for_br_item(item: u8) -> Option<CrlReason> {
+    pub(crate) fn for_br_item(item: u8) -> Option<CrlReason> {
         Some(match item {
             1 | 14 | 15 => CrlReason::Unspecified,
             2 | 7 | 8 | 10 | 11 | 13 => CrlReason::PrivilegeWithdrawn,
@@ -95,7 +84,7 @@ impl fmt::Display for CrlReason {
 
 /// The longest revocation window BR 4.9.1.1 allows for `item`: 24 hours for items 1–5 ("SHALL
 /// revoke within 24 hours"), 5 days for items 6–16 ("MUST revoke within 5 days").
-pub fn br_max_window(item: u8) -> Option<Duration> {
+pub(crate) fn br_max_window(item: u8) -> Option<Duration> {
     match item {
         1..=5 => Some(Duration::hours(24)),
         6..=16 => Some(Duration::days(5)),
@@ -105,7 +94,7 @@ pub fn br_max_window(item: u8) -> Option<Duration> {
 
 /// One validated rule.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Rule {
+pub(crate) struct Rule {
     pub id: String,
     pub description: String,
     /// BR 4.9.1.1 item, TLS BRs v2.2.6 numbering (1..=16).
@@ -197,7 +186,7 @@ impl RuleSet {
     }
 
     /// Parse, validate and compile rule files given as `(file name, text)`, in this order.
-    pub fn from_sources(files: &[(String, String)]) -> Result<RuleSet, RulesError> {
+    pub(crate) fn from_sources(files: &[(String, String)]) -> Result<RuleSet, RulesError> {
         let mut rules: Vec<Rule> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         for (file, text) in files {
@@ -250,12 +239,13 @@ impl RuleSet {
             .collect()
     }
 
-    pub fn rules(&self) -> &[Rule] {
+    pub(crate) fn rules(&self) -> &[Rule] {
         &self.rules
     }
 
     /// A rule by id.
-    pub fn get(&self, id: &str) -> Option<&Rule> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
     }
 }

@@ -28,7 +28,11 @@ pub struct StaffPolicy {
 /// A DKIM pass counts when its signing domain `d` (`header.d`, else the domain of `header.i`)
 /// is a staff domain (or a subdomain of one) and the `From:` domain is `d` or a subdomain of it;
 /// or when the `From:` address is listed in `staff_addresses` and `d` is exactly its domain.
-pub fn staff_proof(mail: &ParsedMail, folder: FolderRole, policy: &StaffPolicy) -> Option<String> {
+pub(crate) fn staff_proof(
+    mail: &ParsedMail,
+    folder: FolderRole,
+    policy: &StaffPolicy,
+) -> Option<String> {
     if folder == FolderRole::Sent {
         return Some("sent-folder".into());
     }

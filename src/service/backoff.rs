@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     attempt: u32,
     base: Duration,
     cap: Duration,
@@ -20,7 +20,7 @@ impl Backoff {
         Backoff::with(Duration::from_secs(1), Duration::from_secs(300), seed)
     }
 
-    pub fn with(base: Duration, cap: Duration, seed: u64) -> Backoff {
+    pub(crate) fn with(base: Duration, cap: Duration, seed: u64) -> Backoff {
         Backoff {
             attempt: 0,
             base,
@@ -32,7 +32,7 @@ impl Backoff {
 
     /// The delay before the next attempt: `base · 2^attempt`, capped, then scaled by a random
     /// factor in [0.75, 1.25).
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let exp = self.base.saturating_mul(1u32 << self.attempt.min(20));
         let d = exp.min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
@@ -41,12 +41,8 @@ impl Backoff {
     }
 
     /// A success: the next failure starts again from `base`.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
-    }
-
-    pub fn attempts(&self) -> u32 {
-        self.attempt
     }
 
     fn random(&mut self) -> u64 {

@@ -34,7 +34,7 @@ const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
 
 /// What a source task (an IMAP folder, a Maildir) asks of the service loop.
 #[derive(Debug)]
-pub enum Request {
+pub(crate) enum Request {
     Checkpoint {
         mailbox: String,
         folder: String,
@@ -72,12 +72,12 @@ enum SyncError {
 }
 
 /// The position of a message in an IMAP folder: stable for as long as UIDVALIDITY is.
-pub fn position(mailbox: &str, folder: &str, uidvalidity: u32, uid: u32) -> String {
+pub(crate) fn position(mailbox: &str, folder: &str, uidvalidity: u32, uid: u32) -> String {
     format!("imap:{mailbox}/{folder}/{uidvalidity}/{uid}")
 }
 
 /// Watches one folder of one mailbox until shutdown.
-pub struct FolderWatch {
+pub(crate) struct FolderWatch {
     mailbox: Arc<MailboxConfig>,
     folder: FolderConfig,
     desk: mpsc::Sender<Request>,

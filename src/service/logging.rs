@@ -76,7 +76,7 @@ fn is_wire_trace(target: &str) -> bool {
 
 /// The fields of a text log line: the message, then `key=value` pairs through
 /// [`escape::log_value`].
-pub struct TextFields;
+pub(crate) struct TextFields;
 
 impl<'a> MakeVisitor<Writer<'a>> for TextFields {
     type Visitor = TextVisitor<'a>;
@@ -90,7 +90,7 @@ impl<'a> MakeVisitor<Writer<'a>> for TextFields {
     }
 }
 
-pub struct TextVisitor<'a> {
+pub(crate) struct TextVisitor<'a> {
     writer: Writer<'a>,
     first: bool,
     result: fmt::Result,
@@ -157,7 +157,7 @@ impl VisitFmt for TextVisitor<'_> {
 /// One JSON object per event: `timestamp`, `level`, `target`, `message` and the event's fields
 /// (numbers and booleans as such, everything else as strings), through
 /// [`escape::json_text`].
-pub struct JsonLines;
+pub(crate) struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
 where

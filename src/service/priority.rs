@@ -10,13 +10,13 @@
 //! priority is a smaller share, never none.
 
 /// The niceness helpers take: a lower share of a busy core, not an idle one.
-pub const HELPER_NICENESS: i32 = 10;
+pub(crate) const HELPER_NICENESS: i32 = 10;
 
 /// Lower the calling thread's priority to [`HELPER_NICENESS`]. Linux applies
 /// `setpriority(PRIO_PROCESS, 0, …)` to the calling thread only, which is what is wanted
 /// here: the desk's thread and the async workers keep theirs. Best effort: where it fails
 /// (another OS, a sandbox), the thread just keeps its priority.
-pub fn lower_this_thread() {
+pub(crate) fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority takes plain integers and touches no memory of ours.
     unsafe {

@@ -24,12 +24,12 @@ impl Shutdown {
         (Trigger { tx }, Shutdown { rx })
     }
 
-    pub fn is_shutdown(&self) -> bool {
+    pub(crate) fn is_shutdown(&self) -> bool {
         *self.rx.borrow()
     }
 
     /// Resolves once shutdown has been triggered (at once if it already was).
-    pub async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         // An error means every trigger is gone: nobody can ask us to stop any more, which we
         // treat as a request to stop.
         let _ = self.rx.wait_for(|stop| *stop).await;

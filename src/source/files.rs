@@ -8,14 +8,14 @@ use crate::domain::model::FolderRole;
 use std::path::{Path, PathBuf};
 
 /// File names listed up front (cheap), bytes read one file at a time.
-pub struct FileList {
+pub(crate) struct FileList {
     files: std::vec::IntoIter<PathBuf>,
     role: FolderRole,
 }
 
 impl FileList {
     /// One file, already canonical.
-    pub fn single(path: PathBuf, role: FolderRole) -> FileList {
+    pub(crate) fn single(path: PathBuf, role: FolderRole) -> FileList {
         FileList {
             files: vec![path].into_iter(),
             role,
@@ -25,7 +25,10 @@ impl FileList {
     /// Every `*.eml` (any case) regular file directly in `dir` (canonical), sorted by name.
     /// Other files are skipped with one note; a directory with no `.eml` file at all is an
     /// error, since it is most likely the wrong path.
-    pub fn directory(dir: &Path, role: FolderRole) -> Result<(FileList, Vec<String>), SourceError> {
+    pub(crate) fn directory(
+        dir: &Path,
+        role: FolderRole,
+    ) -> Result<(FileList, Vec<String>), SourceError> {
         let entries = std::fs::read_dir(dir).map_err(|source| SourceError::Open {
             path: dir.to_path_buf(),
             source,

@@ -36,13 +36,13 @@ pub struct MaildirEntry {
 }
 
 /// `dir` has `cur/` and `new/` (a `tmp/` is optional: some tools never create it).
-pub fn is_maildir(dir: &Path) -> bool {
+pub(crate) fn is_maildir(dir: &Path) -> bool {
     dir.join("cur").is_dir() && dir.join("new").is_dir()
 }
 
 /// The role a Maildir++ subfolder gets by name, or `None` (not watched unless named explicitly).
 /// The last dot-separated component decides, so `.Junk` and `.INBOX.Junk` are both Junk.
-pub fn auto_role(folder_name: &str) -> Option<FolderRole> {
+pub(crate) fn auto_role(folder_name: &str) -> Option<FolderRole> {
     let name = folder_name.trim_start_matches('.');
     let last = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
     match last.as_str() {
@@ -83,7 +83,7 @@ impl Maildir {
 
     /// Open with the root as `root_role` and Maildir++ subfolders by [`auto_role`]; other
     /// subfolders are skipped with a note.
-    pub fn open_auto(root: &Path, root_role: FolderRole) -> Result<Maildir, SourceError> {
+    pub(crate) fn open_auto(root: &Path, root_role: FolderRole) -> Result<Maildir, SourceError> {
         let (root, empty) = canonical_maildir(root)?;
         let mut folders = vec![(ROOT_NAME.to_string(), root_role)];
         let mut notes = empty_note(&root, empty);
@@ -119,7 +119,7 @@ impl Maildir {
     /// Every message file in `new/` and `cur/` of every folder, sorted by folder then unique
     /// name (Maildir unique names start with the delivery time, so this is roughly arrival
     /// order). A message seen in both `new/` and `cur/` during a move is listed once.
-    pub fn scan(&self) -> Result<Vec<MaildirEntry>, SourceError> {
+    pub(crate) fn scan(&self) -> Result<Vec<MaildirEntry>, SourceError> {
         let mut out = Vec::new();
         for (name, role) in &self.folders {
             let dir = folder_dir(&self.root, name);
@@ -172,7 +172,7 @@ impl Maildir {
 
     /// Read one scanned message. If a mail client moved it since the scan (`new/` → `cur/`, or a
     /// flag change renamed it), it is found again by its unique name.
-    pub fn read(&self, entry: &MaildirEntry) -> Result<RawMessage, SourceError> {
+    pub(crate) fn read(&self, entry: &MaildirEntry) -> Result<RawMessage, SourceError> {
         let read_err = |source| SourceError::Read {
             path: entry.path.clone(),
             source,
@@ -207,7 +207,7 @@ impl Maildir {
 }
 
 /// The iterator behind [`super::open`] for a Maildir: scanned once, read one file at a time.
-pub struct MaildirReader {
+pub(crate) struct MaildirReader {
     maildir: Maildir,
     entries: std::vec::IntoIter<MaildirEntry>,
 }

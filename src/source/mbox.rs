@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-pub struct MboxReader {
+pub(crate) struct MboxReader {
     path: PathBuf,
     reader: BufReader<File>,
     role: FolderRole,

@@ -84,7 +84,7 @@ enum Inner {
 impl Source {
     /// Things worth telling the user that are not errors: skipped folders, skipped files, an
     /// empty file.
-    pub fn notes(&self) -> &[String] {
+    pub(crate) fn notes(&self) -> &[String] {
         &self.notes
     }
 }

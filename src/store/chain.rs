@@ -13,10 +13,10 @@ use super::StoredEvent;
 use sha2::{Digest, Sha256};
 
 /// `prev_hash` of the first event: there is nothing before it.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The chain hash of one event.
-pub fn event_hash(seq: u64, prev_hash: &str, body: &[u8]) -> String {
+pub(crate) fn event_hash(seq: u64, prev_hash: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(format!("{seq}\n{prev_hash}\n").as_bytes());
     h.update(body);
@@ -29,12 +29,13 @@ pub fn content_hash(raw: &[u8]) -> String {
 }
 
 /// Whether `s` has the shape of a hash this module makes (64 lowercase hex digits).
-pub fn is_hash(s: &str) -> bool {
+#[cfg(test)]
+pub(crate) fn is_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Chain `bodies` onto a log whose last event is `head` (`None`: the log is empty).
-pub fn extend(head: Option<(u64, &str)>, bodies: Vec<Vec<u8>>) -> Vec<StoredEvent> {
+pub(crate) fn extend(head: Option<(u64, &str)>, bodies: Vec<Vec<u8>>) -> Vec<StoredEvent> {
     let (mut seq, mut prev) = match head {
         Some((seq, hash)) => (seq, hash.to_string()),
         None => (0, GENESIS.to_string()),
@@ -61,7 +62,7 @@ pub fn extend(head: Option<(u64, &str)>, bodies: Vec<Vec<u8>>) -> Vec<StoredEven
 /// hash mismatch on that very event (not as a broken link on the next), a changed `prev_hash`
 /// as a broken link, a changed body as a hash mismatch.
 #[derive(Debug)]
-pub struct ChainChecker {
+pub(crate) struct ChainChecker {
     next_seq: u64,
     prev_hash: String,
 }
@@ -81,7 +82,7 @@ impl ChainChecker {
     }
 
     /// Check the next event. On success the checker moves on to expect its successor.
-    pub fn check(
+    pub(crate) fn check(
         &mut self,
         seq: u64,
         body: &[u8],
@@ -117,18 +118,18 @@ impl ChainChecker {
     }
 
     /// How many events have passed so far.
-    pub fn checked(&self) -> u64 {
+    pub(crate) fn checked(&self) -> u64 {
         self.next_seq - 1
     }
 
     /// Hash of the last good event (the genesis value before any).
-    pub fn head(&self) -> &str {
+    pub(crate) fn head(&self) -> &str {
         &self.prev_hash
     }
 }
 
 /// Check that a message's bytes hash to its key.
-pub fn check_message(key: &str, raw: &[u8]) -> Result<(), String> {
+pub(crate) fn check_message(key: &str, raw: &[u8]) -> Result<(), String> {
     let actual = content_hash(raw);
     if actual == key {
         Ok(())

@@ -35,23 +35,23 @@ impl NewMessage {
         &self.content_hash
     }
 
-    pub fn raw(&self) -> &[u8] {
+    pub(crate) fn raw(&self) -> &[u8] {
         &self.raw
     }
 
-    pub fn into_raw(self) -> Vec<u8> {
+    pub(crate) fn into_raw(self) -> Vec<u8> {
         self.raw
     }
 
     /// Compress now, on this thread, for a store that keeps messages compressed.
-    pub fn compress(&mut self) {
+    pub(crate) fn compress(&mut self) {
         if self.compressed.is_none() {
             self.compressed = Some(compress(&self.raw));
         }
     }
 
     /// Whether [`NewMessage::compress`] ran.
-    pub fn is_compressed(&self) -> bool {
+    pub(crate) fn is_compressed(&self) -> bool {
         self.compressed.is_some()
     }
 

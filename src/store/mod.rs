@@ -84,7 +84,7 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.messages.is_empty()
             && self.positions.is_empty()
             && self.events.is_empty()
@@ -193,7 +193,7 @@ pub fn open_sqlite(path: &Path) -> Result<SqliteStore, StoreError> {
 }
 
 /// A fresh, empty in-memory store.
-pub fn memory() -> MemoryStore {
+pub(crate) fn memory() -> MemoryStore {
     MemoryStore::default()
 }
 
@@ -225,7 +225,8 @@ pub struct Verification {
 }
 
 impl Verification {
-    pub fn is_ok(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_ok(&self) -> bool {
         self.bad_event.is_none() && self.bad_message.is_none()
     }
 }

@@ -33,7 +33,7 @@ use crate::deciding::tables::Delta;
 use crate::domain::model::Timestamp;
 
 /// The schema this code writes. Bump it with a migration in [`SqliteStore::open`].
-pub const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Portable DDL. Later, in the same transaction as the rest of a batch (see [`Batch`]):
 /// `outbox(id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL REFERENCES events(seq),
@@ -260,7 +260,7 @@ impl SqliteStore {
     }
 
     /// The file this store lives in.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -803,7 +803,7 @@ pub struct TablesState {
 
 /// The projection tables: what `status`, `case` and `search` read.
 impl SqliteStore {
-    pub fn tables_state(&self) -> Result<TablesState, StoreError> {
+    pub(crate) fn tables_state(&self) -> Result<TablesState, StoreError> {
         let head: Option<i64> = self
             .conn
             .query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))
@@ -817,7 +817,11 @@ impl SqliteStore {
     }
 
     /// The case as it was at `at` (`None` if it did not exist then, or never).
-    pub fn case_at(&self, id: &str, at: Timestamp) -> Result<Option<(i64, Case)>, StoreError> {
+    pub(crate) fn case_at(
+        &self,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<Option<(i64, Case)>, StoreError> {
         let Some(row) = tables_sql::case_row(&self.conn, id)? else {
             return Ok(None);
         };
@@ -832,7 +836,7 @@ impl SqliteStore {
     }
 
     /// The clock as it was at `at`.
-    pub fn clock_at(&self, id: &str, at: Timestamp) -> Result<Option<Clock>, StoreError> {
+    pub(crate) fn clock_at(&self, id: &str, at: Timestamp) -> Result<Option<Clock>, StoreError> {
         tables_sql::clock_at(&self.conn, id, crate::deciding::tables::secs(at))?
             .map(|body| {
                 crate::deciding::tables::clock_from_row(id, &body)
@@ -842,7 +846,10 @@ impl SqliteStore {
     }
 
     /// The clocks open at `at`, each with the cases that list it then.
-    pub fn open_clocks_at(&self, at: Timestamp) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    pub(crate) fn open_clocks_at(
+        &self,
+        at: Timestamp,
+    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         let t = crate::deciding::tables::secs(at);
         let latest: Option<i64> =
             tables_sql::meta_get(&self.conn, "tables_latest")?.and_then(|v| v.parse().ok());
@@ -858,12 +865,12 @@ impl SqliteStore {
 
     /// The cases a name (certificate or key reference, Message-Id, address, case id) was seen
     /// in. May include a case that merely shares an index key: check the case.
-    pub fn cases_named(&self, name: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn cases_named(&self, name: &str) -> Result<Vec<String>, StoreError> {
         tables_sql::cases_named(&self.conn, name)
     }
 
     /// The events that name any of `refs` (and possibly a few more: check them), in seq order.
-    pub fn events_naming(&self, refs: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
+    pub(crate) fn events_naming(&self, refs: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
         let mut seqs = std::collections::BTreeSet::new();
         for r in refs {
             seqs.extend(tables_sql::events_naming(&self.conn, r)?);
@@ -887,7 +894,7 @@ impl SqliteStore {
     }
 
     /// Empty the projection tables (and the event index) before they are derived again.
-    pub fn reset_tables(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn reset_tables(&mut self) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -906,7 +913,7 @@ impl SqliteStore {
 
     /// Write one piece of a re-derivation: versions and the event index, in one transaction.
     /// With `done`, the tables are complete through `through`, built with `built_with`.
-    pub fn write_tables(
+    pub(crate) fn write_tables(
         &mut self,
         delta: &Delta,
         event_refs: &[(u64, Vec<String>)],
@@ -930,13 +937,13 @@ impl SqliteStore {
     }
 
     /// Record what the tables were built with (after the engine derived them itself).
-    pub fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
+    pub(crate) fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
         tables_sql::meta_set(&self.conn, "tables_built_with", built_with)
     }
 
     /// Compare the projection tables with those of another store file (a re-derivation into
     /// a scratch file): the first few rows that differ, described, or none.
-    pub fn tables_differ_from(&self, other: &Path) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn tables_differ_from(&self, other: &Path) -> Result<Vec<String>, StoreError> {
         const ACTION: &str = "compare tables";
         self.conn
             .execute(

@@ -18,7 +18,7 @@ const CT_POISON: &str = "1.3.6.1.4.1.11129.2.4.3";
 
 /// Parse a DER certificate. Trailing bytes (OpenSSL's `TRUSTED CERTIFICATE` auxiliary trust
 /// data) are ignored; the fingerprint covers the certificate alone.
-pub(crate) fn parse(der: &[u8]) -> Option<CertificateRef> {
+pub fn parse(der: &[u8]) -> Option<CertificateRef> {
     parse_prefix(der).map(|(c, _)| c)
 }
 

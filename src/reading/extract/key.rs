@@ -56,7 +56,7 @@ type Derived = (Vec<u8>, Option<KeyProblem>);
 
 /// The key formats we read, by PEM label or by trying DER.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
     /// `PRIVATE KEY`: PKCS#8 PrivateKeyInfo.
     Pkcs8,
     /// `RSA PRIVATE KEY`: PKCS#1 RSAPrivateKey.

@@ -112,14 +112,15 @@ fn references_from<'a>(
 
 /// Staff commands, one per line anywhere in the texts (case-insensitive keys); lines quoted
 /// with `>` are ignored.
-pub fn commands(texts: &[String]) -> (Vec<Command>, Vec<BadCommand>) {
+pub(crate) fn commands(texts: &[String]) -> (Vec<Command>, Vec<BadCommand>) {
     command::commands(texts)
 }
 
 /// Canonicalise a reference as staff write it in a command: `crtsh:N`, `sha256:HEX`,
 /// `spki:HEX`, a crt.sh URL (`?id=`, `?d=`, `?sha256=`, `?q=<64 hex>`, `?spkisha256=`), or a
 /// bare 64-hex or colon-separated fingerprint (→ `sha256:`). `None` if it is none of these.
-pub fn canonical_target(s: &str) -> Option<String> {
+#[cfg(test)]
+pub(crate) fn canonical_target(s: &str) -> Option<String> {
     target::parse(s).map(|t| t.canonical())
 }
 

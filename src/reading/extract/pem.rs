@@ -112,7 +112,7 @@ pub(crate) struct Reader<'t> {
 }
 
 impl<'t> Reader<'t> {
-    pub(crate) fn new(text: &'t str) -> Reader<'t> {
+    pub fn new(text: &'t str) -> Reader<'t> {
         let mut begins = Vec::new();
         let mut ends: HashMap<&str, Vec<usize>> = HashMap::new();
         if text.contains("-----BEGIN ") {

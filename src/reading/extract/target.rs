@@ -63,7 +63,7 @@ pub(crate) fn parse_prefixed(kind: &str, value: &str) -> Option<Target> {
 
 /// Canonicalise a reference as staff write it: a canonical form, a crt.sh URL or a bare
 /// fingerprint.
-pub(crate) fn parse(s: &str) -> Option<Target> {
+pub fn parse(s: &str) -> Option<Target> {
     let s = s
         .trim()
         .trim_start_matches('<')

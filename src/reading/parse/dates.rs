@@ -9,7 +9,7 @@ use mail_parser::DateTime;
 use time::OffsetDateTime;
 
 /// Convert mail-parser's date to a normalised timestamp; `None` when out of range.
-pub fn from_mail(dt: &DateTime) -> Option<Timestamp> {
+pub(crate) fn from_mail(dt: &DateTime) -> Option<Timestamp> {
     if !dt.is_valid() {
         return None;
     }
@@ -23,7 +23,7 @@ pub fn from_mail(dt: &DateTime) -> Option<Timestamp> {
 /// Real MTAs vary (`Sat, 5 Jan 2008 09:14:15 -0500`, `5 Jan 2008 09:14:10 -0500` without a
 /// weekday, a trailing `(GMT)` comment, folding before the date); mail-parser's RFC 5322 date
 /// reader copes with all of these. Without a `;` the whole value is tried, as some MTAs omit it.
-pub fn received_date(value: &str) -> Option<Timestamp> {
+pub(crate) fn received_date(value: &str) -> Option<Timestamp> {
     let tail = value.rsplit_once(';').map_or(value, |(_, t)| t);
     DateTime::parse_rfc822(tail.trim())
         .as_ref()

@@ -12,7 +12,7 @@ use mail_parser::{Address, Header, HeaderName, HeaderValue, Message, MimeHeaders
 ///
 /// No field keeps more than `limits.header_bytes`: the subject is cut, lists keep the entries
 /// that fit (a note says so), because every field ends up in the event log and in views.
-pub fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail, limits: &Limits) {
+pub(crate) fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail, limits: &Limits) {
     let max = limits.header_bytes;
     out.message_id = msg
         .message_id()
@@ -176,7 +176,7 @@ fn cap_list(list: &mut Vec<String>, max: usize, keep_last: bool) -> usize {
 }
 
 /// Lowercase bare addresses, groups flattened, empty entries dropped.
-pub fn addresses(a: &Address<'_>) -> Vec<String> {
+pub(crate) fn addresses(a: &Address<'_>) -> Vec<String> {
     a.iter()
         .filter_map(|addr| addr.address.as_deref())
         .map(|s| s.trim().to_lowercase())

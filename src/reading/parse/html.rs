@@ -8,7 +8,7 @@
 
 /// Render `html` as text and append every `href`/`src` attribute value (entity-decoded), one per
 /// line, after the text.
-pub fn to_text(html: &str) -> String {
+pub(crate) fn to_text(html: &str) -> String {
     let mut text = String::with_capacity(html.len() / 2);
     let mut links: Vec<String> = Vec::new();
     let mut rest = html;
@@ -54,7 +54,7 @@ pub fn to_text(html: &str) -> String {
 
 /// Decode HTML character references: the named ones mail uses and any numeric one.
 /// Unknown or malformed references are kept literally.
-pub fn decode_entities(s: &str) -> String {
+pub(crate) fn decode_entities(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     push_decoded(&mut out, s);
     out

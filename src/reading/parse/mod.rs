@@ -62,7 +62,7 @@ pub fn parse(raw: &[u8]) -> ParsedMail {
 
 /// Parse one RFC 5322 message, keeping no more of it than `limits` allow (what is cut is noted
 /// on `problems`). See the field docs of [`ParsedMail`] for what each field holds.
-pub fn parse_limited(raw: &[u8], limits: &Limits) -> ParsedMail {
+pub(crate) fn parse_limited(raw: &[u8], limits: &Limits) -> ParsedMail {
     // mail-parser promises not to panic; the service's liveness should not rest on a promise.
     let parsed = std::panic::catch_unwind(|| parse_inner(raw, limits));
     parsed.unwrap_or_else(|_| {

@@ -4,11 +4,11 @@
 //! at most a short excerpt and never anything that looks like PEM armour.
 
 /// The most characters of message content a note may quote.
-pub const MAX_EXCERPT: usize = 80;
+pub(crate) const MAX_EXCERPT: usize = 80;
 
 /// A short, single-line, quoted excerpt of `s` for a note, or a placeholder when `s` might hold
 /// key material.
-pub fn excerpt(s: &str) -> String {
+pub(crate) fn excerpt(s: &str) -> String {
     if s.contains("-----BEGIN") || s.contains("-----END") {
         return "[withheld: contains a PEM block]".into();
     }

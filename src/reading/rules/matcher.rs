@@ -95,7 +95,7 @@ pub(super) struct Applies {
 }
 
 impl Matcher {
-    pub fn build_keywords(words: &[String]) -> Result<AhoCorasick, String> {
+    pub(crate) fn build_keywords(words: &[String]) -> Result<AhoCorasick, String> {
         AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
@@ -114,12 +114,12 @@ impl Matcher {
 
     /// Every keyword, for tests that write text full of them.
     #[cfg(test)]
-    pub fn keywords_text(&self) -> Vec<String> {
+    pub(crate) fn keywords_text(&self) -> Vec<String> {
         self.keyword_list.clone()
     }
 
     /// The rules that apply to a message, in rule order.
-    pub fn apply(&self, subject: &str, texts: &[String]) -> Vec<Applies> {
+    pub(crate) fn apply(&self, subject: &str, texts: &[String]) -> Vec<Applies> {
         let rules = self.unless.len();
         let mut hits: Vec<Vec<Hit>> = vec![Vec::new(); rules];
         let all = std::iter::once((subject, Field::Subject))

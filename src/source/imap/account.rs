@@ -62,7 +62,7 @@ impl Account {
     }
 
     /// The host without the brackets an IPv6 literal may be written with.
-    pub fn bare_host(&self) -> &str {
+    pub(crate) fn bare_host(&self) -> &str {
         bare(&self.host)
     }
 }

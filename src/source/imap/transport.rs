@@ -21,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 
 /// A connection to the server, plain or TLS.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
@@ -68,7 +68,7 @@ impl AsyncWrite for Stream {
 
 /// Resolve and connect, trying each address in turn. With `loopback_only` (plaintext
 /// accounts) an address that is not loopback is never contacted, whatever the name resolves to.
-pub async fn tcp(
+pub(crate) async fn tcp(
     account: &Account,
     timeout: Duration,
     loopback_only: bool,
@@ -115,7 +115,7 @@ pub async fn tcp(
 
 /// The TLS client configuration for this account: ring, safe default protocol versions,
 /// system roots plus `ca_file`.
-pub fn client_config(account: &Account) -> Result<rustls::ClientConfig, ImapError> {
+pub(crate) fn client_config(account: &Account) -> Result<rustls::ClientConfig, ImapError> {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system certificates are not fatal: a private CA in ca_file may be all we need,
     // and an untrusted server is refused at the handshake with a clear message anyway.
@@ -174,7 +174,7 @@ pub fn client_config(account: &Account) -> Result<rustls::ClientConfig, ImapErro
 }
 
 /// TLS handshake over `tcp`, verifying the certificate against the account's host name.
-pub async fn tls(
+pub(crate) async fn tls(
     account: &Account,
     config: Arc<rustls::ClientConfig>,
     tcp: TcpStream,
