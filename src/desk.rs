@@ -176,7 +176,7 @@ impl Desk {
         for mut p in messages {
             let hash = p.message.content_hash().to_string();
             if let Some(pos) = &p.meta.position {
-                first.positions.push((pos.clone(), hash.clone()));
+                first.positions.push((pos.to_string(), hash.clone()));
             }
             if self.engine.knows(&hash) || !taken.insert(hash.clone()) {
                 continue;

@@ -449,7 +449,7 @@ mod tests {
         let raw = b"From: r@reporter.test\r\nSubject: x\r\n\r\nhttps://crt.sh/?id=7\r\n".to_vec();
         let meta = |pos: &str| SourceMeta {
             folder: FolderRole::Inbox,
-            position: Some(pos.into()),
+            position: Some(crate::domain::ids::Position::from_stored(pos)),
             server_time: None,
         };
         let now = parse("2026-12-01T00:00:00Z").unwrap();
@@ -487,7 +487,7 @@ mod tests {
                 raw: raw.clone(),
                 meta: SourceMeta {
                     folder: FolderRole::Inbox,
-                    position: Some("p".into()),
+                    position: Some(crate::domain::ids::Position::from_stored("p")),
                     server_time: None,
                 },
             }]

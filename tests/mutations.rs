@@ -241,7 +241,9 @@ fn twenty_thousand_mutated_fixtures_neither_panic_nor_lose_the_message() {
         // Each message alone first, so a panic names the one that caused it.
         let meta = SourceMeta {
             folder,
-            position: Some(format!("mutation:{seed}/{n}")),
+            position: Some(cprwatch::domain::ids::Position::from_stored(&format!(
+                "mutation:{seed}/{n}"
+            ))),
             server_time: None,
         };
         let result = std::panic::catch_unwind(|| {

@@ -46,7 +46,7 @@ pub struct MessageFacts {
     pub synthetic_id: bool,
     pub folder: FolderRole,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
+    pub position: Option<crate::domain::ids::Position>,
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: Timestamp,
     pub time_source: TimeSource,

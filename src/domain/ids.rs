@@ -82,6 +82,50 @@ impl ClockId {
     }
 }
 
+/// Where a message was read: a place that, once recorded, is never read into the log again.
+/// `imap:<mailbox>/<folder>/<uidvalidity>/<uid>`, `maildir:<dir>/<folder>/<unique>`,
+/// `mbox:<file>#<offset>`, `file:<path>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Position(String);
+
+impl Position {
+    pub fn imap(mailbox: &str, folder: &str, uidvalidity: u32, uid: u32) -> Position {
+        Position(format!(
+            "{}{uid}",
+            Position::imap_folder(mailbox, folder, uidvalidity)
+        ))
+    }
+
+    /// What every position in one IMAP folder under one UIDVALIDITY starts with.
+    pub fn imap_folder(mailbox: &str, folder: &str, uidvalidity: u32) -> String {
+        format!("imap:{mailbox}/{folder}/{uidvalidity}/")
+    }
+
+    /// A file in a Maildir: its folder's name and the file's unique part (the name before
+    /// the `:2,` flags, which change as a mail client reads it).
+    pub fn maildir(root: &std::path::Path, folder: &str, unique: &str) -> Position {
+        Position(format!("maildir:{}/{folder}/{unique}", root.display()))
+    }
+
+    pub fn mbox(file: &std::path::Path, offset: u64) -> Position {
+        Position(format!("mbox:{}#{offset}", file.display()))
+    }
+
+    pub fn file(path: &std::path::Path) -> Position {
+        Position(format!("file:{}", path.display()))
+    }
+
+    /// A position as recorded (a test's, or one read back).
+    pub fn from_stored(s: &str) -> Position {
+        Position(s.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The names of a certificate or key as references write them: `crtsh:<id>`,
 /// `sha256:<hex>`, `spki:<hex>`.
 pub(crate) fn crtsh_name(id: u64) -> String {
@@ -110,6 +154,13 @@ macro_rules! string_id {
             }
         }
 
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $t {
             fn as_ref(&self) -> &str {
                 &self.0
@@ -132,6 +183,7 @@ macro_rules! string_id {
 
 string_id!(CaseId);
 string_id!(ClockId);
+string_id!(Position);
 
 #[cfg(test)]
 mod tests {

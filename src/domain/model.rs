@@ -48,7 +48,7 @@ pub struct SourceMeta {
     pub folder: FolderRole,
     /// A stable name for the place the bytes came from: `maildir:<dir>/<unique>`,
     /// `mbox:<file>#<n>`, `file:<path>`, later `imap:<account>/<folder>/<uidvalidity>/<uid>`.
-    pub position: Option<String>,
+    pub position: Option<crate::domain::ids::Position>,
     /// The server's own receipt time (IMAP `INTERNALDATE`). When present it beats every header.
     pub server_time: Option<Timestamp>,
 }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::config::{FolderConfig, MailboxConfig};
+use crate::domain::ids::Position;
 use crate::domain::model::SourceMeta;
 use crate::domain::timefmt;
 use crate::pipeline::{self, Prepared, Preparer, RawMessage};
@@ -69,11 +70,6 @@ enum SyncError {
     Store(String),
     #[error("shutting down")]
     Shutdown,
-}
-
-/// The position of a message in an IMAP folder: stable for as long as UIDVALIDITY is.
-pub(crate) fn position(mailbox: &str, folder: &str, uidvalidity: u32, uid: u32) -> String {
-    format!("imap:{mailbox}/{folder}/{uidvalidity}/{uid}")
 }
 
 /// Watches one folder of one mailbox until shutdown.
@@ -291,7 +287,8 @@ impl FolderWatch {
             .map(|f| RawMessage {
                 meta: SourceMeta {
                     folder: self.folder.role,
-                    position: Some(position(
+                    // Stable for as long as UIDVALIDITY is.
+                    position: Some(Position::imap(
                         &self.mailbox.name,
                         &self.folder.name,
                         uidvalidity,
@@ -318,10 +315,7 @@ impl FolderWatch {
         uidvalidity: u32,
     ) -> Result<(), SyncError> {
         let on_server = conn.uids().await?;
-        let prefix = format!(
-            "imap:{}/{}/{uidvalidity}/",
-            self.mailbox.name, self.folder.name
-        );
+        let prefix = Position::imap_folder(&self.mailbox.name, &self.folder.name, uidvalidity);
         let held: HashSet<u32> = self
             .ask(|reply| Request::Positions {
                 prefix: prefix.clone(),

@@ -106,7 +106,7 @@ impl MaildirWatch {
         let full = batch.len() >= POLL_BATCH;
         let positions: Vec<String> = batch
             .iter()
-            .filter_map(|m| m.meta.position.clone())
+            .filter_map(|m| m.meta.position.as_ref().map(ToString::to_string))
             .collect();
         let messages = self
             .preparer
@@ -133,7 +133,7 @@ impl MaildirWatch {
         let seen = self.seen.get_or_insert_default();
         let mut out = Vec::new();
         for entry in entries {
-            if seen.contains(&entry.position) {
+            if seen.contains(entry.position.as_str()) {
                 continue;
             }
             match self.maildir.read(&entry) {

@@ -86,7 +86,7 @@ impl Iterator for FileList {
         Some(match std::fs::read(&path) {
             Ok(raw) => Ok(RawMessage {
                 raw,
-                meta: offline_meta(self.role, format!("file:{}", path.display())),
+                meta: offline_meta(self.role, crate::domain::ids::Position::file(&path)),
             }),
             Err(source) => Err(SourceError::Read { path, source }),
         })

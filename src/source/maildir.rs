@@ -32,7 +32,7 @@ pub struct MaildirEntry {
     pub path: PathBuf,
     pub folder: FolderRole,
     /// `maildir:<canonical root>/<folder name>/<unique name>`.
-    pub position: String,
+    pub position: crate::domain::ids::Position,
 }
 
 /// `dir` has `cur/` and `new/` (a `tmp/` is optional: some tools never create it).
@@ -163,7 +163,7 @@ impl Maildir {
                     .map(|(unique, path)| MaildirEntry {
                         path,
                         folder: *role,
-                        position: format!("maildir:{}/{name}/{unique}", self.root.display()),
+                        position: crate::domain::ids::Position::maildir(&self.root, name, &unique),
                     }),
             );
         }

@@ -119,7 +119,10 @@ impl Iterator for MboxReader {
         }
         Some(Ok(RawMessage {
             raw,
-            meta: offline_meta(self.role, format!("mbox:{}#{start}", self.path.display())),
+            meta: offline_meta(
+                self.role,
+                crate::domain::ids::Position::mbox(&self.path, start),
+            ),
         }))
     }
 }

@@ -204,7 +204,7 @@ fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, SourceError> {
 }
 
 /// Metadata for an offline message: offline sources have no server receipt time.
-fn offline_meta(folder: FolderRole, position: String) -> SourceMeta {
+fn offline_meta(folder: FolderRole, position: crate::domain::ids::Position) -> SourceMeta {
     SourceMeta {
         folder,
         position: Some(position),

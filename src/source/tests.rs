@@ -34,7 +34,10 @@ fn single_eml_file() {
         msgs[0].meta,
         SourceMeta {
             folder: FolderRole::Junk,
-            position: Some(format!("file:{}", canon.display())),
+            position: Some(crate::domain::ids::Position::from_stored(&format!(
+                "file:{}",
+                canon.display()
+            ))),
             server_time: None,
         }
     );
@@ -102,7 +105,7 @@ fn maildir_with_junk_and_sent_subfolders() {
     let canon = fs::canonicalize(&root).unwrap();
     let got: Vec<(FolderRole, String)> = msgs
         .iter()
-        .map(|m| (m.meta.folder, m.meta.position.clone().unwrap()))
+        .map(|m| (m.meta.folder, m.meta.position.clone().unwrap().to_string()))
         .collect();
     let want: Vec<(FolderRole, String)> = [
         (FolderRole::Inbox, "INBOX/1600000000.2.host"),
@@ -137,7 +140,7 @@ fn maildir_rename_new_to_cur_keeps_position() {
     let raw = md.read(&before[0]).unwrap();
     assert_eq!(raw.raw, MSG);
     assert_eq!(
-        raw.meta.position.as_deref(),
+        raw.meta.position.as_ref().map(|p| p.as_str()),
         Some(before[0].position.as_str())
     );
     fs::rename(
@@ -269,11 +272,14 @@ body2\r\n";
     let canon = fs::canonicalize(&path).unwrap();
     assert_eq!(
         msgs[0].meta.position,
-        Some(format!("mbox:{}#0", canon.display()))
+        Some(crate::domain::ids::Position::mbox(&canon, 0))
     );
     assert_eq!(
         msgs[1].meta.position,
-        Some(format!("mbox:{}#{}", canon.display(), first.len()))
+        Some(crate::domain::ids::Position::mbox(
+            &canon,
+            first.len() as u64
+        ))
     );
     assert_eq!(msgs[1].meta.server_time, None);
 }
