@@ -37,11 +37,6 @@ pub(crate) const AHEAD: usize = 2;
 /// Threads of a [`Preparer`]: one per batch in preparation.
 const THREADS: usize = AHEAD;
 
-/// Bulk loads derive cases and clocks after this many batches (and at the end): rarely enough
-/// that folders read out of time order rebuild the projection a few times, not once per batch;
-/// often enough that no single commit of derived events grows with the whole load.
-const DERIVE_EVERY: usize = 10;
-
 /// A message with its facts worked out, ready for the desk to record.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -302,7 +297,6 @@ struct Bulk<'d> {
     preparer: Preparer,
     batch_size: usize,
     pending: VecDeque<Pending>,
-    batches: usize,
     summary: IngestSummary,
 }
 
@@ -314,7 +308,6 @@ impl<'d> Bulk<'d> {
             preparer,
             batch_size: batch_size.max(1),
             pending: VecDeque::new(),
-            batches: 0,
             summary: IngestSummary::default(),
         })
     }
@@ -366,17 +359,13 @@ impl<'d> Bulk<'d> {
             return Ok(());
         };
         let prepared = pending.wait()?;
-        self.batches += 1;
-        // Derive now and then while the mail comes in time order (each derivation extends
-        // the last). Mail older than what was derived (another folder) makes the derivation
-        // start again from it: that is left to the end, once.
-        let derive =
-            if self.batches.is_multiple_of(DERIVE_EVERY) && !self.desk.engine().would_rederive() {
-                Derive::Now
-            } else {
-                Derive::Later
-            };
-        let done = self.desk.record(prepared, Vec::new(), now, derive, None)?;
+        // A bulk load derives cases and clocks once, at the end: folders read one after
+        // another reach back in time, and each derivation after such mail starts again from
+        // it and rewrites the tables from there. The derivation commits in pieces, so no
+        // commit grows with the load.
+        let done = self
+            .desk
+            .record(prepared, Vec::new(), now, Derive::Later, None)?;
         self.summary.new_messages += done.new_messages;
         self.summary.events += done.events;
         Ok(())
