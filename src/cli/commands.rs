@@ -148,10 +148,7 @@ pub fn status(
     at: Option<&str>,
     format: Format,
 ) -> Result<Outcome, CommandError> {
-    let config = config::load(config_path)?;
-    let at = parse_at(at)?;
-    let mut notes = Vec::new();
-    let store = lookup::open(&config, &mut notes)?;
+    let (config, at, store, notes) = tables_at(config_path, at)?;
     let p = lookup::open_cases(&store, at)?;
     let sources = sources(&config, &store, at)?;
     let problems = sources
@@ -175,6 +172,20 @@ pub fn status(
     );
     out.stderr = notes_text(&notes);
     Ok(out)
+}
+
+/// What `status`, `case` and `search` start from: the configuration, the moment asked for,
+/// and the store with its tables ready to read (with notes for stderr if they had to be
+/// rebuilt, or lag the log).
+fn tables_at(
+    config_path: &Path,
+    at: Option<&str>,
+) -> Result<(Config, Timestamp, crate::store::SqliteStore, Vec<String>), CommandError> {
+    let config = config::load(config_path)?;
+    let at = parse_at(at)?;
+    let mut notes = Vec::new();
+    let store = lookup::open(&config, &mut notes)?;
+    Ok((config, at, store, notes))
 }
 
 fn notes_text(notes: &[String]) -> String {
@@ -224,10 +235,7 @@ pub fn case(
     at: Option<&str>,
     format: Format,
 ) -> Result<Outcome, CommandError> {
-    let config = config::load(config_path)?;
-    let at = parse_at(at)?;
-    let mut notes = Vec::new();
-    let store = lookup::open(&config, &mut notes)?;
+    let (_, at, store, notes) = tables_at(config_path, at)?;
     let wanted = id.trim().to_ascii_uppercase();
     let Some((p, events)) = lookup::case(&store, &wanted, at)? else {
         return Err(CommandError::Usage(format!(
@@ -272,10 +280,7 @@ pub fn search(
     at: Option<&str>,
     format: Format,
 ) -> Result<Outcome, CommandError> {
-    let config = config::load(config_path)?;
-    let at = parse_at(at)?;
-    let mut notes = Vec::new();
-    let store = lookup::open(&config, &mut notes)?;
+    let (_, at, store, notes) = tables_at(config_path, at)?;
     let p = lookup::search(&store, term, at)?;
     let found = !p.cases.is_empty();
     let mut out = Outcome::exit(
