@@ -168,18 +168,7 @@ fn case_names(c: &Case, n: &str) -> bool {
     c.id == n
         || c.messages.iter().any(|m| m.message_id == n || m.from == n)
         || c.certificates.iter().any(|cert| {
-            cert.reference == n
-                || cert
-                    .crtsh_id
-                    .is_some_and(|id| crate::domain::ids::crtsh_name(id) == n)
-                || cert
-                    .sha256
-                    .as_ref()
-                    .is_some_and(|h| crate::domain::ids::sha256_name(h) == n)
-                || cert
-                    .spki_sha256
-                    .as_ref()
-                    .is_some_and(|h| crate::domain::ids::spki_name(h) == n)
+            cert.names().iter().any(|x| x == n) || cert.key_name().is_some_and(|k| k == n)
         })
         || c.keys.iter().any(|k| k.reference.as_deref() == Some(n))
 }

@@ -582,12 +582,8 @@ impl Projector {
             false
         };
         let merged = self.cert(messages, i);
-        let key = merged
-            .spki_sha256
-            .as_ref()
-            .filter(|_| !key_listed)
-            .map(|h| crate::domain::ids::spki_name(h));
-        let names = cert_names(merged, None);
+        let key = merged.key_name().filter(|_| !key_listed);
+        let names = merged.names();
         if let Some(key) = key {
             self.certs_by_key.entry(key).or_default().push(r.clone());
         }
@@ -832,10 +828,7 @@ impl Projector {
             return None;
         }
         let sightings = &self.cert_list[i].sightings;
-        let key_ref = cert
-            .spki_sha256
-            .as_ref()
-            .map(|h| crate::domain::ids::spki_name(h));
+        let key_ref = cert.key_name();
         let key_seen = key_ref
             .as_ref()
             .and_then(|k| self.key_sightings.get(k))
@@ -880,7 +873,8 @@ impl Projector {
             Some(r.to_string()),
             &candidates,
         )?;
-        let names = cert_names(cert, key_ref.as_deref());
+        let mut names = cert.names();
+        names.extend(key_ref.clone());
         for n in &names {
             if let Some(s) = self.stops.get(n) {
                 c.stops.extend(s.iter().cloned());
@@ -1042,20 +1036,4 @@ fn ignore_commands(m: &MessageFacts, reason: &str, ignored: &mut Vec<Ignored>) {
             reason: reason.to_string(),
         });
     }
-}
-
-/// Every name staff may use for a certificate in a command.
-fn cert_names(cert: &CertificateRef, key_ref: Option<&str>) -> Vec<String> {
-    let mut names = vec![cert.reference.clone()];
-    if let Some(id) = cert.crtsh_id {
-        names.push(crate::domain::ids::crtsh_name(id));
-    }
-    if let Some(h) = &cert.sha256 {
-        names.push(crate::domain::ids::sha256_name(h));
-    }
-    if let Some(k) = key_ref {
-        names.push(k.to_string());
-    }
-    names.dedup();
-    names
 }

@@ -58,12 +58,6 @@ fn list(by_case: &mut HashMap<CaseId, HashSet<String>>, case: &CaseId, item: Str
     }
 }
 
-fn key_identity(k: &crate::domain::model::KeyRef) -> String {
-    k.reference
-        .clone()
-        .unwrap_or_else(|| format!("unknown:{}", k.evidence.as_str()))
-}
-
 fn ignored_identity(message: &str, reason: &str, cmd: &impl serde::Serialize) -> String {
     format!(
         "{message}|{reason}|{}",
@@ -93,7 +87,7 @@ impl Recorded {
                 list(&mut self.case_certs, case, certificate.reference.clone());
             }
             Event::KeyReported { case, key } => {
-                list(&mut self.case_keys, case, key_identity(key));
+                list(&mut self.case_keys, case, key.identity());
             }
             Event::ClockStarted {
                 clock,
@@ -626,7 +620,7 @@ fn diff<E>(
             }
         }
         for k in &case.keys {
-            if !listed(&out.rec.case_keys, &case.id, &key_identity(k)) {
+            if !listed(&out.rec.case_keys, &case.id, &k.identity()) {
                 out.push(Event::KeyReported {
                     case: case.id.clone(),
                     key: k.clone(),

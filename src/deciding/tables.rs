@@ -360,22 +360,11 @@ pub(crate) fn case_version(as_of: Timestamp, ord: usize, c: &Case) -> CaseVersio
             ord: i as i64,
             body: json(cert),
         });
-        names.push(cert.reference.clone());
-        if let Some(id) = cert.crtsh_id {
-            names.push(crate::domain::ids::crtsh_name(id));
-        }
-        if let Some(h) = &cert.sha256 {
-            names.push(crate::domain::ids::sha256_name(h));
-        }
-        if let Some(h) = &cert.spki_sha256 {
-            names.push(crate::domain::ids::spki_name(h));
-        }
+        names.extend(cert.names());
+        names.extend(cert.key_name());
     }
     for (i, k) in c.keys.iter().enumerate() {
-        let key = k
-            .reference
-            .clone()
-            .unwrap_or_else(|| format!("unknown:{}", k.evidence.as_str()));
+        let key = k.identity();
         if let Some(r) = &k.reference {
             names.push(r.clone());
         }

@@ -165,6 +165,27 @@ pub struct CertificateRef {
 }
 
 impl CertificateRef {
+    /// Every name the certificate itself goes by, as references and staff commands write it:
+    /// its reference, then `crtsh:<id>` and `sha256:<hex>` when known (each once).
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names = vec![self.reference.clone()];
+        if let Some(id) = self.crtsh_id {
+            names.push(crate::domain::ids::crtsh_name(id));
+        }
+        if let Some(h) = &self.sha256 {
+            names.push(crate::domain::ids::sha256_name(h));
+        }
+        names.dedup();
+        names
+    }
+
+    /// The name of its key (`spki:<hex>`), when known.
+    pub(crate) fn key_name(&self) -> Option<String> {
+        self.spki_sha256
+            .as_deref()
+            .map(crate::domain::ids::spki_name)
+    }
+
     /// A reference that carries nothing but its identifier (a crt.sh link, a fingerprint).
     pub(crate) fn bare(reference: String) -> CertificateRef {
         let (crtsh_id, sha256) = match reference.split_once(':') {
@@ -259,6 +280,16 @@ pub struct KeyRef {
     /// Key algorithm as far as known (`rsa-2048`, `ec-p256`, …), for staff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<String>,
+}
+
+impl KeyRef {
+    /// Its identity within a case: its reference, or for a key whose public half is unknown
+    /// (an encrypted private key) the kind of evidence, so two such keys of one kind are one.
+    pub(crate) fn identity(&self) -> String {
+        self.reference
+            .clone()
+            .unwrap_or_else(|| format!("unknown:{}", self.evidence.as_str()))
+    }
 }
 
 /// A staff command found in a message body (README "Configuration", **Staff commands**).
