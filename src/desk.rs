@@ -328,18 +328,14 @@ pub(crate) fn rebuild_tables(
     // The event index, a page of the log at a time.
     let mut head = 0;
     loop {
-        let page = store.events_from(head + 1, REBUILD_PIECE)?;
-        let Some(last) = page.last().map(|e| e.seq) else {
+        let page = decoded_page(&*store, head + 1)?;
+        let Some(last) = page.last().map(|(seq, _)| *seq) else {
             break;
         };
-        let mut refs = Vec::with_capacity(page.len());
-        for e in page {
-            let env = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
-                seq: e.seq,
-                problem: err.to_string(),
-            })?;
-            refs.push((e.seq, env.event.refs()));
-        }
+        let refs: Vec<(u64, Vec<String>)> = page
+            .into_iter()
+            .map(|(seq, env)| (seq, env.event.refs()))
+            .collect();
         summary.events += refs.len() as u64;
         store.write_tables(&Default::default(), &refs, None)?;
         head = last;
@@ -435,56 +431,45 @@ pub(crate) struct RebuildSummary {
     pub versions: u64,
 }
 
-fn decode_all(store: &dyn Store) -> Result<Vec<(u64, Envelope)>, DeskError> {
-    store
-        .events()?
-        .into_iter()
-        .map(|e| {
-            Envelope::decode(&e.body)
-                .map(|env| (e.seq, env))
-                .map_err(|err| DeskError::BadEvent {
-                    seq: e.seq,
-                    problem: err.to_string(),
-                })
+fn decode(e: store::StoredEvent) -> Result<(u64, Envelope), DeskError> {
+    Envelope::decode(&e.body)
+        .map(|env| (e.seq, env))
+        .map_err(|err| DeskError::BadEvent {
+            seq: e.seq,
+            problem: err.to_string(),
         })
+}
+
+fn decode_all(store: &dyn Store) -> Result<Vec<(u64, Envelope)>, DeskError> {
+    store.events()?.into_iter().map(decode).collect()
+}
+
+/// Events read a page at a time when the whole log is read (a restart, `verify`, `rebuild`):
+/// it is never held whole, and the caller may write to the store between pages.
+const LOG_PAGE: usize = 4096;
+
+/// One page of the log from seq `from` on, decoded; empty past the end.
+fn decoded_page(store: &dyn Store, from: u64) -> Result<Vec<(u64, Envelope)>, DeskError> {
+    store
+        .events_from(from, LOG_PAGE)?
+        .into_iter()
+        .map(decode)
         .collect()
 }
 
 /// The engine as the log leaves it.
 pub(crate) fn restore_engine(store: &dyn Store, settings: &Settings) -> Result<Engine, DeskError> {
     let mut r = Engine::restoring(settings.clone(), store.tables_through()?);
-    for_each_envelope(store, &mut |seq, env| {
-        r.absorb(seq, env);
-        Ok(())
-    })?;
-    Ok(r.finish())
-}
-
-/// Every event of the log decoded, in order, one at a time.
-fn for_each_envelope(
-    store: &dyn Store,
-    f: &mut dyn FnMut(u64, Envelope) -> Result<(), DeskError>,
-) -> Result<(), DeskError> {
-    let mut failed: Option<DeskError> = None;
-    let read = store.for_each_event(&mut |e| {
-        let decoded = Envelope::decode(&e.body)
-            .map_err(|err| DeskError::BadEvent {
-                seq: e.seq,
-                problem: err.to_string(),
-            })
-            .and_then(|env| f(e.seq, env));
-        match decoded {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                failed = Some(err);
-                // Any error stops the walk; the real one is kept above.
-                Err(StoreError::BadBatch("stopped".into()))
-            }
+    let mut next = 1;
+    loop {
+        let page = decoded_page(store, next)?;
+        if page.is_empty() {
+            return Ok(r.finish());
         }
-    });
-    match (failed, read) {
-        (Some(e), _) => Err(e),
-        (None, r) => Ok(r?),
+        for (seq, env) in page {
+            next = seq + 1;
+            r.absorb(seq, env);
+        }
     }
 }
 
@@ -519,32 +504,31 @@ pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
     if report.problem.is_some() {
         return Ok(report);
     }
-    let mut problem = None;
-    store.for_each_event(&mut |e| {
-        if problem.is_some() {
-            return Ok(());
-        }
-        let env = match Envelope::decode(&e.body) {
-            Ok(env) => env,
-            Err(err) => {
-                problem = Some(format!("event #{} does not decode: {err}", e.seq));
-                return Ok(());
+    let mut next = 1;
+    loop {
+        let page = match decoded_page(store, next) {
+            Ok(page) => page,
+            Err(DeskError::BadEvent { seq, problem }) => {
+                report.problem = Some(format!("event #{seq} does not decode: {problem}"));
+                return Ok(report);
             }
+            Err(e) => return Err(e),
         };
-        if let Event::MessageReceived { facts } = &env.event {
-            match store.has_message(&facts.content_hash)? {
-                // The bytes were checked against their key by the store's own walk above.
-                true => {}
-                false => {
-                    problem = Some(format!(
-                        "event #{}: message {} is missing from the store",
-                        e.seq, facts.content_hash
-                    ));
-                }
+        if page.is_empty() {
+            return Ok(report);
+        }
+        for (seq, env) in page {
+            next = seq + 1;
+            // The bytes were checked against their key by the store's own walk above.
+            if let Event::MessageReceived { facts } = &env.event
+                && !store.has_message(&facts.content_hash)?
+            {
+                report.problem = Some(format!(
+                    "event #{seq}: message {} is missing from the store",
+                    facts.content_hash
+                ));
+                return Ok(report);
             }
         }
-        Ok(())
-    })?;
-    report.problem = problem;
-    Ok(report)
+    }
 }

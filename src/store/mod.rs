@@ -132,27 +132,6 @@ pub trait Store: Send {
             .take(limit)
             .collect())
     }
-    /// Every event in seq order, handed to `f` one at a time, read a page at a time, so that
-    /// reading the whole log (a restart, `verify`, `rebuild`) never holds it whole, and `f`
-    /// may write to the store between pages. Stops at `f`'s first error.
-    fn for_each_event(
-        &self,
-        f: &mut dyn FnMut(StoredEvent) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        const PAGE: usize = 4096;
-        let mut from = 1;
-        loop {
-            let page = self.events_from(from, PAGE)?;
-            let n = page.len();
-            for e in page {
-                from = e.seq + 1;
-                f(e)?;
-            }
-            if n < PAGE {
-                return Ok(());
-            }
-        }
-    }
     /// Whether a message with this content hash is stored.
     fn has_message(&self, content_hash: &str) -> Result<bool, StoreError>;
     /// The raw bytes of a stored message.
