@@ -94,13 +94,10 @@ impl Desk {
     pub fn open(config: &Config) -> Result<Desk, DeskError> {
         let mut store = store::open_sqlite(&config.store.path)?;
         let (policy, settings) = (policy(config)?, settings(config));
-        let mut engine = restore_engine(&store, &settings)?;
-        let st = store.tables_state()?;
-        if st.head == 0 && st.built_with.is_none() {
-            store.set_tables_built_with(&tables_built_with(&settings))?;
-        } else if !tables_current(&store, &settings)? {
-            rebuild_tables(&mut store, &mut engine, &settings)?;
-        }
+        let engine = match ensure_tables(&mut store, &settings)? {
+            Some(engine) => engine,
+            None => restore_engine(&store, &settings)?,
+        };
         Ok(Desk {
             store: Box::new(store),
             engine,
@@ -298,15 +295,28 @@ pub(crate) fn tables_built_with(settings: &Settings) -> String {
     )
 }
 
-/// Whether the store's tables hold the log's projection under these settings (perhaps a tick
-/// behind: the next tick catches up).
-pub(crate) fn tables_current(
-    store: &store::SqliteStore,
+/// Bring the store's tables up to date with these settings: a new store is marked built with
+/// them; tables never built, or built by another version or with other settings, are derived
+/// afresh. Returns the engine restored to do that, if it was (so a caller needing one does
+/// not restore it twice).
+pub fn ensure_tables(
+    store: &mut store::SqliteStore,
     settings: &Settings,
-) -> Result<bool, DeskError> {
+) -> Result<Option<Engine>, DeskError> {
     let st = store.tables_state()?;
-    let built = st.built_with.as_deref() == Some(tables_built_with(settings).as_str());
-    Ok(built || (st.head == 0 && st.built_with.is_none()))
+    let wanted = tables_built_with(settings);
+    if st.head == 0 && st.built_with.is_none() {
+        store.set_tables_built_with(&wanted)?;
+        return Ok(None);
+    }
+    // Built with these settings: they hold the log's projection (perhaps a tick behind, which
+    // the next tick catches up).
+    if st.built_with.as_deref() == Some(wanted.as_str()) {
+        return Ok(None);
+    }
+    let mut engine = restore_engine(store, settings)?;
+    rebuild_tables(store, &mut engine, settings)?;
+    Ok(Some(engine))
 }
 
 /// Events whose tables are derived per transaction of a rebuild.

@@ -19,14 +19,12 @@ use crate::store::{self, SqliteStore};
 pub fn open(config: &Config, note: &mut Vec<String>) -> Result<SqliteStore, DeskError> {
     let mut store = store::open_sqlite(&config.store.path)?;
     let settings = desk::settings(config);
-    if !desk::tables_current(&store, &settings)? {
+    if desk::ensure_tables(&mut store, &settings)?.is_some() {
         note.push(
             "the cases and clocks tables are out of date (a new cprwatch version or changed \
              settings): rebuilt them from the log"
                 .into(),
         );
-        let mut engine = desk::restore_engine(&store, &settings)?;
-        desk::rebuild_tables(&mut store, &mut engine, &settings)?;
     } else {
         let st = store.tables_state()?;
         if let Some(through) = st.through
