@@ -363,7 +363,7 @@ impl Projector {
         let m = &messages[idx];
         let disposition = self.threader.feed(m);
         let (case, how) = match &disposition {
-            Disposition::Opened(c) => (Some(*c), "opened"),
+            Disposition::Opened(c) => (Some(*c), threading::OPENED),
             Disposition::Joined(c, via) => (Some(*c), *via),
             Disposition::Logged(reason) => (None, *reason),
         };

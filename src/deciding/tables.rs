@@ -230,15 +230,7 @@ fn stop_kind(c: u8) -> Result<StopKind, TableError> {
 /// The ways a message joins a case, as the threader names them: a case lists them as
 /// `&'static str`, so a stored one is mapped back to its constant.
 fn via(s: &str) -> &'static str {
-    const KNOWN: [&str; 6] = [
-        "opened",
-        "message-id",
-        "in-reply-to",
-        "references",
-        "case-tag",
-        "subject",
-    ];
-    KNOWN
+    crate::deciding::threading::VIAS
         .iter()
         .find(|k| **k == s)
         .copied()

@@ -39,6 +39,24 @@ pub(crate) struct Thread {
     pub members: Vec<usize>,
 }
 
+/// How a message came into its case, as a case lists it: it opened it, or joined by one of the
+/// threading paths. Every value [`Threader::feed`] gives is one of [`VIAS`] (the store keeps
+/// them as text and reads them back through it).
+pub(crate) const OPENED: &str = "opened";
+const BY_MESSAGE_ID: &str = "message-id";
+const BY_IN_REPLY_TO: &str = "in-reply-to";
+const BY_REFERENCES: &str = "references";
+const BY_CASE_TAG: &str = "case-tag";
+const BY_SUBJECT: &str = "subject";
+pub(crate) const VIAS: [&str; 6] = [
+    OPENED,
+    BY_MESSAGE_ID,
+    BY_IN_REPLY_TO,
+    BY_REFERENCES,
+    BY_CASE_TAG,
+    BY_SUBJECT,
+];
+
 /// Case numbers handed out earlier (content hash of the opening message → case id), so that a
 /// case keeps its number when the projection is rebuilt.
 pub(crate) type Assigned = HashMap<String, CaseId>;
@@ -215,22 +233,22 @@ fn find_case(
 ) -> Option<(usize, &'static str)> {
     // The same Message-Id seen again (a copy with other headers, e.g. in Junk and Inbox).
     if let Some(&c) = by_message_id.get(m.message_id.as_str()) {
-        return Some((c, "message-id"));
+        return Some((c, BY_MESSAGE_ID));
     }
     for id in &m.in_reply_to {
         if let Some(&c) = by_message_id.get(id.as_str()) {
-            return Some((c, "in-reply-to"));
+            return Some((c, BY_IN_REPLY_TO));
         }
     }
     for id in m.references.iter().rev() {
         if let Some(&c) = by_message_id.get(id.as_str()) {
-            return Some((c, "references"));
+            return Some((c, BY_REFERENCES));
         }
     }
     if let Some(tag) = case_tag(&m.subject)
         && let Some(&c) = by_case_id.get(&tag)
     {
-        return Some((c, "case-tag"));
+        return Some((c, BY_CASE_TAG));
     }
     if subject.is_empty() {
         return None;
@@ -253,7 +271,7 @@ fn find_case(
             best = Some((c, last));
         }
     }
-    best.map(|(c, _)| (c, "subject"))
+    best.map(|(c, _)| (c, BY_SUBJECT))
 }
 
 #[cfg(test)]
