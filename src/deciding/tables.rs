@@ -36,7 +36,7 @@ fn from_secs(s: i64) -> Result<Timestamp, TableError> {
 /// A row that does not decode: the store is damaged or from another version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stored case or clock row cannot be read ({0}) — run `cprwatch rebuild`")]
-pub(crate) struct TableError(pub String);
+pub struct TableError(pub String);
 
 /// What a case row lists, in the order a case shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

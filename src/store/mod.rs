@@ -260,8 +260,8 @@ pub enum StoreError {
         content_hash: String,
         problem: String,
     },
-    #[error("{0}")]
-    BadTables(String),
+    #[error(transparent)]
+    BadTables(#[from] crate::deciding::tables::TableError),
     #[error(
         "event {seq} is corrupt: {problem} — run `cprwatch verify` and restore the store from a backup"
     )]

@@ -830,8 +830,7 @@ impl SqliteStore {
             return Ok(None);
         }
         let items = tables_sql::case_items(&self.conn, id, at)?;
-        let case = crate::deciding::tables::case_from_rows(id, row.opened_at, &row.header, &items)
-            .map_err(|e| StoreError::BadTables(e.0))?;
+        let case = crate::deciding::tables::case_from_rows(id, row.opened_at, &row.header, &items)?;
         Ok(Some((row.ord, case)))
     }
 
@@ -839,8 +838,7 @@ impl SqliteStore {
     pub(crate) fn clock_at(&self, id: &str, at: Timestamp) -> Result<Option<Clock>, StoreError> {
         tables_sql::clock_at(&self.conn, id, crate::deciding::tables::secs(at))?
             .map(|body| {
-                crate::deciding::tables::clock_from_row(id, &body)
-                    .map_err(|e| StoreError::BadTables(e.0))
+                crate::deciding::tables::clock_from_row(id, &body).map_err(StoreError::from)
             })
             .transpose()
     }

@@ -798,6 +798,31 @@ mod tables {
     }
 
     #[test]
+    fn a_damaged_row_is_an_error_that_says_to_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut s = open_sqlite(&path).unwrap();
+        let a = clock("2026-03-06T00:00:00Z");
+        commit(
+            &mut s,
+            None,
+            vec![version("2026-03-01T00:00:00Z", Some(&a))],
+        );
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE clocks SET body = X'7B'", [])
+            .unwrap();
+        let e = s
+            .clock_at("revocation:crtsh:1", parse("2026-03-02T00:00:00Z").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot be read") && e.contains("cprwatch rebuild"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn versions_are_kept_once_each_and_truncation_reopens_what_came_before() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
