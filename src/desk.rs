@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::deciding::cases::{Projection, Settings};
+use crate::deciding::cases::{Emit, Projection, Projector, Settings};
 use crate::deciding::derive::Engine;
+use crate::deciding::tables::Delta;
 use crate::domain::event::{Envelope, Event};
 use crate::domain::model::Timestamp;
 use crate::pipeline::{PrepareError, Prepared};
@@ -36,6 +37,10 @@ pub enum DeskError {
     BadEvent { seq: u64, problem: String },
     #[error(transparent)]
     Prepare(#[from] PrepareError),
+    #[error(
+        "the store could not be read while deriving cases and clocks, or a stored row of theirs is damaged — run `cprwatch verify`, then `cprwatch rebuild`"
+    )]
+    Unreadable,
 }
 
 /// The policy a configuration sets: who is staff, which rules classify reports.
@@ -129,6 +134,18 @@ impl Desk {
         &self.engine
     }
 
+    /// The pending clocks due within `span` of `now`, each with a case that lists it.
+    pub(crate) fn due_within(
+        &mut self,
+        now: Timestamp,
+        span: time::Duration,
+    ) -> Vec<(
+        crate::deciding::clock::Clock,
+        Option<crate::domain::ids::CaseId>,
+    )> {
+        self.engine.due_within(now, span)
+    }
+
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
     }
@@ -195,7 +212,7 @@ impl Desk {
         let received = self.engine.receive(facts, now);
         let new_messages = (self.engine.message_count() - before) as u64;
         first.events = received.iter().map(Envelope::encode).collect();
-        first.event_refs = received.iter().map(|e| e.event.refs()).collect();
+        first.event_index = received.iter().map(|e| e.event.index()).collect();
         if let Some(k) = keep.as_deref_mut() {
             k.extend(received.iter().cloned());
         }
@@ -236,7 +253,7 @@ impl Desk {
                 .tick_in_pieces(now, TICK_COMMIT_EVENTS, |piece: Vec<Envelope>, delta| {
                     let mut sb = first.take().unwrap_or_default();
                     sb.events.extend(piece.iter().map(Envelope::encode));
-                    sb.event_refs.extend(piece.iter().map(|e| e.event.refs()));
+                    sb.event_index.extend(piece.iter().map(|e| e.event.index()));
                     sb.tables = delta.unwrap_or_default();
                     committed_events += sb.events.len() as u64;
                     store.commit(sb)?;
@@ -290,7 +307,7 @@ impl Desk {
 /// built with anything else are rebuilt.
 pub(crate) fn tables_built_with(settings: &Settings) -> String {
     format!(
-        "tables-1 thread_window={}s",
+        "tables-2 thread_window={}s",
         settings.thread_window.whole_seconds()
     )
 }
@@ -314,52 +331,149 @@ pub fn ensure_tables(
     if st.built_with.as_deref() == Some(wanted.as_str()) {
         return Ok(None);
     }
-    let mut engine = restore_engine(store, settings)?;
-    rebuild_tables(store, &mut engine, settings)?;
-    Ok(Some(engine))
+    rebuild_tables(store, settings)?;
+    Ok(Some(restore_engine(store, settings)?))
 }
 
-/// Events whose tables are derived per transaction of a rebuild.
-const REBUILD_PIECE: usize = 20_000;
-
-/// Derive the tables afresh from the log (`cprwatch rebuild`, and after an upgrade): empty
-/// them, then write the versions of every case and clock and the event index, in pieces.
+/// Derive the tables afresh, in place: forget them, index the log again (what events name,
+/// messages in receipt order, case numbers), then derive from the log.
 pub(crate) fn rebuild_tables(
     store: &mut store::SqliteStore,
-    engine: &mut Engine,
     settings: &Settings,
 ) -> Result<RebuildSummary, DeskError> {
     store.reset_tables()?;
     let mut summary = RebuildSummary::default();
-    engine.derive_tables(REBUILD_PIECE, |delta| {
-        summary.versions += delta.versions.len() as u64;
-        store.write_tables(&delta, &[], None)
-    })?;
-    // The event index, a page of the log at a time.
     let mut head = 0;
     loop {
         let page = decoded_page(&*store, head + 1)?;
         let Some(last) = page.last().map(|(seq, _)| *seq) else {
             break;
         };
-        let refs: Vec<(u64, Vec<String>)> = page
+        let index: Vec<(u64, crate::domain::event::EventIndex)> = page
             .into_iter()
-            .map(|(seq, env)| (seq, env.event.refs()))
+            .map(|(seq, env)| (seq, env.event.index()))
             .collect();
-        summary.events += refs.len() as u64;
-        store.write_tables(&Default::default(), &refs, None)?;
+        summary.events += index.len() as u64;
+        store.write_tables(&Default::default(), &index, None)?;
         head = last;
     }
+    let path = store.path().to_path_buf();
+    summary.messages = derive_from_store(store, &path, settings, DERIVE_PIECE, |store, delta| {
+        summary.versions += delta.versions.len() as u64;
+        store.write_tables(&delta, &[], None)
+    })?;
     store.write_tables(
         &Default::default(),
         &[],
         Some((head, &tables_built_with(settings))),
     )?;
-    engine.tables_complete();
     Ok(summary)
 }
 
-/// What comparing the tables with a re-derivation found.
+/// Messages fed between two commits of a derivation from the store: what the projector holds
+/// at most, beside the cases and certificates they touch.
+const DERIVE_PIECE: usize = 20_000;
+
+/// Derive every version of every case and clock from the messages in `log`, in receipt order,
+/// into the tables of the store at `tables` (written by `sink`, which gets that store). Memory
+/// holds a piece of messages and what they touch, not the history: after each piece is
+/// written the projector forgets what it held and reads it back when touched again. Returns
+/// how many messages it fed.
+fn derive_from_store<S: TablesSink>(
+    tables_store: &mut S,
+    tables: &std::path::Path,
+    settings: &Settings,
+    piece: usize,
+    mut sink: impl FnMut(&mut S, Delta) -> Result<(), StoreError>,
+) -> Result<u64, DeskError> {
+    let log = tables_store.log();
+    let backing = log.backing(tables)?;
+    let mut p = Projector::versioned_over(Box::new(backing), settings, Emit::All);
+    let mut after = None;
+    let (mut since, mut fed) = (0usize, 0u64);
+    let mut last: Option<Timestamp> = None;
+    let mut hand_on = |p: &mut Projector, tables_store: &mut S| -> Result<(), DeskError> {
+        p.settle();
+        if p.failed() {
+            return Err(DeskError::Unreadable);
+        }
+        sink(
+            tables_store,
+            Delta {
+                versions: p.take_versions(),
+                ..Delta::default()
+            },
+        )?;
+        p.evict();
+        Ok(())
+    };
+    loop {
+        let page = tables_store
+            .log()
+            .receipts_after(after.as_ref(), LOG_PAGE)?;
+        let Some((key, _)) = page.last() else {
+            break;
+        };
+        after = Some(key.clone());
+        for (_, seq) in page {
+            let facts = received_at_seq(tables_store.log(), seq)?;
+            // A piece ends between receipt times: no version is handed on half made.
+            if since >= piece && last.is_some_and(|t| facts.received_at > t) {
+                hand_on(&mut p, tables_store)?;
+                since = 0;
+            }
+            last = Some(facts.received_at);
+            p.push(&facts);
+            since += 1;
+            fed += 1;
+        }
+    }
+    hand_on(&mut p, tables_store)?;
+    Ok(fed)
+}
+
+/// Where a derivation from the store writes: the store itself (`rebuild`), or a scratch store
+/// beside it (`verify`).
+trait TablesSink {
+    fn log(&self) -> &store::SqliteStore;
+}
+
+impl TablesSink for store::SqliteStore {
+    fn log(&self) -> &store::SqliteStore {
+        self
+    }
+}
+
+/// `verify`'s scratch store, with the store whose log it derives from.
+struct Scratch<'a> {
+    log: &'a store::SqliteStore,
+    fresh: store::SqliteStore,
+}
+
+impl TablesSink for Scratch<'_> {
+    fn log(&self) -> &store::SqliteStore {
+        self.log
+    }
+}
+
+/// The facts of the message whose `message_received` event is at `seq`.
+fn received_at_seq(
+    store: &store::SqliteStore,
+    seq: u64,
+) -> Result<crate::domain::event::MessageFacts, DeskError> {
+    let e = store.event_at(seq)?.ok_or(DeskError::BadEvent {
+        seq,
+        problem: "the receipt index names it, the log does not hold it".into(),
+    })?;
+    match decode(e)?.1.event {
+        Event::MessageReceived { facts } => Ok(*facts),
+        _ => Err(DeskError::BadEvent {
+            seq,
+            problem: "the receipt index names it, but it is no message_received".into(),
+        }),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TablesCheck {
     /// Equal, row for row: this many case and clock versions.
@@ -377,6 +491,26 @@ pub(crate) enum TablesCheck {
 pub(crate) fn verify_tables(
     store: &store::SqliteStore,
     settings: &Settings,
+) -> Result<TablesCheck, DeskError> {
+    verify_tables_in_pieces(store, settings, DERIVE_PIECE)
+}
+
+/// Whether the tables of the store `config` names equal a derivation from its log that hands
+/// on (and forgets) what it derived every `piece` messages: for tests, which hold far fewer
+/// messages than a piece.
+#[doc(hidden)]
+pub fn tables_equal_derivation_in_pieces(config: &Config, piece: usize) -> Result<bool, DeskError> {
+    let store = store::open_sqlite(&config.store.path)?;
+    Ok(matches!(
+        verify_tables_in_pieces(&store, &settings(config), piece)?,
+        TablesCheck::Match { .. }
+    ))
+}
+
+fn verify_tables_in_pieces(
+    store: &store::SqliteStore,
+    settings: &Settings,
+    piece: usize,
 ) -> Result<TablesCheck, DeskError> {
     let st = store.tables_state()?;
     let wanted = tables_built_with(settings);
@@ -399,7 +533,6 @@ pub(crate) fn verify_tables(
     if through < st.head {
         return Ok(TablesCheck::Behind(st.head - through));
     }
-    let engine = restore_engine(store, settings)?;
     let mut scratch = store.path().as_os_str().to_owned();
     scratch.push(format!(".verify-{}", std::process::id()));
     let scratch = PathBuf::from(scratch);
@@ -412,19 +545,24 @@ pub(crate) fn verify_tables(
     };
     remove_scratch();
     let (mut cases, mut clocks) = (0u64, 0u64);
-    let derived = (|| {
-        let mut fresh = store::open_sqlite(&scratch)?;
-        engine.derive_tables(REBUILD_PIECE, |delta| {
+    let derived = (|| -> Result<(), DeskError> {
+        let mut s = Scratch {
+            log: store,
+            fresh: store::open_sqlite(&scratch)?,
+        };
+        derive_from_store(&mut s, &scratch, settings, piece, |s, delta| {
             for v in &delta.versions {
                 match v {
                     crate::deciding::tables::Version::Case(_) => cases += 1,
                     crate::deciding::tables::Version::Clock(_) => clocks += 1,
+                    crate::deciding::tables::Version::Fold(_) => {}
                 }
             }
-            fresh.write_tables(&delta, &[], None)
-        })
+            s.fresh.write_tables(&delta, &[], None)
+        })?;
+        Ok(())
     })();
-    let compared = derived.and_then(|()| store.tables_differ_from(&scratch));
+    let compared = derived.and_then(|()| Ok(store.tables_differ_from(&scratch)?));
     remove_scratch();
     let differences = compared?;
     Ok(if differences.is_empty() {
@@ -438,6 +576,7 @@ pub(crate) fn verify_tables(
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct RebuildSummary {
     pub events: u64,
+    pub messages: u64,
     pub versions: u64,
 }
 

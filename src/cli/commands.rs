@@ -299,13 +299,10 @@ pub fn rebuild(config_path: &Path) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
     let mut store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
     let settings = desk::settings(&config);
-    let mut engine = desk::restore_engine(&store, &settings)?;
-    let s = desk::rebuild_tables(&mut store, &mut engine, &settings)?;
+    let s = desk::rebuild_tables(&mut store, &settings)?;
     Ok(Outcome::ok(format!(
         "rebuilt cases and clocks from {} events ({} messages): {} versions written\n",
-        s.events,
-        engine.message_count(),
-        s.versions
+        s.events, s.messages, s.versions
     )))
 }
 

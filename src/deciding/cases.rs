@@ -10,8 +10,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use time::Duration;
 
 use crate::deciding::clock::{self, Candidate, Clock, Decision, Stop, StopKind};
+use crate::deciding::fold::{
+    self, Backing, CertEntry, Class, Detached, FoldVersion, Sightings, Space, Work,
+};
 use crate::deciding::tables::{self, ClockVersion, Version};
-use crate::deciding::threading::{self, Assigned, Disposition};
+use crate::deciding::threading::{self, Assigned, Threads};
 use crate::domain::event::{Automation, ClockKind, MessageFacts};
 use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::{BadCommand, CertificateRef, Command, KeyRef, Timestamp};
@@ -104,26 +107,16 @@ impl Projection {
 struct CaseWork {
     /// Deadline class of the case: from key evidence, rules or the default.
     class: Class,
-    rule_best: Option<Class>,
-    key_evidence: bool,
-    /// The certificates this case names (indexes into [`Projector::cert_list`]), as a set and
-    /// in the order the case named them, and the first time each key was named in it.
-    cert_seen: HashSet<usize>,
-    cert_order: Vec<usize>,
-    key_first: BTreeMap<String, Timestamp>,
+    /// What the store keeps of it: the best rule, key evidence, the first time of each key.
+    kept: Work,
+    /// The certificates this case names (by reference), as a set and in the order the case
+    /// named them.
+    cert_seen: HashSet<String>,
+    cert_order: Vec<String>,
     /// Where each referenced key sits in the case's `keys`: merging a key is a look-up, not a
     /// search (a report may name 100 000 keys).
     key_at: HashMap<String, usize>,
     dismissed: Option<(Timestamp, String)>,
-}
-
-/// The window a case's reports give its certificates, and why.
-#[derive(Clone, Debug)]
-struct Class {
-    window: Duration,
-    basis: String,
-    /// The phrase of the report that set it, for a rule.
-    matched: Option<String>,
 }
 
 impl Class {
@@ -140,20 +133,36 @@ impl CaseWork {
     fn new() -> CaseWork {
         CaseWork {
             class: Class::fixed(clock::DAY, clock::BASIS_DEFAULT),
-            rule_best: None,
-            key_evidence: false,
+            kept: Work::default(),
             cert_seen: HashSet::new(),
             cert_order: Vec::new(),
-            key_first: BTreeMap::new(),
             key_at: HashMap::new(),
             dismissed: None,
         }
     }
 
+    /// The work of a case read back from the store.
+    fn restored(case: &Case, kept: Work) -> CaseWork {
+        let mut w = CaseWork::new();
+        w.kept = kept;
+        for c in &case.certificates {
+            w.cert_seen.insert(c.reference.clone());
+            w.cert_order.push(c.reference.clone());
+        }
+        for (i, k) in case.keys.iter().enumerate() {
+            if let Some(r) = &k.reference {
+                w.key_at.insert(r.clone(), i);
+            }
+        }
+        w.dismissed.clone_from(&case.dismissed);
+        w.reclassify();
+        w
+    }
+
     fn reclassify(&mut self) {
-        self.class = if self.key_evidence {
+        self.class = if self.kept.key_evidence {
             Class::fixed(clock::DAY, clock::BASIS_KEY)
-        } else if let Some(best) = &self.rule_best {
+        } else if let Some(best) = &self.kept.rule_best {
             best.clone()
         } else {
             Class::fixed(clock::DAY, clock::BASIS_DEFAULT)
@@ -161,42 +170,33 @@ impl CaseWork {
     }
 }
 
+/// A case the projector holds.
+#[derive(Debug)]
+struct Slot {
+    /// Its place among all cases.
+    ord: usize,
+    case: Case,
+    work: CaseWork,
+    /// The stops its preliminary-report clock has from staff answers (a dismissal is added
+    /// when the clock is built).
+    answers: Vec<Stop>,
+}
+
+/// Cases by their place among all cases: the order events about them are written in.
+type CaseSet = BTreeMap<usize, CaseId>;
+
 /// What changed since the last [`Projector::take_changes`]: the engine turns exactly this into
 /// events, so a batch costs what it touches, not what the desk holds.
 #[derive(Debug, Default)]
 pub(crate) struct Changes {
     /// Everything may have changed (the projection was rebuilt).
     pub full: bool,
-    /// Indexes into [`Projection::cases`].
-    pub cases: BTreeSet<usize>,
+    pub cases: CaseSet,
     /// Content hashes of messages placed since.
     pub messages: Vec<String>,
     /// Clocks whose start, deadline, basis or stops may have changed (or that disappeared).
     pub clocks: BTreeSet<ClockId>,
 }
-
-/// A certificate the projector knows.
-#[derive(Debug)]
-struct CertEntry {
-    details: Details,
-    /// The cases that name it, each with the first time it did.
-    sightings: Vec<(usize, Timestamp)>,
-}
-
-/// Where a certificate's details are. Most certificates are named once, or always alike, and
-/// their details are then those of the first report, read from its facts rather than copied:
-/// a mass report names 100 000, which the facts already hold.
-#[derive(Debug)]
-enum Details {
-    /// `messages[message].certificates[index]`.
-    Reported { message: usize, index: usize },
-    /// Merged from reports that told more than the first.
-    Merged(Box<CertificateRef>),
-}
-
-/// From how many clocks to refresh at once [`Projector::refresh`] builds them as a tree of
-/// their own.
-const BULK_CLOCKS: usize = 1024;
 
 /// The id of the revocation clock of a certificate or key reference.
 fn revocation_id(target: &str) -> ClockId {
@@ -206,32 +206,41 @@ fn revocation_id(target: &str) -> ClockId {
 /// Builds and maintains the projection, one message at a time in receipt order.
 ///
 /// Feeding the whole history and feeding it in pieces give the same projection (a unit test
-/// holds the two together); the engine feeds new batches when they sort after everything fed
-/// so far, and rebuilds from scratch when an older message arrives.
+/// holds the two together). What the projector derived it holds until [`Projector::evict`];
+/// what it does not hold it asks its [`Backing`] for, so a projector over the store needs
+/// memory for what it touches, not for the history.
 pub(crate) struct Projector {
-    threader: threading::Threader,
-    out: Projection,
-    work: Vec<CaseWork>,
-    /// Reference → index into `cert_list`.
-    certs: HashMap<String, usize>,
-    /// Every certificate named so far, in the order first named.
-    cert_list: Vec<CertEntry>,
-    /// Other names of a certificate (its crt.sh id, its SHA-256) → its reference.
-    aliases: HashMap<String, String>,
-    key_sightings: HashMap<String, Vec<(usize, Timestamp)>>,
-    /// `spki:…` → certificates with that key.
-    certs_by_key: HashMap<String, Vec<String>>,
-    /// Staff revocation commands by target, as stops.
-    stops: HashMap<String, Vec<Stop>>,
-    /// Staff's `CPR-Reason` determinations by target, in receipt order.
-    decisions: HashMap<String, Vec<Decision>>,
-    /// Staff revocation commands, to report those that name nothing.
-    revocation_commands: Vec<(usize, Command)>,
+    backing: Box<dyn Backing + Send>,
+    settings: Settings,
+    /// Cases by id (`None`: known not to exist).
+    cases: HashMap<CaseId, Option<Slot>>,
+    /// How many cases exist (the place of the next), once asked.
+    case_count: Option<usize>,
+    /// Clocks as derived (`None`: known not to exist).
+    clocks: HashMap<ClockId, Option<Clock>>,
+    /// Fold rows by space and key, as they are now (`None`: absent).
+    values: HashMap<(Space, String), Option<Vec<u8>>>,
+    /// Certificates by reference.
+    certs: HashMap<String, Option<CertEntry>>,
+    /// Next case number per year.
+    next_number: HashMap<i32, u32>,
+    /// Where the messages fed since the last eviction went, by content hash.
+    placements: BTreeMap<String, Placement>,
+    /// Staff revocation commands fed since the last eviction, with their message's
+    /// (content hash, Message-Id, sender), to report those that name nothing.
+    revocation_commands: Vec<((String, String, String), Command)>,
     /// Ignored commands that stay ignored whatever comes later.
     base_ignored: Vec<Ignored>,
-    dirty_cases: BTreeSet<usize>,
+    ignored: Vec<Ignored>,
+    dirty_cases: CaseSet,
     dirty_targets: BTreeSet<String>,
+    dirty_values: BTreeSet<(Space, String)>,
+    dirty_certs: BTreeSet<String>,
     changes: Changes,
+    fed: usize,
+    last_fed: Option<Timestamp>,
+    /// A stored value did not decode.
+    damaged: bool,
     /// Versions of cases and clocks for the store's tables, when kept ([`Projector::versioned`]).
     versions: Option<Vec<Version>>,
     emit: Emit,
@@ -271,27 +280,58 @@ pub(crate) fn project(
     p.into_projection()
 }
 
+impl Threads for Projector {
+    fn case_of_message_id(&mut self, message_id: &str) -> Option<CaseId> {
+        let v = self.value(Space::MessageId, message_id)?;
+        let c = fold::decode_case(&v);
+        self.damaged |= c.is_none();
+        c
+    }
+
+    fn case_exists(&mut self, id: &CaseId) -> bool {
+        self.slot(id).is_some()
+    }
+
+    fn last_on_subject(&mut self, who: &str, subject: &str) -> Option<(CaseId, Timestamp)> {
+        let v = self.value(Space::Subject, &threading::subject_key(who, subject))?;
+        let c = fold::decode_case_at(&v);
+        self.damaged |= c.is_none();
+        c
+    }
+}
+
 impl Projector {
+    /// A projector that holds everything, continuing the case numbers in `assigned`.
     pub fn new(assigned: &Assigned, settings: &Settings) -> Projector {
+        Projector::over(Box::new(Detached::new(assigned)), settings)
+    }
+
+    /// A projector that asks `backing` for what it does not hold.
+    pub(crate) fn over(backing: Box<dyn Backing + Send>, settings: &Settings) -> Projector {
         Projector {
-            threader: threading::Threader::new(assigned, settings.thread_window),
-            out: Projection::default(),
-            work: Vec::new(),
+            backing,
+            settings: settings.clone(),
+            cases: HashMap::new(),
+            case_count: None,
+            clocks: HashMap::new(),
+            values: HashMap::new(),
             certs: HashMap::new(),
-            cert_list: Vec::new(),
-            aliases: HashMap::new(),
-            key_sightings: HashMap::new(),
-            certs_by_key: HashMap::new(),
-            stops: HashMap::new(),
-            decisions: HashMap::new(),
+            next_number: HashMap::new(),
+            placements: BTreeMap::new(),
             revocation_commands: Vec::new(),
             base_ignored: Vec::new(),
-            dirty_cases: BTreeSet::new(),
+            ignored: Vec::new(),
+            dirty_cases: CaseSet::new(),
             dirty_targets: BTreeSet::new(),
+            dirty_values: BTreeSet::new(),
+            dirty_certs: BTreeSet::new(),
             changes: Changes {
                 full: true,
                 ..Changes::default()
             },
+            fed: 0,
+            last_fed: None,
+            damaged: false,
             versions: None,
             emit: Emit::Nothing,
         }
@@ -302,6 +342,18 @@ impl Projector {
     /// distinct receipt time instead of one per feed.
     pub(crate) fn versioned(assigned: &Assigned, settings: &Settings, emit: Emit) -> Projector {
         let mut p = Projector::new(assigned, settings);
+        p.versions = Some(Vec::new());
+        p.emit = emit;
+        p
+    }
+
+    /// [`Projector::versioned`] over a backing.
+    pub(crate) fn versioned_over(
+        backing: Box<dyn Backing + Send>,
+        settings: &Settings,
+        emit: Emit,
+    ) -> Projector {
+        let mut p = Projector::over(backing, settings);
         p.versions = Some(Vec::new());
         p.emit = emit;
         p
@@ -322,15 +374,112 @@ impl Projector {
 
     /// How many messages have been fed.
     pub(crate) fn fed(&self) -> usize {
-        self.threader.dispositions.len()
+        self.fed
     }
 
-    pub(crate) fn projection(&self) -> &Projection {
-        &self.out
+    /// Whether a read from the backing failed, or a stored value did not decode: what was
+    /// derived since may be wrong and must not be kept.
+    pub(crate) fn failed(&self) -> bool {
+        self.damaged || self.backing.failed()
     }
 
+    /// Forget everything held: the backing has it (every version taken was committed). What
+    /// is touched next is read back from it.
+    pub(crate) fn evict(&mut self) {
+        debug_assert!(self.dirty_cases.is_empty() && self.dirty_values.is_empty());
+        self.cases.clear();
+        self.clocks.clear();
+        self.values.clear();
+        self.certs.clear();
+        self.next_number.clear();
+        self.placements.clear();
+        self.revocation_commands.clear();
+        self.base_ignored.clear();
+        self.ignored.clear();
+        self.changes = Changes::default();
+    }
+
+    /// Everything derived, as one projection (for a projector that held everything).
     pub(crate) fn into_projection(self) -> Projection {
-        self.out
+        let mut cases: Vec<(usize, Case)> = self
+            .cases
+            .into_values()
+            .flatten()
+            .map(|s| (s.ord, s.case))
+            .collect();
+        cases.sort_by_key(|(ord, _)| *ord);
+        Projection {
+            cases: cases.into_iter().map(|(_, c)| c).collect(),
+            clocks: self
+                .clocks
+                .into_iter()
+                .filter_map(|(id, c)| c.map(|c| (id, c)))
+                .collect(),
+            placements: self.placements,
+            ignored: self.ignored,
+        }
+    }
+
+    /// A copy of everything held, as one projection.
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> Projection {
+        let mut cases: Vec<(usize, Case)> = self
+            .cases
+            .values()
+            .flatten()
+            .map(|s| (s.ord, s.case.clone()))
+            .collect();
+        cases.sort_by_key(|(ord, _)| *ord);
+        Projection {
+            cases: cases.into_iter().map(|(_, c)| c).collect(),
+            clocks: self
+                .clocks
+                .iter()
+                .filter_map(|(id, c)| c.clone().map(|c| (id.clone(), c)))
+                .collect(),
+            placements: self.placements.clone(),
+            ignored: self.ignored.clone(),
+        }
+    }
+
+    /// A case as derived.
+    pub(crate) fn case(&mut self, id: &CaseId) -> Option<&Case> {
+        self.slot(id).map(|s| &s.case)
+    }
+
+    /// Every case held, in order.
+    pub(crate) fn held_cases(&self) -> CaseSet {
+        self.cases
+            .values()
+            .flatten()
+            .map(|s| (s.ord, s.case.id.clone()))
+            .collect()
+    }
+
+    /// A clock as derived.
+    pub(crate) fn clock(&mut self, id: &ClockId) -> Option<&Clock> {
+        if !self.clocks.contains_key(id) {
+            let c = self.backing.clock(id);
+            self.clocks.insert(id.clone(), c);
+        }
+        self.clocks.get(id).and_then(Option::as_ref)
+    }
+
+    /// Every clock held.
+    pub(crate) fn held_clocks(&self) -> BTreeSet<ClockId> {
+        self.clocks
+            .iter()
+            .filter(|(_, c)| c.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    pub(crate) fn placements(&self) -> &BTreeMap<String, Placement> {
+        &self.placements
+    }
+
+    pub(crate) fn ignored(&self) -> &[Ignored] {
+        &self.ignored
     }
 
     /// What changed since the last call.
@@ -341,36 +490,203 @@ impl Projector {
     /// Feed `messages[self.fed()..]`: `messages` is the whole history in receipt order, of
     /// which the first `fed()` were fed before.
     pub(crate) fn feed(&mut self, messages: &[MessageFacts]) {
-        let versioned = self.versions.is_some();
-        for idx in self.fed()..messages.len() {
-            self.feed_one(messages, idx);
-            // A version is what the messages received by one moment make: refresh before the
-            // next moment's messages join in.
-            if versioned
-                && messages
-                    .get(idx + 1)
-                    .is_some_and(|next| next.received_at > messages[idx].received_at)
-            {
-                self.refresh(messages);
-            }
+        for m in &messages[self.fed.min(messages.len())..] {
+            self.push(m);
         }
-        self.refresh(messages);
-        self.out.ignored = self.base_ignored.clone();
-        self.out.ignored.extend(self.unmatched_commands(messages));
+        self.settle();
     }
 
-    fn feed_one(&mut self, messages: &[MessageFacts], idx: usize) {
-        let m = &messages[idx];
-        let disposition = self.threader.feed(m);
-        let (case, how) = match &disposition {
-            Disposition::Opened(c) => (Some(*c), threading::OPENED),
-            Disposition::Joined(c, via) => (Some(*c), *via),
-            Disposition::Logged(reason) => (None, *reason),
+    /// Feed one more message, later in receipt order than those before.
+    pub(crate) fn push(&mut self, m: &MessageFacts) {
+        // A version is what the messages received by one moment make: refresh before the
+        // next moment's messages join in.
+        if self.versions.is_some() && self.last_fed.is_some_and(|t| m.received_at > t) {
+            self.refresh();
+        }
+        self.feed_one(m);
+        self.fed += 1;
+        self.last_fed = Some(m.received_at);
+    }
+
+    /// Bring everything up to date with the messages fed so far.
+    pub(crate) fn settle(&mut self) {
+        self.refresh();
+        let unmatched = self.unmatched_commands();
+        self.ignored = self.base_ignored.clone();
+        self.ignored.extend(unmatched);
+    }
+
+    // ---- what the projector holds, read from the backing when it does not -----------------
+
+    fn slot(&mut self, id: &CaseId) -> Option<&mut Slot> {
+        if !self.cases.contains_key(id) {
+            let slot = self.backing.case(id).map(|(ord, case, answers)| {
+                let kept = match self.backing.value(Space::Work, id.as_str()) {
+                    Some(v) => Work::decode(&v).unwrap_or_else(|| {
+                        self.damaged = true;
+                        Work::default()
+                    }),
+                    None => Work::default(),
+                };
+                Slot {
+                    ord,
+                    work: CaseWork::restored(&case, kept),
+                    case,
+                    answers,
+                }
+            });
+            self.cases.insert(id.clone(), slot);
+        }
+        self.cases.get_mut(id).and_then(Option::as_mut)
+    }
+
+    fn value(&mut self, space: Space, key: &str) -> Option<Vec<u8>> {
+        let k = (space, key.to_string());
+        if let Some(v) = self.values.get(&k) {
+            return v.clone();
+        }
+        let v = self.backing.value(space, key);
+        self.values.insert(k, v.clone());
+        v
+    }
+
+    fn set_value(&mut self, space: Space, key: &str, value: Vec<u8>) {
+        let k = (space, key.to_string());
+        self.values.insert(k.clone(), Some(value));
+        self.dirty_values.insert(k);
+    }
+
+    fn cert_entry(&mut self, r: &str) -> Option<&mut CertEntry> {
+        if !self.certs.contains_key(r) {
+            let e = self.backing.value(Space::Certificate, r).and_then(|v| {
+                let e = CertEntry::decode(&v);
+                self.damaged |= e.is_none();
+                e
+            });
+            self.certs.insert(r.to_string(), e);
+        }
+        self.certs.get_mut(r).and_then(Option::as_mut)
+    }
+
+    fn strings(&mut self, space: Space, key: &str) -> Vec<String> {
+        let Some(v) = self.value(space, key) else {
+            return Vec::new();
         };
-        self.out.placements.insert(
+        fold::decode_strings(&v).unwrap_or_else(|| {
+            self.damaged = true;
+            Vec::new()
+        })
+    }
+
+    fn alias(&mut self, name: &str) -> Option<String> {
+        self.strings(Space::Alias, name).into_iter().next()
+    }
+
+    fn key_sightings(&mut self, k: &str) -> Sightings {
+        let Some(v) = self.value(Space::KeySightings, k) else {
+            return Vec::new();
+        };
+        fold::decode_seen(&v).unwrap_or_else(|| {
+            self.damaged = true;
+            Vec::new()
+        })
+    }
+
+    fn stops(&mut self, target: &str) -> Vec<Stop> {
+        let Some(v) = self.value(Space::Stops, target) else {
+            return Vec::new();
+        };
+        fold::decode_stops(&v).unwrap_or_else(|| {
+            self.damaged = true;
+            Vec::new()
+        })
+    }
+
+    fn decisions(&mut self, target: &str) -> Vec<Decision> {
+        let Some(v) = self.value(Space::Decisions, target) else {
+            return Vec::new();
+        };
+        fold::decode_decisions(&v).unwrap_or_else(|| {
+            self.damaged = true;
+            Vec::new()
+        })
+    }
+
+    fn clock_exists(&mut self, id: &ClockId) -> bool {
+        self.clock(id).is_some()
+    }
+
+    /// The id of a new case opened at `opened_at`: the one the log assigned to its founder if
+    /// no other case holds it, else the next number of its year.
+    fn case_id_for(&mut self, founder: &str, opened_at: Timestamp) -> CaseId {
+        if let Some(id) = self.backing.assigned(founder)
+            && !self.case_exists(&id)
+        {
+            return id;
+        }
+        let year = opened_at.year();
+        let next = match self.next_number.get(&year) {
+            Some(n) => *n,
+            None => self.backing.last_assigned(year) + 1,
+        };
+        self.next_number.insert(year, next + 1);
+        CaseId::new(year, next)
+    }
+
+    fn next_ord(&mut self) -> usize {
+        let n = match self.case_count {
+            Some(n) => n,
+            None => self.backing.case_count(),
+        };
+        self.case_count = Some(n + 1);
+        n
+    }
+
+    // ---- feeding ---------------------------------------------------------------------------
+
+    fn feed_one(&mut self, m: &MessageFacts) {
+        let subject = threading::normalize_subject(&m.subject);
+        let window = self.settings.thread_window;
+        let placed = match threading::find_case(m, &subject, window, self) {
+            Some((c, via)) => Ok((c, via)),
+            None => match threading::opens_reason(m) {
+                Err(reason) => Err(reason),
+                Ok(()) => {
+                    let id = self.case_id_for(&m.content_hash, m.received_at);
+                    let ord = self.next_ord();
+                    self.cases.insert(
+                        id.clone(),
+                        Some(Slot {
+                            ord,
+                            case: Case {
+                                id: id.clone(),
+                                founder: m.content_hash.clone(),
+                                reporter: m.from.clone(),
+                                reporter_addresses: addresses(m),
+                                subject: m.subject.clone(),
+                                opened_at: m.received_at,
+                                messages: Vec::new(),
+                                certificates: Vec::new(),
+                                keys: Vec::new(),
+                                clocks: Vec::new(),
+                                dismissed: None,
+                            },
+                            work: CaseWork::new(),
+                            answers: Vec::new(),
+                        }),
+                    );
+                    Ok((id, threading::OPENED))
+                }
+            },
+        };
+        let (case, how) = match &placed {
+            Ok((c, how)) => (Some(c.clone()), *how),
+            Err(reason) => (None, *reason),
+        };
+        self.placements.insert(
             m.content_hash.clone(),
             Placement {
-                case: case.map(|c| self.threader.threads[c].id.clone()),
+                case: case.clone(),
                 how,
                 message_id: m.message_id.clone(),
             },
@@ -380,42 +696,25 @@ impl Projector {
             ignore_commands(m, "the message joins no case", &mut self.base_ignored);
             return;
         };
-        if matches!(disposition, Disposition::Opened(_)) {
-            self.out.cases.push(Case {
-                id: self.threader.threads[c].id.clone(),
-                founder: m.content_hash.clone(),
-                reporter: m.from.clone(),
-                reporter_addresses: addresses(m),
-                subject: m.subject.clone(),
-                opened_at: m.received_at,
-                messages: Vec::new(),
-                certificates: Vec::new(),
-                keys: Vec::new(),
-                clocks: Vec::new(),
-                dismissed: None,
-            });
-            self.work.push(CaseWork::new());
+        if self.value(Space::MessageId, &m.message_id).is_none() {
+            self.set_value(Space::MessageId, &m.message_id, fold::encode_case(&c));
         }
-        self.add_member(
-            c,
-            messages,
-            idx,
-            how,
-            matches!(disposition, Disposition::Opened(_)),
-        );
+        if !subject.is_empty() && !m.is_staff() && !m.from.is_empty() {
+            self.set_value(
+                Space::Subject,
+                &threading::subject_key(&m.from, &subject),
+                fold::encode_case_at(&c, m.received_at),
+            );
+        }
+        self.add_member(&c, m, how, how == threading::OPENED);
     }
 
-    fn add_member(
-        &mut self,
-        c: usize,
-        messages: &[MessageFacts],
-        idx: usize,
-        how: &'static str,
-        founder: bool,
-    ) {
-        let m = &messages[idx];
-        self.dirty_cases.insert(c);
-        self.out.cases[c].messages.push(CaseMessage {
+    fn add_member(&mut self, c: &CaseId, m: &MessageFacts, how: &'static str, founder: bool) {
+        let Some(slot) = self.slot(c) else {
+            return;
+        };
+        let ord = slot.ord;
+        slot.case.messages.push(CaseMessage {
             content_hash: m.content_hash.clone(),
             message_id: m.message_id.clone(),
             received_at: m.received_at,
@@ -424,59 +723,68 @@ impl Projector {
             staff: m.is_staff(),
             via: how,
         });
+        if !founder && m.is_staff() {
+            let answers = staff_answers(m, &slot.case.reporter_addresses);
+            slot.answers.extend(answers);
+        }
+        self.dirty_cases.insert(ord, c.clone());
         if is_report(m, founder) {
-            for index in 0..m.certificates.len() {
-                self.add_certificate(c, messages, idx, index, m.received_at);
+            for cert in &m.certificates {
+                self.add_certificate(c, cert, m.received_at);
             }
-            let w = &mut self.work[c];
-            for k in &m.keys {
-                w.key_evidence |= k.evidence.is_compromise_evidence();
-                if let Some(r) = &k.reference
-                    && !w.key_first.contains_key(r)
-                {
-                    w.key_first.insert(r.clone(), m.received_at);
-                    self.key_sightings
-                        .entry(r.clone())
-                        .or_default()
-                        .push((c, m.received_at));
+            let mut new_keys = Vec::new();
+            if let Some(slot) = self.slot(c) {
+                let w = &mut slot.work;
+                for k in &m.keys {
+                    w.kept.key_evidence |= k.evidence.is_compromise_evidence();
+                    if let Some(r) = &k.reference
+                        && !w.kept.key_first.contains_key(r)
+                    {
+                        w.kept.key_first.insert(r.clone(), m.received_at);
+                        new_keys.push(r.clone());
+                    }
+                    merge_key(&mut slot.case.keys, &mut w.key_at, k);
                 }
-                merge_key(&mut self.out.cases[c].keys, &mut w.key_at, k);
-            }
-            for hit in &m.rules {
-                let window = Duration::seconds(hit.window_secs);
-                if w.rule_best.as_ref().is_none_or(|b| window < b.window) {
-                    w.rule_best = Some(Class {
-                        window,
-                        basis: hit.id.clone(),
-                        matched: (!hit.matched.is_empty()).then(|| hit.matched.clone()),
-                    });
+                for hit in &m.rules {
+                    let window = Duration::seconds(hit.window_secs);
+                    if w.kept.rule_best.as_ref().is_none_or(|b| window < b.window) {
+                        w.kept.rule_best = Some(Class {
+                            window,
+                            basis: hit.id.clone(),
+                            matched: (!hit.matched.is_empty()).then(|| hit.matched.clone()),
+                        });
+                    }
                 }
+                w.reclassify();
             }
-            w.reclassify();
+            for r in new_keys {
+                let mut seen = self.key_sightings(&r);
+                seen.push((c.clone(), m.received_at));
+                self.set_value(Space::KeySightings, &r, fold::encode_seen(&seen));
+            }
         }
         if m.is_staff() {
             for cmd in &m.commands {
                 let stop = match cmd {
                     Command::Dismiss { reason } => {
-                        let w = &mut self.work[c];
-                        if w.dismissed.is_none() {
-                            w.dismissed = Some((m.received_at, reason.clone()));
+                        if let Some(slot) = self.slot(c)
+                            && slot.work.dismissed.is_none()
+                        {
+                            slot.work.dismissed = Some((m.received_at, reason.clone()));
                         }
                         continue;
                     }
                     Command::Answered { .. } => continue,
                     Command::Reason { target, item, .. } => {
-                        self.decisions
-                            .entry(target.clone())
-                            .or_default()
-                            .push(Decision {
-                                at: m.received_at,
-                                item: *item,
-                                by: m.message_id.clone(),
-                            });
+                        let mut ds = self.decisions(target);
+                        ds.push(Decision {
+                            at: m.received_at,
+                            item: *item,
+                            by: m.message_id.clone(),
+                        });
+                        self.set_value(Space::Decisions, target, fold::encode_decisions(&ds));
                         self.dirty_targets.insert(target.clone());
-                        let idx = self.fed() - 1;
-                        self.revocation_commands.push((idx, cmd.clone()));
+                        self.revocation_commands.push((who(m), cmd.clone()));
                         continue;
                     }
                     Command::Revoked { target, at } => (
@@ -497,10 +805,11 @@ impl Projector {
                     ),
                 };
                 let (target, stop) = stop;
-                self.stops.entry(target.clone()).or_default().push(stop);
+                let mut stops = self.stops(target);
+                stops.push(stop);
+                self.set_value(Space::Stops, target, fold::encode_stops(&stops));
                 self.dirty_targets.insert(target.clone());
-                let idx = self.fed() - 1;
-                self.revocation_commands.push((idx, cmd.clone()));
+                self.revocation_commands.push((who(m), cmd.clone()));
             }
         } else {
             ignore_commands(
@@ -521,240 +830,233 @@ impl Projector {
         }
     }
 
-    /// The details of certificate `i` of `cert_list`.
-    fn cert<'a>(&'a self, messages: &'a [MessageFacts], i: usize) -> &'a CertificateRef {
-        match &self.cert_list[i].details {
-            Details::Reported { message, index } => &messages[*message].certificates[*index],
-            Details::Merged(c) => c,
-        }
-    }
-
-    /// Certificate `index` of `messages[message]`, named by a report in case `c` at `at`.
-    fn add_certificate(
-        &mut self,
-        c: usize,
-        messages: &[MessageFacts],
-        message: usize,
-        index: usize,
-        at: Timestamp,
-    ) {
-        let cert = &messages[message].certificates[index];
+    /// A certificate named by a report in case `c` at `at`.
+    fn add_certificate(&mut self, c: &CaseId, cert: &CertificateRef, at: Timestamp) {
         let r = &cert.reference;
-        let (i, known) = match self.certs.get(r) {
-            Some(&i) => (i, true),
-            None => {
-                let i = self.cert_list.len();
-                self.certs.insert(r.clone(), i);
-                self.cert_list.push(CertEntry {
-                    details: Details::Reported { message, index },
-                    sightings: Vec::new(),
-                });
-                (i, false)
-            }
-        };
-        let w = &mut self.work[c];
-        if w.cert_seen.insert(i) {
-            w.cert_order.push(i);
-            let sightings = &mut self.cert_list[i].sightings;
-            // Most certificates are reported once: room for one sighting, not the default four.
-            if sightings.capacity() == 0 {
-                sightings.reserve_exact(1);
-            }
-            sightings.push((c, at));
-        }
-        // A certificate is listed under its key once, when its key first becomes known (a
-        // key, once known, never changes): no search of the list, which a report naming
-        // thousands of certificates of one key would make quadratic.
-        let key_listed = if known {
-            let before = self.cert(messages, i);
-            let key_listed = before.spki_sha256.is_some();
-            let mut merged = before.clone();
-            merged.merge_from(cert);
-            if merged != *before {
-                // New details (a key, a validity) change every case that shows it.
-                for (ci, _) in &self.cert_list[i].sightings {
-                    self.dirty_cases.insert(*ci);
+        let first_in_case = match self.slot(c) {
+            Some(slot) => {
+                let first = slot.work.cert_seen.insert(r.clone());
+                if first {
+                    slot.work.cert_order.push(r.clone());
                 }
-                self.cert_list[i].details = Details::Merged(Box::new(merged));
+                first
             }
-            key_listed
-        } else {
-            false
+            None => false,
         };
-        let merged = self.cert(messages, i);
-        let key = merged.key_name().filter(|_| !key_listed);
-        let names = merged.names();
-        if let Some(key) = key {
-            self.certs_by_key.entry(key).or_default().push(r.clone());
+        let known = self.cert_entry(r).is_some();
+        if !known {
+            self.certs.insert(
+                r.clone(),
+                Some(CertEntry {
+                    details: cert.clone(),
+                    sightings: Vec::new(),
+                }),
+            );
         }
-        for name in names {
-            if name != *r {
-                self.aliases.insert(name, r.clone());
+        let mut dirty: Vec<CaseId> = Vec::new();
+        let (key_listed, merged) = {
+            let Some(entry) = self.cert_entry(r) else {
+                return;
+            };
+            if first_in_case {
+                entry.sightings.push((c.clone(), at));
+            }
+            // A certificate is listed under its key once, when its key first becomes known (a
+            // key, once known, never changes): no search of the list, which a report naming
+            // thousands of certificates of one key would make quadratic.
+            let key_listed = known && entry.details.spki_sha256.is_some();
+            if known {
+                let mut merged = entry.details.clone();
+                merged.merge_from(cert);
+                if merged != entry.details {
+                    // New details (a key, a validity) change every case that shows it.
+                    dirty.extend(entry.sightings.iter().map(|(ci, _)| ci.clone()));
+                    entry.details = merged;
+                }
+            }
+            (key_listed, entry.details.clone())
+        };
+        self.dirty_certs.insert(r.clone());
+        for ci in dirty {
+            if let Some(slot) = self.slot(&ci) {
+                let ord = slot.ord;
+                self.dirty_cases.insert(ord, ci);
+            }
+        }
+        if let Some(key) = merged.key_name().filter(|_| !key_listed) {
+            let mut certs = self.strings(Space::KeyCertificates, &key);
+            certs.push(r.clone());
+            self.set_value(Space::KeyCertificates, &key, fold::encode_strings(&certs));
+        }
+        for name in merged.names() {
+            if name != *r && self.alias(&name).as_deref() != Some(r.as_str()) {
+                self.set_value(
+                    Space::Alias,
+                    &name,
+                    fold::encode_strings(std::slice::from_ref(r)),
+                );
             }
         }
         self.dirty_targets.insert(r.clone());
     }
 
     /// Recompute what the messages fed since the last refresh touched.
-    fn refresh(&mut self, messages: &[MessageFacts]) {
+    fn refresh(&mut self) {
         let dirty_cases = std::mem::take(&mut self.dirty_cases);
         let mut targets = std::mem::take(&mut self.dirty_targets);
         // A case's class or dismissal bears on every certificate and key it names.
-        for &c in &dirty_cases {
-            let w = &self.work[c];
-            targets.extend(
-                w.cert_order
-                    .iter()
-                    .map(|&i| self.cert(messages, i).reference.clone()),
-            );
-            targets.extend(w.key_first.keys().cloned());
+        for id in dirty_cases.values() {
+            if let Some(slot) = self.slot(id) {
+                targets.extend(slot.work.cert_order.iter().cloned());
+                targets.extend(slot.work.kept.key_first.keys().cloned());
+            }
         }
         // A key's reports bear on every certificate with that key; aliases lead to certificates.
         let mut expanded: BTreeSet<String> = BTreeSet::new();
         for t in &targets {
-            if let Some(r) = self.aliases.get(t) {
-                expanded.insert(r.clone());
+            if let Some(r) = self.alias(t) {
+                expanded.insert(r);
             }
-            if let Some(certs) = self.certs_by_key.get(t) {
-                expanded.extend(certs.iter().cloned());
-            }
+            expanded.extend(self.strings(Space::KeyCertificates, t));
         }
         targets.extend(expanded);
 
-        let mut relist: BTreeSet<usize> = dirty_cases.clone();
+        let mut relist: BTreeSet<CaseId> = dirty_cases.values().cloned().collect();
         // The clocks this refresh recomputed, for the versions it records.
         let mut refreshed: BTreeSet<ClockId> = BTreeSet::new();
-        // Relisted cases that came out as they were.
-        let mut unchanged: BTreeSet<usize> = BTreeSet::new();
-        // Clocks inserted one by one in order leave every node of the tree half empty; many
-        // new clocks at once (a mass report's 100 000) are built into a tree of their own and
-        // joined in one pass, which fills the nodes. Only when they are at least as many as
-        // those already there, so a small batch never pays for the whole tree.
-        let bulk = targets.len() >= BULK_CLOCKS && targets.len() >= self.out.clocks.len();
-        let mut built: Vec<(ClockId, Clock)> = Vec::new();
         for t in &targets {
-            let (id, clock, cases) = if let Some(&i) = self.certs.get(t) {
-                (
-                    revocation_id(t),
-                    self.certificate_clock(messages, i),
-                    Some(&self.cert_list[i].sightings),
-                )
-            } else if self.key_sightings.contains_key(t) {
-                (
-                    revocation_id(t),
-                    self.key_clock(t),
-                    self.key_sightings.get(t),
-                )
+            let id = revocation_id(t);
+            let (clock, cases) = if self.cert_entry(t).is_some() {
+                let (clock, cases) = self.certificate_clock(t);
+                (clock, cases)
             } else {
-                continue;
+                let seen = self.key_sightings(t);
+                if seen.is_empty() {
+                    continue;
+                }
+                (self.key_clock(t, &seen), seen)
             };
-            relist.extend(cases.into_iter().flatten().map(|(ci, _)| *ci));
+            relist.extend(cases.into_iter().map(|(ci, _)| ci));
             self.changes.clocks.insert(id.clone());
             // A version only for what differs from the one before (the store would keep no
             // other); comparing here saves it the look-up.
-            if self.versions.is_some() && self.out.clocks.get(&id) != clock.as_ref() {
+            if self.versions.is_some() && self.clock(&id) != clock.as_ref() {
                 refreshed.insert(id.clone());
             }
-            match clock {
-                Some(c) if bulk => built.push((id, c)),
-                Some(c) => {
-                    self.out.clocks.insert(id, c);
-                }
-                None => {
-                    self.out.clocks.remove(&id);
-                }
-            }
-        }
-        if !built.is_empty() {
-            let mut more: BTreeMap<ClockId, Clock> = built.into_iter().collect();
-            self.out.clocks.append(&mut more);
+            self.clocks.insert(id, clock);
         }
 
-        for &c in &relist {
-            let w = &self.work[c];
-            let certificates: Vec<CertificateRef> = w
-                .cert_order
+        let mut cases = CaseSet::new();
+        for c in &relist {
+            let Some(slot) = self.slot(c) else {
+                continue;
+            };
+            let ord = slot.ord;
+            let order = slot.work.cert_order.clone();
+            let keys: Vec<String> = slot
+                .case
+                .keys
                 .iter()
-                .map(|&i| self.cert(messages, i).clone())
+                .filter_map(|k| k.reference.clone())
                 .collect();
-            let prelim = self.preliminary_clock(messages, c);
-            let mut clocks = Vec::with_capacity(1 + w.cert_order.len());
+            let mut certificates = Vec::with_capacity(order.len());
+            let mut clocks = Vec::with_capacity(1 + order.len());
+            let prelim = self.preliminary_clock(c);
             clocks.push(prelim.id.clone());
-            for &i in &w.cert_order {
-                let id = revocation_id(&self.cert(messages, i).reference);
-                if self.out.clocks.contains_key(&id) {
+            for r in &order {
+                if let Some(e) = self.cert_entry(r) {
+                    certificates.push(e.details.clone());
+                }
+                let id = revocation_id(r);
+                if self.clock_exists(&id) {
                     clocks.push(id);
                 }
             }
             // A set beside the list: a report naming 100 000 keys must not search the list
             // once per key.
             let mut listed: HashSet<ClockId> = HashSet::new();
-            for k in &self.out.cases[c].keys {
-                if let Some(r) = &k.reference {
-                    let id = revocation_id(r);
-                    if self.out.clocks.contains_key(&id)
-                        && !self.certs.get(r).is_some_and(|i| w.cert_seen.contains(i))
-                        && listed.insert(id.clone())
-                    {
-                        clocks.push(id);
-                    }
+            let seen: HashSet<&String> = order.iter().collect();
+            for r in &keys {
+                let id = revocation_id(r);
+                if !seen.contains(r) && self.clock_exists(&id) && listed.insert(id.clone()) {
+                    clocks.push(id);
                 }
             }
-            let dismissed = w.dismissed.clone();
-            let case = &mut self.out.cases[c];
-            if self.versions.is_some()
-                && !dirty_cases.contains(&c)
+            let was_dirty = dirty_cases.contains_key(&ord);
+            let versioned = self.versions.is_some();
+            let Some(slot) = self.slot(c) else {
+                continue;
+            };
+            let dismissed = slot.work.dismissed.clone();
+            let case = &mut slot.case;
+            let unchanged = versioned
+                && !was_dirty
                 && case.certificates == certificates
                 && case.dismissed == dismissed
-                && case.clocks == clocks
-            {
-                unchanged.insert(c);
-            }
+                && case.clocks == clocks;
             case.certificates = certificates;
             case.dismissed = dismissed;
             case.clocks = clocks;
+            let work = slot.work.kept.encode();
             self.changes.clocks.insert(prelim.id.clone());
-            if self.versions.is_some() && self.out.clocks.get(&prelim.id) != Some(&prelim) {
+            if versioned && self.clock(&prelim.id) != Some(&prelim) {
                 refreshed.insert(prelim.id.clone());
             }
-            self.out.clocks.insert(prelim.id.clone(), prelim);
-            self.changes.cases.insert(c);
+            self.clocks.insert(prelim.id.clone(), Some(prelim));
+            self.changes.cases.insert(ord, c.clone());
+            if was_dirty {
+                self.set_value(Space::Work, c.as_str(), work);
+            }
+            if !unchanged {
+                cases.insert(ord, c.clone());
+            }
         }
-        if self.versions.is_some() {
-            relist.retain(|c| !unchanged.contains(c));
-            self.record_versions(messages, &relist, &refreshed);
+        let certs = std::mem::take(&mut self.dirty_certs);
+        for r in certs {
+            if let Some(e) = self.cert_entry(&r) {
+                let v = e.encode();
+                self.set_value(Space::Certificate, &r, v);
+            }
         }
+        self.record_versions(&cases, &refreshed);
     }
 
-    /// Record the versions of the cases and clocks one refresh touched, valid from the receipt
-    /// time of the last message fed. Unchanged ones are recorded too: the store keeps a
-    /// version only when it differs from the one before.
-    fn record_versions(
-        &mut self,
-        messages: &[MessageFacts],
-        cases: &BTreeSet<usize>,
-        clocks: &BTreeSet<ClockId>,
-    ) {
-        let Some(as_of) = self.fed().checked_sub(1).map(|i| messages[i].received_at) else {
+    /// Record the versions of the cases, clocks and fold rows one refresh touched, valid from
+    /// the receipt time of the last message fed. Unchanged ones are recorded too: the store
+    /// keeps a version only when it differs from the one before.
+    fn record_versions(&mut self, cases: &CaseSet, clocks: &BTreeSet<ClockId>) {
+        let values = std::mem::take(&mut self.dirty_values);
+        let Some(as_of) = self.last_fed else {
             return;
         };
         if self.versions.is_none() || !self.emit.wants(as_of) {
             return;
         }
-        let mut out = Vec::with_capacity(cases.len() + clocks.len());
+        let mut out = Vec::with_capacity(cases.len() + clocks.len() + values.len());
         for id in clocks {
             out.push(Version::Clock(ClockVersion {
                 as_of,
                 id: id.clone(),
-                row: self.out.clocks.get(id).map(tables::clock_row),
+                row: self
+                    .clocks
+                    .get(id)
+                    .and_then(Option::as_ref)
+                    .map(tables::clock_row),
             }));
         }
-        for &c in cases {
-            out.push(Version::Case(tables::case_version(
+        for (ord, id) in cases {
+            if let Some(Some(slot)) = self.cases.get(id) {
+                out.push(Version::Case(tables::case_version(as_of, *ord, &slot.case)));
+            }
+        }
+        for (space, key) in values {
+            let value = self.values.get(&(space, key.clone())).cloned().flatten();
+            out.push(Version::Fold(FoldVersion {
                 as_of,
-                c,
-                &self.out.cases[c],
-            )));
+                space,
+                key,
+                value,
+            }));
         }
         if let Some(v) = self.versions.as_mut() {
             v.extend(out);
@@ -762,9 +1064,9 @@ impl Projector {
     }
 
     /// BR 4.9.5: 24 hours from receipt to a preliminary report to the reporter.
-    fn preliminary_clock(&self, messages: &[MessageFacts], c: usize) -> Clock {
-        let case = &self.out.cases[c];
-        let thread = &self.threader.threads[c];
+    fn preliminary_clock(&mut self, c: &CaseId) -> Clock {
+        let slot = self.slot(c).expect("a relisted case is held");
+        let case = &slot.case;
         let mut clock = Clock {
             id: ClockId::preliminary(&case.id),
             kind: ClockKind::PreliminaryReport,
@@ -775,37 +1077,9 @@ impl Projector {
             basis: clock::BASIS_PRELIMINARY.to_string(),
             matched: None,
             decided_by: None,
-            stops: Vec::new(),
+            stops: slot.answers.clone(),
         };
-        for &idx in &thread.members {
-            let m = &messages[idx];
-            if idx == thread.founder || !m.is_staff() {
-                continue;
-            }
-            // An answer is a person's mail to the reporter: not an internal forward, not an
-            // automatic message, not a receipt this tool sent.
-            let to_reporter =
-                m.to.iter()
-                    .chain(m.cc.iter())
-                    .any(|a| case.reporter_addresses.contains(a));
-            if to_reporter && m.automation == Automation::None {
-                clock.stops.push(Stop {
-                    at: m.received_at,
-                    kind: StopKind::Done,
-                    by: m.message_id.clone(),
-                });
-            }
-            for cmd in &m.commands {
-                if let Command::Answered { at, place } = cmd {
-                    clock.stops.push(Stop {
-                        at: at.unwrap_or(m.received_at),
-                        kind: StopKind::Done,
-                        by: format!("CPR-Answered: {place}"),
-                    });
-                }
-            }
-        }
-        if let Some((at, reason)) = &self.work[c].dismissed {
+        if let Some((at, reason)) = &slot.work.dismissed {
             clock.stops.push(Stop {
                 at: *at,
                 kind: StopKind::Dismissed,
@@ -815,92 +1089,116 @@ impl Projector {
         clock
     }
 
-    fn live(&self, ci: usize) -> bool {
-        self.work[ci].dismissed.is_none()
+    /// The class and dismissal of each case in `sightings`.
+    fn classes(&mut self, sightings: &Sightings) -> Vec<(Timestamp, Class, bool)> {
+        let mut out = Vec::with_capacity(sightings.len());
+        for (ci, t) in sightings {
+            match self.slot(ci) {
+                Some(s) => out.push((*t, s.work.class.clone(), s.work.dismissed.is_none())),
+                None => self.damaged = true,
+            }
+        }
+        out
+    }
+
+    /// The time the last of `sightings`' cases was dismissed.
+    fn last_dismissal(&mut self, sightings: &Sightings) -> Option<Timestamp> {
+        let mut last = None;
+        for (ci, _) in sightings {
+            if let Some(s) = self.slot(ci)
+                && let Some((t, _)) = &s.work.dismissed
+            {
+                last = last.max(Some(*t));
+            }
+        }
+        last
     }
 
     /// BR 4.9.1.1 / 4.9.1.2 for one certificate, shared by every case that names it: the
-    /// earliest report of it or its key starts it, the shortest window ends it.
-    fn certificate_clock(&self, messages: &[MessageFacts], i: usize) -> Option<Clock> {
-        let cert = self.cert(messages, i);
-        let r = cert.reference.as_str();
-        if clock::is_short_lived(cert) {
-            return None;
-        }
-        let sightings = &self.cert_list[i].sightings;
-        let key_ref = cert.key_name();
-        let key_seen = key_ref
-            .as_ref()
-            .and_then(|k| self.key_sightings.get(k))
-            .cloned()
-            .unwrap_or_default();
-        // Dismissed cases count only when nothing else names it.
-        let any_live = sightings
-            .iter()
-            .chain(&key_seen)
-            .any(|(ci, _)| self.live(*ci));
-        let pick = |s: &[(usize, Timestamp)]| -> Vec<(usize, Timestamp)> {
-            s.iter()
-                .filter(|(ci, _)| !any_live || self.live(*ci))
-                .copied()
-                .collect()
+    /// earliest report of it or its key starts it, the shortest window ends it. Also the cases
+    /// that name it (to list the clock).
+    fn certificate_clock(&mut self, r: &str) -> (Option<Clock>, Sightings) {
+        let Some(entry) = self.cert_entry(r) else {
+            return (None, Vec::new());
         };
-        let mut candidates: Vec<Candidate> = pick(sightings)
+        let cert = entry.details.clone();
+        let sightings = entry.sightings.clone();
+        if clock::is_short_lived(&cert) {
+            return (None, sightings);
+        }
+        let key_ref = cert.key_name();
+        let key_seen = match &key_ref {
+            Some(k) => self.key_sightings(k),
+            None => Vec::new(),
+        };
+        let by_case = self.classes(&sightings);
+        let by_key = self.classes(&key_seen);
+        // Dismissed cases count only when nothing else names it.
+        let any_live = by_case.iter().chain(&by_key).any(|(_, _, live)| *live);
+        let mut candidates: Vec<Candidate> = by_case
             .into_iter()
-            .map(|(ci, t)| Candidate {
-                at: t,
-                window: self.work[ci].class.window,
-                basis: self.work[ci].class.basis.clone(),
-                matched: self.work[ci].class.matched.clone(),
+            .filter(|(_, _, live)| !any_live || *live)
+            .map(|(at, class, _)| Candidate {
+                at,
+                window: class.window,
+                basis: class.basis,
+                matched: class.matched,
             })
             .collect();
-        candidates.extend(pick(&key_seen).into_iter().map(|(_, t)| Candidate {
-            at: t,
-            window: clock::DAY,
-            basis: clock::BASIS_KEY.to_string(),
-            matched: None,
-        }));
+        candidates.extend(
+            by_key
+                .into_iter()
+                .filter(|(_, _, live)| !any_live || *live)
+                .map(|(at, _, _)| Candidate {
+                    at,
+                    window: clock::DAY,
+                    basis: clock::BASIS_KEY.to_string(),
+                    matched: None,
+                }),
+        );
         if cert.is_ca == Some(true) {
             for c in &mut candidates {
                 c.window = clock::SUBORDINATE_CA;
                 c.basis = clock::BASIS_CA.to_string();
             }
         }
-        let mut c = Clock::from_candidates(
+        let Some(mut c) = Clock::from_candidates(
             revocation_id(r),
             ClockKind::Revocation,
             None,
             Some(r.to_string()),
             &candidates,
-        )?;
+        ) else {
+            return (None, sightings);
+        };
         let mut names = cert.names();
         names.extend(key_ref.clone());
         for n in &names {
-            if let Some(s) = self.stops.get(n) {
-                c.stops.extend(s.iter().cloned());
-            }
+            c.stops.extend(self.stops(n));
         }
         if let Some(d) = self.latest_decision(&names) {
-            c.decide(d);
+            c.decide(&d);
         }
-        if let Some(s) = clock::expiry_stop(cert, c.started_at, c.deadline) {
+        if let Some(s) = clock::expiry_stop(&cert, c.started_at, c.deadline) {
             c.stops.push(s);
         }
         if !any_live {
-            self.push_dismissal(&mut c, sightings.iter().chain(&key_seen));
+            let mut all = sightings.clone();
+            all.extend(key_seen);
+            self.push_dismissal(&mut c, &all);
         }
-        Some(c)
+        (Some(c), sightings)
     }
 
     /// One clock per reported key: every certificate with it is due within 24 hours.
-    fn key_clock(&self, k: &str) -> Option<Clock> {
-        let seen = self.key_sightings.get(k)?;
-        let any_live = seen.iter().any(|(ci, _)| self.live(*ci));
-        let candidates: Vec<Candidate> = seen
-            .iter()
-            .filter(|(ci, _)| !any_live || self.live(*ci))
-            .map(|(_, t)| Candidate {
-                at: *t,
+    fn key_clock(&mut self, k: &str, seen: &Sightings) -> Option<Clock> {
+        let by_case = self.classes(seen);
+        let any_live = by_case.iter().any(|(_, _, live)| *live);
+        let candidates: Vec<Candidate> = by_case
+            .into_iter()
+            .filter(|(_, _, live)| !any_live || *live)
+            .map(|(at, _, _)| Candidate {
+                at,
                 window: clock::DAY,
                 basis: clock::BASIS_KEY.to_string(),
                 matched: None,
@@ -913,37 +1211,33 @@ impl Projector {
             Some(k.to_string()),
             &candidates,
         )?;
-        if let Some(s) = self.stops.get(k) {
-            c.stops.extend(s.iter().cloned());
-        }
+        c.stops.extend(self.stops(k));
         if let Some(d) = self.latest_decision(&[k.to_string()]) {
-            c.decide(d);
+            c.decide(&d);
         }
         if !any_live {
-            self.push_dismissal(&mut c, seen.iter());
+            self.push_dismissal(&mut c, seen);
         }
         Some(c)
     }
 
     /// Staff's last word on the reason, under any of a target's names.
-    fn latest_decision(&self, names: &[String]) -> Option<&Decision> {
-        names
-            .iter()
-            .filter_map(|n| self.decisions.get(n))
-            .flatten()
-            .max_by_key(|d| d.at)
+    fn latest_decision(&mut self, names: &[String]) -> Option<Decision> {
+        let mut best: Option<Decision> = None;
+        for n in names {
+            for d in self.decisions(n) {
+                // The last of equal times wins, as with `max_by_key` over them in order.
+                if best.as_ref().is_none_or(|b| d.at >= b.at) {
+                    best = Some(d);
+                }
+            }
+        }
+        best
     }
 
     /// A clock whose every case was dismissed stops when the last of them was.
-    fn push_dismissal<'a>(
-        &self,
-        c: &mut Clock,
-        sightings: impl Iterator<Item = &'a (usize, Timestamp)>,
-    ) {
-        let last = sightings
-            .filter_map(|(ci, _)| self.work[*ci].dismissed.as_ref().map(|(t, _)| *t))
-            .max();
-        if let Some(at) = last {
+    fn push_dismissal(&mut self, c: &mut Clock, sightings: &Sightings) {
+        if let Some(at) = self.last_dismissal(sightings) {
             c.stops.push(Stop {
                 at,
                 kind: StopKind::Dismissed,
@@ -953,36 +1247,75 @@ impl Projector {
     }
 
     /// Revocation commands that name no reported certificate or key: kept as ignored claims.
-    fn unmatched_commands(&self, messages: &[MessageFacts]) -> Vec<Ignored> {
+    fn unmatched_commands(&mut self) -> Vec<Ignored> {
         let mut out = Vec::new();
-        for (idx, cmd) in &self.revocation_commands {
+        let commands = std::mem::take(&mut self.revocation_commands);
+        for ((message, message_id, from), cmd) in &commands {
             let (Command::Revoked { target, .. }
             | Command::NotRevoking { target, .. }
             | Command::Reason { target, .. }) = cmd
             else {
                 continue;
             };
-            let exists = |r: &str| self.out.clocks.contains_key(&revocation_id(r));
-            let known = exists(target)
-                || self.aliases.get(target).is_some_and(|r| exists(r))
-                || self
-                    .certs_by_key
-                    .get(target)
-                    .is_some_and(|rs| rs.iter().any(|r| exists(r)));
+            let mut known = self.clock_exists(&revocation_id(target));
+            if !known && let Some(r) = self.alias(target) {
+                known = self.clock_exists(&revocation_id(&r));
+            }
             if !known {
-                let m = &messages[*idx];
+                for r in self.strings(Space::KeyCertificates, target) {
+                    if self.clock_exists(&revocation_id(&r)) {
+                        known = true;
+                        break;
+                    }
+                }
+            }
+            if !known {
                 out.push(Ignored {
-                    message: m.content_hash.clone(),
-                    message_id: m.message_id.clone(),
-                    from: m.from.clone(),
+                    message: message.clone(),
+                    message_id: message_id.clone(),
+                    from: from.clone(),
                     command: Some(cmd.clone()),
                     line: None,
                     reason: format!("{target} names no reported certificate or key"),
                 });
             }
         }
+        self.revocation_commands = commands;
         out
     }
+}
+
+/// A message's content hash, Message-Id and sender.
+fn who(m: &MessageFacts) -> (String, String, String) {
+    (m.content_hash.clone(), m.message_id.clone(), m.from.clone())
+}
+
+/// The stops a staff message in a case gives its preliminary-report clock.
+fn staff_answers(m: &MessageFacts, reporter_addresses: &[String]) -> Vec<Stop> {
+    let mut out = Vec::new();
+    // An answer is a person's mail to the reporter: not an internal forward, not an
+    // automatic message, not a receipt this tool sent.
+    let to_reporter =
+        m.to.iter()
+            .chain(m.cc.iter())
+            .any(|a| reporter_addresses.contains(a));
+    if to_reporter && m.automation == Automation::None {
+        out.push(Stop {
+            at: m.received_at,
+            kind: StopKind::Done,
+            by: m.message_id.clone(),
+        });
+    }
+    for cmd in &m.commands {
+        if let Command::Answered { at, place } = cmd {
+            out.push(Stop {
+                at: at.unwrap_or(m.received_at),
+                kind: StopKind::Done,
+                by: format!("CPR-Answered: {place}"),
+            });
+        }
+    }
+    out
 }
 
 /// A message counts as a report when a person outside the desk wrote it (or a colleague

@@ -11,6 +11,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::deciding::cases::{self, Changes, Emit, Projection, Projector, Settings};
+use crate::deciding::clock::Clock;
 use crate::deciding::tables::Delta;
 use crate::deciding::threading::Assigned;
 use crate::domain::event::{ClockState, Envelope, Event, MessageFacts};
@@ -247,43 +248,11 @@ impl Engine {
         }
     }
 
-    /// Every version of every case and clock, from the first message on, handed to `sink` in
-    /// pieces of about `piece` messages' worth (a piece ends between receipt times, so no
-    /// version is handed out half made). For `rebuild` and `verify`.
-    pub(crate) fn derive_tables<E>(
-        &self,
-        piece: usize,
-        mut sink: impl FnMut(Delta) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut p = Projector::versioned(&self.assigned, &self.settings, Emit::All);
-        let n = self.facts.len();
-        let mut end = 0;
-        while end < n {
-            let mut next = (end + piece.max(1)).min(n);
-            while next < n && self.facts[next].received_at == self.facts[next - 1].received_at {
-                next += 1;
-            }
-            p.feed(&self.facts[..next]);
-            sink(Delta {
-                truncate_from: None,
-                versions: p.take_versions(),
-                complete: false,
-            })?;
-            end = next;
-        }
-        Ok(())
-    }
-
     /// Whether the next tick derives cases and clocks from the start again (a message older
     /// than those derived arrived since, or nothing was derived yet), rather than extending
     /// what it derived before.
     pub(crate) fn would_rederive(&self) -> bool {
         self.projector.is_none() && !self.facts.is_empty()
-    }
-
-    /// The store's tables now hold every message received (they were just rebuilt).
-    pub(crate) fn tables_complete(&mut self) {
-        self.unprojected = None;
     }
 
     fn absorb(&mut self, event: Event) {
@@ -446,26 +415,22 @@ impl Engine {
         if self.facts.last().is_some_and(|f| f.received_at > now) {
             // Evaluating before the newest receipt (only tests and replays do): project afresh.
             let cut = self.facts.partition_point(|f| f.received_at <= now);
-            let p = cases::project(&self.facts[..cut], out.assigned, &self.settings);
+            let mut p = Projector::new(out.assigned, &self.settings);
+            p.feed(&self.facts[..cut]);
             let full = Changes {
                 full: true,
                 ..Changes::default()
             };
             self.evaluated_at = None;
-            diff(&p, &full, None, &mut out)?;
+            diff(&mut p, &full, None, &mut out)?;
         } else if let Some(projector) = self.projector.as_mut() {
             let mut changes = projector.take_changes();
-            let p = projector.projection();
             // Time only moves forward here; if it did not (a clock set back), compare all.
             let every = changes.full || self.evaluated_at.is_none_or(|t| now < t);
             let mut clocks = std::mem::take(&mut changes.clocks);
             if every {
                 self.timeline.clear();
-                for id in p.clocks.keys() {
-                    if !clocks.contains(id) {
-                        clocks.insert(id.clone());
-                    }
-                }
+                clocks.extend(projector.held_clocks());
             } else {
                 while self.timeline.first().is_some_and(|(at, _)| *at <= now) {
                     if let Some((_, id)) = self.timeline.pop_first() {
@@ -476,7 +441,7 @@ impl Engine {
             let due: Vec<(Timestamp, ClockId)> = clocks
                 .iter()
                 .filter_map(|id| {
-                    let at = p.clocks.get(id).and_then(|c| c.next_change_after(now))?;
+                    let at = projector.clock(id).and_then(|c| c.next_change_after(now))?;
                     Some((at, id.clone()))
                 })
                 .collect();
@@ -488,7 +453,7 @@ impl Engine {
                 self.timeline.extend(due);
             }
             self.evaluated_at = Some(now);
-            diff(p, &changes, Some(&clocks), &mut out)?;
+            diff(projector, &changes, Some(&clocks), &mut out)?;
         }
         out.finish()?;
         self.unprojected = None;
@@ -496,8 +461,39 @@ impl Engine {
     }
 
     /// The projection made by the last [`Engine::tick`], if no message arrived since.
-    pub(crate) fn current(&self) -> Option<&Projection> {
-        self.projector.as_ref().map(Projector::projection)
+    #[cfg(test)]
+    pub(crate) fn current(&self) -> Option<Projection> {
+        self.projector.as_ref().map(Projector::snapshot)
+    }
+
+    /// The pending clocks the last [`Engine::tick`] derived (if no message arrived since) whose
+    /// deadline is within `span` of `now`, each with the first case that lists it.
+    pub(crate) fn due_within(
+        &mut self,
+        now: Timestamp,
+        span: time::Duration,
+    ) -> Vec<(Clock, Option<CaseId>)> {
+        let Some(p) = self.projector.as_mut() else {
+            return Vec::new();
+        };
+        let mut case_of: HashMap<ClockId, CaseId> = HashMap::new();
+        for (_, id) in p.held_cases() {
+            if let Some(c) = p.case(&id) {
+                for clock in &c.clocks {
+                    case_of.entry(clock.clone()).or_insert_with(|| c.id.clone());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for id in p.held_clocks() {
+            if let Some(c) = p.clock(&id)
+                && c.status(now).state == ClockState::Pending
+                && c.deadline - now <= span
+            {
+                out.push((c.clone(), case_of.get(&id).cloned()));
+            }
+        }
+        out
     }
 
     /// The projection as it was at `at`: messages received later do not exist yet.
@@ -561,19 +557,15 @@ impl<E> Emitted<'_, E> {
 /// of a case, one clock), and the two places where that does not hold (the case a merged
 /// case's messages went to, and ignored commands listed twice) are decided up front.
 fn diff<E>(
-    p: &Projection,
+    p: &mut Projector,
     changes: &Changes,
     clocks: Option<&BTreeSet<ClockId>>,
     out: &mut Emitted<'_, E>,
 ) -> Result<(), E> {
-    let touched: Vec<&crate::deciding::cases::Case> = if changes.full {
-        p.cases.iter().collect()
+    let touched = if changes.full {
+        p.held_cases()
     } else {
-        changes
-            .cases
-            .iter()
-            .filter_map(|&c| p.cases.get(c))
-            .collect()
+        changes.cases.clone()
     };
     // Cases only disappear when a rebuild merged them into an older one. Decided before the
     // messages of the touched cases are re-placed below.
@@ -582,7 +574,10 @@ fn diff<E>(
     } else {
         Vec::new()
     };
-    for case in touched {
+    for id in touched.values() {
+        let Some(case) = p.case(id) else {
+            continue;
+        };
         if !out.rec.cases.contains(&case.id) {
             out.push(Event::CaseOpened {
                 case: case.id.clone(),
@@ -631,13 +626,14 @@ fn diff<E>(
     for event in merged {
         out.push(event)?;
     }
+    let placements = p.placements();
     let placed: Vec<(&String, &crate::deciding::cases::Placement)> = if changes.full {
-        p.placements.iter().collect()
+        placements.iter().collect()
     } else {
         changes
             .messages
             .iter()
-            .filter_map(|h| p.placements.get_key_value(h))
+            .filter_map(|h| placements.get_key_value(h))
             .collect()
     };
     for (hash, pl) in placed {
@@ -650,14 +646,14 @@ fn diff<E>(
         }
     }
 
-    let compared: Vec<(&ClockId, &crate::deciding::clock::Clock)> = match clocks {
-        None => p.clocks.iter().collect(),
-        Some(ids) => ids
-            .iter()
-            .filter_map(|id| p.clocks.get_key_value(id))
-            .collect(),
+    let compared = match clocks {
+        None => p.held_clocks(),
+        Some(ids) => ids.clone(),
     };
-    for (id, c) in compared {
+    for id in &compared {
+        let Some(c) = p.clock(id) else {
+            continue;
+        };
         let status = c.status(out.now);
         // Decided on the clock as recorded before its own events.
         let (first, before) = match out.rec.clocks.get(id) {
@@ -719,7 +715,7 @@ fn diff<E>(
 
     // Decided together: a command listed twice is reported twice, as before.
     let ignored: Vec<Event> = p
-        .ignored
+        .ignored()
         .iter()
         .filter(|ig| {
             let id = match (&ig.command, &ig.line) {
@@ -745,13 +741,9 @@ fn diff<E>(
 
 /// `case_merged` for every recorded case the projection no longer has, in case order: the
 /// case's opening message now sits in an older case, which it points to.
-fn merged_cases(p: &Projection, rec: &Recorded) -> Vec<Event> {
-    let present: HashSet<&str> = p.cases.iter().map(|c| c.id.as_str()).collect();
-    let mut gone: Vec<&CaseId> = rec
-        .cases
-        .iter()
-        .filter(|c| !present.contains(c.as_str()))
-        .collect();
+fn merged_cases(p: &Projector, rec: &Recorded) -> Vec<Event> {
+    let present: HashSet<CaseId> = p.held_cases().into_values().collect();
+    let mut gone: Vec<&CaseId> = rec.cases.iter().filter(|c| !present.contains(*c)).collect();
     gone.sort();
     gone.into_iter()
         .map(|case| {
@@ -759,7 +751,7 @@ fn merged_cases(p: &Projection, rec: &Recorded) -> Vec<Event> {
                 .placements
                 .iter()
                 .find(|(_, c)| c.as_ref() == Some(case))
-                .and_then(|(h, _)| p.placements.get(h))
+                .and_then(|(h, _)| p.placements().get(h))
                 .and_then(|pl| pl.case.clone())
                 .unwrap_or_default();
             Event::CaseMerged {

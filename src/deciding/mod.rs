@@ -9,5 +9,6 @@
 pub mod cases;
 pub mod clock;
 pub mod derive;
+pub mod fold;
 pub mod tables;
 pub mod threading;

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::deciding::cases::{Case, CaseMessage};
 use crate::deciding::clock::{Clock, Stop, StopKind};
+use crate::deciding::fold::FoldVersion;
 use crate::domain::event::ClockKind;
 use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::{CertificateRef, FolderRole, KeyRef, Timestamp};
@@ -112,6 +113,8 @@ pub struct ClockRow {
 pub enum Version {
     Case(CaseVersion),
     Clock(ClockVersion),
+    /// What the projector remembers beside the cases and clocks ([`crate::deciding::fold`]).
+    Fold(FoldVersion),
 }
 
 impl Version {
@@ -119,6 +122,7 @@ impl Version {
         match self {
             Version::Case(c) => c.as_of,
             Version::Clock(c) => c.as_of,
+            Version::Fold(f) => f.as_of,
         }
     }
 }

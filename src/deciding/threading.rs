@@ -8,7 +8,7 @@
 //! same normalised subject within the thread window. Otherwise it opens a case, unless it is an
 //! automatic message, a bounce, or a Sent message (which never opens one).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -18,29 +18,8 @@ use crate::domain::event::{Automation, MessageFacts};
 use crate::domain::ids::CaseId;
 use crate::domain::model::{FolderRole, Timestamp};
 
-/// How a message came to be in a case.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Disposition {
-    /// It opened the case.
-    Opened(usize),
-    /// It joined the case, by the named path.
-    Joined(usize, &'static str),
-    /// It belongs to no case; the reason says why it opened none.
-    Logged(&'static str),
-}
-
-/// A case as threading sees it: who opened it and which messages are in it.
-#[derive(Clone, Debug)]
-pub(crate) struct Thread {
-    pub id: CaseId,
-    /// Index (into the sorted message slice) of the message that opened the case.
-    pub founder: usize,
-    /// Indexes of every message in the case, oldest first (founder included).
-    pub members: Vec<usize>,
-}
-
 /// How a message came into its case, as a case lists it: it opened it, or joined by one of the
-/// threading paths. Every value [`Threader::feed`] gives is one of [`VIAS`] (the store keeps
+/// threading paths. Every path [`find_case`] gives is one of [`VIAS`] (the store keeps
 /// them as text and reads them back through it).
 pub(crate) const OPENED: &str = "opened";
 const BY_MESSAGE_ID: &str = "message-id";
@@ -112,143 +91,48 @@ pub(crate) fn opens_reason(m: &MessageFacts) -> Result<(), &'static str> {
     }
 }
 
-/// Hands out case numbers: `CPR-<year>-<NNNN>`, continuing after the highest number already
-/// assigned for that year.
-#[derive(Debug)]
-struct Numbering {
-    next: BTreeMap<i32, u32>,
+/// What threading needs to know of the cases so far: the projector answers from what it holds
+/// and, beyond that, from the store.
+pub(crate) trait Threads {
+    /// The case the first message with this Message-Id is in.
+    fn case_of_message_id(&mut self, message_id: &str) -> Option<CaseId>;
+    /// Whether a case with this id exists.
+    fn case_exists(&mut self, id: &CaseId) -> bool;
+    /// The case of the last message `who` sent (or staff sent to `who`) on this normalised
+    /// subject, and when.
+    fn last_on_subject(&mut self, who: &str, subject: &str) -> Option<(CaseId, Timestamp)>;
 }
 
-impl Numbering {
-    fn new(assigned: &Assigned) -> Numbering {
-        let mut next: BTreeMap<i32, u32> = BTreeMap::new();
-        for id in assigned.values() {
-            if let Some((year, n)) = id.year_and_number() {
-                let e = next.entry(year).or_insert(1);
-                *e = (*e).max(n + 1);
-            }
-        }
-        Numbering { next }
-    }
-
-    fn take(&mut self, opened_at: Timestamp) -> CaseId {
-        let year = opened_at.year();
-        let n = self.next.entry(year).or_insert(1);
-        let id = CaseId::new(year, *n);
-        *n += 1;
-        id
-    }
+/// The key under which a sender's subject is remembered.
+pub(crate) fn subject_key(who: &str, subject: &str) -> String {
+    format!("{who}\n{subject}")
 }
 
-/// Threading as a state machine: feed messages in receipt order, one at a time. Keeping the
-/// state lets the engine thread a new batch without re-reading the whole history, as long as
-/// the batch sorts after everything fed so far.
-#[derive(Debug)]
-pub(crate) struct Threader {
-    window: Duration,
-    numbering: Numbering,
-    assigned: Assigned,
-    pub threads: Vec<Thread>,
-    pub dispositions: Vec<Disposition>,
-    by_message_id: HashMap<String, usize>,
-    by_case_id: HashMap<CaseId, usize>,
-    /// (reporter, normalised subject) → (case, time of the last message on that key)
-    by_subject: HashMap<(String, String), (usize, Timestamp)>,
-    /// Ids taken by a case here; a stale assignment never yields a duplicate id.
-    used: HashSet<CaseId>,
-}
-
-impl Threader {
-    pub fn new(assigned: &Assigned, window: Duration) -> Threader {
-        Threader {
-            window,
-            numbering: Numbering::new(assigned),
-            assigned: assigned.clone(),
-            threads: Vec::new(),
-            dispositions: Vec::new(),
-            by_message_id: HashMap::new(),
-            by_case_id: HashMap::new(),
-            by_subject: HashMap::new(),
-            used: HashSet::new(),
-        }
-    }
-
-    /// Thread the next message (index `self.dispositions.len()` in receipt order).
-    pub(crate) fn feed(&mut self, m: &MessageFacts) -> Disposition {
-        let idx = self.dispositions.len();
-        let subject = normalize_subject(&m.subject);
-        let joined = find_case(
-            m,
-            &subject,
-            &self.by_message_id,
-            &self.by_case_id,
-            &self.by_subject,
-            self.window,
-        );
-        let (disposition, case) = match joined {
-            Some((case, via)) => {
-                self.threads[case].members.push(idx);
-                (Disposition::Joined(case, via), Some(case))
-            }
-            None => match opens_reason(m) {
-                Err(reason) => (Disposition::Logged(reason), None),
-                Ok(()) => {
-                    let id = match self.assigned.get(&m.content_hash) {
-                        Some(id) if !self.used.contains(id) => id.clone(),
-                        _ => self.numbering.take(m.received_at),
-                    };
-                    self.used.insert(id.clone());
-                    let case = self.threads.len();
-                    self.by_case_id.insert(id.clone(), case);
-                    self.threads.push(Thread {
-                        id,
-                        founder: idx,
-                        members: vec![idx],
-                    });
-                    (Disposition::Opened(case), Some(case))
-                }
-            },
-        };
-        if let Some(case) = case {
-            self.by_message_id
-                .entry(m.message_id.clone())
-                .or_insert(case);
-            if !subject.is_empty() && !m.is_staff() && !m.from.is_empty() {
-                self.by_subject
-                    .insert((m.from.clone(), subject), (case, m.received_at));
-            }
-        }
-        self.dispositions.push(disposition.clone());
-        disposition
-    }
-}
-
-fn find_case(
+/// The case `m` joins, and by which path; `subject` is its normalised subject.
+pub(crate) fn find_case(
     m: &MessageFacts,
     subject: &str,
-    by_message_id: &HashMap<String, usize>,
-    by_case_id: &HashMap<CaseId, usize>,
-    by_subject: &HashMap<(String, String), (usize, Timestamp)>,
     window: Duration,
-) -> Option<(usize, &'static str)> {
+    threads: &mut impl Threads,
+) -> Option<(CaseId, &'static str)> {
     // The same Message-Id seen again (a copy with other headers, e.g. in Junk and Inbox).
-    if let Some(&c) = by_message_id.get(m.message_id.as_str()) {
+    if let Some(c) = threads.case_of_message_id(m.message_id.as_str()) {
         return Some((c, BY_MESSAGE_ID));
     }
     for id in &m.in_reply_to {
-        if let Some(&c) = by_message_id.get(id.as_str()) {
+        if let Some(c) = threads.case_of_message_id(id.as_str()) {
             return Some((c, BY_IN_REPLY_TO));
         }
     }
     for id in m.references.iter().rev() {
-        if let Some(&c) = by_message_id.get(id.as_str()) {
+        if let Some(c) = threads.case_of_message_id(id.as_str()) {
             return Some((c, BY_REFERENCES));
         }
     }
     if let Some(tag) = case_tag(&m.subject)
-        && let Some(&c) = by_case_id.get(&tag)
+        && threads.case_exists(&tag)
     {
-        return Some((c, BY_CASE_TAG));
+        return Some((tag, BY_CASE_TAG));
     }
     if subject.is_empty() {
         return None;
@@ -259,14 +143,14 @@ fn find_case(
     } else {
         vec![&m.from]
     };
-    let mut best: Option<(usize, Timestamp)> = None;
+    let mut best: Option<(CaseId, Timestamp)> = None;
     for who in candidates {
         if who.is_empty() {
             continue;
         }
-        if let Some(&(c, last)) = by_subject.get(&(who.clone(), subject.to_string()))
+        if let Some((c, last)) = threads.last_on_subject(who, subject)
             && m.received_at - last <= window
-            && best.is_none_or(|(_, t)| last > t)
+            && best.as_ref().is_none_or(|(_, t)| last > *t)
         {
             best = Some((c, last));
         }
@@ -295,16 +179,5 @@ mod tests {
             CaseId::parse("CPR-2026-0042")
         );
         assert_eq!(case_tag("CPR-2026-0042 without brackets"), None);
-    }
-
-    #[test]
-    fn numbering_continues_after_assigned_ids() {
-        let mut assigned = Assigned::new();
-        assigned.insert("h1".into(), CaseId::new(2026, 7));
-        let mut n = Numbering::new(&assigned);
-        let t = crate::domain::timefmt::parse("2026-05-01T00:00:00Z").unwrap();
-        assert_eq!(n.take(t), CaseId::new(2026, 8));
-        let t = crate::domain::timefmt::parse("2027-01-01T00:00:00Z").unwrap();
-        assert_eq!(n.take(t), CaseId::new(2027, 1));
     }
 }

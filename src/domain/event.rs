@@ -404,6 +404,26 @@ impl Event {
 
     /// What the event names that [`Event::concerns`] matches on: its case(s), message or clock.
     /// The store indexes events by these, so `case` reads a case's events, not the log.
+    /// What the store indexes this event by.
+    pub(crate) fn index(&self) -> EventIndex {
+        EventIndex {
+            refs: self.refs(),
+            receipt: match self {
+                Event::MessageReceived { facts } => Some(Receipt {
+                    at_nanos: i64::try_from(facts.received_at.unix_timestamp_nanos())
+                        .unwrap_or(i64::MAX),
+                    staff: facts.is_staff(),
+                    content_hash: facts.content_hash.clone(),
+                }),
+                _ => None,
+            },
+            opened: match self {
+                Event::CaseOpened { case, message, .. } => Some((message.clone(), case.clone())),
+                _ => None,
+            },
+        }
+    }
+
     pub(crate) fn refs(&self) -> Vec<String> {
         match self {
             Event::MessageReceived { facts } => vec![facts.content_hash.clone()],
@@ -521,4 +541,22 @@ mod tests {
         assert!(!String::from_utf8_lossy(&bytes).contains("\"case\""));
         assert_eq!(Envelope::decode(&bytes).unwrap(), env);
     }
+}
+
+/// What the store finds an event by (it never reads a body itself): the names it concerns,
+/// and for a received message its place in receipt order, for an opened case its number.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventIndex {
+    pub refs: Vec<String>,
+    pub receipt: Option<Receipt>,
+    /// The opening message's content hash, and the case.
+    pub opened: Option<(String, CaseId)>,
+}
+
+/// A message's place in receipt order ([`MessageFacts::sort_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub at_nanos: i64,
+    pub staff: bool,
+    pub content_hash: String,
 }

@@ -13,7 +13,7 @@ pub mod logging;
 pub mod priority;
 pub mod shutdown;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration as StdDuration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::desk::{Derive, Desk, DeskError};
-use crate::domain::event::{ClockState, Envelope, Event};
+use crate::domain::event::{Envelope, Event};
 use crate::domain::model::Timestamp;
 use crate::domain::timefmt;
 use crate::pipeline::{Preparer, RawMessage};
@@ -239,7 +239,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
             }
             _ = tick.tick() => {
                 derive(&mut desk);
-                warn_due(&desk, timefmt::now(), warn_before, &mut warned);
+                warn_due(&mut desk, timefmt::now(), warn_before, &mut warned);
             }
         }
     }
@@ -330,29 +330,16 @@ fn handle(desk: &mut Desk, req: Request) -> bool {
 
 /// Log, once per clock, every running clock within `warn_before` of its deadline.
 fn warn_due(
-    desk: &Desk,
+    desk: &mut Desk,
     now: Timestamp,
     warn_before: time::Duration,
     warned: &mut HashSet<crate::domain::ids::ClockId>,
 ) {
-    let Some(p) = desk.engine().current() else {
-        return;
-    };
-    let mut case_of: HashMap<&str, &str> = HashMap::new();
-    for c in &p.cases {
-        for id in &c.clocks {
-            case_of.entry(id.as_str()).or_insert(c.id.as_str());
-        }
-    }
-    for (id, c) in &p.clocks {
-        let s = c.status(now);
-        if s.state == ClockState::Pending
-            && c.deadline - now <= warn_before
-            && warned.insert(id.clone())
-        {
+    for (c, case) in desk.due_within(now, warn_before) {
+        if warned.insert(c.id.clone()) {
             warn!(
-                clock = id.as_str(),
-                case = case_of.get(id.as_str()).copied().unwrap_or("-"),
+                clock = c.id.as_str(),
+                case = case.as_ref().map_or("-", |c| c.as_str()),
                 deadline = %timefmt::format(c.deadline),
                 left = %timefmt::human_span((c.deadline - now).whole_seconds()),
                 "clock due soon"

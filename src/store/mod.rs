@@ -25,6 +25,7 @@ mod checkpointer;
 mod memory;
 mod message;
 mod sqlite;
+mod sqlite_fold;
 mod sqlite_tables;
 
 pub use memory::MemoryStore;
@@ -77,7 +78,7 @@ pub struct Batch {
     pub checkpoints: Vec<Checkpoint>,
     /// What each event names (case, message, clock), aligned with `events`: the index `case`
     /// finds a case's events by. Opaque strings to the store.
-    pub event_refs: Vec<Vec<String>>,
+    pub event_index: Vec<crate::domain::event::EventIndex>,
     /// The cases and clocks these events change ([`crate::deciding::tables`]): kept in the same
     /// transaction, so the tables never disagree with the log they project.
     pub tables: Delta,

@@ -18,11 +18,13 @@
 
 use super::body::{self, Encoding};
 use super::checkpointer::Checkpointer;
+use super::sqlite_fold::{ReceiptKey, SCHEMA_V5, StoreBacking};
 use super::sqlite_tables::{self as tables_sql, SCHEMA_V4};
 use super::{
     BadEvent, BadMessage, Batch, Checkpoint, FolderState, Store, StoreError, StoredEvent,
     Verification, chain,
 };
+use crate::domain::event::EventIndex;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ use crate::deciding::tables::Delta;
 use crate::domain::model::Timestamp;
 
 /// The schema this code writes. Bump it with a migration in [`SqliteStore::open`].
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Portable DDL. Later, in the same transaction as the rest of a batch (see [`Batch`]):
 /// `outbox(id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL REFERENCES events(seq),
@@ -260,6 +262,31 @@ impl SqliteStore {
     }
 
     /// The file this store lives in.
+    /// A [`Backing`](crate::deciding::fold::Backing) for a projector deriving into the tables of
+    /// the store at `tables` (this store's own file, or a scratch file), with this store's log.
+    pub(crate) fn backing(&self, tables: &Path) -> Result<StoreBacking, StoreError> {
+        StoreBacking::open(&self.path, tables)
+    }
+
+    /// The next `limit` received messages after `after`, in receipt order, with the seqs of
+    /// their `message_received` events.
+    pub(crate) fn receipts_after(
+        &self,
+        after: Option<&ReceiptKey>,
+        limit: usize,
+    ) -> Result<Vec<(ReceiptKey, u64)>, StoreError> {
+        super::sqlite_fold::receipts_after(&self.conn, after, limit)
+    }
+
+    /// The event at `seq`.
+    pub(crate) fn event_at(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .events_from(seq, 1)?
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == seq))
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -286,6 +313,8 @@ impl SqliteStore {
             tx.execute_batch(SCHEMA_V3)
                 .map_err(sql("schema creation"))?;
             tx.execute_batch(SCHEMA_V4)
+                .map_err(sql("schema creation"))?;
+            tx.execute_batch(SCHEMA_V5)
                 .map_err(sql("schema creation"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -337,6 +366,12 @@ impl SqliteStore {
             // The tables start empty; the desk builds them from the log on first open.
             tx.execute_batch(SCHEMA_V4)
                 .map_err(sql("migration to schema 4"))?;
+        }
+        if found < 5 {
+            // Empty: the tables are built again (their format names the fold rows), which
+            // fills it.
+            tx.execute_batch(SCHEMA_V5)
+                .map_err(sql("migration to schema 5"))?;
         }
         if found < SCHEMA_VERSION {
             tx.execute(
@@ -615,10 +650,10 @@ impl Store for SqliteStore {
                     ])
                     .map_err(sql(ACTION))?;
             }
-            let refs: Vec<(u64, &[String])> = appended
+            let refs: Vec<(u64, &EventIndex)> = appended
                 .iter()
-                .zip(&batch.event_refs)
-                .map(|(e, r)| (e.seq, r.as_slice()))
+                .zip(&batch.event_index)
+                .map(|(e, r)| (e.seq, r))
                 .collect();
             tables_sql::index_events(&tx, &refs)?;
             if !batch.tables.is_empty() {
@@ -897,7 +932,11 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("reset tables"))?;
-        for t in tables_sql::PROJECTION_TABLES.iter().chain(&["event_refs"]) {
+        for t in
+            tables_sql::PROJECTION_TABLES
+                .iter()
+                .chain(&["event_refs", "receipts", "case_numbers"])
+        {
             tx.execute(&format!("DELETE FROM {t}"), [])
                 .map_err(sql("reset tables"))?;
         }
@@ -914,15 +953,14 @@ impl SqliteStore {
     pub(crate) fn write_tables(
         &mut self,
         delta: &Delta,
-        event_refs: &[(u64, Vec<String>)],
+        event_index: &[(u64, EventIndex)],
         done: Option<(u64, &str)>,
     ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("rebuild tables"))?;
-        let refs: Vec<(u64, &[String])> =
-            event_refs.iter().map(|(s, r)| (*s, r.as_slice())).collect();
+        let refs: Vec<(u64, &EventIndex)> = event_index.iter().map(|(s, r)| (*s, r)).collect();
         tables_sql::index_events(&tx, &refs)?;
         tables_sql::apply(&tx, delta)?;
         if let Some((through, built_with)) = done {
@@ -967,6 +1005,11 @@ impl SqliteStore {
                     "case_names",
                     "name_key, case_id, since",
                     "case_id || ' name ' || name_key",
+                ),
+                (
+                    "fold",
+                    "space, key, valid_from, valid_to, value",
+                    "'space ' || space || ' ' || key || ' from ' || valid_from",
                 ),
             ];
             for (table, cols, label) in columns {

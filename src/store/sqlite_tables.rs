@@ -17,6 +17,7 @@ use super::StoreError;
 use crate::deciding::tables::{
     self, CaseVersion, ClockVersion, Delta, Item, ItemKind, Version, secs,
 };
+use crate::domain::event::EventIndex;
 
 /// Schema 4: the projection tables and the event index.
 pub(super) const SCHEMA_V4: &str = "
@@ -62,7 +63,8 @@ CREATE TABLE event_refs (
 ";
 
 /// Tables that hold the projection (not the log): what `rebuild` empties and `verify` compares.
-pub(super) const PROJECTION_TABLES: [&str; 4] = ["cases", "case_items", "clocks", "case_names"];
+pub(super) const PROJECTION_TABLES: [&str; 5] =
+    ["cases", "case_items", "clocks", "case_names", "fold"];
 
 fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { action, source }
@@ -86,19 +88,44 @@ pub(super) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), 
     .map_err(sql("write meta"))
 }
 
-/// Index each event by what it names.
+/// Index each event by what it names, a received message by its place in receipt order, an
+/// opened case by its founder.
 pub(super) fn index_events(
     conn: &Connection,
-    events: &[(u64, &[String])],
+    events: &[(u64, &EventIndex)],
 ) -> Result<(), StoreError> {
-    let mut st = conn
+    let mut refs = conn
         .prepare_cached(
             "INSERT INTO event_refs (ref_key, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         )
         .map_err(sql(ACTION))?;
-    for (seq, refs) in events {
-        for r in refs.iter() {
-            st.execute(params![tables::name_key(r), *seq as i64])
+    let mut receipts = conn
+        .prepare_cached(
+            "INSERT INTO receipts (received_at, staff, content_hash, seq) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(sql(ACTION))?;
+    let mut numbers = conn
+        .prepare_cached(
+            "INSERT INTO case_numbers (founder, year, number) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (founder) DO UPDATE SET year = excluded.year, number = excluded.number",
+        )
+        .map_err(sql(ACTION))?;
+    for (seq, index) in events {
+        for r in &index.refs {
+            refs.execute(params![tables::name_key(r), *seq as i64])
+                .map_err(sql(ACTION))?;
+        }
+        if let Some(r) = &index.receipt {
+            receipts
+                .execute(params![r.at_nanos, r.staff, r.content_hash, *seq as i64])
+                .map_err(sql(ACTION))?;
+        }
+        if let Some((founder, case)) = &index.opened
+            && let Some((year, number)) = case.year_and_number()
+        {
+            numbers
+                .execute(params![founder, year, number])
                 .map_err(sql(ACTION))?;
         }
     }
@@ -120,6 +147,7 @@ pub(super) fn apply(conn: &Connection, delta: &Delta) -> Result<(), StoreError> 
         match v {
             Version::Clock(c) => put_clock(conn, c)?,
             Version::Case(c) => put_case(conn, c)?,
+            Version::Fold(f) => super::sqlite_fold::put(conn, f)?,
         }
     }
     if latest != i64::MIN {
@@ -141,7 +169,7 @@ fn truncate(conn: &Connection, t: i64) -> Result<(), StoreError> {
     ] {
         conn.execute(stmt, params![t]).map_err(sql(ACTION))?;
     }
-    Ok(())
+    super::sqlite_fold::truncate(conn, t)
 }
 
 fn put_clock(conn: &Connection, v: &ClockVersion) -> Result<(), StoreError> {

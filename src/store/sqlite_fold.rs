@@ -1,0 +1,312 @@
+//! The SQLite side of the projector's fold rows ([`crate::deciding::fold`]): versions kept like
+//! the case items and clocks ([`super::sqlite_tables`]), each valid from a receipt time until
+//! the next version, and the current value of a key read through the primary key.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::StoreError;
+use crate::deciding::cases::Case;
+use crate::deciding::clock::{Clock, Stop, StopKind};
+use crate::deciding::fold::{Backing, FoldVersion, Space};
+use crate::deciding::tables::{self, secs};
+use crate::domain::ids::{CaseId, ClockId};
+
+/// Schema 5: the fold rows, and two indexes of the log: messages in receipt order (to derive
+/// from the store, not from memory) and case numbers by founder.
+pub(super) const SCHEMA_V5: &str = "
+CREATE TABLE fold (
+    space      INTEGER NOT NULL,
+    key        TEXT NOT NULL,
+    valid_from INTEGER NOT NULL,
+    valid_to   INTEGER,
+    value      BLOB,
+    PRIMARY KEY (space, key, valid_from)
+) WITHOUT ROWID;
+CREATE TABLE receipts (
+    received_at  INTEGER NOT NULL,
+    staff        INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (received_at, staff, content_hash)
+) WITHOUT ROWID;
+CREATE TABLE case_numbers (
+    founder TEXT PRIMARY KEY,
+    year    INTEGER NOT NULL,
+    number  INTEGER NOT NULL
+);
+CREATE INDEX case_numbers_by_year ON case_numbers (year, number);
+";
+
+const ACTION: &str = "write fold rows";
+
+fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { action, source }
+}
+
+/// Forget every version from `t` on.
+pub(super) fn truncate(conn: &Connection, t: i64) -> Result<(), StoreError> {
+    for stmt in [
+        "DELETE FROM fold WHERE valid_from >= ?1",
+        "UPDATE fold SET valid_to = NULL WHERE valid_to >= ?1",
+    ] {
+        conn.execute(stmt, params![t]).map_err(sql(ACTION))?;
+    }
+    Ok(())
+}
+
+/// Keep one version: it closes the current one, replaces one made at the same moment, and adds
+/// nothing when it equals the current one.
+pub(super) fn put(conn: &Connection, v: &FoldVersion) -> Result<(), StoreError> {
+    let at = secs(v.as_of);
+    let space = v.space.code();
+    let current: Option<(i64, Option<Vec<u8>>)> = conn
+        .prepare_cached(
+            "SELECT valid_from, value FROM fold \
+             WHERE space = ?1 AND key = ?2 AND valid_to IS NULL",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![space, v.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(sql(ACTION))?;
+    match (&v.value, current) {
+        (None, None) => Ok(()),
+        (Some(value), Some((_, Some(c)))) if *value == c => Ok(()),
+        (value, Some((from, _))) if from == at => {
+            conn.prepare_cached(
+                "DELETE FROM fold WHERE space = ?1 AND key = ?2 AND valid_from = ?3",
+            )
+            .and_then(|mut st| st.execute(params![space, v.key, at]))
+            .map_err(sql(ACTION))?;
+            let before: Option<(i64, Option<Vec<u8>>)> = conn
+                .prepare_cached(
+                    "SELECT valid_from, value FROM fold \
+                     WHERE space = ?1 AND key = ?2 AND valid_to = ?3",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![space, v.key, at], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(sql(ACTION))?;
+            match (value, before) {
+                (Some(value), Some((bfrom, Some(b)))) if *value == b => conn
+                    .prepare_cached(
+                        "UPDATE fold SET valid_to = NULL \
+                         WHERE space = ?1 AND key = ?2 AND valid_from = ?3",
+                    )
+                    .and_then(|mut st| st.execute(params![space, v.key, bfrom]))
+                    .map(drop)
+                    .map_err(sql(ACTION)),
+                (Some(value), _) => insert(conn, space, &v.key, at, value),
+                (None, _) => Ok(()),
+            }
+        }
+        (value, current) => {
+            if current.is_some() {
+                conn.prepare_cached(
+                    "UPDATE fold SET valid_to = ?3 \
+                     WHERE space = ?1 AND key = ?2 AND valid_to IS NULL",
+                )
+                .and_then(|mut st| st.execute(params![space, v.key, at]))
+                .map_err(sql(ACTION))?;
+            }
+            match value {
+                Some(value) => insert(conn, space, &v.key, at, value),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+fn insert(
+    conn: &Connection,
+    space: i64,
+    key: &str,
+    at: i64,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO fold (space, key, valid_from, valid_to, value) VALUES (?1, ?2, ?3, NULL, ?4)",
+    )
+    .and_then(|mut st| st.execute(params![space, key, at, value]))
+    .map(drop)
+    .map_err(sql(ACTION))
+}
+
+/// A key's current value.
+pub(super) fn current(
+    conn: &Connection,
+    space: Space,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    conn.prepare_cached("SELECT value FROM fold WHERE space = ?1 AND key = ?2 AND valid_to IS NULL")
+        .and_then(|mut st| {
+            st.query_row(params![space.code(), key], |r| {
+                r.get::<_, Option<Vec<u8>>>(0)
+            })
+            .optional()
+        })
+        .map(Option::flatten)
+        .map_err(sql("read fold rows"))
+}
+
+/// The projector's [`Backing`] over a store: the log's indexes from one file, the tables from
+/// another (the same file, or the scratch file `verify` derives into). Its own read-only
+/// connections, so the projector reads while the owner writes: it sees what was committed,
+/// and the projector holds everything it derived until then.
+pub struct StoreBacking {
+    log: Connection,
+    tables: Connection,
+    error: Option<StoreError>,
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql("open a reader"))?;
+    Ok(conn)
+}
+
+impl StoreBacking {
+    pub(super) fn open(log: &Path, tables: &Path) -> Result<StoreBacking, StoreError> {
+        Ok(StoreBacking {
+            log: open_reader(log)?,
+            tables: open_reader(tables)?,
+            error: None,
+        })
+    }
+
+    fn keep<T>(&mut self, r: Result<Option<T>, StoreError>) -> Option<T> {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn read_case(&self, id: &CaseId) -> Result<Option<(usize, Case, Vec<Stop>)>, StoreError> {
+        let Some(row) = super::sqlite_tables::case_row(&self.tables, id.as_str())? else {
+            return Ok(None);
+        };
+        let items = super::sqlite_tables::case_items(&self.tables, id.as_str(), i64::MAX)?;
+        let case = tables::case_from_rows(id.as_str(), row.opened_at, &row.header, &items)?;
+        let answers = match self.read_clock(&ClockId::preliminary(id))? {
+            Some(c) => c
+                .stops
+                .into_iter()
+                .filter(|s| s.kind != StopKind::Dismissed)
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(Some((usize::try_from(row.ord).unwrap_or(0), case, answers)))
+    }
+
+    fn read_clock(&self, id: &ClockId) -> Result<Option<Clock>, StoreError> {
+        match super::sqlite_tables::clock_at(&self.tables, id.as_str(), i64::MAX)? {
+            Some(body) => Ok(Some(tables::clock_from_row(id.as_str(), &body)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Backing for StoreBacking {
+    fn case(&mut self, id: &CaseId) -> Option<(usize, Case, Vec<Stop>)> {
+        let r = self.read_case(id);
+        self.keep(r)
+    }
+
+    fn clock(&mut self, id: &ClockId) -> Option<Clock> {
+        let r = self.read_clock(id);
+        self.keep(r)
+    }
+
+    fn value(&mut self, space: Space, key: &str) -> Option<Vec<u8>> {
+        let r = current(&self.tables, space, key);
+        self.keep(r)
+    }
+
+    fn case_count(&mut self) -> usize {
+        let r = self
+            .tables
+            .query_row("SELECT COALESCE(MAX(ord) + 1, 0) FROM cases", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| Some(usize::try_from(n).unwrap_or(0)))
+            .map_err(sql("read cases"));
+        self.keep(r).unwrap_or(0)
+    }
+
+    fn assigned(&mut self, founder: &str) -> Option<CaseId> {
+        let r = self
+            .log
+            .prepare_cached("SELECT year, number FROM case_numbers WHERE founder = ?1")
+            .and_then(|mut st| {
+                st.query_row(params![founder], |r| {
+                    Ok(CaseId::new(r.get::<_, i32>(0)?, r.get::<_, u32>(1)?))
+                })
+                .optional()
+            })
+            .map_err(sql("read case numbers"));
+        self.keep(r)
+    }
+
+    fn last_assigned(&mut self, year: i32) -> u32 {
+        let r = self
+            .log
+            .prepare_cached("SELECT COALESCE(MAX(number), 0) FROM case_numbers WHERE year = ?1")
+            .and_then(|mut st| st.query_row(params![year], |r| r.get::<_, u32>(0)))
+            .map(Some)
+            .map_err(sql("read case numbers"));
+        self.keep(r).unwrap_or(0)
+    }
+
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// A message's place in receipt order, as the `receipts` index keeps it.
+pub(crate) type ReceiptKey = (i64, bool, String);
+
+/// The next `limit` received messages after `after` in receipt order: their places and the seqs
+/// of their `message_received` events.
+pub(super) fn receipts_after(
+    conn: &Connection,
+    after: Option<&ReceiptKey>,
+    limit: usize,
+) -> Result<Vec<(ReceiptKey, u64)>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(ReceiptKey, u64)> {
+        Ok((
+            (r.get(0)?, r.get(1)?, r.get(2)?),
+            r.get::<_, i64>(3)? as u64,
+        ))
+    };
+    let rows: rusqlite::Result<Vec<(ReceiptKey, u64)>> = match after {
+        None => conn
+            .prepare_cached(
+                "SELECT received_at, staff, content_hash, seq FROM receipts \
+                 ORDER BY received_at, staff, content_hash LIMIT ?1",
+            )
+            .and_then(|mut st| st.query_map(params![limit], map)?.collect()),
+        Some((t, s, h)) => conn
+            .prepare_cached(
+                "SELECT received_at, staff, content_hash, seq FROM receipts \
+                 WHERE (received_at, staff, content_hash) > (?1, ?2, ?3) \
+                 ORDER BY received_at, staff, content_hash LIMIT ?4",
+            )
+            .and_then(|mut st| st.query_map(params![t, s, h, limit], map)?.collect()),
+    };
+    rows.map_err(sql("read messages in receipt order"))
+}
