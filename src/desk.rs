@@ -12,9 +12,10 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::deciding::cases::{Emit, Projection, Projector, Settings};
-use crate::deciding::derive::Engine;
+use crate::deciding::derive::{Engine, LogBacking, ReceiptKey, StoredStart};
 use crate::deciding::tables::Delta;
 use crate::domain::event::{Envelope, Event};
+use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::Timestamp;
 use crate::pipeline::{PrepareError, Prepared};
 use crate::reading::facts::Policy;
@@ -99,10 +100,8 @@ impl Desk {
     pub fn open(config: &Config) -> Result<Desk, DeskError> {
         let mut store = store::open_sqlite(&config.store.path)?;
         let (policy, settings) = (policy(config)?, settings(config));
-        let engine = match ensure_tables(&mut store, &settings)? {
-            Some(engine) => engine,
-            None => restore_engine(&store, &settings)?,
-        };
+        ensure_tables(&mut store, &settings)?;
+        let engine = stored_engine(&store, &settings)?;
         Ok(Desk {
             store: Box::new(store),
             engine,
@@ -121,7 +120,7 @@ impl Desk {
         policy: Policy,
         settings: Settings,
     ) -> Result<Desk, DeskError> {
-        let engine = restore_engine(store.as_ref(), &settings)?;
+        let engine = make_engine(store.as_ref(), &settings)?;
         Ok(Desk {
             store,
             engine,
@@ -192,7 +191,7 @@ impl Desk {
             if let Some(pos) = &p.meta.position {
                 first.positions.push((pos.to_string(), hash.clone()));
             }
-            if self.engine.knows(&hash) || !taken.insert(hash.clone()) {
+            if !taken.insert(hash.clone()) || self.store.has_message(&hash)? {
                 continue;
             }
             // The pipeline skips facts of messages it saw before, which the engine usually
@@ -212,7 +211,7 @@ impl Desk {
         let received = self.engine.receive(facts, now);
         let new_messages = (self.engine.message_count() - before) as u64;
         first.events = received.iter().map(Envelope::encode).collect();
-        first.event_index = received.iter().map(|e| e.event.index()).collect();
+        first.event_index = received.iter().map(|e| index_of(&e.event)).collect();
         if let Some(k) = keep.as_deref_mut() {
             k.extend(received.iter().cloned());
         }
@@ -253,7 +252,8 @@ impl Desk {
                 .tick_in_pieces(now, TICK_COMMIT_EVENTS, |piece: Vec<Envelope>, delta| {
                     let mut sb = first.take().unwrap_or_default();
                     sb.events.extend(piece.iter().map(Envelope::encode));
-                    sb.event_index.extend(piece.iter().map(|e| e.event.index()));
+                    sb.event_index
+                        .extend(piece.iter().map(|e| index_of(&e.event)));
                     sb.tables = delta.unwrap_or_default();
                     committed_events += sb.events.len() as u64;
                     store.commit(sb)?;
@@ -274,7 +274,7 @@ impl Desk {
             Ok(()) => Ok(committed_events),
             Err(e) => {
                 // Memory must not run ahead of the store: forget what was not committed.
-                self.engine = restore_engine(self.store.as_ref(), &self.settings)?;
+                self.engine = make_engine(self.store.as_ref(), &self.settings)?;
                 Err(e.into())
             }
         }
@@ -286,7 +286,7 @@ impl Desk {
         }
         if let Err(e) = self.store.commit(batch) {
             // Memory must not run ahead of the store: forget what was not committed.
-            self.engine = restore_engine(self.store.as_ref(), &self.settings)?;
+            self.engine = make_engine(self.store.as_ref(), &self.settings)?;
             return Err(e.into());
         }
         Ok(())
@@ -294,7 +294,10 @@ impl Desk {
 
     /// Cases and clocks as they were at `at`.
     pub fn projection_at(&self, at: Timestamp) -> Projection {
-        self.engine.project_at(at)
+        match self.store.as_sqlite() {
+            Some(store) => project_from_store(store, &self.settings, at).unwrap_or_default(),
+            None => self.engine.project_at(at),
+        }
     }
 
     /// The whole log, decoded, with sequence numbers.
@@ -314,25 +317,24 @@ pub(crate) fn tables_built_with(settings: &Settings) -> String {
 
 /// Bring the store's tables up to date with these settings: a new store is marked built with
 /// them; tables never built, or built by another version or with other settings, are derived
-/// afresh. Returns the engine restored to do that, if it was (so a caller needing one does
-/// not restore it twice).
+/// afresh. Returns whether it derived them.
 pub fn ensure_tables(
     store: &mut store::SqliteStore,
     settings: &Settings,
-) -> Result<Option<Engine>, DeskError> {
+) -> Result<bool, DeskError> {
     let st = store.tables_state()?;
     let wanted = tables_built_with(settings);
     if st.head == 0 && st.built_with.is_none() {
         store.set_tables_built_with(&wanted)?;
-        return Ok(None);
+        return Ok(false);
     }
     // Built with these settings: they hold the log's projection (perhaps a tick behind, which
     // the next tick catches up).
     if st.built_with.as_deref() == Some(wanted.as_str()) {
-        return Ok(None);
+        return Ok(false);
     }
     rebuild_tables(store, settings)?;
-    Ok(Some(restore_engine(store, settings)?))
+    Ok(true)
 }
 
 /// Derive the tables afresh, in place: forget them, index the log again (what events name,
@@ -351,7 +353,7 @@ pub(crate) fn rebuild_tables(
         };
         let index: Vec<(u64, crate::domain::event::EventIndex)> = page
             .into_iter()
-            .map(|(seq, env)| (seq, env.event.index()))
+            .map(|(seq, env)| (seq, index_of(&env.event)))
             .collect();
         summary.events += index.len() as u64;
         store.write_tables(&Default::default(), &index, None)?;
@@ -372,7 +374,7 @@ pub(crate) fn rebuild_tables(
 
 /// Messages fed between two commits of a derivation from the store: what the projector holds
 /// at most, beside the cases and certificates they touch.
-const DERIVE_PIECE: usize = 20_000;
+const DERIVE_PIECE: usize = 1_000;
 
 /// Derive every version of every case and clock from the messages in `log`, in receipt order,
 /// into the tables of the store at `tables` (written by `sink`, which gets that store). Memory
@@ -604,6 +606,170 @@ fn decoded_page(store: &dyn Store, from: u64) -> Result<Vec<(u64, Envelope)>, De
         .into_iter()
         .map(decode)
         .collect()
+}
+
+/// What the store indexes an event by, with the rows it sets in the log's account.
+fn index_of(e: &Event) -> crate::domain::event::EventIndex {
+    let mut ix = e.index();
+    ix.recorded = crate::deciding::recorded::rows(e)
+        .into_iter()
+        .map(|(space, key, value)| (space.code(), key, value))
+        .collect();
+    ix
+}
+
+/// The engine for a store: over it for SQLite, holding the log for the memory store.
+fn make_engine(store: &dyn Store, settings: &Settings) -> Result<Engine, DeskError> {
+    match store.as_sqlite() {
+        Some(s) => stored_engine(s, settings),
+        None => restore_engine(store, settings),
+    }
+}
+
+/// The engine over a SQLite store, where its derivation stands: the last message derived, and
+/// if the last derivation did not finish (the tables are behind the log), the receipt time to
+/// derive again from.
+pub(crate) fn stored_engine(
+    store: &store::SqliteStore,
+    settings: &Settings,
+) -> Result<Engine, DeskError> {
+    let (last_fed, messages, evaluated) = store.derivation_state()?;
+    let st = store.tables_state()?;
+    let mut rewind_from: Option<Timestamp> = None;
+    let through = st.through.unwrap_or(0);
+    if through < st.head {
+        let mut next = through + 1;
+        loop {
+            let page = decoded_page(store, next)?;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                break;
+            };
+            for (_, env) in page {
+                if let Event::MessageReceived { facts } = env.event {
+                    rewind_from =
+                        Some(rewind_from.map_or(facts.received_at, |r| r.min(facts.received_at)));
+                }
+            }
+            next = last + 1;
+        }
+    }
+    let path = store.path();
+    Ok(Engine::stored(
+        settings.clone(),
+        Box::new(store.backing(path)?),
+        Box::new(store.backing(path)?),
+        Box::new(LogReader {
+            reader: store.backing(path)?,
+            bad: false,
+        }),
+        StoredStart {
+            last_fed,
+            rewind_from,
+            evaluated_at: evaluated
+                .and_then(|n| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).ok()),
+            messages: usize::try_from(messages).unwrap_or(usize::MAX),
+        },
+    ))
+}
+
+/// The engine's reads of the log, through a store reader.
+struct LogReader {
+    reader: store::StoreBacking,
+    /// An event the indexes name did not decode as they said.
+    bad: bool,
+}
+
+impl LogBacking for LogReader {
+    fn facts_from(
+        &mut self,
+        from: Timestamp,
+        after: Option<&ReceiptKey>,
+        limit: usize,
+    ) -> Vec<(ReceiptKey, crate::domain::event::MessageFacts)> {
+        // Versions are kept by the second: derive again from the start of `from`'s.
+        let from = crate::deciding::tables::secs(from).saturating_mul(1_000_000_000);
+        let page = self.reader.receipts_from(from, after, limit);
+        let mut out = Vec::with_capacity(page.len());
+        for (key, seq) in page {
+            let facts = self.reader.event_body(seq).and_then(|e| match decode(e) {
+                Ok((_, env)) => match env.event {
+                    Event::MessageReceived { facts } => Some(*facts),
+                    _ => None,
+                },
+                Err(_) => None,
+            });
+            match facts {
+                Some(f) => out.push((key, f)),
+                None => {
+                    self.bad = true;
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn cases_opened_from(&mut self, from: Timestamp) -> Vec<CaseId> {
+        self.reader
+            .cases_opened_from(crate::deciding::tables::secs(from))
+            .iter()
+            .map(|c| CaseId::from_stored(c))
+            .collect()
+    }
+
+    fn founder_of(&mut self, case: &CaseId) -> Option<String> {
+        let (year, number) = case.year_and_number()?;
+        self.reader.founder_of(year, number)
+    }
+
+    fn clocks_changing(&mut self, from: Option<Timestamp>, to: Timestamp) -> Vec<ClockId> {
+        // Rows keep seconds: a second either side errs on looking once more.
+        let from = from.map_or(i64::MIN, |t| crate::deciding::tables::secs(t) - 1);
+        let to = crate::deciding::tables::secs(to) + 1;
+        self.reader
+            .clocks_changing(from, to)
+            .iter()
+            .map(|c| ClockId::from_stored(c))
+            .collect()
+    }
+
+    fn failed(&self) -> bool {
+        self.bad || self.reader.log_failed()
+    }
+}
+
+/// Cases and clocks as they were at `at`, derived afresh from the messages in the store.
+fn project_from_store(
+    store: &store::SqliteStore,
+    settings: &Settings,
+    at: Timestamp,
+) -> Result<Projection, DeskError> {
+    let assigned = store.case_numbers()?;
+    let mut p = Projector::new(&assigned, settings);
+    let mut reader = LogReader {
+        reader: store.backing(store.path())?,
+        bad: false,
+    };
+    let mut after = None;
+    let epoch = time::PrimitiveDateTime::MIN.assume_utc();
+    'pages: loop {
+        let page = reader.facts_from(epoch, after.as_ref(), LOG_PAGE);
+        let Some((key, _)) = page.last() else {
+            break;
+        };
+        after = Some(key.clone());
+        for (_, f) in &page {
+            if f.received_at > at {
+                break 'pages;
+            }
+            p.push(f);
+        }
+    }
+    if reader.failed() {
+        return Err(DeskError::Unreadable);
+    }
+    p.settle();
+    Ok(p.into_projection())
 }
 
 /// The engine as the log leaves it.

@@ -112,6 +112,8 @@ struct Shared {
     /// Content hashes recorded or prepared so far, when the caller reads mostly what it has
     /// (a re-import): their facts are not worked out again.
     seen: Option<Mutex<HashSet<String>>>,
+    /// Whether the store holds a message, for the same purpose.
+    recorded: Option<crate::store::Known>,
 }
 
 impl Shared {
@@ -121,10 +123,12 @@ impl Shared {
             .map(|m| {
                 let mut p = Prepared::raw(m.raw, m.meta);
                 let new = match &self.seen {
-                    Some(seen) => seen
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(p.content_hash().to_string()),
+                    Some(seen) => {
+                        seen.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(p.content_hash().to_string())
+                            && !self.recorded.as_ref().is_some_and(|r| r(p.content_hash()))
+                    }
                     None => true,
                 };
                 if new {
@@ -165,11 +169,13 @@ impl Preparer {
         policy: Arc<Policy>,
         compress: bool,
         seen: Option<HashSet<String>>,
+        recorded: Option<crate::store::Known>,
     ) -> Result<Preparer, PrepareError> {
         let shared = Arc::new(Shared {
             policy,
             compress,
             seen: seen.map(Mutex::new),
+            recorded,
         });
         let (jobs, queue) = mpsc::channel::<Job>(THREADS);
         let queue = Arc::new(Mutex::new(queue));
@@ -209,7 +215,12 @@ impl Preparer {
         Preparer::start(
             Arc::new(desk.policy().clone()),
             desk.store().keeps_compressed(),
-            skip_recorded.then(|| desk.engine().known().clone()),
+            skip_recorded.then(HashSet::new),
+            if skip_recorded {
+                desk.store().known()
+            } else {
+                None
+            },
         )
     }
 
@@ -434,7 +445,7 @@ mod tests {
     #[test]
     fn a_message_read_twice_is_prepared_once() {
         let policy = Arc::new(desk().policy().clone());
-        let preparer = Preparer::start(policy, false, Some(HashSet::new())).unwrap();
+        let preparer = Preparer::start(policy, false, Some(HashSet::new()), None).unwrap();
         let raw = b"From: r@reporter.test\r\nSubject: x\r\n\r\nhttps://crt.sh/?id=7\r\n".to_vec();
         let meta = |pos: &str| SourceMeta {
             folder: FolderRole::Inbox,
@@ -467,7 +478,7 @@ mod tests {
     #[test]
     fn awaited_and_waited_batches_are_prepared_alike() {
         let policy = Arc::new(desk().policy().clone());
-        let preparer = Preparer::start(policy, true, None).unwrap();
+        let preparer = Preparer::start(policy, true, None, None).unwrap();
         let raw =
             b"From: r@reporter.test\r\nSubject: key compromise\r\n\r\nhttps://crt.sh/?id=7\r\n"
                 .to_vec();

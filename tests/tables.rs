@@ -298,7 +298,7 @@ fn a_store_from_before_the_tables_is_upgraded_on_first_use() {
     // What a store of schema 3 looked like: no tables at all.
     let c = rusqlite::Connection::open(desk.store()).unwrap();
     c.execute_batch(
-        "DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; \
+        "DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; DROP TABLE recorded; \
          DROP TABLE event_refs; DELETE FROM meta WHERE key LIKE 'tables_%'; \
          UPDATE meta SET value = '3' WHERE key = 'schema_version';",
     )

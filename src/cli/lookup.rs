@@ -19,7 +19,7 @@ use crate::store::{self, SqliteStore};
 pub fn open(config: &Config, note: &mut Vec<String>) -> Result<SqliteStore, DeskError> {
     let mut store = store::open_sqlite(&config.store.path)?;
     let settings = desk::settings(config);
-    if desk::ensure_tables(&mut store, &settings)?.is_some() {
+    if desk::ensure_tables(&mut store, &settings)? {
         note.push(
             "the cases and clocks tables are out of date (a new cprwatch version or changed \
              settings): rebuilt them from the log"

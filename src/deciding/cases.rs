@@ -386,17 +386,39 @@ impl Projector {
     /// Forget everything held: the backing has it (every version taken was committed). What
     /// is touched next is read back from it.
     pub(crate) fn evict(&mut self) {
-        debug_assert!(self.dirty_cases.is_empty() && self.dirty_values.is_empty());
+        debug_assert!(
+            self.dirty_cases.is_empty()
+                && self.dirty_values.is_empty()
+                && self.dirty_certs.is_empty()
+                && self.dirty_targets.is_empty()
+        );
         self.cases.clear();
         self.clocks.clear();
         self.values.clear();
         self.certs.clear();
+    }
+
+    /// Forget what the messages fed since the last call did (where they went, the commands
+    /// they ignored, what changed): the log has it.
+    pub(crate) fn forget_tick(&mut self) {
         self.next_number.clear();
         self.placements.clear();
         self.revocation_commands.clear();
         self.base_ignored.clear();
         self.ignored.clear();
         self.changes = Changes::default();
+    }
+
+    /// The store forgot every version from some receipt time on: count its cases again, and
+    /// take the next message as the first of a new moment.
+    pub(crate) fn rewound(&mut self) {
+        self.case_count = None;
+        self.last_fed = None;
+    }
+
+    /// Record the versions of everything fed so far (the next message is of a later moment).
+    pub(crate) fn flush(&mut self) {
+        self.refresh();
     }
 
     /// Everything derived, as one projection (for a projector that held everything).

@@ -10,5 +10,6 @@ pub mod cases;
 pub mod clock;
 pub mod derive;
 pub mod fold;
+pub mod recorded;
 pub mod tables;
 pub mod threading;

@@ -138,6 +138,9 @@ pub struct Delta {
     /// With this delta the tables hold every message received so far: the store records
     /// the log's head as the point they are complete to.
     pub complete: bool,
+    /// The moment the clocks were last compared with the log (kept, so a restart compares
+    /// only those whose state time may have changed since).
+    pub evaluated_at: Option<Timestamp>,
 }
 
 impl Delta {

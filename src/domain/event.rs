@@ -421,6 +421,7 @@ impl Event {
                 Event::CaseOpened { case, message, .. } => Some((message.clone(), case.clone())),
                 _ => None,
             },
+            recorded: Vec::new(),
         }
     }
 
@@ -551,6 +552,9 @@ pub struct EventIndex {
     pub receipt: Option<Receipt>,
     /// The opening message's content hash, and the case.
     pub opened: Option<(String, CaseId)>,
+    /// The rows of the log's account of cases and clocks it sets
+    /// ([`crate::deciding::recorded::rows`]), space by number.
+    pub recorded: Vec<(i64, String, Option<Vec<u8>>)>,
 }
 
 /// A message's place in receipt order ([`MessageFacts::sort_key`]).

@@ -31,6 +31,7 @@ mod sqlite_tables;
 pub use memory::MemoryStore;
 pub use message::NewMessage;
 pub use sqlite::{SqliteStore, TablesState, event_body};
+pub use sqlite_fold::StoreBacking;
 
 use std::collections::HashSet;
 
@@ -160,6 +161,15 @@ pub trait Store: Send {
     fn keeps_compressed(&self) -> bool {
         false
     }
+    /// The SQLite store behind this one, if it is one (the engine then works over it).
+    fn as_sqlite(&self) -> Option<&SqliteStore> {
+        None
+    }
+    /// A check, usable from any thread, of whether the store holds a message (by content
+    /// hash), if the store can give one.
+    fn known(&self) -> Option<Known> {
+        None
+    }
     /// The last event whose effect the tables hold (`None`: a store that keeps no tables, or
     /// whose tables were never built). Events after it are re-derived into them.
     fn tables_through(&self) -> Result<Option<u64>, StoreError> {
@@ -168,6 +178,9 @@ pub trait Store: Send {
 }
 
 /// Open (creating if needed) the SQLite store at `path`.
+/// Whether a store holds a message, by content hash.
+pub type Known = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 pub fn open_sqlite(path: &Path) -> Result<SqliteStore, StoreError> {
     SqliteStore::open(path)
 }
@@ -263,6 +276,8 @@ pub enum StoreError {
     },
     #[error(transparent)]
     BadTables(#[from] crate::deciding::tables::TableError),
+    #[error(transparent)]
+    Unreadable(#[from] crate::deciding::derive::Unreadable),
     #[error(
         "event {seq} is corrupt: {problem} — run `cprwatch verify` and restore the store from a backup"
     )]

@@ -280,11 +280,49 @@ impl SqliteStore {
 
     /// The event at `seq`.
     pub(crate) fn event_at(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
-        Ok(self
-            .events_from(seq, 1)?
-            .into_iter()
-            .next()
-            .filter(|e| e.seq == seq))
+        event_at(&self.conn, seq)
+    }
+
+    /// Every case number the log handed out, by founder.
+    pub(crate) fn case_numbers(&self) -> Result<crate::deciding::threading::Assigned, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT founder, year, number FROM case_numbers")
+            .map_err(sql("read case numbers"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    crate::domain::ids::CaseId::new(r.get(1)?, r.get(2)?),
+                ))
+            })
+            .map_err(sql("read case numbers"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read case numbers"))
+    }
+
+    /// Where a derivation stands: the last message in receipt order, how many messages there
+    /// are, and when clocks were last compared with the log.
+    pub(crate) fn derivation_state(
+        &self,
+    ) -> Result<(Option<ReceiptKey>, u64, Option<i64>), StoreError> {
+        let last: Option<ReceiptKey> = self
+            .conn
+            .query_row(
+                "SELECT received_at, staff, content_hash FROM receipts \
+                 ORDER BY received_at DESC, staff DESC, content_hash DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql("read derivation state"))?;
+        let count: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM receipts", [], |r| r.get(0))
+            .map_err(sql("read derivation state"))?;
+        let evaluated =
+            tables_sql::meta_get(&self.conn, "evaluated_at")?.and_then(|v| v.parse().ok());
+        Ok((last, count as u64, evaluated))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -467,9 +505,29 @@ fn blob_column<'a>(v: ValueRef<'a>, column: &str) -> Result<&'a [u8], String> {
     }
 }
 
+/// The event at `seq`, read through `conn`.
+pub(super) fn event_at(conn: &Connection, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT seq, body, prev_hash, hash, encoding, size FROM events WHERE seq = ?1",
+        )
+        .map_err(sql("read events"))?;
+    let mut rows = st
+        .query(params![seq_to_sql(seq)])
+        .map_err(sql("read events"))?;
+    match rows.next().map_err(sql("read events"))? {
+        Some(r) => Ok(Some(event_row(r)?)),
+        None => Ok(None),
+    }
+}
+
 impl Store for SqliteStore {
     fn events(&self) -> Result<Vec<StoredEvent>, StoreError> {
         self.events_from(1, usize::MAX)
+    }
+
+    fn as_sqlite(&self) -> Option<&SqliteStore> {
+        Some(self)
     }
 
     fn events_from(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
@@ -491,6 +549,23 @@ impl Store for SqliteStore {
             out.push(event_row(r)?);
         }
         Ok(out)
+    }
+
+    fn known(&self) -> Option<super::Known> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok()?;
+        let conn = std::sync::Mutex::new(conn);
+        Some(std::sync::Arc::new(move |hash: &str| {
+            let conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            conn.prepare_cached("SELECT 1 FROM messages WHERE content_hash = ?1")
+                .and_then(|mut st| st.exists(params![hash]))
+                .unwrap_or(false)
+        }))
     }
 
     fn has_message(&self, content_hash: &str) -> Result<bool, StoreError> {
@@ -932,16 +1007,17 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("reset tables"))?;
-        for t in
-            tables_sql::PROJECTION_TABLES
-                .iter()
-                .chain(&["event_refs", "receipts", "case_numbers"])
-        {
+        for t in tables_sql::PROJECTION_TABLES.iter().chain(&[
+            "event_refs",
+            "receipts",
+            "case_numbers",
+            "recorded",
+        ]) {
             tx.execute(&format!("DELETE FROM {t}"), [])
                 .map_err(sql("reset tables"))?;
         }
         tx.execute(
-            "DELETE FROM meta WHERE key IN ('tables_through', 'tables_latest', 'tables_built_with')",
+            "DELETE FROM meta WHERE key IN ('tables_through', 'tables_latest', 'tables_built_with', 'evaluated_at')",
             [],
         )
         .map_err(sql("reset tables"))?;

@@ -10,6 +10,7 @@ use super::StoreError;
 use crate::deciding::cases::Case;
 use crate::deciding::clock::{Clock, Stop, StopKind};
 use crate::deciding::fold::{Backing, FoldVersion, Space};
+use crate::deciding::recorded::{RecSpace, RecordedBacking};
 use crate::deciding::tables::{self, secs};
 use crate::domain::ids::{CaseId, ClockId};
 
@@ -37,6 +38,13 @@ CREATE TABLE case_numbers (
     number  INTEGER NOT NULL
 );
 CREATE INDEX case_numbers_by_year ON case_numbers (year, number);
+CREATE TABLE recorded (
+    space INTEGER NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (space, key)
+) WITHOUT ROWID;
+CREATE INDEX clocks_due ON clocks (deadline) WHERE valid_to IS NULL;
 ";
 
 const ACTION: &str = "write fold rows";
@@ -272,6 +280,86 @@ impl Backing for StoreBacking {
     }
 
     fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+impl RecordedBacking for StoreBacking {
+    fn get(&mut self, space: RecSpace, key: &str) -> Option<Vec<u8>> {
+        let r = self
+            .log
+            .prepare_cached("SELECT value FROM recorded WHERE space = ?1 AND key = ?2")
+            .and_then(|mut st| {
+                st.query_row(params![space.code(), key], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(sql("read the log's account"));
+        self.keep(r)
+    }
+
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+impl StoreBacking {
+    /// The cases the tables hold that opened at or after `from` (seconds).
+    pub fn cases_opened_from(&mut self, from: i64) -> Vec<String> {
+        let r = self
+            .tables
+            .prepare_cached("SELECT id FROM cases WHERE opened_at >= ?1 ORDER BY ord")
+            .and_then(|mut st| st.query_map(params![from], |r| r.get(0))?.collect())
+            .map(Some)
+            .map_err(sql("read cases"));
+        self.keep(r).unwrap_or_default()
+    }
+
+    /// The message that opened case `year`-`number`, as the log says.
+    pub fn founder_of(&mut self, year: i32, number: u32) -> Option<String> {
+        let r = self
+            .log
+            .prepare_cached("SELECT founder FROM case_numbers WHERE year = ?1 AND number = ?2")
+            .and_then(|mut st| st.query_row(params![year, number], |r| r.get(0)).optional())
+            .map_err(sql("read case numbers"));
+        self.keep(r)
+    }
+
+    /// Current clocks whose deadline or first stop falls in `[from, to]` (seconds).
+    pub fn clocks_changing(&mut self, from: i64, to: i64) -> Vec<String> {
+        let r = self
+            .tables
+            .prepare_cached(
+                "SELECT id FROM clocks WHERE valid_to IS NULL AND deadline BETWEEN ?1 AND ?2 \
+                 UNION SELECT id FROM clocks WHERE valid_to IS NULL AND stop_key BETWEEN ?1 AND ?2",
+            )
+            .and_then(|mut st| st.query_map(params![from, to], |r| r.get(0))?.collect())
+            .map(Some)
+            .map_err(sql("read clocks"));
+        self.keep(r).unwrap_or_default()
+    }
+
+    /// Up to `limit` messages received at or after `from` (nanoseconds) after `after`, in
+    /// receipt order: their places and the seqs of their `message_received` events.
+    pub fn receipts_from(
+        &mut self,
+        from: i64,
+        after: Option<&ReceiptKey>,
+        limit: usize,
+    ) -> Vec<(ReceiptKey, u64)> {
+        // (from, false, "") sorts just before every message received at `from` (the bound is
+        // exclusive, and no content hash is empty).
+        let after = after.cloned().unwrap_or((from, false, String::new()));
+        let r = receipts_after(&self.log, Some(&after), limit).map(Some);
+        self.keep(r).unwrap_or_default()
+    }
+
+    /// The body of the event at `seq`.
+    pub fn event_body(&mut self, seq: u64) -> Option<super::StoredEvent> {
+        let r = super::sqlite::event_at(&self.log, seq);
+        self.keep(r)
+    }
+
+    pub fn log_failed(&self) -> bool {
         self.error.is_some()
     }
 }

@@ -111,7 +111,23 @@ pub(super) fn index_events(
              ON CONFLICT (founder) DO UPDATE SET year = excluded.year, number = excluded.number",
         )
         .map_err(sql(ACTION))?;
+    let mut put = conn
+        .prepare_cached(
+            "INSERT INTO recorded (space, key, value) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",
+        )
+        .map_err(sql(ACTION))?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM recorded WHERE space = ?1 AND key = ?2")
+        .map_err(sql(ACTION))?;
     for (seq, index) in events {
+        for (space, key, value) in &index.recorded {
+            match value {
+                Some(v) => put.execute(params![space, key, v]),
+                None => delete.execute(params![space, key]),
+            }
+            .map_err(sql(ACTION))?;
+        }
         for r in &index.refs {
             refs.execute(params![tables::name_key(r), *seq as i64])
                 .map_err(sql(ACTION))?;
@@ -152,6 +168,9 @@ pub(super) fn apply(conn: &Connection, delta: &Delta) -> Result<(), StoreError> 
     }
     if latest != i64::MIN {
         meta_set(conn, "tables_latest", &latest.to_string())?;
+    }
+    if let Some(t) = delta.evaluated_at {
+        meta_set(conn, "evaluated_at", &t.unix_timestamp_nanos().to_string())?;
     }
     Ok(())
 }

@@ -457,7 +457,7 @@ fn a_version_1_store_is_migrated_in_place() {
     let c = Connection::open(&path).unwrap();
     c.execute_batch(
         "DROP TABLE imap_checkpoints; DROP TABLE folder_states; \
-         DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; \
+         DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; DROP TABLE recorded; \
          DROP TABLE event_refs; \
          ALTER TABLE events DROP COLUMN encoding; ALTER TABLE events DROP COLUMN size; \
          UPDATE meta SET value = '1' WHERE key = 'schema_version';",
@@ -643,7 +643,7 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
                           content_hash TEXT NOT NULL REFERENCES messages(content_hash)); \
          INSERT INTO p2 SELECT * FROM positions; DROP TABLE positions; \
          ALTER TABLE p2 RENAME TO positions; \
-         DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; \
+         DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; DROP TABLE recorded; \
          DROP TABLE event_refs; \
          UPDATE meta SET value = '2' WHERE key = 'schema_version';",
     )
@@ -778,6 +778,7 @@ mod tables {
                 truncate_from: truncate.map(|t| parse(t).unwrap()),
                 versions,
                 complete: true,
+                evaluated_at: None,
             },
             ..Batch::default()
         })
