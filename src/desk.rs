@@ -138,11 +138,16 @@ impl Desk {
         &mut self,
         now: Timestamp,
         span: time::Duration,
-    ) -> Vec<(
-        crate::deciding::clock::Clock,
-        Option<crate::domain::ids::CaseId>,
-    )> {
-        self.engine.due_within(now, span)
+    ) -> Result<Vec<(crate::deciding::clock::Clock, Option<CaseId>)>, DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(self.engine.due_within(now, span));
+        };
+        Ok(store
+            .clocks_due(now, now + span)?
+            .into_iter()
+            .filter(|(c, _)| c.status(now).state == crate::domain::event::ClockState::Pending)
+            .map(|(c, case)| (c, case.map(|id| CaseId::from_stored(&id))))
+            .collect())
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -346,11 +351,15 @@ pub(crate) fn rebuild_tables(
     store.reset_tables()?;
     let mut summary = RebuildSummary::default();
     let mut head = 0;
+    // The clocks' states the log records were compared up to its last tick, the moment of its
+    // last event: a first tick compares only those whose state time changed since.
+    let mut last_tick: Option<Timestamp> = None;
     loop {
         let page = decoded_page(&*store, head + 1)?;
         let Some(last) = page.last().map(|(seq, _)| *seq) else {
             break;
         };
+        last_tick = page.last().map(|(_, env)| env.recorded_at).max(last_tick);
         let index: Vec<(u64, crate::domain::event::EventIndex)> = page
             .into_iter()
             .map(|(seq, env)| (seq, index_of(&env.event)))
@@ -365,7 +374,10 @@ pub(crate) fn rebuild_tables(
         store.write_tables(&delta, &[], None)
     })?;
     store.write_tables(
-        &Default::default(),
+        &Delta {
+            evaluated_at: last_tick,
+            ..Delta::default()
+        },
         &[],
         Some((head, &tables_built_with(settings))),
     )?;
@@ -407,6 +419,7 @@ fn derive_from_store<S: TablesSink>(
             },
         )?;
         p.evict();
+        p.forget_fed();
         Ok(())
     };
     loop {

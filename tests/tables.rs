@@ -106,6 +106,96 @@ fn assert_tables_equal_projection(d: &desk::Desk, store_path: &std::path::Path) 
         let got: Vec<&str> = open.cases.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(got, want, "open cases at {at}");
     }
+    assert_log_tells_the_projection(d, &full);
+}
+
+/// The log's own account, read from its events alone, says what the projection says: the
+/// cases open (opened and not merged away), where every message went, what each case
+/// reported, and each clock's start, deadline and state at the last tick (`now`).
+fn assert_log_tells_the_projection(d: &desk::Desk, p: &Projection) {
+    use cprwatch::domain::event::{ClockState, Event};
+    let mut cases: BTreeSet<String> = BTreeSet::new();
+    let mut placed: HashMap<String, Option<String>> = HashMap::new();
+    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut clocks: HashMap<String, (Timestamp, Timestamp, ClockState)> = HashMap::new();
+    for (_, env) in d.events().unwrap() {
+        match env.event {
+            Event::CaseOpened { case, message, .. } => {
+                cases.insert(case.to_string());
+                placed.insert(message, Some(case.to_string()));
+            }
+            Event::CaseMerged { case, .. } => {
+                cases.remove(case.as_str());
+            }
+            Event::MessageJoined { case, message, .. } => {
+                placed.insert(message, Some(case.to_string()));
+            }
+            Event::MessageLogged { message, .. } => {
+                placed.insert(message, None);
+            }
+            Event::CertificateReported { case, certificate } => {
+                reported.insert((case.to_string(), certificate.reference.clone()));
+            }
+            Event::ClockStarted {
+                clock,
+                started_at,
+                deadline,
+                ..
+            } => {
+                clocks.insert(
+                    clock.to_string(),
+                    (started_at, deadline, ClockState::Pending),
+                );
+            }
+            Event::ClockRevised {
+                clock,
+                started_at,
+                deadline,
+                ..
+            } => {
+                let c = clocks
+                    .get_mut(clock.as_str())
+                    .expect("revised after started");
+                (c.0, c.1) = (started_at, deadline);
+            }
+            Event::ClockStopped { clock, state, .. } | Event::ClockReopened { clock, state } => {
+                clocks.get_mut(clock.as_str()).expect("after started").2 = state;
+            }
+            Event::ClockBreached { clock, .. } => {
+                clocks.get_mut(clock.as_str()).expect("after started").2 = ClockState::Breached;
+            }
+            _ => {}
+        }
+    }
+    let want: BTreeSet<String> = p.cases.iter().map(|c| c.id.to_string()).collect();
+    assert_eq!(cases, want, "cases the log opened and did not merge");
+    for (hash, pl) in &p.placements {
+        assert_eq!(
+            placed.get(hash),
+            Some(&pl.case.as_ref().map(|c| c.to_string())),
+            "placement of {hash}"
+        );
+    }
+    for c in &p.cases {
+        for cert in &c.certificates {
+            assert!(
+                reported.contains(&(c.id.to_string(), cert.reference.clone())),
+                "{} reported in {}",
+                cert.reference,
+                c.id
+            );
+        }
+    }
+    for (id, c) in &p.clocks {
+        let got = clocks
+            .get(id.as_str())
+            .unwrap_or_else(|| panic!("clock {id} never started"));
+        assert_eq!(
+            *got,
+            (c.started_at, c.deadline, c.status(now()).state),
+            "clock {id} as the log tells it"
+        );
+    }
 }
 
 fn open_desk(desk: &Desk) -> desk::Desk {

@@ -402,6 +402,13 @@ impl Projector {
     /// they ignored, what changed): the log has it.
     pub(crate) fn forget_tick(&mut self) {
         self.next_number.clear();
+        self.forget_fed();
+    }
+
+    /// Forget where the messages fed so far went, the commands they ignored and what they
+    /// changed, but not the case numbers handed out (a derivation that writes no events, whose
+    /// new numbers the log does not know).
+    pub(crate) fn forget_fed(&mut self) {
         self.placements.clear();
         self.revocation_commands.clear();
         self.base_ignored.clear();

@@ -335,7 +335,14 @@ fn warn_due(
     warn_before: time::Duration,
     warned: &mut HashSet<crate::domain::ids::ClockId>,
 ) {
-    for (c, case) in desk.due_within(now, warn_before) {
+    let due = match desk.due_within(now, warn_before) {
+        Ok(due) => due,
+        Err(e) => {
+            warn!(error = %e, "cannot read the clocks due");
+            return;
+        }
+    };
+    for (c, case) in due {
         if warned.insert(c.id.clone()) {
             warn!(
                 clock = c.id.as_str(),

@@ -953,6 +953,39 @@ impl SqliteStore {
             .transpose()
     }
 
+    /// The clocks the tables hold now that are running at `now` with a deadline by `until`,
+    /// each with the first case that lists it.
+    pub(crate) fn clocks_due(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<(Clock, Option<String>)>, StoreError> {
+        let (t, u) = (
+            crate::deciding::tables::secs(now),
+            crate::deciding::tables::secs(until),
+        );
+        let rows: Vec<(String, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, body FROM clocks WHERE valid_to IS NULL AND deadline >= ?1 \
+                 AND deadline <= ?2 AND stop_key > ?1 ORDER BY deadline, id",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![t, u], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(sql("read clocks due"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, body) in rows {
+            let clock = crate::deciding::tables::clock_from_row(&id, &body)?;
+            let case = tables_sql::cases_of_clock(&self.conn, &id, i64::MAX - 1)?
+                .into_iter()
+                .min();
+            out.push((clock, case));
+        }
+        Ok(out)
+    }
+
     /// The clocks open at `at`, each with the cases that list it then.
     pub(crate) fn open_clocks_at(
         &self,
@@ -1017,7 +1050,7 @@ impl SqliteStore {
                 .map_err(sql("reset tables"))?;
         }
         tx.execute(
-            "DELETE FROM meta WHERE key IN ('tables_through', 'tables_latest', 'tables_built_with', 'evaluated_at')",
+            "DELETE FROM meta WHERE key IN ('tables_through', 'tables_latest', 'tables_built_with')",
             [],
         )
         .map_err(sql("reset tables"))?;
