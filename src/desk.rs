@@ -88,8 +88,10 @@ pub(crate) struct Recorded {
 }
 
 pub struct Desk {
-    store: Box<dyn Store>,
+    /// Dropped before the store: its read connections must close before the store's own, so
+    /// that the last to close (the writer) checkpoints and removes the write-ahead log.
     engine: Engine,
+    store: Box<dyn Store>,
     policy: Policy,
     settings: Settings,
 }
