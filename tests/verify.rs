@@ -74,6 +74,37 @@ fn flip_blob(
     assert_eq!(conn.execute(&sql, rusqlite::params![b, key]).unwrap(), 1);
 }
 
+/// Make the rows what schema 4 wrote: hashes as hex TEXT, every row stating its link (the
+/// store opens and verifies as it is; new rows keep hashes as 32-byte BLOBs, links implied).
+fn as_version_4(conn: &Connection) {
+    conn.execute_batch(
+        "UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
+         UPDATE events SET prev_hash = coalesce( \
+             (SELECT e.hash FROM events e WHERE e.seq = events.seq - 1), \
+             '0000000000000000000000000000000000000000000000000000000000000000') \
+         WHERE typeof(prev_hash) = 'blob'; \
+         UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+}
+
+/// State a link to another event's hash, as someone splicing the log would.
+fn forge_link(conn: &Connection, seq: i64) {
+    let other: Vec<u8> = conn
+        .query_row(
+            "SELECT CAST(hash AS BLOB) FROM events WHERE seq <> ?1 - 1 AND seq <> ?1 LIMIT 1",
+            [seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let other = match std::str::from_utf8(&other) {
+        Ok(hex) if hex.len() == 64 => hex.to_string(),
+        _ => other.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    let sql = "UPDATE events SET prev_hash = ?1 WHERE seq = ?2";
+    assert_eq!(conn.execute(sql, rusqlite::params![other, seq]).unwrap(), 1);
+}
+
 fn flip_hex_text(conn: &Connection, col: &str, seq: i64, pos: usize) {
     let sql = format!("SELECT {col} FROM events WHERE seq = ?1");
     let s: String = conn.query_row(&sql, [seq], |r| r.get(0)).unwrap();
@@ -104,32 +135,51 @@ fn intact_store_verifies() {
 }
 
 #[test]
+fn a_store_written_by_schema_4_opens_and_verifies() {
+    let desk = ingested();
+    let o = verify_damaged(&desk, as_version_4);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
 fn one_flipped_byte_in_an_event_is_named_by_its_seq() {
     let desk = ingested();
     let all = seqs(&desk.store());
     let picks = [all[0], all[all.len() / 2], *all.last().unwrap()];
-    for &seq in &picks {
-        for (col, pos) in [
-            ("body", 0usize),
-            ("body", 37),
-            ("body", usize::MAX),
-            ("prev_hash", 5),
-            ("hash", 63),
-        ] {
-            let o = verify_damaged(&desk, |c| match col {
-                "body" => flip_blob(c, "events", "body", "seq", &seq, pos),
-                _ => flip_hex_text(c, col, seq, pos),
-            });
-            let out = text(&o);
-            assert_eq!(
-                o.status.code(),
-                Some(1),
-                "event #{seq} {col}[{pos}] flipped:\n{out}"
-            );
-            assert!(
-                String::from_utf8_lossy(&o.stdout).contains(&format!("#{seq}")),
-                "event #{seq} {col}[{pos}] flipped: verify should name #{seq}:\n{out}"
-            );
+    // Rows as this version writes them (hash a 32-byte BLOB, the link implied), and as
+    // schema 4 wrote them (both hashes hex TEXT): every kind of damage is named.
+    for version in [5, 4] {
+        for &seq in &picks {
+            for (col, pos) in [
+                ("body", 0usize),
+                ("body", 37),
+                ("body", usize::MAX),
+                ("prev_hash", 5),
+                ("hash", 0),
+                ("hash", 63),
+            ] {
+                let o = verify_damaged(&desk, |c| {
+                    if version == 4 {
+                        as_version_4(c);
+                    }
+                    match (col, version) {
+                        ("body", _) => flip_blob(c, "events", "body", "seq", &seq, pos),
+                        ("prev_hash", 5) => forge_link(c, seq),
+                        ("hash", 5) => flip_blob(c, "events", "hash", "seq", &seq, pos),
+                        _ => flip_hex_text(c, col, seq, pos),
+                    }
+                });
+                let out = text(&o);
+                assert_eq!(
+                    o.status.code(),
+                    Some(1),
+                    "v{version} event #{seq} {col}[{pos}] damaged:\n{out}"
+                );
+                assert!(
+                    String::from_utf8_lossy(&o.stdout).contains(&format!("#{seq}")),
+                    "v{version} event #{seq} {col}[{pos}] damaged: verify should name #{seq}:\n{out}"
+                );
+            }
         }
     }
 }

@@ -198,11 +198,94 @@ fn flip(
     assert_eq!(conn.execute(&sql, rusqlite::params![new, key]).unwrap(), 1);
 }
 
+/// Set a column of one `events` row through raw SQL.
+fn set_event_column(path: &Path, column: &str, seq: i64, value: rusqlite::types::Value) {
+    let conn = Connection::open(path).unwrap();
+    let sql = format!("UPDATE events SET {column} = ?1 WHERE seq = ?2");
+    assert_eq!(
+        conn.execute(&sql, rusqlite::params![value, seq]).unwrap(),
+        1
+    );
+}
+
+/// Make the store's rows what schema 4 wrote: hashes as hex TEXT, every row stating its link.
+fn to_version_4(path: &Path) {
+    Connection::open(path)
+        .unwrap()
+        .execute_batch(&format!(
+            "UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
+             UPDATE events SET prev_hash = coalesce( \
+                 (SELECT e.hash FROM events e WHERE e.seq = events.seq - 1), '{}') \
+             WHERE typeof(prev_hash) = 'blob'; \
+             UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+            chain::GENESIS
+        ))
+        .unwrap();
+}
+
+/// The ways an event row can be damaged, each applied to `seq` of the store at `path`: a
+/// flipped byte in the body or the hash (whichever way the row keeps it), and a link that
+/// is wrong (a stated one that names another hash, or one that is neither stated nor empty).
+fn event_damages(path: &Path, seq: i64, events: &[StoredEvent]) -> Vec<(String, Box<dyn Fn()>)> {
+    use rusqlite::types::Value;
+    let p = path.to_path_buf();
+    let mut out: Vec<(String, Box<dyn Fn()>)> = Vec::new();
+    for column in ["body", "hash"] {
+        let p = p.clone();
+        out.push((
+            format!("{column} flipped"),
+            Box::new(move || flip(&p, "events", column, "seq", &seq, 3)),
+        ));
+    }
+    // A stated link to another event's hash, as a forger splicing the log would write.
+    let other = events[(seq as usize) % events.len()].hash.clone();
+    let q = p.clone();
+    out.push((
+        "prev_hash names another event".into(),
+        Box::new(move || set_event_column(&q, "prev_hash", seq, Value::Text(other.clone()))),
+    ));
+    let q = p.clone();
+    out.push((
+        "prev_hash a blob".into(),
+        Box::new(move || set_event_column(&q, "prev_hash", seq, Value::Blob(vec![0; 32]))),
+    ));
+    let q = p.clone();
+    out.push((
+        "hash cut short".into(),
+        Box::new(move || set_event_column(&q, "hash", seq, Value::Blob(vec![0; 31]))),
+    ));
+    out
+}
+
 #[test]
 fn verify_names_the_damaged_event_for_every_column() {
+    for version in [5, 4] {
+        for seq in [1i64, 2, 3] {
+            for i in 0..event_damages(Path::new(""), seq, &damaged_fixture().2).len() {
+                let (_dir, path, events) = damaged_fixture();
+                let (what, damage) = event_damages(&path, seq, &events).swap_remove(i);
+                if version == 4 {
+                    to_version_4(&path);
+                }
+                damage();
+                let v = open_sqlite(&path).unwrap().verify().unwrap();
+                let bad = v
+                    .bad_event
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("v{version} {what} seq {seq}: {v}"));
+                assert_eq!(bad.seq, seq as u64, "v{version} {what}: {}", bad.problem);
+                assert_eq!(v.events_ok, seq as u64 - 1);
+                if seq > 1 {
+                    assert_eq!(v.head, events[seq as usize - 2].hash);
+                }
+            }
+        }
+    }
     for column in ["body", "prev_hash", "hash"] {
         for seq in [1i64, 2, 3] {
+            // Rows as schema 4 wrote them: a flipped hex digit in either hash is named too.
             let (_dir, path, events) = damaged_fixture();
+            to_version_4(&path);
             flip(&path, "events", column, "seq", &seq, 3);
             let v = open_sqlite(&path).unwrap().verify().unwrap();
             let bad = v
@@ -693,6 +776,53 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
     flip(&path, "events", "body", "seq", &1i64, 10);
     let v = open_sqlite(&path).unwrap().verify().unwrap();
     assert_eq!(v.bad_event.unwrap().seq, 1);
+}
+
+#[test]
+fn a_version_4_store_reads_verifies_and_chains_on() {
+    let (_dir, path, events) = damaged_fixture();
+    to_version_4(&path);
+    let mut s = open_sqlite(&path).unwrap();
+    assert_eq!(s.events().unwrap(), events);
+    assert_eq!(s.events_from(2, 1).unwrap(), [events[1].clone()]);
+    assert!(s.verify().unwrap().is_ok());
+    // New rows are written the schema 5 way and link to the old ones.
+    let more = s.commit(batch(&[], &["{\"n\":4}"])).unwrap();
+    assert_eq!(more[0].prev_hash, events[2].hash);
+    assert_eq!(s.events_from(4, 10).unwrap(), more);
+    assert_eq!(s.events().unwrap()[..3], events[..]);
+    let v = s.verify().unwrap();
+    assert!(v.is_ok(), "{v}");
+    assert_eq!((v.events_ok, v.head.as_str()), (4, more[0].hash.as_str()));
+    drop(s);
+    let c = Connection::open(&path).unwrap();
+    let kinds: Vec<(String, String)> = c
+        .prepare("SELECT typeof(prev_hash), typeof(hash) FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let old = ("text".to_string(), "text".to_string());
+    let new = ("blob".to_string(), "blob".to_string());
+    assert_eq!(kinds, [old.clone(), old.clone(), old, new]);
+    let v: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, sqlite::SCHEMA_VERSION.to_string());
+    drop(c);
+    // A new row's hash damaged after old rows is named; so is an old row's.
+    flip(&path, "events", "hash", "seq", &4i64, 0);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert_eq!(v.bad_event.unwrap().seq, 4);
+    flip(&path, "events", "hash", "seq", &4i64, 0);
+    flip(&path, "events", "hash", "seq", &2i64, 0);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert_eq!(v.bad_event.unwrap().seq, 2);
 }
 
 #[test]
