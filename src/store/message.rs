@@ -180,6 +180,42 @@ pub(crate) fn decompress(compressed: &[u8], size: u64) -> Result<Vec<u8>, String
     let limit = usize::try_from(size)
         .unwrap_or(usize::MAX)
         .saturating_add(1);
+    let (out, status) = inflate(compressed, limit)?;
+    if out.len() as u64 != size {
+        return Err(format!(
+            "decompresses to {}{} bytes, but its size column says {size}",
+            out.len(),
+            if out.len() as u64 > size { "+" } else { "" }
+        ));
+    }
+    if status != Status::StreamEnd {
+        return Err("cannot decompress: the stream is cut short".into());
+    }
+    Ok(out)
+}
+
+/// The first `n` bytes of a message stored by [`compress`] (all of it if it is shorter), without
+/// inflating the rest: what an event body deflated against its message needs. Not checked
+/// against the content hash: a damaged message gives other bytes, which the event's own chain
+/// hash then shows.
+pub(crate) fn decompress_prefix(compressed: &[u8], size: u64, n: usize) -> Result<Vec<u8>, String> {
+    let want = usize::try_from(size).unwrap_or(usize::MAX).min(n);
+    let (mut out, status) = inflate(compressed, want)?;
+    if out.len() < want {
+        return Err(match status {
+            Status::StreamEnd => format!(
+                "decompresses to {} bytes, but its size column says {size}",
+                out.len()
+            ),
+            _ => "cannot decompress: the stream is cut short".into(),
+        });
+    }
+    out.truncate(want);
+    Ok(out)
+}
+
+/// Inflate until the stream ends or at least `limit` bytes came out (a few more may).
+fn inflate(compressed: &[u8], limit: usize) -> Result<(Vec<u8>, Status), String> {
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         d.reset(true);
@@ -206,17 +242,7 @@ pub(crate) fn decompress(compressed: &[u8], size: u64) -> Result<Vec<u8>, String
                 Err(e) => return Err(format!("cannot decompress: {e}")),
             }
         };
-        if out.len() as u64 != size {
-            return Err(format!(
-                "decompresses to {}{} bytes, but its size column says {size}",
-                out.len(),
-                if out.len() as u64 > size { "+" } else { "" }
-            ));
-        }
-        if status != Status::StreamEnd {
-            return Err("cannot decompress: the stream is cut short".into());
-        }
-        Ok(out)
+        Ok((out, status))
     })
 }
 

@@ -25,7 +25,10 @@ use super::{
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::deciding::cases::Case;
 use crate::deciding::clock::Clock;
@@ -146,6 +149,76 @@ pub struct SqliteStore {
     checkpointer: Option<Checkpointer>,
     conn: Connection,
     path: PathBuf,
+    /// The first bytes of messages lately stored or read, for bodies deflated against them.
+    mails: RefCell<MailPrefixes>,
+}
+
+/// The first [`body::MAIL_PREFIX`] bytes of the messages lately stored or read, by content hash:
+/// an event about a message is written or read next to it (the message's own events in its
+/// commit, its case's in the pieces right after), so this saves looking the message up and
+/// inflating it again for each. Bounded: [`MailPrefixes::KEEP`] entries.
+#[derive(Debug, Default)]
+struct MailPrefixes {
+    by_hash: HashMap<String, Arc<[u8]>>,
+    order: VecDeque<String>,
+}
+
+impl MailPrefixes {
+    const KEEP: usize = 256;
+
+    fn get(&self, hash: &str) -> Option<Arc<[u8]>> {
+        self.by_hash.get(hash).cloned()
+    }
+
+    fn put(&mut self, hash: &str, prefix: Arc<[u8]>) {
+        if self.by_hash.insert(hash.to_string(), prefix).is_none() {
+            self.order.push_back(hash.to_string());
+            if self.order.len() > Self::KEEP
+                && let Some(old) = self.order.pop_front()
+            {
+                self.by_hash.remove(&old);
+            }
+        }
+    }
+}
+
+/// The first [`body::MAIL_PREFIX`] bytes of the stored message with content hash `hash`
+/// (lowercase hex), from `cache` or from the store (then kept in `cache`). With `whole`, the
+/// message is inflated whole and checked against its content hash (for `verify`: damage to the
+/// message then names it, not only a hash mismatch on the event); reads take only the prefix.
+fn mail_prefix(
+    conn: &Connection,
+    cache: &RefCell<MailPrefixes>,
+    hash: &str,
+    whole: bool,
+) -> Result<Arc<[u8]>, String> {
+    if let Some(m) = cache.borrow().get(hash) {
+        return Ok(m);
+    }
+    let mut st = conn
+        .prepare_cached("SELECT raw, size FROM messages WHERE content_hash = ?1")
+        .map_err(|e| e.to_string())?;
+    let mut rows = st.query(params![hash]).map_err(|e| e.to_string())?;
+    let row = rows
+        .next()
+        .map_err(|e| e.to_string())?
+        .ok_or("the store does not hold it")?;
+    let raw = blob_column(row.get_ref(0).map_err(|e| e.to_string())?, "raw")?;
+    let size = match row.get_ref(1).map_err(|e| e.to_string())? {
+        ValueRef::Integer(n) => u64::try_from(n).map_err(|_| format!("size column is {n}"))?,
+        other => return Err(format!("size is stored as {:?}", other.data_type())),
+    };
+    let prefix: Arc<[u8]> = if whole {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        let mut raw = decompress_checked(hash, raw, size)
+            .map_err(|problem| format!("message {hash} is corrupt: {problem}"))?;
+        raw.truncate(body::MAIL_PREFIX);
+        raw.into()
+    } else {
+        super::message::decompress_prefix(raw, size, body::MAIL_PREFIX)?.into()
+    };
+    cache.borrow_mut().put(hash, prefix.clone());
+    Ok(prefix)
 }
 
 fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -246,6 +319,7 @@ impl SqliteStore {
             checkpointer: None,
             conn,
             path: path.to_path_buf(),
+            mails: RefCell::default(),
         };
         store.ensure_schema()?;
         if created {
@@ -368,9 +442,20 @@ impl SqliteStore {
 /// thread costs more than it saves (the service commits a message's few events at a time).
 const ENCODE_IN_PARALLEL_FROM: usize = 64;
 
-/// The stored form of each body: its deflated bytes, or `None` to keep it plain.
-fn deflate_all(bodies: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
-    bodies.iter().map(|b| body::deflated(b)).collect()
+/// The message an event body is about, if any: its content hash and first bytes.
+type MailOf = Option<(String, Arc<[u8]>)>;
+
+/// The stored form of each body (with the message it is about, if any): its encoding and
+/// bytes, or `None` to keep it plain.
+fn deflate_all(bodies: &[Vec<u8>], mails: &[MailOf]) -> Vec<Option<(Encoding, Vec<u8>)>> {
+    bodies
+        .iter()
+        .zip(mails)
+        .map(|(b, mail)| match mail {
+            Some((hash, mail)) => body::deflated_with_mail(b, hash, mail),
+            None => body::deflated(b).map(|z| (Encoding::DeflateV1, z)),
+        })
+        .collect()
 }
 
 /// `u64` seq to SQLite's `INTEGER`. A log can never hold 2^63 events; saturate rather than wrap.
@@ -389,18 +474,31 @@ fn decompress_checked(key: &str, compressed: &[u8], size: i64) -> Result<Vec<u8>
 
 /// The canonical bytes of one `events` row from its `body`, `encoding` and `size` columns, for
 /// tools and tests that read the file with SQL: since schema 3 SQL alone cannot look inside a
-/// body. Errors say what is wrong with the row.
-pub fn event_body(stored: &[u8], encoding: i64, size: Option<i64>) -> Result<Vec<u8>, String> {
-    body::decode(Encoding::from_column(encoding)?, stored, size)
+/// body, and since schema 5 a body may need its message (read through `db`). Errors say what is
+/// wrong with the row.
+pub fn event_body(
+    db: &Connection,
+    stored: &[u8],
+    encoding: i64,
+    size: Option<i64>,
+) -> Result<Vec<u8>, String> {
+    let cache = RefCell::default();
+    body::decode(Encoding::from_column(encoding)?, stored, size, |h| {
+        mail_prefix(db, &cache, h, false)
+    })
 }
 
 /// An `events` row selected as `seq, body, prev_hash, hash, encoding, size`, its body
 /// decoded to the canonical bytes. `prev` is the hash of the row before, the link of a row that
 /// does not state it (schema 5); it becomes this row's hash.
-fn event_row(r: &rusqlite::Row<'_>, prev: &mut String) -> Result<StoredEvent, StoreError> {
+fn event_row(
+    r: &rusqlite::Row<'_>,
+    prev: &mut String,
+    mail: impl FnOnce(&str) -> Result<Arc<[u8]>, String>,
+) -> Result<StoredEvent, StoreError> {
     let seq = u64::try_from(r.get::<_, i64>(0).map_err(sql("read events"))?).unwrap_or(0);
     let corrupt = |problem| StoreError::CorruptEvent { seq, problem };
-    let body = stored_body(r).map_err(corrupt)?;
+    let body = stored_body(r, mail).map_err(corrupt)?;
     let get = |i| r.get_ref(i).map_err(sql("read events"));
     let prev_hash = link_column(get(2)?)
         .map_err(corrupt)?
@@ -417,7 +515,11 @@ fn event_row(r: &rusqlite::Row<'_>, prev: &mut String) -> Result<StoredEvent, St
 
 /// The canonical bytes of the body in an `events` row selected as `seq, body, prev_hash, hash,
 /// encoding, size`, read without trusting the columns' types: damage shows as a problem.
-fn stored_body(r: &rusqlite::Row<'_>) -> Result<Vec<u8>, String> {
+/// `mail` gives the first bytes of a message the body is deflated against.
+fn stored_body(
+    r: &rusqlite::Row<'_>,
+    mail: impl FnOnce(&str) -> Result<Arc<[u8]>, String>,
+) -> Result<Vec<u8>, String> {
     let get = |i| r.get_ref(i).map_err(|e| e.to_string());
     let stored = blob_column(get(1)?, "body")?;
     let encoding = match get(4)? {
@@ -429,7 +531,7 @@ fn stored_body(r: &rusqlite::Row<'_>) -> Result<Vec<u8>, String> {
         ValueRef::Integer(n) => Some(n),
         other => return Err(format!("size is stored as {:?}", other.data_type())),
     };
-    body::decode(encoding, stored, size)
+    body::decode(encoding, stored, size, mail)
 }
 
 /// A chain hash as lowercase hex from its column: 32 bytes (schema 5) or 64 hex digits (the
@@ -518,7 +620,9 @@ impl Store for SqliteStore {
         let mut prev = hash_of(&self.conn, from.saturating_sub(1)).unwrap_or_default();
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(sql("read events"))? {
-            out.push(event_row(r, &mut prev)?);
+            out.push(event_row(r, &mut prev, |h| {
+                mail_prefix(&self.conn, &self.mails, h, false)
+            })?);
         }
         Ok(out)
     }
@@ -578,6 +682,32 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql(ACTION))?;
+        // The message each body is about, when it quotes the content hash of one in this batch
+        // or of one lately stored: the body is deflated against it
+        // (body::Encoding::DeflateMailV1). Not looked up in the store: that would put a read
+        // and an inflate per event on the committing thread (a quarter more time for a bulk
+        // load, whose cases are derived at its end), for bodies that would be stored a little
+        // smaller; the service commits a message with the events about it.
+        let mails: Vec<MailOf> = {
+            let in_batch: HashMap<&str, &[u8]> = batch
+                .messages
+                .iter()
+                .map(|m| (m.content_hash(), m.raw()))
+                .collect();
+            batch
+                .events
+                .iter()
+                .map(|b| {
+                    body::quoted_hashes(b).find_map(|h| {
+                        let mail = match in_batch.get(h) {
+                            Some(raw) => Arc::from(&raw[..raw.len().min(body::MAIL_PREFIX)]),
+                            None => self.mails.borrow().get(h)?,
+                        };
+                        Some((h.to_string(), mail))
+                    })
+                })
+                .collect()
+        };
         // Deflating the bodies is the costly part of a commit: split it with a helper thread,
         // which does its half while this one writes the messages and positions.
         let encoded = std::thread::scope(|scope| -> Result<_, StoreError> {
@@ -587,11 +717,12 @@ impl Store for SqliteStore {
                 0
             };
             let (theirs, mine) = batch.events.split_at(split);
+            let (their_mails, my_mails) = mails.split_at(split);
             let helper = (!theirs.is_empty())
                 .then(|| {
                     std::thread::Builder::new()
                         .name("store-deflate".into())
-                        .spawn_scoped(scope, || deflate_all(theirs))
+                        .spawn_scoped(scope, || deflate_all(theirs, their_mails))
                         .ok()
                 })
                 .flatten();
@@ -633,11 +764,11 @@ impl Store for SqliteStore {
                     .execute(params![position, key])
                     .map_err(sql(ACTION))?;
             }
-            let mine = deflate_all(mine);
+            let mine = deflate_all(mine, my_mails);
             // A helper that could not start or failed: do its half here.
             let mut encoded = match helper.map(|h| h.join()) {
                 Some(Ok(theirs)) => theirs,
-                _ => deflate_all(theirs),
+                _ => deflate_all(theirs, their_mails),
             };
             encoded.extend(mine);
             Ok(encoded)
@@ -671,8 +802,8 @@ impl Store for SqliteStore {
                 .map_err(sql(ACTION))?;
             for (e, deflated) in appended.iter().zip(&encoded) {
                 let (encoding, stored, size) = match deflated {
-                    Some(z) => (
-                        Encoding::DeflateV1,
+                    Some((encoding, z)) => (
+                        *encoding,
                         z.as_slice(),
                         Some(i64::try_from(e.body.len()).unwrap_or(i64::MAX)),
                     ),
@@ -728,6 +859,12 @@ impl Store for SqliteStore {
             appended
         };
         tx.commit().map_err(sql(ACTION))?;
+        // Only now, stored for sure: an event about one of them in a later commit finds it here.
+        let mut cache = self.mails.borrow_mut();
+        for (hash, mail) in mails.into_iter().flatten() {
+            cache.put(&hash, mail);
+        }
+        drop(cache);
         self.checkpoint_in_background(written);
         Ok(appended)
     }
@@ -804,6 +941,8 @@ impl Store for SqliteStore {
         const ACTION: &str = "verify";
         let mut checker = chain::ChainChecker::new();
         let mut bad_event = None;
+        // Messages the bodies are deflated against, each checked whole once.
+        let checked = RefCell::default();
         {
             let mut st = self
                 .conn
@@ -816,7 +955,7 @@ impl Store for SqliteStore {
                 let seq: i64 = r.get(0).map_err(sql(ACTION))?;
                 let seq = u64::try_from(seq).unwrap_or(0);
                 let checked = (|| {
-                    let body = stored_body(r)?;
+                    let body = stored_body(r, |h| mail_prefix(&self.conn, &checked, h, true))?;
                     let prev = link_column(r.get_ref(2).map_err(|e| e.to_string())?)?
                         .unwrap_or_else(|| checker.head().to_string());
                     let hash = hash_column(r.get_ref(3).map_err(|e| e.to_string())?, "hash")?;
@@ -968,7 +1107,9 @@ impl SqliteStore {
                 .map_err(sql("read events"))?;
             if let Some(r) = rows.next().map_err(sql("read events"))? {
                 let mut prev = hash_of(&self.conn, seq.saturating_sub(1)).unwrap_or_default();
-                out.push(event_row(r, &mut prev)?);
+                out.push(event_row(r, &mut prev, |h| {
+                    mail_prefix(&self.conn, &self.mails, h, false)
+                })?);
             }
         }
         Ok(out)

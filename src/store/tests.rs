@@ -1020,3 +1020,172 @@ mod tables {
         );
     }
 }
+
+/// A message and event bodies about it (as the engine writes them: they quote its content
+/// hash and repeat its header), for bodies deflated against their message.
+fn mail_and_events() -> (NewMessage, Vec<String>) {
+    let m = msg(
+        "From: Reporter <reporter4091@reporter6.test>\r\nTo: cpr@example-ca.test\r\n\
+         Subject: Phishing site using your certificate 1230\r\n\
+         Message-ID: <bench-1230.980170@reporter.test>\r\n\r\nHello,\r\n\
+         Phishing at https://crt.sh/?id=1831779118\r\n",
+    );
+    let k = m.content_hash().to_string();
+    let events = vec![
+        format!(
+            "{{\"recorded_at\":\"2026-11-29T21:37:41Z\",\"event\":{{\"type\":\"message_received\",\
+             \"facts\":{{\"content_hash\":\"{k}\",\"message_id\":\"<bench-1230.980170@reporter.test>\",\
+             \"from\":\"reporter4091@reporter6.test\",\"to\":[\"cpr@example-ca.test\"],\
+             \"subject\":\"Phishing site using your certificate 1230\"}}}}}}"
+        ),
+        format!(
+            "{{\"recorded_at\":\"2026-11-29T21:37:41Z\",\"event\":{{\"type\":\"case_opened\",\
+             \"case\":\"CPR-2026-0001\",\"message\":\"{k}\",\
+             \"message_id\":\"<bench-1230.980170@reporter.test>\",\
+             \"reporter\":\"reporter4091@reporter6.test\",\
+             \"subject\":\"Phishing site using your certificate 1230\"}}}}"
+        ),
+    ];
+    (m, events)
+}
+
+fn encodings(path: &Path) -> Vec<i64> {
+    Connection::open(path)
+        .unwrap()
+        .prepare("SELECT encoding FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A store whose first event is about no message, then two about a message of the same commit,
+/// then one about it in a later commit (the message lately stored), then one in a commit of
+/// another process (which does not look the message up: stored against the vocabulary alone).
+fn mail_fixture() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<StoredEvent>,
+    String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let (m, bodies) = mail_and_events();
+    let k = m.content_hash().to_string();
+    let mut s = open_sqlite(&path).unwrap();
+    let mut events = s
+        .commit(Batch {
+            positions: vec![("file:m".into(), k.clone())],
+            messages: vec![m],
+            events: [compressible_events()[0].clone()]
+                .into_iter()
+                .chain(bodies.iter().cloned())
+                .map(String::into_bytes)
+                .collect(),
+            ..Batch::default()
+        })
+        .unwrap();
+    events.extend(
+        s.commit(batch(&[], &[&bodies[1].replace("0001", "0002")]))
+            .unwrap(),
+    );
+    drop(s);
+    let mut s = open_sqlite(&path).unwrap();
+    events.extend(
+        s.commit(batch(&[], &[&bodies[1].replace("0001", "0003")]))
+            .unwrap(),
+    );
+    (dir, path, events, k)
+}
+
+#[test]
+fn bodies_about_a_message_are_stored_against_it_and_read_back() {
+    let (_dir, path, events, k) = mail_fixture();
+    assert_eq!(encodings(&path), [1, 2, 2, 2, 1]);
+    let s = open_sqlite(&path).unwrap();
+    assert_eq!(s.events().unwrap(), events);
+    assert_eq!(s.events_from(3, 1).unwrap(), [events[2].clone()]);
+    assert!(s.verify().unwrap().is_ok());
+    // The bodies are smaller than against the vocabulary alone.
+    let c = Connection::open(&path).unwrap();
+    for e in &events[1..4] {
+        let stored: Vec<u8> = c
+            .query_row(
+                "SELECT body FROM events WHERE seq = ?1",
+                [e.seq as i64],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hex::encode(&stored[..32]), k);
+        let alone = body::deflated(&e.body).unwrap();
+        assert!(
+            stored.len() < alone.len(),
+            "{} vs {}",
+            stored.len(),
+            alone.len()
+        );
+        // Tools reading the file with SQL get the canonical bytes too.
+        assert_eq!(
+            sqlite::event_body(&c, &stored, 2, Some(e.body.len() as i64)).unwrap(),
+            e.body
+        );
+    }
+}
+
+#[test]
+fn every_flipped_byte_of_a_body_stored_against_its_message_is_named() {
+    let (_dir, path, events, _) = mail_fixture();
+    for seq in [2i64, 4] {
+        for at in 0..stored_len(&path, seq) {
+            flip(&path, "events", "body", "seq", &seq, at);
+            let s = open_sqlite(&path).unwrap();
+            let v = s.verify().unwrap();
+            let bad = v
+                .bad_event
+                .as_ref()
+                .unwrap_or_else(|| panic!("seq {seq} byte {at} went unnoticed: {v}"));
+            assert_eq!(bad.seq, seq as u64, "byte {at}: {}", bad.problem);
+            assert_eq!(v.head, events[seq as usize - 2].hash);
+            match s.events() {
+                Err(StoreError::CorruptEvent { seq: s, .. }) => assert_eq!(s, seq as u64),
+                Err(e) => panic!("{e}"),
+                Ok(read) => assert_ne!(read[seq as usize - 1].body, events[seq as usize - 1].body),
+            }
+            drop(s);
+            flip(&path, "events", "body", "seq", &seq, at); // undo
+        }
+    }
+    assert!(open_sqlite(&path).unwrap().verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_damaged_message_names_itself_and_the_events_stored_against_it() {
+    let (_dir, path, _, k) = mail_fixture();
+    flip(&path, "messages", "raw", "content_hash", &k, 20);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert_eq!(v.bad_message.as_ref().unwrap().content_hash, k);
+    let bad = v.bad_event.unwrap();
+    assert_eq!(bad.seq, 2, "{}", bad.problem);
+    assert!(
+        bad.problem.contains(&format!("message {k} is corrupt")),
+        "{}",
+        bad.problem
+    );
+    // A message that is gone: the event says which one it needs.
+    let (_dir, path, _, k) = mail_fixture();
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM positions;")
+        .unwrap();
+    c.execute("DELETE FROM messages WHERE content_hash = ?1", [&k])
+        .unwrap();
+    drop(c);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    let bad = v.bad_event.unwrap();
+    assert_eq!(bad.seq, 2);
+    assert!(
+        bad.problem.contains(&k) && bad.problem.contains("does not hold"),
+        "{}",
+        bad.problem
+    );
+}
