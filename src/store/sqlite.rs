@@ -3,10 +3,14 @@
 //! The SQL is kept portable (plain tables, `ON CONFLICT … DO NOTHING`, no SQLite-only column
 //! types or triggers) because a PostgreSQL backend will share the schema; only the pragmas, the
 //! catalog lookup in [`SqliteStore::open`] and `WITHOUT ROWID` on `positions` ([`SCHEMA_V3`])
-//! are SQLite's own.
+//! are SQLite's own, and so is keeping, since schema 5, 32-byte BLOB hashes in the `events`
+//! columns schema 1 declared TEXT (SQLite keeps a value as it is given; a PostgreSQL backend
+//! declares them `BYTEA`, see [`SCHEMA_VERSION`]).
 //!
-//! Size: event bodies are deflated against a dictionary of the event vocabulary
-//! ([`super::body`]), messages against one of mail vocabulary ([`super::message`]), pages are
+//! Size: event bodies are deflated against a dictionary of the event vocabulary, and those about
+//! a message against its start too ([`super::body`]), each row keeps its hash as 32 bytes and its
+//! link implied ([`SCHEMA_VERSION`]), messages are deflated against a dictionary of mail
+//! vocabulary ([`super::message`]), pages are
 //! 16 KiB ([`PAGE_SIZE`]) and the WAL is cut back after a bulk import ([`WAL_SIZE_LIMIT`]). The
 //! log is append-only, so pages are never freed and `auto_vacuum` would only add pointer-map
 //! pages (the one exception, the `positions` table the migration to 3 replaces, leaves free
