@@ -945,8 +945,6 @@ impl Store for SqliteStore {
         const ACTION: &str = "verify";
         let mut checker = chain::ChainChecker::new();
         let mut bad_event = None;
-        // Messages the bodies are deflated against, each checked whole once.
-        let checked = RefCell::default();
         {
             let mut st = self
                 .conn
@@ -958,15 +956,29 @@ impl Store for SqliteStore {
             while let Some(r) = rows.next().map_err(sql(ACTION))? {
                 let seq: i64 = r.get(0).map_err(sql(ACTION))?;
                 let seq = u64::try_from(seq).unwrap_or(0);
+                let mut against = None;
                 let checked = (|| {
-                    let body = stored_body(r, |h| mail_prefix(&self.conn, &checked, h, true))?;
+                    let body = stored_body(r, |h| {
+                        against = Some(h.to_string());
+                        mail_prefix(&self.conn, &self.mails, h, false)
+                    })?;
                     let prev = link_column(r.get_ref(2).map_err(|e| e.to_string())?)?
                         .unwrap_or_else(|| checker.head().to_string());
                     let hash = hash_column(r.get_ref(3).map_err(|e| e.to_string())?, "hash")?;
                     checker.check(seq, &body, &prev, &hash)
                 })();
                 if let Err(problem) = checked {
-                    bad_event = Some(BadEvent { seq, problem });
+                    // A body deflated against a message that is damaged: say so, naming the
+                    // message (checked whole only now: an intact log costs no second check).
+                    let whole = against.and_then(|h| {
+                        mail_prefix(&self.conn, &RefCell::default(), &h, true)
+                            .err()
+                            .map(|e| format!("the body is deflated against message {h}: {e}"))
+                    });
+                    bad_event = Some(BadEvent {
+                        seq,
+                        problem: whole.unwrap_or(problem),
+                    });
                     break;
                 }
             }
