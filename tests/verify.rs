@@ -47,10 +47,14 @@ fn seqs(store: &Path) -> Vec<i64> {
         .collect()
 }
 
+/// The content hashes of the stored messages, in hex whichever way a row keeps its key.
 fn message_hashes(store: &Path) -> Vec<String> {
     let conn = Connection::open(store).unwrap();
     let mut st = conn
-        .prepare("SELECT content_hash FROM messages ORDER BY content_hash")
+        .prepare(
+            "SELECT CASE typeof(content_hash) WHEN 'blob' THEN lower(hex(content_hash)) \
+             ELSE content_hash END AS h FROM messages ORDER BY h",
+        )
         .unwrap();
     st.query_map([], |r| r.get(0))
         .unwrap()
@@ -74,11 +78,25 @@ fn flip_blob(
     assert_eq!(conn.execute(&sql, rusqlite::params![b, key]).unwrap(), 1);
 }
 
-/// Make the rows what schema 4 wrote: hashes as hex TEXT, every row stating its link (the
-/// store opens and verifies as it is; new rows keep hashes as 32-byte BLOBs, links implied).
+/// A message's key as this version writes it: the 32 bytes of its content hash.
+fn key(hash: &str) -> Vec<u8> {
+    (0..hash.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hash[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Make the rows what schema 4 wrote: hashes and message keys as hex TEXT, every row stating
+/// its link (the store opens and verifies as it is; new rows keep them as 32-byte BLOBs, links
+/// implied).
 fn as_version_4(conn: &Connection) {
     conn.execute_batch(
-        "UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
+        "PRAGMA foreign_keys = OFF; \
+         UPDATE messages SET content_hash = lower(hex(content_hash)) \
+         WHERE typeof(content_hash) = 'blob'; \
+         UPDATE positions SET content_hash = lower(hex(content_hash)) \
+         WHERE typeof(content_hash) = 'blob'; \
+         UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
          UPDATE events SET prev_hash = coalesce( \
              (SELECT e.hash FROM events e WHERE e.seq = events.seq - 1), \
              '0000000000000000000000000000000000000000000000000000000000000000') \
@@ -193,9 +211,20 @@ fn one_flipped_byte_in_a_stored_message_names_the_message() {
         &hashes[hashes.len() / 2],
         hashes.last().unwrap(),
     ] {
-        for pos in [2usize, 100, usize::MAX] {
+        for (version, pos) in [
+            (5, 2usize),
+            (5, 100),
+            (5, usize::MAX),
+            (4, 2),
+            (4, usize::MAX),
+        ] {
             let o = verify_damaged(&desk, |c| {
-                flip_blob(c, "messages", "raw", "content_hash", h, pos)
+                if version == 4 {
+                    as_version_4(c);
+                    flip_blob(c, "messages", "raw", "content_hash", h, pos)
+                } else {
+                    flip_blob(c, "messages", "raw", "content_hash", &key(h), pos)
+                }
             });
             let out = text(&o);
             assert_eq!(
@@ -221,7 +250,7 @@ fn swapped_message_bodies_are_caught_by_their_content_hash() {
         let get = |h: &String| -> (Vec<u8>, i64) {
             c.query_row(
                 "SELECT raw, size FROM messages WHERE content_hash = ?1",
-                [h],
+                [key(h)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap()
@@ -231,7 +260,7 @@ fn swapped_message_bodies_are_caught_by_their_content_hash() {
         let set = |h: &String, raw: &Vec<u8>, size: i64| {
             c.execute(
                 "UPDATE messages SET raw = ?1, size = ?2 WHERE content_hash = ?3",
-                rusqlite::params![raw, size, h],
+                rusqlite::params![raw, size, key(h)],
             )
             .unwrap()
         };

@@ -51,6 +51,7 @@ impl NewMessage {
     }
 
     /// Whether [`NewMessage::compress`] ran.
+    #[cfg(test)]
     pub(crate) fn is_compressed(&self) -> bool {
         self.compressed.is_some()
     }

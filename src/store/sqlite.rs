@@ -55,6 +55,12 @@ use crate::domain::model::Timestamp;
 ///
 /// Together a quarter of the log's bytes on the scale benchmark (an event's two hex hashes
 /// were 130 of its 340 stored bytes).
+///
+/// Likewise new `messages` rows are keyed by the 32 bytes of the content hash, and `positions`
+/// name them so (a key was stored three times: in its row, in the key's index, and in each
+/// position). A row written before keeps its hex TEXT key, and a position naming it names it
+/// so: a message is looked up by both forms of its key ([`key_forms`]), and a position takes
+/// the key as its message's row has it.
 pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Portable DDL. Later, in the same transaction as the rest of a batch (see [`Batch`]):
@@ -200,9 +206,10 @@ fn mail_prefix(
         return Ok(m);
     }
     let mut st = conn
-        .prepare_cached("SELECT raw, size FROM messages WHERE content_hash = ?1")
+        .prepare_cached("SELECT raw, size FROM messages WHERE content_hash IN (?1, ?2)")
         .map_err(|e| e.to_string())?;
-    let mut rows = st.query(params![hash]).map_err(|e| e.to_string())?;
+    let (text, bytes) = key_forms(hash);
+    let mut rows = st.query(params![text, bytes]).map_err(|e| e.to_string())?;
     let row = rows
         .next()
         .map_err(|e| e.to_string())?
@@ -565,6 +572,14 @@ fn link_column(v: ValueRef<'_>) -> Result<Option<String>, String> {
     }
 }
 
+/// A content hash (lowercase hex) as the two forms a `messages` key takes: TEXT in rows written
+/// before schema 5, the 32 bytes in rows since. Looked up with `content_hash IN (?, ?)`, which
+/// the key's index answers with two probes. A string that is not a hash gives an empty BLOB,
+/// which names nothing.
+fn key_forms(hash: &str) -> (&str, Vec<u8>) {
+    (hash, hex::decode(hash).unwrap_or_default())
+}
+
 /// The hash of event `seq` as the link of the next, or `None` if it cannot be read: readers
 /// only hand it on, `verify` is what checks links.
 fn hash_of(conn: &Connection, seq: u64) -> Option<String> {
@@ -633,17 +648,21 @@ impl Store for SqliteStore {
 
     fn has_message(&self, content_hash: &str) -> Result<bool, StoreError> {
         self.conn
-            .prepare_cached("SELECT 1 FROM messages WHERE content_hash = ?1")
-            .and_then(|mut st| st.exists(params![content_hash]))
+            .prepare_cached("SELECT 1 FROM messages WHERE content_hash IN (?1, ?2)")
+            .and_then(|mut st| {
+                let (text, bytes) = key_forms(content_hash);
+                st.exists(params![text, bytes])
+            })
             .map_err(sql("look up message"))
     }
 
     fn message(&self, content_hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let row: Option<(Vec<u8>, i64)> = self
             .conn
-            .prepare_cached("SELECT raw, size FROM messages WHERE content_hash = ?1")
+            .prepare_cached("SELECT raw, size FROM messages WHERE content_hash IN (?1, ?2)")
             .and_then(|mut st| {
-                st.query_row(params![content_hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                let (text, bytes) = key_forms(content_hash);
+                st.query_row(params![text, bytes], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
             .map_err(sql("read message"))?;
@@ -661,7 +680,16 @@ impl Store for SqliteStore {
     fn position(&self, position: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .prepare_cached("SELECT content_hash FROM positions WHERE position = ?1")
-            .and_then(|mut st| st.query_row(params![position], |r| r.get(0)).optional())
+            .and_then(|mut st| {
+                st.query_row(params![position], |r| {
+                    // Either form of the key; a damaged one is handed on as it reads.
+                    Ok(match r.get_ref(0)? {
+                        ValueRef::Blob(b) => hex::encode(b),
+                        v => String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into(),
+                    })
+                })
+                .optional()
+            })
             .map_err(sql("look up position"))
     }
 
@@ -731,9 +759,13 @@ impl Store for SqliteStore {
                 })
                 .flatten();
             let mut exists = tx
-                .prepare_cached("SELECT 1 FROM messages WHERE content_hash = ?1")
+                .prepare_cached("SELECT 1 FROM messages WHERE content_hash IN (?1, ?2)")
                 .map_err(sql(ACTION))?;
-            super::validate_batch(&batch, |k| exists.exists(params![k]).map_err(sql(ACTION)))?;
+            let mut stored = |k: &str| {
+                let (text, bytes) = key_forms(k);
+                exists.exists(params![text, bytes]).map_err(sql(ACTION))
+            };
+            super::validate_batch(&batch, &mut stored)?;
 
             let mut insert_message = tx
                 .prepare_cached(
@@ -742,31 +774,47 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql(ACTION))?;
             for m in &batch.messages {
-                // Skip the compression work for a message we already hold (unless it is done:
-                // then the insert alone finds out).
-                if !m.is_compressed()
-                    && exists
-                        .exists(params![m.content_hash()])
-                        .map_err(sql(ACTION))?
-                {
+                // A message we already hold, under either form of its key, is not stored again
+                // (nor compressed, if that is not done yet). The conflict clause only sees the
+                // form written here.
+                if stored(m.content_hash())? {
                     continue;
                 }
                 let size = i64::try_from(m.raw().len()).unwrap_or(i64::MAX);
+                let (_, key) = key_forms(m.content_hash());
                 insert_message
-                    .execute(params![m.content_hash(), m.compressed().as_ref(), size])
+                    .execute(params![key, m.compressed().as_ref(), size])
                     .map_err(sql(ACTION))?;
             }
 
+            // A position names its message by the key as the message's row has it (the
+            // foreign key compares the values as they are).
             let mut insert_position = tx
                 .prepare_cached(
-                    "INSERT INTO positions (position, content_hash) VALUES (?1, ?2) \
+                    "INSERT INTO positions (position, content_hash) \
+                     SELECT ?1, content_hash FROM messages WHERE content_hash IN (?2, ?3) LIMIT 1 \
                      ON CONFLICT (position) DO NOTHING",
                 )
                 .map_err(sql(ACTION))?;
+            let mut has_position = tx
+                .prepare_cached("SELECT 1 FROM positions WHERE position = ?1")
+                .map_err(sql(ACTION))?;
             for (position, key) in &batch.positions {
-                insert_position
-                    .execute(params![position, key])
+                let (text, bytes) = key_forms(key);
+                let added = insert_position
+                    .execute(params![position, text, bytes])
                     .map_err(sql(ACTION))?;
+                // Nothing added: the position was recorded before (it keeps its first value),
+                // or (validate_batch rules it out) its message is nowhere.
+                if added == 0
+                    && !has_position
+                        .exists(params![position])
+                        .map_err(sql(ACTION))?
+                {
+                    return Err(StoreError::BadBatch(format!(
+                        "position {position:?} names message {key}, which is not stored"
+                    )));
+                }
             }
             let mine = deflate_all(mine, my_mails);
             // A helper that could not start or failed: do its half here.
@@ -993,7 +1041,7 @@ impl Store for SqliteStore {
             let mut rows = st.query([]).map_err(sql(ACTION))?;
             while let Some(r) = rows.next().map_err(sql(ACTION))? {
                 messages_checked += 1;
-                let key = text_column(r.get_ref(0).map_err(sql(ACTION))?, "content_hash")
+                let key = hash_column(r.get_ref(0).map_err(sql(ACTION))?, "content_hash")
                     .unwrap_or_else(|p| format!("<{p}>"));
                 let checked = (|| {
                     let raw = blob_column(r.get_ref(1).map_err(|e| e.to_string())?, "raw")?;

@@ -168,6 +168,11 @@ fn damaged_fixture() -> (tempfile::TempDir, std::path::PathBuf, Vec<StoredEvent>
     (dir, path, events)
 }
 
+/// A message's key as rows since schema 5 keep it: the 32 bytes of its content hash.
+fn key(hash: &str) -> Vec<u8> {
+    hex::decode(hash).unwrap()
+}
+
 /// Flip one byte of a column in one row, through raw SQL as an attacker with file access would.
 fn flip(
     path: &Path,
@@ -208,12 +213,18 @@ fn set_event_column(path: &Path, column: &str, seq: i64, value: rusqlite::types:
     );
 }
 
-/// Make the store's rows what schema 4 wrote: hashes as hex TEXT, every row stating its link.
+/// Make the store's rows what schema 4 wrote: hashes as hex TEXT, every row stating its link,
+/// messages keyed (and named by positions) by the hex of their content hash.
 fn to_version_4(path: &Path) {
     Connection::open(path)
         .unwrap()
         .execute_batch(&format!(
-            "UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
+            "PRAGMA foreign_keys = OFF; \
+             UPDATE messages SET content_hash = lower(hex(content_hash)) \
+             WHERE typeof(content_hash) = 'blob'; \
+             UPDATE positions SET content_hash = lower(hex(content_hash)) \
+             WHERE typeof(content_hash) = 'blob'; \
+             UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
              UPDATE events SET prev_hash = coalesce( \
                  (SELECT e.hash FROM events e WHERE e.seq = events.seq - 1), '{}') \
              WHERE typeof(prev_hash) = 'blob'; \
@@ -328,14 +339,14 @@ fn verify_names_the_damaged_message() {
         let conn = Connection::open(&path).unwrap();
         conn.query_row(
             "SELECT length(raw) FROM messages WHERE content_hash = ?1",
-            [&k_b],
+            [key(&k_b)],
             |r| r.get(0),
         )
         .unwrap()
     };
     for at in 0..len as usize {
         let (_dir, path, _) = damaged_fixture();
-        flip(&path, "messages", "raw", "content_hash", &k_b, at);
+        flip(&path, "messages", "raw", "content_hash", &key(&k_b), at);
         let store = open_sqlite(&path).unwrap();
         let v = store.verify().unwrap();
         let bad = v
@@ -363,13 +374,20 @@ fn verify_names_the_damaged_message() {
         .unwrap()
         .execute(
             "UPDATE messages SET size = size + 1 WHERE content_hash = ?1",
-            [&k_a],
+            [key(&k_a)],
         )
         .unwrap();
     let v = open_sqlite(&path).unwrap().verify().unwrap();
     assert_eq!(v.bad_message.unwrap().content_hash, k_a);
     let (_dir, path, _) = damaged_fixture();
-    flip(&path, "messages", "content_hash", "content_hash", &k_a, 5);
+    flip(
+        &path,
+        "messages",
+        "content_hash",
+        "content_hash",
+        &key(&k_a),
+        5,
+    );
     let v = open_sqlite(&path).unwrap().verify().unwrap();
     assert!(v.bad_message.unwrap().problem.contains("hash"));
 }
@@ -806,6 +824,43 @@ fn a_version_4_store_reads_verifies_and_chains_on() {
     let old = ("text".to_string(), "text".to_string());
     let new = ("blob".to_string(), "blob".to_string());
     assert_eq!(kinds, [old.clone(), old.clone(), old, new]);
+    drop(c);
+    // Its messages, keyed by hex text, are found; one read again is not stored twice, and a
+    // new position names it by that key; a new message is keyed by its 32 bytes.
+    let mut s = open_sqlite(&path).unwrap();
+    let old_key = msg("Subject: a\n\nfirst").content_hash().to_string();
+    assert!(s.has_message(&old_key).unwrap());
+    assert_eq!(
+        s.message(&old_key).unwrap().unwrap(),
+        b"Subject: a\n\nfirst"
+    );
+    let mut b = batch(&["Subject: a\n\nfirst", "Subject: c\n\nnew"], &[]);
+    b.positions[0].0 = "file:again".into();
+    let new_key = b.positions[1].1.clone();
+    s.commit(b).unwrap();
+    assert_eq!(s.position("file:again").unwrap(), Some(old_key.clone()));
+    assert_eq!(
+        s.position(&format!("file:test/1/{new_key}")).unwrap(),
+        Some(new_key.clone())
+    );
+    assert!(s.verify().unwrap().is_ok());
+    assert_eq!(s.verify().unwrap().messages_checked, 3);
+    drop(s);
+    let c = Connection::open(&path).unwrap();
+    let keys: Vec<String> = c
+        .prepare("SELECT typeof(content_hash) FROM messages ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(keys, ["text", "text", "blob"]);
+    let fk: i64 = c
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(fk, 0);
     let v: String = c
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -1162,7 +1217,7 @@ fn every_flipped_byte_of_a_body_stored_against_its_message_is_named() {
 #[test]
 fn a_damaged_message_names_itself_and_the_events_stored_against_it() {
     let (_dir, path, _, k) = mail_fixture();
-    flip(&path, "messages", "raw", "content_hash", &k, 20);
+    flip(&path, "messages", "raw", "content_hash", &key(&k), 20);
     let v = open_sqlite(&path).unwrap().verify().unwrap();
     assert_eq!(v.bad_message.as_ref().unwrap().content_hash, k);
     let bad = v.bad_event.unwrap();
@@ -1177,7 +1232,7 @@ fn a_damaged_message_names_itself_and_the_events_stored_against_it() {
     let c = Connection::open(&path).unwrap();
     c.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM positions;")
         .unwrap();
-    c.execute("DELETE FROM messages WHERE content_hash = ?1", [&k])
+    c.execute("DELETE FROM messages WHERE content_hash = ?1", [key(&k)])
         .unwrap();
     drop(c);
     let v = open_sqlite(&path).unwrap().verify().unwrap();
