@@ -79,7 +79,7 @@ fn preliminary_clocks_after(db: &rusqlite::Connection, after: i64) -> i64 {
     };
     rows.filter_map(Result::ok)
         .filter(|(b, e, n)| {
-            let body = cprwatch::store::event_body(b, *e, *n).expect("a sound body");
+            let body = cprwatch::store::event_body(db, b, *e, *n).expect("a sound body");
             let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
             v["event"]["type"] == "clock_started" && v["event"]["kind"] == "preliminary_report"
         })

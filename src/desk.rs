@@ -862,3 +862,82 @@ pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::{FolderRole, SourceMeta};
+    use crate::pipeline::{RawMessage, prepare};
+
+    fn scenario(name: &str) -> Vec<RawMessage> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/scenarios")
+            .join(name);
+        let mut out = Vec::new();
+        for (sub, folder) in [
+            ("inbox", FolderRole::Inbox),
+            ("junk", FolderRole::Junk),
+            ("sent", FolderRole::Sent),
+        ] {
+            let Ok(dir) = std::fs::read_dir(root.join(sub)) else {
+                continue;
+            };
+            let mut files: Vec<_> = dir.map(|f| f.unwrap().path()).collect();
+            files.sort();
+            for f in files {
+                out.push(RawMessage {
+                    raw: std::fs::read(f).unwrap(),
+                    meta: SourceMeta {
+                        folder,
+                        position: None,
+                        server_time: None,
+                    },
+                });
+            }
+        }
+        assert!(!out.is_empty(), "scenario {name}");
+        out
+    }
+
+    #[test]
+    fn a_derivation_left_unfinished_is_finished_on_open_without_recording_anything_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[desk]\nstaff_domains = [\"example-ca.test\"]\n\
+                    trusted_authserv_ids = [\"mx.example-ca.test\"]\n\
+                    [store]\npath = \"s.sqlite\"\n";
+        let config = crate::config::from_str(text, &dir.path().join("c.toml")).unwrap();
+        let now = crate::domain::timefmt::parse("2026-12-01T00:00:00Z").unwrap();
+        let mut desk = Desk::open(&config).unwrap();
+        let prepared = |desk: &Desk, msgs: Vec<RawMessage>| -> Vec<Prepared> {
+            msgs.into_iter()
+                .map(|m| prepare(m, desk.policy(), now, true))
+                .collect()
+        };
+        let first = prepared(&desk, scenario("keys"));
+        desk.record(first, Vec::new(), now, Derive::Now, None)
+            .unwrap();
+        // Recorded but not derived (a pass the service stopped in the middle of).
+        let second = prepared(&desk, scenario("closing"));
+        desk.record(second, Vec::new(), now, Derive::Later, None)
+            .unwrap();
+        let before = desk.events().unwrap().len();
+        drop(desk);
+        let mut desk = Desk::open(&config).unwrap();
+        desk.tick(now).unwrap();
+        let events = desk.events().unwrap();
+        let mut opened = std::collections::HashMap::new();
+        for (_, env) in &events {
+            if let Event::CaseOpened { case, .. } = &env.event {
+                *opened.entry(case.to_string()).or_insert(0) += 1;
+            }
+        }
+        assert!(opened.values().all(|&n| n == 1), "{opened:?}");
+        assert!(events.len() > before, "the second scenario was derived");
+        // And a restart with everything derived records nothing.
+        let after = events.len();
+        drop(desk);
+        let mut desk = Desk::open(&config).unwrap();
+        desk.tick(now).unwrap();
+        assert_eq!(desk.events().unwrap().len(), after);
+    }
+}

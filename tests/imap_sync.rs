@@ -137,7 +137,7 @@ impl Service {
             .map(|rows| {
                 rows.filter_map(Result::ok)
                     .map(|(b, e, n)| {
-                        let body = cprwatch::store::event_body(&b, e, n).unwrap();
+                        let body = cprwatch::store::event_body(&db, &b, e, n).unwrap();
                         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                         v["event"].clone()
                     })

@@ -47,10 +47,14 @@ fn seqs(store: &Path) -> Vec<i64> {
         .collect()
 }
 
+/// The content hashes of the stored messages, in hex whichever way a row keeps its key.
 fn message_hashes(store: &Path) -> Vec<String> {
     let conn = Connection::open(store).unwrap();
     let mut st = conn
-        .prepare("SELECT content_hash FROM messages ORDER BY content_hash")
+        .prepare(
+            "SELECT CASE typeof(content_hash) WHEN 'blob' THEN lower(hex(content_hash)) \
+             ELSE content_hash END AS h FROM messages ORDER BY h",
+        )
         .unwrap();
     st.query_map([], |r| r.get(0))
         .unwrap()
@@ -72,6 +76,53 @@ fn flip_blob(
     b[i] ^= 0x01;
     let sql = format!("UPDATE {table} SET {col} = ?1 WHERE {key_col} = ?2");
     assert_eq!(conn.execute(&sql, rusqlite::params![b, key]).unwrap(), 1);
+}
+
+/// A message's key as this version writes it: the 32 bytes of its content hash.
+fn key(hash: &str) -> Vec<u8> {
+    (0..hash.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hash[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Make the rows what schema 4 wrote: hashes and message keys as hex TEXT, every row stating
+/// its link (the store opens and verifies as it is; new rows keep them as 32-byte BLOBs, links
+/// implied).
+fn as_version_4(conn: &Connection) {
+    conn.execute_batch(
+        "PRAGMA foreign_keys = OFF; \
+         UPDATE messages SET content_hash = lower(hex(content_hash)) \
+         WHERE typeof(content_hash) = 'blob'; \
+         UPDATE positions SET content_hash = lower(hex(content_hash)) \
+         WHERE typeof(content_hash) = 'blob'; \
+         UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
+         UPDATE events SET prev_hash = coalesce( \
+             (SELECT e.hash FROM events e WHERE e.seq = events.seq - 1), \
+             '0000000000000000000000000000000000000000000000000000000000000000') \
+         WHERE typeof(prev_hash) = 'blob'; \
+         DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; \
+         DROP TABLE recorded; DROP INDEX clocks_due; DELETE FROM meta WHERE key LIKE 'tables_%'; \
+         UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+}
+
+/// State a link to another event's hash, as someone splicing the log would.
+fn forge_link(conn: &Connection, seq: i64) {
+    let other: Vec<u8> = conn
+        .query_row(
+            "SELECT CAST(hash AS BLOB) FROM events WHERE seq <> ?1 - 1 AND seq <> ?1 LIMIT 1",
+            [seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let other = match std::str::from_utf8(&other) {
+        Ok(hex) if hex.len() == 64 => hex.to_string(),
+        _ => other.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    let sql = "UPDATE events SET prev_hash = ?1 WHERE seq = ?2";
+    assert_eq!(conn.execute(sql, rusqlite::params![other, seq]).unwrap(), 1);
 }
 
 fn flip_hex_text(conn: &Connection, col: &str, seq: i64, pos: usize) {
@@ -104,32 +155,51 @@ fn intact_store_verifies() {
 }
 
 #[test]
+fn a_store_written_by_schema_4_opens_and_verifies() {
+    let desk = ingested();
+    let o = verify_damaged(&desk, as_version_4);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
 fn one_flipped_byte_in_an_event_is_named_by_its_seq() {
     let desk = ingested();
     let all = seqs(&desk.store());
     let picks = [all[0], all[all.len() / 2], *all.last().unwrap()];
-    for &seq in &picks {
-        for (col, pos) in [
-            ("body", 0usize),
-            ("body", 37),
-            ("body", usize::MAX),
-            ("prev_hash", 5),
-            ("hash", 63),
-        ] {
-            let o = verify_damaged(&desk, |c| match col {
-                "body" => flip_blob(c, "events", "body", "seq", &seq, pos),
-                _ => flip_hex_text(c, col, seq, pos),
-            });
-            let out = text(&o);
-            assert_eq!(
-                o.status.code(),
-                Some(1),
-                "event #{seq} {col}[{pos}] flipped:\n{out}"
-            );
-            assert!(
-                String::from_utf8_lossy(&o.stdout).contains(&format!("#{seq}")),
-                "event #{seq} {col}[{pos}] flipped: verify should name #{seq}:\n{out}"
-            );
+    // Rows as this version writes them (hash a 32-byte BLOB, the link implied), and as
+    // schema 4 wrote them (both hashes hex TEXT): every kind of damage is named.
+    for version in [5, 4] {
+        for &seq in &picks {
+            for (col, pos) in [
+                ("body", 0usize),
+                ("body", 37),
+                ("body", usize::MAX),
+                ("prev_hash", 5),
+                ("hash", 0),
+                ("hash", 63),
+            ] {
+                let o = verify_damaged(&desk, |c| {
+                    if version == 4 {
+                        as_version_4(c);
+                    }
+                    match (col, version) {
+                        ("body", _) => flip_blob(c, "events", "body", "seq", &seq, pos),
+                        ("prev_hash", 5) => forge_link(c, seq),
+                        ("hash", 5) => flip_blob(c, "events", "hash", "seq", &seq, pos),
+                        _ => flip_hex_text(c, col, seq, pos),
+                    }
+                });
+                let out = text(&o);
+                assert_eq!(
+                    o.status.code(),
+                    Some(1),
+                    "v{version} event #{seq} {col}[{pos}] damaged:\n{out}"
+                );
+                assert!(
+                    String::from_utf8_lossy(&o.stdout).contains(&format!("#{seq}")),
+                    "v{version} event #{seq} {col}[{pos}] damaged: verify should name #{seq}:\n{out}"
+                );
+            }
         }
     }
 }
@@ -143,9 +213,20 @@ fn one_flipped_byte_in_a_stored_message_names_the_message() {
         &hashes[hashes.len() / 2],
         hashes.last().unwrap(),
     ] {
-        for pos in [2usize, 100, usize::MAX] {
+        for (version, pos) in [
+            (5, 2usize),
+            (5, 100),
+            (5, usize::MAX),
+            (4, 2),
+            (4, usize::MAX),
+        ] {
             let o = verify_damaged(&desk, |c| {
-                flip_blob(c, "messages", "raw", "content_hash", h, pos)
+                if version == 4 {
+                    as_version_4(c);
+                    flip_blob(c, "messages", "raw", "content_hash", h, pos)
+                } else {
+                    flip_blob(c, "messages", "raw", "content_hash", &key(h), pos)
+                }
             });
             let out = text(&o);
             assert_eq!(
@@ -171,7 +252,7 @@ fn swapped_message_bodies_are_caught_by_their_content_hash() {
         let get = |h: &String| -> (Vec<u8>, i64) {
             c.query_row(
                 "SELECT raw, size FROM messages WHERE content_hash = ?1",
-                [h],
+                [key(h)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap()
@@ -181,7 +262,7 @@ fn swapped_message_bodies_are_caught_by_their_content_hash() {
         let set = |h: &String, raw: &Vec<u8>, size: i64| {
             c.execute(
                 "UPDATE messages SET raw = ?1, size = ?2 WHERE content_hash = ?3",
-                rusqlite::params![raw, size, h],
+                rusqlite::params![raw, size, key(h)],
             )
             .unwrap()
         };

@@ -352,7 +352,7 @@ pub fn replay(
 /// `cprwatch verify`: walk the hash chain; exit 1 naming the first bad event.
 pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
-    let store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
+    let mut store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
     let r = desk::verify(&store)?;
     if let Some(p) = r.problem {
         return Ok(Outcome::exit(format!("FAILED: {}\n", esc(&p)), 1));
@@ -362,7 +362,17 @@ pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
         r.events, r.messages, r.head
     );
     let settings = desk::settings(&config);
-    Ok(match desk::verify_tables(&store, &settings)? {
+    // Tables of another format or other settings (a new cprwatch) are not damage: with the
+    // log intact they are derived afresh first, as every command that reads them does.
+    let mut notes = Vec::new();
+    if desk::ensure_tables(&mut store, &settings)? {
+        notes.push(
+            "the cases and clocks tables were built by another cprwatch version or with other \
+             settings: rebuilt them from the log before comparing"
+                .to_string(),
+        );
+    }
+    let mut out = match desk::verify_tables(&store, &settings)? {
         desk::TablesCheck::Match { cases, clocks } => Outcome::ok(format!(
             "{head}tables: {cases} case and {clocks} clock versions equal a re-derivation from the log\n"
         )),
@@ -379,7 +389,9 @@ pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
             ),
             1,
         ),
-    })
+    };
+    out.stderr = notes_text(&notes);
+    Ok(out)
 }
 
 /// `cprwatch check-config`: validate the configuration and rules; print what was loaded.

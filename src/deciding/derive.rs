@@ -82,8 +82,16 @@ enum Mode {
     Stored {
         log: Box<dyn LogBacking>,
         /// Messages received since the last tick, to feed at the next (they sort after every
-        /// message fed).
+        /// message fed), while they are few.
         incoming: Vec<MessageFacts>,
+        /// More were received than are worth holding (a bulk load): the next tick reads those
+        /// after the last fed and up to this one back from the store (their batches committed
+        /// them), then feeds what it holds.
+        spilled: Option<ReceiptKey>,
+        /// The last message received, fed or not.
+        latest: Option<ReceiptKey>,
+        /// The earliest receipt time among messages received and not fed yet.
+        first_unfed: Option<Timestamp>,
         /// The last message fed.
         last_fed: Option<ReceiptKey>,
         /// The next tick derives again from this receipt time (an older message arrived, or
@@ -153,6 +161,11 @@ const VERSION_SLICE: usize = 2048;
 /// Table versions from which they are handed on by themselves, ahead of the tick's events.
 const VERSION_PIECE: usize = 10_000;
 
+/// Messages received between two ticks that a stored engine holds; beyond that it reads them
+/// back from the store at the tick (a bulk load derives once, at its end). Small in debug
+/// builds, so that the tests, whose loads are small, take both paths.
+const HELD_INCOMING: usize = if cfg!(debug_assertions) { 16 } else { 4096 };
+
 /// Messages read back from the store at once when deriving again.
 const REWIND_PAGE: usize = 2048;
 
@@ -206,6 +219,9 @@ impl Engine {
             mode: Mode::Stored {
                 log,
                 incoming: Vec::new(),
+                spilled: None,
+                latest: start.last_fed.clone(),
+                first_unfed: None,
                 last_fed: start.last_fed,
                 rewind_from: start.rewind_from,
                 messages: start.messages,
@@ -315,26 +331,44 @@ impl Engine {
             }
             Mode::Stored {
                 incoming,
-                last_fed,
+                spilled,
+                latest,
+                first_unfed,
                 rewind_from,
                 messages,
                 ..
             } => {
                 *messages += new_facts.len();
-                let latest = incoming.last().map(receipt_key).or(last_fed.clone());
-                if rewind_from.is_some() || latest.is_some_and(|l| receipt_key(first) <= l) {
+                if rewind_from.is_some()
+                    || latest.as_ref().is_some_and(|l| receipt_key(first) <= *l)
+                {
                     // An older message: derive again from its receipt time, reading every
                     // message from then on back from the store (these ones included, and
                     // those received earlier and not derived yet).
-                    let mut from = first.received_at;
-                    if let Some(unfed) = incoming.first() {
-                        from = from.min(unfed.received_at);
-                    }
+                    let from = first_unfed.map_or(first.received_at, |u| u.min(first.received_at));
                     *rewind_from = Some(rewind_from.map_or(from, |r| r.min(from)));
                 }
+                *first_unfed =
+                    Some(first_unfed.map_or(first.received_at, |u| u.min(first.received_at)));
+                if let Some(last) = new_facts.last().map(receipt_key)
+                    && latest.as_ref().is_none_or(|l| last > *l)
+                {
+                    *latest = Some(last);
+                }
                 if rewind_from.is_some() {
+                    // Read back from the store at the tick, with everything after.
                     incoming.clear();
+                    *spilled = None;
                 } else {
+                    if incoming.len() + new_facts.len() > HELD_INCOMING
+                        && let Some(last) = incoming.last()
+                    {
+                        // Those held came in batches committed before this one: the tick
+                        // reads them back. This batch's it holds until it commits them, with
+                        // what they derive.
+                        *spilled = Some(receipt_key(last));
+                        incoming.clear();
+                    }
                     incoming.extend(new_facts);
                 }
             }
@@ -505,6 +539,8 @@ impl Engine {
         let Mode::Stored {
             log,
             incoming,
+            spilled,
+            first_unfed,
             last_fed,
             rewind_from,
             ..
@@ -568,15 +604,33 @@ impl Engine {
             *last = Some(receipt_key(m));
             Ok(())
         };
-        if let Some(tb) = rewound {
-            let mut after: Option<ReceiptKey> = None;
-            loop {
+        // What to read back from the store: from the receipt time derived again, or the
+        // messages spilled, after the last fed.
+        let read_back = match (rewound, spilled.take()) {
+            (Some(tb), _) => Some((tb, None, None)),
+            (None, Some(until)) => Some((
+                last_fed
+                    .as_ref()
+                    .and_then(|k| {
+                        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(k.0)).ok()
+                    })
+                    .unwrap_or(time::PrimitiveDateTime::MIN.assume_utc()),
+                last_fed.clone(),
+                Some(until),
+            )),
+            (None, None) => None,
+        };
+        if let Some((tb, mut after, until)) = read_back {
+            'pages: loop {
                 let page = log.facts_from(tb, after.as_ref(), REWIND_PAGE);
                 let Some((key, _)) = page.last() else {
                     break;
                 };
                 after = Some(key.clone());
-                for (_, m) in &page {
+                for (key, m) in &page {
+                    if until.as_ref().is_some_and(|u| key > u) {
+                        break 'pages;
+                    }
                     feed(
                         projector,
                         m,
@@ -587,6 +641,8 @@ impl Engine {
                     )?;
                 }
             }
+        }
+        if rewound.is_some() {
             incoming.clear();
         } else {
             for m in std::mem::take(incoming) {
@@ -600,6 +656,7 @@ impl Engine {
                 )?;
             }
         }
+        *first_unfed = None;
         projector.settle();
         pending.versions.extend(projector.take_versions());
         let mut changes = projector.take_changes();

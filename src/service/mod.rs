@@ -245,13 +245,12 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     }
     // Batches already handed over are committed; no new ones are taken.
     inbox.close();
-    let mut deferred = false;
     while let Some(req) = inbox.recv().await {
-        deferred |= handle(&mut desk, req);
+        handle(&mut desk, req);
     }
-    if deferred {
-        derive(&mut desk);
-    }
+    // Whatever was recorded and not derived yet (a pass deferred its derivation to its last
+    // batch, or to the next tick) is derived before the desk closes.
+    derive(&mut desk);
     source_tasks.shutdown().await;
     info!("shutting down: all committed");
     Ok(())

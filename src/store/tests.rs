@@ -168,6 +168,11 @@ fn damaged_fixture() -> (tempfile::TempDir, std::path::PathBuf, Vec<StoredEvent>
     (dir, path, events)
 }
 
+/// A message's key as rows since schema 5 keep it: the 32 bytes of its content hash.
+fn key(hash: &str) -> Vec<u8> {
+    hex::decode(hash).unwrap()
+}
+
 /// Flip one byte of a column in one row, through raw SQL as an attacker with file access would.
 fn flip(
     path: &Path,
@@ -198,11 +203,102 @@ fn flip(
     assert_eq!(conn.execute(&sql, rusqlite::params![new, key]).unwrap(), 1);
 }
 
+/// Set a column of one `events` row through raw SQL.
+fn set_event_column(path: &Path, column: &str, seq: i64, value: rusqlite::types::Value) {
+    let conn = Connection::open(path).unwrap();
+    let sql = format!("UPDATE events SET {column} = ?1 WHERE seq = ?2");
+    assert_eq!(
+        conn.execute(&sql, rusqlite::params![value, seq]).unwrap(),
+        1
+    );
+}
+
+/// Make the store's rows what schema 4 wrote: hashes as hex TEXT, every row stating its link,
+/// messages keyed (and named by positions) by the hex of their content hash.
+fn to_version_4(path: &Path) {
+    Connection::open(path)
+        .unwrap()
+        .execute_batch(&format!(
+            "PRAGMA foreign_keys = OFF; \
+             UPDATE messages SET content_hash = lower(hex(content_hash)) \
+             WHERE typeof(content_hash) = 'blob'; \
+             UPDATE positions SET content_hash = lower(hex(content_hash)) \
+             WHERE typeof(content_hash) = 'blob'; \
+             UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
+             UPDATE events SET prev_hash = coalesce( \
+                 (SELECT e.hash FROM events e WHERE e.seq = events.seq - 1), '{}') \
+             WHERE typeof(prev_hash) = 'blob'; \
+             DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; \
+         DROP TABLE recorded; DROP INDEX clocks_due; DELETE FROM meta WHERE key LIKE 'tables_%'; \
+         UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+            chain::GENESIS
+        ))
+        .unwrap();
+}
+
+/// The ways an event row can be damaged, each applied to `seq` of the store at `path`: a
+/// flipped byte in the body or the hash (whichever way the row keeps it), and a link that
+/// is wrong (a stated one that names another hash, or one that is neither stated nor empty).
+fn event_damages(path: &Path, seq: i64, events: &[StoredEvent]) -> Vec<(String, Box<dyn Fn()>)> {
+    use rusqlite::types::Value;
+    let p = path.to_path_buf();
+    let mut out: Vec<(String, Box<dyn Fn()>)> = Vec::new();
+    for column in ["body", "hash"] {
+        let p = p.clone();
+        out.push((
+            format!("{column} flipped"),
+            Box::new(move || flip(&p, "events", column, "seq", &seq, 3)),
+        ));
+    }
+    // A stated link to another event's hash, as a forger splicing the log would write.
+    let other = events[(seq as usize) % events.len()].hash.clone();
+    let q = p.clone();
+    out.push((
+        "prev_hash names another event".into(),
+        Box::new(move || set_event_column(&q, "prev_hash", seq, Value::Text(other.clone()))),
+    ));
+    let q = p.clone();
+    out.push((
+        "prev_hash a blob".into(),
+        Box::new(move || set_event_column(&q, "prev_hash", seq, Value::Blob(vec![0; 32]))),
+    ));
+    let q = p.clone();
+    out.push((
+        "hash cut short".into(),
+        Box::new(move || set_event_column(&q, "hash", seq, Value::Blob(vec![0; 31]))),
+    ));
+    out
+}
+
 #[test]
 fn verify_names_the_damaged_event_for_every_column() {
+    for version in [5, 4] {
+        for seq in [1i64, 2, 3] {
+            for i in 0..event_damages(Path::new(""), seq, &damaged_fixture().2).len() {
+                let (_dir, path, events) = damaged_fixture();
+                let (what, damage) = event_damages(&path, seq, &events).swap_remove(i);
+                if version == 4 {
+                    to_version_4(&path);
+                }
+                damage();
+                let v = open_sqlite(&path).unwrap().verify().unwrap();
+                let bad = v
+                    .bad_event
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("v{version} {what} seq {seq}: {v}"));
+                assert_eq!(bad.seq, seq as u64, "v{version} {what}: {}", bad.problem);
+                assert_eq!(v.events_ok, seq as u64 - 1);
+                if seq > 1 {
+                    assert_eq!(v.head, events[seq as usize - 2].hash);
+                }
+            }
+        }
+    }
     for column in ["body", "prev_hash", "hash"] {
         for seq in [1i64, 2, 3] {
+            // Rows as schema 4 wrote them: a flipped hex digit in either hash is named too.
             let (_dir, path, events) = damaged_fixture();
+            to_version_4(&path);
             flip(&path, "events", column, "seq", &seq, 3);
             let v = open_sqlite(&path).unwrap().verify().unwrap();
             let bad = v
@@ -245,14 +341,14 @@ fn verify_names_the_damaged_message() {
         let conn = Connection::open(&path).unwrap();
         conn.query_row(
             "SELECT length(raw) FROM messages WHERE content_hash = ?1",
-            [&k_b],
+            [key(&k_b)],
             |r| r.get(0),
         )
         .unwrap()
     };
     for at in 0..len as usize {
         let (_dir, path, _) = damaged_fixture();
-        flip(&path, "messages", "raw", "content_hash", &k_b, at);
+        flip(&path, "messages", "raw", "content_hash", &key(&k_b), at);
         let store = open_sqlite(&path).unwrap();
         let v = store.verify().unwrap();
         let bad = v
@@ -280,13 +376,20 @@ fn verify_names_the_damaged_message() {
         .unwrap()
         .execute(
             "UPDATE messages SET size = size + 1 WHERE content_hash = ?1",
-            [&k_a],
+            [key(&k_a)],
         )
         .unwrap();
     let v = open_sqlite(&path).unwrap().verify().unwrap();
     assert_eq!(v.bad_message.unwrap().content_hash, k_a);
     let (_dir, path, _) = damaged_fixture();
-    flip(&path, "messages", "content_hash", "content_hash", &k_a, 5);
+    flip(
+        &path,
+        "messages",
+        "content_hash",
+        "content_hash",
+        &key(&k_a),
+        5,
+    );
     let v = open_sqlite(&path).unwrap().verify().unwrap();
     assert!(v.bad_message.unwrap().problem.contains("hash"));
 }
@@ -696,6 +799,90 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
 }
 
 #[test]
+fn a_version_4_store_reads_verifies_and_chains_on() {
+    let (_dir, path, events) = damaged_fixture();
+    to_version_4(&path);
+    let mut s = open_sqlite(&path).unwrap();
+    assert_eq!(s.events().unwrap(), events);
+    assert_eq!(s.events_from(2, 1).unwrap(), [events[1].clone()]);
+    assert!(s.verify().unwrap().is_ok());
+    // New rows are written the schema 5 way and link to the old ones.
+    let more = s.commit(batch(&[], &["{\"n\":4}"])).unwrap();
+    assert_eq!(more[0].prev_hash, events[2].hash);
+    assert_eq!(s.events_from(4, 10).unwrap(), more);
+    assert_eq!(s.events().unwrap()[..3], events[..]);
+    let v = s.verify().unwrap();
+    assert!(v.is_ok(), "{v}");
+    assert_eq!((v.events_ok, v.head.as_str()), (4, more[0].hash.as_str()));
+    drop(s);
+    let c = Connection::open(&path).unwrap();
+    let kinds: Vec<(String, String)> = c
+        .prepare("SELECT typeof(prev_hash), typeof(hash) FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let old = ("text".to_string(), "text".to_string());
+    let new = ("blob".to_string(), "blob".to_string());
+    assert_eq!(kinds, [old.clone(), old.clone(), old, new]);
+    drop(c);
+    // Its messages, keyed by hex text, are found; one read again is not stored twice, and a
+    // new position names it by that key; a new message is keyed by its 32 bytes.
+    let mut s = open_sqlite(&path).unwrap();
+    let old_key = msg("Subject: a\n\nfirst").content_hash().to_string();
+    assert!(s.has_message(&old_key).unwrap());
+    assert_eq!(
+        s.message(&old_key).unwrap().unwrap(),
+        b"Subject: a\n\nfirst"
+    );
+    let mut b = batch(&["Subject: a\n\nfirst", "Subject: c\n\nnew"], &[]);
+    b.positions[0].0 = "file:again".into();
+    let new_key = b.positions[1].1.clone();
+    s.commit(b).unwrap();
+    assert_eq!(s.position("file:again").unwrap(), Some(old_key.clone()));
+    assert_eq!(
+        s.position(&format!("file:test/1/{new_key}")).unwrap(),
+        Some(new_key.clone())
+    );
+    assert!(s.verify().unwrap().is_ok());
+    assert_eq!(s.verify().unwrap().messages_checked, 3);
+    drop(s);
+    let c = Connection::open(&path).unwrap();
+    let keys: Vec<String> = c
+        .prepare("SELECT typeof(content_hash) FROM messages ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(keys, ["text", "text", "blob"]);
+    let fk: i64 = c
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(fk, 0);
+    let v: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, sqlite::SCHEMA_VERSION.to_string());
+    drop(c);
+    // A new row's hash damaged after old rows is named; so is an old row's.
+    flip(&path, "events", "hash", "seq", &4i64, 0);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert_eq!(v.bad_event.unwrap().seq, 4);
+    flip(&path, "events", "hash", "seq", &4i64, 0);
+    flip(&path, "events", "hash", "seq", &2i64, 0);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert_eq!(v.bad_event.unwrap().seq, 2);
+}
+
+#[test]
 fn new_stores_use_larger_pages() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sqlite");
@@ -890,4 +1077,173 @@ mod tables {
             "complete deltas mark the tables complete through the log's head"
         );
     }
+}
+
+/// A message and event bodies about it (as the engine writes them: they quote its content
+/// hash and repeat its header), for bodies deflated against their message.
+fn mail_and_events() -> (NewMessage, Vec<String>) {
+    let m = msg(
+        "From: Reporter <reporter4091@reporter6.test>\r\nTo: cpr@example-ca.test\r\n\
+         Subject: Phishing site using your certificate 1230\r\n\
+         Message-ID: <bench-1230.980170@reporter.test>\r\n\r\nHello,\r\n\
+         Phishing at https://crt.sh/?id=1831779118\r\n",
+    );
+    let k = m.content_hash().to_string();
+    let events = vec![
+        format!(
+            "{{\"recorded_at\":\"2026-11-29T21:37:41Z\",\"event\":{{\"type\":\"message_received\",\
+             \"facts\":{{\"content_hash\":\"{k}\",\"message_id\":\"<bench-1230.980170@reporter.test>\",\
+             \"from\":\"reporter4091@reporter6.test\",\"to\":[\"cpr@example-ca.test\"],\
+             \"subject\":\"Phishing site using your certificate 1230\"}}}}}}"
+        ),
+        format!(
+            "{{\"recorded_at\":\"2026-11-29T21:37:41Z\",\"event\":{{\"type\":\"case_opened\",\
+             \"case\":\"CPR-2026-0001\",\"message\":\"{k}\",\
+             \"message_id\":\"<bench-1230.980170@reporter.test>\",\
+             \"reporter\":\"reporter4091@reporter6.test\",\
+             \"subject\":\"Phishing site using your certificate 1230\"}}}}"
+        ),
+    ];
+    (m, events)
+}
+
+fn encodings(path: &Path) -> Vec<i64> {
+    Connection::open(path)
+        .unwrap()
+        .prepare("SELECT encoding FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A store whose first event is about no message, then two about a message of the same commit,
+/// then one about it in a later commit (the message lately stored), then one in a commit of
+/// another process (which does not look the message up: stored against the vocabulary alone).
+fn mail_fixture() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<StoredEvent>,
+    String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let (m, bodies) = mail_and_events();
+    let k = m.content_hash().to_string();
+    let mut s = open_sqlite(&path).unwrap();
+    let mut events = s
+        .commit(Batch {
+            positions: vec![("file:m".into(), k.clone())],
+            messages: vec![m],
+            events: [compressible_events()[0].clone()]
+                .into_iter()
+                .chain(bodies.iter().cloned())
+                .map(String::into_bytes)
+                .collect(),
+            ..Batch::default()
+        })
+        .unwrap();
+    events.extend(
+        s.commit(batch(&[], &[&bodies[1].replace("0001", "0002")]))
+            .unwrap(),
+    );
+    drop(s);
+    let mut s = open_sqlite(&path).unwrap();
+    events.extend(
+        s.commit(batch(&[], &[&bodies[1].replace("0001", "0003")]))
+            .unwrap(),
+    );
+    (dir, path, events, k)
+}
+
+#[test]
+fn bodies_about_a_message_are_stored_against_it_and_read_back() {
+    let (_dir, path, events, k) = mail_fixture();
+    assert_eq!(encodings(&path), [1, 2, 2, 2, 1]);
+    let s = open_sqlite(&path).unwrap();
+    assert_eq!(s.events().unwrap(), events);
+    assert_eq!(s.events_from(3, 1).unwrap(), [events[2].clone()]);
+    assert!(s.verify().unwrap().is_ok());
+    // The bodies are smaller than against the vocabulary alone.
+    let c = Connection::open(&path).unwrap();
+    for e in &events[1..4] {
+        let stored: Vec<u8> = c
+            .query_row(
+                "SELECT body FROM events WHERE seq = ?1",
+                [e.seq as i64],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hex::encode(&stored[..32]), k);
+        let alone = body::deflated(&e.body).unwrap();
+        assert!(
+            stored.len() < alone.len(),
+            "{} vs {}",
+            stored.len(),
+            alone.len()
+        );
+        // Tools reading the file with SQL get the canonical bytes too.
+        assert_eq!(
+            sqlite::event_body(&c, &stored, 2, Some(e.body.len() as i64)).unwrap(),
+            e.body
+        );
+    }
+}
+
+#[test]
+fn every_flipped_byte_of_a_body_stored_against_its_message_is_named() {
+    let (_dir, path, events, _) = mail_fixture();
+    for seq in [2i64, 4] {
+        for at in 0..stored_len(&path, seq) {
+            flip(&path, "events", "body", "seq", &seq, at);
+            let s = open_sqlite(&path).unwrap();
+            let v = s.verify().unwrap();
+            let bad = v
+                .bad_event
+                .as_ref()
+                .unwrap_or_else(|| panic!("seq {seq} byte {at} went unnoticed: {v}"));
+            assert_eq!(bad.seq, seq as u64, "byte {at}: {}", bad.problem);
+            assert_eq!(v.head, events[seq as usize - 2].hash);
+            match s.events() {
+                Err(StoreError::CorruptEvent { seq: s, .. }) => assert_eq!(s, seq as u64),
+                Err(e) => panic!("{e}"),
+                Ok(read) => assert_ne!(read[seq as usize - 1].body, events[seq as usize - 1].body),
+            }
+            drop(s);
+            flip(&path, "events", "body", "seq", &seq, at); // undo
+        }
+    }
+    assert!(open_sqlite(&path).unwrap().verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_damaged_message_names_itself_and_the_events_stored_against_it() {
+    let (_dir, path, _, k) = mail_fixture();
+    flip(&path, "messages", "raw", "content_hash", &key(&k), 20);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    assert_eq!(v.bad_message.as_ref().unwrap().content_hash, k);
+    let bad = v.bad_event.unwrap();
+    assert_eq!(bad.seq, 2, "{}", bad.problem);
+    assert!(
+        bad.problem.contains(&format!("message {k} is corrupt")),
+        "{}",
+        bad.problem
+    );
+    // A message that is gone: the event says which one it needs.
+    let (_dir, path, _, k) = mail_fixture();
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM positions;")
+        .unwrap();
+    c.execute("DELETE FROM messages WHERE content_hash = ?1", [key(&k)])
+        .unwrap();
+    drop(c);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    let bad = v.bad_event.unwrap();
+    assert_eq!(bad.seq, 2);
+    assert!(
+        bad.problem.contains(&k) && bad.problem.contains("does not hold"),
+        "{}",
+        bad.problem
+    );
 }
