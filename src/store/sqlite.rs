@@ -393,7 +393,7 @@ impl SqliteStore {
         let rows = st
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    super::sqlite_fold::hash_hex(&r.get::<_, Vec<u8>>(0)?),
                     crate::domain::ids::CaseId::new(r.get(1)?, r.get(2)?),
                 ))
             })
@@ -413,7 +413,13 @@ impl SqliteStore {
                 "SELECT received_at, staff, content_hash FROM receipts \
                  ORDER BY received_at DESC, staff DESC, content_hash DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        super::sqlite_fold::hash_hex(&r.get::<_, Vec<u8>>(2)?),
+                    ))
+                },
             )
             .optional()
             .map_err(sql("read derivation state"))?;

@@ -28,19 +28,19 @@ CREATE TABLE fold (
 CREATE TABLE receipts (
     received_at  INTEGER NOT NULL,
     staff        INTEGER NOT NULL,
-    content_hash TEXT NOT NULL,
+    content_hash BLOB NOT NULL,
     seq          INTEGER NOT NULL,
     PRIMARY KEY (received_at, staff, content_hash)
 ) WITHOUT ROWID;
 CREATE TABLE case_numbers (
-    founder TEXT PRIMARY KEY,
+    founder BLOB PRIMARY KEY,
     year    INTEGER NOT NULL,
     number  INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX case_numbers_by_year ON case_numbers (year, number);
 CREATE TABLE recorded (
     space INTEGER NOT NULL,
-    key   TEXT NOT NULL,
+    key   BLOB NOT NULL,
     value BLOB NOT NULL,
     PRIMARY KEY (space, key)
 ) WITHOUT ROWID;
@@ -260,7 +260,7 @@ impl Backing for StoreBacking {
             .log
             .prepare_cached("SELECT year, number FROM case_numbers WHERE founder = ?1")
             .and_then(|mut st| {
-                st.query_row(params![founder], |r| {
+                st.query_row(params![hash_key(founder)], |r| {
                     Ok(CaseId::new(r.get::<_, i32>(0)?, r.get::<_, u32>(1)?))
                 })
                 .optional()
@@ -290,8 +290,11 @@ impl RecordedBacking for StoreBacking {
             .log
             .prepare_cached("SELECT value FROM recorded WHERE space = ?1 AND key = ?2")
             .and_then(|mut st| {
-                st.query_row(params![space.code(), key], |r| r.get(0))
-                    .optional()
+                st.query_row(
+                    params![space.code(), recorded_key(space.code(), key)],
+                    |r| r.get(0),
+                )
+                .optional()
             })
             .map_err(sql("read the log's account"));
         self.keep(r)
@@ -319,7 +322,12 @@ impl StoreBacking {
         let r = self
             .log
             .prepare_cached("SELECT founder FROM case_numbers WHERE year = ?1 AND number = ?2")
-            .and_then(|mut st| st.query_row(params![year, number], |r| r.get(0)).optional())
+            .and_then(|mut st| {
+                st.query_row(params![year, number], |r| {
+                    Ok(hash_hex(&r.get::<_, Vec<u8>>(0)?))
+                })
+                .optional()
+            })
             .map_err(sql("read case numbers"));
         self.keep(r)
     }
@@ -367,6 +375,34 @@ impl StoreBacking {
 /// A message's place in receipt order, as the `receipts` index keeps it.
 pub(crate) type ReceiptKey = (i64, bool, String);
 
+/// A content hash (or another SHA-256 in hex) as the indexes keep it: its 32 bytes, half its
+/// hex digits, and in the same order. Anything else (never made by cprwatch) stays as its text.
+pub(super) fn hash_key(hex_digits: &str) -> Vec<u8> {
+    match hex::decode(hex_digits) {
+        Ok(b) if b.len() == 32 => b,
+        _ => hex_digits.as_bytes().to_vec(),
+    }
+}
+
+/// A key of [`hash_key`] back as the hex digits.
+pub(super) fn hash_hex(key: &[u8]) -> String {
+    if key.len() == 32 {
+        hex::encode(key)
+    } else {
+        String::from_utf8_lossy(key).into_owned()
+    }
+}
+
+/// The key of a row of the log's account: content hashes and digests as 32 bytes, the rest as
+/// their text.
+pub(super) fn recorded_key(space: i64, key: &str) -> Vec<u8> {
+    if space == RecSpace::Placement.code() || space == RecSpace::Ignored.code() {
+        hash_key(key)
+    } else {
+        key.as_bytes().to_vec()
+    }
+}
+
 /// The next `limit` received messages after `after` in receipt order: their places and the seqs
 /// of their `message_received` events.
 pub(super) fn receipts_after(
@@ -377,7 +413,7 @@ pub(super) fn receipts_after(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(ReceiptKey, u64)> {
         Ok((
-            (r.get(0)?, r.get(1)?, r.get(2)?),
+            (r.get(0)?, r.get(1)?, hash_hex(&r.get::<_, Vec<u8>>(2)?)),
             r.get::<_, i64>(3)? as u64,
         ))
     };
@@ -394,7 +430,10 @@ pub(super) fn receipts_after(
                  WHERE (received_at, staff, content_hash) > (?1, ?2, ?3) \
                  ORDER BY received_at, staff, content_hash LIMIT ?4",
             )
-            .and_then(|mut st| st.query_map(params![t, s, h, limit], map)?.collect()),
+            .and_then(|mut st| {
+                st.query_map(params![t, s, hash_key(h), limit], map)?
+                    .collect()
+            }),
     };
     rows.map_err(sql("read messages in receipt order"))
 }

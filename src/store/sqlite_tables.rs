@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use super::sqlite_fold::{hash_key, recorded_key};
 use crate::deciding::tables::{
     self, CaseVersion, ClockVersion, Delta, Item, ItemKind, Version, secs,
 };
@@ -123,8 +124,8 @@ pub(super) fn index_events(
     for (seq, index) in events {
         for (space, key, value) in &index.recorded {
             match value {
-                Some(v) => put.execute(params![space, key, v]),
-                None => delete.execute(params![space, key]),
+                Some(v) => put.execute(params![space, recorded_key(*space, key), v]),
+                None => delete.execute(params![space, recorded_key(*space, key)]),
             }
             .map_err(sql(ACTION))?;
         }
@@ -134,14 +135,19 @@ pub(super) fn index_events(
         }
         if let Some(r) = &index.receipt {
             receipts
-                .execute(params![r.at_nanos, r.staff, r.content_hash, *seq as i64])
+                .execute(params![
+                    r.at_nanos,
+                    r.staff,
+                    hash_key(&r.content_hash),
+                    *seq as i64
+                ])
                 .map_err(sql(ACTION))?;
         }
         if let Some((founder, case)) = &index.opened
             && let Some((year, number)) = case.year_and_number()
         {
             numbers
-                .execute(params![founder, year, number])
+                .execute(params![hash_key(founder), year, number])
                 .map_err(sql(ACTION))?;
         }
     }
