@@ -784,7 +784,7 @@ fn project_from_store(
         return Err(DeskError::Unreadable);
     }
     p.settle();
-    Ok(p.into_projection())
+    Ok(p.snapshot())
 }
 
 /// The engine as the log leaves it.

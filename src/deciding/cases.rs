@@ -277,7 +277,7 @@ pub(crate) fn project(
 ) -> Projection {
     let mut p = Projector::new(assigned, settings);
     p.feed(messages);
-    p.into_projection()
+    p.snapshot()
 }
 
 impl Threads for Projector {
@@ -428,29 +428,8 @@ impl Projector {
         self.refresh();
     }
 
-    /// Everything derived, as one projection (for a projector that held everything).
-    pub(crate) fn into_projection(self) -> Projection {
-        let mut cases: Vec<(usize, Case)> = self
-            .cases
-            .into_values()
-            .flatten()
-            .map(|s| (s.ord, s.case))
-            .collect();
-        cases.sort_by_key(|(ord, _)| *ord);
-        Projection {
-            cases: cases.into_iter().map(|(_, c)| c).collect(),
-            clocks: self
-                .clocks
-                .into_iter()
-                .filter_map(|(id, c)| c.map(|c| (id, c)))
-                .collect(),
-            placements: self.placements,
-            ignored: self.ignored,
-        }
-    }
-
-    /// A copy of everything held, as one projection.
-    #[cfg(test)]
+    /// A copy of everything held, as one projection (all of it, for a projector that held
+    /// everything).
     pub(crate) fn snapshot(&self) -> Projection {
         let mut cases: Vec<(usize, Case)> = self
             .cases
@@ -597,14 +576,20 @@ impl Projector {
         self.certs.get_mut(r).and_then(Option::as_mut)
     }
 
-    fn strings(&mut self, space: Space, key: &str) -> Vec<String> {
+    /// A list kept under `space` and `key` (empty when there is none); a value that does not
+    /// decode marks the projection damaged.
+    fn list<T>(&mut self, space: Space, key: &str, decode: fn(&[u8]) -> Option<Vec<T>>) -> Vec<T> {
         let Some(v) = self.value(space, key) else {
             return Vec::new();
         };
-        fold::decode_strings(&v).unwrap_or_else(|| {
+        decode(&v).unwrap_or_else(|| {
             self.damaged = true;
             Vec::new()
         })
+    }
+
+    fn strings(&mut self, space: Space, key: &str) -> Vec<String> {
+        self.list(space, key, fold::decode_strings)
     }
 
     fn alias(&mut self, name: &str) -> Option<String> {
@@ -612,33 +597,15 @@ impl Projector {
     }
 
     fn key_sightings(&mut self, k: &str) -> Sightings {
-        let Some(v) = self.value(Space::KeySightings, k) else {
-            return Vec::new();
-        };
-        fold::decode_seen(&v).unwrap_or_else(|| {
-            self.damaged = true;
-            Vec::new()
-        })
+        self.list(Space::KeySightings, k, fold::decode_seen)
     }
 
     fn stops(&mut self, target: &str) -> Vec<Stop> {
-        let Some(v) = self.value(Space::Stops, target) else {
-            return Vec::new();
-        };
-        fold::decode_stops(&v).unwrap_or_else(|| {
-            self.damaged = true;
-            Vec::new()
-        })
+        self.list(Space::Stops, target, fold::decode_stops)
     }
 
     fn decisions(&mut self, target: &str) -> Vec<Decision> {
-        let Some(v) = self.value(Space::Decisions, target) else {
-            return Vec::new();
-        };
-        fold::decode_decisions(&v).unwrap_or_else(|| {
-            self.damaged = true;
-            Vec::new()
-        })
+        self.list(Space::Decisions, target, fold::decode_decisions)
     }
 
     fn clock_exists(&mut self, id: &ClockId) -> bool {
