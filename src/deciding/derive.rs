@@ -158,8 +158,10 @@ impl Restoring {
 /// Messages fed to the projector between two looks at how many table versions it made.
 const VERSION_SLICE: usize = 2048;
 
-/// Table versions from which they are handed on by themselves, ahead of the tick's events.
-const VERSION_PIECE: usize = 10_000;
+/// Table versions from which they are handed on by themselves, ahead of the tick's events
+/// (and a stored engine forgets what it held). Small in debug builds, so that the tests, whose
+/// ticks are small, take that path too.
+const VERSION_PIECE: usize = if cfg!(debug_assertions) { 64 } else { 10_000 };
 
 /// Messages received between two ticks that a stored engine holds; beyond that it reads them
 /// back from the store at the tick (a bulk load derives once, at its end). Small in debug
