@@ -41,6 +41,10 @@ use crate::deciding::clock::Clock;
 use crate::deciding::tables::Delta;
 use crate::domain::model::Timestamp;
 
+/// Bytes of write-ahead log past which the writer checkpoints and truncates it itself (see
+/// [`SqliteStore::checkpoint_in_background`]).
+const WAL_FORCE_CHECKPOINT: u64 = 256 << 20;
+
 /// The schema this code writes. Bump it with a migration in [`SqliteStore::open`].
 ///
 /// Version 5 adds the projector's fold rows and three indexes of the log ([`SCHEMA_V5`]), and
@@ -359,6 +363,19 @@ impl SqliteStore {
         }
         if let Some(c) = &self.checkpointer {
             c.committed(written);
+        }
+        // A derivation rewrites pages all over the tables in every commit, faster than a
+        // background checkpoint that waits for nobody can copy them back, and the log only
+        // starts over once one has caught up. Past a bound, the writer itself waits for a full
+        // checkpoint and truncates the log: a pause in a long job, never an unbounded file.
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_FORCE_CHECKPOINT) {
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "cannot checkpoint the write-ahead log; will retry");
+            }
         }
     }
 
