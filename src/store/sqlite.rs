@@ -369,13 +369,12 @@ impl SqliteStore {
         // starts over once one has caught up. Past a bound, the writer itself waits for a full
         // checkpoint and truncates the log: a pause in a long job, never an unbounded file.
         let wal = PathBuf::from(format!("{}-wal", self.path.display()));
-        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_FORCE_CHECKPOINT) {
-            if let Err(e) = self
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_FORCE_CHECKPOINT)
+            && let Err(e) = self
                 .conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            {
-                tracing::warn!(error = %e, "cannot checkpoint the write-ahead log; will retry");
-            }
+        {
+            tracing::warn!(error = %e, "cannot checkpoint the write-ahead log; will retry");
         }
     }
 
