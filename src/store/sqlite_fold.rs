@@ -181,6 +181,10 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql("open a reader"))?;
+    // Point lookups, mostly of what was just written: the operating system's cache serves
+    // them, and a large page cache per reader would only grow with the store.
+    conn.pragma_update(None, "cache_size", -512)
+        .map_err(sql("open a reader"))?;
     Ok(conn)
 }
 
