@@ -18,7 +18,8 @@ use super::chain;
 pub struct NewMessage {
     content_hash: String,
     raw: Vec<u8>,
-    compressed: Option<Vec<u8>>,
+    /// The compressed form, with the trained dictionary it was made with (its serial), if any.
+    compressed: Option<(Vec<u8>, Option<u64>)>,
 }
 
 impl NewMessage {
@@ -48,7 +49,8 @@ impl NewMessage {
     /// dictionary `codec` holds by now (if any).
     pub(crate) fn compress(&mut self, codec: &MessageCodec) {
         if self.compressed.is_none() {
-            self.compressed = Some(compress(&self.raw, codec.trained()));
+            let trained = codec.trained();
+            self.compressed = Some((compress(&self.raw, trained), trained.map(|t| t.serial)));
         }
     }
 
@@ -58,12 +60,14 @@ impl NewMessage {
         self.compressed.is_some()
     }
 
-    /// The compressed bytes: made earlier by [`NewMessage::compress`] (whatever dictionary it
-    /// had then: every form reads back), or now with `codec`'s.
+    /// The compressed bytes with `codec`'s dictionary: made earlier by
+    /// [`NewMessage::compress`], or now if that had none or another (messages prepared while
+    /// the store trained its dictionary: a few batches, once in a store's life).
     pub(crate) fn compressed(&self, codec: &MessageCodec) -> std::borrow::Cow<'_, [u8]> {
+        let trained = codec.trained();
         match &self.compressed {
-            Some(c) => std::borrow::Cow::Borrowed(c),
-            None => std::borrow::Cow::Owned(compress(&self.raw, codec.trained())),
+            Some((c, with)) if *with == trained.map(|t| t.serial) => std::borrow::Cow::Borrowed(c),
+            _ => std::borrow::Cow::Owned(compress(&self.raw, trained)),
         }
     }
 }
@@ -661,9 +665,15 @@ pub(crate) mod tests {
         let mut m = NewMessage::new(big.clone());
         m.compress(&codec);
         assert!(!m.compressed(&codec).starts_with(&ZSTD_MAGIC));
+        // Prepared before the store trained, stored after: compressed again with it.
         codec.set(t.clone());
+        assert!(m.compressed(&codec).starts_with(&ZSTD_MAGIC));
         let mut m = NewMessage::new(big.clone());
         m.compress(&codec);
+        assert!(matches!(
+            m.compressed(&codec),
+            std::borrow::Cow::Borrowed(_)
+        ));
         let z = m.compressed(&codec);
         assert!(z.starts_with(&ZSTD_MAGIC));
         assert_eq!(decompress(&z, big.len() as u64, &dicts).unwrap(), big);
