@@ -10,7 +10,8 @@
 //! Size: event bodies are deflated against a dictionary of the event vocabulary, and those about
 //! a message against its start too ([`super::body`]), each row keeps its hash as 32 bytes and its
 //! link implied ([`SCHEMA_VERSION`]), messages are deflated against a dictionary of mail
-//! vocabulary ([`super::message`]), pages are
+//! vocabulary until the store holds enough of them to train a zstd dictionary on its own mail,
+//! then compressed against that ([`super::message::Trained`], [`SCHEMA_V6`]), pages are
 //! 16 KiB ([`PAGE_SIZE`]) and the WAL is cut back after a bulk import ([`WAL_SIZE_LIMIT`]). The
 //! log is append-only, so pages are never freed and `auto_vacuum` would only add pointer-map
 //! pages (the one exception, the `positions` table the migration to 3 replaces, leaves free
