@@ -67,7 +67,29 @@ fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
 
 /// Preliminary-report clocks started in events after `after`. Bodies are stored compactly, so
 /// they are decoded here rather than looked into with SQL.
+/// Wait until the cases and clocks are derived through the log's head: a derivation commits
+/// the mail with its first piece, and a large one (or any in a debug build) takes more
+/// commits to finish.
+fn wait_derived(db: &rusqlite::Connection) {
+    let start = Instant::now();
+    loop {
+        let through = count(
+            db,
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'tables_through'",
+        );
+        if through > 0 && through == count(db, "SELECT max(seq) FROM events") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "derivation did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn preliminary_clocks_after(db: &rusqlite::Connection, after: i64) -> i64 {
+    wait_derived(db);
     let Ok(mut st) = db.prepare_cached("SELECT body, encoding, size FROM events WHERE seq > ?1")
     else {
         return 0;

@@ -26,7 +26,7 @@ use crate::domain::event::MessageFacts;
 use crate::domain::model::{FolderRole, SourceMeta, Timestamp};
 use crate::reading::facts::{self, Policy};
 use crate::source::{self, SourceError};
-use crate::store::NewMessage;
+use crate::store::{MessageCodec, NewMessage};
 
 pub use crate::source::RawMessage;
 
@@ -68,11 +68,16 @@ impl Prepared {
 /// it. Pure; the [`Preparer`]'s threads run it.
 pub fn prepare(m: RawMessage, policy: &Policy, now: Timestamp, compress: bool) -> Prepared {
     let mut p = Prepared::raw(m.raw, m.meta);
-    fill(&mut p, policy, now, compress);
+    fill(
+        &mut p,
+        policy,
+        now,
+        compress.then(MessageCodec::default).as_ref(),
+    );
     p
 }
 
-fn fill(p: &mut Prepared, policy: &Policy, now: Timestamp, compress: bool) {
+fn fill(p: &mut Prepared, policy: &Policy, now: Timestamp, compress: Option<&MessageCodec>) {
     p.facts = Some(facts::message_facts(
         p.message.raw(),
         p.message.content_hash(),
@@ -80,8 +85,8 @@ fn fill(p: &mut Prepared, policy: &Policy, now: Timestamp, compress: bool) {
         policy,
         now,
     ));
-    if compress {
-        p.message.compress();
+    if let Some(codec) = compress {
+        p.message.compress(codec);
     }
 }
 
@@ -108,7 +113,8 @@ struct Job {
 /// What every preparing thread shares.
 struct Shared {
     policy: Arc<Policy>,
-    compress: bool,
+    /// How the store compresses messages, if it does.
+    compress: Option<MessageCodec>,
     /// Content hashes recorded or prepared so far, when the caller reads mostly what it has
     /// (a re-import): their facts are not worked out again.
     seen: Option<Mutex<HashSet<String>>>,
@@ -132,7 +138,7 @@ impl Shared {
                     None => true,
                 };
                 if new {
-                    fill(&mut p, &self.policy, now, self.compress);
+                    fill(&mut p, &self.policy, now, self.compress.as_ref());
                 }
                 p
             })
@@ -167,7 +173,7 @@ impl Preparer {
     /// before are only hashed.
     pub(crate) fn start(
         policy: Arc<Policy>,
-        compress: bool,
+        compress: Option<MessageCodec>,
         seen: Option<HashSet<String>>,
         recorded: Option<crate::store::Known>,
     ) -> Result<Preparer, PrepareError> {
@@ -214,7 +220,7 @@ impl Preparer {
     pub(crate) fn for_desk(desk: &Desk, skip_recorded: bool) -> Result<Preparer, PrepareError> {
         Preparer::start(
             Arc::new(desk.policy().clone()),
-            desk.store().keeps_compressed(),
+            desk.store().message_codec(),
             skip_recorded.then(HashSet::new),
             if skip_recorded {
                 desk.store().known()
@@ -445,7 +451,7 @@ mod tests {
     #[test]
     fn a_message_read_twice_is_prepared_once() {
         let policy = Arc::new(desk().policy().clone());
-        let preparer = Preparer::start(policy, false, Some(HashSet::new()), None).unwrap();
+        let preparer = Preparer::start(policy, None, Some(HashSet::new()), None).unwrap();
         let raw = b"From: r@reporter.test\r\nSubject: x\r\n\r\nhttps://crt.sh/?id=7\r\n".to_vec();
         let meta = |pos: &str| SourceMeta {
             folder: FolderRole::Inbox,
@@ -478,7 +484,7 @@ mod tests {
     #[test]
     fn awaited_and_waited_batches_are_prepared_alike() {
         let policy = Arc::new(desk().policy().clone());
-        let preparer = Preparer::start(policy, true, None, None).unwrap();
+        let preparer = Preparer::start(policy, Some(MessageCodec::default()), None, None).unwrap();
         let raw =
             b"From: r@reporter.test\r\nSubject: key compromise\r\n\r\nhttps://crt.sh/?id=7\r\n"
                 .to_vec();

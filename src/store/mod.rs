@@ -29,7 +29,7 @@ mod sqlite_fold;
 mod sqlite_tables;
 
 pub use memory::MemoryStore;
-pub use message::NewMessage;
+pub use message::{MessageCodec, NewMessage};
 pub use sqlite::{SqliteStore, TablesState, event_body};
 pub use sqlite_fold::StoreBacking;
 
@@ -156,10 +156,12 @@ pub trait Store: Send {
     /// every stored message's bytes hash to its key. Damage is reported in the result, not as
     /// an error: an error means the store could not be read at all.
     fn verify(&self) -> Result<Verification, StoreError>;
-    /// Whether this store keeps messages compressed, so that a source preparing messages on
-    /// its own thread should compress them there ([`NewMessage::compress`]).
-    fn keeps_compressed(&self) -> bool {
-        false
+    /// How this store compresses messages, if it keeps them compressed: a source preparing
+    /// messages on its own thread should compress them there ([`NewMessage::compress`]).
+    /// The codec follows the store: once it has trained a dictionary, messages prepared after
+    /// use it.
+    fn message_codec(&self) -> Option<MessageCodec> {
+        None
     }
     /// The SQLite store behind this one, if it is one (the engine then works over it).
     fn as_sqlite(&self) -> Option<&SqliteStore> {

@@ -10,7 +10,8 @@
 //! Size: event bodies are deflated against a dictionary of the event vocabulary, and those about
 //! a message against its start too ([`super::body`]), each row keeps its hash as 32 bytes and its
 //! link implied ([`SCHEMA_VERSION`]), messages are deflated against a dictionary of mail
-//! vocabulary ([`super::message`]), pages are
+//! vocabulary until the store holds enough of them to train a zstd dictionary on its own mail,
+//! then compressed against that ([`super::message::Trained`], [`SCHEMA_V6`]), pages are
 //! 16 KiB ([`PAGE_SIZE`]) and the WAL is cut back after a bulk import ([`WAL_SIZE_LIMIT`]). The
 //! log is append-only, so pages are never freed and `auto_vacuum` would only add pointer-map
 //! pages (the one exception, the `positions` table the migration to 3 replaces, leaves free
@@ -22,6 +23,7 @@
 
 use super::body::{self, Encoding};
 use super::checkpointer::Checkpointer;
+use super::message::{Dictionaries, MessageCodec, Trained};
 use super::sqlite_fold::{ReceiptKey, SCHEMA_V5, StoreBacking};
 use super::sqlite_tables::{self as tables_sql, SCHEMA_V4};
 use super::{
@@ -68,7 +70,25 @@ const WAL_FORCE_CHECKPOINT: u64 = 256 << 20;
 /// position). A row written before keeps its hex TEXT key, and a position naming it names it
 /// so: a message is looked up by both forms of its key ([`key_forms`]), and a position takes
 /// the key as its message's row has it.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+///
+/// Version 6 adds `dictionaries` ([`SCHEMA_V6`]): new messages may be zstd frames compressed
+/// against a dictionary trained on the store's own mail, which an older cprwatch cannot read.
+pub(crate) const SCHEMA_VERSION: i64 = 6;
+
+/// Version 6: dictionaries trained on the store's own mail ([`super::message::Trained`]), by
+/// zstd's id of them, which every message compressed with one names in its frame header.
+/// `trained_on` is how many messages the store held when it was trained. Never changed nor
+/// removed: the rows compressed against a dictionary are readable only with it. Messages
+/// stored before (and all of them in a store with too little mail to train on) stay deflated.
+/// `IF NOT EXISTS`: a store an older cprwatch opened again (it refuses schema 6, but a copy
+/// taken back by hand keeps the table) migrates all the same.
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS dictionaries (
+    id         INTEGER PRIMARY KEY,
+    trained_on INTEGER NOT NULL,
+    content    BLOB NOT NULL
+);
+";
 
 /// Portable DDL. Later, in the same transaction as the rest of a batch (see [`Batch`]):
 /// `outbox(id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL REFERENCES events(seq),
@@ -168,6 +188,15 @@ pub struct SqliteStore {
     path: PathBuf,
     /// The first bytes of messages lately stored or read, for bodies deflated against them.
     mails: RefCell<MailPrefixes>,
+    /// The dictionary new messages are compressed with, once trained.
+    codec: MessageCodec,
+    /// Until a dictionary is trained: how many messages the store holds (counted at the
+    /// first commit), and whether training was tried and failed (not tried again until the
+    /// store is opened again).
+    untrained: Option<u64>,
+    train_failed: bool,
+    /// How many stored messages a dictionary is trained on, once there are that many.
+    train_on: usize,
 }
 
 /// The first [`body::MAIL_PREFIX`] bytes of the messages lately stored or read, by content hash:
@@ -226,17 +255,60 @@ fn mail_prefix(
         ValueRef::Integer(n) => u64::try_from(n).map_err(|_| format!("size column is {n}"))?,
         other => return Err(format!("size is stored as {:?}", other.data_type())),
     };
+    let dicts = |id| dictionary(conn, id);
     let prefix: Arc<[u8]> = if whole {
         let size = i64::try_from(size).unwrap_or(i64::MAX);
-        let mut raw = decompress_checked(hash, raw, size)
+        let mut raw = decompress_checked(hash, raw, size, &dicts)
             .map_err(|problem| format!("message {hash} is corrupt: {problem}"))?;
         raw.truncate(body::MAIL_PREFIX);
         raw.into()
     } else {
-        super::message::decompress_prefix(raw, size, body::MAIL_PREFIX)?.into()
+        super::message::decompress_prefix(raw, size, body::MAIL_PREFIX, &dicts)?.into()
     };
     cache.borrow_mut().put(hash, prefix.clone());
     Ok(prefix)
+}
+
+/// The trained dictionaries read in this process, by store file and id: a dictionary never
+/// changes once stored (a later one gets another id), and readers such as
+/// [`event_at`] have no store of their own to keep them in. `verify` reads them afresh
+/// ([`read_dictionary`]).
+static DICTIONARIES: std::sync::Mutex<Vec<(String, Arc<Trained>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The trained dictionary `id` of the store `conn` reads.
+fn dictionary(conn: &Connection, id: u32) -> Result<Arc<Trained>, String> {
+    let file = conn.path().unwrap_or_default().to_string();
+    let mut cache = DICTIONARIES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, t)) = cache.iter().find(|(f, t)| *f == file && t.id() == id) {
+        return Ok(t.clone());
+    }
+    let t = read_dictionary(conn, id)?;
+    // A process opens few stores, each with a dictionary or two: a short list.
+    if cache.len() >= 64 {
+        cache.remove(0);
+    }
+    cache.push((file, t.clone()));
+    Ok(t)
+}
+
+/// The trained dictionary `id` as the store holds it now, checked to be the one it names.
+fn read_dictionary(conn: &Connection, id: u32) -> Result<Arc<Trained>, String> {
+    let bytes: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT content FROM dictionaries WHERE id = ?1")
+        .and_then(|mut st| st.query_row(params![id], |r| r.get(0)).optional())
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let bytes = bytes.ok_or("the store does not hold")?;
+    match Trained::new(bytes) {
+        Some(t) if t.id() == id => Ok(t),
+        Some(t) => Err(format!(
+            "is damaged in the store: its row states id {}",
+            t.id()
+        )),
+        None => Err("is damaged in the store: it states no id".into()),
+    }
 }
 
 fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -338,8 +410,13 @@ impl SqliteStore {
             conn,
             path: path.to_path_buf(),
             mails: RefCell::default(),
+            codec: MessageCodec::default(),
+            untrained: None,
+            train_failed: false,
+            train_on: super::message::TRAIN_ON,
         };
         store.ensure_schema()?;
+        store.load_dictionary()?;
         if created {
             // SQLite gives its -wal and -shm files the database's mode; make sure of it for
             // the ones that exist by now (the next ones are created alike).
@@ -452,6 +529,111 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Take the store's latest trained dictionary for new messages.
+    fn load_dictionary(&mut self) -> Result<(), StoreError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM dictionaries ORDER BY trained_on DESC, id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("read dictionaries"))?;
+        if let Some(id) = id {
+            // A damaged one is not used for new messages; verify names the rows that need it.
+            match u32::try_from(id)
+                .map_err(|_| format!("id {id} is not zstd's"))
+                .and_then(|id| dictionary(&self.conn, id))
+            {
+                Ok(t) => self.codec.set(t),
+                Err(e) => {
+                    tracing::warn!(
+                        "the store's dictionary {id} is unusable ({e}); new messages are stored deflated: run `cprwatch verify`"
+                    );
+                    self.train_failed = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Train a dictionary on the first messages stored, once the store holds enough of them
+    /// (after a commit, so a store with little mail keeps deflating). Failing to train is no
+    /// error: messages stay deflated, as in a store with too little mail.
+    fn train_when_ready(&mut self, added: u64) -> Result<(), StoreError> {
+        if self.codec.trained().is_some() || self.train_failed {
+            return Ok(());
+        }
+        let held = match self.untrained {
+            Some(n) => n + added,
+            None => {
+                let n: i64 = self
+                    .conn
+                    .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+                    .map_err(sql("count messages"))?;
+                u64::try_from(n).unwrap_or(0)
+            }
+        };
+        self.untrained = Some(held);
+        if held < self.train_on as u64 {
+            return Ok(());
+        }
+        // The first messages stored: what the desk's mail is like, whatever comes later.
+        let mut samples = Vec::with_capacity(self.train_on);
+        {
+            let mut st = self
+                .conn
+                .prepare("SELECT content_hash, raw, size FROM messages ORDER BY rowid LIMIT ?1")
+                .map_err(sql("read messages to train on"))?;
+            let mut rows = st
+                .query(params![self.train_on as i64])
+                .map_err(sql("read messages to train on"))?;
+            while let Some(r) = rows.next().map_err(sql("read messages to train on"))? {
+                let key = hash_column(r.get_ref(0).map_err(sql("train"))?, "content_hash");
+                let raw = blob_column(r.get_ref(1).map_err(sql("train"))?, "raw");
+                let size: Option<i64> = r.get(2).ok();
+                // A damaged message is left out (verify names it), not trained on.
+                if let (Ok(key), Ok(raw), Some(size)) = (key, raw, size)
+                    && let Ok(m) =
+                        decompress_checked(&key, raw, size, &|id| dictionary(&self.conn, id))
+                {
+                    samples.push(m);
+                }
+            }
+        }
+        match super::message::train(&samples) {
+            Ok(t) => {
+                self.conn
+                    .execute(
+                        "INSERT INTO dictionaries (id, trained_on, content) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (id) DO NOTHING",
+                        params![t.id(), i64::try_from(held).unwrap_or(i64::MAX), t.bytes()],
+                    )
+                    .map_err(sql("store a dictionary"))?;
+                // The row as stored: what every reader gets.
+                let t = dictionary(&self.conn, t.id()).map_err(|problem| {
+                    StoreError::CorruptMessage {
+                        content_hash: format!("(dictionary {})", t.id()),
+                        problem,
+                    }
+                })?;
+                self.codec.set(t);
+            }
+            Err(e) => {
+                tracing::info!("messages stay deflated: {e}");
+                self.train_failed = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Train on this many messages instead of [`super::message::TRAIN_ON`] (tests).
+    #[cfg(test)]
+    pub(crate) fn train_on(&mut self, n: usize) {
+        self.train_on = n;
+    }
+
     /// Create the schema in an empty file, or check that an existing one is ours and not newer.
     fn ensure_schema(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
@@ -476,6 +658,8 @@ impl SqliteStore {
             tx.execute_batch(SCHEMA_V4)
                 .map_err(sql("schema creation"))?;
             tx.execute_batch(SCHEMA_V5)
+                .map_err(sql("schema creation"))?;
+            tx.execute_batch(SCHEMA_V6)
                 .map_err(sql("schema creation"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -534,6 +718,11 @@ impl SqliteStore {
             tx.execute_batch(SCHEMA_V5)
                 .map_err(sql("migration to schema 5"))?;
         }
+        if found < 6 {
+            // Empty: a dictionary is trained on the mail already stored at the next commit.
+            tx.execute_batch(SCHEMA_V6)
+                .map_err(sql("migration to schema 6"))?;
+        }
         if found < SCHEMA_VERSION {
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
@@ -572,9 +761,14 @@ fn seq_to_sql(seq: u64) -> i64 {
 
 /// Decompress a stored message and check it against its size and key. The `size` column
 /// bounds the output, so a damaged row cannot make us inflate without limit.
-fn decompress_checked(key: &str, compressed: &[u8], size: i64) -> Result<Vec<u8>, String> {
+fn decompress_checked(
+    key: &str,
+    compressed: &[u8],
+    size: i64,
+    dictionaries: Dictionaries<'_>,
+) -> Result<Vec<u8>, String> {
     let size = u64::try_from(size).map_err(|_| format!("size column is negative ({size})"))?;
-    let out = super::message::decompress(compressed, size)?;
+    let out = super::message::decompress(compressed, size, dictionaries)?;
     chain::check_message(key, &out)?;
     Ok(out)
 }
@@ -808,11 +1002,12 @@ impl Store for SqliteStore {
             })
             .map_err(sql("read message"))?;
         row.map(|(compressed, size)| {
-            decompress_checked(content_hash, &compressed, size).map_err(|problem| {
-                StoreError::CorruptMessage {
-                    content_hash: content_hash.to_string(),
-                    problem,
-                }
+            decompress_checked(content_hash, &compressed, size, &|id| {
+                dictionary(&self.conn, id)
+            })
+            .map_err(|problem| StoreError::CorruptMessage {
+                content_hash: content_hash.to_string(),
+                problem,
             })
         })
         .transpose()
@@ -834,8 +1029,8 @@ impl Store for SqliteStore {
             .map_err(sql("look up position"))
     }
 
-    fn keeps_compressed(&self) -> bool {
-        true
+    fn message_codec(&self) -> Option<MessageCodec> {
+        Some(self.codec.clone())
     }
 
     fn tables_through(&self) -> Result<Option<u64>, StoreError> {
@@ -887,7 +1082,7 @@ impl Store for SqliteStore {
         };
         // Deflating the bodies is the costly part of a commit: split it with a helper thread,
         // which does its half while this one writes the messages and positions.
-        let encoded = std::thread::scope(|scope| -> Result<_, StoreError> {
+        let (encoded, added) = std::thread::scope(|scope| -> Result<_, StoreError> {
             let split = if batch.events.len() >= ENCODE_IN_PARALLEL_FROM {
                 batch.events.len() / 2
             } else {
@@ -918,6 +1113,7 @@ impl Store for SqliteStore {
                      ON CONFLICT (content_hash) DO NOTHING",
                 )
                 .map_err(sql(ACTION))?;
+            let mut added = 0;
             for m in &batch.messages {
                 // A message we already hold, under either form of its key, is not stored again
                 // (nor compressed, if that is not done yet). The conflict clause only sees the
@@ -928,8 +1124,9 @@ impl Store for SqliteStore {
                 let size = i64::try_from(m.raw().len()).unwrap_or(i64::MAX);
                 let (_, key) = key_forms(m.content_hash());
                 insert_message
-                    .execute(params![key, m.compressed().as_ref(), size])
+                    .execute(params![key, m.compressed(&self.codec).as_ref(), size])
                     .map_err(sql(ACTION))?;
+                added += 1;
             }
 
             // A position names its message by the key as the message's row has it (the
@@ -968,7 +1165,7 @@ impl Store for SqliteStore {
                 _ => deflate_all(theirs, their_mails),
             };
             encoded.extend(mine);
-            Ok(encoded)
+            Ok((encoded, added))
         })?;
         let appended = {
             // The head's hash as hex, whichever way its row keeps it. A damaged one chains on
@@ -1063,6 +1260,11 @@ impl Store for SqliteStore {
         }
         drop(cache);
         self.checkpoint_in_background(written);
+        // The batch is stored whatever happens here: a failure only means no dictionary yet.
+        if let Err(e) = self.train_when_ready(added) {
+            tracing::warn!("messages stay deflated: cannot train a dictionary: {e}");
+            self.train_failed = true;
+        }
         Ok(appended)
     }
 
@@ -1178,6 +1380,16 @@ impl Store for SqliteStore {
         }
         let mut bad_message = None;
         let mut messages_checked = 0;
+        // Each dictionary read afresh from the store, once: not what this process read before.
+        let read: RefCell<HashMap<u32, Arc<Trained>>> = RefCell::default();
+        let dicts = |id: u32| -> Result<Arc<Trained>, String> {
+            if let Some(t) = read.borrow().get(&id) {
+                return Ok(t.clone());
+            }
+            let t = read_dictionary(&self.conn, id)?;
+            read.borrow_mut().insert(id, t.clone());
+            Ok(t)
+        };
         {
             let mut st = self
                 .conn
@@ -1196,7 +1408,7 @@ impl Store for SqliteStore {
                             return Err(format!("size is stored as {:?}", other.data_type()));
                         }
                     };
-                    decompress_checked(&key, raw, size).map(drop)
+                    decompress_checked(&key, raw, size, &dicts).map(drop)
                 })();
                 if let Err(problem) = checked {
                     bad_message = Some(BadMessage {

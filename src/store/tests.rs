@@ -69,7 +69,7 @@ fn contract(store: &mut dyn Store) {
 
     // A message compressed ahead (as IMAP folder tasks do) that is already stored adds nothing.
     let mut again = msg("Subject: one\n\nhi");
-    again.compress();
+    again.compress(&crate::store::MessageCodec::default());
     store
         .commit(Batch {
             messages: vec![again],
@@ -1246,4 +1246,159 @@ fn a_damaged_message_names_itself_and_the_events_stored_against_it() {
         "{}",
         bad.problem
     );
+}
+
+/// Commit `mail` with an event about each message (stored against the message's start).
+fn commit_mail(s: &mut SqliteStore, mail: &[Vec<u8>]) -> Vec<StoredEvent> {
+    let messages: Vec<NewMessage> = mail.iter().map(|m| NewMessage::new(m.clone())).collect();
+    let events = messages
+        .iter()
+        .map(|m| {
+            format!(
+                "{{\"recorded_at\":\"2026-11-29T21:37:41Z\",\"event\":{{\"type\":\"message_received\",\
+                 \"facts\":{{\"content_hash\":\"{}\",\"to\":[\"cpr@example-ca.test\"]}}}}}}",
+                m.content_hash()
+            )
+            .into_bytes()
+        })
+        .collect();
+    s.commit(Batch {
+        positions: messages
+            .iter()
+            .map(|m| {
+                (
+                    format!("file:{}", m.content_hash()),
+                    m.content_hash().to_string(),
+                )
+            })
+            .collect(),
+        messages,
+        events,
+        ..Batch::default()
+    })
+    .unwrap()
+}
+
+/// How many stored messages are zstd frames, and how many dictionaries the store holds.
+fn zstd_rows(path: &Path) -> (i64, i64) {
+    let c = Connection::open(path).unwrap();
+    let frames = c
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE substr(raw, 1, 4) = x'28b52ffd'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let dicts = c
+        .query_row("SELECT COUNT(*) FROM dictionaries", [], |r| r.get(0))
+        .unwrap();
+    (frames, dicts)
+}
+
+#[test]
+fn a_store_trains_a_dictionary_on_its_own_mail_and_reads_every_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mail = super::message::tests::sample_mail(401);
+    let mut s = open_sqlite(&path).unwrap();
+    s.train_on(200);
+    let mut events = commit_mail(&mut s, &mail[..150]);
+    // Too little mail: deflated as before.
+    assert_eq!(zstd_rows(&path), (0, 0));
+    // Enough: trained on the first 200 after this commit, whose messages stay deflated.
+    events.extend(commit_mail(&mut s, &mail[150..250]));
+    assert_eq!(zstd_rows(&path), (0, 1));
+    events.extend(commit_mail(&mut s, &mail[250..400]));
+    assert_eq!(zstd_rows(&path), (150, 1));
+    drop(s);
+    // Opened again: the dictionary is the store's, read from it.
+    let mut s = open_sqlite(&path).unwrap();
+    events.extend(commit_mail(&mut s, &mail[400..]));
+    assert_eq!(zstd_rows(&path), (151, 1));
+    for m in &mail {
+        let k = chain::content_hash(m);
+        assert_eq!(s.message(&k).unwrap().as_deref(), Some(&m[..]));
+    }
+    assert_eq!(s.events().unwrap(), events);
+    assert!(s.verify().unwrap().is_ok());
+    let (frames, _) = zstd_rows(&path);
+    let c = Connection::open(&path).unwrap();
+    let (zstd_bytes, deflated_bytes): (i64, i64) = c
+        .query_row(
+            "SELECT SUM(CASE WHEN substr(raw, 1, 4) = x'28b52ffd' THEN length(raw) END), \
+             SUM(CASE WHEN substr(raw, 1, 4) <> x'28b52ffd' THEN length(raw) END) FROM messages",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        zstd_bytes * (401 - frames) < deflated_bytes * frames,
+        "{zstd_bytes} for {frames} vs {deflated_bytes}"
+    );
+    drop(s);
+    // A damaged dictionary: verify names a message compressed with it (read afresh, not as
+    // this process read it before).
+    let id: i64 = c
+        .query_row("SELECT id FROM dictionaries", [], |r| r.get(0))
+        .unwrap();
+    flip(&path, "dictionaries", "content", "id", &id, 20);
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    let bad = v.bad_message.expect("a damaged dictionary went unnoticed");
+    assert!(
+        mail[250..]
+            .iter()
+            .any(|m| chain::content_hash(m) == bad.content_hash)
+    );
+    flip(&path, "dictionaries", "content", "id", &id, 20); // undo
+    assert!(open_sqlite(&path).unwrap().verify().unwrap().is_ok());
+    // A dictionary gone: the message says which one it needs.
+    c.execute("UPDATE dictionaries SET id = id + 1", [])
+        .unwrap();
+    let v = open_sqlite(&path).unwrap().verify().unwrap();
+    let bad = v.bad_message.unwrap();
+    assert!(
+        bad.problem.contains(&format!("dictionary {id}")) && bad.problem.contains("does not hold"),
+        "{}",
+        bad.problem
+    );
+}
+
+#[test]
+fn a_version_5_store_opens_reads_verifies_and_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mail = super::message::tests::sample_mail(260);
+    let mut s = open_sqlite(&path).unwrap();
+    let mut events = commit_mail(&mut s, &mail[..200]);
+    drop(s);
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(
+        "DROP TABLE dictionaries; UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    let mut s = open_sqlite(&path).unwrap();
+    let v: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, "6");
+    assert_eq!(s.events().unwrap(), events);
+    assert!(s.verify().unwrap().is_ok());
+    // Trained on the mail the old store holds, at its first commit.
+    s.train_on(200);
+    events.extend(commit_mail(&mut s, &mail[200..230]));
+    assert_eq!(zstd_rows(&path), (0, 1));
+    events.extend(commit_mail(&mut s, &mail[230..]));
+    assert_eq!(zstd_rows(&path), (30, 1));
+    assert_eq!(s.events().unwrap(), events);
+    for m in &mail {
+        assert_eq!(
+            s.message(&chain::content_hash(m)).unwrap().as_deref(),
+            Some(&m[..])
+        );
+    }
+    assert!(s.verify().unwrap().is_ok());
 }
