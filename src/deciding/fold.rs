@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::deciding::cases::Case;
-use crate::deciding::clock::{Clock, Decision, Stop, StopKind};
+use crate::deciding::clock::{Clock, Decision, Stop};
+use crate::deciding::tables::{StopBody, json, secs};
 use crate::deciding::threading::Assigned;
 use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::{CertificateRef, Timestamp};
@@ -131,16 +132,8 @@ impl Backing for Detached {
     }
 }
 
-fn secs(t: Timestamp) -> i64 {
-    t.unix_timestamp()
-}
-
 fn time(s: i64) -> Option<Timestamp> {
     OffsetDateTime::from_unix_timestamp(s).ok()
-}
-
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
 }
 
 /// A value that does not decode reads as absent: the tables' `verify` shows the damage, and
@@ -277,52 +270,13 @@ impl CertEntry {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct StopBody {
-    #[serde(rename = "t")]
-    at: i64,
-    #[serde(rename = "k")]
-    kind: u8,
-    #[serde(rename = "b")]
-    by: String,
-}
-
 pub(crate) fn encode_stops(stops: &[Stop]) -> Vec<u8> {
-    json(
-        &stops
-            .iter()
-            .map(|s| StopBody {
-                at: secs(s.at),
-                kind: match s.kind {
-                    StopKind::Done => 0,
-                    StopKind::NotRequired => 1,
-                    StopKind::Expired => 2,
-                    StopKind::Dismissed => 3,
-                },
-                by: s.by.clone(),
-            })
-            .collect::<Vec<_>>(),
-    )
+    json(&stops.iter().map(StopBody::of).collect::<Vec<_>>())
 }
 
 pub(crate) fn decode_stops(b: &[u8]) -> Option<Vec<Stop>> {
     let stops: Vec<StopBody> = decode(b)?;
-    stops
-        .into_iter()
-        .map(|s| {
-            Some(Stop {
-                at: time(s.at)?,
-                kind: match s.kind {
-                    0 => StopKind::Done,
-                    1 => StopKind::NotRequired,
-                    2 => StopKind::Expired,
-                    3 => StopKind::Dismissed,
-                    _ => return None,
-                },
-                by: s.by,
-            })
-        })
-        .collect()
+    stops.into_iter().map(|s| s.stop().ok()).collect()
 }
 
 pub(crate) fn encode_decisions(ds: &[Decision]) -> Vec<u8> {
@@ -374,6 +328,7 @@ pub(crate) fn decode_case_at(b: &[u8]) -> Option<(CaseId, Timestamp)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deciding::clock::StopKind;
 
     fn t(s: &str) -> Timestamp {
         crate::domain::timefmt::parse(s).unwrap()

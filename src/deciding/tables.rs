@@ -186,8 +186,9 @@ struct DismissedBody {
     reason: String,
 }
 
+/// A stop as a clock row and the fold rows keep it.
 #[derive(Serialize, Deserialize)]
-struct StopBody {
+pub(crate) struct StopBody {
     #[serde(rename = "t")]
     at: i64,
     #[serde(rename = "k")]
@@ -215,23 +216,33 @@ struct ClockBody {
     stops: Vec<StopBody>,
 }
 
-fn stop_code(k: StopKind) -> u8 {
-    match k {
-        StopKind::Done => 0,
-        StopKind::NotRequired => 1,
-        StopKind::Expired => 2,
-        StopKind::Dismissed => 3,
+impl StopBody {
+    pub(crate) fn of(s: &Stop) -> StopBody {
+        StopBody {
+            at: secs(s.at),
+            kind: match s.kind {
+                StopKind::Done => 0,
+                StopKind::NotRequired => 1,
+                StopKind::Expired => 2,
+                StopKind::Dismissed => 3,
+            },
+            by: s.by.clone(),
+        }
     }
-}
 
-fn stop_kind(c: u8) -> Result<StopKind, TableError> {
-    Ok(match c {
-        0 => StopKind::Done,
-        1 => StopKind::NotRequired,
-        2 => StopKind::Expired,
-        3 => StopKind::Dismissed,
-        _ => return Err(TableError(format!("unknown stop kind {c}"))),
-    })
+    pub(crate) fn stop(self) -> Result<Stop, TableError> {
+        Ok(Stop {
+            at: from_secs(self.at)?,
+            kind: match self.kind {
+                0 => StopKind::Done,
+                1 => StopKind::NotRequired,
+                2 => StopKind::Expired,
+                3 => StopKind::Dismissed,
+                c => return Err(TableError(format!("unknown stop kind {c}"))),
+            },
+            by: self.by,
+        })
+    }
 }
 
 /// The ways a message joins a case, as the threader names them: a case lists them as
@@ -244,7 +255,7 @@ fn via(s: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
@@ -267,15 +278,7 @@ pub(crate) fn clock_row(c: &Clock) -> ClockRow {
             .then(|| c.basis.clone()),
         matched: c.matched.clone(),
         decided_by: c.decided_by.clone(),
-        stops: c
-            .stops
-            .iter()
-            .map(|s| StopBody {
-                at: secs(s.at),
-                kind: stop_code(s.kind),
-                by: s.by.clone(),
-            })
-            .collect(),
+        stops: c.stops.iter().map(StopBody::of).collect(),
     };
     ClockRow {
         stop_key: c.stops.iter().map(|s| secs(s.at)).min().unwrap_or(i64::MAX),
@@ -302,14 +305,11 @@ fn parts_of(id: &ClockId) -> Option<(ClockKind, Option<CaseId>, Option<String>)>
 /// A stored clock row back as a clock.
 pub(crate) fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError> {
     let b: ClockBody = decode("clock", body)?;
-    let mut stops = Vec::with_capacity(b.stops.len());
-    for s in b.stops {
-        stops.push(Stop {
-            at: from_secs(s.at)?,
-            kind: stop_kind(s.kind)?,
-            by: s.by,
-        });
-    }
+    let stops = b
+        .stops
+        .into_iter()
+        .map(StopBody::stop)
+        .collect::<Result<Vec<_>, _>>()?;
     let clock_id = ClockId::from_stored(id);
     let (kind, case, target) =
         parts_of(&clock_id).ok_or_else(|| TableError(format!("clock id {id:?} is not one")))?;
