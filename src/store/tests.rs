@@ -657,32 +657,44 @@ fn compressed_bodies_read_back_canonical() {
     );
 }
 
+/// Flip byte `at` of event `seq`'s stored body, check that `verify` names that event (and the
+/// chain is intact up to it) and that reading never hands out the damaged body as if it were
+/// the event (unless it decodes to other bytes, which the chain then names), then flip it back.
+/// Returns what `verify` said.
+fn assert_flipped_body_is_named(
+    path: &Path,
+    events: &[StoredEvent],
+    seq: i64,
+    at: usize,
+) -> Verification {
+    flip(path, "events", "body", "seq", &seq, at);
+    let s = open_sqlite(path).unwrap();
+    let v = s.verify().unwrap();
+    let bad = v
+        .bad_event
+        .as_ref()
+        .unwrap_or_else(|| panic!("seq {seq} byte {at} went unnoticed: {v}"));
+    assert_eq!(bad.seq, seq as u64, "byte {at}: {}", bad.problem);
+    if seq > 1 {
+        assert_eq!(v.head, events[seq as usize - 2].hash);
+    }
+    match s.events() {
+        Err(StoreError::CorruptEvent { seq: s, .. }) => assert_eq!(s, seq as u64),
+        Err(e) => panic!("{e}"),
+        Ok(read) => assert_ne!(read[seq as usize - 1].body, events[seq as usize - 1].body),
+    }
+    drop(s);
+    flip(path, "events", "body", "seq", &seq, at); // undo
+    v
+}
+
 #[test]
 fn every_flipped_byte_of_a_compressed_body_is_named() {
     for seq in [1i64, 2, 3] {
         let (_dir, path, events) = compressed_fixture();
         for at in 0..stored_len(&path, seq) {
-            flip(&path, "events", "body", "seq", &seq, at);
-            let s = open_sqlite(&path).unwrap();
-            let v = s.verify().unwrap();
-            let bad = v
-                .bad_event
-                .as_ref()
-                .unwrap_or_else(|| panic!("seq {seq} byte {at} went unnoticed: {v}"));
-            assert_eq!(bad.seq, seq as u64, "byte {at}: {}", bad.problem);
+            let v = assert_flipped_body_is_named(&path, &events, seq, at);
             assert_eq!(v.events_ok, seq as u64 - 1);
-            if seq > 1 {
-                assert_eq!(v.head, events[seq as usize - 2].hash);
-            }
-            // Reading never hands out a damaged body as if it were the event, unless it decodes
-            // to other bytes, which the chain then names.
-            match s.events() {
-                Err(StoreError::CorruptEvent { seq: s, .. }) => assert_eq!(s, seq as u64),
-                Err(e) => panic!("{e}"),
-                Ok(read) => assert_ne!(read[seq as usize - 1].body, events[seq as usize - 1].body),
-            }
-            drop(s);
-            flip(&path, "events", "body", "seq", &seq, at); // undo
         }
         assert!(open_sqlite(&path).unwrap().verify().unwrap().is_ok());
     }
@@ -1196,22 +1208,7 @@ fn every_flipped_byte_of_a_body_stored_against_its_message_is_named() {
     let (_dir, path, events, _) = mail_fixture();
     for seq in [2i64, 4] {
         for at in 0..stored_len(&path, seq) {
-            flip(&path, "events", "body", "seq", &seq, at);
-            let s = open_sqlite(&path).unwrap();
-            let v = s.verify().unwrap();
-            let bad = v
-                .bad_event
-                .as_ref()
-                .unwrap_or_else(|| panic!("seq {seq} byte {at} went unnoticed: {v}"));
-            assert_eq!(bad.seq, seq as u64, "byte {at}: {}", bad.problem);
-            assert_eq!(v.head, events[seq as usize - 2].hash);
-            match s.events() {
-                Err(StoreError::CorruptEvent { seq: s, .. }) => assert_eq!(s, seq as u64),
-                Err(e) => panic!("{e}"),
-                Ok(read) => assert_ne!(read[seq as usize - 1].body, events[seq as usize - 1].body),
-            }
-            drop(s);
-            flip(&path, "events", "body", "seq", &seq, at); // undo
+            assert_flipped_body_is_named(&path, &events, seq, at);
         }
     }
     assert!(open_sqlite(&path).unwrap().verify().unwrap().is_ok());
