@@ -141,8 +141,10 @@ impl Desk {
         now: Timestamp,
         span: time::Duration,
     ) -> Result<Vec<(crate::deciding::clock::Clock, Option<CaseId>)>, DeskError> {
+        // Only the service asks, and it runs over SQLite; a memory store (a replay) has no
+        // desk to warn.
         let Some(store) = self.store.as_sqlite() else {
-            return Ok(self.engine.due_within(now, span));
+            return Ok(Vec::new());
         };
         Ok(store
             .clocks_due(now, now + span)?
@@ -370,8 +372,8 @@ pub(crate) fn rebuild_tables(
         store.write_tables(&Default::default(), &index, None)?;
         head = last;
     }
-    let path = store.path().to_path_buf();
-    summary.messages = derive_from_store(store, &path, settings, DERIVE_PIECE, |store, delta| {
+    let (log, backing) = (LogReader::of(store)?, store.backing(store.path())?);
+    summary.messages = derive_from_store(log, backing, settings, DERIVE_PIECE, |delta| {
         summary.versions += delta.versions.len() as u64;
         store.write_tables(&delta, &[], None)
     })?;
@@ -390,105 +392,48 @@ pub(crate) fn rebuild_tables(
 /// at most, beside the cases and certificates they touch.
 const DERIVE_PIECE: usize = 1_000;
 
-/// Derive every version of every case and clock from the messages in `log`, in receipt order,
-/// into the tables of the store at `tables` (written by `sink`, which gets that store). Memory
-/// holds a piece of messages and what they touch, not the history: after each piece is
-/// written the projector forgets what it held and reads it back when touched again. Returns
-/// how many messages it fed.
-fn derive_from_store<S: TablesSink>(
-    tables_store: &mut S,
-    tables: &std::path::Path,
+/// Derive every version of every case and clock from the messages `log` reads, in receipt
+/// order, for tables the projector reads back through `backing` and `sink` writes. Memory holds
+/// a piece of messages and what they touch, not the history: after each piece is written the
+/// projector forgets what it held and reads it back when touched again. Returns how many
+/// messages it fed.
+fn derive_from_store(
+    mut log: LogReader,
+    backing: store::StoreBacking,
     settings: &Settings,
     piece: usize,
-    mut sink: impl FnMut(&mut S, Delta) -> Result<(), StoreError>,
+    mut sink: impl FnMut(Delta) -> Result<(), StoreError>,
 ) -> Result<u64, DeskError> {
-    let log = tables_store.log();
-    let backing = log.backing(tables)?;
     let mut p = Projector::versioned_over(Box::new(backing), settings, Emit::All);
-    let mut after = None;
-    let (mut since, mut fed) = (0usize, 0u64);
-    let mut last: Option<Timestamp> = None;
-    let mut hand_on = |p: &mut Projector, tables_store: &mut S| -> Result<(), DeskError> {
+    let mut hand_on = |p: &mut Projector| -> Result<(), DeskError> {
         p.settle();
         if p.failed() {
             return Err(DeskError::Unreadable);
         }
-        sink(
-            tables_store,
-            Delta {
-                versions: p.take_versions(),
-                ..Delta::default()
-            },
-        )?;
+        sink(Delta {
+            versions: p.take_versions(),
+            ..Delta::default()
+        })?;
         p.evict();
         p.forget_fed();
         Ok(())
     };
-    loop {
-        let page = tables_store
-            .log()
-            .receipts_after(after.as_ref(), LOG_PAGE)?;
-        let Some((key, _)) = page.last() else {
-            break;
-        };
-        after = Some(key.clone());
-        for (_, seq) in page {
-            let facts = received_at_seq(tables_store.log(), seq)?;
-            // A piece ends between receipt times: no version is handed on half made.
-            if since >= piece && last.is_some_and(|t| facts.received_at > t) {
-                hand_on(&mut p, tables_store)?;
-                since = 0;
-            }
-            last = Some(facts.received_at);
-            p.push(&facts);
-            since += 1;
-            fed += 1;
+    let (mut since, mut fed) = (0usize, 0u64);
+    let mut last: Option<Timestamp> = None;
+    log.each(|facts| {
+        // A piece ends between receipt times: no version is handed on half made.
+        if since >= piece && last.is_some_and(|t| facts.received_at > t) {
+            hand_on(&mut p)?;
+            since = 0;
         }
-    }
-    hand_on(&mut p, tables_store)?;
-    Ok(fed)
-}
-
-/// Where a derivation from the store writes: the store itself (`rebuild`), or a scratch store
-/// beside it (`verify`).
-trait TablesSink {
-    fn log(&self) -> &store::SqliteStore;
-}
-
-impl TablesSink for store::SqliteStore {
-    fn log(&self) -> &store::SqliteStore {
-        self
-    }
-}
-
-/// `verify`'s scratch store, with the store whose log it derives from.
-struct Scratch<'a> {
-    log: &'a store::SqliteStore,
-    fresh: store::SqliteStore,
-}
-
-impl TablesSink for Scratch<'_> {
-    fn log(&self) -> &store::SqliteStore {
-        self.log
-    }
-}
-
-/// The facts of the message whose `message_received` event is at `seq`.
-fn received_at_seq(
-    store: &store::SqliteStore,
-    seq: u64,
-) -> Result<crate::domain::event::MessageFacts, DeskError> {
-    let e = store.event_at(seq)?.ok_or(DeskError::BadEvent {
-        seq,
-        problem: "the receipt index names it, the log does not hold it".into(),
+        last = Some(facts.received_at);
+        p.push(facts);
+        since += 1;
+        fed += 1;
+        Ok(true)
     })?;
-    match decode(e)?.1.event {
-        Event::MessageReceived { facts } => Ok(*facts),
-        _ => Err(DeskError::BadEvent {
-            seq,
-            problem: "the receipt index names it, but it is no message_received".into(),
-        }),
-    }
+    hand_on(&mut p)?;
+    Ok(fed)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -563,11 +508,9 @@ fn verify_tables_in_pieces(
     remove_scratch();
     let (mut cases, mut clocks) = (0u64, 0u64);
     let derived = (|| -> Result<(), DeskError> {
-        let mut s = Scratch {
-            log: store,
-            fresh: store::open_sqlite(&scratch)?,
-        };
-        derive_from_store(&mut s, &scratch, settings, piece, |s, delta| {
+        let mut fresh = store::open_sqlite(&scratch)?;
+        let (log, backing) = (LogReader::of(store)?, store.backing(&scratch)?);
+        derive_from_store(log, backing, settings, piece, |delta| {
             for v in &delta.versions {
                 match v {
                     crate::deciding::tables::Version::Case(_) => cases += 1,
@@ -575,7 +518,7 @@ fn verify_tables_in_pieces(
                     crate::deciding::tables::Version::Fold(_) => {}
                 }
             }
-            s.fresh.write_tables(&delta, &[], None)
+            fresh.write_tables(&delta, &[], None)
         })?;
         Ok(())
     })();
@@ -673,10 +616,7 @@ pub(crate) fn stored_engine(
         settings.clone(),
         Box::new(store.backing(path)?),
         Box::new(store.backing(path)?),
-        Box::new(LogReader {
-            reader: store.backing(path)?,
-            bad: false,
-        }),
+        Box::new(LogReader::of(store)?),
         StoredStart {
             last_fed,
             rewind_from,
@@ -687,11 +627,50 @@ pub(crate) fn stored_engine(
     ))
 }
 
-/// The engine's reads of the log, through a store reader.
+/// Reads of the log through a store reader of its own: the engine's, and the messages in
+/// receipt order for a derivation.
 struct LogReader {
     reader: store::StoreBacking,
-    /// An event the indexes name did not decode as they said.
-    bad: bool,
+    /// An event the receipt index names that is not the `message_received` it says: its seq,
+    /// and what is wrong.
+    bad: Option<(u64, String)>,
+}
+
+impl LogReader {
+    fn of(store: &store::SqliteStore) -> Result<LogReader, DeskError> {
+        Ok(LogReader {
+            reader: store.backing(store.path())?,
+            bad: None,
+        })
+    }
+
+    /// Hand every message received, in receipt order, to `f` until it says to stop.
+    fn each(
+        &mut self,
+        mut f: impl FnMut(&crate::domain::event::MessageFacts) -> Result<bool, DeskError>,
+    ) -> Result<(), DeskError> {
+        let start = time::PrimitiveDateTime::MIN.assume_utc();
+        let mut after = None;
+        'pages: loop {
+            let page = self.facts_from(start, after.as_ref(), LOG_PAGE);
+            let Some((key, _)) = page.last() else {
+                break;
+            };
+            after = Some(key.clone());
+            for (_, facts) in &page {
+                if !f(facts)? {
+                    break 'pages;
+                }
+            }
+        }
+        if let Some((seq, problem)) = self.bad.take() {
+            return Err(DeskError::BadEvent { seq, problem });
+        }
+        if self.reader.log_failed() {
+            return Err(DeskError::Unreadable);
+        }
+        Ok(())
+    }
 }
 
 impl LogBacking for LogReader {
@@ -706,17 +685,18 @@ impl LogBacking for LogReader {
         let page = self.reader.receipts_from(from, after, limit);
         let mut out = Vec::with_capacity(page.len());
         for (key, seq) in page {
-            let facts = self.reader.event_body(seq).and_then(|e| match decode(e) {
-                Ok((_, env)) => match env.event {
-                    Event::MessageReceived { facts } => Some(*facts),
-                    _ => None,
+            let facts = match self.reader.event_body(seq).map(decode) {
+                Some(Ok((_, env))) => match env.event {
+                    Event::MessageReceived { facts } => Ok(*facts),
+                    _ => Err("the receipt index names it, but it is no message_received".into()),
                 },
-                Err(_) => None,
-            });
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("the receipt index names it, the log does not hold it".into()),
+            };
             match facts {
-                Some(f) => out.push((key, f)),
-                None => {
-                    self.bad = true;
+                Ok(f) => out.push((key, f)),
+                Err(problem) => {
+                    self.bad.get_or_insert((seq, problem));
                     break;
                 }
             }
@@ -749,7 +729,7 @@ impl LogBacking for LogReader {
     }
 
     fn failed(&self) -> bool {
-        self.bad || self.reader.log_failed()
+        self.bad.is_some() || self.reader.log_failed()
     }
 }
 
@@ -761,28 +741,13 @@ fn project_from_store(
 ) -> Result<Projection, DeskError> {
     let assigned = store.case_numbers()?;
     let mut p = Projector::new(&assigned, settings);
-    let mut reader = LogReader {
-        reader: store.backing(store.path())?,
-        bad: false,
-    };
-    let mut after = None;
-    let epoch = time::PrimitiveDateTime::MIN.assume_utc();
-    'pages: loop {
-        let page = reader.facts_from(epoch, after.as_ref(), LOG_PAGE);
-        let Some((key, _)) = page.last() else {
-            break;
-        };
-        after = Some(key.clone());
-        for (_, f) in &page {
-            if f.received_at > at {
-                break 'pages;
-            }
-            p.push(f);
+    LogReader::of(store)?.each(|f| {
+        if f.received_at > at {
+            return Ok(false);
         }
-    }
-    if reader.failed() {
-        return Err(DeskError::Unreadable);
-    }
+        p.push(f);
+        Ok(true)
+    })?;
     p.settle();
     Ok(p.snapshot())
 }

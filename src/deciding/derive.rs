@@ -11,7 +11,6 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::deciding::cases::{Changes, Emit, Projection, Projector, Settings};
-use crate::deciding::clock::Clock;
 use crate::deciding::fold::Backing;
 use crate::deciding::recorded::{Recorded, RecordedBacking, ignored_identity};
 use crate::deciding::tables::Delta;
@@ -714,38 +713,6 @@ impl Engine {
     #[cfg(test)]
     pub(crate) fn current(&self) -> Option<Projection> {
         self.projector.as_ref().map(Projector::snapshot)
-    }
-
-    /// The pending clocks the last [`Engine::tick`] derived and still holds (an engine that
-    /// holds everything) whose deadline is within `span` of `now`, each with the first case
-    /// that lists it.
-    pub(crate) fn due_within(
-        &mut self,
-        now: Timestamp,
-        span: time::Duration,
-    ) -> Vec<(Clock, Option<CaseId>)> {
-        let Some(p) = self.projector.as_mut() else {
-            return Vec::new();
-        };
-        let mut case_of: std::collections::HashMap<ClockId, CaseId> =
-            std::collections::HashMap::new();
-        for (_, id) in p.held_cases() {
-            if let Some(c) = p.case(&id) {
-                for clock in &c.clocks {
-                    case_of.entry(clock.clone()).or_insert_with(|| c.id.clone());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for id in p.held_clocks() {
-            if let Some(c) = p.clock(&id)
-                && c.status(now).state == ClockState::Pending
-                && c.deadline - now <= span
-            {
-                out.push((c.clone(), case_of.get(&id).cloned()));
-            }
-        }
-        out
     }
 
     /// The projection as it was at `at`: messages received later do not exist yet (an engine

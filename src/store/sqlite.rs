@@ -455,26 +455,10 @@ impl SqliteStore {
         }
     }
 
-    /// The file this store lives in.
     /// A [`Backing`](crate::deciding::fold::Backing) for a projector deriving into the tables of
     /// the store at `tables` (this store's own file, or a scratch file), with this store's log.
     pub(crate) fn backing(&self, tables: &Path) -> Result<StoreBacking, StoreError> {
         StoreBacking::open(&self.path, tables)
-    }
-
-    /// The next `limit` received messages after `after`, in receipt order, with the seqs of
-    /// their `message_received` events.
-    pub(crate) fn receipts_after(
-        &self,
-        after: Option<&ReceiptKey>,
-        limit: usize,
-    ) -> Result<Vec<(ReceiptKey, u64)>, StoreError> {
-        super::sqlite_fold::receipts_after(&self.conn, after, limit)
-    }
-
-    /// The event at `seq`.
-    pub(crate) fn event_at(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
-        event_at(&self.conn, seq)
     }
 
     /// Every case number the log handed out, by founder.
@@ -525,6 +509,7 @@ impl SqliteStore {
         Ok((last, count as u64, evaluated))
     }
 
+    /// The file this store lives in.
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -409,7 +409,7 @@ pub(super) fn recorded_key(space: i64, key: &str) -> Vec<u8> {
 
 /// The next `limit` received messages after `after` in receipt order: their places and the seqs
 /// of their `message_received` events.
-pub(super) fn receipts_after(
+fn receipts_after(
     conn: &Connection,
     after: Option<&ReceiptKey>,
     limit: usize,
