@@ -45,6 +45,7 @@ CREATE TABLE recorded (
     PRIMARY KEY (space, key)
 ) WITHOUT ROWID;
 CREATE INDEX clocks_due ON clocks (deadline) WHERE valid_to IS NULL;
+CREATE INDEX clocks_by_end ON clocks (valid_to, stop_key);
 ";
 
 const ACTION: &str = "write fold rows";

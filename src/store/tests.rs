@@ -229,7 +229,7 @@ fn to_version_4(path: &Path) {
                  (SELECT e.hash FROM events e WHERE e.seq = events.seq - 1), '{}') \
              WHERE typeof(prev_hash) = 'blob'; \
              DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; \
-         DROP TABLE recorded; DROP INDEX clocks_due; DELETE FROM meta WHERE key LIKE 'tables_%'; \
+         DROP TABLE recorded; DROP INDEX clocks_due; DROP INDEX clocks_by_end; DELETE FROM meta WHERE key LIKE 'tables_%'; \
          UPDATE meta SET value = '4' WHERE key = 'schema_version';",
             chain::GENESIS
         ))
