@@ -366,6 +366,24 @@ fn make_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// How long a connection waits for another process's lock before reporting the store busy.
+pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Set a connection's journal and safety settings. A page size only takes on a file just
+/// `created` (an empty one), and only before WAL mode is set.
+fn configure(conn: &Connection, created: bool) -> rusqlite::Result<()> {
+    if created {
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+    }
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The WAL file keeps the largest size it ever reached (a bulk import's) until the last
+    // connection closes, which for the service is never: bring it back to this size each
+    // time the log restarts from its beginning after a checkpoint.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+}
+
 impl SqliteStore {
     /// Open the store at `path`, creating the file and schema if needed.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -387,24 +405,25 @@ impl SqliteStore {
                 source: e,
             },
         };
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(not_a_store)?;
-        if created {
-            // Only an empty file takes a page size, and only before WAL mode is set.
-            conn.pragma_update(None, "page_size", PAGE_SIZE)
-                .map_err(not_a_store)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(not_a_store)?;
+        // Another process may be creating the same store this moment (the service starting
+        // while a `status` runs): switching to WAL takes locks SQLite does not wait for with
+        // its busy handler, so wait here, as long as the busy timeout, before calling it an
+        // error.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match configure(&conn, created) {
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => break r.map_err(not_a_store)?,
+            }
         }
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
-            .map_err(not_a_store)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(not_a_store)?;
-        // The WAL file keeps the largest size it ever reached (a bulk import's) until the last
-        // connection closes, which for the service is never: bring it back to this size each
-        // time the log restarts from its beginning after a checkpoint.
-        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
-            .map_err(not_a_store)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(not_a_store)?;
         let mut store = SqliteStore {
             checkpointer: None,
             conn,

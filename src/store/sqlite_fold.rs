@@ -180,7 +180,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
+    conn.busy_timeout(super::sqlite::BUSY_TIMEOUT)
         .map_err(sql("open a reader"))?;
     // Point lookups, mostly of what was just written: the operating system's cache serves
     // them, and a large page cache per reader would only grow with the store.

@@ -122,6 +122,32 @@ fn sqlite_contract() {
     contract(&mut open_sqlite(&dir.path().join("s.sqlite")).unwrap());
 }
 
+/// Processes starting together (the service and a `status`) may create the same new store
+/// at once: each must open it, not report it locked.
+#[test]
+fn a_new_store_opened_by_many_at_once_opens_for_all() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let start = std::sync::Barrier::new(6);
+        std::thread::scope(|s| {
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        open_sqlite(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                if let Err(e) = o.join().unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+        });
+    }
+}
+
 #[test]
 fn backends_write_the_same_chain() {
     let dir = tempfile::tempdir().unwrap();
