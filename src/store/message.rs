@@ -256,6 +256,11 @@ thread_local! {
 /// would have to be a multiple of 31 as a big-endian number: 0x28b5 is not).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// Whether a stored message is compressed against a trained dictionary (else it is deflated).
+pub(crate) fn is_trained_form(stored: &[u8]) -> bool {
+    stored.starts_with(&ZSTD_MAGIC)
+}
+
 /// A message's stored form: zstd against `trained` when given, else zlib at [`LEVEL`] with
 /// [`DICTIONARY`] (and that too if zstd ever failed: both read back).
 pub(crate) fn compress(raw: &[u8], trained: Option<&Trained>) -> Vec<u8> {

@@ -12,7 +12,7 @@
 //! link implied ([`SCHEMA_VERSION`]), messages are deflated against a dictionary of mail
 //! vocabulary until the store holds enough of them to train a zstd dictionary on its own mail,
 //! then compressed against that ([`super::message::Trained`], [`SCHEMA_V6`]), pages are
-//! 16 KiB ([`PAGE_SIZE`]) and the WAL is cut back after a bulk import ([`WAL_SIZE_LIMIT`]). The
+//! 8 KiB ([`PAGE_SIZE`]) and the WAL is cut back after a bulk import ([`WAL_SIZE_LIMIT`]). The
 //! log is append-only, so pages are never freed and `auto_vacuum` would only add pointer-map
 //! pages (the one exception, the `positions` table the migration to 3 replaces, leaves free
 //! pages that later rows reuse).
@@ -165,15 +165,14 @@ DROP TABLE positions;
 ALTER TABLE positions_v3 RENAME TO positions;
 ";
 
-/// SQLite's page size for new stores. Message rows are a few KiB compressed: on 4 KiB pages a
-/// page holds one or two and the rest of it is lost (a quarter of the messages table), and
-/// longer rows spill into overflow pages of their own. Measured on the benchmark's stores
-/// (file bytes against the mail's, 1 000 / 5 000 / 20 000 messages): 4 KiB 1.11 / 1.10 / 1.10,
-/// 16 KiB 1.05 / 1.00 / 0.99, 64 KiB 1.23 / 1.02 / 0.98. Larger pages lose a page to each small
-/// table (a small store pays that) and make every commit write more to the WAL (the service
-/// commits a message at a time), so 16 KiB. Existing stores keep theirs (changing it takes a
-/// `VACUUM`).
-const PAGE_SIZE: i64 = 16384;
+/// SQLite's page size for new stores. Since messages are compressed against a dictionary
+/// trained on the store's own mail, a message row is a few hundred bytes, and the store is
+/// some thirty tables and indexes, each at least a page. Measured on the scale benchmark's
+/// stores (file bytes after `VACUUM`, 1 000 / 100 000 messages): 4 KiB 3.40 / 244.8 MB,
+/// 8 KiB 3.36 / 241.4, 16 KiB 3.62 / 239.7. Smaller pages also make each of the service's
+/// small commits write less to the WAL, so 8 KiB. Existing stores keep theirs (changing it
+/// takes a `VACUUM`).
+const PAGE_SIZE: i64 = 8192;
 
 /// Bytes the WAL file is cut back to when it restarts: about what the background checkpointer
 /// lets accumulate before it checkpoints (see `checkpointer.rs`).
@@ -197,6 +196,12 @@ pub struct SqliteStore {
     train_failed: bool,
     /// How many stored messages a dictionary is trained on, once there are that many.
     train_on: usize,
+    /// The messages stored deflated before the dictionary was trained, still to compress
+    /// against it: rowids from the first to the second, inclusive. Kept in `meta`
+    /// (`recompress`) so that work left when the store closes goes on when it opens again.
+    recompress: Option<(i64, i64)>,
+    /// How many of them each piece compresses: [`RECOMPRESS_PIECE`], or fewer in tests.
+    recompress_piece: i64,
 }
 
 /// The first [`body::MAIL_PREFIX`] bytes of the messages lately stored or read, by content hash:
@@ -369,11 +374,14 @@ fn make_private(path: &Path) -> std::io::Result<()> {
 /// How long a connection waits for another process's lock before reporting the store busy.
 pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Set a connection's journal and safety settings. A page size only takes on a file just
-/// `created` (an empty one), and only before WAL mode is set.
+/// Set a connection's journal and safety settings. A page size and the vacuum mode only take
+/// on a file just `created` (an empty one), and only before WAL mode is set.
 fn configure(conn: &Connection, created: bool) -> rusqlite::Result<()> {
     if created {
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+        // Pages emptied by compressing older messages again go back to the file system
+        // (`recompress_some`); only settable before the first table.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     }
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -433,9 +441,15 @@ impl SqliteStore {
             untrained: None,
             train_failed: false,
             train_on: super::message::TRAIN_ON,
+            recompress: None,
+            recompress_piece: RECOMPRESS_PIECE,
         };
         store.ensure_schema()?;
         store.load_dictionary()?;
+        store.recompress = tables_sql::meta_get(&store.conn, "recompress")?.and_then(|v| {
+            let (next, last) = v.split_once(' ')?;
+            Some((next.parse().ok()?, last.parse().ok()?))
+        });
         if created {
             // SQLite gives its -wal and -shm files the database's mode; make sure of it for
             // the ones that exist by now (the next ones are created alike).
@@ -623,6 +637,20 @@ impl SqliteStore {
                     }
                 })?;
                 self.codec.set(t);
+                // The messages stored so far, deflated: compress them against it too, a piece
+                // after each commit from now on.
+                let last: Option<i64> = self
+                    .conn
+                    .query_row("SELECT MAX(rowid) FROM messages", [], |r| r.get(0))
+                    .map_err(sql("read messages to recompress"))?;
+                if let Some(last) = last {
+                    self.recompress = Some((i64::MIN, last));
+                    tables_sql::meta_set(
+                        &self.conn,
+                        "recompress",
+                        &format!("{} {last}", i64::MIN),
+                    )?;
+                }
             }
             Err(e) => {
                 tracing::info!("messages stay deflated: {e}");
@@ -630,6 +658,91 @@ impl SqliteStore {
             }
         }
         Ok(())
+    }
+
+    /// Compress the next [`RECOMPRESS_PIECE`] (`recompress_piece`) of the messages stored deflated before the
+    /// dictionary against it, in a transaction of their own (a piece after each commit, so a
+    /// store that held many before it trained is not stopped for long). A message that does not
+    /// decompress to its content hash is left as it is, for `verify` to name.
+    fn recompress_some(&mut self) -> Result<(), StoreError> {
+        const ACTION: &str = "compress older messages";
+        let (Some((next, last)), Some(t)) = (self.recompress, self.codec.trained()) else {
+            return Ok(());
+        };
+        let tx = self.conn.transaction().map_err(sql(ACTION))?;
+        let mut reached = None;
+        {
+            let mut st = tx
+                .prepare(
+                    "SELECT rowid, content_hash, raw, size FROM messages \
+                     WHERE rowid >= ?1 AND rowid <= ?2 ORDER BY rowid LIMIT ?3",
+                )
+                .map_err(sql(ACTION))?;
+            // Moved to the end of the table as well: rewritten in place, a row leaves the rest
+            // of its old size unused in its page for good (messages are only ever appended),
+            // while pages emptied of all their rows are freed.
+            let mut update = tx
+                .prepare(
+                    "UPDATE messages SET raw = ?1, \
+                     rowid = (SELECT MAX(rowid) FROM messages) + 1 WHERE rowid = ?2",
+                )
+                .map_err(sql(ACTION))?;
+            let mut rows = st
+                .query(params![next, last, self.recompress_piece])
+                .map_err(sql(ACTION))?;
+            while let Some(r) = rows.next().map_err(sql(ACTION))? {
+                let rowid: i64 = r.get(0).map_err(sql(ACTION))?;
+                reached = Some(rowid);
+                let key = hash_column(r.get_ref(1).map_err(sql(ACTION))?, "content_hash");
+                let raw = blob_column(r.get_ref(2).map_err(sql(ACTION))?, "raw");
+                let size: Option<i64> = r.get(3).ok();
+                let (Ok(key), Ok(raw), Some(size)) = (key, raw, size) else {
+                    continue;
+                };
+                if super::message::is_trained_form(raw) {
+                    continue;
+                }
+                let Ok(m) = decompress_checked(&key, raw, size, &|id| dictionary(&tx, id)) else {
+                    continue;
+                };
+                let z = super::message::compress(&m, Some(t));
+                if z.len() < raw.len() {
+                    update.execute(params![z, rowid]).map_err(sql(ACTION))?;
+                }
+            }
+        }
+        let left = match reached {
+            Some(r) if r < last => Some((r + 1, last)),
+            _ => None,
+        };
+        match left {
+            Some((next, last)) => {
+                tables_sql::meta_set(&tx, "recompress", &format!("{next} {last}"))?
+            }
+            None => {
+                tx.execute("DELETE FROM meta WHERE key = 'recompress'", [])
+                    .map_err(sql(ACTION))?;
+            }
+        }
+        tx.commit().map_err(sql(ACTION))?;
+        self.recompress = left;
+        // Give the freed pages back (a store created by an earlier version keeps them for later
+        // rows: the pragma does nothing without incremental auto-vacuum).
+        // (It frees a page for each step, so step it through.)
+        let mut st = self
+            .conn
+            .prepare("PRAGMA incremental_vacuum")
+            .map_err(sql(ACTION))?;
+        let mut rows = st.query([]).map_err(sql(ACTION))?;
+        while rows.next().map_err(sql(ACTION))?.is_some() {}
+        Ok(())
+    }
+
+    /// Compress this many older messages after each commit instead of [`RECOMPRESS_PIECE`]
+    /// (tests).
+    #[cfg(test)]
+    pub(crate) fn recompress_piece(&mut self, n: i64) {
+        self.recompress_piece = n;
     }
 
     /// Train on this many messages instead of [`super::message::TRAIN_ON`] (tests).
@@ -737,6 +850,10 @@ impl SqliteStore {
         tx.commit().map_err(sql("schema check"))
     }
 }
+
+/// How many of the messages stored before the dictionary are compressed against it after
+/// each commit: about a tenth of a second's work.
+const RECOMPRESS_PIECE: i64 = 2000;
 
 /// Events in one commit from which their bodies are deflated on two threads: below it a
 /// thread costs more than it saves (the service commits a message's few events at a time).
@@ -1058,12 +1175,11 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql(ACTION))?;
         // The message each body is about, when it quotes the content hash of one in this batch
-        // or of one lately stored: the body is deflated against it
-        // (body::Encoding::DeflateMailV1). Not looked up in the store: that puts a read and an
-        // inflate per event on the committing thread (a bulk load of the scale corpus, whose
-        // cases are derived at its end, took a seventh longer), and every later read of the log
-        // pays the same again, for 3 % off the store; the service commits a message with the
-        // events about it.
+        // or of one the store holds: the body is deflated against it
+        // (body::Encoding::DeflateMailV1). A message's own events commit with it; its case's
+        // (`case_opened`, `message_joined`, `message_logged`) come with a later derivation, so
+        // the message is read back for them (a prefix, from the cache when lately seen): a
+        // `case_opened` takes a third of the bytes it does against the vocabulary alone.
         let mails: Vec<MailOf> = {
             let in_batch: HashMap<&str, &[u8]> = batch
                 .messages
@@ -1077,7 +1193,7 @@ impl Store for SqliteStore {
                     body::quoted_hashes(b).find_map(|h| {
                         let mail = match in_batch.get(h) {
                             Some(raw) => Arc::from(&raw[..raw.len().min(body::MAIL_PREFIX)]),
-                            None => self.mails.borrow().get(h)?,
+                            None => mail_prefix(&tx, &self.mails, h, false).ok()?,
                         };
                         Some((h.to_string(), mail))
                     })
@@ -1268,6 +1384,9 @@ impl Store for SqliteStore {
         if let Err(e) = self.train_when_ready(added) {
             tracing::warn!("messages stay deflated: cannot train a dictionary: {e}");
             self.train_failed = true;
+        }
+        if let Err(e) = self.recompress_some() {
+            tracing::warn!("older messages stay deflated for now: {e}");
         }
         Ok(appended)
     }
