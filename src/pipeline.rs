@@ -148,10 +148,26 @@ impl Shared {
 
 /// Prepares batches on threads of its own (at a lower priority: the desk sets the pace),
 /// answering each through a oneshot. Cheap to clone; the threads end when the last clone is
-/// dropped.
+/// dropped, which waits for them.
 #[derive(Clone)]
 pub(crate) struct Preparer {
+    /// Declared first, so dropped first: the threads end once every sender is gone.
     jobs: mpsc::Sender<Job>,
+    _threads: Arc<Threads>,
+}
+
+/// The preparer's threads, waited for when the last [`Preparer`] goes. Why wait: they hold a
+/// read connection to the store (to skip recorded messages), and the store's writer removes
+/// the write-ahead log when it closes only if it is the last connection to close; a thread
+/// still ending after the desk closed left the log (tens of MB after a bulk load) behind.
+struct Threads(Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        for t in self.0.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A batch in preparation: wait for it ([`Pending::wait`]) or await it ([`Pending::recv`]).
@@ -185,9 +201,10 @@ impl Preparer {
         });
         let (jobs, queue) = mpsc::channel::<Job>(THREADS);
         let queue = Arc::new(Mutex::new(queue));
+        let mut threads = Vec::with_capacity(THREADS);
         for i in 0..THREADS {
             let (shared, queue) = (shared.clone(), queue.clone());
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("prepare-{i}"))
                 .spawn(move || {
                     crate::service::priority::lower_this_thread();
@@ -211,8 +228,12 @@ impl Preparer {
                     }
                 })
                 .map_err(PrepareError::Thread)?;
+            threads.push(thread);
         }
-        Ok(Preparer { jobs })
+        Ok(Preparer {
+            jobs,
+            _threads: Arc::new(Threads(threads)),
+        })
     }
 
     /// A preparer for this desk's policy and store. `skip_recorded`: messages the desk has
