@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use super::sqlite_fold::{hash_key, recorded_key};
+use super::sqlite_fold::{hash_key, row_key};
 use crate::deciding::tables::{
     self, CaseVersion, ClockVersion, Delta, Item, ItemKind, Version, secs,
 };
@@ -124,8 +124,8 @@ pub(super) fn index_events(
     for (seq, index) in events {
         for (space, key, value) in &index.recorded {
             match value {
-                Some(v) => put.execute(params![space, recorded_key(*space, key), v]),
-                None => delete.execute(params![space, recorded_key(*space, key)]),
+                Some(v) => put.execute(params![space, row_key(key), v]),
+                None => delete.execute(params![space, row_key(key)]),
             }
             .map_err(sql(ACTION))?;
         }
