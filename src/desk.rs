@@ -319,7 +319,7 @@ impl Desk {
 /// built with anything else are rebuilt.
 pub(crate) fn tables_built_with(settings: &Settings) -> String {
     format!(
-        "tables-3 thread_window={}s",
+        "tables-4 thread_window={}s",
         settings.thread_window.whole_seconds()
     )
 }

@@ -296,11 +296,8 @@ impl RecordedBacking for StoreBacking {
             .log
             .prepare_cached("SELECT value FROM recorded WHERE space = ?1 AND key = ?2")
             .and_then(|mut st| {
-                st.query_row(
-                    params![space.code(), row_key(key)],
-                    |r| r.get(0),
-                )
-                .optional()
+                st.query_row(params![space.code(), row_key(key)], |r| r.get(0))
+                    .optional()
             })
             .map_err(sql("read the log's account"));
         self.keep(r)

@@ -299,7 +299,10 @@ fn put_case(conn: &Connection, v: &CaseVersion) -> Result<(), StoreError> {
             .map_err(sql(ACTION))?;
         let rows = st
             .query_map(params![v.id.as_str()], |r| {
-                Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?)))
+                Ok((
+                    (r.get(0)?, item_text(r.get_ref(1)?)),
+                    (r.get(2)?, r.get(3)?, r.get(4)?),
+                ))
             })
             .map_err(sql(ACTION))?;
         for row in rows {
@@ -350,12 +353,46 @@ fn put_case(conn: &Connection, v: &CaseVersion) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An item's key as `case_items` keeps it: a content hash (a message's) as its 32 bytes,
+/// anything else as its text. Half the size of the hex digits, in the primary key of the
+/// largest table.
+fn item_value(key: &str) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    // Lowercase only, so that reading it back gives the same text.
+    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Value::Blob(super::sqlite_fold::hash_key(key))
+    } else {
+        Value::Text(key.to_string())
+    }
+}
+
+/// An item's key as [`item_value`] stored it, back as text.
+fn item_text(v: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Blob(b) => super::sqlite_fold::hash_hex(b),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Null => String::new(),
+    }
+}
+
 fn insert_item(conn: &Connection, case: &str, it: &Item, at: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO case_items (case_id, kind, item, valid_from, valid_to, ord, body) \
          VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)",
     )
-    .and_then(|mut st| st.execute(params![case, it.kind.code(), it.key, at, it.ord, it.body]))
+    .and_then(|mut st| {
+        st.execute(params![
+            case,
+            it.kind.code(),
+            item_value(&it.key),
+            at,
+            it.ord,
+            it.body
+        ])
+    })
     .map(drop)
     .map_err(sql(ACTION))
 }
@@ -365,7 +402,7 @@ fn close_item(conn: &Connection, case: &str, key: &ItemKey, at: i64) -> Result<(
         "UPDATE case_items SET valid_to = ?4 \
          WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_to IS NULL",
     )
-    .and_then(|mut st| st.execute(params![case, key.0, key.1, at]))
+    .and_then(|mut st| st.execute(params![case, key.0, item_value(&key.1), at]))
     .map(drop)
     .map_err(sql(ACTION))
 }
@@ -374,7 +411,7 @@ fn delete_item(conn: &Connection, case: &str, key: &ItemKey, at: i64) -> Result<
     conn.prepare_cached(
         "DELETE FROM case_items WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_from = ?4",
     )
-    .and_then(|mut st| st.execute(params![case, key.0, key.1, at]))
+    .and_then(|mut st| st.execute(params![case, key.0, item_value(&key.1), at]))
     .map(drop)
     .map_err(sql(ACTION))
 }
@@ -384,7 +421,7 @@ fn reopen_item(conn: &Connection, case: &str, key: &ItemKey, from: i64) -> Resul
         "UPDATE case_items SET valid_to = NULL \
          WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_from = ?4",
     )
-    .and_then(|mut st| st.execute(params![case, key.0, key.1, from]))
+    .and_then(|mut st| st.execute(params![case, key.0, item_value(&key.1), from]))
     .map(drop)
     .map_err(sql(ACTION))
 }
@@ -401,7 +438,7 @@ fn item_ending(
          WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_to = ?4",
     )
     .and_then(|mut st| {
-        st.query_row(params![case, key.0, key.1, at], |r| {
+        st.query_row(params![case, key.0, item_value(&key.1), at], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()
@@ -441,7 +478,12 @@ pub(super) fn case_items(conn: &Connection, id: &str, at: i64) -> Result<Vec<Ite
         .map_err(sql("read case"))?;
     let rows = st
         .query_map(params![id, at], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                item_text(r.get_ref(1)?),
+                r.get(2)?,
+                r.get(3)?,
+            ))
         })
         .map_err(sql("read case"))?;
     let mut out = Vec::new();
