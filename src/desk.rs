@@ -685,8 +685,8 @@ impl LogBacking for LogReader {
         let page = self.reader.receipts_from(from, after, limit);
         let mut out = Vec::with_capacity(page.len());
         for (key, seq) in page {
-            let facts = match self.reader.event_body(seq).map(decode) {
-                Some(Ok((_, env))) => match env.event {
+            let facts = match self.reader.event_body(seq).map(|b| Envelope::decode(&b)) {
+                Some(Ok(env)) => match env.event {
                     Event::MessageReceived { facts } => Ok(*facts),
                     _ => Err("the receipt index names it, but it is no message_received".into()),
                 },

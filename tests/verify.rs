@@ -90,6 +90,23 @@ fn key(hash: &str) -> Vec<u8> {
 /// its link (the store opens and verifies as it is; new rows keep them as 32-byte BLOBs, links
 /// implied).
 fn as_version_4(conn: &Connection) {
+    // Every row's whole hash first (this version keeps only a check in most rows), read
+    // through the store, which works them out.
+    {
+        use cprwatch::store::Store;
+        let path = Path::new(conn.path().unwrap()).to_path_buf();
+        let events = cprwatch::store::open_sqlite(&path)
+            .unwrap()
+            .events()
+            .unwrap();
+        for e in events {
+            conn.execute(
+                "UPDATE events SET hash = ?1 WHERE seq = ?2",
+                rusqlite::params![key(&e.hash), e.seq as i64],
+            )
+            .unwrap();
+        }
+    }
     conn.execute_batch(
         "PRAGMA foreign_keys = OFF; \
          UPDATE messages SET content_hash = lower(hex(content_hash)) \

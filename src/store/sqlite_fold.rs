@@ -365,8 +365,8 @@ impl StoreBacking {
     }
 
     /// The body of the event at `seq`.
-    pub fn event_body(&mut self, seq: u64) -> Option<super::StoredEvent> {
-        let r = super::sqlite::event_at(&self.log, seq);
+    pub fn event_body(&mut self, seq: u64) -> Option<Vec<u8>> {
+        let r = super::sqlite::event_body_at(&self.log, seq);
         self.keep(r)
     }
 

@@ -526,8 +526,11 @@ pub(super) fn open_clocks(
     let q = if current {
         "SELECT id FROM clocks WHERE valid_to IS NULL AND stop_key > ?1"
     } else {
-        "SELECT id FROM clocks WHERE valid_from <= ?1 AND (valid_to IS NULL OR valid_to > ?1) \
-         AND stop_key > ?1"
+        // The two halves, so that each is answered by its index (`clocks_open` holds the
+        // current versions, `clocks_by_end` the ended ones).
+        "SELECT id FROM clocks WHERE valid_to IS NULL AND valid_from <= ?1 AND stop_key > ?1 \
+         UNION ALL \
+         SELECT id FROM clocks WHERE valid_to > ?1 AND valid_from <= ?1 AND stop_key > ?1"
     };
     let mut st = conn.prepare_cached(q).map_err(sql("read open clocks"))?;
     st.query_map(params![at], |r| r.get(0))

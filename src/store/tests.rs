@@ -194,6 +194,63 @@ fn damaged_fixture() -> (tempfile::TempDir, std::path::PathBuf, Vec<StoredEvent>
     (dir, path, events)
 }
 
+/// Rows since schema 7 keep a check of their hash, except every 16th and the last of each
+/// commit: whatever row a reader starts at, it gets every whole hash, and a damaged check or
+/// body is named by its seq.
+#[test]
+fn rows_keeping_a_check_read_whole_and_damage_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let mut s = open_sqlite(&path).unwrap();
+    let bodies: Vec<String> = (1..=45).map(|n| format!("{{\"n\":{n}}}")).collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let mut events = s.commit(batch(&[], &refs[..40])).unwrap();
+    events.extend(s.commit(batch(&[], &refs[40..])).unwrap());
+    let c = Connection::open(&path).unwrap();
+    let whole: Vec<i64> = c
+        .prepare("SELECT seq FROM events WHERE length(hash) = 32 ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(whole, [16, 32, 40, 45]);
+    let checks: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE length(hash) = 8",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(checks, 41);
+    assert_eq!(s.events().unwrap(), events);
+    for from in 1..=45u64 {
+        assert_eq!(
+            s.events_from(from, 3).unwrap(),
+            events[from as usize - 1..(from as usize + 2).min(45)],
+            "from {from}"
+        );
+    }
+    assert!(s.verify().unwrap().is_ok());
+    drop(s);
+    for (seq, column, at) in [
+        (20i64, "hash", 7),
+        (20, "body", 0),
+        (32, "hash", 31),
+        (1, "hash", 0),
+    ] {
+        flip(&path, "events", column, "seq", &seq, at);
+        let v = open_sqlite(&path).unwrap().verify().unwrap();
+        let bad = v
+            .bad_event
+            .unwrap_or_else(|| panic!("{column}[{at}] of #{seq} went unnoticed"));
+        assert_eq!(bad.seq, seq as u64, "{}", bad.problem);
+        assert_eq!(v.events_ok, seq as u64 - 1);
+        flip(&path, "events", column, "seq", &seq, at); // undo
+    }
+    assert!(open_sqlite(&path).unwrap().verify().unwrap().is_ok());
+}
+
 /// A message's key as rows since schema 5 keep it: the 32 bytes of its content hash.
 fn key(hash: &str) -> Vec<u8> {
     hex::decode(hash).unwrap()
@@ -242,6 +299,7 @@ fn set_event_column(path: &Path, column: &str, seq: i64, value: rusqlite::types:
 /// Make the store's rows what schema 4 wrote: hashes as hex TEXT, every row stating its link,
 /// messages keyed (and named by positions) by the hex of their content hash.
 fn to_version_4(path: &Path) {
+    whole_hashes(path);
     Connection::open(path)
         .unwrap()
         .execute_batch(&format!(
@@ -260,6 +318,20 @@ fn to_version_4(path: &Path) {
             chain::GENESIS
         ))
         .unwrap();
+}
+
+/// Give every `events` row its whole hash, as stores before schema 7 kept them (this version
+/// keeps only a check in most rows), read through the store, which works them out.
+fn whole_hashes(path: &Path) {
+    let events = open_sqlite(path).unwrap().events().unwrap();
+    let c = Connection::open(path).unwrap();
+    for e in events {
+        c.execute(
+            "UPDATE events SET hash = ?1 WHERE seq = ?2",
+            rusqlite::params![hex::decode(&e.hash).unwrap(), e.seq as i64],
+        )
+        .unwrap();
+    }
 }
 
 /// The ways an event row can be damaged, each applied to `seq` of the store at `path`: a
@@ -1434,7 +1506,7 @@ fn a_version_5_store_opens_reads_verifies_and_appends() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(v, "6");
+    assert_eq!(v, sqlite::SCHEMA_VERSION.to_string());
     assert_eq!(s.events().unwrap(), events);
     assert!(s.verify().unwrap().is_ok());
     // Trained on the mail the old store holds, at its first commit.
