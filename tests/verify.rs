@@ -111,7 +111,7 @@ fn as_version_4(conn: &Connection) {
         "PRAGMA foreign_keys = OFF; \
          UPDATE messages SET content_hash = lower(hex(content_hash)) \
          WHERE typeof(content_hash) = 'blob'; \
-         UPDATE positions SET content_hash = lower(hex(content_hash)) \
+         UPDATE position_names SET content_hash = lower(hex(content_hash)) \
          WHERE typeof(content_hash) = 'blob'; \
          UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
          UPDATE events SET prev_hash = coalesce( \

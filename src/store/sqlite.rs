@@ -85,12 +85,117 @@ const WAL_FORCE_CHECKPOINT: u64 = 256 << 20;
 pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// Version 7: new `events` rows may keep a check instead of the whole hash (see
-/// [`SCHEMA_VERSION`]), and the index of clock versions by end holds only versions that ended
-/// (the current ones are in `clocks_open`): half its size.
+/// [`SCHEMA_VERSION`]); the index of clock versions by end holds only versions that ended (the
+/// current ones are in `clocks_open`): half its size; `cases` is keyed by its id alone
+/// (`WITHOUT ROWID`, as `positions` since schema 3: the id was stored twice, in the table and
+/// in its key's index). And positions are kept as the folder they are in and their name in it
+/// ([`SCHEMA_V7_POSITIONS`]).
 const SCHEMA_V7: &str = "
 DROP INDEX IF EXISTS clocks_by_end;
 CREATE INDEX clocks_by_end ON clocks (valid_to, stop_key) WHERE valid_to IS NOT NULL;
+DROP INDEX IF EXISTS cases_by_ord;
+CREATE TABLE cases_v7 (
+    id        TEXT PRIMARY KEY,
+    ord       INTEGER NOT NULL,
+    opened_at INTEGER NOT NULL,
+    header    BLOB NOT NULL
+) WITHOUT ROWID;
+INSERT INTO cases_v7 (id, ord, opened_at, header) SELECT id, ord, opened_at, header FROM cases;
+DROP TABLE cases;
+ALTER TABLE cases_v7 RENAME TO cases;
+CREATE INDEX cases_by_ord ON cases (ord);
 ";
+
+/// Version 7: a position (`maildir:/var/mail/cpr/cur/1780153803.M6P1.host,S=3611`) is kept as
+/// its place, everything up to its last `/`, once in `position_places`, and its name in that
+/// place, in `position_names`. Every message in a folder repeated the folder's path: on the
+/// scale benchmark that was two thirds of the table. `positions` stays, as a view, for those
+/// who read the store with SQL. The rows are moved by [`split_positions`].
+const SCHEMA_V7_POSITIONS: &str = "
+CREATE TABLE position_places (
+    id    INTEGER PRIMARY KEY,
+    place TEXT NOT NULL UNIQUE
+);
+CREATE TABLE position_names (
+    place        INTEGER NOT NULL REFERENCES position_places(id),
+    name         TEXT NOT NULL,
+    content_hash TEXT NOT NULL REFERENCES messages(content_hash),
+    PRIMARY KEY (place, name)
+) WITHOUT ROWID;
+";
+
+/// The view that shows positions whole, as the `positions` table before schema 7 held them.
+const POSITIONS_VIEW: &str = "
+CREATE VIEW positions (position, content_hash) AS
+    SELECT l.place || n.name, n.content_hash
+    FROM position_names n JOIN position_places l ON l.id = n.place;
+";
+
+/// A position as its place (up to and with its last `/`) and its name there.
+fn split_position(position: &str) -> (&str, &str) {
+    match position.rfind('/') {
+        Some(i) => position.split_at(i + 1),
+        None => ("", position),
+    }
+}
+
+/// Move the rows of a `positions` table (schema 6 and before) into `position_places` and
+/// `position_names`, and put the view in its place. Nothing to do when `positions` is the view.
+fn split_positions(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    const ACTION: &str = "migration to schema 7";
+    let is_table: bool = tx
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'positions'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql(ACTION))?
+        > 0;
+    if !is_table {
+        return Ok(());
+    }
+    tx.execute_batch(SCHEMA_V7_POSITIONS).map_err(sql(ACTION))?;
+    {
+        let mut read = tx
+            .prepare("SELECT position, content_hash FROM positions")
+            .map_err(sql(ACTION))?;
+        let mut rows = read.query([]).map_err(sql(ACTION))?;
+        let mut places: HashMap<String, i64> = HashMap::new();
+        while let Some(r) = rows.next().map_err(sql(ACTION))? {
+            let position: String = r.get(0).map_err(sql(ACTION))?;
+            let key: rusqlite::types::Value = r.get(1).map_err(sql(ACTION))?;
+            let (place, name) = split_position(&position);
+            let id = match places.get(place) {
+                Some(id) => *id,
+                None => {
+                    let id = place_id(tx, place)?;
+                    places.insert(place.to_string(), id);
+                    id
+                }
+            };
+            tx.prepare_cached(
+                "INSERT INTO position_names (place, name, content_hash) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![id, name, key]))
+            .map_err(sql(ACTION))?;
+        }
+    }
+    tx.execute_batch("DROP TABLE positions;")
+        .map_err(sql(ACTION))?;
+    tx.execute_batch(POSITIONS_VIEW).map_err(sql(ACTION))
+}
+
+/// The id of `place` in `position_places`, added if new.
+fn place_id(conn: &Connection, place: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO position_places (place) VALUES (?1) ON CONFLICT (place) DO NOTHING",
+    )
+    .and_then(|mut st| st.execute(params![place]))
+    .map_err(sql("record a position"))?;
+    conn.prepare_cached("SELECT id FROM position_places WHERE place = ?1")
+        .and_then(|mut st| st.query_row(params![place], |r| r.get(0)))
+        .map_err(sql("record a position"))
+}
 
 /// Version 6: dictionaries trained on the store's own mail ([`super::message::Trained`]), by
 /// zstd's id of them, which every message compressed with one names in its frame header.
@@ -797,6 +902,7 @@ impl SqliteStore {
                 .map_err(sql("schema creation"))?;
             tx.execute_batch(SCHEMA_V7)
                 .map_err(sql("schema creation"))?;
+            split_positions(&tx)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION.to_string()],
@@ -863,6 +969,7 @@ impl SqliteStore {
             // Rows written before keep their whole hashes and read as before.
             tx.execute_batch(SCHEMA_V7)
                 .map_err(sql("migration to schema 7"))?;
+            split_positions(&tx)?;
         }
         if found < SCHEMA_VERSION {
             tx.execute(
@@ -1232,10 +1339,14 @@ impl Store for SqliteStore {
     }
 
     fn position(&self, position: &str) -> Result<Option<String>, StoreError> {
+        let (place, name) = split_position(position);
         self.conn
-            .prepare_cached("SELECT content_hash FROM positions WHERE position = ?1")
+            .prepare_cached(
+                "SELECT n.content_hash FROM position_names n \
+                 JOIN position_places l ON l.id = n.place WHERE l.place = ?1 AND n.name = ?2",
+            )
             .and_then(|mut st| {
-                st.query_row(params![position], |r| {
+                st.query_row(params![place, name], |r| {
                     // Either form of the key; a damaged one is handed on as it reads.
                     Ok(match r.get_ref(0)? {
                         ValueRef::Blob(b) => hex::encode(b),
@@ -1350,24 +1461,35 @@ impl Store for SqliteStore {
             // foreign key compares the values as they are).
             let mut insert_position = tx
                 .prepare_cached(
-                    "INSERT INTO positions (position, content_hash) \
-                     SELECT ?1, content_hash FROM messages WHERE content_hash IN (?2, ?3) LIMIT 1 \
-                     ON CONFLICT (position) DO NOTHING",
+                    "INSERT INTO position_names (place, name, content_hash) \
+                     SELECT ?1, ?2, content_hash FROM messages \
+                     WHERE content_hash IN (?3, ?4) LIMIT 1 \
+                     ON CONFLICT (place, name) DO NOTHING",
                 )
                 .map_err(sql(ACTION))?;
             let mut has_position = tx
-                .prepare_cached("SELECT 1 FROM positions WHERE position = ?1")
+                .prepare_cached("SELECT 1 FROM position_names WHERE place = ?1 AND name = ?2")
                 .map_err(sql(ACTION))?;
+            let mut places: HashMap<&str, i64> = HashMap::new();
             for (position, key) in &batch.positions {
                 let (text, bytes) = key_forms(key);
+                let (place, name) = split_position(position);
+                let place = match places.get(place) {
+                    Some(id) => *id,
+                    None => {
+                        let id = place_id(&tx, place)?;
+                        places.insert(place, id);
+                        id
+                    }
+                };
                 let added = insert_position
-                    .execute(params![position, text, bytes])
+                    .execute(params![place, name, text, bytes])
                     .map_err(sql(ACTION))?;
                 // Nothing added: the position was recorded before (it keeps its first value),
                 // or (validate_batch rules it out) its message is nowhere.
                 if added == 0
                     && !has_position
-                        .exists(params![position])
+                        .exists(params![place, name])
                         .map_err(sql(ACTION))?
                 {
                     return Err(StoreError::BadBatch(format!(
@@ -1514,15 +1636,27 @@ impl Store for SqliteStore {
     }
 
     fn positions_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        // A range scan on the primary key (portable, and no LIKE escaping of the prefix).
-        let mut upper = prefix.to_string();
-        upper.push(char::MAX);
+        // Range scans on the keys (portable, and no LIKE escaping of the prefix): the places
+        // that start with the prefix, all their names; and the place the prefix ends in, if it
+        // goes on past its last `/`, the names there that start with the rest.
+        let upper = |s: &str| format!("{s}{}", char::MAX);
+        let (place, rest) = split_position(prefix);
         let mut st = self
             .conn
-            .prepare_cached("SELECT position FROM positions WHERE position >= ?1 AND position < ?2")
+            .prepare_cached(
+                "SELECT l.place || n.name FROM position_places l \
+                 JOIN position_names n ON n.place = l.id WHERE l.place >= ?1 AND l.place < ?2 \
+                 UNION ALL \
+                 SELECT l.place || n.name FROM position_places l \
+                 JOIN position_names n ON n.place = l.id \
+                 WHERE ?4 <> '' AND l.place = ?3 AND n.name >= ?4 AND n.name < ?5",
+            )
             .map_err(sql("list positions"))?;
         let rows = st
-            .query_map(params![prefix, upper], |r| r.get::<_, String>(0))
+            .query_map(
+                params![prefix, upper(prefix), place, rest, upper(rest)],
+                |r| r.get::<_, String>(0),
+            )
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql("list positions"))?;
         Ok(rows.into_iter().filter(|p| p.starts_with(prefix)).collect())

@@ -306,7 +306,7 @@ fn to_version_4(path: &Path) {
             "PRAGMA foreign_keys = OFF; \
              UPDATE messages SET content_hash = lower(hex(content_hash)) \
              WHERE typeof(content_hash) = 'blob'; \
-             UPDATE positions SET content_hash = lower(hex(content_hash)) \
+             UPDATE position_names SET content_hash = lower(hex(content_hash)) \
              WHERE typeof(content_hash) = 'blob'; \
              UPDATE events SET hash = lower(hex(hash)) WHERE typeof(hash) = 'blob'; \
              UPDATE events SET prev_hash = coalesce( \
@@ -647,6 +647,50 @@ fn imap_state_in_both_backends() {
     imap_contract(&mut open_sqlite(&dir.path().join("s.sqlite")).unwrap());
 }
 
+/// Positions are listed by any prefix, whether it ends at a folder or inside a name, alike in
+/// both backends (the SQLite one keeps a position's folder and name apart, schema 7).
+#[test]
+fn positions_are_listed_by_any_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = open_sqlite(&dir.path().join("s.sqlite")).unwrap();
+    let mut mem = memory();
+    let stores: [&mut dyn Store; 2] = [&mut sqlite, &mut mem];
+    for store in stores {
+        let places = [
+            "maildir:/r/INBOX/a1",
+            "maildir:/r/INBOX/b2",
+            "maildir:/r/INBOX2/c3",
+            "maildir:/r/Junk/d4",
+            "file:x",
+        ];
+        let mut b = batch(&["one", "two", "three", "four", "five"], &[]);
+        for (p, place) in b.positions.iter_mut().zip(places) {
+            p.0 = place.into();
+        }
+        store.commit(b.clone()).unwrap();
+        for (prefix, want) in [
+            ("maildir:/r/", &places[..4]),
+            ("maildir:/r/INBOX/", &places[..2]),
+            ("maildir:/r/INBOX", &places[..3]),
+            ("maildir:/r/INBOX/a", &places[..1]),
+            ("maildir:/r/INBOX/a1", &places[..1]),
+            ("maildir:/r/INBOX/a10", &[]),
+            ("", &places[..]),
+            ("file:", &places[4..]),
+        ] {
+            let mut got = store.positions_with_prefix(prefix).unwrap();
+            got.sort();
+            let mut want = want.to_vec();
+            want.sort();
+            assert_eq!(got, want, "prefix {prefix:?}");
+        }
+        for (place, key) in &b.positions {
+            assert_eq!(store.position(place).unwrap().as_ref(), Some(key));
+        }
+        assert_eq!(store.position("maildir:/r/INBOX/zz").unwrap(), None);
+    }
+}
+
 #[test]
 fn a_version_1_store_is_migrated_in_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -658,6 +702,11 @@ fn a_version_1_store_is_migrated_in_place() {
     let c = Connection::open(&path).unwrap();
     c.execute_batch(
         "DROP TABLE imap_checkpoints; DROP TABLE folder_states; \
+         CREATE TABLE p1 (position TEXT PRIMARY KEY, \
+                          content_hash TEXT NOT NULL REFERENCES messages(content_hash)); \
+         INSERT INTO p1 SELECT * FROM positions; DROP VIEW positions; \
+         DROP TABLE position_names; DROP TABLE position_places; \
+         ALTER TABLE p1 RENAME TO positions; \
          DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; DROP TABLE recorded; \
          DROP TABLE event_refs; \
          ALTER TABLE events DROP COLUMN encoding; ALTER TABLE events DROP COLUMN size; \
@@ -854,7 +903,8 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
         "ALTER TABLE events DROP COLUMN encoding; ALTER TABLE events DROP COLUMN size; \
          CREATE TABLE p2 (position TEXT PRIMARY KEY, \
                           content_hash TEXT NOT NULL REFERENCES messages(content_hash)); \
-         INSERT INTO p2 SELECT * FROM positions; DROP TABLE positions; \
+         INSERT INTO p2 SELECT * FROM positions; DROP VIEW positions; \
+         DROP TABLE position_names; DROP TABLE position_places; \
          ALTER TABLE p2 RENAME TO positions; \
          DROP TABLE cases; DROP TABLE case_items; DROP TABLE clocks; DROP TABLE case_names; DROP TABLE fold; DROP TABLE receipts; DROP TABLE case_numbers; DROP TABLE recorded; \
          DROP TABLE event_refs; \
@@ -876,7 +926,8 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(rows, [(0, None), (1, Some(new[0].body.len() as i64))]);
-    // Positions moved into their rebuilt table whole.
+    // Positions moved into their rebuilt table whole (schema 3), then split into their places
+    // and names (schema 7), and read whole through the view.
     let positions: Vec<String> = c
         .prepare("SELECT position FROM positions")
         .unwrap()
@@ -884,10 +935,13 @@ fn a_version_2_store_keeps_its_plain_bodies_and_compresses_new_ones() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(positions.len(), 1);
+    assert_eq!(
+        positions,
+        ["file:test/0/".to_string() + &chain::content_hash(b"kept")]
+    );
     let ddl: String = c
         .query_row(
-            "SELECT sql FROM sqlite_master WHERE name = 'positions'",
+            "SELECT sql FROM sqlite_master WHERE name = 'position_names'",
             [],
             |r| r.get(0),
         )
@@ -1328,7 +1382,7 @@ fn a_damaged_message_names_itself_and_the_events_stored_against_it() {
     // A message that is gone: the event says which one it needs.
     let (_dir, path, _, k) = mail_fixture();
     let c = Connection::open(&path).unwrap();
-    c.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM positions;")
+    c.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM position_names;")
         .unwrap();
     c.execute("DELETE FROM messages WHERE content_hash = ?1", [key(&k)])
         .unwrap();
