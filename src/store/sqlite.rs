@@ -86,9 +86,10 @@ pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// Version 7: new `events` rows may keep a check instead of the whole hash (see
 /// [`SCHEMA_VERSION`]); the index of clock versions by end holds only versions that ended (the
-/// current ones are in `clocks_open`): half its size; `cases` is keyed by its id alone
-/// (`WITHOUT ROWID`, as `positions` since schema 3: the id was stored twice, in the table and
-/// in its key's index). And positions are kept as the folder they are in and their name in it
+/// current ones are in `clocks_open`): half its size; `cases`, `meta`, `imap_checkpoints` and
+/// `folder_states` are keyed by their key alone (`WITHOUT ROWID`, as `positions` since schema
+/// 3: the key was stored twice, in the table and in its index, and a small store paid a page
+/// for each). And positions are kept as the folder they are in and their name in it
 /// ([`SCHEMA_V7_POSITIONS`]).
 const SCHEMA_V7: &str = "
 DROP INDEX IF EXISTS clocks_by_end;
@@ -104,6 +105,37 @@ INSERT INTO cases_v7 (id, ord, opened_at, header) SELECT id, ord, opened_at, hea
 DROP TABLE cases;
 ALTER TABLE cases_v7 RENAME TO cases;
 CREATE INDEX cases_by_ord ON cases (ord);
+CREATE TABLE meta_v7 (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta_v7 (key, value) SELECT key, value FROM meta;
+DROP TABLE meta;
+ALTER TABLE meta_v7 RENAME TO meta;
+CREATE TABLE imap_checkpoints_v7 (
+    mailbox     TEXT NOT NULL,
+    folder      TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    last_uid    INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, folder)
+) WITHOUT ROWID;
+INSERT INTO imap_checkpoints_v7 (mailbox, folder, uidvalidity, last_uid)
+    SELECT mailbox, folder, uidvalidity, last_uid FROM imap_checkpoints;
+DROP TABLE imap_checkpoints;
+ALTER TABLE imap_checkpoints_v7 RENAME TO imap_checkpoints;
+CREATE TABLE folder_states_v7 (
+    mailbox       TEXT NOT NULL,
+    folder        TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    last_sync_at  TEXT,
+    last_error    TEXT,
+    last_error_at TEXT,
+    PRIMARY KEY (mailbox, folder)
+) WITHOUT ROWID;
+INSERT INTO folder_states_v7 (mailbox, folder, role, last_sync_at, last_error, last_error_at)
+    SELECT mailbox, folder, role, last_sync_at, last_error, last_error_at FROM folder_states;
+DROP TABLE folder_states;
+ALTER TABLE folder_states_v7 RENAME TO folder_states;
 ";
 
 /// Version 7: a position (`maildir:/var/mail/cpr/cur/1780153803.M6P1.host,S=3611`) is kept as
@@ -289,12 +321,13 @@ ALTER TABLE positions_v3 RENAME TO positions;
 
 /// SQLite's page size for new stores. Since messages are compressed against a dictionary
 /// trained on the store's own mail, a message row is a few hundred bytes, and the store is
-/// some thirty tables and indexes, each at least a page. Measured on the scale benchmark's
-/// stores (file bytes after `VACUUM`, 1 000 / 100 000 messages): 4 KiB 3.40 / 244.8 MB,
-/// 8 KiB 3.36 / 241.4, 16 KiB 3.62 / 239.7. Smaller pages also make each of the service's
-/// small commits write less to the WAL, so 8 KiB. Existing stores keep theirs (changing it
-/// takes a `VACUUM`).
-const PAGE_SIZE: i64 = 8192;
+/// some thirty tables and indexes, each at least a page, most of them filled in key order
+/// other than their rows' arrival. Measured on the scale benchmark's stores as `ingest` leaves
+/// them (1 000 / 100 000 messages, against 2.34 / 218 MB of mail): 4 KiB 2.33 / 216.2 MB,
+/// 8 KiB 2.43 / 212.7 MB (and 16 KiB more at 1 000). 4 KiB: a small store pays least, a
+/// large one 1.6 % more, and each of the service's small commits writes the least to the WAL.
+/// Existing stores keep theirs (changing it takes a `VACUUM`).
+const PAGE_SIZE: i64 = 4096;
 
 /// Bytes the WAL file is cut back to when it restarts: about what the background checkpointer
 /// lets accumulate before it checkpoints (see `checkpointer.rs`).

@@ -1053,7 +1053,7 @@ fn new_stores_use_the_chosen_page_size() {
     drop(open_sqlite(&path).unwrap());
     let c = Connection::open(&path).unwrap();
     let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
-    assert_eq!(size, 8192);
+    assert_eq!(size, 4096);
 }
 
 #[test]
