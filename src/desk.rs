@@ -509,6 +509,8 @@ fn verify_tables_in_pieces(
     let (mut cases, mut clocks) = (0u64, 0u64);
     let derived = (|| -> Result<(), DeskError> {
         let mut fresh = store::open_sqlite(&scratch)?;
+        // Written once and only compared: its pages need not stay in memory.
+        fresh.limit_cache(SCRATCH_CACHE_KIB)?;
         let (log, backing) = (LogReader::of(store)?, store.backing(&scratch)?);
         derive_from_store(log, backing, settings, piece, |delta| {
             for v in &delta.versions {
@@ -531,6 +533,9 @@ fn verify_tables_in_pieces(
         TablesCheck::Differ(differences)
     })
 }
+
+/// The page cache of `verify`'s scratch tables, in KiB (SQLite's default is 2 000).
+const SCRATCH_CACHE_KIB: i64 = 500;
 
 /// What a rebuild wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -556,6 +561,12 @@ fn decode_all(store: &dyn Store) -> Result<Vec<(u64, Envelope)>, DeskError> {
 /// Events read a page at a time when the whole log is read (a restart, `verify`, `rebuild`):
 /// it is never held whole, and the caller may write to the store between pages.
 const LOG_PAGE: usize = 4096;
+
+/// Messages' facts read a page at a time when a derivation streams the log: as many as it
+/// feeds between commits ([`DERIVE_PIECE`]). A larger page is memory that grows nothing but
+/// the peak, beside what the derivation holds (4 096 kept `verify` 6 MB higher at 100 000
+/// messages).
+const FACTS_PAGE: usize = 1_000;
 
 /// One page of the log from seq `from` on, decoded; empty past the end.
 fn decoded_page(store: &dyn Store, from: u64) -> Result<Vec<(u64, Envelope)>, DeskError> {
@@ -652,7 +663,7 @@ impl LogReader {
         let start = time::PrimitiveDateTime::MIN.assume_utc();
         let mut after = None;
         'pages: loop {
-            let page = self.facts_from(start, after.as_ref(), LOG_PAGE);
+            let page = self.facts_from(start, after.as_ref(), FACTS_PAGE);
             let Some((key, _)) = page.last() else {
                 break;
             };

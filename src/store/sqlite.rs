@@ -2011,6 +2011,14 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Keep at most `kib` KiB of pages in this connection's cache (a scratch store that is
+    /// written once, then read in order).
+    pub(crate) fn limit_cache(&self, kib: i64) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "cache_size", -kib)
+            .map_err(sql("set the page cache"))
+    }
+
     /// Record what the tables were built with (after the engine derived them itself).
     pub(crate) fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
         tables_sql::meta_set(&self.conn, "tables_built_with", built_with)
