@@ -197,14 +197,7 @@ fn split_positions(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
             let position: String = r.get(0).map_err(sql(ACTION))?;
             let key: rusqlite::types::Value = r.get(1).map_err(sql(ACTION))?;
             let (place, name) = split_position(&position);
-            let id = match places.get(place) {
-                Some(id) => *id,
-                None => {
-                    let id = place_id(tx, place)?;
-                    places.insert(place.to_string(), id);
-                    id
-                }
-            };
+            let id = place_id(tx, &mut places, place)?;
             tx.prepare_cached(
                 "INSERT INTO position_names (place, name, content_hash) VALUES (?1, ?2, ?3)",
             )
@@ -217,16 +210,27 @@ fn split_positions(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(POSITIONS_VIEW).map_err(sql(ACTION))
 }
 
-/// The id of `place` in `position_places`, added if new.
-fn place_id(conn: &Connection, place: &str) -> Result<i64, StoreError> {
+/// The id of `place` in `position_places`, added if new. `known` holds the ids this
+/// transaction already looked up (a batch or a migration names few places, many times).
+fn place_id(
+    conn: &Connection,
+    known: &mut HashMap<String, i64>,
+    place: &str,
+) -> Result<i64, StoreError> {
+    if let Some(id) = known.get(place) {
+        return Ok(*id);
+    }
     conn.prepare_cached(
         "INSERT INTO position_places (place) VALUES (?1) ON CONFLICT (place) DO NOTHING",
     )
     .and_then(|mut st| st.execute(params![place]))
     .map_err(sql("record a position"))?;
-    conn.prepare_cached("SELECT id FROM position_places WHERE place = ?1")
+    let id = conn
+        .prepare_cached("SELECT id FROM position_places WHERE place = ?1")
         .and_then(|mut st| st.query_row(params![place], |r| r.get(0)))
-        .map_err(sql("record a position"))
+        .map_err(sql("record a position"))?;
+    known.insert(place.to_string(), id);
+    Ok(id)
 }
 
 /// Version 6: dictionaries trained on the store's own mail ([`super::message::Trained`]), by
@@ -1503,18 +1507,11 @@ impl Store for SqliteStore {
             let mut has_position = tx
                 .prepare_cached("SELECT 1 FROM position_names WHERE place = ?1 AND name = ?2")
                 .map_err(sql(ACTION))?;
-            let mut places: HashMap<&str, i64> = HashMap::new();
+            let mut places = HashMap::new();
             for (position, key) in &batch.positions {
                 let (text, bytes) = key_forms(key);
                 let (place, name) = split_position(position);
-                let place = match places.get(place) {
-                    Some(id) => *id,
-                    None => {
-                        let id = place_id(&tx, place)?;
-                        places.insert(place, id);
-                        id
-                    }
-                };
+                let place = place_id(&tx, &mut places, place)?;
                 let added = insert_position
                     .execute(params![place, name, text, bytes])
                     .map_err(sql(ACTION))?;
