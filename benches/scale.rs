@@ -7,7 +7,8 @@
 //! 2. runs the release binary as a user does, each command its own process in a fresh
 //!    directory, measuring its wall time and peak RSS (`wait4`'s `ru_maxrss` for that child):
 //!    `ingest` of the history, `status`, `case` of a case from the middle of the history,
-//!    `search` by that case's crt.sh id, `verify`, `rebuild`, and the service (`run`): time until
+//!    `search` by that case's crt.sh id, `verify`, `rebuild` (and `rebuild --reindex`, which
+//!    indexes the log again too), and the service (`run`): time until
 //!    it logs `cprwatch running`, and its resident memory once it has ingested `SCALE_LIVE`
 //!    (default 500) new messages dropped into its Maildir;
 //! 3. prints one table, then the targets as ratios between the sizes of this run, each
@@ -148,6 +149,8 @@ struct Row {
     verify: Option<Cost>,
     rebuild: Option<Cost>,
     rebuild_msgs_per_s: Option<f64>,
+    /// `rebuild --reindex`: the log indexed again too.
+    reindex: Option<Cost>,
     /// Spawn until `cprwatch running`.
     service_start: Option<f64>,
     /// `VmRSS` once the live messages are in, and the service's peak over its life.
@@ -415,6 +418,14 @@ fn measure(bin: &Path, target: &Path, corpus: &Corpus, repeat: usize) -> Row {
     row.rebuild =
         optional(run_measured(cmd, "rebuild", dir, None), "cprwatch rebuild").map(|o| o.cost);
     row.rebuild_msgs_per_s = row.rebuild.map(|r| n as f64 / r.wall);
+    eprintln!("scale: N={n}: rebuild --reindex");
+    let mut cmd = Command::new(bin);
+    cmd.args(["rebuild", "--config", c, "--reindex"]);
+    row.reindex = optional(
+        run_measured(cmd, "reindex", dir, None),
+        "cprwatch rebuild --reindex",
+    )
+    .map(|o| o.cost);
 
     // The service, last: its clock ticks at today's time and records what has breached since.
     eprintln!("scale: N={n}: run (service)");
@@ -630,6 +641,8 @@ fn print_table(rows: &[Row], bin: &Path) {
         "rebuild s",
         "MiB",
         "rebuild msgs/s",
+        "--reindex s",
+        "MiB",
         "run start s",
         "run RSS MiB",
         "run peak MiB",
@@ -645,6 +658,7 @@ fn print_table(rows: &[Row], bin: &Path) {
             l.extend(cost_cells(c));
         }
         l.push(opt(r.rebuild_msgs_per_s, 0));
+        l.extend(cost_cells(r.reindex));
         l.push(opt(r.service_start, 2));
         l.push(opt(r.service_rss_mib, 0));
         l.push(opt(r.service_peak_mib, 0));
@@ -723,6 +737,7 @@ fn print_checks(rows: &[Row]) {
         for (what, c, cb) in [
             ("verify", r.verify, base.verify),
             ("rebuild", r.rebuild, base.rebuild),
+            ("rebuild --reindex", r.reindex, base.reindex),
         ] {
             check(
                 &format!("{what} peak RSS at {n} / at {b}"),

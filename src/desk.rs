@@ -315,13 +315,27 @@ impl Desk {
     }
 }
 
+/// The format of the tables and of the log's index that this version writes. A version that
+/// changes either (what a row holds, what an event is indexed by) changes this, and its first
+/// use derives both afresh.
+const TABLES_FORMAT: &str = "tables-4";
+
 /// What the tables are derived with: their format and the settings that shape them. Tables
 /// built with anything else are rebuilt.
 pub(crate) fn tables_built_with(settings: &Settings) -> String {
     format!(
-        "tables-4 thread_window={}s",
+        "{TABLES_FORMAT} thread_window={}s",
         settings.thread_window.whole_seconds()
     )
+}
+
+/// Whether the log's index (what each event names, messages in receipt order, case numbers,
+/// the log's account) is in this version's format, going by what the tables were last built
+/// with. The index depends on the events alone, not on the settings, and every commit writes
+/// it with its events; a derivation that never finished left no `built_with`, so the index
+/// is made again then too.
+fn index_is_current(built_with: Option<&str>) -> bool {
+    built_with.and_then(|b| b.split(' ').next()) == Some(TABLES_FORMAT)
 }
 
 /// Bring the store's tables up to date with these settings: a new store is marked built with
@@ -342,36 +356,49 @@ pub fn ensure_tables(
     if st.built_with.as_deref() == Some(wanted.as_str()) {
         return Ok(false);
     }
-    rebuild_tables(store, settings)?;
+    rebuild_tables(store, settings, Reindex::IfStale)?;
     Ok(true)
 }
 
-/// Derive the tables afresh, in place: forget them, index the log again (what events name,
-/// messages in receipt order, case numbers), then derive from the log.
+/// Whether a rebuild indexes the log again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reindex {
+    /// Only when the index is not in this version's format (see [`index_is_current`]): a
+    /// change of rules or settings leaves what each event names as it was.
+    IfStale,
+    /// Always: `verify` found the index differs from the log.
+    Always,
+}
+
+/// Derive the tables afresh, in place: forget them, index the log again if `reindex` says so,
+/// then derive from the log.
 pub(crate) fn rebuild_tables(
     store: &mut store::SqliteStore,
     settings: &Settings,
+    reindex: Reindex,
 ) -> Result<RebuildSummary, DeskError> {
-    store.reset_tables()?;
-    let mut summary = RebuildSummary::default();
-    let mut head = 0;
+    let st = store.tables_state()?;
+    let reindex = reindex == Reindex::Always || !index_is_current(st.built_with.as_deref());
+    store.reset_tables(reindex)?;
+    let mut summary = RebuildSummary {
+        reindexed: reindex,
+        ..RebuildSummary::default()
+    };
     // The clocks' states the log records were compared up to its last tick, the moment of its
     // last event: a first tick compares only those whose state time changed since.
-    let mut last_tick: Option<Timestamp> = None;
-    loop {
-        let page = decoded_page(&*store, head + 1)?;
-        let Some(last) = page.last().map(|(seq, _)| *seq) else {
-            break;
-        };
-        last_tick = page.last().map(|(_, env)| env.recorded_at).max(last_tick);
-        let index: Vec<(u64, crate::domain::event::EventIndex)> = page
-            .into_iter()
-            .map(|(seq, env)| (seq, index_of(&env.event)))
-            .collect();
-        summary.events += index.len() as u64;
-        store.write_tables(&Default::default(), &index, None)?;
-        head = last;
-    }
+    let indexed = if reindex {
+        let mut end = LogEnd::default();
+        loop {
+            let index = index_page(&*store, &mut end)?;
+            if index.is_empty() {
+                break end;
+            }
+            store.write_tables(&Default::default(), &index, None)?;
+        }
+    } else {
+        last_event(&*store, st.head)?
+    };
+    summary.events = indexed.head;
     let (log, backing) = (LogReader::of(store)?, store.backing(store.path())?);
     summary.messages = derive_from_store(log, backing, settings, DERIVE_PIECE, |delta| {
         summary.versions += delta.versions.len() as u64;
@@ -379,13 +406,47 @@ pub(crate) fn rebuild_tables(
     })?;
     store.write_tables(
         &Delta {
-            evaluated_at: last_tick,
+            evaluated_at: indexed.last_recorded,
             ..Delta::default()
         },
         &[],
-        Some((head, &tables_built_with(settings))),
+        Some((indexed.head, &tables_built_with(settings))),
     )?;
     Ok(summary)
+}
+
+/// How far the log goes: its last seq, and the latest moment an event was recorded at.
+#[derive(Debug, Default)]
+struct LogEnd {
+    head: u64,
+    last_recorded: Option<Timestamp>,
+}
+
+/// The next page of the log's index, made afresh from the events after `end`, which it moves
+/// on; empty past the end of the log.
+fn index_page(
+    store: &dyn Store,
+    end: &mut LogEnd,
+) -> Result<Vec<(u64, crate::domain::event::EventIndex)>, DeskError> {
+    let page = decoded_page(store, end.head + 1)?;
+    if let Some((seq, env)) = page.last() {
+        end.head = *seq;
+        end.last_recorded = Some(env.recorded_at).max(end.last_recorded);
+    }
+    Ok(page
+        .into_iter()
+        .map(|(seq, env)| (seq, index_of(&env.event)))
+        .collect())
+}
+
+/// The log's last event, without reading the rest: where a rebuild that keeps the index
+/// stands.
+fn last_event(store: &dyn Store, head: u64) -> Result<LogEnd, DeskError> {
+    let last = decoded_page_of(store, head, 1)?;
+    Ok(LogEnd {
+        head,
+        last_recorded: last.first().map(|(_, env)| env.recorded_at),
+    })
 }
 
 /// Messages fed between two commits of a derivation from the store: what the projector holds
@@ -445,6 +506,9 @@ pub(crate) enum TablesCheck {
     Behind(u64),
     /// The first differences, described.
     Differ(Vec<String>),
+    /// The log's index (what `rebuild` derives through) differs from one made afresh: the
+    /// first differences, described.
+    IndexDiffers(Vec<String>),
 }
 
 /// `verify`'s second half: derive the tables afresh into a scratch file beside the store and
@@ -511,6 +575,15 @@ fn verify_tables_in_pieces(
         let mut fresh = store::open_sqlite(&scratch)?;
         // Written once and only compared: its pages need not stay in memory.
         fresh.limit_cache(SCRATCH_CACHE_KIB)?;
+        // The log indexed afresh, to compare with the index the store keeps with each commit.
+        let mut end = LogEnd::default();
+        loop {
+            let index = index_page(store, &mut end)?;
+            if index.is_empty() {
+                break;
+            }
+            fresh.write_tables(&Default::default(), &index, None)?;
+        }
         let (log, backing) = (LogReader::of(store)?, store.backing(&scratch)?);
         derive_from_store(log, backing, settings, piece, |delta| {
             for v in &delta.versions {
@@ -527,10 +600,12 @@ fn verify_tables_in_pieces(
     let compared = derived.and_then(|()| Ok(store.tables_differ_from(&scratch)?));
     remove_scratch();
     let differences = compared?;
-    Ok(if differences.is_empty() {
-        TablesCheck::Match { cases, clocks }
+    Ok(if !differences.index.is_empty() {
+        TablesCheck::IndexDiffers(differences.index)
+    } else if !differences.tables.is_empty() {
+        TablesCheck::Differ(differences.tables)
     } else {
-        TablesCheck::Differ(differences)
+        TablesCheck::Match { cases, clocks }
     })
 }
 
@@ -540,6 +615,8 @@ const SCRATCH_CACHE_KIB: i64 = 500;
 /// What a rebuild wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct RebuildSummary {
+    /// Whether the log was indexed again, not only the tables derived.
+    pub reindexed: bool,
     pub events: u64,
     pub messages: u64,
     pub versions: u64,
@@ -570,8 +647,17 @@ const FACTS_PAGE: usize = 1_000;
 
 /// One page of the log from seq `from` on, decoded; empty past the end.
 fn decoded_page(store: &dyn Store, from: u64) -> Result<Vec<(u64, Envelope)>, DeskError> {
+    decoded_page_of(store, from, LOG_PAGE)
+}
+
+/// Up to `limit` events of the log from seq `from` on, decoded.
+fn decoded_page_of(
+    store: &dyn Store,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Envelope)>, DeskError> {
     store
-        .events_from(from, LOG_PAGE)?
+        .events_from(from, limit)?
         .into_iter()
         .map(decode)
         .collect()

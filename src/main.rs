@@ -120,6 +120,11 @@ enum Cmd {
     Rebuild {
         #[arg(long, env = "CPRWATCH_CONFIG")]
         config: PathBuf,
+        /// Index the log again too (what each event names, messages in receipt order, case
+        /// numbers), when `verify` finds the index differs from the log. Without it the index
+        /// is made again only when this version writes it in another format.
+        #[arg(long)]
+        reindex: bool,
     },
     /// Stateless: the state of every case as it was at --at, from the given folders.
     Replay {
@@ -194,7 +199,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
             at,
             format,
         } => commands::search(&config, &term, at.as_deref(), format.into())?,
-        Cmd::Rebuild { config } => commands::rebuild(&config)?,
+        Cmd::Rebuild { config, reindex } => commands::rebuild(
+            &config,
+            if reindex {
+                cprwatch::desk::Reindex::Always
+            } else {
+                cprwatch::desk::Reindex::IfStale
+            },
+        )?,
         Cmd::Replay {
             config,
             inbox,

@@ -353,6 +353,84 @@ fn verify_proves_the_tables_and_names_a_damaged_row_which_rebuild_repairs() {
 }
 
 #[test]
+fn verify_names_damage_to_the_logs_index_which_rebuild_reindex_repairs() {
+    let desk = Desk::with_store();
+    ingest_all(&desk);
+    let cfg = desk.config().display().to_string();
+    let run = |args: &[&str]| {
+        let o = desk.run(args);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            text(&o),
+        )
+    };
+    // A rebuild for a change of rules keeps the index, which depends on the events alone.
+    let (code, out, all) = run(&["rebuild", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(out.starts_with("rebuilt cases and clocks"), "{out}");
+
+    // A received message dropped from the index: a derivation through it would never see
+    // the report, and agree with tables derived the same way.
+    let c = rusqlite::Connection::open(desk.store()).unwrap();
+    let seq: i64 = c
+        .query_row("SELECT MIN(seq) FROM receipts", [], |r| r.get(0))
+        .unwrap();
+    c.execute("DELETE FROM receipts WHERE seq = ?1", [seq])
+        .unwrap();
+    drop(c);
+    let (code, out, all) = run(&["verify", "--config", &cfg]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        out.contains("FAILED")
+            && out.contains(&format!("receipts: event {seq} received at"))
+            && out.contains("missing from the store")
+            && out.contains("cprwatch rebuild --reindex"),
+        "{out}"
+    );
+    // Deriving again through the damaged index mends nothing.
+    let (code, _, all) = run(&["rebuild", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{all}");
+    let (code, _, all) = run(&["verify", "--config", &cfg]);
+    assert_eq!(code, Some(1), "{all}");
+
+    let (code, out, all) = run(&["rebuild", "--config", &cfg, "--reindex"]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        out.starts_with("indexed the log again and rebuilt"),
+        "{out}"
+    );
+    let (code, out, all) = run(&["verify", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(out.contains("equal a re-derivation from the log"), "{out}");
+
+    // Tables last built in another format: the index is made again with them.
+    let c = rusqlite::Connection::open(desk.store()).unwrap();
+    c.execute(
+        "UPDATE meta SET value = 'tables-3 thread_window=1209600s' WHERE key = 'tables_built_with'",
+        [],
+    )
+    .unwrap();
+    let dropped = c
+        .execute(
+            "DELETE FROM event_refs WHERE (ref_key, seq) IN \
+             (SELECT ref_key, seq FROM event_refs LIMIT 1)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(dropped, 1);
+    drop(c);
+    let (code, out, all) = run(&["rebuild", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        out.starts_with("indexed the log again and rebuilt"),
+        "{out}"
+    );
+    let (code, _, all) = run(&["verify", "--config", &cfg]);
+    assert_eq!(code, Some(0), "{all}");
+}
+
+#[test]
 fn search_finds_a_case_by_every_name_a_reporter_or_auditor_has() {
     let desk = Desk::with_store();
     ingest_all(&desk);

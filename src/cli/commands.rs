@@ -295,13 +295,18 @@ pub fn search(
 }
 
 /// `cprwatch rebuild`: derive the cases and clocks tables afresh from the log.
-pub fn rebuild(config_path: &Path) -> Result<Outcome, CommandError> {
+pub fn rebuild(config_path: &Path, reindex: desk::Reindex) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
     let mut store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
     let settings = desk::settings(&config);
-    let s = desk::rebuild_tables(&mut store, &settings)?;
+    let s = desk::rebuild_tables(&mut store, &settings, reindex)?;
+    let indexed = if s.reindexed {
+        "indexed the log again and "
+    } else {
+        ""
+    };
     Ok(Outcome::ok(format!(
-        "rebuilt cases and clocks from {} events ({} messages): {} versions written\n",
+        "{indexed}rebuilt cases and clocks from {} events ({} messages): {} versions written\n",
         s.events, s.messages, s.versions
     )))
 }
@@ -383,15 +388,27 @@ pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
             format!(
                 "FAILED: the cases and clocks tables differ from a re-derivation from the log \
                  (run `cprwatch rebuild`):\n{}",
-                d.iter()
-                    .map(|l| format!("  {}\n", esc(l)))
-                    .collect::<String>()
+                lines(&d)
+            ),
+            1,
+        ),
+        desk::TablesCheck::IndexDiffers(d) => Outcome::exit(
+            format!(
+                "FAILED: the log's index (what each event names, messages in receipt order, \
+                 case numbers) differs from the log, so the tables derived through it cannot \
+                 be trusted either (run `cprwatch rebuild --reindex`):\n{}",
+                lines(&d)
             ),
             1,
         ),
     };
     out.stderr = notes_text(&notes);
     Ok(out)
+}
+
+/// Differences, one to a line, indented and escaped: rows hold text from reports.
+fn lines(d: &[String]) -> String {
+    d.iter().map(|l| format!("  {}\n", esc(l))).collect()
 }
 
 /// `cprwatch check-config`: validate the configuration and rules; print what was loaded.

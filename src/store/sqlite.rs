@@ -1835,6 +1835,14 @@ pub struct TablesState {
     pub head: u64,
 }
 
+/// Rows that differ between two stores' tables, described: in the log's index, and in the
+/// projection.
+#[derive(Debug, Default)]
+pub(crate) struct TableDifferences {
+    pub index: Vec<String>,
+    pub tables: Vec<String>,
+}
+
 /// The projection tables: what `status`, `case` and `search` read.
 impl SqliteStore {
     pub(crate) fn tables_state(&self) -> Result<TablesState, StoreError> {
@@ -1961,18 +1969,19 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// Empty the projection tables (and the event index) before they are derived again.
-    pub(crate) fn reset_tables(&mut self) -> Result<(), StoreError> {
+    /// Empty the projection tables before they are derived again, and with `index` the log's
+    /// index too.
+    pub(crate) fn reset_tables(&mut self, index: bool) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("reset tables"))?;
-        for t in tables_sql::PROJECTION_TABLES.iter().chain(&[
-            "event_refs",
-            "receipts",
-            "case_numbers",
-            "recorded",
-        ]) {
+        let index_tables: &[&str] = if index {
+            &tables_sql::INDEX_TABLES
+        } else {
+            &[]
+        };
+        for t in tables_sql::PROJECTION_TABLES.iter().chain(index_tables) {
             tx.execute(&format!("DELETE FROM {t}"), [])
                 .map_err(sql("reset tables"))?;
         }
@@ -2021,9 +2030,9 @@ impl SqliteStore {
         tables_sql::meta_set(&self.conn, "tables_built_with", built_with)
     }
 
-    /// Compare the projection tables with those of another store file (a re-derivation into
-    /// a scratch file): the first few rows that differ, described, or none.
-    pub(crate) fn tables_differ_from(&self, other: &Path) -> Result<Vec<String>, StoreError> {
+    /// Compare the projection tables and the log's index with those of another store file (a
+    /// re-derivation into a scratch file): the first few rows that differ, described, or none.
+    pub(crate) fn tables_differ_from(&self, other: &Path) -> Result<TableDifferences, StoreError> {
         const ACTION: &str = "compare tables";
         self.conn
             .execute(
@@ -2032,8 +2041,29 @@ impl SqliteStore {
             )
             .map_err(sql(ACTION))?;
         let result = (|| {
-            let mut out = Vec::new();
+            let mut out = TableDifferences::default();
+            // The log's index first: the projection is derived through it.
             let columns = [
+                (
+                    "event_refs",
+                    "ref_key, seq",
+                    "'event ' || seq || ' ref ' || ref_key",
+                ),
+                (
+                    "receipts",
+                    "received_at, staff, content_hash, seq",
+                    "'event ' || seq || ' received at ' || received_at",
+                ),
+                (
+                    "case_numbers",
+                    "founder, year, number",
+                    "'case ' || year || '-' || number",
+                ),
+                (
+                    "recorded",
+                    "space, key, value",
+                    "'space ' || space || ' ' || hex(key)",
+                ),
                 ("cases", "id, ord, opened_at, header", "id"),
                 (
                     "case_items",
@@ -2069,9 +2099,12 @@ impl SqliteStore {
                         .query_map([], |r| r.get::<_, String>(0))
                         .and_then(|rows| rows.collect())
                         .map_err(sql(ACTION))?;
-                    for r in rows {
-                        out.push(format!("{table}: {r}: {what}"));
-                    }
+                    let list = if tables_sql::INDEX_TABLES.contains(&table) {
+                        &mut out.index
+                    } else {
+                        &mut out.tables
+                    };
+                    list.extend(rows.into_iter().map(|r| format!("{table}: {r}: {what}")));
                 }
             }
             Ok(out)

@@ -67,6 +67,10 @@ CREATE TABLE event_refs (
 pub(super) const PROJECTION_TABLES: [&str; 5] =
     ["cases", "case_items", "clocks", "case_names", "fold"];
 
+/// Tables that index the log, written with each commit ([`index_events`]): what `rebuild
+/// --reindex` empties and `verify` compares with an index made afresh.
+pub(super) const INDEX_TABLES: [&str; 4] = ["event_refs", "receipts", "case_numbers", "recorded"];
+
 fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { action, source }
 }
