@@ -12,11 +12,13 @@
 //! `password_file` (a file path), never the password itself.
 
 mod mailbox;
+mod outbound;
 mod rules_dir;
 
 pub use rules_dir::load_rules_dir;
 
 pub use mailbox::{MailboxConfig, PasswordSource};
+pub use outbound::{AlertsConfig, CanaryConfig, ReceiptsConfig, RouteConfig, SmtpConfig};
 
 use crate::domain::model::FolderRole;
 use crate::domain::timefmt::parse_span;
@@ -37,6 +39,13 @@ pub struct Config {
     pub maildir: Vec<MaildirConfig>,
     /// IMAP accounts watched by `cprwatch run`.
     pub mailbox: Vec<MailboxConfig>,
+    /// Where alerts, receipts and canaries are sent through; `None`: nothing is sent.
+    pub smtp: Option<SmtpConfig>,
+    pub alerts: AlertsConfig,
+    pub receipts: ReceiptsConfig,
+    pub canary: Vec<CanaryConfig>,
+    /// What the reader of this file should change (a deprecated key), for stderr.
+    pub notes: Vec<String>,
     /// The file this configuration was read from (as given).
     pub path: PathBuf,
 }
@@ -73,8 +82,6 @@ pub struct RulesConfig {
 pub struct ClockConfig {
     /// How often the service re-evaluates clocks.
     pub tick_seconds: u64,
-    /// Warn this long before a deadline.
-    pub warn_before: Duration,
     /// Same reporter + same normalized subject joins an existing case within this span.
     pub thread_window: Duration,
 }
@@ -83,7 +90,6 @@ impl Default for ClockConfig {
     fn default() -> Self {
         ClockConfig {
             tick_seconds: 60,
-            warn_before: Duration::hours(4),
             thread_window: Duration::days(30),
         }
     }
@@ -193,7 +199,6 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
     };
     let clock = ClockConfig {
         tick_seconds: positive("clock.tick_seconds", raw.clock.tick_seconds)?,
-        warn_before: span("clock.warn_before", &raw.clock.warn_before)?,
         thread_window: span("clock.thread_window", &raw.clock.thread_window)?,
     };
 
@@ -257,6 +262,38 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
         mailbox.push(m);
     }
 
+    let mut notes = Vec::new();
+    let old_warn_before = match &raw.clock.warn_before {
+        Some(t) => {
+            notes.push(format!(
+                "{}: [clock] warn_before is deprecated; write it as [alerts] warn_before = [\"{t}\"]{}",
+                origin.display(),
+                if raw.alerts.has_warn_before() {
+                    " (ignored: [alerts] warn_before is set)"
+                } else {
+                    ""
+                }
+            ));
+            Some(span("clock.warn_before", t)?)
+        }
+        None => None,
+    };
+    let alerts = outbound::alerts(raw.alerts, old_warn_before).map_err(|(k, p)| invalid(&k, p))?;
+    let receipts = outbound::receipts(raw.receipts).map_err(|(k, p)| invalid(&k, p))?;
+    let smtp = match raw.smtp {
+        Some(s) => {
+            Some(outbound::smtp("smtp", s, None, &resolve).map_err(|(k, p)| invalid(&k, p))?)
+        }
+        None => None,
+    };
+    let from = smtp.as_ref().map(|s| s.from.clone());
+    let mut canary = Vec::with_capacity(raw.canary.len());
+    for (i, c) in raw.canary.into_iter().enumerate() {
+        canary.push(
+            outbound::canary(i, c, from.as_deref(), &resolve).map_err(|(k, p)| invalid(&k, p))?,
+        );
+    }
+
     Ok(Config {
         desk,
         store: StoreConfig {
@@ -269,6 +306,11 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
         limits,
         maildir,
         mailbox,
+        smtp,
+        alerts,
+        receipts,
+        canary,
+        notes,
         path: origin.to_path_buf(),
     })
 }
@@ -335,6 +377,13 @@ struct RawConfig {
     maildir: Vec<RawMaildir>,
     #[serde(default)]
     mailbox: Vec<mailbox::RawMailbox>,
+    smtp: Option<outbound::RawSmtp>,
+    #[serde(default)]
+    alerts: outbound::RawAlerts,
+    #[serde(default)]
+    receipts: outbound::RawReceipts,
+    #[serde(default)]
+    canary: Vec<outbound::RawCanary>,
 }
 
 #[derive(Deserialize)]
@@ -377,7 +426,8 @@ struct RawRules {
 #[serde(deny_unknown_fields, default)]
 struct RawClock {
     tick_seconds: u64,
-    warn_before: String,
+    /// Deprecated: `[alerts] warn_before`.
+    warn_before: Option<String>,
     thread_window: String,
 }
 
@@ -385,7 +435,7 @@ impl Default for RawClock {
     fn default() -> Self {
         RawClock {
             tick_seconds: 60,
-            warn_before: "4h".into(),
+            warn_before: None,
             thread_window: "30d".into(),
         }
     }
@@ -498,7 +548,8 @@ mod tests {
             Some(Path::new("/etc/cprwatch/rules"))
         );
         assert_eq!(c.clock.tick_seconds, 30);
-        assert_eq!(c.clock.warn_before, Duration::minutes(90));
+        assert_eq!(c.alerts.policy.warn_before, [Duration::minutes(90)]);
+        assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
         assert_eq!(c.clock.thread_window, Duration::days(14));
         assert_eq!(c.maildir[0].path, Path::new("/etc/cprwatch/mail"));
         assert_eq!(c.maildir[0].poll_seconds, 5);

@@ -411,11 +411,96 @@ fn lines(d: &[String]) -> String {
     d.iter().map(|l| format!("  {}\n", esc(l))).collect()
 }
 
+/// What is sent, to whom, and when: `[smtp]`, `[alerts]`, `[receipts]`, `[[canary]]`.
+fn describe_outbound(o: &mut String, config: &Config) {
+    use std::fmt::Write;
+    let span = |d: time::Duration| timefmt::format_span(d.whole_seconds());
+    match &config.smtp {
+        None => {
+            let _ = writeln!(
+                o,
+                "smtp: not configured — no alert, receipt or canary is sent; add [smtp] to send them"
+            );
+        }
+        Some(s) => {
+            let _ = writeln!(
+                o,
+                "smtp: {}:{} ({}), from {}{}",
+                esc(&s.host),
+                s.port,
+                match s.tls {
+                    crate::source::imap::TlsMode::Implicit => "implicit TLS, verified",
+                    crate::source::imap::TlsMode::StartTls => "STARTTLS, verified",
+                    crate::source::imap::TlsMode::None => "no TLS, loopback only",
+                },
+                esc(&s.from),
+                match &s.login {
+                    Some((user, _)) => format!(", as {}", esc(user)),
+                    None => String::new(),
+                }
+            );
+        }
+    }
+    let p = &config.alerts.policy;
+    let _ = writeln!(
+        o,
+        "alerts: warn at {} left, remind every {} while breached, 5-day advisory after {}, digest above {} per route",
+        p.warn_before
+            .iter()
+            .map(|d| span(*d))
+            .collect::<Vec<_>>()
+            .join(", "),
+        span(p.repeat),
+        span(p.advisory_after),
+        p.flood
+    );
+    if config.alerts.routes.is_empty() {
+        let _ = writeln!(o, "  no [[alerts.route]]: alerts go to nobody");
+    }
+    for r in &config.alerts.routes {
+        let _ = writeln!(
+            o,
+            "  route to {}: {}",
+            esc(&r.to.join(", ")),
+            r.levels
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let rc = &config.receipts;
+    let _ = writeln!(
+        o,
+        "receipts: {}",
+        if rc.enabled {
+            format!(
+                "on, at most {} per sender per hour{}",
+                rc.max_per_sender_per_hour,
+                if rc.skip_junk { ", none for junk" } else { "" }
+            )
+        } else {
+            "off".into()
+        }
+    );
+    for c in &config.canary {
+        let _ = writeln!(
+            o,
+            "canary: to {} every {}, expected back within {}",
+            esc(&c.to),
+            span(c.every),
+            span(c.max_delay)
+        );
+    }
+}
+
 /// `cprwatch check-config`: validate the configuration and rules; print what was loaded.
 pub fn check_config(config_path: &Path) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
     let policy = desk::policy(&config)?;
-    Ok(Outcome::ok(describe(&config, &policy)))
+    let mut out = Outcome::ok(describe(&config, &policy));
+    out.stderr = notes_text(&config.notes);
+    Ok(out)
 }
 
 /// What was loaded, for a person. Operator-written, but printed through [`esc`] all the same:
@@ -443,11 +528,11 @@ fn describe(config: &Config, policy: &crate::reading::facts::Policy) -> String {
     );
     let _ = writeln!(
         o,
-        "clock: tick {}s, warn {} before a deadline, thread window {}",
+        "clock: tick {}s, thread window {}",
         config.clock.tick_seconds,
-        timefmt::format_span(config.clock.warn_before.whole_seconds()),
         timefmt::format_span(config.clock.thread_window.whole_seconds())
     );
+    describe_outbound(&mut o, config);
     for m in &config.maildir {
         let _ = writeln!(
             o,

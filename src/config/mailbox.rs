@@ -41,6 +41,32 @@ impl PasswordSource {
     }
 }
 
+/// Where a secret comes from, given `<what>_env` and `<what>_file` (`None` when neither is
+/// given); an error is `(key, problem)`, `key` naming the `_env` key.
+pub(super) fn secret(
+    key: &str,
+    what: &str,
+    env: Option<String>,
+    file: Option<PathBuf>,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> Result<Option<PasswordSource>, (String, String)> {
+    match (env, file) {
+        (Some(v), None) if !v.trim().is_empty() => {
+            Ok(Some(PasswordSource::Env(v.trim().to_string())))
+        }
+        (None, Some(f)) => Ok(Some(PasswordSource::File(resolve(&f)))),
+        (Some(_), Some(_)) => Err((
+            key.to_string(),
+            format!("give {what}_env or {what}_file, not both"),
+        )),
+        (Some(_), None) => Err((
+            key.to_string(),
+            "is empty: name an environment variable".into(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// One IMAP account, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MailboxConfig {
@@ -126,22 +152,19 @@ pub(super) fn validate(
             "a password never goes in the config file; use password_env = \"VAR\" or password_file = \"/path\"".into(),
         ));
     }
-    let password = match (raw.password_env, raw.password_file) {
-        (Some(v), None) if !v.trim().is_empty() => PasswordSource::Env(v.trim().to_string()),
-        (None, Some(f)) => PasswordSource::File(resolve(&f)),
-        (Some(_), Some(_)) => {
-            return Err((
-                key("password_env"),
-                "give password_env or password_file, not both".into(),
-            ));
-        }
-        _ => {
-            return Err((
-                key("password_env"),
-                "missing: name the password's environment variable (password_env) or file (password_file)".into(),
-            ));
-        }
-    };
+    let password = secret(
+        &key("password_env"),
+        "password",
+        raw.password_env,
+        raw.password_file,
+        &resolve,
+    )?
+    .ok_or_else(|| {
+        (
+            key("password_env"),
+            "missing: name the password's environment variable (password_env) or file (password_file)".into(),
+        )
+    })?;
     let host = raw.host.trim().to_string();
     if host.is_empty() {
         return Err((key("host"), "is empty".into()));

@@ -6,6 +6,7 @@
 //! batch and each tick into the events that record what changed. Time is always an argument
 //! (docs/ARCHITECTURE.md, "The layers").
 
+pub mod alerts;
 pub mod cases;
 pub mod clock;
 pub mod derive;

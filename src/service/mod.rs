@@ -169,6 +169,9 @@ async fn ask<T>(
 
 /// Run until `shutdown` fires.
 pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError> {
+    for note in &config.notes {
+        warn!(note = note.as_str(), "configuration");
+    }
     let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
     let (requests, mut inbox) = tokio::sync::mpsc::channel::<Request>(16);
     let mut source_tasks = tokio::task::JoinSet::new();
@@ -228,7 +231,8 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     drop(preparer);
     let mut tick = tokio::time::interval(StdDuration::from_secs(config.clock.tick_seconds.max(1)));
     let mut warned: HashSet<crate::domain::ids::ClockId> = HashSet::new();
-    let warn_before = config.clock.warn_before;
+    // Until alerts are mailed, the longest warning threshold is logged.
+    let warn_before = config.alerts.policy.warn_before.first().copied();
 
     loop {
         tokio::select! {
@@ -239,7 +243,9 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
             }
             _ = tick.tick() => {
                 derive(&mut desk);
-                warn_due(&mut desk, timefmt::now(), warn_before, &mut warned);
+                if let Some(warn_before) = warn_before {
+                    warn_due(&mut desk, timefmt::now(), warn_before, &mut warned);
+                }
             }
         }
     }
