@@ -10,8 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need. (openssl: the fixture key material is re-derivable with it;
-# dovecot-imapd: the real IMAP server the IMAP tests start on loopback via scripts/dovecot.sh.)
-packages=(openssl dovecot-imapd)
+# dovecot-imapd: the real IMAP server the IMAP tests start on loopback via scripts/dovecot.sh;
+# postfix: the real SMTP server the mail tests start on loopback via scripts/postfix.sh. It is
+# installed unconfigured ("No configuration"), so no system-wide Postfix starts listening.)
+packages=(openssl dovecot-imapd postfix)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -19,6 +21,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 

@@ -1,0 +1,124 @@
+//! cprwatch's SMTP sender (`notify::smtp`) against the test Postfix, read back over IMAP from
+//! the test Dovecot: a message handed over arrives whole; a refused recipient is a permanent
+//! failure; with Postfix stopped the failure is transient, and the same message goes through
+//! once it is back. Real servers, on loopback, installed with apt-get when missing.
+
+#[path = "support/postfix.rs"]
+mod postfix;
+mod support;
+
+use cprwatch::config::SmtpConfig;
+use cprwatch::notify::smtp::{Mailer, SendError};
+use cprwatch::source::imap::{Connection, TlsMode};
+use postfix::{Postfix, REFUSED};
+use std::time::{Duration, Instant};
+use support::dovecot::Dovecot;
+
+const T: Duration = Duration::from_secs(10);
+
+fn mailer(port: u16) -> Mailer {
+    Mailer::new(&SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        ca_file: None,
+        login: None,
+        from: "cprwatch@example-ca.test".into(),
+        timeout: time::Duration::seconds(10),
+    })
+    .expect("a mailer for the test Postfix")
+}
+
+fn message(id: &str) -> Vec<u8> {
+    format!(
+        "From: cprwatch <cprwatch@example-ca.test>\r\nTo: cpr@example-ca.test\r\n\
+         Subject: [CPR-2026-0001] breach: preliminary_report:CPR-2026-0001\r\n\
+         Message-ID: <{id}>\r\nX-CPR-Level: breach\r\n\
+         Date: Sun, 01 Mar 2026 09:29:00 +0000\r\n\r\n\
+         The preliminary report for CPR-2026-0001 is overdue.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Wait (up to 20 s, polling) until cpr's INBOX holds a message containing `needle`; return
+/// every message that contains it.
+async fn read_back(dovecot: &Dovecot, postfix: &Postfix, needle: &str) -> Vec<String> {
+    let account = dovecot.account("cpr", TlsMode::None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut c = Connection::connect(&account, T)
+            .await
+            .unwrap_or_else(|e| panic!("connect to Dovecot: {e}"));
+        c.examine("INBOX").await.expect("examine INBOX");
+        let uids = c.uids().await.expect("uids");
+        let fetched = c.fetch(&uids).await.expect("fetch");
+        c.logout().await;
+        let found: Vec<String> = fetched
+            .into_iter()
+            .map(|m| String::from_utf8_lossy(&m.raw).into_owned())
+            .filter(|m| m.contains(needle))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle} not in cpr's INBOX after 20 s\nPostfix log:\n{}",
+            postfix.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_handed_to_postfix_arrives_once_and_whole() {
+    let dovecot = Dovecot::start();
+    let postfix = Postfix::start(&dovecot.dir().join("mail"));
+    let m = mailer(postfix.smtp_port());
+    let id = format!("sent-{}@cprwatch.example-ca.test", std::process::id());
+    let answer = m
+        .send(&["cpr@example-ca.test".parse().unwrap()], &message(&id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", postfix.log()));
+    assert!(answer.contains("queued"), "{answer}");
+    let got = read_back(&dovecot, &postfix, &id).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("X-CPR-Level: breach"), "{}", got[0]);
+    assert!(
+        got[0].contains("Return-Path: <cprwatch@example-ca.test>"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("is overdue."), "{}", got[0]);
+}
+
+#[tokio::test]
+async fn a_refused_recipient_is_permanent_and_a_stopped_server_is_transient() {
+    let dovecot = Dovecot::start();
+    let mut postfix = Postfix::start(&dovecot.dir().join("mail"));
+    let m = mailer(postfix.smtp_port());
+
+    let refused = m
+        .send(
+            &[REFUSED.parse().unwrap()],
+            &message("refused@cprwatch.example-ca.test"),
+        )
+        .await;
+    match refused {
+        Err(SendError::Permanent(text)) => assert!(text.contains("550"), "{text}"),
+        other => panic!("a 550 must be permanent, got {other:?}"),
+    }
+
+    postfix.stop();
+    let id = format!("later-{}@cprwatch.example-ca.test", std::process::id());
+    let to = ["cpr@example-ca.test".parse().unwrap()];
+    match m.send(&to, &message(&id)).await {
+        Err(SendError::Transient(_)) => {}
+        other => panic!("a stopped server must be a transient failure, got {other:?}"),
+    }
+    postfix.restart();
+    m.send(&to, &message(&id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", postfix.log()));
+    assert_eq!(read_back(&dovecot, &postfix, &id).await.len(), 1);
+}

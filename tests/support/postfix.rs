@@ -1,0 +1,127 @@
+//! A real Postfix SMTP server for tests, on loopback, in a temporary directory, started and
+//! stopped by `scripts/postfix.sh` (which installs Debian's `postfix` when missing, keeping the
+//! system-wide instance from starting).
+//!
+//! It accepts mail from loopback for cpr, other, desk, oncall and reporter at `example-ca.test`
+//! and delivers it with Postfix's `virtual` agent into Maildir++ INBOXes under the directory
+//! it is given: hand it `Dovecot::dir()/mail` (tests/support/dovecot.rs) and the test's
+//! Dovecot serves over IMAP what Postfix delivered. It refuses, with a permanent 550 at RCPT,
+//! [`REFUSED`], any other local part at example-ca.test and every other domain: nothing can
+//! leave the machine.
+//!
+//! Used with `#[path = "support/postfix.rs"] mod postfix;` next to `mod support;` (the shared
+//! `support` module does not include it, so other test binaries do not compile it).
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The recipient Postfix refuses with "550 5.1.1 ... refused for the test".
+pub const REFUSED: &str = "refuse@example-ca.test";
+
+/// One Postfix instance. Dropping it stops the server and removes its directory (not the
+/// mail, which belongs to whoever owns the Maildir base).
+pub struct Postfix {
+    dir: tempfile::TempDir,
+    maildir_base: PathBuf,
+    smtp_port: u16,
+    running: bool,
+}
+
+impl Postfix {
+    /// Start a fresh server on a free loopback port, delivering into Maildirs under
+    /// `maildir_base` (`<maildir_base>/<user>/`, as the owner of `maildir_base`, which must not
+    /// be root). Panics, with the script's output and Postfix's log, when it cannot.
+    pub fn start(maildir_base: &Path) -> Postfix {
+        let dir = tempfile::Builder::new()
+            .prefix("cprwatch-postfix-")
+            .tempdir()
+            .expect("temporary directory for Postfix");
+        let mut p = Postfix {
+            dir,
+            maildir_base: maildir_base.to_path_buf(),
+            smtp_port: free_port(),
+            running: false,
+        };
+        p.script("start");
+        p.running = true;
+        p
+    }
+
+    pub fn smtp_port(&self) -> u16 {
+        self.smtp_port
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Postfix's own log (`maillog_file`), for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postfix.log")).unwrap_or_default()
+    }
+
+    /// Stop the server (SIGTERM, and wait). Queue and port are kept for [`Postfix::restart`].
+    pub fn stop(&mut self) {
+        if self.running {
+            self.script("stop");
+            self.running = false;
+        }
+    }
+
+    /// Stop if running, then start again on the same port with the same queue.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.script("start");
+        self.running = true;
+    }
+
+    /// SIGKILL every process of this server at once, as in a crash. [`Postfix::restart`]
+    /// brings it back.
+    pub fn kill(&mut self) {
+        if self.running {
+            self.script("kill");
+            self.running = false;
+        }
+    }
+
+    fn script(&self, command: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(command)
+            .arg(self.dir.path())
+            .env("SMTP_PORT", self.smtp_port.to_string())
+            .env("MAILDIR_BASE", &self.maildir_base)
+            .output()
+            .expect("run scripts/postfix.sh");
+        assert!(
+            out.status.success(),
+            "scripts/postfix.sh {command} failed ({}):\n{}\n{}\nPostfix log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        if self.running {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix.sh");
+            let _ = Command::new("bash")
+                .arg(script)
+                .arg("stop")
+                .arg(self.dir.path())
+                .output();
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (the kernel picks it).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
