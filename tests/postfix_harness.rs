@@ -7,14 +7,11 @@
 mod postfix;
 mod support;
 
-use cprwatch::source::imap::{Connection, TlsMode};
 use postfix::{Postfix, REFUSED};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::dovecot::Dovecot;
-
-const T: Duration = Duration::from_secs(10);
 
 /// A tiny SMTP client: one command, one (possibly multi-line) reply. Test scaffolding: panics
 /// on I/O errors, returns the reply code and text for the test to judge.
@@ -126,30 +123,17 @@ async fn mail_submitted_over_smtp_is_read_back_over_imap() {
     smtp.expect("QUIT", 221);
 
     // Delivery is asynchronous: poll the INBOX until the message is there.
-    let account = dovecot.account("cpr", TlsMode::None);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let raw = loop {
-        let mut c = Connection::connect(&account, T)
-            .await
-            .unwrap_or_else(|e| panic!("connect to Dovecot: {e}"));
-        c.examine("INBOX").await.expect("examine INBOX");
-        let uids = c.uids().await.expect("uids");
-        let fetched = c.fetch(&uids).await.expect("fetch");
-        c.logout().await;
-        if let Some(m) = fetched
-            .into_iter()
-            .find(|m| String::from_utf8_lossy(&m.raw).contains(&id))
-        {
-            break String::from_utf8_lossy(&m.raw).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "message {queued:?} not in cpr's INBOX after 20 s\nPostfix log:\n{}\nDovecot log:\n{}",
-            postfix.log(),
-            dovecot.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let found = dovecot
+        .wait_for_inbox("cpr", &id, Duration::from_secs(20))
+        .await;
+    assert!(
+        !found.is_empty(),
+        "message {queued:?} not in cpr's INBOX after 20 s\nPostfix log:\n{}\nDovecot log:\n{}",
+        postfix.log(),
+        dovecot.log()
+    );
+    let raw = &found[0];
     assert!(raw.contains("Delivered-To: cpr@example-ca.test"), "{raw}");
     assert!(
         raw.contains("Please revoke https://crt.sh/?id=1777593900"),

@@ -9,12 +9,10 @@ mod support;
 
 use cprwatch::config::SmtpConfig;
 use cprwatch::notify::smtp::{Mailer, SendError};
-use cprwatch::source::imap::{Connection, TlsMode};
+use cprwatch::source::imap::TlsMode;
 use postfix::{Postfix, REFUSED};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::dovecot::Dovecot;
-
-const T: Duration = Duration::from_secs(10);
 
 fn mailer(port: u16) -> Mailer {
     Mailer::new(&SmtpConfig {
@@ -40,34 +38,17 @@ fn message(id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Wait (up to 20 s, polling) until cpr's INBOX holds a message containing `needle`; return
-/// every message that contains it.
+/// Every message in cpr's INBOX holding `needle`, waiting up to 20 s for the first.
 async fn read_back(dovecot: &Dovecot, postfix: &Postfix, needle: &str) -> Vec<String> {
-    let account = dovecot.account("cpr", TlsMode::None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut c = Connection::connect(&account, T)
-            .await
-            .unwrap_or_else(|e| panic!("connect to Dovecot: {e}"));
-        c.examine("INBOX").await.expect("examine INBOX");
-        let uids = c.uids().await.expect("uids");
-        let fetched = c.fetch(&uids).await.expect("fetch");
-        c.logout().await;
-        let found: Vec<String> = fetched
-            .into_iter()
-            .map(|m| String::from_utf8_lossy(&m.raw).into_owned())
-            .filter(|m| m.contains(needle))
-            .collect();
-        if !found.is_empty() {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle} not in cpr's INBOX after 20 s\nPostfix log:\n{}",
-            postfix.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let found = dovecot
+        .wait_for_inbox("cpr", needle, Duration::from_secs(20))
+        .await;
+    assert!(
+        !found.is_empty(),
+        "{needle} not in cpr's INBOX after 20 s\nPostfix log:\n{}",
+        postfix.log()
+    );
+    found
 }
 
 #[tokio::test]

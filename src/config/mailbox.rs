@@ -67,6 +67,31 @@ pub(super) fn secret(
     }
 }
 
+/// A `tls` value: `implicit`, `starttls`, or `none`, which is refused unless `host` is a
+/// loopback address (`sends` says what would cross the network in clear).
+pub(super) fn tls_mode(
+    key: &str,
+    raw: &str,
+    host: &str,
+    sends: &str,
+) -> Result<TlsMode, (String, String)> {
+    match raw.to_ascii_lowercase().as_str() {
+        "implicit" => Ok(TlsMode::Implicit),
+        "starttls" => Ok(TlsMode::StartTls),
+        "none" if is_loopback_host(host) => Ok(TlsMode::None),
+        "none" => Err((
+            key.to_string(),
+            format!(
+                "\"none\" sends {sends} in clear; it is allowed only for a loopback host, not {host:?}; use \"implicit\" or \"starttls\""
+            ),
+        )),
+        other => Err((
+            key.to_string(),
+            format!("{other:?} is not a TLS mode; use \"implicit\", \"starttls\" or \"none\""),
+        )),
+    }
+}
+
 /// One IMAP account, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MailboxConfig {
@@ -169,25 +194,7 @@ pub(super) fn validate(
     if host.is_empty() {
         return Err((key("host"), "is empty".into()));
     }
-    let tls = match raw.tls.to_ascii_lowercase().as_str() {
-        "implicit" => TlsMode::Implicit,
-        "starttls" => TlsMode::StartTls,
-        "none" if is_loopback_host(&host) => TlsMode::None,
-        "none" => {
-            return Err((
-                key("tls"),
-                format!(
-                    "\"none\" sends the password in clear; it is allowed only for a loopback host, not {host:?}; use \"implicit\" or \"starttls\""
-                ),
-            ));
-        }
-        other => {
-            return Err((
-                key("tls"),
-                format!("{other:?} is not a TLS mode; use \"implicit\", \"starttls\" or \"none\""),
-            ));
-        }
-    };
+    let tls = tls_mode(&key("tls"), &raw.tls, &host, "the password")?;
     let port = raw.port.unwrap_or(match tls {
         TlsMode::Implicit => 993,
         _ => 143,

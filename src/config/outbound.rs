@@ -11,10 +11,10 @@ use serde::Deserialize;
 use time::Duration;
 
 use super::PasswordSource;
-use super::mailbox::secret;
+use super::mailbox::{secret, tls_mode};
 use crate::deciding::alerts::{AlertLevel, AlertPolicy};
 use crate::domain::timefmt::parse_span;
-use crate::source::imap::{TlsMode, is_loopback_host};
+use crate::source::imap::TlsMode;
 
 /// The SMTP server alerts, receipts and canaries go through.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,25 +229,7 @@ pub(super) fn smtp(
     if host.is_empty() {
         return Err((k("host"), "is empty".into()));
     }
-    let tls = match raw.tls.to_ascii_lowercase().as_str() {
-        "implicit" => TlsMode::Implicit,
-        "starttls" => TlsMode::StartTls,
-        "none" if is_loopback_host(&host) => TlsMode::None,
-        "none" => {
-            return Err((
-                k("tls"),
-                format!(
-                    "\"none\" sends mail and the password in clear; it is allowed only for a loopback host, not {host:?}; use \"implicit\" or \"starttls\""
-                ),
-            ));
-        }
-        other => {
-            return Err((
-                k("tls"),
-                format!("{other:?} is not a TLS mode; use \"implicit\", \"starttls\" or \"none\""),
-            ));
-        }
-    };
+    let tls = tls_mode(&k("tls"), &raw.tls, &host, "mail and the password")?;
     let password = secret(
         &k("password_env"),
         "password",

@@ -110,6 +110,33 @@ impl Dovecot {
         }
     }
 
+    /// Every message in `user`'s INBOX containing `needle`, read over IMAP with cprwatch's own
+    /// client, polling until there is one or `within` has passed (then none): mail delivered
+    /// by a test Postfix arrives asynchronously.
+    pub async fn wait_for_inbox(&self, user: &str, needle: &str, within: Duration) -> Vec<String> {
+        let account = self.account(user, TlsMode::None);
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let mut c =
+                cprwatch::source::imap::Connection::connect(&account, Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to Dovecot: {e}"));
+            c.examine("INBOX").await.expect("examine INBOX");
+            let uids = c.uids().await.expect("uids");
+            let fetched = c.fetch(&uids).await.expect("fetch");
+            c.logout().await;
+            let found: Vec<String> = fetched
+                .into_iter()
+                .map(|m| String::from_utf8_lossy(&m.raw).into_owned())
+                .filter(|m| m.contains(needle))
+                .collect();
+            if !found.is_empty() || std::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stop the server (SIGTERM, and wait). Mail and ports are kept for [`Dovecot::restart`].
     pub fn stop(&mut self) {
         if self.running {
