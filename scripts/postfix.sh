@@ -26,8 +26,10 @@
 # tests"): mydestination and relay_domains are empty and every transport but virtual is
 # error:, so nothing can leave the machine. Nothing listens anywhere but 127.0.0.1.
 #
-# Port: SMTP_PORT from the environment; otherwise the one recorded in DIR/ports by an earlier
-# start (so a restart keeps it); otherwise a free one chosen here.
+# Ports: SMTP_PORT (plain, STARTTLS offered) and SMTPS_PORT (implicit TLS) from the
+# environment; otherwise those recorded in DIR/ports by an earlier start (so a restart keeps
+# them); otherwise free ones chosen here. TLS uses a self-signed certificate for 127.0.0.1 and
+# localhost, DIR/cert.pem, which is also the test's CA file.
 #
 # Postfix's master must start as root (it is what CI and the dev machines run as); its daemons
 # drop to the `postfix` user and the `postdrop` group, which Debian's package creates. The
@@ -117,7 +119,7 @@ alive() {
 }
 
 write_config() {
-  local smtp_port=$1 base=$2 uid gid
+  local smtp_port=$1 smtps_port=$2 base=$3 uid gid
   uid=$(stat -c %u "$base")
   gid=$(stat -c %g "$base")
   mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
@@ -127,6 +129,14 @@ write_config() {
   # their subdirectories with the right owners and modes (post-install create-missing).
   chown root:root "$dir/queue"
   chown postfix:postfix "$dir/data"
+  if [ ! -f "$dir/cert.pem" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=127.0.0.1" \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+      -addext "basicConstraints=critical,CA:FALSE" \
+      -addext "extendedKeyUsage=serverAuth" \
+      -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+    chmod 600 "$dir/key.pem"
+  fi
 
   # virtual(8) allows no regexp substitution in its mailbox map, so the users are listed:
   # texthash needs no postmap. The trailing slash means Maildir to virtual(8).
@@ -183,7 +193,12 @@ local_transport = error:no local delivery in tests
 
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_recipient_restrictions = check_recipient_access regexp:$dir/etc/recipient_access
-smtpd_tls_security_level = none
+# STARTTLS offered on the plain port, and the only way in on the implicit-TLS one.
+smtpd_tls_cert_file = $dir/cert.pem
+smtpd_tls_key_file = $dir/key.pem
+smtpd_tls_security_level = may
+# The Received header says whether the message came over TLS (tests check it did).
+smtpd_tls_received_header = yes
 smtp_tls_security_level = none
 # Tests look at a failure right away: no waiting in the queue for a retry.
 queue_run_delay = 1s
@@ -197,6 +212,7 @@ EOF
 # Written by scripts/postfix.sh for tests.
 # service     type  private unpriv chroot wakeup maxproc command
 127.0.0.1:$smtp_port inet n - n - - smtpd
+127.0.0.1:$smtps_port inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt
 pickup        unix  n       -      n      60     1       pickup
 cleanup       unix  n       -      n      -      0       cleanup
 qmgr          unix  n       -      n      300    1       qmgr
@@ -212,6 +228,7 @@ error         unix  -       -      n      -      -       error
 retry         unix  -       -      n      -      -       error
 discard       unix  -       -      n      -      -       discard
 anvil         unix  -       -      n      -      1       anvil
+tlsmgr        unix  -       -      n      1000?  1       tlsmgr
 scache        unix  -       -      n      -      1       scache
 postlog       unix-dgram n  -      n      -      1       postlogd
 virtual       unix  -       n      n      -      -       virtual
@@ -233,12 +250,13 @@ start() {
     exit 1
   fi
 
-  local smtp_port=${SMTP_PORT:-} base=${MAILDIR_BASE:-}
+  local smtp_port=${SMTP_PORT:-} smtps_port=${SMTPS_PORT:-} base=${MAILDIR_BASE:-}
   if [ -f "$dir/ports" ] && [ -z "$smtp_port" ]; then
-    read -r smtp_port <"$dir/ports"
+    read -r smtp_port smtps_port <"$dir/ports"
   fi
   [ -n "$smtp_port" ] || smtp_port=$(free_port)
-  echo "$smtp_port" >"$dir/ports"
+  [ -n "$smtps_port" ] && [ "$smtps_port" != "$smtp_port" ] || smtps_port=$(free_port)
+  echo "$smtp_port $smtps_port" >"$dir/ports"
   if [ -z "$base" ] && [ -f "$dir/maildir_base" ]; then
     base=$(cat "$dir/maildir_base")
   fi
@@ -249,12 +267,12 @@ start() {
   base=$(cd "$base" && pwd)
   echo "$base" >"$dir/maildir_base"
 
-  write_config "$smtp_port" "$base"
+  write_config "$smtp_port" "$smtps_port" "$base"
 
   # A crashed predecessor's children may still hold the port for a moment.
   local i
   for i in $(seq 1 100); do
-    listening "$smtp_port" || break
+    listening "$smtp_port" || listening "$smtps_port" || break
     sleep 0.1
   done
 
@@ -271,9 +289,9 @@ start() {
   for i in $(seq 1 100); do
     if [ -s "$dir/queue/pid/master.pid" ]; then
       pid=$(tr -dc 0-9 <"$dir/queue/pid/master.pid")
-      if alive "$pid" && listening "$smtp_port"; then
+      if alive "$pid" && listening "$smtp_port" && listening "$smtps_port"; then
         echo "$pid" >"$dir/postfix.pid"
-        log "started pid $pid, smtp 127.0.0.1:$smtp_port, mail into $base ($(postconf -c "$dir/etc" -h mail_version))"
+        log "started pid $pid, smtp 127.0.0.1:$smtp_port, smtps 127.0.0.1:$smtps_port, mail into $base ($(postconf -c "$dir/etc" -h mail_version))"
         return
       fi
     fi
@@ -290,7 +308,7 @@ start() {
 wait_port_free() {
   local port i
   [ -f "$dir/ports" ] || return 0
-  read -r port <"$dir/ports"
+  read -r port _ <"$dir/ports"
   for i in $(seq 1 100); do
     listening "$port" || return 0
     sleep 0.1

@@ -191,13 +191,14 @@ fn postfix_listens_on_loopback_only() {
     let dovecot = Dovecot::start();
     let postfix = Postfix::start(&dovecot.dir().join("mail"));
 
-    let port = postfix.smtp_port();
-    // 0100007F is 127.0.0.1 in the kernel's byte order.
-    assert_eq!(
-        listeners(port),
-        vec![format!("0100007F:{port:04X}")],
-        "listening sockets on port {port}"
-    );
+    for port in [postfix.smtp_port(), postfix.smtps_port()] {
+        // 0100007F is 127.0.0.1 in the kernel's byte order.
+        assert_eq!(
+            listeners(port),
+            vec![format!("0100007F:{port:04X}")],
+            "listening sockets on port {port}"
+        );
+    }
     // The system-wide Postfix the package may install is not running: nothing on port 25
     // beyond loopback.
     let smtp25: Vec<String> = listeners(25)

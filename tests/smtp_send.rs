@@ -1,7 +1,9 @@
 //! cprwatch's SMTP sender (`notify::smtp`) against the test Postfix, read back over IMAP from
 //! the test Dovecot: a message handed over arrives whole; a refused recipient is a permanent
 //! failure; with Postfix stopped the failure is transient, and the same message goes through
-//! once it is back. Real servers, on loopback, installed with apt-get when missing.
+//! once it is back; over STARTTLS and implicit TLS the server's certificate is verified against
+//! `ca_file`, and one it cannot verify sends nothing. Real servers, on loopback, installed with
+//! apt-get when missing.
 
 #[path = "support/postfix.rs"]
 mod postfix;
@@ -15,11 +17,15 @@ use std::time::Duration;
 use support::dovecot::Dovecot;
 
 fn mailer(port: u16) -> Mailer {
+    tls_mailer(port, TlsMode::None, None)
+}
+
+fn tls_mailer(port: u16, tls: TlsMode, ca_file: Option<std::path::PathBuf>) -> Mailer {
     Mailer::new(&SmtpConfig {
         host: "127.0.0.1".into(),
         port,
-        tls: TlsMode::None,
-        ca_file: None,
+        tls,
+        ca_file,
         login: None,
         from: "cprwatch@example-ca.test".into(),
         timeout: time::Duration::seconds(10),
@@ -102,4 +108,48 @@ async fn a_refused_recipient_is_permanent_and_a_stopped_server_is_transient() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", postfix.log()));
     assert_eq!(read_back(&dovecot, &postfix, &id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn tls_is_verified_over_starttls_and_implicit_tls() {
+    let dovecot = Dovecot::start();
+    let postfix = Postfix::start(&dovecot.dir().join("mail"));
+    let to = ["cpr@example-ca.test".parse().unwrap()];
+    for (tls, port) in [
+        (TlsMode::StartTls, postfix.smtp_port()),
+        (TlsMode::Implicit, postfix.smtps_port()),
+    ] {
+        let id = format!("{tls:?}-{}@cprwatch.example-ca.test", std::process::id());
+        tls_mailer(port, tls, Some(postfix.ca_file()))
+            .send(&to, &message(&id))
+            .await
+            .unwrap_or_else(|e| panic!("{tls:?}: {e}\n{}", postfix.log()));
+        let got = read_back(&dovecot, &postfix, &id).await;
+        assert_eq!(got.len(), 1, "{tls:?}");
+        // Postfix records that the message came in over TLS.
+        assert!(got[0].contains("(using TLS"), "{tls:?}: {}", got[0]);
+
+        // Without the CA file the self-signed certificate is not trusted: nothing is sent, and
+        // the failure is transient (a certificate can be fixed; the alert must not be lost).
+        let id = format!(
+            "untrusted-{tls:?}-{}@cprwatch.example-ca.test",
+            std::process::id()
+        );
+        match tls_mailer(port, tls, None).send(&to, &message(&id)).await {
+            Err(SendError::Transient(text)) => {
+                assert!(
+                    text.to_lowercase().contains("certificate"),
+                    "{tls:?}: {text}"
+                )
+            }
+            other => panic!("{tls:?}: an untrusted certificate must fail, got {other:?}"),
+        }
+        assert!(
+            dovecot
+                .wait_for_inbox("cpr", &id, Duration::from_millis(500))
+                .await
+                .is_empty(),
+            "{tls:?}: mail went out over an unverified connection"
+        );
+    }
 }

@@ -26,6 +26,7 @@ pub struct Postfix {
     dir: tempfile::TempDir,
     maildir_base: PathBuf,
     smtp_port: u16,
+    smtps_port: u16,
     running: bool,
 }
 
@@ -42,6 +43,7 @@ impl Postfix {
             dir,
             maildir_base: maildir_base.to_path_buf(),
             smtp_port: free_port(),
+            smtps_port: free_port(),
             running: false,
         };
         p.script("start");
@@ -49,8 +51,19 @@ impl Postfix {
         p
     }
 
+    /// Plain SMTP, STARTTLS offered.
     pub fn smtp_port(&self) -> u16 {
         self.smtp_port
+    }
+
+    /// SMTP in implicit TLS.
+    pub fn smtps_port(&self) -> u16 {
+        self.smtps_port
+    }
+
+    /// The server's self-signed certificate (127.0.0.1, localhost): the CA file to trust it.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
     }
 
     pub fn dir(&self) -> &Path {
@@ -93,6 +106,7 @@ impl Postfix {
             .arg(command)
             .arg(self.dir.path())
             .env("SMTP_PORT", self.smtp_port.to_string())
+            .env("SMTPS_PORT", self.smtps_port.to_string())
             .env("MAILDIR_BASE", &self.maildir_base)
             .output()
             .expect("run scripts/postfix.sh");
