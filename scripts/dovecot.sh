@@ -31,6 +31,8 @@ cmd=$1
 dir=$2
 
 log() { echo "dovecot.sh: $*" >&2; }
+# free_port, listening, alive, self_signed_cert
+. "$(dirname "${BASH_SOURCE[0]}")/loopback.sh"
 
 # Install Debian's IMAP server when it is missing. Serialised with flock: parallel tests may
 # all try at once, and apt/dpkg hold exclusive locks.
@@ -49,40 +51,8 @@ ensure_installed() {
   ) 9>/tmp/cprwatch-dovecot-install.lock
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    if ! listening "$p"; then
-      echo "$p"
-      return
-    fi
-  done
-  log "no free port found"
-  exit 1
-}
-
-# Whether something listens on 127.0.0.1:PORT. Read from the kernel's socket table rather than
-# by connecting: a probe connection makes Dovecot start a login process that then delays its
-# shutdown by 5 s (waiting on the stats service that is already gone).
-listening() {
-  local hex
-  hex=$(printf '0100007F:%04X' "$1")
-  awk -v a="$hex" '$2 == a && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
-}
-
 master_pid() {
   [ -f "$dir/dovecot.pid" ] && cat "$dir/dovecot.pid"
-}
-
-# Running, and not a zombie: the daemonised master's parent is whatever reaps orphans here, which
-# may take its time, and a zombie holds no port and no file.
-alive() {
-  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ "$state" != Z ]
 }
 
 write_config() {
@@ -98,14 +68,7 @@ write_config() {
   # Dovecot's unprivileged login and auth processes must reach base_dir.
   chmod 755 "$dir" "$dir/run"
 
-  if [ ! -f "$dir/cert.pem" ]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=127.0.0.1" \
-      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-      -addext "basicConstraints=critical,CA:FALSE" \
-      -addext "extendedKeyUsage=serverAuth" \
-      -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
-    chmod 600 "$dir/key.pem"
-  fi
+  self_signed_cert "$dir"
 
   # passwd-file: user:password:uid:gid:gecos:home:shell. uid and gid stay empty: mail_uid and
   # mail_gid below apply.

@@ -47,6 +47,8 @@ cmd=$1
 dir=$2
 
 log() { echo "postfix.sh: $*" >&2; }
+# free_port, listening, alive, self_signed_cert
+. "$(dirname "${BASH_SOURCE[0]}")/loopback.sh"
 
 # The local parts at example-ca.test that have a mailbox (the Dovecot users cpr and other, and
 # the CA's other addresses the tests write to). Mail for any other is refused at RCPT.
@@ -83,39 +85,8 @@ ensure_installed() {
   ) 9>/tmp/cprwatch-postfix-install.lock
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    if ! listening "$p"; then
-      echo "$p"
-      return
-    fi
-  done
-  log "no free port found"
-  exit 1
-}
-
-# Whether something listens on 127.0.0.1:PORT, from the kernel's socket table (a probe
-# connection would be a session in the log and a busy smtpd process).
-listening() {
-  local hex
-  hex=$(printf '0100007F:%04X' "$1")
-  awk -v a="$hex" '$2 == a && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
-}
-
 master_pid() {
   [ -f "$dir/postfix.pid" ] && cat "$dir/postfix.pid"
-}
-
-# Running, and not a zombie: the daemonised master's parent is whatever reaps orphans here, which
-# may take its time, and a zombie holds no port and no file.
-alive() {
-  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ "$state" != Z ]
 }
 
 write_config() {
@@ -129,14 +100,7 @@ write_config() {
   # their subdirectories with the right owners and modes (post-install create-missing).
   chown root:root "$dir/queue"
   chown postfix:postfix "$dir/data"
-  if [ ! -f "$dir/cert.pem" ]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=127.0.0.1" \
-      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-      -addext "basicConstraints=critical,CA:FALSE" \
-      -addext "extendedKeyUsage=serverAuth" \
-      -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
-    chmod 600 "$dir/key.pem"
-  fi
+  self_signed_cert "$dir"
 
   # virtual(8) allows no regexp substitution in its mailbox map, so the users are listed:
   # texthash needs no postmap. The trailing slash means Maildir to virtual(8).

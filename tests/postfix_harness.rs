@@ -3,15 +3,13 @@
 //! back over IMAP with cprwatch's own read-only client; refused recipients get a permanent 550;
 //! nothing listens beyond 127.0.0.1. Both servers are real, installed with apt-get when missing.
 
-#[path = "support/postfix.rs"]
-mod postfix;
 mod support;
 
-use postfix::{Postfix, REFUSED};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::dovecot::Dovecot;
+use support::postfix::{Postfix, REFUSED};
 
 /// A tiny SMTP client: one command, one (possibly multi-line) reply. Test scaffolding: panics
 /// on I/O errors, returns the reply code and text for the test to judge.

@@ -5,16 +5,14 @@
 //! `ca_file`, and one it cannot verify sends nothing. Real servers, on loopback, installed with
 //! apt-get when missing.
 
-#[path = "support/postfix.rs"]
-mod postfix;
 mod support;
 
 use cprwatch::config::SmtpConfig;
 use cprwatch::notify::smtp::{Mailer, SendError};
 use cprwatch::source::imap::TlsMode;
-use postfix::{Postfix, REFUSED};
 use std::time::Duration;
 use support::dovecot::Dovecot;
+use support::postfix::{Postfix, REFUSED};
 
 fn mailer(port: u16) -> Mailer {
     tls_mailer(port, TlsMode::None, None)

@@ -24,9 +24,8 @@
 
 use cprwatch::source::imap::{Account, TlsMode};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -53,8 +52,8 @@ impl Dovecot {
             .expect("temporary directory for Dovecot");
         let mut d = Dovecot {
             dir,
-            imap_port: free_port(),
-            imaps_port: free_port(),
+            imap_port: super::free_port(),
+            imaps_port: super::free_port(),
             running: false,
             delivered: AtomicU64::new(0),
         };
@@ -301,22 +300,15 @@ impl Dovecot {
     }
 
     fn script(&self, command: &str) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dovecot.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(command)
-            .arg(self.dir.path())
-            .env("IMAP_PORT", self.imap_port.to_string())
-            .env("IMAPS_PORT", self.imaps_port.to_string())
-            .output()
-            .expect("run scripts/dovecot.sh");
-        assert!(
-            out.status.success(),
-            "scripts/dovecot.sh {command} failed ({}):\n{}\n{}\nDovecot log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
+        super::server_script(
+            "dovecot.sh",
+            command,
+            self.dir.path(),
+            &[
+                ("IMAP_PORT", self.imap_port.to_string().as_ref()),
+                ("IMAPS_PORT", self.imaps_port.to_string().as_ref()),
+            ],
+            || self.log(),
         );
     }
 }
@@ -324,20 +316,9 @@ impl Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         if self.running {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dovecot.sh");
-            let _ = Command::new("bash")
-                .arg(script)
-                .arg("stop")
-                .arg(self.dir.path())
-                .output();
+            super::stop_quietly("dovecot.sh", self.dir.path());
         }
     }
-}
-
-/// A port on 127.0.0.1 that was free a moment ago (the kernel picks it).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
 }
 
 /// IMAP date-time: `01-Mar-2026 09:30:00 +0100`, in the date's own offset.

@@ -3,3 +3,51 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod postfix;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
+/// Run `scripts/<script> <command> <dir>` with `env`; when it fails, panic with its output and
+/// the server's own log (`log`), which is where the reason usually is.
+pub fn server_script(
+    script: &str,
+    command: &str,
+    dir: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+    log: impl FnOnce() -> String,
+) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let out = Command::new("bash")
+        .arg(&path)
+        .arg(command)
+        .arg(dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} {command} failed ({}):\n{}\n{}\nServer log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        log()
+    );
+}
+
+/// `scripts/<script> stop <dir>`, quietly: for `Drop`, where a failure can only be ignored.
+pub fn stop_quietly(script: &str, dir: &Path) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let _ = Command::new("bash").arg(path).arg("stop").arg(dir).output();
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (the kernel picks it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}

@@ -9,13 +9,9 @@
 //! [`REFUSED`], any other local part at example-ca.test and every other domain: nothing can
 //! leave the machine.
 //!
-//! Used with `#[path = "support/postfix.rs"] mod postfix;` next to `mod support;` (the shared
-//! `support` module does not include it, so other test binaries do not compile it).
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The recipient Postfix refuses with "550 5.1.1 ... refused for the test".
 pub const REFUSED: &str = "refuse@example-ca.test";
@@ -42,8 +38,8 @@ impl Postfix {
         let mut p = Postfix {
             dir,
             maildir_base: maildir_base.to_path_buf(),
-            smtp_port: free_port(),
-            smtps_port: free_port(),
+            smtp_port: super::free_port(),
+            smtps_port: super::free_port(),
             running: false,
         };
         p.script("start");
@@ -100,23 +96,16 @@ impl Postfix {
     }
 
     fn script(&self, command: &str) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(command)
-            .arg(self.dir.path())
-            .env("SMTP_PORT", self.smtp_port.to_string())
-            .env("SMTPS_PORT", self.smtps_port.to_string())
-            .env("MAILDIR_BASE", &self.maildir_base)
-            .output()
-            .expect("run scripts/postfix.sh");
-        assert!(
-            out.status.success(),
-            "scripts/postfix.sh {command} failed ({}):\n{}\n{}\nPostfix log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
+        super::server_script(
+            "postfix.sh",
+            command,
+            self.dir.path(),
+            &[
+                ("SMTP_PORT", self.smtp_port.to_string().as_ref()),
+                ("SMTPS_PORT", self.smtps_port.to_string().as_ref()),
+                ("MAILDIR_BASE", self.maildir_base.as_os_str()),
+            ],
+            || self.log(),
         );
     }
 }
@@ -124,18 +113,7 @@ impl Postfix {
 impl Drop for Postfix {
     fn drop(&mut self) {
         if self.running {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix.sh");
-            let _ = Command::new("bash")
-                .arg(script)
-                .arg("stop")
-                .arg(self.dir.path())
-                .output();
+            super::stop_quietly("postfix.sh", self.dir.path());
         }
     }
-}
-
-/// A port on 127.0.0.1 that was free a moment ago (the kernel picks it).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
 }
