@@ -7,7 +7,8 @@
 #
 # Everything lives in DIR: dovecot.conf, a self-signed certificate (cert.pem, also the test's CA
 # file) for 127.0.0.1 and localhost, a passwd-file with the test users (cpr/cpr-secret,
-# other/other-secret), Maildir++ mail under DIR/mail/<user> (folders INBOX, Junk, Sent), the log
+# other/other-secret, and desk, oncall and reporter likewise), Maildir++ mail under
+# DIR/mail/<user> (folders INBOX, Junk, Sent), the log
 # (dovecot.log), the runtime and state directories, and dovecot.pid (the master).
 #
 # Ports: IMAP_PORT (plain, STARTTLS offered) and IMAPS_PORT (implicit TLS) from the environment;
@@ -75,12 +76,15 @@ write_config() {
   cat >"$dir/passwd" <<EOF
 cpr:{PLAIN}cpr-secret::::$dir/home/cpr::
 other:{PLAIN}other-secret::::$dir/home/other::
+desk:{PLAIN}desk-secret::::$dir/home/desk::
+oncall:{PLAIN}oncall-secret::::$dir/home/oncall::
+reporter:{PLAIN}reporter-secret::::$dir/home/reporter::
 EOF
   chmod 644 "$dir/passwd"
 
   # Maildir++: the root is INBOX, subfolders are dot-directories.
   local u f
-  for u in cpr other; do
+  for u in cpr other desk oncall reporter; do
     mkdir -p "$dir/home/$u"
     for f in "" .Junk .Sent; do
       mkdir -p "$dir/mail/$u/$f/cur" "$dir/mail/$u/$f/new" "$dir/mail/$u/$f/tmp"

@@ -18,7 +18,7 @@ mod rules_dir;
 pub use rules_dir::load_rules_dir;
 
 pub use mailbox::{MailboxConfig, PasswordSource};
-pub use outbound::{AlertsConfig, CanaryConfig, ReceiptsConfig, RouteConfig, SmtpConfig};
+pub use outbound::{AlertsConfig, CanaryConfig, ReceiptsConfig, SmtpConfig};
 
 use crate::domain::model::FolderRole;
 use crate::domain::timefmt::parse_span;

@@ -5,8 +5,12 @@
 //! atomically. If a commit fails the engine is rebuilt from the store, so memory never runs
 //! ahead of what is durable.
 
+mod outbox;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
+
+pub(crate) use outbox::{Delivery, Outbound};
 
 use thiserror::Error;
 
@@ -38,6 +42,8 @@ pub enum DeskError {
     BadEvent { seq: u64, problem: String },
     #[error(transparent)]
     Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Mailer(#[from] crate::notify::smtp::MailerError),
     #[error(
         "the store could not be read while deriving cases and clocks, or a stored row of theirs is damaged — run `cprwatch verify`, then `cprwatch rebuild`"
     )]
@@ -94,6 +100,10 @@ pub struct Desk {
     store: Box<dyn Store>,
     policy: Policy,
     settings: Settings,
+    /// What to send, with `[smtp]`; `None`: nothing is evaluated for alerts or queued.
+    outbound: Option<Outbound>,
+    /// Whether alerts were evaluated for every open clock yet (the first evaluation does).
+    swept: bool,
 }
 
 impl Desk {
@@ -109,6 +119,8 @@ impl Desk {
             engine,
             policy,
             settings,
+            outbound: Outbound::of(config),
+            swept: false,
         })
     }
 
@@ -128,6 +140,8 @@ impl Desk {
             engine,
             policy,
             settings,
+            outbound: None,
+            swept: false,
         })
     }
 
@@ -227,7 +241,17 @@ impl Desk {
         let events = if derive == Derive::Now {
             // The messages commit with the first piece of what they change: for an ordinary
             // batch, one transaction holds the mail, its events and its cases and clocks.
-            self.derive(now, Some(first), keep)?
+            let mut touched = outbox::Touched::default();
+            let mut n = self.derive(now, Some(first), keep.as_deref_mut(), &mut touched)?;
+            // Then the alerts they and the moment owe, in a transaction of their own: a crash
+            // in between loses nothing, since the first evaluation after a start looks at
+            // every open clock.
+            let queued = self.evaluate_alerts(now, touched)?;
+            n += queued.len() as u64;
+            if let Some(k) = keep {
+                k.extend(queued);
+            }
+            n
         } else {
             self.commit(first)?;
             received.len() as u64
@@ -253,6 +277,7 @@ impl Desk {
         now: Timestamp,
         mut first: Option<store::Batch>,
         mut keep: Option<&mut Vec<Envelope>>,
+        touched: &mut outbox::Touched,
     ) -> Result<u64, DeskError> {
         let store = &mut self.store;
         let mut committed_events = 0u64;
@@ -266,6 +291,9 @@ impl Desk {
                     sb.tables = delta.unwrap_or_default();
                     committed_events += sb.events.len() as u64;
                     store.commit(sb)?;
+                    for e in &piece {
+                        touched.note(&e.event);
+                    }
                     if let Some(k) = keep.as_deref_mut() {
                         k.extend(piece);
                     }

@@ -151,10 +151,18 @@ pub fn status(
     let (config, at, store, notes) = tables_at(config_path, at)?;
     let p = lookup::open_cases(&store, at)?;
     let sources = sources(&config, &store, at)?;
+    // Failed deliveries of the last week are listed; the outbox is current state, not
+    // versioned, so `--at` shows it as it is now.
+    let outbox = view::OutboxJson::of(
+        &store
+            .outbox_summary(at - time::Duration::days(7))
+            .map_err(DeskError::from)?,
+    );
     let problems = sources
         .iter()
         .filter(|s| s.stale || s.state.last_error.is_some())
-        .count();
+        .count()
+        + outbox.problems(at);
     let mut out = Outcome::exit(
         match format {
             Format::Json => {
@@ -163,11 +171,17 @@ pub fn status(
                     at: r.at,
                     cases: r.cases,
                     sources,
+                    outbox,
                 })
             }
-            Format::Text => view::status_text(&p, at) + &view::sources_text(&sources, at),
+            Format::Text => {
+                view::status_text(&p, at)
+                    + &view::sources_text(&sources, at)
+                    + &view::outbox_text(&outbox, at)
+            }
         },
-        // A watcher that is not looking is itself a problem worth a non-zero exit.
+        // A watcher that is not looking, or mail that is not going out, is itself a problem
+        // worth a non-zero exit.
         if problems > 0 { 3 } else { 0 },
     );
     out.stderr = notes_text(&notes);

@@ -347,6 +347,117 @@ pub(crate) struct StatusJson {
     pub at: String,
     pub cases: Vec<CaseJson>,
     pub sources: Vec<SourceJson>,
+    pub outbox: OutboxJson,
+}
+
+/// The outbox in `status`: what waits to be sent, what keeps failing, what failed for good.
+#[derive(Serialize, Default)]
+pub(crate) struct OutboxJson {
+    pub pending: u64,
+    pub oldest_pending: Option<String>,
+    pub retrying: Vec<MailJson>,
+    pub failed: Vec<MailJson>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct MailJson {
+    pub message_id: String,
+    pub kind: String,
+    pub to: Vec<String>,
+    pub case: Option<String>,
+    pub queued_at: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+    /// When it failed for good (absent while retrying).
+    pub failed_at: Option<String>,
+}
+
+impl OutboxJson {
+    pub(crate) fn of(s: &crate::store::OutboxSummary) -> OutboxJson {
+        let mail = |r: &crate::store::OutboxRow| MailJson {
+            message_id: r.message_id.clone(),
+            kind: r.kind.clone(),
+            to: r.to.clone(),
+            case: r.case.clone(),
+            queued_at: timefmt::format(r.queued_at),
+            attempts: r.attempts,
+            error: r.last_error.clone(),
+            failed_at: (r.state == "failed")
+                .then_some(r.done_at)
+                .flatten()
+                .map(timefmt::format),
+        };
+        OutboxJson {
+            pending: s.pending,
+            oldest_pending: s.oldest_pending.map(timefmt::format),
+            retrying: s.retrying.iter().map(mail).collect(),
+            failed: s.failed.iter().map(mail).collect(),
+        }
+    }
+
+    /// Mail not going out: pending for over an hour, or failed for good in the last day.
+    pub(crate) fn problems(&self, at: Timestamp) -> usize {
+        let old = |t: &Option<String>, span: time::Duration| {
+            t.as_deref()
+                .and_then(|t| timefmt::parse(t).ok())
+                .is_some_and(|t| at - t > span)
+        };
+        usize::from(old(&self.oldest_pending, time::Duration::hours(1)))
+            + self
+                .failed
+                .iter()
+                .filter(|m| !old(&m.failed_at, time::Duration::days(1)))
+                .count()
+    }
+}
+
+/// The outbox part of `status` as text; nothing when nothing is pending or failed.
+pub(crate) fn outbox_text(o: &OutboxJson, at: Timestamp) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if o.pending == 0 && o.failed.is_empty() {
+        return out;
+    }
+    let _ = write!(out, "\noutbox: {} pending", o.pending);
+    if let Some(t) = o
+        .oldest_pending
+        .as_deref()
+        .and_then(|t| timefmt::parse(t).ok())
+    {
+        let _ = write!(
+            out,
+            ", oldest queued {} ago",
+            timefmt::human_span((at - t).whole_seconds())
+        );
+    }
+    out.push('\n');
+    for m in &o.retrying {
+        let _ = writeln!(
+            out,
+            "  retrying  {} {} to {} ({} attempts): {}",
+            m.kind,
+            esc(&m.message_id),
+            esc(&m.to.join(", ")),
+            m.attempts,
+            esc(m.error.as_deref().unwrap_or(""))
+        );
+    }
+    for m in &o.failed {
+        let _ = writeln!(
+            out,
+            "  FAILED    {} {} to {}{} at {}: {}",
+            m.kind,
+            esc(&m.message_id),
+            esc(&m.to.join(", ")),
+            m.case
+                .as_deref()
+                .map(|c| format!(" ({})", esc(c)))
+                .unwrap_or_default(),
+            m.failed_at.as_deref().unwrap_or("?"),
+            esc(m.error.as_deref().unwrap_or(""))
+        );
+    }
+    out
 }
 
 /// The sources part of `status` as text: problems first, spelled out.

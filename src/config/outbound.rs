@@ -13,6 +13,7 @@ use time::Duration;
 use super::PasswordSource;
 use super::mailbox::{secret, tls_mode};
 use crate::deciding::alerts::{AlertLevel, AlertPolicy};
+use crate::deciding::dispatch::Route;
 use crate::domain::timefmt::parse_span;
 use crate::source::imap::TlsMode;
 
@@ -38,14 +39,7 @@ pub struct AlertsConfig {
     pub policy: AlertPolicy,
     /// The base of links in alerts (the dashboard); `None`: no links.
     pub dashboard_url: Option<String>,
-    pub routes: Vec<RouteConfig>,
-}
-
-/// `[[alerts.route]]`: every alert whose level is in `levels` goes to every address in `to`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteConfig {
-    pub to: Vec<String>,
-    pub levels: Vec<AlertLevel>,
+    pub routes: Vec<Route>,
 }
 
 /// Receipts to reporters.
@@ -340,7 +334,7 @@ pub(super) fn alerts(
                 levels.push(level);
             }
         }
-        routes.push(RouteConfig { to, levels });
+        routes.push(Route { to, levels });
     }
     Ok(AlertsConfig {
         policy: AlertPolicy::new(

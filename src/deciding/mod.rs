@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod cases;
 pub mod clock;
 pub mod derive;
+pub mod dispatch;
 pub mod fold;
 pub mod recorded;
 pub mod tables;

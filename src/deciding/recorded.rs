@@ -99,7 +99,11 @@ pub fn rows(e: &Event) -> Vec<Row> {
         .unwrap_or_default()
     };
     match e {
-        Event::MessageReceived { .. } => Vec::new(),
+        // Mail cprwatch sends is not part of the cases and clocks.
+        Event::MessageReceived { .. }
+        | Event::MailQueued { .. }
+        | Event::MailSent { .. }
+        | Event::MailFailed { .. } => Vec::new(),
         Event::MessageLogged { message, .. } => {
             vec![(RecSpace::Placement, message.clone(), Some(Vec::new()))]
         }

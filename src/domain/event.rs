@@ -268,6 +268,48 @@ pub enum Event {
         line: Option<BadCommand>,
         reason: String,
     },
+    /// cprwatch decided to send a mail (an alert, a digest, a receipt): its outbox row was
+    /// written with this event, so what was decided is never lost to a crash before sending.
+    MailQueued {
+        #[serde(flatten)]
+        mail: MailRef,
+    },
+    /// The SMTP server accepted the mail: what was said to whom, and when (`recorded_at`).
+    MailSent {
+        #[serde(flatten)]
+        mail: MailRef,
+        attempts: u32,
+        /// The server's reply, as it gave it.
+        response: String,
+    },
+    /// The mail will not be delivered: the server refused it for good (5xx), or it could not
+    /// be handed over for [`MAIL_GIVE_UP_DAYS`] days.
+    MailFailed {
+        #[serde(flatten)]
+        mail: MailRef,
+        attempts: u32,
+        error: String,
+    },
+}
+
+/// A transient failure is retried for this many days, as long as a mail server keeps a
+/// message queued, then recorded as failed.
+pub const MAIL_GIVE_UP_DAYS: i64 = 5;
+
+/// Which mail an event is about: the same in all three mail events, so a mail's story reads
+/// from its Message-Id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailRef {
+    pub message_id: String,
+    /// The alert level (`warning`, `breach`, …, `digest`, `delivery`) or `receipt`.
+    pub kind: String,
+    /// The envelope recipients.
+    pub to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<CaseId>,
+    /// The clocks it is about.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clocks: Vec<ClockId>,
 }
 
 impl Event {
@@ -287,6 +329,9 @@ impl Event {
             Event::ClockBreached { .. } => "clock_breached",
             Event::ClockReopened { .. } => "clock_reopened",
             Event::CommandIgnored { .. } => "command_ignored",
+            Event::MailQueued { .. } => "mail_queued",
+            Event::MailSent { .. } => "mail_sent",
+            Event::MailFailed { .. } => "mail_failed",
         }
     }
 
@@ -398,6 +443,17 @@ impl Event {
             } => {
                 format!("command in {message_id} from {from}: {reason}")
             }
+            Event::MailQueued { mail } => mail.summary(),
+            Event::MailSent {
+                mail,
+                attempts,
+                response,
+            } => format!("{} after {attempts} attempt(s): {response}", mail.summary()),
+            Event::MailFailed {
+                mail,
+                attempts,
+                error,
+            } => format!("{} after {attempts} attempt(s): {error}", mail.summary()),
         };
         format!("{:<21} {detail}", self.kind())
     }
@@ -441,6 +497,15 @@ impl Event {
             | Event::ClockStopped { clock, .. }
             | Event::ClockBreached { clock, .. }
             | Event::ClockReopened { clock, .. } => vec![clock.to_string()],
+            Event::MailQueued { mail }
+            | Event::MailSent { mail, .. }
+            | Event::MailFailed { mail, .. } => mail
+                .case
+                .iter()
+                .map(ToString::to_string)
+                .chain(mail.clocks.iter().map(ToString::to_string))
+                .chain([mail.message_id.clone()])
+                .collect(),
         }
     }
 
@@ -469,7 +534,28 @@ impl Event {
             | Event::ClockStopped { clock, .. }
             | Event::ClockBreached { clock, .. }
             | Event::ClockReopened { clock, .. } => has(clock),
+            Event::MailQueued { mail }
+            | Event::MailSent { mail, .. }
+            | Event::MailFailed { mail, .. } => {
+                mail.case.as_ref().is_some_and(|c| c.as_str() == case)
+                    || mail.clocks.iter().any(has)
+            }
         }
+    }
+}
+
+impl MailRef {
+    fn summary(&self) -> String {
+        let mut line = format!(
+            "{} {} to {}",
+            self.kind,
+            self.message_id,
+            self.to.join(", ")
+        );
+        if let Some(case) = &self.case {
+            line.push_str(&format!(" ({case})"));
+        }
+        line
     }
 }
 
@@ -521,6 +607,36 @@ mod tests {
         assert_eq!(Envelope::decode(&new).unwrap(), old);
         // Canonical: encoding what was decoded gives the same bytes again.
         assert_eq!(Envelope::decode(&new).unwrap().encode(), new);
+    }
+
+    #[test]
+    fn mail_events_round_trip_flat() {
+        let mail = MailRef {
+            message_id: "<x.cprwatch@example-ca.test>".into(),
+            kind: "breach".into(),
+            to: vec!["desk@example-ca.test".into()],
+            case: Some(crate::domain::ids::CaseId::from_stored("CPR-2026-0001")),
+            clocks: vec![crate::domain::ids::ClockId::from_stored(
+                "preliminary_report:CPR-2026-0001",
+            )],
+        };
+        let env = Envelope {
+            recorded_at: time::macros::datetime!(2026-03-02 10:00 UTC),
+            event: Event::MailSent {
+                mail,
+                attempts: 2,
+                response: "2.0.0 Ok: queued as 1".into(),
+            },
+        };
+        let bytes = env.encode();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains(r#""type":"mail_sent","message_id":"<x.cprwatch"#),
+            "{text}"
+        );
+        assert_eq!(Envelope::decode(&bytes).unwrap(), env);
+        assert_eq!(Envelope::decode(&bytes).unwrap().encode(), bytes);
+        assert!(env.event.refs().contains(&"CPR-2026-0001".to_string()));
     }
 
     #[test]

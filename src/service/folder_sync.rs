@@ -58,7 +58,24 @@ pub(crate) enum Request {
     },
     /// Record the folder's health.
     State(FolderState),
+    /// The courier asks for pending mail due now, at most `limit`, and when the next is due.
+    OutboxDue {
+        limit: usize,
+        reply: oneshot::Sender<Result<OutboxDue, String>>,
+    },
+    /// The courier reports how an attempt to deliver outbox row `id` went.
+    Delivered {
+        id: i64,
+        outcome: crate::desk::Delivery,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
+
+/// Pending mail due now, and when the next pending mail is due.
+pub(crate) type OutboxDue = (
+    Vec<crate::store::OutboxRow>,
+    Option<crate::domain::model::Timestamp>,
+);
 
 #[derive(Debug, thiserror::Error)]
 enum SyncError {

@@ -8,6 +8,7 @@
 //! On SIGTERM or Ctrl-C the loop commits the batches already handed to it and returns.
 
 pub mod backoff;
+mod courier;
 pub mod folder_sync;
 pub mod logging;
 pub mod priority;
@@ -227,22 +228,38 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         };
         source_tasks.spawn(watch.run());
     }
+    // The courier delivers the outbox; without [smtp] nothing is queued and there is none.
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    if let Some(smtp) = &config.smtp {
+        let mailer = crate::notify::smtp::Mailer::new(smtp).map_err(DeskError::Mailer)?;
+        let courier = courier::Courier {
+            mailer,
+            desk: requests.clone(),
+            wake: wake.clone(),
+            shutdown: shutdown.clone(),
+        };
+        source_tasks.spawn(courier.run());
+    }
     drop(requests);
     drop(preparer);
     let mut tick = tokio::time::interval(StdDuration::from_secs(config.clock.tick_seconds.max(1)));
     let mut warned: HashSet<crate::domain::ids::ClockId> = HashSet::new();
-    // Until alerts are mailed, the longest warning threshold is logged.
-    let warn_before = config.alerts.policy.warn_before.first().copied();
+    // Without [smtp], nothing is mailed: the longest warning threshold is logged instead.
+    let warn_before = config
+        .smtp
+        .is_none()
+        .then(|| config.alerts.policy.warn_before.first().copied())
+        .flatten();
 
     loop {
         tokio::select! {
             biased;
             _ = shutdown.recv() => break,
             Some(req) = inbox.recv() => {
-                handle(&mut desk, req);
+                handle(&mut desk, req, &wake);
             }
             _ = tick.tick() => {
-                derive(&mut desk);
+                derive(&mut desk, &wake);
                 if let Some(warn_before) = warn_before {
                     warn_due(&mut desk, timefmt::now(), warn_before, &mut warned);
                 }
@@ -252,11 +269,11 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     // Batches already handed over are committed; no new ones are taken.
     inbox.close();
     while let Some(req) = inbox.recv().await {
-        handle(&mut desk, req);
+        handle(&mut desk, req, &wake);
     }
     // Whatever was recorded and not derived yet (a pass deferred its derivation to its last
     // batch, or to the next tick) is derived before the desk closes.
-    derive(&mut desk);
+    derive(&mut desk, &wake);
     source_tasks.shutdown().await;
     info!("shutting down: all committed");
     Ok(())
@@ -264,17 +281,30 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
 
 /// Serve one request from a source task. Commits happen here, in order, one at a time.
 /// Evaluate the clocks at the wall clock's `now` and commit what changed.
-fn derive(desk: &mut Desk) {
+fn derive(desk: &mut Desk, wake: &tokio::sync::Notify) {
     let now = timefmt::now();
     match tokio::task::block_in_place(|| desk.tick(now)) {
-        Ok(events) => log_events(&events),
+        Ok(events) => {
+            log_events(&events);
+            wake_if_queued(&events, wake);
+        }
         Err(e) => error!(error = %e, "cannot commit clock changes; retrying next tick"),
+    }
+}
+
+/// Wake the courier when mail was queued.
+fn wake_if_queued(events: &[Envelope], wake: &tokio::sync::Notify) {
+    if events
+        .iter()
+        .any(|e| matches!(e.event, Event::MailQueued { .. }))
+    {
+        wake.notify_one();
     }
 }
 
 /// Serve one request. Returns whether a batch was recorded without deriving what it changes
 /// (more of its pass follow; the last of them, or the next tick, derives).
-fn handle(desk: &mut Desk, req: Request) -> bool {
+fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
     let mut deferred = false;
     tokio::task::block_in_place(|| match req {
         Request::Checkpoint {
@@ -315,6 +345,7 @@ fn handle(desk: &mut Desk, req: Request) -> bool {
             // What was committed before a failure (the messages, some derived events) is logged
             // too: it is in the log.
             log_events(&events);
+            wake_if_queued(&events, wake);
             let r = match r {
                 Ok(done) => Ok(done.events as usize),
                 Err(e) => {
@@ -328,6 +359,23 @@ fn handle(desk: &mut Desk, req: Request) -> bool {
             if let Err(e) = desk.set_folder_state(&st) {
                 warn!(error = %e, "cannot record folder state");
             }
+        }
+        Request::OutboxDue { limit, reply } => {
+            let r = desk
+                .outbox_due(timefmt::now(), limit)
+                .and_then(|rows| Ok((rows, desk.outbox_next_attempt()?)));
+            let _ = reply.send(r.map_err(|e| e.to_string()));
+        }
+        Request::Delivered { id, outcome, reply } => {
+            let r = desk.delivered(id, outcome, timefmt::now());
+            if let Ok(events) = &r {
+                log_events(events);
+                wake_if_queued(events, wake);
+            }
+            let _ = reply.send(r.map(drop).map_err(|e| {
+                error!(error = %e, "cannot record a delivery; it will be attempted again");
+                e.to_string()
+            }));
         }
     });
     deferred
@@ -462,6 +510,36 @@ fn log_event(event: &Event) {
                 "staff command ignored"
             )
         }
+        Event::MailQueued { mail } => info!(
+            kind = mail.kind.as_str(),
+            message_id = mail.message_id.as_str(),
+            to = mail.to.join(", ").as_str(),
+            "mail queued"
+        ),
+        Event::MailSent {
+            mail,
+            attempts,
+            response,
+        } => info!(
+            kind = mail.kind.as_str(),
+            message_id = mail.message_id.as_str(),
+            to = mail.to.join(", ").as_str(),
+            attempts,
+            response = response.as_str(),
+            "mail sent"
+        ),
+        Event::MailFailed {
+            mail,
+            attempts,
+            error,
+        } => error!(
+            kind = mail.kind.as_str(),
+            message_id = mail.message_id.as_str(),
+            to = mail.to.join(", ").as_str(),
+            attempts,
+            error = error.as_str(),
+            "mail NOT delivered"
+        ),
         _ => {}
     }
 }

@@ -26,12 +26,14 @@ mod memory;
 mod message;
 mod sqlite;
 mod sqlite_fold;
+mod sqlite_outbox;
 mod sqlite_tables;
 
 pub use memory::MemoryStore;
 pub use message::{MessageCodec, NewMessage};
 pub use sqlite::{SqliteStore, TablesState, event_body};
 pub use sqlite_fold::StoreBacking;
+pub use sqlite_outbox::{AlertState, NewMail, OutboxChange, OutboxRow, OutboxSummary};
 
 use std::collections::HashSet;
 
@@ -59,12 +61,10 @@ pub struct StoredEvent {
 /// the message and log it twice; if the position were written without the events, the report
 /// would be lost — the one thing cprwatch exists to prevent.
 ///
-/// Two later additions belong here and must commit in the same transaction, for the same
-/// reason:
-/// - a durable **outbox** (alerts and receipts to send), written with the event that causes
-///   them, so an alert is never lost to a crash between "decided" and "queued";
-/// - **IMAP checkpoints** (UIDVALIDITY and highest UID per folder), advanced only together with
-///   the messages and events read up to them.
+/// The same holds for the **outbox** (alerts and receipts to send), written with the event that
+/// records the decision, so an alert is never lost to a crash between "decided" and "queued",
+/// and for **IMAP checkpoints** (UIDVALIDITY and highest UID per folder), advanced only together
+/// with the messages and events read up to them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     /// Messages, keyed by the SHA-256 of their bytes ([`NewMessage`] computes it). Messages
@@ -83,6 +83,9 @@ pub struct Batch {
     /// The cases and clocks these events change ([`crate::deciding::tables`]): kept in the same
     /// transaction, so the tables never disagree with the log they project.
     pub tables: Delta,
+    /// Mail queued, sent or failed, and alert states ([`sqlite_outbox`]): with the events that
+    /// record them. The memory store (a replay) sends nothing and ignores them.
+    pub outbox: Vec<OutboxChange>,
 }
 
 impl Batch {
@@ -92,6 +95,7 @@ impl Batch {
             && self.events.is_empty()
             && self.checkpoints.is_empty()
             && self.tables.is_empty()
+            && self.outbox.is_empty()
     }
 }
 

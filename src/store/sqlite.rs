@@ -25,6 +25,7 @@ use super::body::{self, Encoding};
 use super::checkpointer::Checkpointer;
 use super::message::{Dictionaries, MessageCodec, Trained};
 use super::sqlite_fold::{ReceiptKey, SCHEMA_V5, StoreBacking};
+use super::sqlite_outbox::{self as outbox_sql, SCHEMA_V8};
 use super::sqlite_tables::{self as tables_sql, SCHEMA_V4};
 use super::{
     BadEvent, BadMessage, Batch, Checkpoint, FolderState, Store, StoreError, StoredEvent,
@@ -82,7 +83,7 @@ const WAL_FORCE_CHECKPOINT: u64 = 256 << 20;
 /// different hash's first 8 bytes with a chance of 2^-64). Readers work out a row's whole
 /// hash from the one before. This keeps 24 bytes an event out of the store, a sixth of an
 /// event's row on the scale benchmark.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 /// Version 7: new `events` rows may keep a check instead of the whole hash (see
 /// [`SCHEMA_VERSION`]); the index of clock versions by end holds only versions that ended (the
@@ -940,6 +941,8 @@ impl SqliteStore {
             tx.execute_batch(SCHEMA_V7)
                 .map_err(sql("schema creation"))?;
             split_positions(&tx)?;
+            tx.execute_batch(SCHEMA_V8)
+                .map_err(sql("schema creation"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION.to_string()],
@@ -1007,6 +1010,11 @@ impl SqliteStore {
             tx.execute_batch(SCHEMA_V7)
                 .map_err(sql("migration to schema 7"))?;
             split_positions(&tx)?;
+        }
+        if found < 8 {
+            // Empty: clocks open at the upgrade are first seen by the first evaluation after it.
+            tx.execute_batch(SCHEMA_V8)
+                .map_err(sql("migration to schema 8"))?;
         }
         if found < SCHEMA_VERSION {
             tx.execute(
@@ -1626,6 +1634,7 @@ impl Store for SqliteStore {
                     .execute(params![cp.mailbox, cp.folder, cp.uidvalidity, cp.last_uid])
                     .map_err(sql(ACTION))?;
             }
+            outbox_sql::apply(&tx, &batch.outbox)?;
             appended
         };
         tx.commit().map_err(sql(ACTION))?;
@@ -1843,6 +1852,51 @@ pub(crate) struct TableDifferences {
     pub tables: Vec<String>,
 }
 
+/// The outbox and the alert state ([`super::sqlite_outbox`]); changed only through a batch.
+impl SqliteStore {
+    /// Pending mail due at `now`, oldest first.
+    pub(crate) fn outbox_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<super::OutboxRow>, StoreError> {
+        outbox_sql::due(&self.conn, now, limit)
+    }
+
+    /// When the next pending mail is due.
+    pub(crate) fn outbox_next_attempt(&self) -> Result<Option<Timestamp>, StoreError> {
+        outbox_sql::next_attempt(&self.conn)
+    }
+
+    pub(crate) fn outbox_row(&self, id: i64) -> Result<Option<super::OutboxRow>, StoreError> {
+        outbox_sql::by_id(&self.conn, id)
+    }
+
+    pub(crate) fn outbox_has(&self, key: &str) -> Result<bool, StoreError> {
+        outbox_sql::has_key(&self.conn, key)
+    }
+
+    /// Pending, retrying, and failed since `failed_since`.
+    pub(crate) fn outbox_summary(
+        &self,
+        failed_since: Timestamp,
+    ) -> Result<super::OutboxSummary, StoreError> {
+        outbox_sql::summary(&self.conn, failed_since)
+    }
+
+    pub(crate) fn alert_states(
+        &self,
+        clocks: &[String],
+    ) -> Result<Vec<super::AlertState>, StoreError> {
+        outbox_sql::alert_states(&self.conn, clocks)
+    }
+
+    /// Clocks whose alert evaluation is due at `now`.
+    pub(crate) fn alert_clocks_due(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        outbox_sql::clocks_due(&self.conn, now)
+    }
+}
+
 /// The projection tables: what `status`, `case` and `search` read.
 impl SqliteStore {
     pub(crate) fn tables_state(&self) -> Result<TablesState, StoreError> {
@@ -1916,6 +1970,15 @@ impl SqliteStore {
             out.push((clock, case));
         }
         Ok(out)
+    }
+
+    /// The cases that list clock `id` at `at`.
+    pub(crate) fn cases_of_clock(
+        &self,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        tables_sql::cases_of_clock(&self.conn, id, crate::deciding::tables::secs(at))
     }
 
     /// The clocks open at `at`, each with the cases that list it then.

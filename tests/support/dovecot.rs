@@ -30,7 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-pub const USERS: [(&str, &str); 2] = [("cpr", "cpr-secret"), ("other", "other-secret")];
+pub const USERS: [(&str, &str); 5] = [
+    ("cpr", "cpr-secret"),
+    ("other", "other-secret"),
+    ("desk", "desk-secret"),
+    ("oncall", "oncall-secret"),
+    ("reporter", "reporter-secret"),
+];
 
 /// One Dovecot instance. Dropping it stops the server and removes its directory.
 pub struct Dovecot {

@@ -4,6 +4,7 @@
 
 pub mod dovecot;
 pub mod postfix;
+pub mod service;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -1,0 +1,397 @@
+//! The desk's side of telling people: evaluating alerts after each derivation, queueing mail in
+//! the outbox with the events that record it, and recording how delivery went.
+//!
+//! What is owed and to whom is decided in the core ([`crate::deciding::dispatch`]); what a
+//! mail says in [`crate::notify::compose`]; handing it to the server in
+//! [`crate::notify::smtp`], driven by the service's courier. This module only reads what those
+//! need from the store and commits what they decide, each in one transaction.
+
+use std::collections::BTreeSet;
+
+use time::Duration;
+
+use super::{Desk, DeskError, index_of};
+use crate::config::Config;
+use crate::deciding::alerts::{AlertLevel, AlertPolicy, Alerted};
+use crate::deciding::cases::Case;
+use crate::deciding::clock::Clock;
+use crate::deciding::dispatch::{self, Route};
+use crate::domain::event::{Envelope, Event, MAIL_GIVE_UP_DAYS, MailRef};
+use crate::domain::ids::{CaseId, ClockId};
+use crate::domain::model::Timestamp;
+use crate::notify::compose::{self, Composed};
+use crate::store::{self, AlertState, NewMail, OutboxChange, OutboxRow, SqliteStore};
+
+/// What the configuration says about sending: present only with `[smtp]`, since without a
+/// server nothing is sent, and nothing is queued to flood it later.
+#[derive(Clone, Debug)]
+pub(crate) struct Outbound {
+    pub policy: AlertPolicy,
+    pub routes: Vec<Route>,
+    pub from: String,
+    pub dashboard_url: Option<String>,
+}
+
+impl Outbound {
+    pub(crate) fn of(config: &Config) -> Option<Outbound> {
+        let smtp = config.smtp.as_ref()?;
+        Some(Outbound {
+            policy: config.alerts.policy.clone(),
+            routes: config.alerts.routes.clone(),
+            from: smtp.from.clone(),
+            dashboard_url: config.alerts.dashboard_url.clone(),
+        })
+    }
+}
+
+/// How one delivery attempt went, as the courier reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// The server took it, with this answer.
+    Sent(String),
+    /// Try again later (no connection, 4xx).
+    Transient(String),
+    /// Refused for good (5xx).
+    Permanent(String),
+}
+
+/// The wait before attempt `attempts + 1` after `attempts` transient failures: 10 s doubling
+/// to 10 minutes. A server back after a restart is found within seconds; an outage of hours
+/// costs six attempts an hour per mail.
+pub(crate) fn retry_after(attempts: u32) -> Duration {
+    let secs = 10i64.saturating_mul(1i64 << attempts.saturating_sub(1).min(10));
+    Duration::seconds(secs.min(600))
+}
+
+/// What one derivation changed that sending cares about.
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    pub clocks: BTreeSet<ClockId>,
+}
+
+impl Touched {
+    pub(crate) fn note(&mut self, e: &Event) {
+        match e {
+            Event::ClockStarted { clock, .. }
+            | Event::ClockRevised { clock, .. }
+            | Event::ClockStopped { clock, .. }
+            | Event::ClockBreached { clock, .. }
+            | Event::ClockReopened { clock, .. } => {
+                self.clocks.insert(clock.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Desk {
+    /// Evaluate the alerts owed at `now` — of the clocks `touched` changed, of those whose
+    /// next stage has come, and on the first call of all open clocks — and queue their mail.
+    /// Returns the events committed (`mail_queued`).
+    pub(crate) fn evaluate_alerts(
+        &mut self,
+        now: Timestamp,
+        touched: Touched,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        let (Some(out), Some(store)) = (self.outbound.as_ref(), self.store.as_sqlite()) else {
+            return Ok(Vec::new());
+        };
+        let mut ids: BTreeSet<String> = touched.clocks.iter().map(ToString::to_string).collect();
+        ids.extend(store.alert_clocks_due(now)?);
+        if !self.swept {
+            // Clocks open before this process (or before alerts were configured) are seen now.
+            ids.extend(store.open_clocks_at(now)?.into_iter().map(|(id, _)| id));
+        }
+        let ids: Vec<String> = ids.into_iter().collect();
+        let states = store.alert_states(&ids)?;
+        let mut clocks = Vec::new();
+        for id in &ids {
+            let Some(clock) = store.clock_at(id, now)? else {
+                continue;
+            };
+            let state = states.iter().find(|s| &s.clock == id);
+            if state.is_none() && !clock.status(now).state.is_open() {
+                // Never alerted and already over: nothing to say, nothing to remember.
+                continue;
+            }
+            let alerted = Alerted {
+                first_seen: state.map(|s| s.first_seen),
+                last: state
+                    .and_then(|s| s.last_stage.as_deref())
+                    .and_then(dispatch::parse_stage),
+                advisory: state.is_some_and(|s| s.advisory),
+                acknowledged_at: None,
+            };
+            clocks.push((clock, alerted));
+        }
+        let plan = dispatch::plan(&out.policy, &out.routes, clocks.clone(), now);
+        let mut batch = store::Batch::default();
+        let mut events = Vec::new();
+        for mail in &plan.mails {
+            let route = &out.routes[mail.route];
+            let route_key = dispatch::route_key(route);
+            let items: Vec<(AlertLevel, &Clock, Option<Case>)> = mail
+                .items
+                .iter()
+                .filter_map(|i| {
+                    let clock = &clocks.iter().find(|(c, _)| c.id == i.clock)?.0;
+                    Some((i.level, clock, case_of(store, clock, now)))
+                })
+                .collect();
+            let (key, composed) = if mail.level == AlertLevel::Digest {
+                let names: Vec<String> = mail
+                    .items
+                    .iter()
+                    .map(|i| format!("{}/{}", i.clock, i.key))
+                    .collect();
+                let key = format!(
+                    "digest/{route_key}/{}/{}",
+                    now.unix_timestamp(),
+                    &crate::store::chain::content_hash(names.join("\n").as_bytes())[..16]
+                );
+                let listed: Vec<(AlertLevel, &Clock, Option<&Case>)> = items
+                    .iter()
+                    .map(|(l, c, case)| (*l, *c, case.as_ref()))
+                    .collect();
+                let composed = compose::digest(&out.from, &route.to, &key, &listed, now);
+                (key, composed)
+            } else {
+                let item = &mail.items[0];
+                let Some((level, clock, case)) = items.first() else {
+                    continue;
+                };
+                let key = format!("alert/{}/{}/{route_key}", item.clock, item.key);
+                let composed = compose::alert(
+                    &out.from,
+                    &route.to,
+                    &key,
+                    *level,
+                    clock,
+                    case.as_ref(),
+                    out.dashboard_url.as_deref(),
+                    now,
+                );
+                (key, composed)
+            };
+            if store.outbox_has(&key)? {
+                continue;
+            }
+            let case = items
+                .iter()
+                .filter_map(|(_, c, case)| case.as_ref().map(|k| k.id.clone()).or(c.case.clone()))
+                .collect::<BTreeSet<CaseId>>();
+            let mail_ref = MailRef {
+                message_id: composed.message_id.clone(),
+                kind: mail.level.as_str().to_string(),
+                to: route.to.clone(),
+                case: (case.len() == 1).then(|| case.into_iter().next()).flatten(),
+                clocks: mail.items.iter().map(|i| i.clock.clone()).collect(),
+            };
+            queue(&mut batch, &mut events, key, None, mail_ref, composed, now);
+        }
+        for (clock, alerted, next_due) in plan.states {
+            batch.outbox.push(OutboxChange::AlertState(AlertState {
+                clock: clock.to_string(),
+                first_seen: alerted.first_seen.unwrap_or(now),
+                last_stage: alerted.last.map(|s| s.key()),
+                advisory: alerted.advisory,
+                next_due,
+            }));
+        }
+        self.commit(batch)?;
+        self.swept = true;
+        Ok(events)
+    }
+
+    /// Pending mail due at `now`, for the courier.
+    pub(crate) fn outbox_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, DeskError> {
+        match self.store.as_sqlite() {
+            Some(s) => Ok(s.outbox_due(now, limit)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// When the courier should look again.
+    pub(crate) fn outbox_next_attempt(&self) -> Result<Option<Timestamp>, DeskError> {
+        match self.store.as_sqlite() {
+            Some(s) => Ok(s.outbox_next_attempt()?),
+            None => Ok(None),
+        }
+    }
+
+    /// Record how an attempt to deliver outbox row `id` went: sent (a `mail_sent` event),
+    /// retried later, or failed for good (a `mail_failed` event and a `delivery` alert to the
+    /// routes other than the one that failed). Returns the events committed.
+    pub(crate) fn delivered(
+        &mut self,
+        id: i64,
+        outcome: Delivery,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(Vec::new());
+        };
+        let Some(row) = store.outbox_row(id)? else {
+            return Ok(Vec::new());
+        };
+        if row.state != "pending" {
+            return Ok(Vec::new());
+        }
+        let attempts = row.attempts + 1;
+        let mail = mail_ref(&row);
+        let mut batch = store::Batch::default();
+        let mut events = Vec::new();
+        let failed = match outcome {
+            Delivery::Sent(response) => {
+                batch.outbox.push(OutboxChange::Sent { id, at: now });
+                push_event(
+                    &mut batch,
+                    &mut events,
+                    now,
+                    Event::MailSent {
+                        mail: mail.clone(),
+                        attempts,
+                        response,
+                    },
+                );
+                None
+            }
+            Delivery::Transient(error)
+                if now - row.queued_at < Duration::days(MAIL_GIVE_UP_DAYS) =>
+            {
+                batch.outbox.push(OutboxChange::Retry {
+                    id,
+                    attempts,
+                    next_at: now + retry_after(attempts),
+                    error,
+                });
+                None
+            }
+            Delivery::Transient(error) => Some(format!(
+                "not delivered in {MAIL_GIVE_UP_DAYS} days; last error: {error}"
+            )),
+            Delivery::Permanent(error) => Some(error),
+        };
+        if let Some(error) = failed {
+            batch.outbox.push(OutboxChange::Failed {
+                id,
+                at: now,
+                attempts,
+                error: error.clone(),
+            });
+            push_event(
+                &mut batch,
+                &mut events,
+                now,
+                Event::MailFailed {
+                    mail,
+                    attempts,
+                    error: error.clone(),
+                },
+            );
+            // A failed delivery alert is not alerted again: that way lies a loop.
+            if row.kind != AlertLevel::Delivery.as_str()
+                && let Some(out) = self.outbound.as_ref()
+            {
+                let failed_route: BTreeSet<String> =
+                    row.to.iter().map(|a| a.to_ascii_lowercase()).collect();
+                for route in &out.routes {
+                    let same: BTreeSet<String> =
+                        route.to.iter().map(|a| a.to_ascii_lowercase()).collect();
+                    if !route.takes(AlertLevel::Delivery) || same == failed_route {
+                        continue;
+                    }
+                    let key = format!("delivery/{}/{}", row.id, dispatch::route_key(route));
+                    if store.outbox_has(&key)? {
+                        continue;
+                    }
+                    let composed =
+                        compose::delivery_failure(&out.from, &route.to, &key, &row, &error, now);
+                    let mail_ref = MailRef {
+                        message_id: composed.message_id.clone(),
+                        kind: AlertLevel::Delivery.as_str().to_string(),
+                        to: route.to.clone(),
+                        case: row.case.as_deref().map(CaseId::from_stored),
+                        clocks: row.clocks.iter().map(|c| ClockId::from_stored(c)).collect(),
+                    };
+                    queue(&mut batch, &mut events, key, None, mail_ref, composed, now);
+                }
+            }
+        }
+        self.commit(batch)?;
+        Ok(events)
+    }
+}
+
+/// The case a clock is shown with: its own (a preliminary-report clock), else the first case
+/// that lists it.
+fn case_of(store: &SqliteStore, clock: &Clock, now: Timestamp) -> Option<Case> {
+    let id = match &clock.case {
+        Some(c) => c.to_string(),
+        None => store
+            .cases_of_clock(clock.id.as_str(), now)
+            .ok()?
+            .into_iter()
+            .min()?,
+    };
+    store.case_at(&id, now).ok().flatten().map(|(_, c)| c)
+}
+
+fn mail_ref(row: &OutboxRow) -> MailRef {
+    MailRef {
+        message_id: row.message_id.clone(),
+        kind: row.kind.clone(),
+        to: row.to.clone(),
+        case: row.case.as_deref().map(CaseId::from_stored),
+        clocks: row.clocks.iter().map(|c| ClockId::from_stored(c)).collect(),
+    }
+}
+
+fn push_event(batch: &mut store::Batch, events: &mut Vec<Envelope>, now: Timestamp, event: Event) {
+    let env = Envelope {
+        recorded_at: now,
+        event,
+    };
+    batch.events.push(env.encode());
+    batch.event_index.push(index_of(&env.event));
+    events.push(env);
+}
+
+/// Put one mail in the batch: its outbox row and its `mail_queued` event.
+fn queue(
+    batch: &mut store::Batch,
+    events: &mut Vec<Envelope>,
+    key: String,
+    rate_key: Option<String>,
+    mail: MailRef,
+    composed: Composed,
+    now: Timestamp,
+) {
+    batch.outbox.push(OutboxChange::Queue(NewMail {
+        key,
+        kind: mail.kind.clone(),
+        message_id: mail.message_id.clone(),
+        to: mail.to.clone(),
+        rate_key,
+        case: mail.case.as_ref().map(ToString::to_string),
+        clocks: mail.clocks.iter().map(ToString::to_string).collect(),
+        body: composed.bytes,
+        queued_at: now,
+    }));
+    push_event(batch, events, now, Event::MailQueued { mail });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_ten_seconds_to_ten_minutes() {
+        let waits: Vec<i64> = (1..=9).map(|n| retry_after(n).whole_seconds()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 600, 600, 600]);
+    }
+}

@@ -1,0 +1,165 @@
+//! A running `cprwatch run` for end-to-end tests: a temporary directory with a config, a
+//! Maildir it watches, and the process, stopped by the pid it was started with.
+
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cprwatch")
+}
+
+/// A report as a reporter's mail server would deliver it, received at `at` by the CA's MX.
+pub fn report(id: &str, from: &str, subject: &str, body: &str, at: OffsetDateTime) -> Vec<u8> {
+    let date = at.format(&Rfc2822).unwrap();
+    format!(
+        "Received: from mail.reporter.test by mx.example-ca.test; {date}\r\n\
+         From: {from}\r\nTo: cpr@example-ca.test\r\nSubject: {subject}\r\n\
+         Message-ID: <{id}>\r\nDate: {date}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+pub struct Cprwatch {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Cprwatch {
+    /// A directory with `config` (the `[store]` and `[[maildir]]` sections are added: a store
+    /// `s.sqlite` and the Maildir++ `mail/` with its INBOX and `.Junk` and `.Sent` folders
+    /// (found by name), polled every second) and an empty Maildir. Not started yet.
+    pub fn new(config: &str) -> Cprwatch {
+        let dir = tempfile::tempdir().unwrap();
+        for folder in ["", ".Junk", ".Sent"] {
+            for sub in ["cur", "new", "tmp"] {
+                fs::create_dir_all(dir.path().join("mail").join(folder).join(sub)).unwrap();
+            }
+        }
+        fs::write(
+            dir.path().join("c.toml"),
+            format!(
+                "{config}\n[store]\npath = \"s.sqlite\"\n\
+                 [[maildir]]\npath = \"mail\"\npoll_seconds = 1\n"
+            ),
+        )
+        .unwrap();
+        Cprwatch { dir, child: None }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("c.toml")
+    }
+
+    /// Deliver `raw` into the watched INBOX the way an MDA does (tmp/, then new/).
+    pub fn deliver(&self, name: &str, raw: &[u8]) {
+        self.deliver_to("", name, raw);
+    }
+
+    /// Deliver `raw` into a folder of the watched Maildir (`""` INBOX, `.Junk`, `.Sent`).
+    pub fn deliver_to(&self, folder: &str, name: &str, raw: &[u8]) {
+        let md = self.dir.path().join("mail").join(folder);
+        fs::write(md.join("tmp").join(name), raw).unwrap();
+        fs::rename(md.join("tmp").join(name), md.join("new").join(name)).unwrap();
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("run.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(bin())
+                .args(["run", "--config"])
+                .arg(self.config())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "exit {status:?}\n{}", self.log());
+        }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What the service logged (all runs).
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(self.dir.path().join("run.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Run a cprwatch command against this config; (exit code, stdout).
+    pub fn command(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let (_, out) = self.command(&["status", "--format", "json"]);
+        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Poll `status` until `done` holds for it, up to `within`.
+    pub fn wait_status(
+        &self,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let v = self.status_json();
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{what}: not within {within:?}\nstatus: {v}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Cprwatch {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
