@@ -75,6 +75,18 @@ pub(crate) struct ClockJson {
     pub basis: String,
     /// The report's phrase behind a rule basis: why the window is what it is.
     pub matched: Option<String>,
+    /// Left out when staff did not acknowledge the clock late (added without changing the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<AcknowledgedJson>,
+}
+
+/// Staff's `CPR-Delayed` on a clock: it is late and the desk knows (absent when none).
+#[derive(Serialize)]
+pub(crate) struct AcknowledgedJson {
+    pub at: String,
+    pub reason: String,
+    /// The staff message's Message-Id.
+    pub by: String,
 }
 
 impl From<&CertificateRef> for CertificateJson {
@@ -141,6 +153,13 @@ pub(crate) fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson 
                     stopped_at: s.stopped_at.map(timefmt::format),
                     matched: c.matched.clone().filter(|_| s.basis == c.basis),
                     basis: s.basis,
+                    acknowledged: c.acknowledged.as_ref().filter(|a| a.at <= at).map(|a| {
+                        AcknowledgedJson {
+                            at: timefmt::format(a.at),
+                            reason: a.reason.clone(),
+                            by: a.by.clone(),
+                        }
+                    }),
                 }
             })
             .collect(),
@@ -184,10 +203,13 @@ pub(crate) fn status_text(p: &Projection, at: Timestamp) -> String {
                 continue;
             }
             let left = (c.deadline - at).whole_seconds();
-            let label = match s.state {
+            let mut label = match s.state {
                 ClockState::Breached => format!("BREACHED {} ago", timefmt::human_span(-left)),
                 _ => format!("{} left", timefmt::human_span(left)),
             };
+            if let Some(a) = c.acknowledged.as_ref().filter(|a| a.at <= at) {
+                label.push_str(&acknowledged_text(&a.reason, &timefmt::format(a.at)));
+            }
             rows.push((
                 c.deadline,
                 format!(
@@ -209,6 +231,12 @@ pub(crate) fn status_text(p: &Projection, at: Timestamp) -> String {
         out.push('\n');
     }
     out
+}
+
+/// ` (acknowledged: <reason>, <time>)` after a clock's state: staff said it is late
+/// (`CPR-Delayed`). The reason is staff text, escaped like every text from mail.
+fn acknowledged_text(reason: &str, at: &str) -> String {
+    format!(" (acknowledged: {}, {at})", esc(reason))
 }
 
 /// `case` as text: the case, its messages, certificates, keys, clocks and events.
@@ -281,12 +309,16 @@ pub(crate) fn case_text(
     }
     let _ = writeln!(o, "\nclocks at {}:", timefmt::format(at));
     for c in &j.clocks {
+        let state = match &c.acknowledged {
+            Some(a) => format!("{}{}", c.state, acknowledged_text(&a.reason, &a.at)),
+            None => c.state.to_string(),
+        };
         let _ = writeln!(
             o,
             "  {:<18} {:<14} {:<12} started {}  deadline {}{}  basis {}",
             c.kind,
             esc(c.certificate.as_deref().unwrap_or("-")),
-            c.state,
+            state,
             c.started_at,
             c.deadline,
             c.stopped_at
