@@ -346,7 +346,7 @@ impl Desk {
 /// The format of the tables and of the log's index that this version writes. A version that
 /// changes either (what a row holds, what an event is indexed by) changes this, and its first
 /// use derives both afresh.
-const TABLES_FORMAT: &str = "tables-4";
+const TABLES_FORMAT: &str = "tables-5";
 
 /// What the tables are derived with: their format and the settings that shape them. Tables
 /// built with anything else are rebuilt.

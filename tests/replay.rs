@@ -1578,3 +1578,157 @@ fn cpr_reason_from_staff_moves_the_deadline_both_ways_and_a_forged_one_is_ignore
         "{forged}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 12. Staff acknowledging a late clock (CPR-Delayed)
+// ---------------------------------------------------------------------------------------
+
+const INCIDENT: &str = "https://bugzilla.mozilla.org/show_bug.cgi?id=1";
+
+#[test]
+fn cpr_delayed_acknowledges_a_breach_and_the_clock_stays_breached() {
+    // Breached at 09:00; the staff note at 10:00 is not received yet at 09:45.
+    let v = replay("staff-delayed", "2025-11-04T09:45:00Z");
+    let c = case(&v, "CPR-2025-0001");
+    for clock in [prelim(c), revocation(c, "crtsh:8001")] {
+        assert_eq!(clock["state"], "breached", "{clock}");
+        assert!(clock.get("acknowledged").is_none(), "{clock}");
+    }
+    let v = replay("staff-delayed", "2025-11-06T00:00:00Z");
+    let c = case(&v, "CPR-2025-0001");
+    let acknowledged = json!({
+        "at": "2025-11-04T10:00:00Z",
+        "reason": INCIDENT,
+        "by": "<sd01a@example-ca.test>",
+    });
+    assert_clock(
+        prelim(c),
+        "2025-11-03T09:00:00Z",
+        "2025-11-04T09:00:00Z",
+        "breached",
+        None,
+        "br-4.9.5-24h",
+    );
+    assert_eq!(prelim(c)["acknowledged"], acknowledged);
+    let r = revocation(c, "crtsh:8001");
+    assert_clock(
+        r,
+        "2025-11-03T09:00:00Z",
+        "2025-11-04T09:00:00Z",
+        "breached",
+        None,
+        RULE_KEY_COMPROMISE,
+    );
+    assert_eq!(r["acknowledged"], acknowledged);
+}
+
+#[test]
+fn cpr_delayed_shows_in_case_and_status_and_the_log_and_a_forged_one_is_ignored() {
+    let desk = Desk::with_store();
+    let cfg = desk.config().display().to_string();
+    let dir = scenario("staff-delayed");
+    for (role, folder) in [("inbox", "inbox"), ("sent", "sent")] {
+        let out = desk.run(&[
+            "ingest",
+            "--config",
+            &cfg,
+            "--role",
+            role,
+            &dir.join(folder).display().to_string(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let at = "2025-11-06T00:00:00Z";
+    let shown = desk.run(&["case", "--config", &cfg, "CPR-2025-0001", "--at", at]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let label = format!("breached (acknowledged: {INCIDENT}, 2025-11-04T10:00:00Z)");
+    assert_eq!(shown.matches(&label).count(), 2, "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "clock_acknowledged    preliminary_report:CPR-2025-0001 late, acknowledged at \
+             2025-11-04T10:00:00Z in <sd01a@example-ca.test>: {INCIDENT}"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("clock_acknowledged    revocation:crtsh:8001 late"),
+        "{shown}"
+    );
+    assert!(!shown.contains("clock_stopped"), "{shown}");
+
+    let status = desk.run(&["status", "--config", &cfg, "--at", at]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("open clocks at 2025-11-06T00:00:00Z: 2"),
+        "{status}"
+    );
+    assert_eq!(
+        status
+            .matches(&format!(
+                "ago (acknowledged: {INCIDENT}, 2025-11-04T10:00:00Z)"
+            ))
+            .count(),
+        2,
+        "{status}"
+    );
+    let status = desk.run(&["status", "--config", &cfg, "--at", at, "--format", "json"]);
+    let status = parse_json(&status);
+    let c = case(&status, "CPR-2025-0001");
+    assert_eq!(prelim(c)["acknowledged"]["by"], "<sd01a@example-ca.test>");
+
+    // The log: one clock_acknowledged per clock, with the staff message; the forged
+    // CPR-Delayed (a staff From: alone) ignored.
+    let out = desk.run(&[
+        "case",
+        "--config",
+        &cfg,
+        "CPR-2025-0001",
+        "--at",
+        at,
+        "--format",
+        "json",
+    ]);
+    let v = parse_json(&out);
+    let events = v["events"].as_array().expect("events");
+    let acks: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.to_string().contains("\"clock_acknowledged\""))
+        .collect();
+    assert_eq!(acks.len(), 2, "{events:?}");
+    assert!(
+        acks.iter()
+            .all(|e| e.to_string().contains(INCIDENT) && e.to_string().contains("sd01a")),
+        "{acks:?}"
+    );
+    let ignored: Vec<String> = events
+        .iter()
+        .map(Value::to_string)
+        .filter(|e| e.contains("\"command_ignored\""))
+        .collect();
+    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    assert!(
+        ignored[0].contains("sd02@reporter.example") && ignored[0].contains("not staff"),
+        "{ignored:?}"
+    );
+    assert!(
+        ignored[0].contains("\"delayed\""),
+        "the ignored command is the CPR-Delayed: {ignored:?}"
+    );
+
+    // Derived afresh, the tables and the log's account agree; a second look adds nothing.
+    let out = desk.run(&["verify", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let again = desk.run(&[
+        "ingest",
+        "--config",
+        &cfg,
+        "--role",
+        "sent",
+        &dir.join("sent").display().to_string(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 new, 0 events"),
+        "{}",
+        text(&again)
+    );
+}

@@ -118,6 +118,8 @@ fn assert_log_tells_the_projection(d: &desk::Desk, p: &Projection) {
     let mut placed: HashMap<String, Option<String>> = HashMap::new();
     let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
     let mut clocks: HashMap<String, (Timestamp, Timestamp, ClockState)> = HashMap::new();
+    let mut acknowledged: HashMap<String, (Timestamp, String, String)> = HashMap::new();
+    let mut acknowledgements: HashMap<String, usize> = HashMap::new();
     for (_, env) in d.events().unwrap() {
         match env.event {
             Event::CaseOpened { case, message, .. } => {
@@ -164,6 +166,15 @@ fn assert_log_tells_the_projection(d: &desk::Desk, p: &Projection) {
             Event::ClockBreached { clock, .. } => {
                 clocks.get_mut(clock.as_str()).expect("after started").2 = ClockState::Breached;
             }
+            Event::ClockAcknowledged {
+                clock,
+                at,
+                reason,
+                by,
+            } => {
+                *acknowledgements.entry(clock.to_string()).or_default() += 1;
+                acknowledged.insert(clock.to_string(), (at, reason, by));
+            }
             _ => {}
         }
     }
@@ -195,6 +206,25 @@ fn assert_log_tells_the_projection(d: &desk::Desk, p: &Projection) {
             (c.started_at, c.deadline, c.status(now()).state),
             "clock {id} as the log tells it"
         );
+        if let Some(a) = &c.acknowledged {
+            assert_eq!(
+                acknowledged.get(id.as_str()),
+                Some(&(a.at, a.reason.clone(), a.by.clone())),
+                "clock {id}'s acknowledgement as the log tells it"
+            );
+        }
+    }
+    // The scenarios acknowledge each clock once (staff-delayed): recorded once, whatever the
+    // order of arrival, restarts and re-derivations.
+    let acked: Vec<&str> = p
+        .clocks
+        .iter()
+        .filter(|(_, c)| c.acknowledged.is_some())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert!(!acked.is_empty(), "the scenarios acknowledge clocks late");
+    for id in acked {
+        assert_eq!(acknowledgements.get(id), Some(&1), "{id} acknowledged once");
     }
 }
 

@@ -75,6 +75,18 @@ pub(crate) struct ClockJson {
     pub basis: String,
     /// The report's phrase behind a rule basis: why the window is what it is.
     pub matched: Option<String>,
+    /// Left out when staff did not acknowledge the clock late (added without changing the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<AcknowledgedJson>,
+}
+
+/// Staff's `CPR-Delayed` on a clock: it is late and the desk knows (absent when none).
+#[derive(Serialize)]
+pub(crate) struct AcknowledgedJson {
+    pub at: String,
+    pub reason: String,
+    /// The staff message's Message-Id.
+    pub by: String,
 }
 
 impl From<&CertificateRef> for CertificateJson {
@@ -141,6 +153,13 @@ pub(crate) fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson 
                     stopped_at: s.stopped_at.map(timefmt::format),
                     matched: c.matched.clone().filter(|_| s.basis == c.basis),
                     basis: s.basis,
+                    acknowledged: c.acknowledged.as_ref().filter(|a| a.at <= at).map(|a| {
+                        AcknowledgedJson {
+                            at: timefmt::format(a.at),
+                            reason: a.reason.clone(),
+                            by: a.by.clone(),
+                        }
+                    }),
                 }
             })
             .collect(),
@@ -184,10 +203,13 @@ pub(crate) fn status_text(p: &Projection, at: Timestamp) -> String {
                 continue;
             }
             let left = (c.deadline - at).whole_seconds();
-            let label = match s.state {
+            let mut label = match s.state {
                 ClockState::Breached => format!("BREACHED {} ago", timefmt::human_span(-left)),
                 _ => format!("{} left", timefmt::human_span(left)),
             };
+            if let Some(a) = c.acknowledged.as_ref().filter(|a| a.at <= at) {
+                label.push_str(&acknowledged_text(&a.reason, &timefmt::format(a.at)));
+            }
             rows.push((
                 c.deadline,
                 format!(
@@ -209,6 +231,12 @@ pub(crate) fn status_text(p: &Projection, at: Timestamp) -> String {
         out.push('\n');
     }
     out
+}
+
+/// ` (acknowledged: <reason>, <time>)` after a clock's state: staff said it is late
+/// (`CPR-Delayed`). The reason is staff text, escaped like every text from mail.
+fn acknowledged_text(reason: &str, at: &str) -> String {
+    format!(" (acknowledged: {}, {at})", esc(reason))
 }
 
 /// `case` as text: the case, its messages, certificates, keys, clocks and events.
@@ -281,12 +309,16 @@ pub(crate) fn case_text(
     }
     let _ = writeln!(o, "\nclocks at {}:", timefmt::format(at));
     for c in &j.clocks {
+        let state = match &c.acknowledged {
+            Some(a) => format!("{}{}", c.state, acknowledged_text(&a.reason, &a.at)),
+            None => c.state.to_string(),
+        };
         let _ = writeln!(
             o,
             "  {:<18} {:<14} {:<12} started {}  deadline {}{}  basis {}",
             c.kind,
             esc(c.certificate.as_deref().unwrap_or("-")),
-            c.state,
+            state,
             c.started_at,
             c.deadline,
             c.stopped_at
@@ -537,4 +569,89 @@ pub(crate) fn search_text(p: &Projection, term: &str, at: Timestamp) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deciding::clock::{Acknowledgement, Clock};
+    use crate::domain::event::ClockKind;
+    use crate::domain::ids::{CaseId, ClockId};
+    use crate::domain::timefmt::parse;
+
+    /// A breached preliminary-report clock that staff acknowledged with a reason carrying an
+    /// escape sequence, a bidi override and a line break.
+    fn projection() -> (Projection, Timestamp) {
+        let id = CaseId::new(2026, 1);
+        let clock = Clock {
+            id: ClockId::preliminary(&id),
+            kind: ClockKind::PreliminaryReport,
+            case: Some(id.clone()),
+            target: None,
+            started_at: parse("2026-03-01T00:00:00Z").unwrap(),
+            deadline: parse("2026-03-02T00:00:00Z").unwrap(),
+            basis: crate::deciding::clock::BASIS_PRELIMINARY.into(),
+            matched: None,
+            decided_by: None,
+            stops: Vec::new(),
+            acknowledged: Some(Acknowledgement {
+                at: parse("2026-03-02T01:00:00Z").unwrap(),
+                reason: "https://bugzilla.example/1 \x1b[2J\u{202e}\nforged line".into(),
+                by: "<d@example-ca.test>".into(),
+            }),
+        };
+        let case = Case {
+            id: id.clone(),
+            founder: String::new(),
+            reporter: "r@reporter.test".into(),
+            reporter_addresses: vec!["r@reporter.test".into()],
+            subject: "s".into(),
+            opened_at: clock.started_at,
+            messages: Vec::new(),
+            certificates: Vec::new(),
+            keys: Vec::new(),
+            clocks: vec![clock.id.clone()],
+            dismissed: None,
+        };
+        let mut p = Projection::default();
+        p.clocks.insert(clock.id.clone(), clock);
+        p.cases.push(case);
+        (p, parse("2026-03-03T00:00:00Z").unwrap())
+    }
+
+    #[test]
+    fn an_acknowledged_clock_shows_its_reason_escaped_and_stays_breached() {
+        let (p, at) = projection();
+        let status = status_text(&p, at);
+        let case = case_text(&p, &p.cases[0], at, &[]);
+        for out in [&status, &case] {
+            assert!(
+                out.contains(
+                    "(acknowledged: https://bugzilla.example/1 \\x1b[2J\\u{202e}\\nforged line, \
+                     2026-03-02T01:00:00Z)"
+                ),
+                "{out}"
+            );
+            assert!(!out.contains('\x1b') && !out.contains('\u{202e}'), "{out}");
+            assert!(!out.lines().any(|l| l.starts_with("forged")), "{out}");
+        }
+        assert!(
+            status.contains("BREACHED 1d 0h 0m ago (acknowledged:"),
+            "{status}"
+        );
+        assert!(case.contains("breached (acknowledged:"), "{case}");
+        let j = serde_json::to_value(case_json(&p, &p.cases[0], at)).unwrap();
+        assert_eq!(j["clocks"][0]["state"], "breached");
+        assert_eq!(
+            j["clocks"][0]["acknowledged"]["reason"],
+            "https://bugzilla.example/1 \x1b[2J\u{202e}\nforged line"
+        );
+        assert_eq!(j["clocks"][0]["acknowledged"]["by"], "<d@example-ca.test>");
+        // Before staff's message was received it is not shown, and an unacknowledged clock
+        // has no key at all.
+        let before = parse("2026-03-02T00:30:00Z").unwrap();
+        let j = serde_json::to_value(case_json(&p, &p.cases[0], before)).unwrap();
+        assert!(j["clocks"][0].get("acknowledged").is_none(), "{j}");
+        assert!(!status_text(&p, before).contains("acknowledged"));
+    }
 }

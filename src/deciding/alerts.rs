@@ -10,7 +10,7 @@
 
 use time::Duration;
 
-use crate::deciding::clock::Clock;
+use crate::deciding::clock::{Acknowledgement, Clock};
 use crate::domain::event::{ClockKind, ClockState};
 use crate::domain::model::Timestamp;
 
@@ -152,8 +152,6 @@ pub struct Alerted {
     pub last: Option<Stage>,
     /// Whether the advisory was sent.
     pub advisory: bool,
-    /// When staff acknowledged the breach (`CPR-Delayed`): no reminders from then on.
-    pub acknowledged_at: Option<Timestamp>,
 }
 
 /// One alert a clock is owed.
@@ -168,14 +166,18 @@ pub struct Owed {
     pub old: bool,
 }
 
+/// Staff's acknowledgement of `clock` (`CPR-Delayed`) in effect at `now`: the clock's own, once
+/// its message was received. The one source of "acknowledged" for alerts: the clock carries it
+/// as the projection derived it from the log.
+pub fn acknowledgement(clock: &Clock, now: Timestamp) -> Option<&Acknowledgement> {
+    clock.acknowledged.as_ref().filter(|a| a.at <= now)
+}
+
 /// The stage a clock is in at `now`, if any: `None` before its first threshold and once it is
-/// stopped.
-pub fn stage_at(
-    policy: &AlertPolicy,
-    clock: &Clock,
-    acknowledged: bool,
-    now: Timestamp,
-) -> Option<Stage> {
+/// stopped. A breached clock that staff acknowledged stays at the breach: no reminders from
+/// the acknowledgement on, whether it came before or after the deadline (warnings and the
+/// breach itself are still owed: an acknowledgement in advance takes effect from the breach).
+pub fn stage_at(policy: &AlertPolicy, clock: &Clock, now: Timestamp) -> Option<Stage> {
     match clock.status(now).state {
         ClockState::Pending => {
             let left = clock.deadline - now;
@@ -193,7 +195,7 @@ pub fn stage_at(
             } else {
                 0
             };
-            if n == 0 || acknowledged {
+            if n == 0 || acknowledgement(clock, now).is_some() {
                 Some(Stage::Breach)
             } else {
                 Some(Stage::Reminder(n))
@@ -207,9 +209,8 @@ pub fn stage_at(
 /// latest owed: earlier ones passed unsent are passed over), and the advisory while no stage
 /// has begun.
 pub fn owed(policy: &AlertPolicy, clock: &Clock, alerted: &Alerted, now: Timestamp) -> Vec<Owed> {
-    let acknowledged = alerted.acknowledged_at.is_some_and(|t| t <= now);
     let mut out = Vec::new();
-    let stage = stage_at(policy, clock, acknowledged, now);
+    let stage = stage_at(policy, clock, now);
     if let Some(s) = stage
         && alerted.last.is_none_or(|last| s > last)
     {
@@ -283,6 +284,7 @@ mod tests {
             matched: None,
             decided_by: None,
             stops: Vec::new(),
+            acknowledged: None,
         }
     }
 
@@ -429,6 +431,17 @@ mod tests {
         assert_eq!(keys(&sent), ["warning:43200s"]);
     }
 
+    fn acknowledged(c: &Clock, at: Timestamp) -> Clock {
+        Clock {
+            acknowledged: Some(Acknowledgement {
+                at,
+                reason: "https://bugzilla.mozilla.org/show_bug.cgi?id=1".into(),
+                by: "<delayed@example-ca.test>".into(),
+            }),
+            ..c.clone()
+        }
+    }
+
     #[test]
     fn an_acknowledged_breach_stays_breached_without_reminders() {
         let p = AlertPolicy::default();
@@ -443,7 +456,7 @@ mod tests {
             Duration::minutes(1),
         );
         assert_eq!(keys(&sent).last(), Some(&"reminder:1"));
-        a.acknowledged_at = Some(T0 + Duration::hours(30));
+        let c = acknowledged(&c, T0 + Duration::hours(30));
         sent = run(
             &p,
             &c,
@@ -454,6 +467,87 @@ mod tests {
         );
         assert!(sent.is_empty(), "{sent:?}");
         assert_eq!(c.status(T0 + Duration::days(4)).state, ClockState::Breached);
+    }
+
+    /// The breach is alerted; an hour later staff send `CPR-Delayed`: no reminder after it,
+    /// ever, and the clock is still breached (its deadline unmoved). Without it, reminders.
+    #[test]
+    fn cpr_delayed_an_hour_after_the_breach_ends_the_reminders_not_the_breach() {
+        let p = AlertPolicy::default();
+        let c = clock(ClockKind::PreliminaryReport, Duration::hours(24));
+        let breach = c.deadline;
+        let c = acknowledged(&c, breach + Duration::hours(1));
+        let mut a = Alerted::default();
+        let sent = run(
+            &p,
+            &c,
+            &mut a,
+            T0,
+            breach + Duration::days(3),
+            Duration::minutes(1),
+        );
+        assert_eq!(
+            keys(&sent),
+            [
+                "warning:43200s",
+                "warning:14400s",
+                "warning:3600s",
+                "breach"
+            ]
+        );
+        assert_eq!(sent.last().map(|s| s.0), Some(breach));
+        let later = breach + Duration::days(3);
+        assert_eq!(c.status(later).state, ClockState::Breached);
+        assert_eq!(c.deadline, T0 + Duration::hours(24));
+        assert_eq!(stage_at(&p, &c, later), Some(Stage::Breach));
+        // Before the message was received it is not in effect.
+        assert!(acknowledgement(&c, breach).is_none());
+        assert!(acknowledgement(&c, breach + Duration::hours(1)).is_some());
+        // The same clock unacknowledged is reminded every 4 hours.
+        let plain = Clock {
+            acknowledged: None,
+            ..c.clone()
+        };
+        let mut a = Alerted::default();
+        let sent = run(
+            &p,
+            &plain,
+            &mut a,
+            T0,
+            breach + Duration::hours(9),
+            Duration::minutes(1),
+        );
+        assert_eq!(keys(&sent).last(), Some(&"reminder:2"));
+    }
+
+    /// Acknowledged before its deadline (a CA that knows it will be late): warnings and the
+    /// breach still go out; no reminder follows.
+    #[test]
+    fn cpr_delayed_in_advance_takes_effect_from_the_breach() {
+        let p = AlertPolicy::default();
+        let c = acknowledged(
+            &clock(ClockKind::Revocation, Duration::hours(24)),
+            T0 + Duration::hours(2),
+        );
+        let mut a = Alerted::default();
+        let sent = run(
+            &p,
+            &c,
+            &mut a,
+            T0,
+            T0 + Duration::days(3),
+            Duration::minutes(1),
+        );
+        assert_eq!(
+            keys(&sent),
+            [
+                "warning:43200s",
+                "warning:14400s",
+                "warning:3600s",
+                "breach"
+            ]
+        );
+        assert_eq!(c.status(T0 + Duration::days(3)).state, ClockState::Breached);
     }
 
     #[test]

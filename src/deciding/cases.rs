@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use time::Duration;
 
-use crate::deciding::clock::{self, Candidate, Clock, Decision, Stop, StopKind};
+use crate::deciding::clock::{self, Acknowledgement, Candidate, Clock, Decision, Stop, StopKind};
 use crate::deciding::fold::{
     self, Backing, CertEntry, Class, Detached, FoldVersion, Sightings, Space, Work,
 };
@@ -226,7 +226,8 @@ pub(crate) struct Projector {
     next_number: HashMap<i32, u32>,
     /// Where the messages fed since the last eviction went, by content hash.
     placements: BTreeMap<String, Placement>,
-    /// Staff revocation commands fed since the last eviction, with their message's
+    /// Staff commands that name a clock (revocation commands, `CPR-Reason`, `CPR-Delayed`) fed
+    /// since the last eviction, with their message's
     /// (content hash, Message-Id, sender), to report those that name nothing.
     revocation_commands: Vec<((String, String, String), Command)>,
     /// Ignored commands that stay ignored whatever comes later.
@@ -771,6 +772,32 @@ impl Projector {
                         continue;
                     }
                     Command::Answered { .. } => continue,
+                    Command::Delayed { target, reason } => {
+                        let ack = Acknowledgement {
+                            at: m.received_at,
+                            reason: reason.clone(),
+                            by: m.message_id.clone(),
+                        };
+                        let names_case = CaseId::parse(target).is_some();
+                        if !self.acknowledge(target, ack) {
+                            self.base_ignored.push(Ignored {
+                                message: m.content_hash.clone(),
+                                message_id: m.message_id.clone(),
+                                from: m.from.clone(),
+                                command: Some(cmd.clone()),
+                                line: None,
+                                reason: format!(
+                                    "CPR-Delayed: {target} names no case; give the id of an \
+                                     existing case (CPR-YYYY-NNNN, for its preliminary report) \
+                                     or a reported certificate or key (for its revocation)"
+                                ),
+                            });
+                        } else if !names_case {
+                            // Checked once everything is fed, as revocation commands are.
+                            self.revocation_commands.push((who(m), cmd.clone()));
+                        }
+                        continue;
+                    }
                     Command::Reason { target, item, .. } => {
                         let mut ds = self.decisions(target);
                         ds.push(Decision {
@@ -1059,8 +1086,50 @@ impl Projector {
         }
     }
 
+    /// Staff acknowledged that the clock of `target` (a reference, or a case id for its
+    /// preliminary report) is late: kept under that name, latest only, and the clocks it
+    /// names are derived again. A case id counts only for a case that exists by then (messages
+    /// come in receipt order, so one opened later is another case): `false` when it does not.
+    /// A reference is kept like a `CPR-Revoked` on it, and reported if it names nothing.
+    fn acknowledge(&mut self, target: &str, ack: Acknowledgement) -> bool {
+        match CaseId::parse(target) {
+            Some(case) => {
+                let Some(slot) = self.slot(&case) else {
+                    return false;
+                };
+                let ord = slot.ord;
+                self.dirty_cases.insert(ord, case);
+            }
+            None => {
+                self.dirty_targets.insert(target.to_string());
+            }
+        }
+        self.set_value(Space::Acknowledgements, target, fold::encode_ack(&ack));
+        true
+    }
+
+    /// Staff's latest `CPR-Delayed` under any of `names` (the last of equal times wins).
+    fn latest_acknowledgement(&mut self, names: &[String]) -> Option<Acknowledgement> {
+        let mut best: Option<Acknowledgement> = None;
+        for n in names {
+            let Some(v) = self.value(Space::Acknowledgements, n) else {
+                continue;
+            };
+            match fold::decode_ack(&v) {
+                Some(a) => {
+                    if best.as_ref().is_none_or(|b| a.at >= b.at) {
+                        best = Some(a);
+                    }
+                }
+                None => self.damaged = true,
+            }
+        }
+        best
+    }
+
     /// BR 4.9.5: 24 hours from receipt to a preliminary report to the reporter.
     fn preliminary_clock(&mut self, c: &CaseId) -> Clock {
+        let acknowledged = self.latest_acknowledgement(&[c.to_string()]);
         let slot = self.slot(c).expect("a relisted case is held");
         let case = &slot.case;
         let mut clock = Clock {
@@ -1074,6 +1143,7 @@ impl Projector {
             matched: None,
             decided_by: None,
             stops: slot.answers.clone(),
+            acknowledged,
         };
         if let Some((at, reason)) = &slot.work.dismissed {
             clock.stops.push(Stop {
@@ -1175,6 +1245,7 @@ impl Projector {
         if let Some(d) = self.latest_decision(&names) {
             c.decide(&d);
         }
+        c.acknowledged = self.latest_acknowledgement(&names);
         if let Some(s) = clock::expiry_stop(&cert, c.started_at, c.deadline) {
             c.stops.push(s);
         }
@@ -1211,6 +1282,7 @@ impl Projector {
         if let Some(d) = self.latest_decision(&[k.to_string()]) {
             c.decide(&d);
         }
+        c.acknowledged = self.latest_acknowledgement(&[k.to_string()]);
         if !any_live {
             self.push_dismissal(&mut c, seen);
         }
@@ -1249,7 +1321,8 @@ impl Projector {
         for ((message, message_id, from), cmd) in &commands {
             let (Command::Revoked { target, .. }
             | Command::NotRevoking { target, .. }
-            | Command::Reason { target, .. }) = cmd
+            | Command::Reason { target, .. }
+            | Command::Delayed { target, .. }) = cmd
             else {
                 continue;
             };
@@ -1272,7 +1345,15 @@ impl Projector {
                     from: from.clone(),
                     command: Some(cmd.clone()),
                     line: None,
-                    reason: format!("{target} names no reported certificate or key"),
+                    reason: if matches!(cmd, Command::Delayed { .. }) {
+                        format!(
+                            "CPR-Delayed: {target} names no reported certificate or key; give \
+                             a reported one (for its revocation) or a case id (CPR-YYYY-NNNN, \
+                             for its preliminary report)"
+                        )
+                    } else {
+                        format!("{target} names no reported certificate or key")
+                    },
                 });
             }
         }

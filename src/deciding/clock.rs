@@ -78,6 +78,21 @@ pub struct Clock {
     pub decided_by: Option<String>,
     /// Every way it may end, in any order; only those at or before `now` count.
     pub stops: Vec<Stop>,
+    /// Staff's latest `CPR-Delayed` on it: the desk knows it is (or will be) late. It changes
+    /// neither the deadline nor the state (a breach stays a breach); it only ends the
+    /// reminders (see [`crate::deciding::alerts`]).
+    pub acknowledged: Option<Acknowledgement>,
+}
+
+/// Staff acknowledged that a clock is, or will be, late (`CPR-Delayed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acknowledgement {
+    /// The staff message's receipt time.
+    pub at: Timestamp,
+    /// The incident URL or reason staff gave.
+    pub reason: String,
+    /// The staff message that carried it (its Message-Id).
+    pub by: String,
 }
 
 /// Staff's determination of the BR 4.9.1.1 item behind a revocation (`CPR-Reason`).
@@ -129,6 +144,7 @@ impl Clock {
             matched: best.matched.clone(),
             decided_by: None,
             stops: Vec::new(),
+            acknowledged: None,
         })
     }
 

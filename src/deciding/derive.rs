@@ -965,6 +965,19 @@ fn diff<E>(
                 },
             })?;
         }
+        // Staff's latest word that it is late, when the log does not have it yet. (A
+        // re-derivation that no longer sees one leaves the log's account as it is: the log
+        // records what staff said, and the tables show what holds now.)
+        if let Some(a) = &c.acknowledged
+            && out.rec.acknowledgement(id).as_ref() != Some(a)
+        {
+            out.push(Event::ClockAcknowledged {
+                clock: id.clone(),
+                at: a.at,
+                reason: a.reason.clone(),
+                by: a.by.clone(),
+            })?;
+        }
     }
 
     // Decided together: a command listed twice is reported twice, as before.
@@ -1014,7 +1027,7 @@ fn merged_cases(p: &Projector, rec: &Recorded) -> Vec<Event> {
 mod tests {
     use super::*;
     use crate::domain::event::ClockState;
-    use crate::domain::model::{FolderRole, SourceMeta};
+    use crate::domain::model::{Command, FolderRole, SourceMeta};
     use crate::domain::timefmt::parse;
     use crate::reading::facts::Policy;
     use crate::reading::rules::RuleSet;
@@ -1172,6 +1185,206 @@ Message-ID: <quoted-pem@reporter.test>\r\n\r\nOur private key was leaked: the fi
         let later = parse("2026-03-03T10:00:00Z").unwrap();
         assert_eq!(ids(&restored.tick(later)), ["clock_breached"]);
         assert!(restored.tick(later).is_empty());
+    }
+
+    /// A staff message in the report's thread, sent at `date`, carrying `body`.
+    fn staff_mail(id: &str, date: &str, body: &str) -> String {
+        format!(
+            "From: Desk <cpr@example-ca.test>\r\nTo: cpr@example-ca.test\r\n\
+Subject: Re: Misissued certificate\r\nDate: {date}\r\n\
+Message-ID: <{id}@example-ca.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\r\n{body}\r\n"
+        )
+    }
+
+    fn acknowledged_events(events: &[Envelope]) -> Vec<(String, String, String)> {
+        events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::ClockAcknowledged {
+                    clock, reason, by, ..
+                } => Some((clock.to_string(), reason.clone(), by.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cpr_delayed_acknowledges_a_breach_without_ending_it() {
+        let mut e = engine();
+        let breached = parse("2026-03-03T11:00:00Z").unwrap();
+        ingest(
+            &mut e,
+            vec![(REPORT.into(), meta(FolderRole::Inbox))],
+            breached,
+        );
+        // An hour after the breach (10:00), staff say it is late, by case id.
+        let delayed = staff_mail(
+            "delayed",
+            "Tue, 03 Mar 2026 11:00:00 +0000",
+            "Internal note.\r\nCPR-Delayed: CPR-2026-0001 https://bugzilla.mozilla.org/show_bug.cgi?id=1",
+        );
+        let batch = ingest(
+            &mut e,
+            vec![(delayed.into_bytes(), meta(FolderRole::Sent))],
+            breached,
+        );
+        let prelim = "preliminary_report:CPR-2026-0001";
+        assert_eq!(
+            acknowledged_events(&batch.events),
+            [(
+                prelim.to_string(),
+                "https://bugzilla.mozilla.org/show_bug.cgi?id=1".to_string(),
+                "<delayed@example-ca.test>".to_string()
+            )]
+        );
+        assert!(!ids(&batch.events).contains(&"clock_stopped"));
+        let later = parse("2026-03-06T00:00:00Z").unwrap();
+        let p = e.project_at(later);
+        let c = &p.clocks[prelim];
+        assert_eq!(c.status(later).state, ClockState::Breached);
+        assert_eq!(c.deadline, parse("2026-03-03T10:00:00Z").unwrap());
+        let a = c.acknowledged.as_ref().expect("acknowledged");
+        assert_eq!(a.at, breached);
+        // Time passing and a restart add nothing.
+        assert!(e.tick(later).is_empty());
+        let mut log = Vec::new();
+        let mut e = engine();
+        log.extend(
+            ingest(
+                &mut e,
+                vec![(REPORT.into(), meta(FolderRole::Inbox))],
+                breached,
+            )
+            .events,
+        );
+        let delayed = staff_mail(
+            "delayed",
+            "Tue, 03 Mar 2026 11:00:00 +0000",
+            "CPR-Delayed: CPR-2026-0001 https://bugzilla.mozilla.org/show_bug.cgi?id=1",
+        );
+        log.extend(
+            ingest(
+                &mut e,
+                vec![(delayed.into_bytes(), meta(FolderRole::Sent))],
+                breached,
+            )
+            .events,
+        );
+        let mut restored = Engine::restore(Settings::default(), &log, None);
+        assert!(restored.tick(later).is_empty());
+        // A later CPR-Delayed replaces the reason; the log keeps both.
+        let again = staff_mail(
+            "again",
+            "Wed, 04 Mar 2026 09:00:00 +0000",
+            "CPR-Delayed: cpr-2026-0001 subscriber outage, see the incident",
+        );
+        let batch = ingest(
+            &mut restored,
+            vec![(again.into_bytes(), meta(FolderRole::Sent))],
+            later,
+        );
+        let got = acknowledged_events(&batch.events);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].1, "subscriber outage, see the incident");
+        let p = restored.project_at(later);
+        assert_eq!(
+            p.clocks[prelim]
+                .acknowledged
+                .as_ref()
+                .map(|a| a.by.as_str()),
+            Some("<again@example-ca.test>")
+        );
+    }
+
+    #[test]
+    fn cpr_delayed_names_a_revocation_clock_by_any_name_and_is_ignored_when_it_names_none() {
+        let mut e = engine();
+        let at = parse("2026-03-03T12:00:00Z").unwrap();
+        let staff = staff_mail(
+            "delayed-cert",
+            "Mon, 02 Mar 2026 11:00:00 +0000",
+            "CPR-Delayed: https://crt.sh/?id=42 https://bugzilla.mozilla.org/show_bug.cgi?id=2\r\n\
+CPR-Delayed: crtsh:999 no such certificate\r\n\
+CPR-Delayed: CPR-2026-0042 no such case",
+        );
+        let batch = ingest(
+            &mut e,
+            vec![
+                (REPORT.into(), meta(FolderRole::Inbox)),
+                (staff.into_bytes(), meta(FolderRole::Sent)),
+            ],
+            at,
+        );
+        assert_eq!(
+            acknowledged_events(&batch.events),
+            [(
+                "revocation:crtsh:42".to_string(),
+                "https://bugzilla.mozilla.org/show_bug.cgi?id=2".to_string(),
+                "<delayed-cert@example-ca.test>".to_string()
+            )]
+        );
+        let ignored: Vec<&str> = batch
+            .events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::CommandIgnored { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        assert!(
+            ignored.iter().any(
+                |r| r.contains("crtsh:999 names no reported certificate or key")
+                    && r.contains("CPR-YYYY-NNNN")
+            ),
+            "{ignored:?}"
+        );
+        assert!(
+            ignored
+                .iter()
+                .any(|r| r.contains("CPR-2026-0042 names no case")),
+            "{ignored:?}"
+        );
+        // Acknowledged before its deadline: still pending, and the deadline is the rule's.
+        let p = e.project_at(at);
+        let c = &p.clocks["revocation:crtsh:42"];
+        assert_eq!(c.status(at).state, ClockState::Pending);
+        assert!(c.acknowledged.is_some());
+        assert!(
+            p.clocks["preliminary_report:CPR-2026-0001"]
+                .acknowledged
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn cpr_delayed_from_outside_the_desk_is_ignored() {
+        let mut e = engine();
+        let at = parse("2026-03-03T12:00:00Z").unwrap();
+        let forged = "Received: from r by mx.example-ca.test; Mon, 02 Mar 2026 11:00:00 +0000\r\n\
+From: Desk <cpr@example-ca.test>\r\nTo: cpr@example-ca.test\r\nSubject: Re: Misissued certificate\r\n\
+Message-ID: <forged@reporter.test>\r\nIn-Reply-To: <report@reporter.test>\r\n\r\n\
+CPR-Delayed: CPR-2026-0001 trust me\r\n";
+        let batch = ingest(
+            &mut e,
+            vec![
+                (REPORT.into(), meta(FolderRole::Inbox)),
+                (forged.into(), meta(FolderRole::Inbox)),
+            ],
+            at,
+        );
+        assert!(acknowledged_events(&batch.events).is_empty());
+        assert!(batch.events.iter().any(|e| matches!(
+            &e.event,
+            Event::CommandIgnored { reason, command: Some(Command::Delayed { .. }), .. }
+                if reason.contains("not staff")
+        )));
+        let p = e.project_at(at);
+        assert!(
+            p.clocks["preliminary_report:CPR-2026-0001"]
+                .acknowledged
+                .is_none()
+        );
     }
 
     #[test]

@@ -136,14 +136,14 @@ pub(crate) fn next_due(
         // itself; a reopening is a change of the clock, which is evaluated anew).
         return future_stops.min();
     }
-    let acknowledged = alerted.acknowledged_at.is_some_and(|t| t <= now);
+    let acknowledged = alerts::acknowledgement(clock, now).is_some();
     let reminding = policy.repeat.is_positive() && !acknowledged;
     if state == ClockState::Breached && !reminding && alerted.last >= Some(Stage::Breach) {
         // Breached, alerted, and no reminders to come: only a stop changes anything now.
         return future_stops.min();
     }
     let mut candidates: Vec<Timestamp> = future_stops.collect();
-    candidates.extend(alerted.acknowledged_at);
+    candidates.extend(clock.acknowledged.as_ref().map(|a| a.at));
     candidates.extend(policy.warn_before.iter().map(|w| clock.deadline - *w));
     candidates.push(clock.deadline);
     candidates.push(clock.started_at + policy.advisory_after);
@@ -199,6 +199,7 @@ mod tests {
             matched: None,
             decided_by: None,
             stops: Vec::new(),
+            acknowledged: None,
         }
     }
 

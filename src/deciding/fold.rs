@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::deciding::cases::Case;
-use crate::deciding::clock::{Clock, Decision, Stop};
-use crate::deciding::tables::{StopBody, json, secs};
+use crate::deciding::clock::{Acknowledgement, Clock, Decision, Stop};
+use crate::deciding::tables::{AckBody, StopBody, json, secs};
 use crate::deciding::threading::Assigned;
 use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::{CertificateRef, Timestamp};
@@ -46,6 +46,9 @@ pub enum Space {
     Stops = 8,
     /// Target → staff `CPR-Reason` determinations on it.
     Decisions = 9,
+    /// Target (a certificate or key reference, or a case id for its preliminary report) →
+    /// staff's latest `CPR-Delayed` on it.
+    Acknowledgements = 10,
 }
 
 impl Space {
@@ -300,6 +303,16 @@ pub(crate) fn decode_decisions(b: &[u8]) -> Option<Vec<Decision>> {
         .collect()
 }
 
+/// Only the latest acknowledgement under a name is kept: a later `CPR-Delayed` replaces the
+/// reason (the log keeps every one).
+pub(crate) fn encode_ack(a: &Acknowledgement) -> Vec<u8> {
+    json(&AckBody::of(a))
+}
+
+pub(crate) fn decode_ack(b: &[u8]) -> Option<Acknowledgement> {
+    decode::<AckBody>(b)?.acknowledgement().ok()
+}
+
 pub(crate) fn encode_strings(s: &[String]) -> Vec<u8> {
     json(&s)
 }
@@ -361,6 +374,12 @@ mod tests {
             by: "x".into(),
         }];
         assert_eq!(decode_stops(&encode_stops(&stops)), Some(stops));
+        let a = Acknowledgement {
+            at: t("2026-01-02T03:04:05Z"),
+            reason: "https://bugzilla.mozilla.org/show_bug.cgi?id=1".into(),
+            by: "<d@ca.test>".into(),
+        };
+        assert_eq!(decode_ack(&encode_ack(&a)), Some(a));
         let c = (CaseId::new(2026, 7), t("2026-01-02T03:04:05Z"));
         assert_eq!(decode_case_at(&encode_case_at(&c.0, c.1)), Some(c));
     }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::deciding::clock::Acknowledgement;
 use crate::domain::event::{ClockState, Event};
 use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::Timestamp;
@@ -35,6 +36,8 @@ pub enum RecSpace {
     ClockState = 6,
     /// A digest of an ignored command's identity → reported.
     Ignored = 7,
+    /// Clock id → staff's latest acknowledgement of it (`CPR-Delayed`), as recorded.
+    ClockAck = 8,
 }
 
 impl RecSpace {
@@ -170,6 +173,20 @@ pub fn rows(e: &Event) -> Vec<Row> {
             clock.to_string(),
             Some(state_bytes(ClockState::Breached)),
         )],
+        Event::ClockAcknowledged {
+            clock,
+            at,
+            reason,
+            by,
+        } => vec![(
+            RecSpace::ClockAck,
+            clock.to_string(),
+            Some(crate::deciding::fold::encode_ack(&Acknowledgement {
+                at: *at,
+                reason: reason.clone(),
+                by: by.clone(),
+            })),
+        )],
         Event::CommandIgnored {
             message,
             command,
@@ -279,6 +296,14 @@ impl Recorded {
                 state,
             })
         });
+        self.damaged |= out.is_none();
+        out
+    }
+
+    /// The acknowledgement the log recorded last for a clock, if any.
+    pub(crate) fn acknowledgement(&mut self, id: &ClockId) -> Option<Acknowledgement> {
+        let v = self.get(RecSpace::ClockAck, id.as_str())?;
+        let out = crate::deciding::fold::decode_ack(&v);
         self.damaged |= out.is_none();
         out
     }

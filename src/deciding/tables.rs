@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::deciding::cases::{Case, CaseMessage};
-use crate::deciding::clock::{Clock, Stop, StopKind};
+use crate::deciding::clock::{Acknowledgement, Clock, Stop, StopKind};
 use crate::deciding::fold::FoldVersion;
 use crate::domain::event::ClockKind;
 use crate::domain::ids::{CaseId, ClockId};
@@ -214,6 +214,37 @@ struct ClockBody {
     decided_by: Option<String>,
     #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
     stops: Vec<StopBody>,
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    acknowledged: Option<AckBody>,
+}
+
+/// A `CPR-Delayed` acknowledgement as a clock row and the fold rows keep it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct AckBody {
+    #[serde(rename = "t")]
+    at: i64,
+    #[serde(rename = "r")]
+    reason: String,
+    #[serde(rename = "b")]
+    by: String,
+}
+
+impl AckBody {
+    pub(crate) fn of(a: &Acknowledgement) -> AckBody {
+        AckBody {
+            at: secs(a.at),
+            reason: a.reason.clone(),
+            by: a.by.clone(),
+        }
+    }
+
+    pub(crate) fn acknowledgement(self) -> Result<Acknowledgement, TableError> {
+        Ok(Acknowledgement {
+            at: from_secs(self.at)?,
+            reason: self.reason,
+            by: self.by,
+        })
+    }
 }
 
 impl StopBody {
@@ -279,6 +310,7 @@ pub(crate) fn clock_row(c: &Clock) -> ClockRow {
         matched: c.matched.clone(),
         decided_by: c.decided_by.clone(),
         stops: c.stops.iter().map(StopBody::of).collect(),
+        acknowledged: c.acknowledged.as_ref().map(AckBody::of),
     };
     ClockRow {
         stop_key: c.stops.iter().map(|s| secs(s.at)).min().unwrap_or(i64::MAX),
@@ -326,6 +358,7 @@ pub(crate) fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError>
         matched: b.matched,
         decided_by: b.decided_by,
         stops,
+        acknowledged: b.acknowledged.map(AckBody::acknowledgement).transpose()?,
     })
 }
 
@@ -555,10 +588,24 @@ mod tests {
                     by: "<a@x>".into(),
                 },
             ],
+            acknowledged: Some(Acknowledgement {
+                at: parse("2026-03-03T11:00:00Z").unwrap(),
+                reason: "https://bugzilla.mozilla.org/show_bug.cgi?id=1".into(),
+                by: "<d@x>".into(),
+            }),
         };
         let row = clock_row(&c);
         assert_eq!(row.stop_key, secs(parse("2026-03-04T00:00:00Z").unwrap()));
         assert_eq!(clock_from_row(c.id.as_str(), &row.body).unwrap(), c);
+        // An acknowledgement does not stop it.
+        assert_eq!(
+            row.stop_key,
+            clock_row(&Clock {
+                acknowledged: None,
+                ..c.clone()
+            })
+            .stop_key
+        );
         let open = Clock { stops: vec![], ..c };
         assert_eq!(clock_row(&open).stop_key, i64::MAX);
     }

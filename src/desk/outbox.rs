@@ -76,7 +76,8 @@ impl Touched {
             | Event::ClockRevised { clock, .. }
             | Event::ClockStopped { clock, .. }
             | Event::ClockBreached { clock, .. }
-            | Event::ClockReopened { clock, .. } => {
+            | Event::ClockReopened { clock, .. }
+            | Event::ClockAcknowledged { clock, .. } => {
                 self.clocks.insert(clock.clone());
             }
             _ => {}
@@ -120,7 +121,6 @@ impl Desk {
                     .and_then(|s| s.last_stage.as_deref())
                     .and_then(dispatch::parse_stage),
                 advisory: state.is_some_and(|s| s.advisory),
-                acknowledged_at: None,
             };
             clocks.push((clock, alerted));
         }

@@ -257,6 +257,19 @@ pub enum Event {
         clock: ClockId,
         state: ClockState,
     },
+    /// Staff acknowledged that a clock is, or will be, late (`CPR-Delayed`): its reminders
+    /// stop; its deadline and state do not change (a breach stays a breach). A later one
+    /// replaces the reason.
+    ClockAcknowledged {
+        clock: ClockId,
+        /// The staff message's receipt time.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+        /// The incident URL or reason staff gave.
+        reason: String,
+        /// The staff message that carried it (its Message-Id).
+        by: String,
+    },
     /// A command that changed nothing: from someone who is not staff, or not understood.
     CommandIgnored {
         message: String,
@@ -328,6 +341,7 @@ impl Event {
             Event::ClockStopped { .. } => "clock_stopped",
             Event::ClockBreached { .. } => "clock_breached",
             Event::ClockReopened { .. } => "clock_reopened",
+            Event::ClockAcknowledged { .. } => "clock_acknowledged",
             Event::CommandIgnored { .. } => "command_ignored",
             Event::MailQueued { .. } => "mail_queued",
             Event::MailSent { .. } => "mail_sent",
@@ -435,6 +449,12 @@ impl Event {
                 format!("{clock} passed its deadline {}", t(*deadline))
             }
             Event::ClockReopened { clock, state } => format!("{clock} {} again", state.as_str()),
+            Event::ClockAcknowledged {
+                clock,
+                at,
+                reason,
+                by,
+            } => format!("{clock} late, acknowledged at {} in {by}: {reason}", t(*at)),
             Event::CommandIgnored {
                 message_id,
                 from,
@@ -496,7 +516,8 @@ impl Event {
             | Event::ClockRevised { clock, .. }
             | Event::ClockStopped { clock, .. }
             | Event::ClockBreached { clock, .. }
-            | Event::ClockReopened { clock, .. } => vec![clock.to_string()],
+            | Event::ClockReopened { clock, .. }
+            | Event::ClockAcknowledged { clock, .. } => vec![clock.to_string()],
             Event::MailQueued { mail }
             | Event::MailSent { mail, .. }
             | Event::MailFailed { mail, .. } => mail
@@ -533,7 +554,8 @@ impl Event {
             | Event::ClockRevised { clock, .. }
             | Event::ClockStopped { clock, .. }
             | Event::ClockBreached { clock, .. }
-            | Event::ClockReopened { clock, .. } => has(clock),
+            | Event::ClockReopened { clock, .. }
+            | Event::ClockAcknowledged { clock, .. } => has(clock),
             Event::MailQueued { mail }
             | Event::MailSent { mail, .. }
             | Event::MailFailed { mail, .. } => {

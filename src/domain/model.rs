@@ -312,6 +312,12 @@ pub enum Command {
     },
     /// `CPR-Dismiss: <reason>`.
     Dismiss { reason: String },
+    /// `CPR-Delayed: <ref or case id> <incident URL or reason>`: staff acknowledge that a clock
+    /// is (or will be) late. The clock stays as it is (pending, then breached); only the
+    /// reminders stop. `target` is a certificate or key reference (its revocation clock) or a
+    /// case id `CPR-YYYY-NNNN` (that case's preliminary-report clock). Mozilla expects a public
+    /// incident for a delayed revocation, so the reason is usually its URL.
+    Delayed { target: String, reason: String },
     /// `CPR-Reason: <ref> <BR item> [note]`: the revocation reason the CA determined; the
     /// certificate's or key's window becomes that item's.
     Reason {

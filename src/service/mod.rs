@@ -503,6 +503,11 @@ fn log_event(event: &Event) {
         Event::ClockBreached { clock, deadline } => {
             error!(clock = clock.as_str(), deadline = %timefmt::format(*deadline), "clock BREACHED")
         }
+        Event::ClockAcknowledged {
+            clock, at, reason, ..
+        } => {
+            info!(clock = clock.as_str(), at = %timefmt::format(*at), reason = reason.as_str(), "clock acknowledged late (CPR-Delayed)")
+        }
         Event::CommandIgnored { from, reason, .. } => {
             warn!(
                 from = from.as_str(),

@@ -1112,6 +1112,7 @@ mod tables {
             matched: None,
             decided_by: None,
             stops: Vec::new(),
+            acknowledged: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! ignored, or every reply would fire the old command again.
 
 use super::target;
+use crate::domain::ids::CaseId;
 use crate::domain::model::{BadCommand, Command, Timestamp};
 use crate::domain::timefmt;
 use regex::Regex;
@@ -25,6 +26,7 @@ const ANSWERED_FORM: &str = "CPR-Answered: <where> [<RFC 3339 time>]";
 const DISMISS_FORM: &str = "CPR-Dismiss: <reason>";
 const REASON_FORM: &str =
     "CPR-Reason: <certificate or key reference> <BR 4.9.1.1 item 1-16> [note]";
+const DELAYED_FORM: &str = "CPR-Delayed: <certificate or key reference, or case id CPR-YYYY-NNNN> <incident URL or reason>";
 const REFERENCE_FORMS: &str =
     "crtsh:<id>, sha256:<hex>, spki:<hex>, a crt.sh link or a SHA-256 fingerprint";
 
@@ -70,8 +72,9 @@ fn parse(key: &str, args: &str) -> Result<Command, String> {
             required(args, "a reason", DISMISS_FORM).map(|reason| Command::Dismiss { reason })
         }
         "reason" => reason(args),
+        "delayed" => delayed(args),
         other => Err(format!(
-            "unknown command CPR-{other}; expected one of: {REVOKED_FORM} | {NOT_REVOKING_FORM} | {ANSWERED_FORM} | {DISMISS_FORM} | {REASON_FORM}"
+            "unknown command CPR-{other}; expected one of: {REVOKED_FORM} | {NOT_REVOKING_FORM} | {ANSWERED_FORM} | {DISMISS_FORM} | {REASON_FORM} | {DELAYED_FORM}"
         )),
     }
 }
@@ -92,6 +95,27 @@ fn not_revoking(args: &str) -> Result<Command, String> {
     let target = reference_of(reference, NOT_REVOKING_FORM)?;
     let reason = required(rest, "a reason", NOT_REVOKING_FORM)?;
     Ok(Command::NotRevoking { target, reason })
+}
+
+/// A clock staff know is (or will be) late: a case id names its preliminary-report clock, any
+/// other reference a revocation clock. The reason is required: it is what the log keeps to
+/// show why the desk let the clock run over (for a revocation, the public incident's URL).
+fn delayed(args: &str) -> Result<Command, String> {
+    let (reference, rest) = split_first(args);
+    let target = match CaseId::parse(reference) {
+        Some(case) => case.to_string(),
+        None => reference_of(reference, DELAYED_FORM).map_err(|e| {
+            if reference.is_empty() {
+                e
+            } else {
+                format!(
+                    "not a case id (CPR-YYYY-NNNN) nor a certificate or key reference: {REFERENCE_FORMS}; expected {DELAYED_FORM}"
+                )
+            }
+        })?,
+    };
+    let reason = required(rest, "an incident URL or reason", DELAYED_FORM)?;
+    Ok(Command::Delayed { target, reason })
 }
 
 /// The BR item the CA determined; `item 6`, `#6` and `6` all name item 6.
@@ -284,6 +308,48 @@ mod tests {
     }
 
     #[test]
+    fn delayed_names_a_reference_or_a_case_and_needs_a_reason() {
+        let (good, bad) = commands(&[concat!(
+            "CPR-Delayed: https://crt.sh/?id=42 https://bugzilla.mozilla.org/show_bug.cgi?id=1\n",
+            "cpr-delayed: cpr-2026-0007   waiting for the subscriber's maintenance window\n",
+            "CPR-Delayed: crtsh:43\n",
+            "CPR-Delayed: CPR-2026-0001\n",
+            "CPR-Delayed: example.com late\n",
+            "CPR-Delayed:\n",
+        )
+        .to_string()]);
+        assert_eq!(
+            good,
+            [
+                Command::Delayed {
+                    target: "crtsh:42".into(),
+                    reason: "https://bugzilla.mozilla.org/show_bug.cgi?id=1".into()
+                },
+                Command::Delayed {
+                    target: "CPR-2026-0007".into(),
+                    reason: "waiting for the subscriber's maintenance window".into()
+                },
+            ]
+        );
+        let problems: Vec<&str> = bad.iter().map(|b| b.problem.as_str()).collect();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            problems[0].contains("missing an incident URL or reason"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("missing an incident URL or reason"),
+            "{problems:?}"
+        );
+        assert!(problems[2].contains("not a case id"), "{problems:?}");
+        assert!(problems[3].contains("missing reference"), "{problems:?}");
+        assert!(
+            problems.iter().all(|p| p.contains(DELAYED_FORM)),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn quoted_lines_are_ignored() {
         let (good, bad) = run("> CPR-Revoked: crtsh:42\n>> CPR-Dismiss: old\n  > CPR-Bogus: x\n");
         assert!(good.is_empty());
@@ -303,6 +369,7 @@ mod tests {
             ("CPR-Dismiss:   ", "missing a reason"),
             ("CPR-Answered: 2026-03-01T09:30:00Z", "missing where"),
             ("CPR-Revoke: crtsh:42", "unknown command CPR-revoke"),
+            ("CPR-Delay: crtsh:42 later", "CPR-Delayed: <"),
         ];
         for (line, problem) in cases {
             let (good, bad) = run(line);
