@@ -11,6 +11,7 @@ pub mod cases;
 pub mod clock;
 pub mod derive;
 pub mod fold;
+pub mod receipts;
 pub mod recorded;
 pub mod tables;
 pub mod threading;
