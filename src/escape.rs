@@ -13,7 +13,7 @@
 //! - [`log_value`] for a field of a text log line: a plain token stays bare, anything else is
 //!   quoted, with `"` and `\` escaped too, so a value can never end early and forge a field or
 //!   a line;
-//! - [`html`] for the HTML part of a mail cprwatch sends: as [`text`], and `&`, `<`, `>`, `"`
+//! - `html` for the HTML part of a mail cprwatch sends: as [`text`], and `&`, `<`, `>`, `"`
 //!   and `'` as character references, so a report's `<script>` or `<a href>` shows as text and
 //!   a value can sit in a quoted attribute;
 //! - [`json_text`] for JSON made by `serde_json`: the C0 controls are already escaped by it;
