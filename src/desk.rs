@@ -44,6 +44,8 @@ pub enum DeskError {
     Prepare(#[from] PrepareError),
     #[error(transparent)]
     Mailer(#[from] crate::notify::smtp::MailerError),
+    #[error("cannot write a mail to send: {0}")]
+    Compose(String),
     #[error(
         "the store could not be read while deriving cases and clocks, or a stored row of theirs is damaged — run `cprwatch verify`, then `cprwatch rebuild`"
     )]
@@ -119,7 +121,7 @@ impl Desk {
             engine,
             policy,
             settings,
-            outbound: Outbound::of(config),
+            outbound: Outbound::of(config)?,
             swept: false,
         })
     }

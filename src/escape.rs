@@ -13,6 +13,9 @@
 //! - [`log_value`] for a field of a text log line: a plain token stays bare, anything else is
 //!   quoted, with `"` and `\` escaped too, so a value can never end early and forge a field or
 //!   a line;
+//! - `html` for the HTML part of a mail cprwatch sends: as [`text`], and `&`, `<`, `>`, `"`
+//!   and `'` as character references, so a report's `<script>` or `<a href>` shows as text and
+//!   a value can sit in a quoted attribute;
 //! - [`json_text`] for JSON made by `serde_json`: the C0 controls are already escaped by it;
 //!   the other hazards become `\uXXXX` escapes, so the JSON decodes to the very same string
 //!   while its bytes show nothing a terminal would act on.
@@ -94,6 +97,29 @@ pub fn log_value(s: &str) -> Cow<'_, str> {
         }
     }
     out.push('"');
+    Cow::Owned(out)
+}
+
+/// `s` for HTML text or a double- or single-quoted attribute value: every hazardous character
+/// as a visible escape (as in [`text`]), then `&`, `<`, `>`, `"` and `'` as character
+/// references. Nothing from a report reaches an HTML part as markup.
+pub(crate) fn html(s: &str) -> Cow<'_, str> {
+    let special = |c: char| matches!(c, '&' | '<' | '>' | '"' | '\'');
+    if !s.chars().any(|c| special(c) || is_hazard(c)) {
+        return Cow::Borrowed(s);
+    }
+    let shown = text(s);
+    let mut out = String::with_capacity(shown.len() + 16);
+    for c in shown.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
     Cow::Owned(out)
 }
 
@@ -214,6 +240,21 @@ mod tests {
             assert!(escaped || c != '"', "unescaped quote in {v}");
             escaped = !escaped && c == '\\';
         }
+    }
+
+    #[test]
+    fn html_shows_markup_as_text_and_never_breaks_an_attribute() {
+        assert!(matches!(html("plain Ünïcode ✓"), Cow::Borrowed(_)));
+        assert_eq!(
+            html("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+        assert_eq!(html("a\r\n<b>\u{202e}"), "a\\r\\n&lt;b&gt;\\u{202e}");
+        let h = html(HOSTILE);
+        assert!(
+            !h.chars().any(|c| is_hazard(c) || "<>\"'".contains(c)),
+            "{h}"
+        );
     }
 
     #[test]

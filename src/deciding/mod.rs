@@ -3,7 +3,8 @@
 //! [`threading`] puts messages into cases; [`clock`] holds the BR windows and what a clock's
 //! state is at a moment; [`cases`] derives cases and clocks from the messages received by a
 //! moment; [`tables`] writes them as the versioned rows the store keeps; [`derive`] turns each
-//! batch and each tick into the events that record what changed. Time is always an argument
+//! batch and each tick into the events that record what changed; [`alerts`] and [`receipts`]
+//! decide who is told what, and when. Time is always an argument
 //! (docs/ARCHITECTURE.md, "The layers").
 
 pub mod alerts;
@@ -12,6 +13,7 @@ pub mod clock;
 pub mod derive;
 pub mod dispatch;
 pub mod fold;
+pub(crate) mod receipts;
 pub mod recorded;
 pub mod tables;
 pub mod threading;

@@ -12,10 +12,14 @@ use time::Duration;
 
 use super::{Desk, DeskError, index_of};
 use crate::config::Config;
+use lettre::Address;
+use lettre::message::Mailbox;
+
 use crate::deciding::alerts::{AlertLevel, AlertPolicy, Alerted};
 use crate::deciding::cases::Case;
 use crate::deciding::clock::Clock;
 use crate::deciding::dispatch::{self, Route};
+use crate::deciding::receipts::{ReceiptRules, receipt_decision};
 use crate::domain::event::{Envelope, Event, MAIL_GIVE_UP_DAYS, MailRef};
 use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::Timestamp;
@@ -27,20 +31,50 @@ use crate::store::{self, AlertState, NewMail, OutboxChange, OutboxRow, SqliteSto
 #[derive(Clone, Debug)]
 pub(crate) struct Outbound {
     pub policy: AlertPolicy,
-    pub routes: Vec<Route>,
-    pub from: String,
+    /// Each route with its addresses parsed.
+    pub routes: Vec<(Route, Vec<Address>)>,
+    pub from: Mailbox,
     pub dashboard_url: Option<String>,
+    pub receipts: ReceiptRules,
 }
 
 impl Outbound {
-    pub(crate) fn of(config: &Config) -> Option<Outbound> {
-        let smtp = config.smtp.as_ref()?;
-        Some(Outbound {
+    /// `None` without `[smtp]`. The configuration checked every address already; one that
+    /// still does not parse is an error here rather than an alert never sent.
+    pub(crate) fn of(config: &Config) -> Result<Option<Outbound>, DeskError> {
+        let Some(smtp) = config.smtp.as_ref() else {
+            return Ok(None);
+        };
+        let address = |a: &str, key: &str| {
+            a.parse::<Address>()
+                .map_err(|e| DeskError::Compose(format!("{key} {a:?} is not an address: {e}")))
+        };
+        let from = Mailbox::new(Some("cprwatch".into()), address(&smtp.from, "[smtp] from")?);
+        let mut routes = Vec::new();
+        for r in &config.alerts.routes {
+            let to =
+                r.to.iter()
+                    .map(|a| address(a, "[[alerts.route]] to"))
+                    .collect::<Result<Vec<_>, _>>()?;
+            routes.push((r.clone(), to));
+        }
+        // Mail to or from these is the desk talking to itself: never a receipt.
+        let own = std::iter::once(smtp.from.clone())
+            .chain(config.canary.iter().map(|c| c.to.clone()))
+            .chain(config.alerts.routes.iter().flat_map(|r| r.to.clone()))
+            .chain(config.desk.staff_addresses.iter().cloned());
+        let r = &config.receipts;
+        Ok(Some(Outbound {
             policy: config.alerts.policy.clone(),
-            routes: config.alerts.routes.clone(),
-            from: smtp.from.clone(),
+            routes,
+            from,
             dashboard_url: config.alerts.dashboard_url.clone(),
-        })
+            receipts: ReceiptRules::new(r.enabled, r.max_per_sender_per_hour, r.skip_junk, own),
+        }))
+    }
+
+    fn routes(&self) -> Vec<Route> {
+        self.routes.iter().map(|(r, _)| r.clone()).collect()
     }
 }
 
@@ -67,6 +101,8 @@ pub(crate) fn retry_after(attempts: u32) -> Duration {
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     pub clocks: BTreeSet<ClockId>,
+    /// Cases opened, with the content hash of the report that opened each: owed a receipt.
+    pub opened: Vec<(CaseId, String)>,
 }
 
 impl Touched {
@@ -80,6 +116,9 @@ impl Touched {
             | Event::ClockAcknowledged { clock, .. } => {
                 self.clocks.insert(clock.clone());
             }
+            Event::CaseOpened { case, message, .. } => {
+                self.opened.push((case.clone(), message.clone()));
+            }
             _ => {}
         }
     }
@@ -87,8 +126,9 @@ impl Touched {
 
 impl Desk {
     /// Evaluate the alerts owed at `now` — of the clocks `touched` changed, of those whose
-    /// next stage has come, and on the first call of all open clocks — and queue their mail.
-    /// Returns the events committed (`mail_queued`).
+    /// next stage has come, and on the first call of all open clocks — and the receipts owed
+    /// to the reports that opened cases, and queue their mail. Returns the events committed
+    /// (`mail_queued`).
     pub(crate) fn evaluate_alerts(
         &mut self,
         now: Timestamp,
@@ -124,11 +164,11 @@ impl Desk {
             };
             clocks.push((clock, alerted));
         }
-        let plan = dispatch::plan(&out.policy, &out.routes, clocks.clone(), now);
+        let plan = dispatch::plan(&out.policy, &out.routes(), clocks.clone(), now);
         let mut batch = store::Batch::default();
         let mut events = Vec::new();
         for mail in &plan.mails {
-            let route = &out.routes[mail.route];
+            let (route, to) = &out.routes[mail.route];
             let route_key = dispatch::route_key(route);
             let items: Vec<(AlertLevel, &Clock, Option<Case>)> = mail
                 .items
@@ -138,41 +178,46 @@ impl Desk {
                     Some((i.level, clock, case_of(store, clock, now)))
                 })
                 .collect();
-            let (key, composed) = if mail.level == AlertLevel::Digest {
-                let names: Vec<String> = mail
-                    .items
-                    .iter()
-                    .map(|i| format!("{}/{}", i.clock, i.key))
-                    .collect();
-                let key = format!(
-                    "digest/{route_key}/{}/{}",
-                    now.unix_timestamp(),
-                    &crate::store::chain::content_hash(names.join("\n").as_bytes())[..16]
-                );
+            let key = match (mail.level, mail.items.first()) {
+                (AlertLevel::Digest, _) | (_, None) => {
+                    let names: Vec<String> = mail
+                        .items
+                        .iter()
+                        .map(|i| format!("{}/{}", i.clock, i.key))
+                        .collect();
+                    format!(
+                        "digest/{route_key}/{}/{}",
+                        now.unix_timestamp(),
+                        &crate::store::chain::content_hash(names.join("\n").as_bytes())[..16]
+                    )
+                }
+                (_, Some(item)) => format!("alert/{}/{}/{route_key}", item.clock, item.key),
+            };
+            let outgoing = compose::Outgoing {
+                from: &out.from,
+                to,
+                key: &key,
+                now,
+            };
+            let composed = if mail.level == AlertLevel::Digest {
                 let listed: Vec<(AlertLevel, &Clock, Option<&Case>)> = items
                     .iter()
                     .map(|(l, c, case)| (*l, *c, case.as_ref()))
                     .collect();
-                let composed = compose::digest(&out.from, &route.to, &key, &listed, now);
-                (key, composed)
+                compose::digest(&outgoing, &listed, out.dashboard_url.as_deref())
             } else {
-                let item = &mail.items[0];
                 let Some((level, clock, case)) = items.first() else {
                     continue;
                 };
-                let key = format!("alert/{}/{}/{route_key}", item.clock, item.key);
-                let composed = compose::alert(
-                    &out.from,
-                    &route.to,
-                    &key,
+                compose::alert(
+                    &outgoing,
                     *level,
                     clock,
                     case.as_ref(),
                     out.dashboard_url.as_deref(),
-                    now,
-                );
-                (key, composed)
-            };
+                )
+            }
+            .map_err(|e| DeskError::Compose(e.to_string()))?;
             if store.outbox_has(&key)? {
                 continue;
             }
@@ -188,6 +233,71 @@ impl Desk {
                 clocks: mail.items.iter().map(|i| i.clock.clone()).collect(),
             };
             queue(&mut batch, &mut events, key, None, mail_ref, composed, now);
+        }
+        let mut receipts_to: std::collections::HashMap<String, usize> = Default::default();
+        for (case, hash) in &touched.opened {
+            let Some(facts) = facts_of(store, hash)? else {
+                continue;
+            };
+            let decided = receipt_decision(
+                &facts,
+                true,
+                &out.receipts,
+                |to| {
+                    let to = to.to_string().to_ascii_lowercase();
+                    store
+                        .outbox_queued_since(&to, now - Duration::hours(1))
+                        .unwrap_or(usize::MAX)
+                        + receipts_to.get(&to).copied().unwrap_or(0)
+                },
+                now,
+            );
+            let to = match decided {
+                Ok(to) => to,
+                Err(skip) => {
+                    tracing::info!(
+                        case = case.as_str(),
+                        message_id = facts.message_id.as_str(),
+                        skip = skip.code(),
+                        reason = %skip,
+                        "no receipt"
+                    );
+                    continue;
+                }
+            };
+            let key = format!("receipt/{hash}");
+            if store.outbox_has(&key)? {
+                continue;
+            }
+            let rate_key = to.to_string().to_ascii_lowercase();
+            *receipts_to.entry(rate_key.clone()).or_default() += 1;
+            let composed = compose::receipt(
+                &compose::Outgoing {
+                    from: &out.from,
+                    to: std::slice::from_ref(&to),
+                    key: &key,
+                    now,
+                },
+                &facts,
+                case,
+            )
+            .map_err(|e| DeskError::Compose(e.to_string()))?;
+            let mail_ref = MailRef {
+                message_id: composed.message_id.clone(),
+                kind: "receipt".into(),
+                to: vec![to.to_string()],
+                case: Some(case.clone()),
+                clocks: Vec::new(),
+            };
+            queue(
+                &mut batch,
+                &mut events,
+                key,
+                Some(rate_key),
+                mail_ref,
+                composed,
+                now,
+            );
         }
         for (clock, alerted, next_due) in plan.states {
             batch.outbox.push(OutboxChange::AlertState(AlertState {
@@ -299,7 +409,9 @@ impl Desk {
             {
                 let failed_route: BTreeSet<String> =
                     row.to.iter().map(|a| a.to_ascii_lowercase()).collect();
-                for route in &out.routes {
+                let failed_to: Vec<Address> =
+                    row.to.iter().filter_map(|a| a.parse().ok()).collect();
+                for (route, to) in &out.routes {
                     let same: BTreeSet<String> =
                         route.to.iter().map(|a| a.to_ascii_lowercase()).collect();
                     if !route.takes(AlertLevel::Delivery) || same == failed_route {
@@ -309,8 +421,19 @@ impl Desk {
                     if store.outbox_has(&key)? {
                         continue;
                     }
-                    let composed =
-                        compose::delivery_failure(&out.from, &route.to, &key, &row, &error, now);
+                    let composed = compose::delivery_failure(
+                        &compose::Outgoing {
+                            from: &out.from,
+                            to,
+                            key: &key,
+                            now,
+                        },
+                        &row.message_id,
+                        &failed_to,
+                        &row.kind,
+                        &error,
+                    )
+                    .map_err(|e| DeskError::Compose(e.to_string()))?;
                     let mail_ref = MailRef {
                         message_id: composed.message_id.clone(),
                         kind: AlertLevel::Delivery.as_str().to_string(),
@@ -339,6 +462,25 @@ fn case_of(store: &SqliteStore, clock: &Clock, now: Timestamp) -> Option<Case> {
             .min()?,
     };
     store.case_at(&id, now).ok().flatten().map(|(_, c)| c)
+}
+
+/// The facts of the message with `content_hash`, from its `message_received` event.
+fn facts_of(
+    store: &SqliteStore,
+    content_hash: &str,
+) -> Result<Option<crate::domain::event::MessageFacts>, DeskError> {
+    for e in store.events_naming(&[content_hash.to_string()])? {
+        let env = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
+            seq: e.seq,
+            problem: err.to_string(),
+        })?;
+        if let Event::MessageReceived { facts } = env.event
+            && facts.content_hash == content_hash
+        {
+            return Ok(Some(*facts));
+        }
+    }
+    Ok(None)
 }
 
 fn mail_ref(row: &OutboxRow) -> MailRef {

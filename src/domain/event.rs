@@ -70,6 +70,12 @@ pub struct MessageFacts {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<String>,
     pub automation: Automation,
+    /// Mailing-list or bulk mail (`precedence:bulk`, `precedence:list`, `precedence:junk`,
+    /// `list-id`). It still counts as a report for cases and clocks (a report forwarded
+    /// through a list is a report); it only gets no receipt. Absent in logs written before it
+    /// was recorded, which read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<String>,
     /// Why the message counts as staff-authored (`sent-folder`, `dkim:<d> via <authserv>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staff: Option<String>,

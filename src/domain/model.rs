@@ -96,6 +96,9 @@ pub struct ParsedMail {
     pub authentication_results: Vec<String>,
     /// `X-Cprwatch-Receipt:` present: an automatic receipt this tool sent.
     pub cprwatch_receipt: bool,
+    /// Mailing-list or bulk mail: `precedence:bulk`, `precedence:list`, `precedence:junk` or
+    /// `list-id`, the first such header found. Never a receipt's recipient (RFC 3834 §2).
+    pub bulk: Option<String>,
     /// Every text found in every part: plain text, HTML rendered to text with `href`s kept,
     /// nested `message/rfc822` parts included.
     pub texts: Vec<String>,

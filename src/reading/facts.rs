@@ -72,6 +72,7 @@ pub(crate) fn message_facts(
         in_reply_to: mail.in_reply_to.clone(),
         references: mail.references.clone(),
         automation: automation(&mail),
+        bulk: mail.bulk.clone(),
         staff,
         certificates: found.certificates,
         keys: found.keys,
@@ -188,6 +189,45 @@ mod tests {
                 ..Limits::default()
             },
         }
+    }
+
+    /// A report sent through a mailing list is recorded as bulk (so it gets no receipt) and
+    /// is still a report: the cases and clocks do not depend on the mark.
+    #[test]
+    fn list_mail_is_marked_bulk_and_still_opens_a_case() {
+        let raw = "Received: from r by mx.example-ca.test; Mon, 02 Mar 2026 10:00:00 +0000\r\n\
+From: r@reporter.test\r\nSubject: Key compromise\r\nMessage-ID: <l@reporter.test>\r\n\
+List-Id: <cpr-forward.lists.example>\r\n\r\nKey compromised: https://crt.sh/?id=42\r\n";
+        let meta = SourceMeta {
+            folder: FolderRole::Inbox,
+            position: None,
+            server_time: None,
+        };
+        let now = timefmt::parse("2026-03-02T10:05:00Z").unwrap();
+        let bulk = message_facts(raw.as_bytes(), "h", &meta, &policy(1 << 20), now);
+        assert_eq!(bulk.bulk.as_deref(), Some("list-id"));
+        let plain = MessageFacts {
+            bulk: None,
+            ..bulk.clone()
+        };
+        let project = |m: &MessageFacts| {
+            let p = crate::deciding::cases::project(
+                std::slice::from_ref(m),
+                &Default::default(),
+                &Default::default(),
+            );
+            assert_eq!(p.cases.len(), 1, "{p:?}");
+            format!("{p:?}")
+        };
+        assert_eq!(project(&bulk), project(&plain));
+        // Absent from the log when not set, so logs written before read the same.
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("bulk"), "{json}");
+        let back: MessageFacts = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plain);
+        let json = serde_json::to_string(&bulk).unwrap();
+        assert!(json.contains(r#""bulk":"list-id""#), "{json}");
+        assert_eq!(serde_json::from_str::<MessageFacts>(&json).unwrap(), bulk);
     }
 
     /// Text the rules did not read may hold evidence for 24 hours: a 5-day reading of the rest

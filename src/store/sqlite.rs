@@ -1876,6 +1876,14 @@ impl SqliteStore {
         outbox_sql::has_key(&self.conn, key)
     }
 
+    pub(crate) fn outbox_queued_since(
+        &self,
+        rate_key: &str,
+        since: Timestamp,
+    ) -> Result<usize, StoreError> {
+        outbox_sql::queued_since(&self.conn, rate_key, since)
+    }
+
     /// Pending, retrying, and failed since `failed_since`.
     pub(crate) fn outbox_summary(
         &self,

@@ -315,6 +315,18 @@ pub(super) fn has_key(conn: &Connection, key: &str) -> Result<bool, StoreError> 
         .map_err(sql("read the outbox"))
 }
 
+/// How many mails were queued under `rate_key` since `since`.
+pub(super) fn queued_since(
+    conn: &Connection,
+    rate_key: &str,
+    since: Timestamp,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached("SELECT COUNT(*) FROM outbox WHERE rate_key = ?1 AND queued_at >= ?2")
+        .and_then(|mut st| st.query_row(params![rate_key, secs(since)], |r| r.get::<_, i64>(0)))
+        .map(|n| n as usize)
+        .map_err(sql("read the outbox"))
+}
+
 pub(super) fn summary(
     conn: &Connection,
     failed_since: Timestamp,

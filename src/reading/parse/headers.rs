@@ -109,10 +109,11 @@ pub(crate) fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail, limits: 
                 }
             }
             HeaderName::AutoSubmitted if out.auto_submitted.is_none() => {
-                out.auto_submitted = raw_value(raw, h)
-                    .split(|c: char| c == ';' || c == '(' || c.is_whitespace())
-                    .find(|t| !t.is_empty())
-                    .map(str::to_ascii_lowercase);
+                out.auto_submitted =
+                    Some(first_token(&raw_value(raw, h))).filter(|t| !t.is_empty());
+            }
+            HeaderName::ListId => {
+                out.bulk.get_or_insert_with(|| "list-id".into());
             }
             HeaderName::Other(name) => {
                 let name = name.as_ref();
@@ -122,8 +123,11 @@ pub(crate) fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail, limits: 
                 {
                     out.autoreply_marks = true;
                 } else if name.eq_ignore_ascii_case("precedence") {
-                    if raw_value(raw, h).eq_ignore_ascii_case("auto_reply") {
+                    let value = first_token(&raw_value(raw, h));
+                    if value == "auto_reply" {
                         out.autoreply_marks = true;
+                    } else if matches!(value.as_str(), "bulk" | "list" | "junk") {
+                        out.bulk.get_or_insert(format!("precedence:{value}"));
                     }
                 } else if name.eq_ignore_ascii_case("x-cprwatch-receipt") {
                     out.cprwatch_receipt = true;
@@ -148,6 +152,16 @@ fn raw_value(raw: &[u8], h: &Header<'_>) -> String {
         .get(h.offset_start as usize..h.offset_end as usize)
         .unwrap_or_default();
     String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+/// The first token of a keyword header (`Auto-Submitted`, `Precedence`), lowercased: what
+/// comes before a `;`, a comment or whitespace.
+fn first_token(value: &str) -> String {
+    value
+        .split(|c: char| c == ';' || c == '(' || c.is_whitespace())
+        .find(|t| !t.is_empty())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// Keep the entries of `list` (its first ones, or with `keep_last` its last ones) that fit in

@@ -112,6 +112,36 @@ fn auto_submitted_and_autoreply_variants() {
     }
 }
 
+/// Mailing-list and bulk mail is marked (no receipt goes to it), whatever the case or comments.
+#[test]
+fn precedence_bulk_list_junk_and_list_id_mark_bulk_mail() {
+    for (hdr, want) in [
+        ("Precedence: bulk", Some("precedence:bulk")),
+        ("precedence: LIST", Some("precedence:list")),
+        ("Precedence: junk (spam)", Some("precedence:junk")),
+        (
+            "List-Id: CA announcements <announce.lists.example>",
+            Some("list-id"),
+        ),
+        ("list-id: <x.lists.example>", Some("list-id")),
+        (
+            "Precedence: list\r\nList-Id: <x.lists.example>",
+            Some("precedence:list"),
+        ),
+        (
+            "List-Id: <x.lists.example>\r\nPrecedence: bulk",
+            Some("list-id"),
+        ),
+        ("Precedence: auto_reply", None),
+        ("Precedence: first-class", None),
+        ("List-Unsubscribe: <mailto:u@lists.example>", None),
+        ("X-Other: 1", None),
+    ] {
+        let raw = format!("From: a@b.example\r\n{hdr}\r\n\r\nx\r\n");
+        assert_eq!(parse(raw.as_bytes()).bulk.as_deref(), want, "{hdr}");
+    }
+}
+
 #[test]
 fn html_only_link_in_alternative() {
     let raw = b"From: r@x.example\r\n\
