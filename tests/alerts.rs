@@ -337,3 +337,84 @@ fn a_permanent_refusal_is_recorded_shown_and_alerted_to_the_other_routes() {
         "{v}"
     );
 }
+
+#[test]
+fn cpr_delayed_stops_the_reminders_and_the_clock_stays_breached() {
+    let dovecot = Dovecot::start();
+    let postfix = Postfix::start(&dovecot.dir().join("mail"));
+    let mut w = Cprwatch::new(&config(postfix.smtp_port(), ROUTES));
+    let now = OffsetDateTime::now_utc();
+    // Both breached 4 hours less 5 seconds ago: first seen at the breach stage, their first
+    // reminder due 5 seconds after the start.
+    let at = now - time::Duration::hours(28) + time::Duration::seconds(5);
+    let body = |n: u32| {
+        format!("The private key of https://crt.sh/?id={n} was published on a paste site.")
+    };
+    w.deliver(
+        "j",
+        &report("j@r.test", "j@reporter.test", "Report-J", &body(9001), at),
+    );
+    w.deliver(
+        "k",
+        &report("k@r.test", "k@reporter.test", "Report-K", &body(9002), at),
+    );
+    // Staff answered J an hour ago and acknowledged its revocation as delayed.
+    let answer = format!(
+        "Received: from mx.example-ca.test by mx.example-ca.test; {}\r\n\
+         From: staff@example-ca.test\r\nTo: j@reporter.test\r\nSubject: Re: Report-J\r\n\
+         Message-ID: <answer-j@example-ca.test>\r\nIn-Reply-To: <j@r.test>\r\n\r\n\
+         We are on it.\r\n\r\n\
+         CPR-Delayed: crtsh:9001 https://bugzilla.mozilla.org/show_bug.cgi?id=1999999\r\n",
+        (now - time::Duration::hours(1))
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap()
+    );
+    w.deliver_to(".Sent", "j-answer", answer.as_bytes());
+    w.start();
+    let wait = Duration::from_secs(60);
+    // K's reminders arrive: the moment J's would have.
+    let start = Instant::now();
+    let k = loop {
+        let k = inbox(&dovecot, "desk", "Report-K", wait);
+        if levels(&k).iter().filter(|l| *l == "reminder").count() >= 2
+            || start.elapsed() > Duration::from_secs(60)
+        {
+            break k;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    settled(&w);
+    w.stop();
+    assert_eq!(
+        levels(&k),
+        ["breach", "breach", "reminder", "reminder"],
+        "K: preliminary report and revocation, each breached then reminded"
+    );
+    let j = inbox(&dovecot, "desk", "Report-J", Duration::ZERO);
+    assert_eq!(
+        levels(&j),
+        ["breach"],
+        "J: the revocation's breach, no reminder: {j:?}"
+    );
+    assert_eq!(
+        header(&j[0], "X-CPR-Clock").as_deref(),
+        Some("revocation:crtsh:9001")
+    );
+    // Still breached, and the acknowledgement shows with its incident.
+    let v = w.status_json();
+    let clocks: Vec<&serde_json::Value> = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["clocks"].as_array().unwrap())
+        .filter(|c| c["certificate"] == "crtsh:9001")
+        .collect();
+    assert_eq!(clocks.len(), 1, "{v}");
+    assert_eq!(clocks[0]["state"], "breached", "{v}");
+    assert!(
+        clocks[0]["acknowledged"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("show_bug.cgi?id=1999999")),
+        "{v}"
+    );
+}
