@@ -13,7 +13,7 @@
 #
 # Mail for cpr, other, desk, oncall and reporter at example-ca.test (USERS below) is delivered
 # by Postfix's virtual(8) agent into the Maildir++ INBOX $MAILDIR_BASE/<local part>/ (new, cur,
-# tmp; created when missing), as the owner of MAILDIR_BASE. Tests hand the Dovecot of
+# tmp; created when missing; mail for cpr-junk into cpr's Junk folder, as a junk filter would), as the owner of MAILDIR_BASE. Tests hand the Dovecot of
 # scripts/dovecot.sh its DIR/mail (owned by nobody:nogroup when run as root), so Dovecot serves
 # over IMAP what Postfix delivered. MAILDIR_BASE is required on the first start and kept in
 # DIR/maildir_base for restarts. Its owner must not be root: virtual(8) refuses uids below
@@ -110,6 +110,8 @@ write_config() {
     for u in $USERS; do
       echo "$u@example-ca.test $u/"
     done
+    # A filter that junks what it is sent: cpr's Junk folder (the canary tests).
+    echo "cpr-junk@example-ca.test cpr/.Junk/"
   } >"$dir/etc/virtual_mailboxes"
   cat >"$dir/etc/recipient_access" <<'EOF'
 # Written by scripts/postfix.sh: recipients refused at RCPT, for tests of permanent failures.

@@ -10,7 +10,7 @@ mod outbox;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-pub(crate) use outbox::{Delivery, Outbound};
+pub(crate) use outbox::{CanarySent, Delivery, Outbound};
 
 use thiserror::Error;
 
@@ -46,6 +46,8 @@ pub enum DeskError {
     Mailer(#[from] crate::notify::smtp::MailerError),
     #[error("cannot write a mail to send: {0}")]
     Compose(String),
+    #[error("{0}")]
+    Secret(String),
     #[error(
         "the store could not be read while deriving cases and clocks, or a stored row of theirs is damaged — run `cprwatch verify`, then `cprwatch rebuild`"
     )]
@@ -66,6 +68,16 @@ pub(crate) fn policy(config: &Config) -> Result<Policy, DeskError> {
         },
         rules,
         limits: config.limits.clone(),
+        canary_keys: config
+            .canary
+            .iter()
+            .map(|c| {
+                c.secret
+                    .read()
+                    .map(String::into_bytes)
+                    .map_err(|e| DeskError::Secret(format!("[[canary]] to {:?}: {e}", c.to)))
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -231,6 +243,9 @@ impl Desk {
                 )
             });
             first.messages.push(p.message);
+            if let Some(change) = outbox::canary_seen(&f) {
+                first.outbox.push(change);
+            }
             facts.push(f);
         }
         let received = self.engine.receive(facts, now);

@@ -440,6 +440,7 @@ mod tests {
             },
             rules: RuleSet::shipped(),
             limits: crate::reading::limits::Limits::default(),
+            canary_keys: Vec::new(),
         };
         Desk::with_store(Box::new(store::memory()), policy, Settings::default()).unwrap()
     }

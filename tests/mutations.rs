@@ -212,6 +212,7 @@ fn policy() -> Policy {
         },
         rules: RuleSet::shipped(),
         limits: Limits::default(),
+        canary_keys: Vec::new(),
     }
 }
 

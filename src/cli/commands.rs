@@ -158,11 +158,13 @@ pub fn status(
             .outbox_summary(at - time::Duration::days(7))
             .map_err(DeskError::from)?,
     );
+    let canaries = canaries(&config, &store, at)?;
     let problems = sources
         .iter()
         .filter(|s| s.stale || s.state.last_error.is_some())
         .count()
-        + outbox.problems(at);
+        + outbox.problems(at)
+        + canaries.iter().filter(|c| c.is_problem()).count();
     let mut out = Outcome::exit(
         match format {
             Format::Json => {
@@ -172,12 +174,14 @@ pub fn status(
                     cases: r.cases,
                     sources,
                     outbox,
+                    canaries,
                 })
             }
             Format::Text => {
                 view::status_text(&p, at)
                     + &view::sources_text(&sources, at)
                     + &view::outbox_text(&outbox, at)
+                    + &view::canaries_text(&canaries)
             }
         },
         // A watcher that is not looking, or mail that is not going out, is itself a problem
@@ -185,6 +189,41 @@ pub fn status(
         if problems > 0 { 3 } else { 0 },
     );
     out.stderr = notes_text(&notes);
+    Ok(out)
+}
+
+/// Every configured canary with its latest sending and arrival (current state: `--at` does
+/// not rewind it).
+fn canaries(
+    config: &Config,
+    store: &crate::store::SqliteStore,
+    at: Timestamp,
+) -> Result<Vec<view::CanaryJson>, CommandError> {
+    let latest = store.canaries_latest().map_err(DeskError::from)?;
+    let mut out = Vec::new();
+    for c in &config.canary {
+        let row = latest.iter().find(|r| r.to.eq_ignore_ascii_case(&c.to));
+        let arrival = store.canary_last_arrival(&c.to).map_err(DeskError::from)?;
+        let state = match row {
+            None => "never_sent".to_string(),
+            Some(r) => match r.alerted.as_deref() {
+                Some("arrived") => "arrived".into(),
+                Some(problem) => problem.to_string(),
+                None if r.arrived_at.is_some() => "arrived".into(),
+                None if r.send_error.is_some() => "bounced".into(),
+                None if r.due_by <= at => "missing".into(),
+                None => "waiting".into(),
+            },
+        };
+        out.push(view::CanaryJson {
+            to: c.to.clone(),
+            last_sent_at: row.map(|r| timefmt::format(r.sent_at)),
+            last_canary: row.map(|r| r.id.clone()),
+            state,
+            last_arrived_at: arrival.as_ref().map(|(t, _)| timefmt::format(*t)),
+            last_arrival_folder: arrival.map(|(_, f)| f),
+        });
+    }
     Ok(out)
 }
 

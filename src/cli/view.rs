@@ -380,6 +380,55 @@ pub(crate) struct StatusJson {
     pub cases: Vec<CaseJson>,
     pub sources: Vec<SourceJson>,
     pub outbox: OutboxJson,
+    pub canaries: Vec<CanaryJson>,
+}
+
+/// One published address's canary in `status`: the latest sent and the latest arrival.
+#[derive(Serialize)]
+pub(crate) struct CanaryJson {
+    pub to: String,
+    pub last_sent_at: Option<String>,
+    pub last_canary: Option<String>,
+    /// `never_sent`, `waiting`, `arrived`, `missing`, `junk` or `bounced`.
+    pub state: String,
+    pub last_arrived_at: Option<String>,
+    /// The role of the folder the last arrival was found in.
+    pub last_arrival_folder: Option<String>,
+}
+
+impl CanaryJson {
+    pub(crate) fn is_problem(&self) -> bool {
+        matches!(self.state.as_str(), "missing" | "junk" | "bounced")
+    }
+}
+
+/// The canaries part of `status` as text.
+pub(crate) fn canaries_text(canaries: &[CanaryJson]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if canaries.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\ncanaries: {}", canaries.len());
+    for c in canaries {
+        let verdict = if c.is_problem() {
+            c.state.to_uppercase()
+        } else {
+            c.state.clone()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<32} {verdict:<10} sent {}  last arrival {}{}",
+            esc(&c.to),
+            c.last_sent_at.as_deref().unwrap_or("never"),
+            c.last_arrived_at.as_deref().unwrap_or("never"),
+            c.last_arrival_folder
+                .as_deref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default()
+        );
+    }
+    out
 }
 
 /// The outbox in `status`: what waits to be sent, what keeps failing, what failed for good.

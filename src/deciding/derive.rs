@@ -1043,6 +1043,7 @@ mod tests {
             },
             rules: RuleSet::shipped(),
             limits: crate::reading::limits::Limits::default(),
+            canary_keys: Vec::new(),
         }
     }
 

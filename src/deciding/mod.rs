@@ -8,6 +8,7 @@
 //! (docs/ARCHITECTURE.md, "The layers").
 
 pub mod alerts;
+pub mod canary;
 pub mod cases;
 pub mod clock;
 pub mod derive;

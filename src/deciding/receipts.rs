@@ -167,6 +167,7 @@ fn automation_name(a: Automation) -> &'static str {
         Automation::AutoReplied => "auto-replied",
         Automation::Bounce => "bounce",
         Automation::Receipt => "a cprwatch receipt",
+        Automation::Canary => "cprwatch's mailbox canary",
     }
 }
 
@@ -269,6 +270,7 @@ mod tests {
             bad_commands: vec![],
             parsed_ok: true,
             problems: vec![],
+            canary: None,
         }
     }
 
@@ -474,6 +476,7 @@ mod tests {
             staff: Default::default(),
             rules: crate::reading::rules::RuleSet::shipped(),
             limits: Default::default(),
+            canary_keys: Vec::new(),
         };
         let meta = SourceMeta {
             folder: FolderRole::Inbox,

@@ -106,7 +106,8 @@ pub fn rows(e: &Event) -> Vec<Row> {
         Event::MessageReceived { .. }
         | Event::MailQueued { .. }
         | Event::MailSent { .. }
-        | Event::MailFailed { .. } => Vec::new(),
+        | Event::MailFailed { .. }
+        | Event::CanarySent { .. } => Vec::new(),
         Event::MessageLogged { message, .. } => {
             vec![(RecSpace::Placement, message.clone(), Some(Vec::new()))]
         }

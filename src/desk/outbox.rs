@@ -16,12 +16,14 @@ use lettre::Address;
 use lettre::message::Mailbox;
 
 use crate::deciding::alerts::{AlertLevel, AlertPolicy, Alerted};
+use crate::deciding::canary;
 use crate::deciding::cases::Case;
 use crate::deciding::clock::Clock;
 use crate::deciding::dispatch::{self, Route};
 use crate::deciding::receipts::{ReceiptRules, receipt_decision};
-use crate::domain::event::{Envelope, Event, MAIL_GIVE_UP_DAYS, MailRef};
+use crate::domain::event::{Automation, Envelope, Event, MAIL_GIVE_UP_DAYS, MailRef};
 use crate::domain::ids::{CaseId, ClockId};
+use crate::domain::model::FolderRole;
 use crate::domain::model::Timestamp;
 use crate::notify::compose::{self, Composed};
 use crate::store::{self, AlertState, NewMail, OutboxChange, OutboxRow, SqliteStore};
@@ -299,6 +301,7 @@ impl Desk {
                 now,
             );
         }
+        self.check_canaries(store, out, now, &mut batch, &mut events)?;
         for (clock, alerted, next_due) in plan.states {
             batch.outbox.push(OutboxChange::AlertState(AlertState {
                 clock: clock.to_string(),
@@ -310,6 +313,127 @@ impl Desk {
         }
         self.commit(batch)?;
         self.swept = true;
+        Ok(events)
+    }
+
+    /// Queue a `canary` alert for each canary whose fate is now known to be bad (missing,
+    /// in junk, bounced), once; mark those that arrived well as settled.
+    fn check_canaries(
+        &self,
+        store: &SqliteStore,
+        out: &Outbound,
+        now: Timestamp,
+        batch: &mut store::Batch,
+        events: &mut Vec<Envelope>,
+    ) -> Result<(), DeskError> {
+        for row in store.canaries_unalerted()? {
+            let fate = canary::Fate {
+                sent_at: row.send_error.is_none().then_some(row.sent_at),
+                arrived: row.arrived_at.map(|t| {
+                    let role = row.folder.as_deref().and_then(FolderRole::parse);
+                    (t, role.unwrap_or(FolderRole::Inbox))
+                }),
+                bounced: row.bounce.clone().or_else(|| row.send_error.clone()),
+            };
+            let max_delay = row.due_by - row.sent_at;
+            let Some(problem) = canary::problem(&fate, max_delay, now) else {
+                if fate.arrived.is_some() {
+                    batch.outbox.push(OutboxChange::CanaryAlerted {
+                        id: row.id.clone(),
+                        problem: "arrived".into(),
+                    });
+                }
+                continue;
+            };
+            let text = problem.describe(max_delay);
+            for (route, to) in &out.routes {
+                if !route.takes(AlertLevel::Canary) {
+                    continue;
+                }
+                let key = format!("canary/{}/{}", row.id, dispatch::route_key(route));
+                if store.outbox_has(&key)? {
+                    continue;
+                }
+                let composed = compose::canary_alert(
+                    &compose::Outgoing {
+                        from: &out.from,
+                        to,
+                        key: &key,
+                        now,
+                    },
+                    &row.to,
+                    &row.id,
+                    row.sent_at,
+                    &text,
+                )
+                .map_err(|e| DeskError::Compose(e.to_string()))?;
+                let mail_ref = MailRef {
+                    message_id: composed.message_id.clone(),
+                    kind: AlertLevel::Canary.as_str().to_string(),
+                    to: route.to.clone(),
+                    case: None,
+                    clocks: Vec::new(),
+                };
+                queue(batch, events, key, None, mail_ref, composed, now);
+            }
+            batch.outbox.push(OutboxChange::CanaryAlerted {
+                id: row.id.clone(),
+                problem: problem.code().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// When the last canary to `to` was sent, so a restart keeps the schedule.
+    pub(crate) fn canary_last_sent(&self, to: &str) -> Result<Option<Timestamp>, DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(None);
+        };
+        Ok(store
+            .canaries_latest()?
+            .into_iter()
+            .find(|c| c.to.eq_ignore_ascii_case(to))
+            .map(|c| c.sent_at))
+    }
+
+    /// Record a canary handed to the server (or refused, with `error`): a `canary_sent` event
+    /// and its row, expected back by `now + max_delay`.
+    pub(crate) fn canary_sent(
+        &mut self,
+        sent: CanarySent,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        if self.store.as_sqlite().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut batch = store::Batch::default();
+        let mut events = Vec::new();
+        batch
+            .outbox
+            .push(OutboxChange::CanarySent(store::CanaryRow {
+                id: sent.id.clone(),
+                to: sent.to.clone(),
+                message_id: sent.message_id.clone(),
+                sent_at: now,
+                due_by: now + sent.max_delay,
+                send_error: sent.error.clone(),
+                arrived_at: None,
+                folder: None,
+                bounce: None,
+                alerted: None,
+            }));
+        push_event(
+            &mut batch,
+            &mut events,
+            now,
+            Event::CanarySent {
+                canary: sent.id,
+                to: sent.to,
+                message_id: sent.message_id,
+                error: sent.error,
+            },
+        );
+        self.commit(batch)?;
         Ok(events)
     }
 
@@ -448,6 +572,39 @@ impl Desk {
         self.commit(batch)?;
         Ok(events)
     }
+}
+
+/// A canary the service handed to the server.
+#[derive(Clone, Debug)]
+pub(crate) struct CanarySent {
+    pub id: String,
+    pub to: String,
+    pub message_id: String,
+    pub max_delay: Duration,
+    /// Refused when handed over.
+    pub error: Option<String>,
+}
+
+/// What a received message says about a canary: it is one arriving, or a bounce of one.
+pub(crate) fn canary_seen(f: &crate::domain::event::MessageFacts) -> Option<OutboxChange> {
+    let id = f.canary.clone()?;
+    let bounce = (f.automation != Automation::Canary).then(|| {
+        format!(
+            "a delivery report arrived in {}: {}",
+            f.folder.as_str(),
+            if f.subject.is_empty() {
+                "(no subject)"
+            } else {
+                f.subject.as_str()
+            }
+        )
+    });
+    Some(OutboxChange::CanaryArrived {
+        id,
+        at: f.received_at,
+        folder: f.folder.as_str().to_string(),
+        bounce,
+    })
 }
 
 /// The case a clock is shown with: its own (a preliminary-report clock), else the first case

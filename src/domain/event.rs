@@ -30,6 +30,8 @@ pub enum Automation {
     Bounce,
     /// A receipt cprwatch itself sent: never an answer.
     Receipt,
+    /// cprwatch's own mailbox canary, its token verified: never a report.
+    Canary,
 }
 
 /// Everything the pipeline learned from one message, fixed at the moment it was received.
@@ -70,6 +72,9 @@ pub struct MessageFacts {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<String>,
     pub automation: Automation,
+    /// The canary this message is (its token verified), or whose bounce it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
     /// Mailing-list or bulk mail (`precedence:bulk`, `precedence:list`, `precedence:junk`,
     /// `list-id`). It still counts as a report for cases and clocks (a report forwarded
     /// through a list is a report); it only gets no receipt. Absent in logs written before it
@@ -309,6 +314,15 @@ pub enum Event {
         attempts: u32,
         error: String,
     },
+    /// A mailbox canary was handed to the server for a published CPR address (or refused:
+    /// `error`). Its arrival is the `message_received` whose facts name it.
+    CanarySent {
+        canary: String,
+        to: String,
+        message_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// A transient failure is retried for this many days, as long as a mail server keeps a
@@ -352,6 +366,7 @@ impl Event {
             Event::MailQueued { .. } => "mail_queued",
             Event::MailSent { .. } => "mail_sent",
             Event::MailFailed { .. } => "mail_failed",
+            Event::CanarySent { .. } => "canary_sent",
         }
     }
 
@@ -480,6 +495,15 @@ impl Event {
                 attempts,
                 error,
             } => format!("{} after {attempts} attempt(s): {error}", mail.summary()),
+            Event::CanarySent {
+                canary,
+                to,
+                message_id,
+                error,
+            } => match error {
+                None => format!("{canary} to {to} as {message_id}"),
+                Some(e) => format!("{canary} to {to} REFUSED: {e}"),
+            },
         };
         format!("{:<21} {detail}", self.kind())
     }
@@ -533,6 +557,7 @@ impl Event {
                 .chain(mail.clocks.iter().map(ToString::to_string))
                 .chain([mail.message_id.clone()])
                 .collect(),
+            Event::CanarySent { canary, .. } => vec![canary.clone()],
         }
     }
 
@@ -568,6 +593,7 @@ impl Event {
                 mail.case.as_ref().is_some_and(|c| c.as_str() == case)
                     || mail.clocks.iter().any(has)
             }
+            Event::CanarySent { .. } => false,
         }
     }
 }

@@ -96,6 +96,8 @@ pub struct ParsedMail {
     pub authentication_results: Vec<String>,
     /// `X-Cprwatch-Receipt:` present: an automatic receipt this tool sent.
     pub cprwatch_receipt: bool,
+    /// The raw value of the first `X-CPR-Canary:` (unverified: anyone can write one).
+    pub canary: Option<String>,
     /// Mailing-list or bulk mail: `precedence:bulk`, `precedence:list`, `precedence:junk` or
     /// `list-id`, the first such header found. Never a receipt's recipient (RFC 3834 §2).
     pub bulk: Option<String>,

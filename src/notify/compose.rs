@@ -29,8 +29,8 @@
 
 use std::time::SystemTime;
 
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 use sha2::{Digest, Sha256};
 
@@ -170,7 +170,8 @@ pub(crate) fn alert(
         out,
         Draft {
             subject,
-            auto_submitted: "auto-generated",
+            auto_submitted: Some("auto-generated"),
+            attachment: None,
             extra,
             in_reply_to: Some(root.clone()),
             references: vec![root],
@@ -254,7 +255,8 @@ pub(crate) fn digest(
         out,
         Draft {
             subject,
-            auto_submitted: "auto-generated",
+            auto_submitted: Some("auto-generated"),
+            attachment: None,
             extra,
             in_reply_to: refs.first().cloned(),
             references: refs,
@@ -304,8 +306,97 @@ pub(crate) fn delivery_failure(
         out,
         Draft {
             subject,
-            auto_submitted: "auto-generated",
+            auto_submitted: Some("auto-generated"),
+            attachment: None,
             extra: vec![("X-CPR-Level", AlertLevel::Delivery.as_str().to_string())],
+            in_reply_to: None,
+            references: Vec::new(),
+            doc,
+        },
+    )
+}
+
+/// The mailbox canary: a synthetic report to a published CPR address, with a certificate
+/// attached as real reports have, and the `X-CPR-Canary` line (`canary_line` is its value) in
+/// a header and in the text, so a bounce quoting either is recognised.
+pub(crate) fn canary(
+    out: &Outgoing<'_>,
+    id: &str,
+    canary_line: &str,
+) -> Result<Composed, ComposeError> {
+    let mut doc = Doc::default();
+    doc.line(vec![Span::ours(
+        "This is cprwatch's mailbox canary: a test report that checks that mail to this address reaches the desk's watched folders. It is not a problem report; cprwatch recognises it and opens no case. Please do not answer it.",
+    )]);
+    doc.block();
+    doc.field("Canary", vec![Span::ours(id)]);
+    doc.field(
+        "Sent at",
+        vec![Span::ours(format!("{} (UTC)", timefmt::format(out.now)))],
+    );
+    doc.block();
+    doc.line(vec![Span::ours(format!(
+        "{}: {canary_line}",
+        crate::deciding::canary::HEADER
+    ))]);
+    build(
+        out,
+        Draft {
+            subject: format!("Certificate problem report test (cprwatch canary {id})"),
+            auto_submitted: None,
+            attachment: Some((
+                "certificate.pem",
+                "application/x-pem-file",
+                CANARY_CERTIFICATE.as_bytes().to_vec(),
+            )),
+            extra: vec![(crate::deciding::canary::HEADER, canary_line.to_string())],
+            in_reply_to: None,
+            references: Vec::new(),
+            doc,
+        },
+    )
+}
+
+/// The certificate the canary carries: self-signed, its key thrown away when it was made, so
+/// it names nothing anyone could have to revoke.
+const CANARY_CERTIFICATE: &str = include_str!("canary-certificate.pem");
+
+/// A canary that did not come back as it should: an alert at the `canary` level.
+pub(crate) fn canary_alert(
+    out: &Outgoing<'_>,
+    published: &str,
+    id: &str,
+    sent_at: Timestamp,
+    problem: &str,
+) -> Result<Composed, ComposeError> {
+    let subject = format!(
+        "[cprwatch] CANARY {} {}",
+        header_text(published),
+        header_text(problem)
+    );
+    let mut doc = Doc::default();
+    doc.line(vec![Span::ours(
+        "A test report cprwatch mailed to a published problem-report address did not come back as a report would. Real reports may be going the same way: bouncing, filtered into junk, or held.",
+    )]);
+    doc.block();
+    doc.field("Address", vec![Span::ours(published)]);
+    doc.field("Canary", vec![Span::ours(id)]);
+    doc.field(
+        "Sent at",
+        vec![Span::ours(format!("{} (UTC)", timefmt::format(sent_at)))],
+    );
+    doc.field("Problem", vec![Span::theirs(clip(problem, 2000))]);
+    doc.block();
+    doc.line(vec![Span::ours(
+        "Check the address's MX, filters and junk rules, and the watched folders. `cprwatch status` shows every canary's last arrival.",
+    )]);
+    build(
+        out,
+        Draft {
+            subject,
+            auto_submitted: Some("auto-generated"),
+            attachment: None,
+            extra: vec![("X-CPR-Level", AlertLevel::Canary.as_str().to_string())],
             in_reply_to: None,
             references: Vec::new(),
             doc,
@@ -408,7 +499,8 @@ pub(crate) fn receipt(
         out,
         Draft {
             subject,
-            auto_submitted: "auto-replied",
+            auto_submitted: Some("auto-replied"),
+            attachment: None,
             extra: vec![("X-CPR-Case", case.to_string())],
             in_reply_to: own,
             references,
@@ -845,7 +937,11 @@ impl Doc {
 
 struct Draft {
     subject: String,
-    auto_submitted: &'static str,
+    /// `None` only for the canary, which must look like a report a person sent: it carries
+    /// neither `Auto-Submitted` nor cprwatch's own mark, and is told apart by its token.
+    auto_submitted: Option<&'static str>,
+    /// A file attached after the text (the canary's certificate): name, type, bytes.
+    attachment: Option<(&'static str, &'static str, Vec<u8>)>,
     /// `X-CPR-*` headers: cprwatch's own ids and levels.
     extra: Vec<(&'static str, String)>,
     in_reply_to: Option<String>,
@@ -885,9 +981,11 @@ fn build(out: &Outgoing<'_>, d: Draft) -> Result<Composed, ComposeError> {
     let raw = |name: &'static str, value: String| {
         HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
     };
-    b = b
-        .raw_header(raw("Auto-Submitted", d.auto_submitted.to_string()))
-        .raw_header(raw(OWN_MARK, "yes".to_string()));
+    if let Some(auto) = d.auto_submitted {
+        b = b
+            .raw_header(raw("Auto-Submitted", auto.to_string()))
+            .raw_header(raw(OWN_MARK, "yes".to_string()));
+    }
     for (name, value) in d.extra {
         b = b.raw_header(raw(name, value));
     }
@@ -900,10 +998,20 @@ fn build(out: &Outgoing<'_>, d: Draft) -> Result<Composed, ComposeError> {
     h.update([0]);
     h.update(html.as_bytes());
     let boundary = format!("cprwatch-{}", &hex::encode(h.finalize())[..40]);
-    let body = MultiPart::alternative()
-        .boundary(boundary)
+    let alternative = MultiPart::alternative()
+        .boundary(boundary.clone())
         .singlepart(SinglePart::plain(text))
         .singlepart(SinglePart::html(html));
+    let body = match d.attachment {
+        None => alternative,
+        Some((name, content_type, bytes)) => MultiPart::mixed()
+            .boundary(format!("{boundary}-mixed"))
+            .multipart(alternative)
+            .singlepart(Attachment::new(name.to_string()).body(
+                bytes,
+                ContentType::parse(content_type).map_err(|e| ComposeError::Build(e.to_string()))?,
+            )),
+    };
     let message = b
         .multipart(body)
         .map_err(|e| ComposeError::Build(e.to_string()))?;
@@ -1028,6 +1136,7 @@ mod tests {
             bad_commands: vec![],
             parsed_ok: true,
             problems: vec![],
+            canary: None,
         }
     }
 
@@ -1365,6 +1474,7 @@ mod tests {
             staff: Default::default(),
             rules: crate::reading::rules::RuleSet::shipped(),
             limits: Default::default(),
+            canary_keys: Vec::new(),
         };
         let meta = SourceMeta {
             folder: FolderRole::Inbox,
@@ -1639,6 +1749,7 @@ mod tests {
             staff: Default::default(),
             rules: crate::reading::rules::RuleSet::shipped(),
             limits: Default::default(),
+            canary_keys: Vec::new(),
         };
         let meta = SourceMeta {
             folder: FolderRole::Inbox,

@@ -1,6 +1,7 @@
 //! From raw bytes to [`MessageFacts`]: parse, find references and commands, classify, decide
 //! receipt time and staff authorship. Pure: `now` is an argument.
 
+use crate::deciding::canary;
 use crate::domain::event::{Automation, MessageFacts};
 use crate::domain::model::{FolderRole, ParsedMail, RuleHit, SourceMeta, TimeSource, Timestamp};
 use crate::domain::timefmt;
@@ -16,6 +17,9 @@ pub struct Policy {
     pub rules: RuleSet,
     /// How much of one message is searched (`[limits]`).
     pub limits: Limits,
+    /// The keys of the mailbox canaries' tokens (`[[canary]] secret_*`): a message is a canary
+    /// only when its token verifies under one.
+    pub canary_keys: Vec<Vec<u8>>,
 }
 
 /// A Message-Id for a message that has none, stable across re-reads: derived from the content,
@@ -46,6 +50,7 @@ pub(crate) fn message_facts(
     let (commands, bad_commands) = extract::commands(&mail.texts);
     let rules = classify(policy, &mail, &mut problems);
     let staff = staff::staff_proof(&mail, meta.folder, &policy.staff);
+    let canary = canary_of(&mail, &policy.canary_keys);
     let (message_id, synthetic_id) = match &mail.message_id {
         Some(id) => (id.clone(), false),
         None => {
@@ -71,7 +76,11 @@ pub(crate) fn message_facts(
         subject: mail.subject.clone(),
         in_reply_to: mail.in_reply_to.clone(),
         references: mail.references.clone(),
-        automation: automation(&mail),
+        automation: match canary {
+            Some((_, false)) => Automation::Canary,
+            _ => automation(&mail),
+        },
+        canary: canary.map(|(id, _)| id),
         bulk: mail.bulk.clone(),
         staff,
         certificates: found.certificates,
@@ -151,6 +160,31 @@ fn receipt_time(
     (t, source)
 }
 
+/// The canary a message is (`false`: its own header verifies), or a bounce of (`true`: a
+/// delivery report quoting a canary whose token verifies).
+fn canary_of(mail: &ParsedMail, keys: &[Vec<u8>]) -> Option<(String, bool)> {
+    if keys.is_empty() {
+        return None;
+    }
+    let header = mail
+        .canary
+        .as_deref()
+        .and_then(|v| canary::verified(keys, &format!("{}: {v}", canary::HEADER)));
+    if let Some(id) = header
+        && !mail.is_report_mime
+    {
+        return Some((id, false));
+    }
+    if automation(mail) == Automation::Bounce {
+        return mail
+            .texts
+            .iter()
+            .find_map(|t| canary::verified(keys, t))
+            .map(|id| (id, true));
+    }
+    None
+}
+
 /// RFC 3834 and common practice: what kind of automatic message this is, if any.
 fn automation(mail: &ParsedMail) -> Automation {
     let from_daemon = mail.from.as_deref().is_some_and(|f| {
@@ -188,7 +222,52 @@ mod tests {
                 classify_bytes,
                 ..Limits::default()
             },
+            canary_keys: Vec::new(),
         }
+    }
+
+    /// Only a token made with the desk's key makes a message a canary (a reporter writing the
+    /// header gets a case like anyone), and a delivery report quoting a canary is its bounce.
+    #[test]
+    fn a_canary_is_known_by_its_verified_token_and_so_is_its_bounce() {
+        let key = b"canary key".to_vec();
+        let mut p = policy(1 << 20);
+        p.canary_keys = vec![key.clone()];
+        let id = canary::id(
+            "cpr@example-ca.test",
+            time::macros::datetime!(2026-03-02 10:00 UTC),
+        );
+        let line = canary::header_value(&key, &id);
+        let meta = SourceMeta {
+            folder: FolderRole::Inbox,
+            position: None,
+            server_time: None,
+        };
+        let now = time::macros::datetime!(2026-03-02 10:01 UTC);
+        let mail = |header: &str| {
+            format!(
+                "From: cprwatch@example-ca.test\r\nSubject: test\r\nMessage-ID: <c@x>\r\n\
+                 X-CPR-Canary: {header}\r\n\r\nhttps://crt.sh/?id=42\r\n"
+            )
+        };
+        let f = message_facts(mail(&line).as_bytes(), "h1", &meta, &p, now);
+        assert_eq!(f.automation, Automation::Canary);
+        assert_eq!(f.canary.as_deref(), Some(id.as_str()));
+        let forged = format!("{id} {}", "0".repeat(32));
+        let f = message_facts(mail(&forged).as_bytes(), "h2", &meta, &p, now);
+        assert_eq!(f.automation, Automation::None, "a forged token is a report");
+        assert_eq!(f.canary, None);
+        let dsn = format!(
+            "From: MAILER-DAEMON@mx.example-ca.test\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+             Message-ID: <dsn@x>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nThe mail system could not deliver it.\r\n\
+             --b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: cprwatch@example-ca.test\r\n\
+             X-CPR-Canary: {line}\r\n\r\n--b--\r\n"
+        );
+        let f = message_facts(dsn.as_bytes(), "h3", &meta, &p, now);
+        assert_eq!(f.automation, Automation::Bounce);
+        assert_eq!(f.canary.as_deref(), Some(id.as_str()));
     }
 
     /// A report sent through a mailing list is recorded as bulk (so it gets no receipt) and

@@ -46,7 +46,7 @@ impl Courier {
         );
         let mut failing = false;
         loop {
-            let (rows, next) = match ask(&self.desk, |reply| Request::OutboxDue {
+            let (rows, next) = match super::request(&self.desk, |reply| Request::OutboxDue {
                 limit: ROUND,
                 reply,
             })
@@ -67,7 +67,7 @@ impl Courier {
                 let outcome = self.attempt(&row).await;
                 trouble |= matches!(outcome, Delivery::Transient(_));
                 let id = row.id;
-                if ask(&self.desk, |reply| Request::Delivered {
+                if super::request(&self.desk, |reply| Request::Delivered {
                     id,
                     outcome,
                     reply,
@@ -121,14 +121,4 @@ impl Courier {
             Err(SendError::Permanent(e)) => Delivery::Permanent(e),
         }
     }
-}
-
-/// Ask the service loop; `None` when it is shutting down.
-async fn ask<T>(
-    desk: &mpsc::Sender<Request>,
-    request: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, String>>) -> Request,
-) -> Option<Result<T, String>> {
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    desk.send(request(reply)).await.ok()?;
-    answer.await.ok()
 }

@@ -63,6 +63,16 @@ pub(crate) enum Request {
         limit: usize,
         reply: oneshot::Sender<Result<OutboxDue, String>>,
     },
+    /// A canary task asks when the last canary to `to` was sent.
+    CanaryLastSent {
+        to: String,
+        reply: oneshot::Sender<Result<Option<crate::domain::model::Timestamp>, String>>,
+    },
+    /// A canary task reports a canary handed over (or refused).
+    CanarySent {
+        sent: crate::desk::CanarySent,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// The courier reports how an attempt to deliver outbox row `id` went.
     Delivered {
         id: i64,

@@ -8,6 +8,7 @@
 //! On SIGTERM or Ctrl-C the loop commits the batches already handed to it and returns.
 
 pub mod backoff;
+mod canary;
 mod courier;
 pub mod folder_sync;
 pub mod logging;
@@ -168,6 +169,17 @@ async fn ask<T>(
         .map_err(Stop::Fault)
 }
 
+/// Ask the service loop from a task that has no use for [`Stop`]; `None` when it is shutting
+/// down.
+async fn request<T>(
+    desk: &mpsc::Sender<Request>,
+    request: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
+) -> Option<Result<T, String>> {
+    let (reply, answer) = oneshot::channel();
+    desk.send(request(reply)).await.ok()?;
+    answer.await.ok()
+}
+
 /// Run until `shutdown` fires.
 pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError> {
     for note in &config.notes {
@@ -239,6 +251,23 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
             shutdown: shutdown.clone(),
         };
         source_tasks.spawn(courier.run());
+    }
+    for (c, key) in config.canary.iter().zip(&desk.policy().canary_keys) {
+        let Some(smtp) = c.smtp.as_ref().or(config.smtp.as_ref()) else {
+            warn!(
+                canary = c.to.as_str(),
+                "no [smtp] and no smtp of its own: the canary is not sent"
+            );
+            continue;
+        };
+        let task = canary::CanaryTask {
+            config: c.clone(),
+            key: key.clone(),
+            mailer: crate::notify::smtp::Mailer::new(smtp).map_err(DeskError::Mailer)?,
+            desk: requests.clone(),
+            shutdown: shutdown.clone(),
+        };
+        source_tasks.spawn(task.run());
     }
     drop(requests);
     drop(preparer);
@@ -365,6 +394,16 @@ fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
                 .outbox_due(timefmt::now(), limit)
                 .and_then(|rows| Ok((rows, desk.outbox_next_attempt()?)));
             let _ = reply.send(r.map_err(|e| e.to_string()));
+        }
+        Request::CanaryLastSent { to, reply } => {
+            let _ = reply.send(desk.canary_last_sent(&to).map_err(|e| e.to_string()));
+        }
+        Request::CanarySent { sent, reply } => {
+            let r = desk.canary_sent(sent, timefmt::now());
+            if let Ok(events) = &r {
+                log_events(events);
+            }
+            let _ = reply.send(r.map(drop).map_err(|e| e.to_string()));
         }
         Request::Delivered { id, outcome, reply } => {
             let r = desk.delivered(id, outcome, timefmt::now());

@@ -33,7 +33,7 @@ pub use memory::MemoryStore;
 pub use message::{MessageCodec, NewMessage};
 pub use sqlite::{SqliteStore, TablesState, event_body};
 pub use sqlite_fold::StoreBacking;
-pub use sqlite_outbox::{AlertState, NewMail, OutboxChange, OutboxRow, OutboxSummary};
+pub use sqlite_outbox::{AlertState, CanaryRow, NewMail, OutboxChange, OutboxRow, OutboxSummary};
 
 use std::collections::HashSet;
 

@@ -1899,6 +1899,24 @@ impl SqliteStore {
         outbox_sql::alert_states(&self.conn, clocks)
     }
 
+    /// Canaries whose problems were not alerted yet.
+    pub(crate) fn canaries_unalerted(&self) -> Result<Vec<super::CanaryRow>, StoreError> {
+        outbox_sql::canaries_unalerted(&self.conn)
+    }
+
+    /// The latest canary to each address.
+    pub(crate) fn canaries_latest(&self) -> Result<Vec<super::CanaryRow>, StoreError> {
+        outbox_sql::canaries_latest(&self.conn)
+    }
+
+    /// The last arrival of a canary to `to`, and the role of its folder.
+    pub(crate) fn canary_last_arrival(
+        &self,
+        to: &str,
+    ) -> Result<Option<(Timestamp, String)>, StoreError> {
+        outbox_sql::canary_last_arrival(&self.conn, to)
+    }
+
     /// Clocks whose alert evaluation is due at `now`.
     pub(crate) fn alert_clocks_due(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         outbox_sql::clocks_due(&self.conn, now)

@@ -48,6 +48,20 @@ CREATE TABLE IF NOT EXISTS alert_clocks (
     next_due   INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alert_clocks_due ON alert_clocks (next_due) WHERE next_due IS NOT NULL;
+CREATE TABLE IF NOT EXISTS canaries (
+    id         TEXT PRIMARY KEY,
+    to_addr    TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sent_at    INTEGER NOT NULL,
+    due_by     INTEGER NOT NULL,
+    send_error TEXT,
+    arrived_at INTEGER,
+    folder     TEXT,
+    bounce     TEXT,
+    alerted    TEXT
+);
+CREATE INDEX IF NOT EXISTS canaries_by_to ON canaries (to_addr, sent_at);
+CREATE INDEX IF NOT EXISTS canaries_open ON canaries (due_by) WHERE alerted IS NULL;
 ";
 
 /// A mail to queue.
@@ -95,6 +109,40 @@ pub enum OutboxChange {
     },
     /// A clock's alert state after an evaluation.
     AlertState(AlertState),
+    /// A canary was handed to the server (or refused: `send_error`).
+    CanarySent(CanaryRow),
+    /// A canary, or a bounce of one (`bounce`), arrived in a watched folder.
+    CanaryArrived {
+        id: String,
+        at: Timestamp,
+        folder: String,
+        bounce: Option<String>,
+    },
+    /// A canary's problem was alerted (`missing`, `junk`, `bounced`): once is enough.
+    CanaryAlerted {
+        id: String,
+        problem: String,
+    },
+}
+
+/// One canary and its fate so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanaryRow {
+    pub id: String,
+    /// The published address it went to.
+    pub to: String,
+    pub message_id: String,
+    pub sent_at: Timestamp,
+    /// It must have arrived by then (`sent_at + max_delay`).
+    pub due_by: Timestamp,
+    pub send_error: Option<String>,
+    pub arrived_at: Option<Timestamp>,
+    /// The role of the folder it arrived in.
+    pub folder: Option<String>,
+    /// Why it bounced, when a bounce of it arrived.
+    pub bounce: Option<String>,
+    /// The problem alerted, if one was.
+    pub alerted: Option<String>,
 }
 
 /// What a clock's alert schedule has reached ([`crate::deciding::alerts::Alerted`], stored).
@@ -230,6 +278,44 @@ pub(super) fn apply(tx: &Transaction<'_>, changes: &[OutboxChange]) -> Result<()
                 )
                 .and_then(|mut st| st.execute(params![id, attempts, secs(*at), error]))
                 .map_err(sql(ACTION))?;
+            }
+            OutboxChange::CanarySent(c) => {
+                tx.prepare_cached(
+                    "INSERT INTO canaries (id, to_addr, message_id, sent_at, due_by, send_error) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        c.id,
+                        c.to,
+                        c.message_id,
+                        secs(c.sent_at),
+                        secs(c.due_by),
+                        c.send_error
+                    ])
+                })
+                .map_err(sql(ACTION))?;
+            }
+            OutboxChange::CanaryArrived {
+                id,
+                at,
+                folder,
+                bounce,
+            } => {
+                // The first sighting counts; a bounce counts whenever it comes.
+                tx.prepare_cached(
+                    "UPDATE canaries SET \
+                     arrived_at = CASE WHEN ?4 IS NULL AND arrived_at IS NULL THEN ?2 ELSE arrived_at END, \
+                     folder = CASE WHEN ?4 IS NULL AND arrived_at IS NULL THEN ?3 ELSE folder END, \
+                     bounce = COALESCE(bounce, ?4) WHERE id = ?1",
+                )
+                .and_then(|mut st| st.execute(params![id, secs(*at), folder, bounce]))
+                .map_err(sql(ACTION))?;
+            }
+            OutboxChange::CanaryAlerted { id, problem } => {
+                tx.prepare_cached("UPDATE canaries SET alerted = ?2 WHERE id = ?1")
+                    .and_then(|mut st| st.execute(params![id, problem]))
+                    .map_err(sql(ACTION))?;
             }
             OutboxChange::AlertState(a) => {
                 tx.prepare_cached(
@@ -385,6 +471,62 @@ pub(super) fn alert_states(
         out.extend(found);
     }
     Ok(out)
+}
+
+const CANARY: &str = "SELECT id, to_addr, message_id, sent_at, due_by, send_error, arrived_at, \
+                      folder, bounce, alerted FROM canaries";
+
+fn canary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CanaryRow> {
+    Ok(CanaryRow {
+        id: r.get(0)?,
+        to: r.get(1)?,
+        message_id: r.get(2)?,
+        sent_at: time_of(r.get(3)?),
+        due_by: time_of(r.get(4)?),
+        send_error: r.get(5)?,
+        arrived_at: r.get::<_, Option<i64>>(6)?.map(time_of),
+        folder: r.get(7)?,
+        bounce: r.get(8)?,
+        alerted: r.get(9)?,
+    })
+}
+
+/// Canaries whose problems were not alerted yet.
+pub(super) fn canaries_unalerted(conn: &Connection) -> Result<Vec<CanaryRow>, StoreError> {
+    conn.prepare_cached(&format!("{CANARY} WHERE alerted IS NULL ORDER BY sent_at"))
+        .and_then(|mut st| st.query_map([], canary_row)?.collect())
+        .map_err(sql("read canaries"))
+}
+
+/// The latest canary to each address.
+pub(super) fn canaries_latest(conn: &Connection) -> Result<Vec<CanaryRow>, StoreError> {
+    conn.prepare_cached(&format!(
+        "{CANARY} c WHERE sent_at = (SELECT MAX(sent_at) FROM canaries d WHERE d.to_addr = c.to_addr) \
+         ORDER BY to_addr"
+    ))
+    .and_then(|mut st| st.query_map([], canary_row)?.collect())
+    .map_err(sql("read canaries"))
+}
+
+/// The last arrival of a canary to `to` (and where), if any.
+pub(super) fn canary_last_arrival(
+    conn: &Connection,
+    to: &str,
+) -> Result<Option<(Timestamp, String)>, StoreError> {
+    conn.prepare_cached(
+        "SELECT arrived_at, folder FROM canaries WHERE to_addr = ?1 AND arrived_at IS NOT NULL \
+         ORDER BY arrived_at DESC LIMIT 1",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![to], |r| {
+            Ok((
+                time_of(r.get(0)?),
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })
+        .optional()
+    })
+    .map_err(sql("read canaries"))
 }
 
 /// The clocks whose alert evaluation is due at `now`.

@@ -131,6 +131,8 @@ pub(crate) fn fill(msg: &Message<'_>, raw: &[u8], out: &mut ParsedMail, limits: 
                     }
                 } else if name.eq_ignore_ascii_case("x-cprwatch-receipt") {
                     out.cprwatch_receipt = true;
+                } else if name.eq_ignore_ascii_case("x-cpr-canary") && out.canary.is_none() {
+                    out.canary = Some(raw_value(raw, h));
                 }
             }
             _ => {}
