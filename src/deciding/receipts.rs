@@ -24,9 +24,6 @@
 //! Pure: `now` is an argument, and how many receipts went to an address in the last hour is
 //! asked of the caller, who keeps the outbox.
 
-// Called by the outbox, which is being built on another branch: until it lands only the
-// tests use this module.
-
 use std::collections::BTreeSet;
 use std::fmt;
 

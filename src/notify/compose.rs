@@ -19,13 +19,13 @@
 //! - nothing here can hold key material: [`KeyRef`] carries only the SPKI hash, and facts hold
 //!   no body text. No secret is passed in.
 //!
-//! Every message carries `X-Cprwatch-Receipt: yes`, which makes cprwatch's own mail
+//! Every message but the canary carries `X-Cprwatch-Receipt: yes`, which makes cprwatch's own mail
 //! [`crate::domain::event::Automation::Receipt`] when it lands in a watched folder: it never
 //! opens a case, never gets a receipt. Its `Message-Id` is derived from the outbox key, so a
 //! resend after a crash has the same one and a mail client or an auditor sees one message.
 
-// Called by the outbox, which is being built on another branch: until it lands only the
-// tests use this module.
+//! The canary is the exception: it must look like a person's report, and is told apart by its
+//! verified token instead (`deciding::canary`).
 
 use std::time::SystemTime;
 
