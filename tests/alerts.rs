@@ -271,6 +271,12 @@ fn smtp_down_while_thresholds_pass_and_a_kill_before_delivery_still_deliver_exac
             now - time::Duration::hours(25),
         ),
     );
+    // Its 1-hour threshold is crossed 4 seconds after the start, while the server is down.
+    let l_at = now - time::Duration::hours(23) + time::Duration::seconds(4);
+    w.deliver(
+        "l",
+        &report("l@r.test", "l@reporter.test", "Report-L", plain, l_at),
+    );
     w.start();
     // Evaluated and queued, and the courier has tried and failed.
     let v = w.wait_status(Duration::from_secs(60), "delivery retried", |v| {
@@ -278,7 +284,12 @@ fn smtp_down_while_thresholds_pass_and_a_kill_before_delivery_still_deliver_exac
             .as_array()
             .is_some_and(|r| !r.is_empty())
     });
-    assert_eq!(v["outbox"]["pending"], 2, "{v}");
+    assert!(v["outbox"]["pending"].as_u64() >= Some(3), "{v}");
+    // L's second warning queued too: its threshold was crossed during the outage.
+    let v = w.wait_status(Duration::from_secs(60), "L's second warning queued", |v| {
+        v["outbox"]["pending"] == 4
+    });
+    assert_eq!(v["outbox"]["failed"], serde_json::json!([]), "{v}");
     // Killed between evaluation and delivery.
     w.kill();
     postfix.restart();
@@ -290,6 +301,12 @@ fn smtp_down_while_thresholds_pass_and_a_kill_before_delivery_still_deliver_exac
     assert_eq!(levels(&g_all), ["breach"], "exactly once: {g:?}");
     let oncall = inbox(&dovecot, "oncall", "Report-G", Duration::ZERO);
     assert_eq!(levels(&oncall), ["breach"]);
+    let l = inbox(&dovecot, "desk", "Report-L", Duration::ZERO);
+    assert_eq!(
+        levels(&l),
+        ["warning", "warning"],
+        "4 h and 1 h, once each: {l:?}"
+    );
     let (code, _) = w.command(&["verify"]);
     assert_eq!(code, 0);
 }

@@ -537,9 +537,14 @@ fn describe_outbound(o: &mut String, config: &Config) {
         }
     );
     for c in &config.canary {
+        let via = match (&c.smtp, &config.smtp) {
+            (Some(own), _) => format!("through {}:{}", esc(&own.host), own.port),
+            (None, Some(_)) => "through [smtp]".to_string(),
+            (None, None) => "NOT SENT: no [smtp] and no smtp of its own".to_string(),
+        };
         let _ = writeln!(
             o,
-            "canary: to {} every {}, expected back within {}",
+            "canary: to {} every {}, expected back within {}, {via}",
             esc(&c.to),
             span(c.every),
             span(c.max_delay)
