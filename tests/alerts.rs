@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::dovecot::Dovecot;
 use support::postfix::Postfix;
-use support::service::{Cprwatch, report};
+use support::service::{Cprwatch, header, inbox, levels, report, settled};
 use time::OffsetDateTime;
 
 fn config(smtp_port: u16, extra: &str) -> String {
@@ -28,43 +28,6 @@ fn config(smtp_port: u16, extra: &str) -> String {
 const ROUTES: &str = "[[alerts.route]]\nto = [\"desk@example-ca.test\"]\n\
     levels = [\"warning\", \"breach\", \"reminder\", \"advisory\", \"canary\", \"digest\", \"delivery\"]\n\
     [[alerts.route]]\nto = [\"oncall@example-ca.test\"]\nlevels = [\"breach\"]\n";
-
-/// Every message in `user`'s INBOX containing `needle`, once at least one is there (up to
-/// `within`); empty if none came.
-fn inbox(dovecot: &Dovecot, user: &str, needle: &str, within: Duration) -> Vec<String> {
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(dovecot.wait_for_inbox(user, needle, within))
-}
-
-/// The value of header `name` in `mail` (first occurrence, unfolded).
-fn header(mail: &str, name: &str) -> Option<String> {
-    let parsed = mail_parser::MessageParser::default().parse(mail.as_bytes())?;
-    parsed
-        .header_raw(name)
-        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-fn levels(mails: &[String]) -> Vec<String> {
-    let mut l: Vec<String> = mails
-        .iter()
-        .map(|m| header(m, "X-CPR-Level").unwrap_or_default())
-        .collect();
-    l.sort();
-    l
-}
-
-/// Wait until the outbox is empty (all sent) and has been for a few ticks: then nothing more
-/// is on its way.
-fn settled(w: &Cprwatch) {
-    w.wait_status(Duration::from_secs(60), "outbox drained", |v| {
-        v["outbox"]["pending"] == 0
-    });
-    std::thread::sleep(Duration::from_secs(3));
-    w.wait_status(Duration::from_secs(60), "outbox drained", |v| {
-        v["outbox"]["pending"] == 0
-    });
-}
 
 #[test]
 fn each_clock_alerts_once_per_stage_to_the_routes_that_take_it() {

@@ -11,13 +11,7 @@ use std::time::Duration;
 
 use support::dovecot::Dovecot;
 use support::postfix::Postfix;
-use support::service::Cprwatch;
-
-fn levels_in(dovecot: &Dovecot, user: &str, needle: &str, within: Duration) -> Vec<String> {
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(dovecot.wait_for_inbox(user, needle, within))
-}
+use support::service::{Cprwatch, inbox};
 
 #[test]
 fn canaries_arriving_in_junk_missing_or_bounced_alert_once_and_never_open_a_case() {
@@ -75,7 +69,7 @@ fn canaries_arriving_in_junk_missing_or_bounced_alert_once_and_never_open_a_case
     assert_eq!(state(support::postfix::REFUSED), "bounced", "{v}");
     // The canaries are in the log, and none opened a case.
     assert_eq!(v["cases"], serde_json::json!([]), "{v}");
-    let alerts = levels_in(
+    let alerts = inbox(
         &dovecot,
         "desk",
         "X-CPR-Level: canary",
@@ -86,7 +80,7 @@ fn canaries_arriving_in_junk_missing_or_bounced_alert_once_and_never_open_a_case
     });
     std::thread::sleep(Duration::from_secs(3));
     w.stop();
-    let alerts_all = levels_in(&dovecot, "desk", "X-CPR-Level: canary", Duration::ZERO);
+    let alerts_all = inbox(&dovecot, "desk", "X-CPR-Level: canary", Duration::ZERO);
     assert_eq!(alerts_all.len(), 3, "one per problem: {alerts:?}");
     for (needle, what) in [
         ("cpr-junk@example-ca.test", "junk"),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::dovecot::Dovecot;
 use support::postfix::Postfix;
-use support::service::{Cprwatch, report};
+use support::service::{Cprwatch, header, inbox, report, settled};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
@@ -22,19 +22,6 @@ fn config(smtp_port: u16, extra: &str) -> String {
          from = \"cprwatch@example-ca.test\"\ntimeout = \"10s\"\n\
          [receipts]\nenabled = true\nmax_per_sender_per_hour = 2\nskip_junk = true\n{extra}"
     )
-}
-
-fn inbox(dovecot: &Dovecot, user: &str, needle: &str, within: Duration) -> Vec<String> {
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(dovecot.wait_for_inbox(user, needle, within))
-}
-
-fn header(mail: &str, name: &str) -> Option<String> {
-    let parsed = mail_parser::MessageParser::default().parse(mail.as_bytes())?;
-    parsed
-        .header_raw(name)
-        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// The header section of a delivered mail, one unfolded field per line.
@@ -51,13 +38,6 @@ fn header_lines(mail: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn settled(w: &Cprwatch) {
-    let drained = |v: &serde_json::Value| v["outbox"]["pending"] == 0;
-    w.wait_status(Duration::from_secs(60), "outbox drained", drained);
-    std::thread::sleep(Duration::from_secs(3));
-    w.wait_status(Duration::from_secs(60), "outbox drained", drained);
 }
 
 /// A report with extra header lines (`extra` ends each with CRLF) before the body.

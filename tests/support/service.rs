@@ -163,3 +163,43 @@ impl Drop for Cprwatch {
         self.kill();
     }
 }
+
+/// Every message in `user`'s INBOX on `dovecot` containing `needle`, once at least one is
+/// there (up to `within`); empty if none came. For tests that are not async.
+pub fn inbox(
+    dovecot: &super::dovecot::Dovecot,
+    user: &str,
+    needle: &str,
+    within: Duration,
+) -> Vec<String> {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(dovecot.wait_for_inbox(user, needle, within))
+}
+
+/// The value of header `name` in `mail` (first occurrence, unfolded).
+pub fn header(mail: &str, name: &str) -> Option<String> {
+    let parsed = mail_parser::MessageParser::default().parse(mail.as_bytes())?;
+    parsed
+        .header_raw(name)
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// The `X-CPR-Level` of each mail, sorted.
+pub fn levels(mails: &[String]) -> Vec<String> {
+    let mut l: Vec<String> = mails
+        .iter()
+        .map(|m| header(m, "X-CPR-Level").unwrap_or_default())
+        .collect();
+    l.sort();
+    l
+}
+
+/// Wait until the outbox is empty (all sent) and still is a few ticks later: then nothing
+/// more is on its way.
+pub fn settled(w: &Cprwatch) {
+    let drained = |v: &serde_json::Value| v["outbox"]["pending"] == 0;
+    w.wait_status(Duration::from_secs(60), "outbox drained", drained);
+    std::thread::sleep(Duration::from_secs(3));
+    w.wait_status(Duration::from_secs(60), "outbox drained", drained);
+}
