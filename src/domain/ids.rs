@@ -82,6 +82,9 @@ impl ClockId {
     }
 }
 
+/// What every [`Position::web`] starts with.
+const WEB: &str = "web:";
+
 /// Where a message was read: a place that, once recorded, is never read into the log again.
 /// `imap:<mailbox>/<folder>/<uidvalidity>/<uid>`, `maildir:<dir>/<folder>/<unique>`,
 /// `mbox:<file>#<offset>`, `file:<path>`.
@@ -114,6 +117,18 @@ impl Position {
 
     pub fn file(path: &std::path::Path) -> Position {
         Position(format!("file:{}", path.display()))
+    }
+
+    /// A staff action taken in the dashboard by the logged-in `user`, recorded as a message
+    /// (`action` names it uniquely). Only the web server makes these, in process: no mail
+    /// source can produce one, so the user it names is who was logged in.
+    pub fn web(user: &str, action: &str) -> Position {
+        Position(format!("{WEB}{user}/{action}"))
+    }
+
+    /// The dashboard user of a [`Position::web`] position.
+    pub fn web_user(&self) -> Option<&str> {
+        self.0.strip_prefix(WEB)?.split('/').next()
     }
 
     /// A position as recorded (a test's, or one read back).
