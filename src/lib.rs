@@ -16,6 +16,7 @@ pub mod deciding;
 pub mod desk;
 pub mod domain;
 pub mod escape;
+pub mod evidence;
 pub mod notify;
 pub mod pipeline;
 pub mod reading;
