@@ -5,6 +5,7 @@
 //! atomically. If a commit fails the engine is rebuilt from the store, so memory never runs
 //! ahead of what is durable.
 
+mod checkpoints;
 mod outbox;
 
 use std::collections::HashSet;
@@ -962,7 +963,12 @@ pub fn verify_with_evidence(
             .collect(),
         None => Vec::new(),
     };
-    checkpoints.extend(extra.into_iter().map(|c| (c, Origin::File)));
+    // An outside copy repeats what the store holds: each checkpoint is judged once.
+    for c in extra {
+        if !checkpoints.iter().any(|(k, _)| k.signature == c.signature) {
+            checkpoints.push((c, Origin::File));
+        }
+    }
     let mut report = VerifyReport {
         events: v.events_ok,
         messages: v.messages_checked,

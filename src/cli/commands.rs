@@ -426,7 +426,15 @@ pub fn verify(
                 f.display()
             ))
         })?;
-        let found = crate::evidence::parse_lines(&String::from_utf8_lossy(&text));
+        // A saved mail is read through its text part (long lines are encoded in transit);
+        // a plain file of lines as it is.
+        let mut found = crate::evidence::parse_lines(&String::from_utf8_lossy(&text));
+        if let Some(body) = mail_parser::MessageParser::default()
+            .parse(text.as_slice())
+            .and_then(|m| m.body_text(0).map(|b| b.into_owned()))
+        {
+            found.extend(crate::evidence::parse_lines(&body));
+        }
         if found.is_empty() {
             return Err(CommandError::Usage(format!(
                 "--checkpoints {} holds no `cprwatch-checkpoint v1` line — pass a saved \
