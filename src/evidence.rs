@@ -311,8 +311,9 @@ pub fn judge(
         }
     }
     // Events after a checkpoint that say they were recorded before it were not there when it
-    // was signed: put in afterwards, by someone other than cprwatch as it ran.
-    for c in &holding {
+    // was signed: put in afterwards, by someone other than cprwatch as it ran. Each is named
+    // against the checkpoint covering the most events it postdates.
+    for c in holding.iter().rev() {
         let Ok(at) = timefmt::parse(&c.at) else {
             continue;
         };
@@ -425,6 +426,29 @@ mod tests {
             hashes: hashes.iter().map(|(s, h)| (*s, h.to_string())).collect(),
             recorded: BTreeMap::new(),
         }
+    }
+
+    /// A throwaway key as `openssl genpkey -algorithm ed25519` wrote it, and what `openssl
+    /// pkey -pubout` printed for it: the formats the README tells desks to use.
+    const OPENSSL_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAWes7Y+e/jVjNveXiBBq9Gz27LIWYICpUTwT4ieqMgJ\n-----END PRIVATE KEY-----\n";
+    const OPENSSL_PUB: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAEdsuEMeyb7Efn2pIB8wM/3/H6JMv8/kuKfy6ginqDmE=\n-----END PUBLIC KEY-----\n";
+
+    #[test]
+    fn keys_as_openssl_writes_them_load_and_a_readable_private_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = (dir.path().join("k.pem"), dir.path().join("p.pem"));
+        std::fs::write(&private, OPENSSL_KEY).unwrap();
+        std::fs::write(&public, OPENSSL_PUB).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load_signing_key(&private).unwrap_err().to_string();
+        assert!(e.contains("mode 0640") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let k = load_signing_key(&private).unwrap();
+        assert_eq!(public_key_pem(&k.verifying_key()), OPENSSL_PUB);
+        assert_eq!(load_public_key(&public).unwrap(), k.verifying_key());
+        let e = load_public_key(&private).unwrap_err().to_string();
+        assert!(e.contains("is not an Ed25519 public key"), "{e}");
     }
 
     #[test]
