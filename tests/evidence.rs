@@ -435,6 +435,15 @@ fn a_signing_key_others_can_read_is_refused() {
         "{}",
         text(&o)
     );
+    let o = desk.run(&["check-config", "--config", &cfg(&desk)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = desk.run(&["check-config", "--config", &cfg(&desk)]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("audit: checkpoints signed at start, hourly"),
+        "{}",
+        text(&o)
+    );
     // Without a key at all, the command says how to make one.
     let bare = Desk::with_store();
     let o = bare.run(&["audit", "checkpoint", "--config", &cfg(&bare)]);

@@ -698,9 +698,29 @@ fn describe_outbound(o: &mut String, config: &Config) {
 pub fn check_config(config_path: &Path) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
     let policy = desk::policy(&config)?;
-    let mut out = Outcome::ok(describe(&config, &policy));
+    let mut text = describe(&config, &policy);
+    text.push_str(&describe_audit(&config)?);
+    let mut out = Outcome::ok(text);
     out.stderr = notes_text(&config.notes);
     Ok(out)
+}
+
+/// `[audit]`, with the key read as `run` will read it: a key others can read fails here first.
+fn describe_audit(config: &Config) -> Result<String, CommandError> {
+    let Some(path) = &config.audit.signing_key_file else {
+        return Ok(
+            "audit: no signing_key_file: no checkpoints are signed (verify checks the \
+                   hash chain alone)\n"
+                .to_string(),
+        );
+    };
+    let key = signing_key(config)?;
+    Ok(format!(
+        "audit: checkpoints signed at start, hourly and at shutdown with {} (key {}), mailed \
+         daily to the routes taking digest\n",
+        esc(&path.display().to_string()),
+        crate::evidence::key_id(&key.verifying_key())
+    ))
 }
 
 /// What was loaded, for a person. Operator-written, but printed through [`esc`] all the same:
