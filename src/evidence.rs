@@ -199,7 +199,7 @@ pub struct LogView {
     pub head: u64,
     /// The chain hash of each event a checkpoint names, for those at or below `head`.
     pub hashes: BTreeMap<u64, String>,
-    /// When each event after the earliest seq asked for was recorded (see [`LogView::since`]).
+    /// When each event after the last checkpoint's seq was recorded ([`wanted`]).
     pub recorded: BTreeMap<u64, Timestamp>,
 }
 
@@ -249,12 +249,14 @@ pub struct Judgement {
 }
 
 /// The seqs `verify` must look up for `checkpoints`, and from which seq on it must note when
-/// each event was recorded.
+/// each event was recorded: only after the last checkpoint (an event inserted before it
+/// changes the hash it signed), so memory stays with the uncovered tail, not the log; with no
+/// checkpoint, none.
 pub fn wanted(checkpoints: &[SignedCheckpoint]) -> (Vec<u64>, u64) {
     let mut seqs: Vec<u64> = checkpoints.iter().map(|c| c.seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
-    let since = seqs.iter().copied().min().unwrap_or(0) + 1;
+    let since = seqs.last().map_or(u64::MAX, |s| s.saturating_add(1));
     (seqs, since)
 }
 
@@ -483,6 +485,8 @@ mod tests {
         let j = judge(&all(&[&c3, &c5]), &pubs, &view(7, &[(3, "h3"), (5, "h5")]));
         assert!(j.findings.is_empty(), "{:?}", j.findings);
         assert_eq!((j.signed, j.uncovered), (2, 2));
+        assert_eq!(wanted(&[c5.clone(), c3.clone()]), (vec![3, 5], 6));
+        assert_eq!(wanted(&[]).1, u64::MAX);
         // Cut back to 4.
         let j = judge(&all(&[&c3, &c5]), &pubs, &view(4, &[(3, "h3")]));
         assert!(matches!(&j.findings[..], [Finding::Cut { head: 4, .. }]));
