@@ -454,3 +454,65 @@ fn a_signing_key_others_can_read_is_refused() {
         text(&o)
     );
 }
+
+/// Poll `sql` (a count) on the store until it is at least `n`, for at most a minute.
+fn wait_for(store: &Path, sql: &str, n: i64) {
+    let start = std::time::Instant::now();
+    loop {
+        let got = Connection::open(store)
+            .and_then(|c| c.query_row(sql, [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(0);
+        if got >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{sql}: {got} < {n} after a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn run_signs_a_checkpoint_at_start_and_at_shutdown() {
+    let desk = keyed(1);
+    let md = desk.dir.path().join("mail");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    let mut c = std::fs::read_to_string(desk.config()).unwrap();
+    c.push_str("[clock]\ntick_seconds = 1\n[[maildir]]\npath = \"mail\"\npoll_seconds = 1\n");
+    std::fs::write(desk.config(), c).unwrap();
+    let child = std::process::Command::new(bin())
+        .args(["run", "--config", &cfg(&desk)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&desk.store(), "SELECT COUNT(*) FROM signed_checkpoints", 1);
+    // Mail after the start's checkpoint: covered only by the one at shutdown.
+    let report = std::fs::read_dir(scenario("revocation").join("inbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    std::fs::copy(&report, md.join("tmp/1.eml")).unwrap();
+    std::fs::rename(md.join("tmp/1.eml"), md.join("new/1.eml")).unwrap();
+    wait_for(&desk.store(), "SELECT COUNT(*) FROM events", 1);
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.matches("checkpoint signed").count() >= 2, "{stderr}");
+    let (code, out, all) = verify(&desk, &[]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        out.contains(&format!("covers events up to #{}", head(&desk.store()))),
+        "{all}"
+    );
+    assert!(!out.contains("not yet covered"), "{all}");
+}

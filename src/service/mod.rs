@@ -280,6 +280,8 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     let mut tick = tokio::time::interval(StdDuration::from_secs(config.clock.tick_seconds.max(1)));
     // The first tick is now: a checkpoint at start, then every hour (and one at shutdown).
     let mut checkpoint_tick = tokio::time::interval(CHECKPOINT_EVERY);
+    // A desk busy for longer than an hour signs once after, not once for each hour missed.
+    checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned: HashSet<crate::domain::ids::ClockId> = HashSet::new();
     // Without [smtp], nothing is mailed: the longest warning threshold is logged instead.
     let warn_before = config
