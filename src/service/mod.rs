@@ -347,6 +347,13 @@ fn checkpoint(desk: &mut Desk, key: &ed25519_dalek::SigningKey, wake: &tokio::sy
             Ok(events) => {
                 log_events(&events);
                 wake_if_queued(&events, wake);
+                // The mail's own `mail_queued` event is covered at once, not an hour later
+                // (or, at shutdown, not until the next start).
+                if !events.is_empty()
+                    && let Err(e) = desk.sign_checkpoint(key, now)
+                {
+                    error!(error = %e, "cannot sign a checkpoint of the log");
+                }
             }
             Err(e) => error!(error = %e, "cannot queue the checkpoint mail; retrying next hour"),
         }
