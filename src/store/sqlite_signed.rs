@@ -8,7 +8,7 @@
 //! rewritten and hashed afresh, no longer matches a statement that cannot be made again
 //! without the private key. Checkpoints are not events: an event would be inside the very log
 //! it vouches for (removed with the tail it covers), and it would change the projection. They
-//! are mailed each day too ([`crate::desk::Desk::mail_checkpoints`]), a copy outside the store.
+//! are mailed each day too (`desk/checkpoints.rs`), a copy outside the store.
 //!
 //! The table only keeps what it is given: signing and checking are in [`crate::evidence`].
 
