@@ -44,6 +44,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub receipts: ReceiptsConfig,
     pub canary: Vec<CanaryConfig>,
+    /// The keys that sign and check checkpoints of the log (`[audit]`).
+    pub audit: AuditConfig,
     /// What the reader of this file should change (a deprecated key), for stderr.
     pub notes: Vec<String>,
     /// The file this configuration was read from (as given).
@@ -110,6 +112,18 @@ pub struct FolderConfig {
     /// `INBOX` for the Maildir root, else the sub-folder's directory name (`.Junk`).
     pub name: String,
     pub role: FolderRole,
+}
+
+/// `[audit]`: the evidence beyond the hash chain (README "For auditors"). The files are read
+/// when used (`run`, `audit checkpoint`, `verify`), not here: this module touches no key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The Ed25519 private key (PKCS#8 PEM, mode 0600) that signs checkpoints (resolved).
+    /// `None`: no checkpoints are signed.
+    pub signing_key_file: Option<PathBuf>,
+    /// The public key `verify` checks checkpoints with (resolved); `None`: the one derived
+    /// from `signing_key_file`, if set.
+    pub public_key_file: Option<PathBuf>,
 }
 
 /// Why the configuration could not be used, naming the file (and key) to fix.
@@ -310,6 +324,10 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
         alerts,
         receipts,
         canary,
+        audit: AuditConfig {
+            signing_key_file: raw.audit.signing_key_file.as_deref().map(resolve),
+            public_key_file: raw.audit.public_key_file.as_deref().map(resolve),
+        },
         notes,
         path: origin.to_path_buf(),
     })
@@ -384,6 +402,15 @@ struct RawConfig {
     receipts: outbound::RawReceipts,
     #[serde(default)]
     canary: Vec<outbound::RawCanary>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    signing_key_file: Option<PathBuf>,
+    public_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -568,6 +595,22 @@ mod tests {
     }
 
     #[test]
+    fn audit_key_files_resolve_against_the_config_file() {
+        let c =
+            parse("[desk]\nstaff_domains = []\n[audit]\nsigning_key_file = \"keys/sign.pem\"\n")
+                .unwrap();
+        assert_eq!(
+            c.audit.signing_key_file.as_deref(),
+            Some(Path::new("/etc/cprwatch/keys/sign.pem"))
+        );
+        assert_eq!(c.audit.public_key_file, None);
+        assert_eq!(
+            parse("[desk]\nstaff_domains = []\n").unwrap().audit,
+            AuditConfig::default()
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors_naming_key_file_and_line() {
         for (text, key) in [
             (
@@ -586,6 +629,10 @@ mod tests {
             (
                 "[desk]\nstaff_domains = []\n[[maildir]]\npath = \"m\"\nfolders = [{ name = \"x\", role = \"inbox\", watch = true }]\n",
                 "watch",
+            ),
+            (
+                "[desk]\nstaff_domains = []\n[audit]\nsigning_key = \"k.pem\"\n",
+                "signing_key",
             ),
         ] {
             let e = parse(text).unwrap_err().to_string();

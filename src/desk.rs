@@ -5,6 +5,7 @@
 //! atomically. If a commit fails the engine is rebuilt from the store, so memory never runs
 //! ahead of what is durable.
 
+mod checkpoints;
 mod outbox;
 
 use std::collections::HashSet;
@@ -48,6 +49,11 @@ pub enum DeskError {
     Compose(String),
     #[error("{0}")]
     Secret(String),
+    #[error(transparent)]
+    Key(#[from] crate::evidence::KeyError),
+    /// A checkpoint not signed, saying why and what to do.
+    #[error("{0}")]
+    Evidence(String),
     #[error(
         "the store could not be read while deriving cases and clocks, or a stored row of theirs is damaged — run `cprwatch verify`, then `cprwatch rebuild`"
     )]
@@ -920,9 +926,26 @@ pub struct VerifyReport {
     pub head: String,
     /// The first problem found, naming the event or message.
     pub problem: Option<String>,
+    /// The checkpoints judged against the log, when a key to check them with was given and
+    /// the chain holds.
+    pub evidence: Option<crate::evidence::Judgement>,
+    /// How many checkpoints there were to judge (stored and from files).
+    pub checkpoints: usize,
 }
 
+/// Walk the chain and every message; without `keys`, checkpoints are not judged.
 pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
+    verify_with_evidence(store, &[], Vec::new())
+}
+
+/// Walk the chain and every message, then judge every stored checkpoint and `extra` ones (an
+/// outside copy, `verify --checkpoints`) against the log with `keys` (none: not judged).
+pub fn verify_with_evidence(
+    store: &dyn Store,
+    keys: &[ed25519_dalek::VerifyingKey],
+    extra: Vec<crate::evidence::SignedCheckpoint>,
+) -> Result<VerifyReport, DeskError> {
+    use crate::evidence::{self, Origin};
     let v = store.verify()?;
     let problem = match (&v.bad_event, &v.bad_message) {
         (Some(e), _) => Some(format!("event #{}: {}", e.seq, e.problem)),
@@ -932,30 +955,59 @@ pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
         )),
         (None, None) => None,
     };
+    let mut checkpoints: Vec<_> = match store.as_sqlite() {
+        Some(s) => s
+            .signed_checkpoints()?
+            .into_iter()
+            .map(|c| (c, Origin::Store))
+            .collect(),
+        None => Vec::new(),
+    };
+    // An outside copy repeats what the store holds: each checkpoint is judged once.
+    for c in extra {
+        if !checkpoints.iter().any(|(k, _)| k.signature == c.signature) {
+            checkpoints.push((c, Origin::File));
+        }
+    }
     let mut report = VerifyReport {
         events: v.events_ok,
         messages: v.messages_checked,
         head: v.head.clone(),
         problem,
+        evidence: None,
+        checkpoints: checkpoints.len(),
     };
     if report.problem.is_some() {
         return Ok(report);
     }
+    let signed: Vec<_> = checkpoints.iter().map(|(c, _)| c.clone()).collect();
+    let (seqs, since) = evidence::wanted(&signed);
+    let mut log = evidence::LogView {
+        head: v.events_ok,
+        ..Default::default()
+    };
     let mut next = 1;
     loop {
-        let page = match decoded_page(store, next) {
-            Ok(page) => page,
-            Err(DeskError::BadEvent { seq, problem }) => {
-                report.problem = Some(format!("event #{seq} does not decode: {problem}"));
-                return Ok(report);
-            }
-            Err(e) => return Err(e),
-        };
+        let page = store.events_from(next, LOG_PAGE)?;
         if page.is_empty() {
-            return Ok(report);
+            break;
         }
-        for (seq, env) in page {
+        for e in page {
+            if seqs.binary_search(&e.seq).is_ok() {
+                log.hashes.insert(e.seq, e.hash.clone());
+            }
+            let (seq, env) = match decode(e) {
+                Ok(d) => d,
+                Err(DeskError::BadEvent { seq, problem }) => {
+                    report.problem = Some(format!("event #{seq} does not decode: {problem}"));
+                    return Ok(report);
+                }
+                Err(e) => return Err(e),
+            };
             next = seq + 1;
+            if seq >= since {
+                log.recorded.insert(seq, env.recorded_at);
+            }
             // The bytes were checked against their key by the store's own walk above.
             if let Event::MessageReceived { facts } = &env.event
                 && !store.has_message(&facts.content_hash)?
@@ -968,6 +1020,55 @@ pub fn verify(store: &dyn Store) -> Result<VerifyReport, DeskError> {
             }
         }
     }
+    if !keys.is_empty() {
+        report.evidence = Some(evidence::judge(&checkpoints, keys, &log));
+    }
+    Ok(report)
+}
+
+/// Sign a checkpoint of the log's head as it is at `now` and keep it in `store`.
+///
+/// Refused when the log no longer matches the last checkpoint this key signed (cut back
+/// below it, or another hash at its seq): signing then would vouch for a tampered log.
+pub fn sign_checkpoint(
+    store: &store::SqliteStore,
+    key: &ed25519_dalek::SigningKey,
+    now: Timestamp,
+) -> Result<crate::evidence::SignedCheckpoint, DeskError> {
+    let head = store.tables_state()?.head;
+    let hash_at = |seq: u64| -> Result<Option<String>, DeskError> {
+        if seq == 0 {
+            return Ok(Some(store::chain::GENESIS.to_string()));
+        }
+        Ok(store
+            .events_from(seq, 1)?
+            .into_iter()
+            .find(|e| e.seq == seq)
+            .map(|e| e.hash))
+    };
+    let id = crate::evidence::key_id(&key.verifying_key());
+    if let Some(last) = store
+        .signed_checkpoints()?
+        .into_iter()
+        .rev()
+        .find(|c| c.key_id == id)
+        && (last.seq > head || hash_at(last.seq)?.as_deref() != Some(last.head_hash.as_str()))
+    {
+        return Err(DeskError::Evidence(format!(
+            "not signing a checkpoint: the log no longer matches the one signed at {} (event \
+             #{}) — run `cprwatch verify` to see what changed",
+            last.at, last.seq
+        )));
+    }
+    let hash = hash_at(head)?.ok_or_else(|| {
+        DeskError::Evidence(format!(
+            "not signing a checkpoint: event #{head}, the head of the log, cannot be read — run \
+             `cprwatch verify`"
+        ))
+    })?;
+    let mut c = crate::evidence::sign(key, head, &hash, now);
+    c.id = store.add_signed_checkpoint(&c)?;
+    Ok(c)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //!   facts) and [`deciding`] (threading, clocks, cases, the events that record them);
 //! - the edges, which do I/O and decide nothing: [`source`] (mail in), [`store`] (the log and
 //!   its tables), [`service`] (the long-running process), [`cli`] (commands and views),
-//!   [`config`];
+//!   [`config`], [`evidence`] (signed checkpoints of the log);
 //! - where they meet: the [`pipeline`] (sources → prepare → record) and the [`desk`] (the one
 //!   owner of the store and the engine). [`escape`] makes reporter text inert for every output.
 
@@ -16,6 +16,7 @@ pub mod deciding;
 pub mod desk;
 pub mod domain;
 pub mod escape;
+pub mod evidence;
 pub mod notify;
 pub mod pipeline;
 pub mod reading;

@@ -147,7 +147,19 @@ enum Cmd {
     Verify {
         #[arg(long, env = "CPRWATCH_CONFIG")]
         config: PathBuf,
+        /// Check the signed checkpoints with this public key (PEM; `cprwatch audit
+        /// public-key` prints it). Repeat for a key the desk used before. Default: [audit]
+        /// public_key_file, or the public half of [audit] signing_key_file.
+        #[arg(long = "public-key")]
+        public_key: Vec<PathBuf>,
+        /// A saved checkpoint digest mail (or any file of `cprwatch-checkpoint v1` lines):
+        /// checked too, a copy from outside the store.
+        #[arg(long)]
+        checkpoints: Vec<PathBuf>,
     },
+    /// Evidence for auditors: signed checkpoints of the event log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Validate the configuration and rules, and print what was loaded.
     CheckConfig {
         #[arg(long, env = "CPRWATCH_CONFIG")]
@@ -160,6 +172,23 @@ enum Cmd {
         /// Log format on stderr: `text` lines, or `json` (one object per line).
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Sign a checkpoint of the event log's head now with [audit] signing_key_file and keep
+    /// it in the store (`run` signs one every hour and at shutdown; this is for cron and
+    /// tests).
+    Checkpoint {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the public key of [audit] signing_key_file (PEM), for auditors' `verify
+    /// --public-key`.
+    PublicKey {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -215,7 +244,13 @@ fn real_main() -> anyhow::Result<ExitCode> {
             at,
             format,
         } => commands::replay(&config, &inbox, &sent, &junk, &at, format.into())?,
-        Cmd::Verify { config } => commands::verify(&config)?,
+        Cmd::Verify {
+            config,
+            public_key,
+            checkpoints,
+        } => commands::verify(&config, &public_key, &checkpoints)?,
+        Cmd::Audit(AuditCmd::Checkpoint { config }) => commands::audit_checkpoint(&config)?,
+        Cmd::Audit(AuditCmd::PublicKey { config }) => commands::audit_public_key(&config)?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
         Cmd::Run { config, log_format } => {
             cprwatch::service::logging::init(log_format.into());

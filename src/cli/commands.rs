@@ -407,18 +407,99 @@ pub fn replay(
     ))
 }
 
-/// `cprwatch verify`: walk the hash chain; exit 1 naming the first bad event.
-pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
+/// `cprwatch verify`: walk the hash chain; exit 1 naming the first bad event. With a public
+/// key (`public_keys`, `[audit] public_key_file`, or derived from `[audit] signing_key_file`),
+/// also judge every signed checkpoint, stored and in `checkpoint_files` (saved digest mails),
+/// and exit 1 when the log does not match them.
+pub fn verify(
+    config_path: &Path,
+    public_keys: &[PathBuf],
+    checkpoint_files: &[PathBuf],
+) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
+    let keys = verify_keys(&config, public_keys)?;
+    let mut extra = Vec::new();
+    for f in checkpoint_files {
+        let text = std::fs::read(f).map_err(|e| {
+            CommandError::Usage(format!(
+                "cannot read --checkpoints {}: {e} — pass a saved checkpoint digest mail",
+                f.display()
+            ))
+        })?;
+        // A saved mail is read through its text part (long lines are encoded in transit);
+        // a plain file of lines as it is.
+        let mut found = crate::evidence::parse_lines(&String::from_utf8_lossy(&text));
+        if let Some(body) = mail_parser::MessageParser::default()
+            .parse(text.as_slice())
+            .and_then(|m| m.body_text(0).map(|b| b.into_owned()))
+        {
+            found.extend(crate::evidence::parse_lines(&body));
+        }
+        if found.is_empty() {
+            return Err(CommandError::Usage(format!(
+                "--checkpoints {} holds no `cprwatch-checkpoint v1` line — pass a saved \
+                 checkpoint digest mail",
+                f.display()
+            )));
+        }
+        extra.extend(found);
+    }
     let mut store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
-    let r = desk::verify(&store)?;
+    let r = desk::verify_with_evidence(&store, &keys, extra)?;
     if let Some(p) = r.problem {
         return Ok(Outcome::exit(format!("FAILED: {}\n", esc(&p)), 1));
     }
-    let head = format!(
+    let mut head = format!(
         "ok: {} events, {} messages; hash chain intact; head {}\n",
         r.events, r.messages, r.head
     );
+    match &r.evidence {
+        None => head.push_str(&format!(
+            "checkpoints: {} not checked — no public key: set [audit] public_key_file or \
+             signing_key_file, or pass --public-key FILE\n",
+            r.checkpoints
+        )),
+        Some(j) if !j.findings.is_empty() => {
+            let expected: Vec<String> = keys.iter().map(crate::evidence::key_id).collect();
+            let found: String = j
+                .findings
+                .iter()
+                .map(|f| format!("  {}\n", esc(&crate::evidence::describe(f, &expected))))
+                .collect();
+            return Ok(Outcome::exit(
+                format!(
+                    "FAILED: the log does not match its signed checkpoints ({} events, head {}; \
+                     the hash chain alone cannot show this):\n{found}",
+                    r.events, r.head
+                ),
+                1,
+            ));
+        }
+        Some(j) => match &j.latest {
+            None => head.push_str(&format!(
+                "checkpoints: none signed yet — {} events not yet covered; `cprwatch run` signs \
+                 one every hour, `cprwatch audit checkpoint` signs one now\n",
+                j.uncovered
+            )),
+            Some(c) => {
+                head.push_str(&format!(
+                    "checkpoints: {} signed checkpoints hold and match the log; the last, signed \
+                     at {}, covers events up to #{}\n",
+                    j.signed,
+                    esc(&c.at),
+                    c.seq
+                ));
+                if j.uncovered > 0 {
+                    head.push_str(&format!(
+                        "checkpoints: {} events after the last signed checkpoint at {}: not yet \
+                         covered (the next checkpoint covers them)\n",
+                        j.uncovered,
+                        esc(&c.at)
+                    ));
+                }
+            }
+        },
+    }
     let settings = desk::settings(&config);
     // Tables of another format or other settings (a new cprwatch) are not damage: with the
     // log intact they are derived afresh first, as every command that reads them does.
@@ -457,6 +538,67 @@ pub fn verify(config_path: &Path) -> Result<Outcome, CommandError> {
     };
     out.stderr = notes_text(&notes);
     Ok(out)
+}
+
+/// The public keys `verify` checks checkpoints with: those given, else `[audit]
+/// public_key_file`, else the one of `[audit] signing_key_file`.
+fn verify_keys(
+    config: &Config,
+    given: &[PathBuf],
+) -> Result<Vec<ed25519_dalek::VerifyingKey>, CommandError> {
+    use crate::evidence::{load_public_key, load_signing_key};
+    let mut keys = Vec::new();
+    for p in given {
+        keys.push(load_public_key(p).map_err(DeskError::from)?);
+    }
+    if keys.is_empty() {
+        if let Some(p) = &config.audit.public_key_file {
+            keys.push(load_public_key(p).map_err(DeskError::from)?);
+        } else if let Some(p) = &config.audit.signing_key_file {
+            keys.push(
+                load_signing_key(p)
+                    .map_err(DeskError::from)?
+                    .verifying_key(),
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// The private key `[audit] signing_key_file` names.
+fn signing_key(config: &Config) -> Result<ed25519_dalek::SigningKey, CommandError> {
+    let path = config.audit.signing_key_file.as_ref().ok_or_else(|| {
+        CommandError::Usage(format!(
+            "{}: no [audit] signing_key_file — make a key with `openssl genpkey -algorithm \
+             ed25519 -out cprwatch-audit.pem && chmod 600 cprwatch-audit.pem` and name it there",
+            config.path.display()
+        ))
+    })?;
+    Ok(crate::evidence::load_signing_key(path).map_err(DeskError::from)?)
+}
+
+/// `cprwatch audit checkpoint`: sign the log's head now and keep the checkpoint in the store.
+pub fn audit_checkpoint(config_path: &Path) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let key = signing_key(&config)?;
+    let store = crate::store::open_sqlite(&config.store.path).map_err(DeskError::from)?;
+    let c = desk::sign_checkpoint(&store, &key, timefmt::now())?;
+    Ok(Outcome::ok(format!(
+        "checkpoint signed: event #{} head {} at {} by {}\n{}\n",
+        c.seq,
+        c.head_hash,
+        c.at,
+        c.key_id,
+        crate::evidence::to_line(&c)
+    )))
+}
+
+/// `cprwatch audit public-key`: the public key of `[audit] signing_key_file` as PEM, for
+/// auditors (`verify --public-key`).
+pub fn audit_public_key(config_path: &Path) -> Result<Outcome, CommandError> {
+    let config = config::load(config_path)?;
+    let key = signing_key(&config)?.verifying_key();
+    Ok(Outcome::ok(crate::evidence::public_key_pem(&key)))
 }
 
 /// Differences, one to a line, indented and escaped: rows hold text from reports.
@@ -556,9 +698,29 @@ fn describe_outbound(o: &mut String, config: &Config) {
 pub fn check_config(config_path: &Path) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
     let policy = desk::policy(&config)?;
-    let mut out = Outcome::ok(describe(&config, &policy));
+    let mut text = describe(&config, &policy);
+    text.push_str(&describe_audit(&config)?);
+    let mut out = Outcome::ok(text);
     out.stderr = notes_text(&config.notes);
     Ok(out)
+}
+
+/// `[audit]`, with the key read as `run` will read it: a key others can read fails here first.
+fn describe_audit(config: &Config) -> Result<String, CommandError> {
+    let Some(path) = &config.audit.signing_key_file else {
+        return Ok(
+            "audit: no signing_key_file: no checkpoints are signed (verify checks the \
+                   hash chain alone)\n"
+                .to_string(),
+        );
+    };
+    let key = signing_key(config)?;
+    Ok(format!(
+        "audit: checkpoints signed at start, hourly and at shutdown with {} (key {}), mailed \
+         daily to the routes taking digest\n",
+        esc(&path.display().to_string()),
+        crate::evidence::key_id(&key.verifying_key())
+    ))
 }
 
 /// What was loaded, for a person. Operator-written, but printed through [`esc`] all the same:

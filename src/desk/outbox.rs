@@ -661,7 +661,7 @@ fn push_event(batch: &mut store::Batch, events: &mut Vec<Envelope>, now: Timesta
 }
 
 /// Put one mail in the batch: its outbox row and its `mail_queued` event.
-fn queue(
+pub(super) fn queue(
     batch: &mut store::Batch,
     events: &mut Vec<Envelope>,
     key: String,

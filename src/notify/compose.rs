@@ -265,6 +265,46 @@ pub(crate) fn digest(
     )
 }
 
+/// The day's signed checkpoints of the event log, mailed to the routes taking `digest`: a
+/// copy outside the store, so a log cut back together with its stored checkpoints is still
+/// caught (`cprwatch verify --checkpoints SAVED.eml`). Each checkpoint is one line in the
+/// form [`crate::evidence::to_line`] writes and `verify` reads back.
+pub(crate) fn checkpoints(
+    out: &Outgoing<'_>,
+    list: &[crate::evidence::SignedCheckpoint],
+) -> Result<Composed, ComposeError> {
+    let day = timefmt::format(out.now);
+    let day = day.get(..10).unwrap_or(&day);
+    let subject = format!(
+        "[cprwatch] CHECKPOINTS {day}: {} signed checkpoint{} of the event log",
+        list.len(),
+        plural(list.len())
+    );
+    let mut doc = Doc::default();
+    doc.line(vec![Span::ours(
+        "The signed checkpoints of the event log from the last two days. Keep this mail: it is a copy of them outside the store.",
+    )]);
+    doc.line(vec![Span::ours(
+        "An auditor holds the store against it with only the public key: cprwatch verify --public-key KEY.pem --checkpoints THIS-MAIL.eml",
+    )]);
+    doc.block();
+    for c in list {
+        doc.line(vec![Span::ours(crate::evidence::to_line(c))]);
+    }
+    build(
+        out,
+        Draft {
+            subject,
+            auto_submitted: Some("auto-generated"),
+            attachment: None,
+            extra: vec![("X-CPR-Level", AlertLevel::Digest.as_str().to_string())],
+            in_reply_to: None,
+            references: Vec::new(),
+            doc,
+        },
+    )
+}
+
 /// A message cprwatch could not deliver (a permanent failure): told to the other routes.
 /// `what` names the failed message's kind (`breach`, `receipt`, …); `error` is the server's
 /// answer, which is outside text and shown escaped.
@@ -1618,6 +1658,24 @@ mod tests {
         assert_eq!(r.msg.header("In-Reply-To"), None);
         assert_eq!(r.msg.header("References"), None);
         assert!(!r.raw.contains("cprwatch.invalid"), "{}", r.raw);
+    }
+
+    #[test]
+    fn a_checkpoint_mail_carries_each_checkpoint_as_a_line_verify_reads_back() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let list = [
+            crate::evidence::sign(&key, 3, &"a".repeat(64), T0),
+            crate::evidence::sign(&key, 9, &"b".repeat(64), T0 + Duration::hours(1)),
+        ];
+        let m = checkpoints(&out(&desk(), &staff(), "checkpoints/x/1", T0), &list).unwrap();
+        let r = Read::new(&m);
+        assert_eq!(r.header("X-CPR-Level").as_deref(), Some("digest"));
+        assert!(
+            r.header("Subject")
+                .unwrap()
+                .contains("2 signed checkpoints")
+        );
+        assert_eq!(crate::evidence::parse_lines(&r.text()), list);
     }
 
     #[test]

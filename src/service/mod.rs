@@ -186,6 +186,12 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         warn!(note = note.as_str(), "configuration");
     }
     let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
+    // Read once, at start: a key others can read, or no key at all where one is named, stops
+    // the service before it runs unsigned.
+    let signing_key = match &config.audit.signing_key_file {
+        Some(path) => Some(crate::evidence::load_signing_key(path)?),
+        None => None,
+    };
     let (requests, mut inbox) = tokio::sync::mpsc::channel::<Request>(16);
     let mut source_tasks = tokio::task::JoinSet::new();
     // One preparer for every source: parsing and extracting never run on this loop's thread.
@@ -272,6 +278,10 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     drop(requests);
     drop(preparer);
     let mut tick = tokio::time::interval(StdDuration::from_secs(config.clock.tick_seconds.max(1)));
+    // The first tick is now: a checkpoint at start, then every hour (and one at shutdown).
+    let mut checkpoint_tick = tokio::time::interval(CHECKPOINT_EVERY);
+    // A desk busy for longer than an hour signs once after, not once for each hour missed.
+    checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned: HashSet<crate::domain::ids::ClockId> = HashSet::new();
     // Without [smtp], nothing is mailed: the longest warning threshold is logged instead.
     let warn_before = config
@@ -286,6 +296,11 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
             _ = shutdown.recv() => break,
             Some(req) = inbox.recv() => {
                 handle(&mut desk, req, &wake);
+            }
+            _ = checkpoint_tick.tick(), if signing_key.is_some() => {
+                if let Some(key) = &signing_key {
+                    checkpoint(&mut desk, key, &wake);
+                }
             }
             _ = tick.tick() => {
                 derive(&mut desk, &wake);
@@ -303,9 +318,46 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     // Whatever was recorded and not derived yet (a pass deferred its derivation to its last
     // batch, or to the next tick) is derived before the desk closes.
     derive(&mut desk, &wake);
+    if let Some(key) = &signing_key {
+        checkpoint(&mut desk, key, &wake);
+    }
     source_tasks.shutdown().await;
     info!("shutting down: all committed");
     Ok(())
+}
+
+/// How often `run` signs a checkpoint of the log's head.
+const CHECKPOINT_EVERY: StdDuration = StdDuration::from_secs(3600);
+
+/// Sign a checkpoint of the log's head at the wall clock's `now`, and queue the day's
+/// checkpoint mail when it is due. A failure is logged, not fatal: the log itself is intact
+/// either way, and a refusal (the log no longer matches the last checkpoint) is for a person.
+fn checkpoint(desk: &mut Desk, key: &ed25519_dalek::SigningKey, wake: &tokio::sync::Notify) {
+    let now = timefmt::now();
+    tokio::task::block_in_place(|| {
+        match desk.sign_checkpoint(key, now) {
+            Ok(c) => info!(
+                seq = c.seq,
+                head = c.head_hash.as_str(),
+                "checkpoint signed"
+            ),
+            Err(e) => error!(error = %e, "cannot sign a checkpoint of the log"),
+        }
+        match desk.mail_checkpoints(now) {
+            Ok(events) => {
+                log_events(&events);
+                wake_if_queued(&events, wake);
+                // The mail's own `mail_queued` event is covered at once, not an hour later
+                // (or, at shutdown, not until the next start).
+                if !events.is_empty()
+                    && let Err(e) = desk.sign_checkpoint(key, now)
+                {
+                    error!(error = %e, "cannot sign a checkpoint of the log");
+                }
+            }
+            Err(e) => error!(error = %e, "cannot queue the checkpoint mail; retrying next hour"),
+        }
+    });
 }
 
 /// Serve one request from a source task. Commits happen here, in order, one at a time.

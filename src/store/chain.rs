@@ -13,10 +13,10 @@ use super::StoredEvent;
 use sha2::{Digest, Sha256};
 
 /// `prev_hash` of the first event: there is nothing before it.
-pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The chain hash of one event.
-pub(crate) fn event_hash(seq: u64, prev_hash: &str, body: &[u8]) -> String {
+pub fn event_hash(seq: u64, prev_hash: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(format!("{seq}\n{prev_hash}\n").as_bytes());
     h.update(body);

@@ -27,6 +27,7 @@ mod message;
 mod sqlite;
 mod sqlite_fold;
 mod sqlite_outbox;
+mod sqlite_signed;
 mod sqlite_tables;
 
 pub use memory::MemoryStore;
@@ -34,6 +35,7 @@ pub use message::{MessageCodec, NewMessage};
 pub use sqlite::{SqliteStore, TablesState, event_body};
 pub use sqlite_fold::StoreBacking;
 pub use sqlite_outbox::{AlertState, CanaryRow, NewMail, OutboxChange, OutboxRow, OutboxSummary};
+pub use sqlite_signed::SignedCheckpoint;
 
 use std::collections::HashSet;
 

@@ -26,6 +26,7 @@ use super::checkpointer::Checkpointer;
 use super::message::{Dictionaries, MessageCodec, Trained};
 use super::sqlite_fold::{ReceiptKey, SCHEMA_V5, StoreBacking};
 use super::sqlite_outbox::{self as outbox_sql, SCHEMA_V8};
+use super::sqlite_signed::{self as signed_sql, SCHEMA_V9, SignedCheckpoint};
 use super::sqlite_tables::{self as tables_sql, SCHEMA_V4};
 use super::{
     BadEvent, BadMessage, Batch, Checkpoint, FolderState, Store, StoreError, StoredEvent,
@@ -83,7 +84,10 @@ const WAL_FORCE_CHECKPOINT: u64 = 256 << 20;
 /// different hash's first 8 bytes with a chance of 2^-64). Readers work out a row's whole
 /// hash from the one before. This keeps 24 bytes an event out of the store, a sixth of an
 /// event's row on the scale benchmark.
-pub(crate) const SCHEMA_VERSION: i64 = 8;
+///
+/// Version 8 adds the outbox ([`SCHEMA_V8`]); version 9 the signed checkpoints of the log
+/// ([`SCHEMA_V9`]).
+pub(crate) const SCHEMA_VERSION: i64 = 9;
 
 /// Version 7: new `events` rows may keep a check instead of the whole hash (see
 /// [`SCHEMA_VERSION`]); the index of clock versions by end holds only versions that ended (the
@@ -943,6 +947,8 @@ impl SqliteStore {
             split_positions(&tx)?;
             tx.execute_batch(SCHEMA_V8)
                 .map_err(sql("schema creation"))?;
+            tx.execute_batch(SCHEMA_V9)
+                .map_err(sql("schema creation"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION.to_string()],
@@ -1015,6 +1021,11 @@ impl SqliteStore {
             // Empty: clocks open at the upgrade are first seen by the first evaluation after it.
             tx.execute_batch(SCHEMA_V8)
                 .map_err(sql("migration to schema 8"))?;
+        }
+        if found < 9 {
+            // Empty: the first checkpoint is signed by the next `run` or `audit checkpoint`.
+            tx.execute_batch(SCHEMA_V9)
+                .map_err(sql("migration to schema 9"))?;
         }
         if found < SCHEMA_VERSION {
             tx.execute(
@@ -1753,6 +1764,15 @@ impl Store for SqliteStore {
                 let seq = u64::try_from(seq).unwrap_or(0);
                 let mut against = None;
                 let checked = (|| {
+                    // A missing row first: a row whose link is implied would otherwise show
+                    // it as its own hash mismatch.
+                    if seq != checker.checked() + 1 {
+                        return Err(format!(
+                            "sequence gap: expected seq {}, found seq {seq} (event #{} is missing)",
+                            checker.checked() + 1,
+                            checker.checked() + 1
+                        ));
+                    }
                     let body = stored_body(r, |h| {
                         against = Some(h.to_string());
                         mail_prefix(&self.conn, &self.mails, h, false)
@@ -1850,6 +1870,19 @@ pub struct TablesState {
 pub(crate) struct TableDifferences {
     pub index: Vec<String>,
     pub tables: Vec<String>,
+}
+
+/// The signed checkpoints of the log ([`super::sqlite_signed`]).
+impl SqliteStore {
+    /// Keep a signed checkpoint; returns its id.
+    pub fn add_signed_checkpoint(&self, c: &SignedCheckpoint) -> Result<i64, StoreError> {
+        signed_sql::insert(&self.conn, c)
+    }
+
+    /// Every signed checkpoint, in the order they were stored.
+    pub fn signed_checkpoints(&self) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        signed_sql::all(&self.conn)
+    }
 }
 
 /// The outbox and the alert state ([`super::sqlite_outbox`]); changed only through a batch.
