@@ -93,6 +93,24 @@ pub fn case(
     let Some(case) = p.cases.first() else {
         return Ok(None);
     };
+    let events = events_of(store, case)?
+        .into_iter()
+        .map(|e| (e.seq, e.envelope))
+        .collect();
+    Ok(Some((p, events)))
+}
+
+/// One event of the log, decoded, with its place in the chain.
+#[derive(Clone, Debug)]
+pub struct LoggedEvent {
+    pub seq: u64,
+    /// Its hash in the chain (hex), as `verify` recomputes it.
+    pub hash: String,
+    pub envelope: Envelope,
+}
+
+/// The events that concern `case` (its own, its messages', its clocks'), in log order.
+pub fn events_of(store: &SqliteStore, case: &Case) -> Result<Vec<LoggedEvent>, DeskError> {
     let mut refs: Vec<String> = vec![case.id.to_string()];
     refs.extend(case.messages.iter().map(|m| m.content_hash.clone()));
     refs.extend(case.clocks.iter().map(ToString::to_string));
@@ -104,15 +122,35 @@ pub fn case(
     let clocks: HashSet<&str> = case.clocks.iter().map(|c| c.as_str()).collect();
     let mut events = Vec::new();
     for e in store.events_naming(&refs)? {
-        let env = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
+        let envelope = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
             seq: e.seq,
             problem: err.to_string(),
         })?;
-        if env.event.concerns(case.id.as_str(), &clocks, &messages) {
-            events.push((e.seq, env));
+        if envelope
+            .event
+            .concerns(case.id.as_str(), &clocks, &messages)
+        {
+            events.push(LoggedEvent {
+                seq: e.seq,
+                hash: e.hash,
+                envelope,
+            });
         }
     }
-    Ok(Some((p, events)))
+    Ok(events)
+}
+
+/// The cases opened in `period` as they are at `at`, in case order, with all their clocks
+/// (a case since merged into another is left out: its messages are in that one).
+pub fn cases_opened(
+    store: &SqliteStore,
+    period: crate::deciding::sla::Period,
+    at: Timestamp,
+) -> Result<Projection, DeskError> {
+    let ids = store.cases_opened_between(period.from, period.to)?;
+    let mut p = cases_with_clocks(store, ids, at)?;
+    p.cases.retain(|c| !c.messages.is_empty());
+    Ok(p)
 }
 
 /// The names a search term may stand for: a crt.sh id, a certificate or key hash, a

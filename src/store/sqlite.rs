@@ -2031,6 +2031,20 @@ impl SqliteStore {
         tables_sql::cases_named(&self.conn, name)
     }
 
+    /// The cases opened in `[from, to)`, in case order, for an audit of that period. May list
+    /// a case since merged into another, which [`Self::case_at`] shows without messages.
+    pub(crate) fn cases_opened_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        tables_sql::cases_opened(
+            &self.conn,
+            crate::deciding::tables::secs(from),
+            crate::deciding::tables::secs(to),
+        )
+    }
+
     /// The events that name any of `refs` (and possibly a few more: check them), in seq order.
     pub(crate) fn events_naming(&self, refs: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
         let mut seqs = std::collections::BTreeSet::new();
