@@ -1049,3 +1049,281 @@ pub fn report_md(r: &SlaReport) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deciding::cases::CaseMessage;
+    use crate::deciding::clock::{Acknowledgement, Stop};
+    use crate::domain::event::{Envelope, MailRef};
+    use crate::domain::ids::CaseId;
+    use crate::domain::model::FolderRole;
+    use time::Duration;
+    use time::macros::datetime;
+
+    const T0: Timestamp = datetime!(2026-03-02 10:00:20 UTC);
+
+    /// A case whose preliminary report breached live (alerts mailed, `clock_breached` logged)
+    /// and was then given late; its receipt went out; a mail failed; a command was ignored.
+    fn audit() -> Audit {
+        let id = CaseId::from_stored("CPR-2026-0001");
+        let prelim = ClockId::preliminary(&id);
+        let rev = ClockId::revocation("crtsh:1");
+        let h = Duration::hours;
+        let msg = |hash: &str, mid: &str, from: &str, at, staff| CaseMessage {
+            content_hash: hash.into(),
+            message_id: mid.into(),
+            received_at: at,
+            from: from.into(),
+            folder: if staff {
+                FolderRole::Sent
+            } else {
+                FolderRole::Inbox
+            },
+            staff,
+            via: if hash == "a" { "opened" } else { "in-reply-to" },
+        };
+        let case = Case {
+            id: id.clone(),
+            founder: "a".into(),
+            reporter: "r@reporter.test".into(),
+            reporter_addresses: vec!["r@reporter.test".into()],
+            subject: "s".into(),
+            opened_at: T0,
+            messages: vec![
+                msg("a", "<a@reporter.test>", "r@reporter.test", T0, false),
+                msg("b", "<b@ca.test>", "nina@ca.test", T0 + h(30), true),
+            ],
+            certificates: vec![crate::domain::model::CertificateRef::bare("crtsh:1".into())],
+            keys: Vec::new(),
+            clocks: vec![prelim.clone(), rev.clone()],
+            dismissed: None,
+        };
+        let clock = |cid: &ClockId, kind, target: Option<&str>, stops: Vec<Stop>| Clock {
+            id: cid.clone(),
+            kind,
+            case: None,
+            target: target.map(str::to_string),
+            started_at: T0,
+            deadline: T0 + h(24),
+            basis: "b".into(),
+            matched: None,
+            decided_by: None,
+            stops,
+            acknowledged: None,
+        };
+        let mut clocks = BTreeMap::new();
+        clocks.insert(
+            prelim.clone(),
+            clock(
+                &prelim,
+                ClockKind::PreliminaryReport,
+                None,
+                vec![Stop {
+                    at: T0 + h(30),
+                    kind: StopKind::Done,
+                    by: "<b@ca.test>".into(),
+                }],
+            ),
+        );
+        let mut r = clock(&rev, ClockKind::Revocation, Some("crtsh:1"), Vec::new());
+        r.acknowledged = Some(Acknowledgement {
+            at: T0 + h(30),
+            reason: "[x](https://evil.example)".into(),
+            by: "<b@ca.test>".into(),
+        });
+        clocks.insert(rev.clone(), r);
+        let mail = |kind: &str, clocks: Vec<ClockId>| MailRef {
+            message_id: format!("<{kind}.cprwatch@ca.test>"),
+            kind: kind.into(),
+            to: vec![if kind == "receipt" {
+                "r@reporter.test".into()
+            } else {
+                "desk@ca.test".into()
+            }],
+            case: Some(id.clone()),
+            clocks,
+        };
+        let ev = |seq: u64, recorded_at: Timestamp, event: Event| LoggedEvent {
+            seq,
+            hash: format!("{seq:064x}"),
+            envelope: Envelope { recorded_at, event },
+        };
+        let events = vec![
+            ev(
+                1,
+                T0 + Duration::minutes(1),
+                Event::MailSent {
+                    mail: mail("receipt", Vec::new()),
+                    attempts: 1,
+                    response: "250 ok".into(),
+                },
+            ),
+            ev(
+                2,
+                T0 + h(12),
+                Event::MailSent {
+                    mail: mail("warning", vec![prelim.clone()]),
+                    attempts: 1,
+                    response: "250 ok".into(),
+                },
+            ),
+            ev(
+                3,
+                T0 + h(24),
+                Event::ClockBreached {
+                    clock: prelim.clone(),
+                    deadline: T0 + h(24),
+                },
+            ),
+            ev(
+                4,
+                T0 + h(24) + Duration::minutes(1),
+                Event::MailSent {
+                    mail: mail("breach", vec![prelim.clone(), rev.clone()]),
+                    attempts: 2,
+                    response: "250 ok".into(),
+                },
+            ),
+            ev(
+                5,
+                T0 + h(25),
+                Event::MailFailed {
+                    mail: mail("reminder", vec![rev.clone()]),
+                    attempts: 1,
+                    error: "550 <desk@ca.test> no such user".into(),
+                },
+            ),
+            ev(
+                6,
+                T0 + h(30),
+                Event::ClockStopped {
+                    clock: prelim.clone(),
+                    state: ClockState::Late,
+                    at: T0 + h(30),
+                    basis: "b".into(),
+                },
+            ),
+            ev(
+                7,
+                T0 + h(30),
+                Event::ClockAcknowledged {
+                    clock: rev.clone(),
+                    at: T0 + h(30),
+                    reason: "[x](https://evil.example)".into(),
+                    by: "<b@ca.test>".into(),
+                },
+            ),
+            ev(
+                8,
+                T0 + h(31),
+                Event::CommandIgnored {
+                    message: "a".into(),
+                    message_id: "<a@reporter.test>".into(),
+                    from: "r@reporter.test".into(),
+                    command: Some(Command::Dismiss {
+                        reason: "<b>spam</b>".into(),
+                    }),
+                    line: None,
+                    reason: "the sender is not staff".into(),
+                },
+            ),
+        ];
+        Audit {
+            period: Period {
+                from: datetime!(2026-03-01 00:00 UTC),
+                to: datetime!(2026-04-01 00:00 UTC),
+            },
+            at: T0 + h(48),
+            projection: Projection {
+                cases: vec![case],
+                clocks,
+                ..Projection::default()
+            },
+            events: vec![events],
+            head: Some((8, format!("{:064x}", 8))),
+        }
+    }
+
+    #[test]
+    fn minutes_drop_the_seconds() {
+        assert_eq!(minute(T0), "2026-03-02 10:00 UTC");
+    }
+
+    #[test]
+    fn the_timeline_tells_mail_breaches_and_staff_actions_in_order() {
+        let md = export_md(&audit());
+        let lines: Vec<&str> = md.lines().filter(|l| l.starts_with("- 2026")).collect();
+        assert_eq!(
+            lines,
+            [
+                // Dated by its message's receipt, not by when it was recorded.
+                r"- 2026-03-02 10:00 UTC — Command ignored in \<a\@reporter\.test\> from r\@reporter\.test: CPR-Dismiss\: \<b\>spam\</b\> (the sender is not staff)",
+                r"- 2026-03-02 10:01 UTC — Receipt sent to r\@reporter\.test, Message-Id \<receipt\.cprwatch\@ca\.test\>",
+                r"- 2026-03-02 22:00 UTC — Alert (warning) sent to desk\@ca\.test about preliminary report, Message-Id \<warning\.cprwatch\@ca\.test\>",
+                // Never logged as breached (first seen late): its deadline passing is told.
+                r"- 2026-03-03 10:00 UTC — Deadline passed: revocation of crtsh\:1 not done by then",
+                // Logged live: told once, not twice.
+                "- 2026-03-03 10:00 UTC — BREACH: Preliminary report passed its deadline, still not done",
+                r"- 2026-03-03 10:01 UTC — Alert (breach) sent to desk\@ca\.test about preliminary report, revocation of crtsh\:1, Message-Id \<breach\.cprwatch\@ca\.test\>",
+                r"- 2026-03-03 11:00 UTC — Mail (reminder) to desk\@ca\.test NOT delivered after 1 attempt(s): 550 \<desk\@ca\.test\> no such user",
+                r"- 2026-03-03 16:00 UTC — Preliminary report given (late): \<b\@ca\.test\> from nina\@ca\.test",
+                r"- 2026-03-03 16:00 UTC — Breach acknowledged (CPR-Delayed) for revocation of crtsh\:1 in \<b\@ca\.test\> from nina\@ca\.test: \[x\]\(https\://evil\.example\)",
+            ]
+        );
+        // `--at` before the stop: the record as it stood then.
+        let mut early = audit();
+        early.at = T0 + Duration::hours(20);
+        let md = export_md(&early);
+        assert!(
+            !md.contains("BREACH") && !md.contains("given (late)"),
+            "{md}"
+        );
+        assert!(md.contains("| pending | - |"), "{md}");
+    }
+
+    #[test]
+    fn csv_rows_carry_every_time_of_each_clock() {
+        let csv = export_csv(&audit());
+        let rows: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(rows.len(), 4, "{csv}");
+        assert_eq!(rows[0], CSV_HEADER.join(","));
+        assert_eq!(
+            rows[1],
+            "CPR-2026-0001,preliminary_report:CPR-2026-0001,preliminary_report,,\
+             2026-03-02T10:00:20Z,2026-03-03T10:00:20Z,late,2026-03-03T16:00:20Z,<b@ca.test>,b,,,,,\
+             2026-03-02T22:00:20Z,2026-03-03T10:01:20Z"
+        );
+        // The reminder failed: only the breach alert was sent about the revocation clock.
+        assert_eq!(
+            rows[2],
+            "CPR-2026-0001,revocation:crtsh:1,revocation,crtsh:1,2026-03-02T10:00:20Z,\
+             2026-03-03T10:00:20Z,breached,,,b,,2026-03-03T16:00:20Z,[x](https://evil.example),\
+             <b@ca.test>,2026-03-03T10:01:20Z,2026-03-03T10:01:20Z"
+        );
+        assert_eq!(rows[3], "");
+    }
+
+    #[test]
+    fn json_lists_each_event_once_with_seq_and_hash() {
+        let mut a = audit();
+        // The same event reached through two cases is listed once.
+        let dup = a.events[0][0].clone();
+        let mut second = a.projection.cases[0].clone();
+        second.id = CaseId::from_stored("CPR-2026-0002");
+        a.projection.cases.push(second);
+        a.events.push(vec![dup]);
+        let v: serde_json::Value = serde_json::from_str(&export_json(&a)).unwrap();
+        assert_eq!(
+            v["cases"],
+            serde_json::json!(["CPR-2026-0001", "CPR-2026-0002"])
+        );
+        assert_eq!(v["head"]["seq"], 8);
+        let events = v["events"].as_array().unwrap();
+        assert_eq!(events.len(), 8);
+        assert_eq!(events[0]["seq"], 1);
+        assert_eq!(events[0]["hash"], format!("{:064x}", 1));
+        assert_eq!(events[0]["event"]["type"], "mail_sent");
+        assert_eq!(events[0]["recorded_at"], "2026-03-02T10:01:20Z");
+    }
+}
