@@ -914,8 +914,7 @@ pub fn report_text(r: &SlaReport) -> String {
         "reports {}  cases {}  certificates {}  keys {}\n",
         r.reports, r.cases, r.certificates, r.keys
     );
-    let _ = writeln!(
-        o,
+    let header = format!(
         "{:<18} {:>6} {:>5} {:>5} {:>8} {:>5} {:>9} {:>12}  {:<12} {:<12} {:<12}",
         "clock",
         "total",
@@ -929,10 +928,10 @@ pub fn report_text(r: &SlaReport) -> String {
         "p90",
         "max"
     );
+    let _ = writeln!(o, "{}", header.trim_end());
     for k in &r.clocks {
         let t = k.time_to_stop;
-        let _ = writeln!(
-            o,
+        let line = format!(
             "{:<18} {:>6} {:>5} {:>5} {:>8} {:>5} {:>9} {:>12}  {:<12} {:<12} {:<12}",
             k.kind.as_str(),
             k.total,
@@ -946,6 +945,7 @@ pub fn report_text(r: &SlaReport) -> String {
             span(t.map(|t| t.p90_seconds)),
             span(t.map(|t| t.max_seconds)),
         );
+        let _ = writeln!(o, "{}", line.trim_end());
     }
     let _ = writeln!(
         o,
