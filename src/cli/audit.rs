@@ -278,12 +278,14 @@ struct Entry {
 fn timeline(
     case: &Case,
     clocks: &BTreeMap<ClockId, Clock>,
+    messages: &Messages<'_>,
     events: &[LoggedEvent],
     at: Timestamp,
 ) -> Vec<Entry> {
     let by_hash = |h: &str| case.messages.iter().find(|m| m.content_hash == h);
-    let by_id = |id: &str| case.messages.iter().find(|m| m.message_id == id);
-    // "<Message-Id> from <sender>" for a message of the case, else the text as it is.
+    // A staff message may sit in another case (a decision on a certificate two cases name).
+    let by_id = |id: &str| messages.get(id).copied();
+    // "<Message-Id> from <sender>" for a message of the period, else the text as it is.
     let named = |id: &str| match by_id(id) {
         Some(m) if !m.from.is_empty() => format!("{} from {}", md(id), md(&m.from)),
         _ => md(id),
@@ -434,14 +436,27 @@ fn timeline(
             }
             Event::ClockBreached { clock, deadline } => {
                 breach_logged.insert(clock.clone());
-                push(
-                    *deadline,
-                    seq,
-                    format!(
-                        "BREACH: {} passed its deadline, still not done",
-                        clock_label(clocks, clock)
-                    ),
+                // What cprwatch knew when it logged this: a folder read later (the desk's
+                // Sent mail) may show the clock stopped in time after all. Both are the record.
+                let mut text = format!(
+                    "BREACH: {} passed its deadline, not recorded as done",
+                    clock_label(clocks, clock)
                 );
+                if recorded - *deadline > time::Duration::hours(1) {
+                    let _ = write!(text, " (logged {})", minute(recorded));
+                }
+                let later = clocks.get(clock).map(|c| c.status(at));
+                if let Some(s) = later
+                    && let Some(stop) = s.stopped_at.filter(|t| t <= deadline)
+                {
+                    let _ = write!(
+                        text,
+                        "; mail read later shows it {} at {}",
+                        s.state.as_str(),
+                        minute(stop)
+                    );
+                }
+                push(*deadline, seq, text);
             }
             Event::ClockReopened { clock, state } => push(
                 recorded,
@@ -647,16 +662,27 @@ pub fn export_md(a: &Audit) -> String {
         minute(a.at),
         a.projection.cases.len()
     );
+    let messages: Messages<'_> = a
+        .projection
+        .cases
+        .iter()
+        .flat_map(|c| &c.messages)
+        .map(|m| (m.message_id.as_str(), m))
+        .collect();
     for (case, events) in a.projection.cases.iter().zip(&a.events) {
-        case_md(&mut o, case, &a.projection.clocks, events, a.at);
+        case_md(&mut o, case, &a.projection.clocks, &messages, events, a.at);
     }
     o
 }
+
+/// Every message of the exported cases by Message-Id.
+type Messages<'a> = std::collections::HashMap<&'a str, &'a crate::deciding::cases::CaseMessage>;
 
 fn case_md(
     o: &mut String,
     case: &Case,
     clocks: &BTreeMap<ClockId, Clock>,
+    messages: &Messages<'_>,
     events: &[LoggedEvent],
     at: Timestamp,
 ) {
@@ -732,7 +758,7 @@ fn case_md(
         );
     }
     let _ = writeln!(o, "\nTimeline:\n");
-    for e in timeline(case, clocks, events, at) {
+    for e in timeline(case, clocks, messages, events, at) {
         let _ = writeln!(o, "- {} — {}", minute(e.at), e.text);
     }
     o.push('\n');
@@ -1264,7 +1290,7 @@ mod tests {
                 // Never logged as breached (first seen late): its deadline passing is told.
                 r"- 2026-03-03 10:00 UTC — Deadline passed: revocation of crtsh\:1 not done by then",
                 // Logged live: told once, not twice.
-                "- 2026-03-03 10:00 UTC — BREACH: Preliminary report passed its deadline, still not done",
+                "- 2026-03-03 10:00 UTC — BREACH: Preliminary report passed its deadline, not recorded as done",
                 r"- 2026-03-03 10:01 UTC — Alert (breach) sent to desk\@ca\.test about preliminary report, revocation of crtsh\:1, Message-Id \<breach\.cprwatch\@ca\.test\>",
                 r"- 2026-03-03 11:00 UTC — Mail (reminder) to desk\@ca\.test NOT delivered after 1 attempt(s): 550 \<desk\@ca\.test\> no such user",
                 r"- 2026-03-03 16:00 UTC — Preliminary report given (late): \<b\@ca\.test\> from nina\@ca\.test",
@@ -1280,6 +1306,24 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| pending | - |"), "{md}");
+    }
+
+    /// The inbox read first, the desk's Sent folder later: the breach cprwatch logged with
+    /// what it had is kept, with what the later mail showed.
+    #[test]
+    fn a_breach_logged_before_the_answer_was_read_says_both() {
+        let mut a = audit();
+        let prelim = ClockId::from_stored("preliminary_report:CPR-2026-0001");
+        a.projection.clocks.get_mut(&prelim).unwrap().stops[0].at = T0 + Duration::hours(20);
+        a.events[0][2].envelope.recorded_at = T0 + Duration::days(30);
+        let md = export_md(&a);
+        assert!(
+            md.lines().any(|l| l
+                == "- 2026-03-03 10:00 UTC — BREACH: Preliminary report passed its deadline, \
+                    not recorded as done (logged 2026-04-01 10:00 UTC); mail read later shows it \
+                    met at 2026-03-03 06:00 UTC"),
+            "{md}"
+        );
     }
 
     #[test]
