@@ -94,10 +94,7 @@ pub struct Audit {
 /// period holds, not the whole log.
 pub fn load(store: &SqliteStore, period: Period, at: Timestamp) -> Result<Audit, DeskError> {
     let projection = lookup::cases_opened(store, period, at)?;
-    let mut events = Vec::with_capacity(projection.cases.len());
-    for c in &projection.cases {
-        events.push(lookup::events_of(store, c)?);
-    }
+    let events = lookup::events_of_cases(store, &projection.cases)?;
     let head = store.tables_state()?.head;
     let head = store
         .events_from(head, 1)?
