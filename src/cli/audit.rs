@@ -809,6 +809,7 @@ pub fn export_csv(a: &Audit) -> String {
                     .filter_map(|e| match &e.envelope.event {
                         Event::MailSent { mail, .. }
                             if mail.kind != "receipt"
+                                && e.envelope.recorded_at <= a.at
                                 && mail.clocks.contains(id)
                                 && (!breach
                                     || (matches!(mail.kind.as_str(), "breach" | "digest")
@@ -1343,6 +1344,15 @@ mod tests {
              <b@ca.test>,2026-03-03T10:01:20Z,2026-03-03T10:01:20Z"
         );
         assert_eq!(rows[3], "");
+        // At 20 h: the warning had gone out, the breach alert not yet.
+        let mut early = audit();
+        early.at = T0 + Duration::hours(20);
+        let csv = export_csv(&early);
+        let prelim = csv.split("\r\n").nth(1).unwrap();
+        assert!(
+            prelim.ends_with(",pending,,,b,,,,,2026-03-02T22:00:20Z,"),
+            "{prelim}"
+        );
     }
 
     #[test]
