@@ -18,7 +18,12 @@
 //!   a value can sit in a quoted attribute;
 //! - [`json_text`] for JSON made by `serde_json`: the C0 controls are already escaped by it;
 //!   the other hazards become `\uXXXX` escapes, so the JSON decodes to the very same string
-//!   while its bytes show nothing a terminal would act on.
+//!   while its bytes show nothing a terminal would act on;
+//! - [`markdown`] for Markdown text (the audit export): as [`text`], then every ASCII
+//!   punctuation character that Markdown or its extensions give a meaning backslash-escaped,
+//!   so a report's `<img>`, `[text](url)`, bare URL or `|` shows as text;
+//! - [`csv_field`] for a CSV cell (the audit export): as [`text`], a cell a spreadsheet would
+//!   take for a formula prefixed with `'`, and quoted as RFC 4180 says.
 //!
 //! Pure: no I/O, no allocation when there is nothing to escape.
 
@@ -146,6 +151,64 @@ pub(crate) fn json_text(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// ASCII punctuation [`markdown`] leaves as it is: none of these starts or ends any Markdown
+/// construct in the middle of a line (the only place cprwatch puts report text), in CommonMark
+/// or in GitHub's extensions.
+const MARKDOWN_INERT: &str = ",;?/%'\"-";
+
+/// `s` for Markdown text, inline (a list item, a table cell, a heading): every hazardous
+/// character as a visible escape (as in [`text`], so it stays on its line), then every ASCII
+/// punctuation character but the inert `,;?/%'"-` backslash-escaped. CommonMark lets any ASCII
+/// punctuation be escaped and shows it literally, so nothing from a report becomes markup: no
+/// raw HTML (`<`, `&`), no link or image (`[`, `]`, `(`, `!`), no autolink (`<`, and GitHub's
+/// bare `www.`, `https://` and `a@b.c`, which an escaped `.`, `:` or `@` breaks), no emphasis,
+/// code, table cell (`|`), strikethrough (`~`) or math (`$`).
+pub(crate) fn markdown(s: &str) -> Cow<'_, str> {
+    let special = |c: char| c.is_ascii_punctuation() && !MARKDOWN_INERT.contains(c);
+    if !s.chars().any(|c| special(c) || is_hazard(c)) {
+        return Cow::Borrowed(s);
+    }
+    let shown = text(s);
+    let mut out = String::with_capacity(shown.len() + 16);
+    for c in shown.chars() {
+        if special(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+/// `s` as one CSV cell (RFC 4180): every hazardous character as a visible escape (as in
+/// [`text`], so a cell is one line), a leading `=`, `+`, `-` or `@` (which spreadsheets read
+/// as a formula: `=HYPERLINK(…)`, `@SUM(…)`) prefixed with `'`, and the cell in double quotes,
+/// with `"` doubled, when it holds a comma, a quote or a leading or trailing space.
+pub(crate) fn csv_field(s: &str) -> Cow<'_, str> {
+    let shown = text(s);
+    let formula = shown.starts_with(['=', '+', '-', '@']);
+    let quote = shown.contains([',', '"']) || shown.starts_with(' ') || shown.ends_with(' ');
+    if !formula && !quote {
+        return shown;
+    }
+    let mut out = String::with_capacity(shown.len() + 4);
+    if quote {
+        out.push('"');
+    }
+    if formula {
+        out.push('\'');
+    }
+    for c in shown.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    if quote {
+        out.push('"');
+    }
+    Cow::Owned(out)
+}
+
 fn push_escape(out: &mut String, c: char) {
     match c {
         '\t' => out.push_str("\\t"),
@@ -255,6 +318,57 @@ mod tests {
             !h.chars().any(|c| is_hazard(c) || "<>\"'".contains(c)),
             "{h}"
         );
+    }
+
+    #[test]
+    fn markdown_shows_markup_as_text() {
+        assert!(matches!(markdown("plain Ünïcode, -ok-?"), Cow::Borrowed(_)));
+        assert_eq!(
+            markdown("[click](https://evil.example) <img src=x onerror=alert(1)>"),
+            r"\[click\]\(https\://evil\.example\) \<img src\=x onerror\=alert\(1\)\>"
+        );
+        assert_eq!(
+            markdown("a|b *c* _d_ `e` ~f~ $g$ #h"),
+            r"a\|b \*c\* \_d\_ \`e\` \~f\~ \$g\$ \#h"
+        );
+        assert_eq!(
+            markdown("www.evil.example a@b.example &amp;"),
+            r"www\.evil\.example a\@b\.example \&amp;"
+        );
+        // Hazards first become visible escapes, whose backslash is then escaped itself, so
+        // the rendered text shows `\x1b`, and a newline cannot start a Markdown line.
+        assert_eq!(markdown("a\n# b\x1b"), r"a\\n\# b\\x1b");
+        let m = markdown(HOSTILE);
+        assert!(!m.chars().any(is_hazard), "{m}");
+        // Every special character is preceded by an odd number of backslashes: escaped.
+        let chars: Vec<char> = m.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if c.is_ascii_punctuation() && !MARKDOWN_INERT.contains(*c) && *c != '\\' {
+                let slashes = chars[..i].iter().rev().take_while(|&&b| b == '\\').count();
+                assert_eq!(slashes % 2, 1, "unescaped {c:?} at {i} in {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn csv_fields_quote_as_rfc_4180_and_defuse_formulas() {
+        assert!(matches!(csv_field("CPR-2026-0001"), Cow::Borrowed(_)));
+        assert_eq!(csv_field("2026-03-02T10:00:00Z"), "2026-03-02T10:00:00Z");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field(" padded "), "\" padded \"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://evil\")"),
+            "\"'=HYPERLINK(\"\"http://evil\"\")\""
+        );
+        assert_eq!(csv_field("=1+2"), "'=1+2");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        // A line break never reaches the file: one record is one line.
+        assert_eq!(csv_field("a\r\nb"), "a\\r\\nb");
+        assert_eq!(csv_field("\t=1"), "\\t=1");
+        assert_eq!(csv_field(""), "");
     }
 
     #[test]

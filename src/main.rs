@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use cprwatch::cli::audit;
 use cprwatch::cli::commands::{self, Format, Outcome};
 use cprwatch::domain::model::FolderRole;
 
@@ -66,6 +67,100 @@ impl From<Role> for FolderRole {
             Role::Sent => FolderRole::Sent,
         }
     }
+}
+
+/// `audit export --format`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// An incident-report timeline per case (CCADB style), Markdown.
+    Md,
+    /// One row per clock with all its times (RFC 4180).
+    Csv,
+    /// The events of the log that concern the cases, with their seq and hash.
+    Json,
+}
+
+impl From<ExportFormat> for audit::ExportFormat {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Md => audit::ExportFormat::Md,
+            ExportFormat::Csv => audit::ExportFormat::Csv,
+            ExportFormat::Json => audit::ExportFormat::Json,
+        }
+    }
+}
+
+/// `audit report --format`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Md,
+    Json,
+}
+
+impl From<ReportFormat> for audit::ReportFormat {
+    fn from(f: ReportFormat) -> Self {
+        match f {
+            ReportFormat::Text => audit::ReportFormat::Text,
+            ReportFormat::Md => audit::ReportFormat::Md,
+            ReportFormat::Json => audit::ReportFormat::Json,
+        }
+    }
+}
+
+/// The auditor's commands. A period is `--from` (included) to `--to` (excluded), each a date
+/// (`2026-01-01`, midnight UTC) or an RFC 3339 time: a year is `--from 2026-01-01 --to
+/// 2027-01-01`.
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Every case opened in the period: a timeline per case (md), one row per clock (csv), or
+    /// the log's events (json).
+    Export {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+        /// First moment of the period (included): 2026-01-01 or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// End of the period (excluded): 2027-01-01 or an RFC 3339 time.
+        #[arg(long)]
+        to: String,
+        /// Evaluate the clocks' states as at this RFC 3339 time (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ExportFormat,
+    },
+    /// The SLA report of the cases opened in the period: reports, cases, certificates; per
+    /// clock kind how many were met, late, breached, open, dismissed, not required, and the
+    /// median, p90 and max time to stop; every late or breached clock.
+    Report {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+        /// First moment of the period (included): 2026-01-01 or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// End of the period (excluded): 2027-01-01 or an RFC 3339 time.
+        #[arg(long)]
+        to: String,
+        /// Evaluate the clocks' states as at this RFC 3339 time (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+    },
+    /// Sign a checkpoint of the event log's head now with [audit] signing_key_file and keep
+    /// it in the store (`run` signs one every hour and at shutdown; this is for cron and
+    /// tests).
+    Checkpoint {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the public key of [audit] signing_key_file (PEM), for auditors' `verify
+    /// --public-key`.
+    PublicKey {
+        #[arg(long, env = "CPRWATCH_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,9 +252,12 @@ enum Cmd {
         #[arg(long)]
         checkpoints: Vec<PathBuf>,
     },
-    /// Evidence for auditors: signed checkpoints of the event log.
-    #[command(subcommand)]
-    Audit(AuditCmd),
+    /// For auditors: export every case of a period or its SLA report, and the signed
+    /// checkpoints of the event log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
     /// Validate the configuration and rules, and print what was loaded.
     CheckConfig {
         #[arg(long, env = "CPRWATCH_CONFIG")]
@@ -172,23 +270,6 @@ enum Cmd {
         /// Log format on stderr: `text` lines, or `json` (one object per line).
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
-    },
-}
-
-#[derive(Subcommand)]
-enum AuditCmd {
-    /// Sign a checkpoint of the event log's head now with [audit] signing_key_file and keep
-    /// it in the store (`run` signs one every hour and at shutdown; this is for cron and
-    /// tests).
-    Checkpoint {
-        #[arg(long, env = "CPRWATCH_CONFIG")]
-        config: PathBuf,
-    },
-    /// Print the public key of [audit] signing_key_file (PEM), for auditors' `verify
-    /// --public-key`.
-    PublicKey {
-        #[arg(long, env = "CPRWATCH_CONFIG")]
-        config: PathBuf,
     },
 }
 
@@ -249,8 +330,32 @@ fn real_main() -> anyhow::Result<ExitCode> {
             public_key,
             checkpoints,
         } => commands::verify(&config, &public_key, &checkpoints)?,
-        Cmd::Audit(AuditCmd::Checkpoint { config }) => commands::audit_checkpoint(&config)?,
-        Cmd::Audit(AuditCmd::PublicKey { config }) => commands::audit_public_key(&config)?,
+        Cmd::Audit {
+            command: AuditCmd::Checkpoint { config },
+        } => commands::audit_checkpoint(&config)?,
+        Cmd::Audit {
+            command: AuditCmd::PublicKey { config },
+        } => commands::audit_public_key(&config)?,
+        Cmd::Audit {
+            command:
+                AuditCmd::Export {
+                    config,
+                    from,
+                    to,
+                    at,
+                    format,
+                },
+        } => audit::export(&config, &from, &to, at.as_deref(), format.into())?,
+        Cmd::Audit {
+            command:
+                AuditCmd::Report {
+                    config,
+                    from,
+                    to,
+                    at,
+                    format,
+                },
+        } => audit::report(&config, &from, &to, at.as_deref(), format.into())?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
         Cmd::Run { config, log_format } => {
             cprwatch::service::logging::init(log_format.into());

@@ -126,6 +126,39 @@ fn check_scenario(name: &str, at: &str) {
     let o = desk.run(&["check-config", "--config", &cfg]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_clean("check-config", &text(&o), &secrets);
+    for (command, formats) in [
+        ("export", ["md", "csv", "json"]),
+        ("report", ["text", "md", "json"]),
+    ] {
+        for format in formats {
+            let args = [
+                "audit",
+                command,
+                "--config",
+                &cfg,
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2100-01-01",
+                "--at",
+                at,
+                "--format",
+                format,
+            ];
+            let o = desk.run(&args);
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+            assert!(
+                o.stdout.len() > 200,
+                "audit {command} --format {format}: {}",
+                text(&o)
+            );
+            assert_clean(
+                &format!("audit {command} --format {format}"),
+                &text(&o),
+                &secrets,
+            );
+        }
+    }
 }
 
 #[test]

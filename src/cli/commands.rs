@@ -62,7 +62,7 @@ impl Outcome {
 /// Pretty JSON for output. `serde_json` escapes quotes and C0 controls; [`crate::escape::json_text`]
 /// also writes DEL, C1 and bidirectional controls as `\uXXXX`, so a reporter's string decodes
 /// exactly as received while the bytes printed hold nothing a terminal acts on.
-fn json<T: Serialize>(v: &T) -> String {
+pub(crate) fn json<T: Serialize>(v: &T) -> String {
     let s = serde_json::to_string_pretty(v).unwrap_or_default();
     let mut s = crate::escape::json_text(&s).into_owned();
     s.push('\n');
@@ -230,7 +230,7 @@ fn canaries(
 /// What `status`, `case` and `search` start from: the configuration, the moment asked for,
 /// and the store with its tables ready to read (with notes for stderr if they had to be
 /// rebuilt, or lag the log).
-fn tables_at(
+pub(crate) fn tables_at(
     config_path: &Path,
     at: Option<&str>,
 ) -> Result<(Config, Timestamp, crate::store::SqliteStore, Vec<String>), CommandError> {
@@ -241,7 +241,7 @@ fn tables_at(
     Ok((config, at, store, notes))
 }
 
-fn notes_text(notes: &[String]) -> String {
+pub(crate) fn notes_text(notes: &[String]) -> String {
     notes
         .iter()
         .map(|n| format!("note: {}\n", esc(n)))

@@ -93,26 +93,94 @@ pub fn case(
     let Some(case) = p.cases.first() else {
         return Ok(None);
     };
-    let mut refs: Vec<String> = vec![case.id.to_string()];
-    refs.extend(case.messages.iter().map(|m| m.content_hash.clone()));
-    refs.extend(case.clocks.iter().map(ToString::to_string));
-    let messages: HashSet<&str> = case
-        .messages
-        .iter()
-        .map(|m| m.content_hash.as_str())
+    let events = events_of(store, case)?
+        .into_iter()
+        .map(|e| (e.seq, e.envelope))
         .collect();
-    let clocks: HashSet<&str> = case.clocks.iter().map(|c| c.as_str()).collect();
-    let mut events = Vec::new();
-    for e in store.events_naming(&refs)? {
-        let env = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
+    Ok(Some((p, events)))
+}
+
+/// One event of the log, decoded, with its place in the chain.
+#[derive(Clone, Debug)]
+pub struct LoggedEvent {
+    pub seq: u64,
+    /// Its hash in the chain (hex), as `verify` recomputes it.
+    pub hash: String,
+    pub envelope: Envelope,
+}
+
+/// The events that concern `case` (its own, its messages', its clocks'), in log order.
+pub fn events_of(store: &SqliteStore, case: &Case) -> Result<Vec<LoggedEvent>, DeskError> {
+    Ok(events_of_cases(store, std::slice::from_ref(case))?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// The events that concern each of `cases`, in log order, one list per case. The log is read
+/// once for all of them, in seq order: an event two cases share is read once.
+pub fn events_of_cases(
+    store: &SqliteStore,
+    cases: &[Case],
+) -> Result<Vec<Vec<LoggedEvent>>, DeskError> {
+    let mut wanted = Vec::with_capacity(cases.len());
+    let mut all = std::collections::BTreeSet::new();
+    for case in cases {
+        let mut refs: Vec<String> = vec![case.id.to_string()];
+        refs.extend(case.messages.iter().map(|m| m.content_hash.clone()));
+        refs.extend(case.clocks.iter().map(ToString::to_string));
+        let seqs = store.event_seqs_naming(&refs)?;
+        all.extend(seqs.iter().copied());
+        wanted.push(seqs);
+    }
+    let mut read = BTreeMap::new();
+    for e in store.events_at(&all)? {
+        let envelope = Envelope::decode(&e.body).map_err(|err| DeskError::BadEvent {
             seq: e.seq,
             problem: err.to_string(),
         })?;
-        if env.event.concerns(case.id.as_str(), &clocks, &messages) {
-            events.push((e.seq, env));
-        }
+        read.insert(
+            e.seq,
+            LoggedEvent {
+                seq: e.seq,
+                hash: e.hash,
+                envelope,
+            },
+        );
     }
-    Ok(Some((p, events)))
+    let mut out = Vec::with_capacity(cases.len());
+    for (case, seqs) in cases.iter().zip(wanted) {
+        let messages: HashSet<&str> = case
+            .messages
+            .iter()
+            .map(|m| m.content_hash.as_str())
+            .collect();
+        let clocks: HashSet<&str> = case.clocks.iter().map(|c| c.as_str()).collect();
+        out.push(
+            seqs.iter()
+                .filter_map(|s| read.get(s))
+                .filter(|e| {
+                    e.envelope
+                        .event
+                        .concerns(case.id.as_str(), &clocks, &messages)
+                })
+                .cloned()
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// The cases opened in `period` as they are at `at`, in case order, with all their clocks
+/// (a case since merged into another is left out: its messages are in that one).
+pub fn cases_opened(
+    store: &SqliteStore,
+    period: crate::deciding::sla::Period,
+    at: Timestamp,
+) -> Result<Projection, DeskError> {
+    let ids = store.cases_opened_between(period.from, period.to)?;
+    let mut p = cases_with_clocks(store, ids, at)?;
+    p.cases.retain(|c| !c.messages.is_empty());
+    Ok(p)
 }
 
 /// The names a search term may stand for: a crt.sh id, a certificate or key hash, a

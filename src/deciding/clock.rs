@@ -163,12 +163,7 @@ impl Clock {
     /// The state at `now`: the earliest stop that has happened by then decides; otherwise the
     /// clock runs, `pending` before the deadline and `breached` from it on.
     pub fn status(&self, now: Timestamp) -> Status {
-        let stop = self
-            .stops
-            .iter()
-            .filter(|s| s.at <= now)
-            .min_by_key(|s| (s.at, stop_rank(s.kind)));
-        match stop {
+        match self.stop_at(now) {
             None => Status {
                 state: if now < self.deadline {
                     ClockState::Pending
@@ -193,6 +188,15 @@ impl Clock {
                 },
             },
         }
+    }
+
+    /// The stop that decides the state at `now` (and what did it, for an audit): the earliest
+    /// that has happened by then.
+    pub fn stop_at(&self, now: Timestamp) -> Option<&Stop> {
+        self.stops
+            .iter()
+            .filter(|s| s.at <= now)
+            .min_by_key(|s| (s.at, stop_rank(s.kind)))
     }
 
     /// The first moment after `t` at which time alone may change this clock's state: its

@@ -4,7 +4,7 @@
 //! state is at a moment; [`cases`] derives cases and clocks from the messages received by a
 //! moment; [`tables`] writes them as the versioned rows the store keeps; [`derive`] turns each
 //! batch and each tick into the events that record what changed; [`alerts`] and [`receipts`]
-//! decide who is told what, and when. Time is always an argument
+//! decide who is told what, and when; [`sla`] sums up how fast the desk answered. Time is always an argument
 //! (docs/ARCHITECTURE.md, "The layers").
 
 pub mod alerts;
@@ -16,5 +16,6 @@ pub mod dispatch;
 pub mod fold;
 pub(crate) mod receipts;
 pub mod recorded;
+pub mod sla;
 pub mod tables;
 pub mod threading;

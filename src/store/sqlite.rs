@@ -2064,12 +2064,45 @@ impl SqliteStore {
         tables_sql::cases_named(&self.conn, name)
     }
 
+    /// The cases opened in `[from, to)`, in case order, for an audit of that period. May list
+    /// a case since merged into another, which [`Self::case_at`] shows without messages.
+    pub(crate) fn cases_opened_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        tables_sql::cases_opened(
+            &self.conn,
+            crate::deciding::tables::secs(from),
+            crate::deciding::tables::secs(to),
+        )
+    }
+
     /// The events that name any of `refs` (and possibly a few more: check them), in seq order.
     pub(crate) fn events_naming(&self, refs: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
+        self.events_at(&self.event_seqs_naming(refs)?)
+    }
+
+    /// The seqs of the events that name any of `refs` (and possibly a few more).
+    pub(crate) fn event_seqs_naming(
+        &self,
+        refs: &[String],
+    ) -> Result<std::collections::BTreeSet<u64>, StoreError> {
         let mut seqs = std::collections::BTreeSet::new();
         for r in refs {
             seqs.extend(tables_sql::events_naming(&self.conn, r)?);
         }
+        Ok(seqs)
+    }
+
+    /// The events with these seqs, in seq order (a seq beyond the log is skipped). A run of
+    /// consecutive seqs carries each one's hash to the next; only the first of a run works its
+    /// predecessor's hash out from the last whole one, so reading many events of a period
+    /// costs about one body each.
+    pub(crate) fn events_at(
+        &self,
+        seqs: &std::collections::BTreeSet<u64>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -2077,15 +2110,20 @@ impl SqliteStore {
             )
             .map_err(sql("read events"))?;
         let mut out = Vec::with_capacity(seqs.len());
-        for seq in seqs {
+        let mut prev = String::new();
+        let mut last = None;
+        for &seq in seqs {
             let mut rows = st
                 .query(params![seq_to_sql(seq)])
                 .map_err(sql("read events"))?;
             if let Some(r) = rows.next().map_err(sql("read events"))? {
-                let mut prev = hash_of(&self.conn, seq.saturating_sub(1)).unwrap_or_default();
+                if last.is_none_or(|l: u64| l.checked_add(1) != Some(seq)) {
+                    prev = hash_of(&self.conn, seq.saturating_sub(1)).unwrap_or_default();
+                }
                 out.push(event_row(r, &mut prev, |h| {
                     mail_prefix(&self.conn, &self.mails, h, false)
                 })?);
+                last = Some(seq);
             }
         }
         Ok(out)
