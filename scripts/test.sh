@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need. (openssl: the fixture key material is re-derivable with it;
 # dovecot-imapd: the real IMAP server the IMAP tests start on loopback via scripts/dovecot.sh;
 # postfix: the real SMTP server the mail tests start on loopback via scripts/postfix.sh. It is
-# installed unconfigured ("No configuration"), so no system-wide Postfix starts listening.)
-packages=(openssl dovecot-imapd postfix)
+# installed unconfigured ("No configuration"), so no system-wide Postfix starts listening;
+# chromium and chromium-driver: the real browser the dashboard tests drive headless.)
+packages=(openssl dovecot-imapd postfix chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -2,6 +2,7 @@
 //! `mod support;`.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod dovecot;
 pub mod postfix;
 pub mod service;
