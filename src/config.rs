@@ -14,11 +14,13 @@
 mod mailbox;
 mod outbound;
 mod rules_dir;
+mod web;
 
 pub use rules_dir::load_rules_dir;
 
 pub use mailbox::{MailboxConfig, PasswordSource};
 pub use outbound::{AlertsConfig, CanaryConfig, ReceiptsConfig, SmtpConfig};
+pub use web::{WebConfig, WebUser};
 
 use crate::domain::model::FolderRole;
 use crate::domain::timefmt::parse_span;
@@ -44,6 +46,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub receipts: ReceiptsConfig,
     pub canary: Vec<CanaryConfig>,
+    /// The dashboard, API and metrics server; `None`: no server.
+    pub web: Option<WebConfig>,
     /// What the reader of this file should change (a deprecated key), for stderr.
     pub notes: Vec<String>,
     /// The file this configuration was read from (as given).
@@ -294,6 +298,11 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
         );
     }
 
+    let web = match raw.web {
+        Some(w) => Some(web::web(w, resolve).map_err(|(k, p)| invalid(&k, p))?),
+        None => None,
+    };
+
     Ok(Config {
         desk,
         store: StoreConfig {
@@ -310,6 +319,7 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
         alerts,
         receipts,
         canary,
+        web,
         notes,
         path: origin.to_path_buf(),
     })
@@ -384,6 +394,7 @@ struct RawConfig {
     receipts: outbound::RawReceipts,
     #[serde(default)]
     canary: Vec<outbound::RawCanary>,
+    web: Option<web::RawWeb>,
 }
 
 #[derive(Deserialize)]

@@ -48,6 +48,8 @@ pub enum DeskError {
     Compose(String),
     #[error("{0}")]
     Secret(String),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
     #[error(
         "the store could not be read while deriving cases and clocks, or a stored row of theirs is damaged — run `cprwatch verify`, then `cprwatch rebuild`"
     )]

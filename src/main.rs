@@ -153,6 +153,9 @@ enum Cmd {
         #[arg(long, env = "CPRWATCH_CONFIG")]
         config: PathBuf,
     },
+    /// Read a password on stdin (its first line) and print its argon2id hash, for a
+    /// [[web.user]] password_hash.
+    HashPassword,
     /// The service: watch the configured sources, ingest, re-evaluate clocks every minute.
     Run {
         #[arg(long, env = "CPRWATCH_CONFIG")]
@@ -217,6 +220,21 @@ fn real_main() -> anyhow::Result<ExitCode> {
         } => commands::replay(&config, &inbox, &sent, &junk, &at, format.into())?,
         Cmd::Verify { config } => commands::verify(&config)?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
+        Cmd::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!(
+                    "no password on stdin; type it and press Enter, or pipe it in (printf '%s\\n' \"$PW\" | cprwatch hash-password)"
+                );
+            }
+            let hash = cprwatch::web::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+            println!("{hash}");
+            return Ok(ExitCode::SUCCESS);
+        }
         Cmd::Run { config, log_format } => {
             cprwatch::service::logging::init(log_format.into());
             let config = cprwatch::config::load(&config)?;

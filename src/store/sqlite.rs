@@ -1923,6 +1923,58 @@ impl SqliteStore {
     }
 }
 
+/// Counts for `/metrics`, each one query.
+impl SqliteStore {
+    /// Messages recorded per place they were read from (a position without its last part:
+    /// `imap:<mailbox>/<folder>/<uidvalidity>/`, `maildir:<dir>/<folder>/`, …).
+    pub(crate) fn positions_per_place(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT l.place, COUNT(*) FROM position_names n \
+                 JOIN position_places l ON l.id = n.place GROUP BY l.place ORDER BY l.place",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect()
+            })
+            .map_err(sql("count messages per folder"))
+    }
+
+    /// The clocks, as the tables hold them now, whose deadline passed at `now` before they
+    /// stopped (breached, or met late), by kind (the part of the id before `:`).
+    pub(crate) fn breaches_by_kind(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT substr(id, 1, instr(id, ':') - 1), COUNT(*) FROM clocks \
+                 WHERE valid_to IS NULL AND deadline < stop_key AND deadline < ?1 GROUP BY 1",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![crate::deciding::tables::secs(now)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect()
+            })
+            .map_err(sql("count breached clocks"))
+    }
+
+    /// Mail failed for good, ever.
+    pub(crate) fn outbox_failed_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'failed'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(sql("count failed mail"))
+    }
+}
+
 /// The projection tables: what `status`, `case` and `search` read.
 impl SqliteStore {
     pub(crate) fn tables_state(&self) -> Result<TablesState, StoreError> {
