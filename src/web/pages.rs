@@ -343,6 +343,18 @@ pub(crate) async fn case(
         },
         e(&j.subject)
     );
+    let link = format!(
+        "{}/r/{}",
+        state.web.public_url.as_deref().unwrap_or(""),
+        super::reporter::token(&state.link_key, case)
+    );
+    let _ = write!(
+        o,
+        "<p>reporter's status page (no login; give it only to the reporter): \
+         <a href=\"{}\" class=\"mono\" rel=\"noreferrer\">{}</a></p>",
+        e(&link),
+        e(&link)
+    );
     if let Some((t, why)) = &case.dismissed {
         let _ = write!(
             o,
