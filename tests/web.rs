@@ -282,6 +282,24 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
         )
         .as_bytes(),
     );
+    // A report with a private key pasted in (the fixture's): its case page must not show it.
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/maildir/cur/1772435560.M107919P2201.mx,S=3230:2,S"),
+    )
+    .unwrap();
+    let begin = fixture.find("-----BEGIN PRIVATE KEY-----").unwrap();
+    let end = fixture.find("-----END PRIVATE KEY-----").unwrap() + 25;
+    w.deliver(
+        "4.eml",
+        &report(
+            "k1@keys.test",
+            "Kim <kim@keys.test>",
+            "Compromised key",
+            &format!("This key is compromised:\r\n{}\r\n", &fixture[begin..end]),
+            now - time::Duration::minutes(20),
+        ),
+    );
     w.start();
 
     // No session: pages go to the login, the API says 401; /healthz needs none.
@@ -324,7 +342,7 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
     let cookie = Some(cookie.as_str());
 
     // Both cases are there once the service has read them.
-    wait_for(&w, port, "/api/search?q=CPR-2026-0002", cookie, |r| {
+    wait_for(&w, port, "/api/search?q=CPR-2026-0003", cookie, |r| {
         r.status == 200 && r.json()["cases"].as_array().is_some_and(|c| !c.is_empty())
     });
 
@@ -356,7 +374,22 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
     assert!(r.body.contains("&lt;r1@reporter.test&gt;"));
     assert!(r.body.contains("case_opened"));
     assert!(r.body.contains("preliminary_report"));
+    assert!(
+        r.body.contains("was published."),
+        "the report's text: {}",
+        r.body
+    );
     assert_eq!(get(port, "/case/CPR-2026-0099", cookie).status, 404);
+    // The key-compromise report: its text withheld, the key never shown.
+    let r = get(port, "/case/CPR-2026-0003", cookie);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("Compromised key"), "{}", r.body);
+    assert!(r.body.contains("text not shown"), "{}", r.body);
+    assert!(
+        !r.body.contains("PRIVATE KEY") && !r.body.contains("MIIEvwIBADANBgkqhkiG9w0BAQEFAASC"),
+        "{}",
+        r.body
+    );
 
     // Search, as `cprwatch search`.
     let r = get(port, "/search?q=987654321", cookie);
@@ -377,7 +410,11 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["CPR-2026-0001", "CPR-2026-0002"], "{v}");
+    assert_eq!(
+        ids,
+        ["CPR-2026-0001", "CPR-2026-0002", "CPR-2026-0003"],
+        "{v}"
+    );
     assert_eq!(v["cases"][0]["subject"], HOSTILE);
     assert!(
         v["outbox"]["pending"].is_u64() && v["sources"].is_array(),
@@ -393,14 +430,14 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
     let r = get(port, "/metrics", cookie);
     assert_eq!(r.status, 200);
     let m = parse_metrics(&r.body);
-    // Staff answered case 1 (its Sent reply): only case 2's preliminary report is running.
+    // Staff answered case 1 (its Sent reply): cases 2 and 3 await their preliminary reports.
     assert_eq!(
         sample(
             &m,
             "cprwatch_open_clocks",
             &[("kind", "preliminary_report"), ("state", "pending")]
         ),
-        Some(&1.0),
+        Some(&2.0),
         "{}",
         r.body
     );
@@ -410,7 +447,7 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
             "cprwatch_open_clocks",
             &[("kind", "revocation"), ("state", "pending")]
         ),
-        Some(&2.0),
+        Some(&3.0),
         "{}",
         r.body
     );
@@ -423,7 +460,7 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
     assert!(next > 22.0 * 3600.0 && next <= 23.0 * 3600.0, "{next}");
     assert_eq!(
         sample(&m, "cprwatch_messages_total", &[("role", "inbox")]),
-        Some(&2.0),
+        Some(&3.0),
         "{}",
         r.body
     );

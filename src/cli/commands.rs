@@ -509,6 +509,53 @@ fn lines(d: &[String]) -> String {
 }
 
 /// What is sent, to whom, and when: `[smtp]`, `[alerts]`, `[receipts]`, `[[canary]]`.
+/// `[web]` in `check-config`: where it listens and who may use it (never a secret).
+fn describe_web(o: &mut String, config: &Config) {
+    use std::fmt::Write;
+    let Some(w) = &config.web else {
+        let _ = writeln!(
+            o,
+            "web: not configured — no dashboard, API or metrics; add [web] to serve them"
+        );
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "web: listening on {}{}, {} user(s){}, API and metrics {}",
+        w.listen,
+        w.public_url
+            .as_deref()
+            .map(|u| format!(" as {}", esc(u)))
+            .unwrap_or_default(),
+        w.users.len(),
+        if w.users.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                esc(&w
+                    .users
+                    .iter()
+                    .map(|u| u.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            )
+        },
+        if w.api_token.is_some() {
+            "with the bearer token"
+        } else {
+            "with a logged-in session"
+        }
+    );
+    if !w.listen.ip().is_loopback() && !w.secure_cookies() {
+        let _ = writeln!(
+            o,
+            "web: note: {} is reachable from other hosts and public_url is not https — put it behind a TLS proxy and set public_url = \"https://…\"",
+            w.listen
+        );
+    }
+}
+
 fn describe_outbound(o: &mut String, config: &Config) {
     use std::fmt::Write;
     let span = |d: time::Duration| timefmt::format_span(d.whole_seconds());
@@ -635,6 +682,7 @@ fn describe(config: &Config, policy: &crate::reading::facts::Policy) -> String {
         timefmt::format_span(config.clock.thread_window.whole_seconds())
     );
     describe_outbound(&mut o, config);
+    describe_web(&mut o, config);
     for m in &config.maildir {
         let _ = writeln!(
             o,

@@ -140,7 +140,7 @@ pub(crate) fn app_css() -> String {
          .bar span{display:block;height:100%}\
          .g span{background:#2a8a3a}.a span{background:#d89a00}.r span{background:#d2451e}\
          .b span{background:#9b0000}tr.breached td{background:#fde8e8}\
-         .mono{font-family:ui-monospace,monospace;word-break:break-all}\
+         .mono{font-family:ui-monospace,monospace;word-break:break-all}.nw{white-space:nowrap}\
          .problem{color:#b00;font-weight:bold}.muted{color:#666}\
          .login{display:flex;flex-direction:column;gap:.6em;max-width:20em}\
          pre{white-space:pre-wrap;background:#fff;border:1px solid #ddd;padding:.5em}\

@@ -18,7 +18,7 @@ use crate::cli::commands::{StatusParts, case_document};
 use crate::cli::{lookup, view};
 use crate::deciding::cases::Projection;
 use crate::domain::event::{ClockState, Event};
-use crate::domain::model::Timestamp;
+use crate::domain::model::{KeyEvidence, Timestamp};
 use crate::domain::timefmt;
 
 /// Rows shown at most on the dashboard unless `limit` asks for more.
@@ -275,10 +275,10 @@ pub(crate) async fn dashboard(
         };
         let _ = write!(
             o,
-            "<tr class=\"{}\"><td><span data-deadline=\"{}\">{label}</span>{}</td>\
+            "<tr class=\"{}\"><td class=\"nw\"><span data-deadline=\"{}\">{label}</span>{}</td>\
              <td><div class=\"bar {colour}\"><span class=\"{}\"></span></div></td>\
-             <td><a href=\"/case/{}\">{}</a></td><td>{}</td><td class=\"mono\">{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td class=\"nw\"><a href=\"/case/{}\">{}</a></td><td>{}</td><td class=\"mono\">{}</td>\
+             <td class=\"nw\">{}</td><td>{}</td><td>{}</td></tr>",
             r.state.as_str(),
             r.deadline.unix_timestamp(),
             if r.acknowledged {
@@ -314,13 +314,37 @@ pub(crate) async fn case(
     let wanted = id.trim().to_ascii_uppercase();
     let w = wanted.clone();
     let found = match state
-        .read(move |s, _| lookup::case(s, &w, at).map_err(|e| e.to_string()))
+        .read(move |s, _| {
+            let Some((p, events)) = lookup::case(s, &w, at).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            let mut texts = std::collections::HashMap::new();
+            for m in &p.cases[0].messages {
+                let private = events.iter().any(|(_, env)| match &env.event {
+                    Event::MessageReceived { facts } if facts.content_hash == m.content_hash => {
+                        facts.keys.iter().any(|k| {
+                            matches!(
+                                k.evidence,
+                                KeyEvidence::PrivateKey | KeyEvidence::EncryptedPrivateKey
+                            )
+                        })
+                    }
+                    _ => false,
+                });
+                let raw =
+                    crate::store::Store::message(s, &m.content_hash).map_err(|e| e.to_string())?;
+                if let Some(raw) = raw {
+                    texts.insert(m.content_hash.clone(), message_text(&raw, private));
+                }
+            }
+            Ok(Some((p, events, texts)))
+        })
         .await
     {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let Some((p, events)) = found else {
+    let Some((p, events, texts)) = found else {
         return error_page(
             StatusCode::NOT_FOUND,
             &format!(
@@ -478,7 +502,11 @@ pub(crate) async fn case(
                 let _ = write!(o, "<tr><th>note</th><td class=\"muted\">{}</td></tr>", e(p));
             }
         }
-        o.push_str("</tbody></table><br>");
+        o.push_str("</tbody></table>");
+        if let Some(t) = texts.get(&m.content_hash) {
+            let _ = write!(o, "<pre class=\"body\">{}</pre>", e(t));
+        }
+        o.push_str("<br>");
     }
     o.push_str("</section>");
     o.push_str(
@@ -693,4 +721,64 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
             "events_not_derived": behind,
         }),
     )
+}
+
+/// Text shown of one message on its case page.
+const TEXT_SHOWN: usize = 64 * 1024;
+
+/// What a message says, as text (HTML parts as the parser renders them to text, never as
+/// markup), for staff reading the case. Key material is never shown: a message in which the
+/// extractor found a private key is withheld whole, and any PEM private-key block left in
+/// another is cut out.
+fn message_text(raw: &[u8], private_key: bool) -> String {
+    if private_key {
+        return "[text not shown: this message holds a private key, and cprwatch never shows key \
+                material; the certificates and keys above are what it names]"
+            .into();
+    }
+    let parsed = crate::reading::parse::parse(raw);
+    let mut text = parsed.texts.join("\n\n");
+    let mut from = 0;
+    while let Some(found) = text[from..].find("-----BEGIN") {
+        let start = from + found;
+        let header_end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+        if !text[start..header_end].contains("PRIVATE KEY") {
+            from = start + 10;
+            continue;
+        }
+        // Up to the END line's closing dashes, or (no END) the end of the text.
+        let end = text[header_end..]
+            .find("-----END")
+            .and_then(|n| {
+                let e = header_end + n + 8;
+                text[e..].find("-----").map(|m| e + m + 5)
+            })
+            .unwrap_or(text.len());
+        text.replace_range(start..end, "[private key removed]");
+        from = start;
+    }
+    if text.len() > TEXT_SHOWN {
+        let mut cut = TEXT_SHOWN;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n[… cut here: the rest is in the stored message]");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_text;
+
+    #[test]
+    fn message_text_never_shows_a_private_key() {
+        let raw = b"From: a@b.test\r\nSubject: k\r\n\r\nhere:\r\n-----BEGIN PRIVATE KEY-----\r\nMIIEv\r\n-----END PRIVATE KEY-----\r\nbye\r\n-----BEGIN RSA PRIVATE KEY-----\r\nMIIC\r\n";
+        let t = message_text(raw, false);
+        assert!(t.contains("here:") && t.contains("bye"), "{t}");
+        assert!(!t.contains("MII") && !t.contains("BEGIN"), "{t}");
+        assert_eq!(t.matches("[private key removed]").count(), 2, "{t}");
+        assert!(message_text(raw, true).starts_with("[text not shown"));
+    }
 }
