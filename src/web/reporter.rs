@@ -43,7 +43,7 @@ fn key_path(config: &Config) -> PathBuf {
 
 /// The link key: `[web] secret_*`, or the one kept beside the store (made now if there is
 /// none). An error says which file or variable to fix.
-pub(crate) fn key(config: &Config, web: &WebConfig) -> Result<Vec<u8>, String> {
+pub fn key(config: &Config, web: &WebConfig) -> Result<Vec<u8>, String> {
     if let Some(src) = &web.secret {
         let k = src.read()?;
         if k.len() < 16 {
