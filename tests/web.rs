@@ -321,6 +321,20 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
     assert!(r.header("set-cookie").is_none());
     assert!(w.log().contains("failed login"), "{}", w.log());
 
+    // A login posted from another site's page: refused whatever the password.
+    let r = http(
+        port,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "https://evil.test"),
+        ],
+        "user=alice&password=correct+horse+battery",
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.header("set-cookie").is_none());
+
     // The right one: a session cookie with the flags.
     let r = post_form(
         port,

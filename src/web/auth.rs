@@ -337,11 +337,30 @@ pub(crate) struct LoginForm {
     next: Option<String>,
 }
 
+/// A browser's POST from another site says so in `Origin`: refused, so no other page can log
+/// someone in under an account of its choosing (the login form has no session to hold a CSRF
+/// token yet). Clients that send no `Origin` (scripts) are not browsers posting across sites.
+/// Behind a proxy that rewrites `Host`, the origin is `public_url`'s.
+fn cross_site(headers: &axum::http::HeaderMap, public_url: Option<&str>) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => false,
+        Some(origin) => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+            Some(origin_host) != host && Some(origin) != public_url
+        }
+    }
+}
+
 pub(crate) async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     axum::Form(f): axum::Form<LoginForm>,
 ) -> Response {
+    if cross_site(&headers, state.web.public_url.as_deref()) {
+        return html::error_page(StatusCode::FORBIDDEN, "Log in from this site's own page.");
+    }
     let next = local_path(f.next.as_deref());
     let user: String = f.user.trim().chars().take(64).collect();
     let key = (user.clone(), peer.ip());
@@ -435,6 +454,23 @@ mod tests {
         assert!(a.verify("alice", "correct horse"));
         assert!(!a.verify("alice", "wrong"));
         assert!(!a.verify("bob", "correct horse"));
+    }
+
+    #[test]
+    fn a_login_posted_from_another_site_is_refused() {
+        let h = |origin: Option<&str>| {
+            let mut m = axum::http::HeaderMap::new();
+            m.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+            if let Some(o) = origin {
+                m.insert(header::ORIGIN, o.parse().unwrap());
+            }
+            cross_site(&m, Some("https://cprwatch.example-ca.test"))
+        };
+        assert!(!h(None));
+        assert!(!h(Some("https://cprwatch.example-ca.test")));
+        assert!(!h(Some("http://127.0.0.1:8080")));
+        assert!(h(Some("https://evil.test")));
+        assert!(h(Some("null")));
     }
 
     #[test]

@@ -114,8 +114,11 @@ fn filtered(rows: Vec<Row>, f: &Filter) -> Vec<Row> {
 }
 
 /// The header strip: each watched folder, the outbox, each canary; problems stand out.
-fn strip(parts: &StatusParts, at: Timestamp) -> String {
+fn strip(parts: &StatusParts, config: &crate::config::Config, at: Timestamp) -> String {
     let mut o = String::from("<div class=\"strip\">");
+    if !config.maildir.is_empty() {
+        let _ = write!(o, "<div>{} Maildir(s) watched</div>", config.maildir.len());
+    }
     if parts.sources.is_empty() {
         o.push_str("<div class=\"muted\">no IMAP folders watched</div>");
     }
@@ -207,7 +210,7 @@ pub(crate) async fn dashboard(
         .count();
     let rows = filtered(all, &f);
     let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let mut o = strip(&parts, at);
+    let mut o = strip(&parts, &state.config, at);
     let _ = write!(
         o,
         "<h1>Open clocks: {total} ({breached} breached)</h1>\
