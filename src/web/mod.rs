@@ -171,6 +171,12 @@ impl Server {
             users = self.state.web.users.len(),
             "web server listening"
         );
+        if addr.is_some_and(|a| !a.ip().is_loopback()) && !self.state.web.secure_cookies() {
+            tracing::warn!(
+                listen = %addr.map(|a| a.to_string()).unwrap_or_default(),
+                "web server reachable from other hosts over plain HTTP: put a TLS proxy in front and set [web] public_url to its https:// address"
+            );
+        }
         let app = router(self.state);
         let r = axum::serve(
             self.listener,
