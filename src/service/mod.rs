@@ -242,8 +242,12 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     }
     // With [web], the dashboard, API and metrics: bound now, so a port in use stops the start.
     let health = std::sync::Arc::new(crate::web::Health::default());
-    if let Some(server) =
-        crate::web::Server::bind(std::sync::Arc::new(config.clone()), health.clone()).await?
+    if let Some(server) = crate::web::Server::bind(
+        std::sync::Arc::new(config.clone()),
+        health.clone(),
+        requests.clone(),
+    )
+    .await?
     {
         source_tasks.spawn(server.run(shutdown.clone()));
     }
@@ -412,6 +416,9 @@ fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
                 log_events(events);
             }
             let _ = reply.send(r.map(drop).map_err(|e| e.to_string()));
+        }
+        Request::Ping { reply } => {
+            let _ = reply.send(Ok(()));
         }
         Request::Delivered { id, outcome, reply } => {
             let r = desk.delivered(id, outcome, timefmt::now());

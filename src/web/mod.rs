@@ -31,6 +31,7 @@ use tracing::{error, info};
 
 use crate::config::{Config, WebConfig};
 use crate::domain::model::Timestamp;
+use crate::service::folder_sync::Request;
 use crate::service::shutdown::Shutdown;
 use crate::store::SqliteStore;
 
@@ -81,6 +82,28 @@ pub(crate) struct AppState {
     pub health: Arc<Health>,
     /// The key reporter links are made with.
     pub link_key: Arc<Vec<u8>>,
+    /// The service loop that owns the desk: what changes state goes through it, as every
+    /// source's mail does (`/healthz` asks it whether it answers).
+    pub desk: tokio::sync::mpsc::Sender<Request>,
+}
+
+impl AppState {
+    /// Ask the service loop, waiting at most `within`; `None` when it did not answer in time
+    /// (busy deriving a large batch, or stopping).
+    pub(crate) async fn ask_desk<T>(
+        &self,
+        within: std::time::Duration,
+        request: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, String>>) -> Request,
+    ) -> Option<Result<T, String>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tokio::time::timeout(within, async {
+            self.desk.send(request(reply)).await.ok()?;
+            answer.await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
 }
 
 impl AppState {
@@ -123,10 +146,11 @@ pub struct Server {
 
 impl Server {
     /// Bind `[web] listen`, open a reading connection to the store, and load the reporter-link
-    /// key. `health` is updated by the service loop.
-    pub async fn bind(
+    /// key. `health` is updated by the service loop; `desk` is the loop's request channel.
+    pub(crate) async fn bind(
         config: Arc<Config>,
         health: Arc<Health>,
+        desk: tokio::sync::mpsc::Sender<Request>,
     ) -> Result<Option<Server>, WebError> {
         let Some(web) = config.web.clone() else {
             return Ok(None);
@@ -154,6 +178,7 @@ impl Server {
                 auth,
                 health,
                 link_key: Arc::new(link_key),
+                desk,
             },
         }))
     }

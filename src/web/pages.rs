@@ -709,6 +709,12 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
         .read(|s, _| s.tables_state().map_err(|e| e.to_string()))
         .await;
     let last_tick = state.health.last_tick().map(timefmt::format);
+    let answering = state
+        .ask_desk(std::time::Duration::from_secs(2), |reply| {
+            crate::service::folder_sync::Request::Ping { reply }
+        })
+        .await
+        .is_some_and(|r| r.is_ok());
     let (status, behind) = match &readable {
         Ok(t) => (
             StatusCode::OK,
@@ -720,6 +726,9 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
         status,
         &serde_json::json!({
             "store_readable": readable.is_ok(),
+            // The loop that commits mail answered within 2 s (false while it derives a large
+            // batch, or when it is stuck).
+            "desk_answering": answering,
             "last_tick": last_tick,
             "events_not_derived": behind,
         }),

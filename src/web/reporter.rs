@@ -134,6 +134,14 @@ fn check(key: &[u8], token: &str, case: &Case) -> bool {
     id == case.id.as_str() && super::auth::same(&given, &tag(key, id, &case.founder))
 }
 
+/// `2026-03-02 07:12:40` (UTC), for people.
+fn plain_time(t: crate::domain::model::Timestamp) -> String {
+    timefmt::format(t)
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_string()
+}
+
 /// What the reporter may read of a clock's state.
 fn plain(state: ClockState, kind: ClockKind) -> &'static str {
     match (state, kind) {
@@ -218,9 +226,9 @@ pub(crate) async fn page_handler(state: AppState, token: String) -> Response {
         };
         let _ = write!(
             o,
-            "<tr><td>{what}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{what}</td><td class=\"mono\">{}</td><td class=\"nw\">{}</td><td>{}</td></tr>",
             e(c.target.as_deref().unwrap_or("")),
-            timefmt::format(c.deadline),
+            plain_time(c.deadline),
             plain(s.state, c.kind)
         );
     }
