@@ -221,10 +221,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Cmd::Verify { config } => commands::verify(&config)?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
         Cmd::HashPassword => {
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .context("cannot read the password from stdin")?;
+            let line = read_password().context("cannot read the password from stdin")?;
             let password = line.trim_end_matches(['\r', '\n']);
             if password.is_empty() {
                 anyhow::bail!(
@@ -254,4 +251,36 @@ fn real_main() -> anyhow::Result<ExitCode> {
     eprint!("{}", outcome.stderr);
     print!("{}", outcome.stdout);
     Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8))
+}
+
+/// The first line of stdin; at a terminal, asked for on stderr and not echoed.
+fn read_password() -> std::io::Result<String> {
+    use std::io::{IsTerminal, Write};
+    let mut line = String::new();
+    if !std::io::stdin().is_terminal() {
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line);
+    }
+    eprint!("Password: ");
+    let _ = std::io::stderr().flush();
+    // SAFETY: termios is plain data, filled by tcgetattr for fd 0 before any use, and restored
+    // as it was after the read.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        (libc::tcgetattr(0, &mut t) == 0).then(|| {
+            let mut quiet = t;
+            quiet.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(0, libc::TCSANOW, &quiet);
+            t
+        })
+    };
+    let r = std::io::stdin().read_line(&mut line);
+    if let Some(t) = saved {
+        // SAFETY: restores the settings read above.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+    }
+    eprintln!();
+    r.map(|_| line)
 }
