@@ -474,6 +474,30 @@ mod tests {
     }
 
     #[test]
+    fn sessions_carry_their_own_csrf_token_and_end_at_logout() {
+        let web = WebConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            users: Vec::new(),
+            api_token: None,
+            secret: None,
+        };
+        let a = Auth::new(&web, Some("t".into()));
+        let (one, two) = (a.start_session("alice"), a.start_session("bob"));
+        assert_eq!(one.len(), 64);
+        let (s1, s2) = (a.session(&one).unwrap(), a.session(&two).unwrap());
+        assert_eq!((s1.name.as_str(), s2.name.as_str()), ("alice", "bob"));
+        assert_ne!(s1.csrf, s2.csrf);
+        assert!(csrf_ok(&s1, Some(&s1.csrf)));
+        assert!(!csrf_ok(&s1, Some(&s2.csrf)));
+        assert!(!csrf_ok(&s1, None));
+        assert!(!csrf_ok(&s1, Some("")));
+        a.end_session(&one);
+        assert!(a.session(&one).is_none() && a.session(&two).is_some());
+        assert!(a.session("not-a-session").is_none());
+    }
+
+    #[test]
     fn next_stays_on_this_site() {
         assert_eq!(
             local_path(Some("/case/CPR-2026-0001")),

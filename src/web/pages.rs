@@ -782,7 +782,79 @@ fn message_text(raw: &[u8], private_key: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::message_text;
+    use super::*;
+
+    fn row(case: &str, kind: &'static str, state: ClockState, deadline: &str) -> Row {
+        let t = |s: &str| timefmt::parse(s).unwrap();
+        Row {
+            case: case.into(),
+            subject: format!("subject of {case}"),
+            reporter: "r@reporter.test".into(),
+            opened: t("2026-03-01T00:00:00Z"),
+            kind,
+            target: (kind == "revocation").then(|| format!("crtsh:{}", case.len())),
+            state,
+            started: t("2026-03-01T00:00:00Z"),
+            deadline: t(deadline),
+            acknowledged: false,
+        }
+    }
+
+    #[test]
+    fn filters_keep_what_they_name_and_sort_as_asked() {
+        let rows = || {
+            vec![
+                row(
+                    "CPR-2026-0002",
+                    "revocation",
+                    ClockState::Breached,
+                    "2026-03-01T12:00:00Z",
+                ),
+                row(
+                    "CPR-2026-0001",
+                    "preliminary_report",
+                    ClockState::Pending,
+                    "2026-03-02T00:00:00Z",
+                ),
+                row(
+                    "CPR-2026-0003",
+                    "revocation",
+                    ClockState::Pending,
+                    "2026-03-03T00:00:00Z",
+                ),
+            ]
+        };
+        let ids = |f: Filter| -> Vec<String> {
+            filtered(rows(), &f).into_iter().map(|r| r.case).collect()
+        };
+        let all = ids(Filter::default());
+        assert_eq!(all, ["CPR-2026-0002", "CPR-2026-0001", "CPR-2026-0003"]);
+        let f = |kind: &str, state: &str, q: &str, sort: &str| Filter {
+            kind: Some(kind.into()),
+            state: Some(state.into()),
+            q: Some(q.into()),
+            sort: Some(sort.into()),
+            limit: None,
+        };
+        assert_eq!(
+            ids(f("revocation", "", "", "")),
+            ["CPR-2026-0002", "CPR-2026-0003"]
+        );
+        assert_eq!(ids(f("", "breached", "", "")), ["CPR-2026-0002"]);
+        assert_eq!(ids(f("", "", "OF cpr-2026-0003", "")), ["CPR-2026-0003"]);
+        assert_eq!(
+            ids(f("", "", "", "case")),
+            ["CPR-2026-0001", "CPR-2026-0002", "CPR-2026-0003"]
+        );
+    }
+
+    #[test]
+    fn bars_are_as_full_as_the_time_left() {
+        assert_eq!(width_class(1.0), "w20");
+        assert_eq!(width_class(0.5), "w10");
+        assert_eq!(width_class(-3.0), "w0");
+        assert_eq!(width_class(7.0), "w20");
+    }
 
     #[test]
     fn message_text_never_shows_a_private_key() {
