@@ -79,6 +79,9 @@ pub(crate) struct Auth {
     secure: bool,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<(String, IpAddr), Vec<Instant>>>,
+    /// Password checks at once: each takes argon2's 19 MiB and a core for a while, so a flood
+    /// of logins queues here instead of exhausting memory.
+    verifying: tokio::sync::Semaphore,
 }
 
 impl Auth {
@@ -94,6 +97,7 @@ impl Auth {
             secure: web.secure_cookies(),
             sessions: Mutex::default(),
             failures: Mutex::default(),
+            verifying: tokio::sync::Semaphore::new(2),
         }
     }
 
@@ -372,11 +376,16 @@ pub(crate) async fn login(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let auth = state.auth.clone();
-    let (u, p) = (user.clone(), f.password);
-    let ok = tokio::task::spawn_blocking(move || auth.verify(&u, &p))
-        .await
-        .unwrap_or(false);
+    let ok = match state.auth.verifying.acquire().await {
+        Ok(_permit) => {
+            let auth = state.auth.clone();
+            let (u, p) = (user.clone(), f.password);
+            tokio::task::spawn_blocking(move || auth.verify(&u, &p))
+                .await
+                .unwrap_or(false)
+        }
+        Err(_) => false,
+    };
     if !ok {
         state.auth.failed(key);
         warn!(user = user.as_str(), client = %peer.ip(), "web: failed login");
