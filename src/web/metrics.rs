@@ -109,17 +109,20 @@ pub(crate) fn render(
 
     let open = Family::<KindState, Gauge>::default();
     let next = Family::<Kind, Gauge>::default();
-    let p = crate::cli::lookup::open_cases(store, at).map_err(|e| err(&e))?;
     let mut soonest: BTreeMap<&'static str, i64> = BTreeMap::new();
-    for r in super::pages::open_rows(&p, at) {
+    for c in store.open_clocks_now(at).map_err(|e| err(&e))? {
+        let state = c.status(at).state;
+        if !state.is_open() {
+            continue;
+        }
         open.get_or_create(&KindState {
-            kind: r.kind.to_string(),
-            state: r.state.as_str().to_string(),
+            kind: c.kind.as_str().to_string(),
+            state: state.as_str().to_string(),
         })
         .inc();
-        if r.state == ClockState::Pending {
-            let left = (r.deadline - at).whole_seconds();
-            let e = soonest.entry(r.kind).or_insert(left);
+        if state == ClockState::Pending {
+            let left = (c.deadline - at).whole_seconds();
+            let e = soonest.entry(c.kind.as_str()).or_insert(left);
             *e = (*e).min(left);
         }
     }
