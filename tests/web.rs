@@ -374,6 +374,9 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
     assert!(!r.body.contains("<script>alert"), "{}", r.body);
     assert!(r.body.contains("href=\"/case/CPR-2026-0001\""));
     assert!(r.body.contains("data-deadline="));
+    // Every open clock once (2 preliminary reports, 3 revocations), as /api/status has them.
+    assert!(r.body.contains("Open clocks: 5 (0 breached)"), "{}", r.body);
+    assert_eq!(r.body.matches("<tr class=\"pending\">").count(), 5);
     let csp = r.header("content-security-policy").unwrap();
     assert!(
         csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),

@@ -185,7 +185,18 @@ impl StatusParts {
         store: &crate::store::SqliteStore,
         at: Timestamp,
     ) -> Result<StatusParts, CommandError> {
-        let p = lookup::open_cases(store, at)?;
+        let mut parts = StatusParts::health(config, store, at)?;
+        parts.p = lookup::open_cases(store, at)?;
+        Ok(parts)
+    }
+
+    /// Everything but the open cases (`p` left empty): the folders, the outbox, the canaries.
+    pub(crate) fn health(
+        config: &Config,
+        store: &crate::store::SqliteStore,
+        at: Timestamp,
+    ) -> Result<StatusParts, CommandError> {
+        let p = crate::deciding::cases::Projection::default();
         let sources = sources(config, store, at)?;
         // Failed deliveries of the last week are listed; the outbox is current state, not
         // versioned, so `--at` shows it as it is now.

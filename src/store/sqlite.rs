@@ -1986,6 +1986,50 @@ impl SqliteStore {
             .collect()
     }
 
+    /// The clocks open at `now` (as [`Self::open_clocks_now`]), each with the first case, in
+    /// case order, that lists it, read from that case's header alone (id, reporter, subject,
+    /// opened; no messages, certificates or clocks): the dashboard's rows without reading every
+    /// item of every open case.
+    pub(crate) fn open_clocks_with_case(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(Clock, Case)>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, c.body, (SELECT i.case_id FROM case_items i \
+                 JOIN cases k ON k.id = i.case_id WHERE i.kind = 3 AND i.item = c.id \
+                 AND i.valid_to IS NULL ORDER BY k.ord LIMIT 1) AS first \
+                 FROM clocks c WHERE c.valid_to IS NULL AND c.stop_key > ?1 AND first IS NOT NULL",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![crate::deciding::tables::secs(now)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect()
+            })
+            .map_err(sql("read open clocks"))?;
+        let mut headers: std::collections::HashMap<String, Case> = Default::default();
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, body, case_id) in rows {
+            let clock = crate::deciding::tables::clock_from_row(&id, &body)?;
+            if !headers.contains_key(&case_id) {
+                let Some(row) = tables_sql::case_row(&self.conn, &case_id)? else {
+                    continue;
+                };
+                let case = crate::deciding::tables::case_from_rows(
+                    &case_id,
+                    row.opened_at,
+                    &row.header,
+                    &[],
+                )?;
+                headers.insert(case_id.clone(), case);
+            }
+            out.push((clock, headers[&case_id].clone()));
+        }
+        Ok(out)
+    }
+
     /// Mail failed for good, ever.
     pub(crate) fn outbox_failed_count(&self) -> Result<u64, StoreError> {
         self.conn

@@ -3,7 +3,6 @@
 //! `status`, `case` and `search` print, read the same way ([`crate::cli::lookup`],
 //! [`crate::cli::commands::StatusParts`]); the API answers with those commands' JSON documents.
 
-use std::collections::HashSet;
 use std::fmt::Write;
 
 use axum::extract::{Path, Query, State};
@@ -16,7 +15,8 @@ use super::auth::{ApiCaller, Staff, url_encode};
 use super::html::{e, error_page, page, reference_link, width_class};
 use crate::cli::commands::{StatusParts, case_document};
 use crate::cli::{lookup, view};
-use crate::deciding::cases::Projection;
+use crate::deciding::cases::Case;
+use crate::deciding::clock::Clock;
 use crate::domain::event::{ClockState, Event};
 use crate::domain::model::{KeyEvidence, Timestamp};
 use crate::domain::timefmt;
@@ -50,22 +50,17 @@ pub(crate) struct Row {
     pub(crate) acknowledged: bool,
 }
 
-/// Every open clock at `at`, soonest deadline first (so breached ones, longest overdue first,
-/// are on top).
-pub(crate) fn open_rows(p: &Projection, at: Timestamp) -> Vec<Row> {
-    let mut seen = HashSet::new();
-    let mut rows = Vec::new();
-    for case in &p.cases {
-        for id in &case.clocks {
-            let Some(c) = p.clocks.get(id) else { continue };
+/// Every open clock at `at`, under the first case that lists it, soonest deadline first (so
+/// breached ones, longest overdue first, are on top).
+pub(crate) fn open_rows(pairs: Vec<(Clock, Case)>, at: Timestamp) -> Vec<Row> {
+    let mut rows: Vec<Row> = pairs
+        .into_iter()
+        .filter_map(|(c, case)| {
             let s = c.status(at);
-            if !s.state.is_open() || !seen.insert(id.as_str()) {
-                continue;
-            }
-            rows.push(Row {
+            s.state.is_open().then(|| Row {
                 case: case.id.to_string(),
-                subject: case.subject.clone(),
-                reporter: case.reporter.clone(),
+                subject: case.subject,
+                reporter: case.reporter,
                 opened: case.opened_at,
                 kind: c.kind.as_str(),
                 target: c.target.clone(),
@@ -73,9 +68,9 @@ pub(crate) fn open_rows(p: &Projection, at: Timestamp) -> Vec<Row> {
                 started: c.started_at,
                 deadline: c.deadline,
                 acknowledged: c.acknowledged.as_ref().is_some_and(|a| a.at <= at),
-            });
-        }
-    }
+            })
+        })
+        .collect();
     rows.sort_by(|a, b| a.deadline.cmp(&b.deadline).then(a.case.cmp(&b.case)));
     rows
 }
@@ -195,14 +190,18 @@ pub(crate) async fn dashboard(
     Query(f): Query<Filter>,
 ) -> Response {
     let at = timefmt::now();
-    let parts = match state
-        .read(move |s, c| StatusParts::read(c, s, at).map_err(|e| e.to_string()))
+    let (parts, pairs) = match state
+        .read(move |s, c| {
+            let parts = StatusParts::health(c, s, at).map_err(|e| e.to_string())?;
+            let pairs = s.open_clocks_with_case(at).map_err(|e| e.to_string())?;
+            Ok((parts, pairs))
+        })
         .await
     {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let all = open_rows(&parts.p, at);
+    let all = open_rows(pairs, at);
     let total = all.len();
     let breached = all
         .iter()
