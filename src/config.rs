@@ -14,11 +14,13 @@
 mod mailbox;
 mod outbound;
 mod rules_dir;
+mod web;
 
 pub use rules_dir::load_rules_dir;
 
 pub use mailbox::{MailboxConfig, PasswordSource};
 pub use outbound::{AlertsConfig, CanaryConfig, ReceiptsConfig, SmtpConfig};
+pub use web::{WebConfig, WebUser};
 
 use crate::domain::model::FolderRole;
 use crate::domain::timefmt::parse_span;
@@ -46,6 +48,8 @@ pub struct Config {
     pub canary: Vec<CanaryConfig>,
     /// The keys that sign and check checkpoints of the log (`[audit]`).
     pub audit: AuditConfig,
+    /// The dashboard, API and metrics server; `None`: no server.
+    pub web: Option<WebConfig>,
     /// What the reader of this file should change (a deprecated key), for stderr.
     pub notes: Vec<String>,
     /// The file this configuration was read from (as given).
@@ -308,6 +312,11 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
         );
     }
 
+    let web = match raw.web {
+        Some(w) => Some(web::web(w, resolve).map_err(|(k, p)| invalid(&k, p))?),
+        None => None,
+    };
+
     Ok(Config {
         desk,
         store: StoreConfig {
@@ -328,6 +337,7 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
             signing_key_file: raw.audit.signing_key_file.as_deref().map(resolve),
             public_key_file: raw.audit.public_key_file.as_deref().map(resolve),
         },
+        web,
         notes,
         path: origin.to_path_buf(),
     })
@@ -404,6 +414,7 @@ struct RawConfig {
     canary: Vec<outbound::RawCanary>,
     #[serde(default)]
     audit: RawAudit,
+    web: Option<web::RawWeb>,
 }
 
 #[derive(Deserialize, Default)]

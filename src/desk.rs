@@ -54,6 +54,8 @@ pub enum DeskError {
     /// A checkpoint not signed, saying why and what to do.
     #[error("{0}")]
     Evidence(String),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
     #[error(
         "the store could not be read while deriving cases and clocks, or a stored row of theirs is damaged — run `cprwatch verify`, then `cprwatch rebuild`"
     )]

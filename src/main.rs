@@ -263,6 +263,9 @@ enum Cmd {
         #[arg(long, env = "CPRWATCH_CONFIG")]
         config: PathBuf,
     },
+    /// Read a password on stdin (its first line) and print its argon2id hash, for a
+    /// [[web.user]] password_hash.
+    HashPassword,
     /// The service: watch the configured sources, ingest, re-evaluate clocks every minute.
     Run {
         #[arg(long, env = "CPRWATCH_CONFIG")]
@@ -357,6 +360,18 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 },
         } => audit::report(&config, &from, &to, at.as_deref(), format.into())?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
+        Cmd::HashPassword => {
+            let line = read_password().context("cannot read the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!(
+                    "no password on stdin; type it and press Enter, or pipe it in (printf '%s\\n' \"$PW\" | cprwatch hash-password)"
+                );
+            }
+            let hash = cprwatch::web::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+            println!("{hash}");
+            return Ok(ExitCode::SUCCESS);
+        }
         Cmd::Run { config, log_format } => {
             cprwatch::service::logging::init(log_format.into());
             let config = cprwatch::config::load(&config)?;
@@ -376,4 +391,36 @@ fn real_main() -> anyhow::Result<ExitCode> {
     eprint!("{}", outcome.stderr);
     print!("{}", outcome.stdout);
     Ok(ExitCode::from(outcome.code.clamp(0, 255) as u8))
+}
+
+/// The first line of stdin; at a terminal, asked for on stderr and not echoed.
+fn read_password() -> std::io::Result<String> {
+    use std::io::{IsTerminal, Write};
+    let mut line = String::new();
+    if !std::io::stdin().is_terminal() {
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line);
+    }
+    eprint!("Password: ");
+    let _ = std::io::stderr().flush();
+    // SAFETY: termios is plain data, filled by tcgetattr for fd 0 before any use, and restored
+    // as it was after the read.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        (libc::tcgetattr(0, &mut t) == 0).then(|| {
+            let mut quiet = t;
+            quiet.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(0, libc::TCSANOW, &quiet);
+            t
+        })
+    };
+    let r = std::io::stdin().read_line(&mut line);
+    if let Some(t) = saved {
+        // SAFETY: restores the settings read above.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+    }
+    eprintln!();
+    r.map(|_| line)
 }

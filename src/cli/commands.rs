@@ -149,39 +149,16 @@ pub fn status(
     format: Format,
 ) -> Result<Outcome, CommandError> {
     let (config, at, store, notes) = tables_at(config_path, at)?;
-    let p = lookup::open_cases(&store, at)?;
-    let sources = sources(&config, &store, at)?;
-    // Failed deliveries of the last week are listed; the outbox is current state, not
-    // versioned, so `--at` shows it as it is now.
-    let outbox = view::OutboxJson::of(
-        &store
-            .outbox_summary(at - time::Duration::days(7))
-            .map_err(DeskError::from)?,
-    );
-    let canaries = canaries(&config, &store, at)?;
-    let problems = sources
-        .iter()
-        .filter(|s| s.stale || s.state.last_error.is_some())
-        .count()
-        + outbox.problems(at)
-        + canaries.iter().filter(|c| c.is_problem()).count();
+    let parts = StatusParts::read(&config, &store, at)?;
+    let problems = parts.problems(at);
     let mut out = Outcome::exit(
         match format {
-            Format::Json => {
-                let r = view::report(&p, at, true);
-                json(&view::StatusJson {
-                    at: r.at,
-                    cases: r.cases,
-                    sources,
-                    outbox,
-                    canaries,
-                })
-            }
+            Format::Json => json(&parts.json(at)),
             Format::Text => {
-                view::status_text(&p, at)
-                    + &view::sources_text(&sources, at)
-                    + &view::outbox_text(&outbox, at)
-                    + &view::canaries_text(&canaries)
+                view::status_text(&parts.p, at)
+                    + &view::sources_text(&parts.sources, at)
+                    + &view::outbox_text(&parts.outbox, at)
+                    + &view::canaries_text(&parts.canaries)
             }
         },
         // A watcher that is not looking, or mail that is not going out, is itself a problem
@@ -190,6 +167,100 @@ pub fn status(
     );
     out.stderr = notes_text(&notes);
     Ok(out)
+}
+
+/// What `status` shows, read from the store at `at`: the open cases with their clocks, the
+/// watched folders' health, the outbox and the canaries. The command and the web dashboard
+/// (`/`, `/api/status`) both build on it.
+pub(crate) struct StatusParts {
+    pub p: crate::deciding::cases::Projection,
+    pub sources: Vec<view::SourceJson>,
+    pub outbox: view::OutboxJson,
+    pub canaries: Vec<view::CanaryJson>,
+}
+
+impl StatusParts {
+    pub(crate) fn read(
+        config: &Config,
+        store: &crate::store::SqliteStore,
+        at: Timestamp,
+    ) -> Result<StatusParts, CommandError> {
+        let mut parts = StatusParts::health(config, store, at)?;
+        parts.p = lookup::open_cases(store, at)?;
+        Ok(parts)
+    }
+
+    /// Everything but the open cases (`p` left empty): the folders, the outbox, the canaries.
+    pub(crate) fn health(
+        config: &Config,
+        store: &crate::store::SqliteStore,
+        at: Timestamp,
+    ) -> Result<StatusParts, CommandError> {
+        let p = crate::deciding::cases::Projection::default();
+        let sources = sources(config, store, at)?;
+        // Failed deliveries of the last week are listed; the outbox is current state, not
+        // versioned, so `--at` shows it as it is now.
+        let outbox = view::OutboxJson::of(
+            &store
+                .outbox_summary(at - time::Duration::days(7))
+                .map_err(DeskError::from)?,
+        );
+        let canaries = canaries(config, store, at)?;
+        Ok(StatusParts {
+            p,
+            sources,
+            outbox,
+            canaries,
+        })
+    }
+
+    /// Folders failing or stale, mail not going out, canaries missing: each a reason for
+    /// `status` to exit 3.
+    pub(crate) fn problems(&self, at: Timestamp) -> usize {
+        self.sources
+            .iter()
+            .filter(|s| s.stale || s.state.last_error.is_some())
+            .count()
+            + self.outbox.problems(at)
+            + self.canaries.iter().filter(|c| c.is_problem()).count()
+    }
+
+    /// The `status --format json` document.
+    pub(crate) fn json(&self, at: Timestamp) -> view::StatusJson<'_> {
+        let r = view::report(&self.p, at, true);
+        view::StatusJson {
+            at: r.at,
+            cases: r.cases,
+            sources: &self.sources,
+            outbox: &self.outbox,
+            canaries: &self.canaries,
+        }
+    }
+}
+
+/// The `case --format json` document: the case in the replay contract's shape, with every
+/// event that concerns it (and its seq).
+pub(crate) fn case_document(
+    p: &crate::deciding::cases::Projection,
+    case: &crate::deciding::cases::Case,
+    at: Timestamp,
+    events: &[(u64, crate::domain::event::Envelope)],
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(view::case_json(p, case, at)).unwrap_or_default();
+    let evs: Vec<serde_json::Value> = events
+        .iter()
+        .map(|(seq, e)| {
+            let mut ev = serde_json::to_value(e).unwrap_or_default();
+            if let Some(o) = ev.as_object_mut() {
+                o.insert("seq".into(), (*seq).into());
+            }
+            ev
+        })
+        .collect();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("events".into(), evs.into());
+    }
+    v
 }
 
 /// Every configured canary with its latest sending and arrival (current state: `--at` does
@@ -302,23 +373,7 @@ pub fn case(
     let related: Vec<(u64, &crate::domain::event::Envelope)> =
         events.iter().map(|(s, e)| (*s, e)).collect();
     let mut out = Outcome::ok(match format {
-        Format::Json => {
-            let mut v = serde_json::to_value(view::case_json(&p, case, at)).unwrap_or_default();
-            let evs: Vec<serde_json::Value> = related
-                .iter()
-                .map(|(seq, e)| {
-                    let mut ev = serde_json::to_value(e).unwrap_or_default();
-                    if let Some(o) = ev.as_object_mut() {
-                        o.insert("seq".into(), (*seq).into());
-                    }
-                    ev
-                })
-                .collect();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("events".into(), evs.into());
-            }
-            json(&v)
-        }
+        Format::Json => json(&case_document(&p, case, at, &events)),
         Format::Text => view::case_text(&p, case, at, &related),
     });
     out.stderr = notes_text(&notes);
@@ -607,6 +662,53 @@ fn lines(d: &[String]) -> String {
 }
 
 /// What is sent, to whom, and when: `[smtp]`, `[alerts]`, `[receipts]`, `[[canary]]`.
+/// `[web]` in `check-config`: where it listens and who may use it (never a secret).
+fn describe_web(o: &mut String, config: &Config) {
+    use std::fmt::Write;
+    let Some(w) = &config.web else {
+        let _ = writeln!(
+            o,
+            "web: not configured — no dashboard, API or metrics; add [web] to serve them"
+        );
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "web: listening on {}{}, {} user(s){}, API and metrics {}",
+        w.listen,
+        w.public_url
+            .as_deref()
+            .map(|u| format!(" as {}", esc(u)))
+            .unwrap_or_default(),
+        w.users.len(),
+        if w.users.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                esc(&w
+                    .users
+                    .iter()
+                    .map(|u| u.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            )
+        },
+        if w.api_token.is_some() {
+            "with the bearer token"
+        } else {
+            "with a logged-in session"
+        }
+    );
+    if !w.listen.ip().is_loopback() && !w.secure_cookies() {
+        let _ = writeln!(
+            o,
+            "web: note: {} is reachable from other hosts and public_url is not https — put it behind a TLS proxy and set public_url = \"https://…\"",
+            w.listen
+        );
+    }
+}
+
 fn describe_outbound(o: &mut String, config: &Config) {
     use std::fmt::Write;
     let span = |d: time::Duration| timefmt::format_span(d.whole_seconds());
@@ -753,6 +855,7 @@ fn describe(config: &Config, policy: &crate::reading::facts::Policy) -> String {
         timefmt::format_span(config.clock.thread_window.whole_seconds())
     );
     describe_outbound(&mut o, config);
+    describe_web(&mut o, config);
     for m in &config.maildir {
         let _ = writeln!(
             o,

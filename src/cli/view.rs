@@ -375,12 +375,12 @@ pub(crate) struct SourceJson {
 
 /// `status --format json`: the replay contract plus the watched folders' health.
 #[derive(Serialize)]
-pub(crate) struct StatusJson {
+pub(crate) struct StatusJson<'a> {
     pub at: String,
     pub cases: Vec<CaseJson>,
-    pub sources: Vec<SourceJson>,
-    pub outbox: OutboxJson,
-    pub canaries: Vec<CanaryJson>,
+    pub sources: &'a [SourceJson],
+    pub outbox: &'a OutboxJson,
+    pub canaries: &'a [CanaryJson],
 }
 
 /// One published address's canary in `status`: the latest sent and the latest arrival.

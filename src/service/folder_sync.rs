@@ -79,6 +79,10 @@ pub(crate) enum Request {
         outcome: crate::desk::Delivery,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// The web server's `/healthz` asks whether the loop is answering at all.
+    Ping {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// Pending mail due now, and when the next pending mail is due.

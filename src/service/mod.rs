@@ -246,6 +246,17 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         };
         source_tasks.spawn(watch.run());
     }
+    // With [web], the dashboard, API and metrics: bound now, so a port in use stops the start.
+    let health = std::sync::Arc::new(crate::web::Health::default());
+    if let Some(server) = crate::web::Server::bind(
+        std::sync::Arc::new(config.clone()),
+        health.clone(),
+        requests.clone(),
+    )
+    .await?
+    {
+        source_tasks.spawn(server.run(shutdown.clone()));
+    }
     // The courier delivers the outbox; without [smtp] nothing is queued and there is none.
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     if let Some(smtp) = &config.smtp {
@@ -303,7 +314,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
                 }
             }
             _ = tick.tick() => {
-                derive(&mut desk, &wake);
+                derive(&mut desk, &wake, &health);
                 if let Some(warn_before) = warn_before {
                     warn_due(&mut desk, timefmt::now(), warn_before, &mut warned);
                 }
@@ -317,7 +328,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     }
     // Whatever was recorded and not derived yet (a pass deferred its derivation to its last
     // batch, or to the next tick) is derived before the desk closes.
-    derive(&mut desk, &wake);
+    derive(&mut desk, &wake, &health);
     if let Some(key) = &signing_key {
         checkpoint(&mut desk, key, &wake);
     }
@@ -362,10 +373,11 @@ fn checkpoint(desk: &mut Desk, key: &ed25519_dalek::SigningKey, wake: &tokio::sy
 
 /// Serve one request from a source task. Commits happen here, in order, one at a time.
 /// Evaluate the clocks at the wall clock's `now` and commit what changed.
-fn derive(desk: &mut Desk, wake: &tokio::sync::Notify) {
+fn derive(desk: &mut Desk, wake: &tokio::sync::Notify, health: &crate::web::Health) {
     let now = timefmt::now();
     match tokio::task::block_in_place(|| desk.tick(now)) {
         Ok(events) => {
+            health.ticked(now);
             log_events(&events);
             wake_if_queued(&events, wake);
         }
@@ -456,6 +468,9 @@ fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
                 log_events(events);
             }
             let _ = reply.send(r.map(drop).map_err(|e| e.to_string()));
+        }
+        Request::Ping { reply } => {
+            let _ = reply.send(Ok(()));
         }
         Request::Delivered { id, outcome, reply } => {
             let r = desk.delivered(id, outcome, timefmt::now());

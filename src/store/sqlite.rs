@@ -1956,6 +1956,126 @@ impl SqliteStore {
     }
 }
 
+/// Counts for `/metrics`, each one query.
+impl SqliteStore {
+    /// Messages recorded per place they were read from (a position without its last part:
+    /// `imap:<mailbox>/<folder>/<uidvalidity>/`, `maildir:<dir>/<folder>/`, …).
+    pub(crate) fn positions_per_place(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT l.place, COUNT(*) FROM position_names n \
+                 JOIN position_places l ON l.id = n.place GROUP BY l.place ORDER BY l.place",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect()
+            })
+            .map_err(sql("count messages per folder"))
+    }
+
+    /// The clocks, as the tables hold them now, whose deadline passed at `now` before they
+    /// stopped (breached, or met late), by kind (the part of the id before `:`).
+    pub(crate) fn breaches_by_kind(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT substr(id, 1, instr(id, ':') - 1), COUNT(*) FROM clocks \
+                 WHERE valid_to IS NULL AND deadline < stop_key AND deadline < ?1 GROUP BY 1",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![crate::deciding::tables::secs(now)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect()
+            })
+            .map_err(sql("count breached clocks"))
+    }
+
+    /// The clocks the tables hold now that no stop closed by `now` and some case lists: what
+    /// `status` shows at `now`, without reading the cases (one query, for `/metrics`).
+    pub(crate) fn open_clocks_now(&self, now: Timestamp) -> Result<Vec<Clock>, StoreError> {
+        let rows: Vec<(String, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, c.body FROM clocks c WHERE c.valid_to IS NULL AND c.stop_key > ?1 \
+                 AND EXISTS (SELECT 1 FROM case_items i WHERE i.kind = 3 AND i.item = c.id \
+                 AND i.valid_to IS NULL)",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![crate::deciding::tables::secs(now)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+            })
+            .map_err(sql("read open clocks"))?;
+        rows.into_iter()
+            .map(|(id, body)| {
+                crate::deciding::tables::clock_from_row(&id, &body).map_err(StoreError::from)
+            })
+            .collect()
+    }
+
+    /// The clocks open at `now` (as [`Self::open_clocks_now`]), each with the first case, in
+    /// case order, that lists it, read from that case's header alone (id, reporter, subject,
+    /// opened; no messages, certificates or clocks): the dashboard's rows without reading every
+    /// item of every open case.
+    pub(crate) fn open_clocks_with_case(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(Clock, Case)>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, c.body, (SELECT i.case_id FROM case_items i \
+                 JOIN cases k ON k.id = i.case_id WHERE i.kind = 3 AND i.item = c.id \
+                 AND i.valid_to IS NULL ORDER BY k.ord LIMIT 1) AS first \
+                 FROM clocks c WHERE c.valid_to IS NULL AND c.stop_key > ?1 AND first IS NOT NULL",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![crate::deciding::tables::secs(now)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect()
+            })
+            .map_err(sql("read open clocks"))?;
+        let mut headers: std::collections::HashMap<String, Case> = Default::default();
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, body, case_id) in rows {
+            let clock = crate::deciding::tables::clock_from_row(&id, &body)?;
+            if !headers.contains_key(&case_id) {
+                let Some(row) = tables_sql::case_row(&self.conn, &case_id)? else {
+                    continue;
+                };
+                let case = crate::deciding::tables::case_from_rows(
+                    &case_id,
+                    row.opened_at,
+                    &row.header,
+                    &[],
+                )?;
+                headers.insert(case_id.clone(), case);
+            }
+            out.push((clock, headers[&case_id].clone()));
+        }
+        Ok(out)
+    }
+
+    /// Mail failed for good, ever.
+    pub(crate) fn outbox_failed_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'failed'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(sql("count failed mail"))
+    }
+}
+
 /// The projection tables: what `status`, `case` and `search` read.
 impl SqliteStore {
     pub(crate) fn tables_state(&self) -> Result<TablesState, StoreError> {
