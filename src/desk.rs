@@ -7,11 +7,13 @@
 
 mod checkpoints;
 mod outbox;
+mod triage;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 pub(crate) use outbox::{CanarySent, Delivery, Outbound};
+pub use triage::Action;
 
 use thiserror::Error;
 
@@ -49,6 +51,8 @@ pub enum DeskError {
     Compose(String),
     #[error("{0}")]
     Secret(String),
+    #[error("{0}")]
+    Action(String),
     #[error(transparent)]
     Key(#[from] crate::evidence::KeyError),
     /// A checkpoint not signed, saying why and what to do.

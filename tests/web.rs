@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::service::{Cprwatch, bin, report};
+use support::service::{Cprwatch, bin, hash_password, report};
 
 struct Reply {
     status: u16,
@@ -108,19 +108,6 @@ fn post_form(port: u16, path: &str, cookie: Option<&str>, body: &str) -> Reply {
         h.push(("Cookie", c));
     }
     http(port, "POST", path, &h, body)
-}
-
-fn hash_password(password: &str) -> String {
-    let mut child = Command::new(bin())
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Poll until `done` holds for the answer to `path`, up to 30 s.
@@ -536,7 +523,7 @@ fn the_desk_logs_in_reads_cases_and_scripts_read_the_api() {
             r.body
         );
     }
-    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
     // A forged or moved token: nothing.
     let mut forged = token.to_string();
     let last = forged.pop().unwrap();

@@ -63,6 +63,13 @@ pub(crate) enum Request {
         limit: usize,
         reply: oneshot::Sender<Result<OutboxDue, String>>,
     },
+    /// The dashboard records staff actions by its logged-in `user` ([`crate::desk::Action`]);
+    /// answered with the number of events committed, or what was wrong.
+    Actions {
+        user: String,
+        actions: Vec<(crate::domain::ids::CaseId, crate::desk::Action)>,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
     /// A canary task asks when the last canary to `to` was sent.
     CanaryLastSent {
         to: String,

@@ -459,6 +459,21 @@ fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
                 .and_then(|rows| Ok((rows, desk.outbox_next_attempt()?)));
             let _ = reply.send(r.map_err(|e| e.to_string()));
         }
+        Request::Actions {
+            user,
+            actions,
+            reply,
+        } => {
+            let r = desk.record_actions(&user, actions, timefmt::now());
+            if let Ok((_, events)) = &r {
+                log_events(events);
+                wake_if_queued(events, wake);
+            }
+            let _ = reply.send(r.map(|(done, _)| done.events as usize).map_err(|e| {
+                warn!(user = user.as_str(), error = %e, "dashboard action refused");
+                e.to_string()
+            }));
+        }
         Request::CanaryLastSent { to, reply } => {
             let _ = reply.send(desk.canary_last_sent(&to).map_err(|e| e.to_string()));
         }

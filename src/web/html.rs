@@ -27,7 +27,7 @@ pub(crate) fn page(title: &str, staff: Option<&Staff>, body: &str) -> Html<Strin
     if let Some(s) = staff {
         let _ = write!(
             o,
-            "<nav><a href=\"/\" class=\"brand\">cprwatch</a>\
+            "<nav><a href=\"/\" class=\"brand\">cprwatch</a> <a href=\"/sla\">SLA</a>\
              <form method=\"get\" action=\"/search\" class=\"search\"><input name=\"q\" \
              placeholder=\"crt.sh id, sha256, spki:, Message-Id, address, case\" size=\"44\">\
              <button>Search</button></form>\

@@ -18,6 +18,8 @@ mod html;
 mod metrics;
 mod pages;
 pub mod reporter;
+mod sla;
+mod triage;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -220,6 +222,9 @@ fn router(state: AppState) -> Router {
         .route("/", get(pages::dashboard))
         .route("/case/{id}", get(pages::case))
         .route("/search", get(pages::search))
+        .route("/case/{id}/action", post(triage::case_action))
+        .route("/triage/dismiss", post(triage::bulk_dismiss))
+        .route("/sla", get(sla::sla))
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/static/app.js", get(static_js))
@@ -251,7 +256,10 @@ async fn security_headers(mut r: Response) -> Response {
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with the
+    // site's own form posts, which the login's cross-site check must refuse. Links to crt.sh
+    // and other sites still carry no referrer.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::CACHE_CONTROL, "no-store");
     r
 }

@@ -255,8 +255,18 @@ pub(crate) async fn dashboard(
     } else {
         let _ = write!(o, "<p class=\"muted\">{} matching</p>", rows.len());
     }
+    // Triage in bulk: tick the cases (a spam wave), give one reason, dismiss them at once.
+    let _ = write!(
+        o,
+        "<form method=\"post\" action=\"/triage/dismiss\" id=\"bulk\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <p class=\"triage\">Dismiss the ticked cases as not problem reports: \
+         <input name=\"reason\" size=\"40\" placeholder=\"reason (e.g. spam wave)\" required> \
+         <button>Dismiss ticked</button></p>",
+        e(&staff.csrf)
+    );
     o.push_str(
-        "<table><thead><tr><th>time left</th><th></th><th>case</th><th>clock</th>\
+        "<table><thead><tr><th></th><th>time left</th><th></th><th>case</th><th>clock</th>\
          <th>certificate / key</th><th>deadline (UTC)</th><th>reporter</th><th>subject</th>\
          </tr></thead><tbody>",
     );
@@ -277,11 +287,14 @@ pub(crate) async fn dashboard(
         };
         let _ = write!(
             o,
-            "<tr class=\"{}\"><td class=\"nw\"><span data-deadline=\"{}\">{label}</span>{}</td>\
+            "<tr class=\"{}\"><td><input type=\"checkbox\" name=\"pick_{}\" \
+             aria-label=\"tick {}\"></td><td class=\"nw\"><span data-deadline=\"{}\">{label}</span>{}</td>\
              <td><div class=\"bar {colour}\"><span class=\"{}\"></span></div></td>\
              <td class=\"nw\"><a href=\"/case/{}\">{}</a></td><td>{}</td><td class=\"mono\">{}</td>\
              <td class=\"nw\">{}</td><td>{}</td><td>{}</td></tr>",
             r.state.as_str(),
+            e(&r.case),
+            e(&r.case),
             r.deadline.unix_timestamp(),
             if r.acknowledged {
                 " <em>(acknowledged)</em>"
@@ -302,7 +315,7 @@ pub(crate) async fn dashboard(
             e(&r.subject)
         );
     }
-    o.push_str("</tbody></table>");
+    o.push_str("</tbody></table></form>");
     page("Open clocks", Some(&staff), &o).into_response()
 }
 
@@ -536,6 +549,12 @@ pub(crate) async fn case(
         );
     }
     o.push_str("</tbody></table></section>");
+    let targets: Vec<String> = j
+        .clocks
+        .iter()
+        .filter_map(|c| c.certificate.clone())
+        .collect();
+    o.push_str(&super::triage::case_form(&staff.csrf, &j.id, &targets));
     let _ = write!(
         o,
         "<section><h2>Timeline ({} events)</h2><table><thead><tr><th>#</th><th>recorded (UTC)</th>\

@@ -2,7 +2,7 @@
 //! Maildir it watches, and the process, stopped by the pid it was started with.
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -202,4 +202,18 @@ pub fn settled(w: &Cprwatch) {
     w.wait_status(Duration::from_secs(60), "outbox drained", drained);
     std::thread::sleep(Duration::from_secs(3));
     w.wait_status(Duration::from_secs(60), "outbox drained", drained);
+}
+
+/// The argon2id hash `cprwatch hash-password` prints for `password`.
+pub fn hash_password(password: &str) -> String {
+    let mut child = Command::new(bin())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
