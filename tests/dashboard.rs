@@ -62,6 +62,22 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
             now - h(26),
         ),
     );
+    // The desk answered Rita within two hours: a preliminary report met, for the SLA page.
+    let answered = (now - h(1))
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap();
+    w.deliver_to(
+        ".Sent",
+        "answer",
+        format!(
+            "Received: from mx.example-ca.test by mx.example-ca.test; {answered}\r\n\
+             From: cpr@example-ca.test\r\nTo: rita@reporter.test\r\n\
+             Subject: Re: Key compromise of the shop certificate\r\n\
+             Message-ID: <answer-1@example-ca.test>\r\nIn-Reply-To: <real-1@reporter.test>\r\n\r\n\
+             Thank you, we are revoking it.\r\n"
+        )
+        .as_bytes(),
+    );
     for i in 1..=3 {
         w.deliver(
             &format!("junk{i}"),
