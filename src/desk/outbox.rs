@@ -38,6 +38,9 @@ pub(crate) struct Outbound {
     pub from: Mailbox,
     pub dashboard_url: Option<String>,
     pub receipts: ReceiptRules,
+    /// `[web] public_url` and the reporter-link key: receipts then carry the link to the
+    /// reporter's status page.
+    pub status_pages: Option<(String, Vec<u8>)>,
 }
 
 impl Outbound {
@@ -72,6 +75,16 @@ impl Outbound {
             from,
             dashboard_url: config.alerts.dashboard_url.clone(),
             receipts: ReceiptRules::new(r.enabled, r.max_per_sender_per_hour, r.skip_junk, own),
+            status_pages: match config.web.as_ref() {
+                Some(web) => match web.public_url.clone() {
+                    Some(base) => Some((
+                        base,
+                        crate::web::reporter::key(config, web).map_err(DeskError::Secret)?,
+                    )),
+                    None => None,
+                },
+                None => None,
+            },
         }))
     }
 
@@ -282,6 +295,12 @@ impl Desk {
                 },
                 &facts,
                 case,
+                out.status_pages
+                    .as_ref()
+                    .map(|(base, key)| {
+                        crate::web::reporter::link(base, key, case.as_str(), &facts.content_hash)
+                    })
+                    .as_deref(),
             )
             .map_err(|e| DeskError::Compose(e.to_string()))?;
             let mail_ref = MailRef {

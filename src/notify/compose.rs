@@ -451,6 +451,7 @@ pub(crate) fn receipt(
     out: &Outgoing<'_>,
     report: &MessageFacts,
     case: &CaseId,
+    status_page: Option<&str>,
 ) -> Result<Composed, ComposeError> {
     let tag = format!("[{case}]");
     let original = header_text(&report.subject);
@@ -519,6 +520,15 @@ pub(crate) fn receipt(
     doc.line(vec![Span::ours(
         "This is an automatic acknowledgement of receipt. It is not that preliminary report.",
     )]);
+    if let Some(url) = status_page {
+        doc.block();
+        doc.field(
+            "Status",
+            vec![Span::ours(format!(
+                "{url} (no login: whether the preliminary report and each revocation are open or done)"
+            ))],
+        );
+    }
 
     let mut references: Vec<String> = report
         .references
@@ -1428,7 +1438,7 @@ mod tests {
                 None,
             )
             .unwrap(),
-            receipt(&out(&hostile_from, &reply_to, "r", T0), &facts, &c.id).unwrap(),
+            receipt(&out(&hostile_from, &reply_to, "r", T0), &facts, &c.id, None).unwrap(),
             digest(
                 &out(&hostile_from, &to, "d", T0),
                 &[(AlertLevel::Warning, &revocation(), Some(&c))],
@@ -1490,7 +1500,7 @@ mod tests {
             r.msg.subject()
         );
         // The report's malformed ids are not carried into the receipt's threading headers.
-        let m = receipt(&out(&desk(), &reply_to, "r", T0), &facts, &c.id).unwrap();
+        let m = receipt(&out(&desk(), &reply_to, "r", T0), &facts, &c.id, None).unwrap();
         let r = Read::new(&m);
         assert_eq!(r.ids("In-Reply-To"), Vec::<String>::new());
         assert_eq!(r.ids("References"), ["ok@reporter.test"]);
@@ -1535,9 +1545,16 @@ mod tests {
             &out(&desk(), std::slice::from_ref(&to), "receipt:x", T0),
             &facts,
             &CaseId::new(2026, 9),
+            Some("https://cprwatch.example-ca.test/r/CPR-2026-0009.abc"),
         )
         .unwrap();
         let r = Read::new(&m);
+        assert!(
+            r.raw
+                .contains("https://cprwatch.example-ca.test/r/CPR-2026-0009.abc"),
+            "the receipt links the reporter's status page: {}",
+            r.raw
+        );
         let names = r.header_names();
         assert!(
             !names.iter().any(|n| n == "bcc" || n == "x-evil"),
@@ -1559,6 +1576,7 @@ mod tests {
             &out(&desk(), &to, "receipt:ab", now),
             &report(),
             &CaseId::new(2026, 1),
+            None,
         )
         .unwrap();
         let r = Read::new(&m);
@@ -1605,7 +1623,7 @@ mod tests {
         let to = ["rita@reporter.test".parse().unwrap()];
         let mut f = report();
         f.certificates.clear();
-        let m = receipt(&out(&desk(), &to, "r", T0), &f, &CaseId::new(2026, 1)).unwrap();
+        let m = receipt(&out(&desk(), &to, "r", T0), &f, &CaseId::new(2026, 1), None).unwrap();
         let text = Read::new(&m).text();
         assert!(
             text.contains("none recognised — please send crt.sh links or the certificate"),
@@ -1616,7 +1634,7 @@ mod tests {
             evidence: KeyEvidence::Csr,
             algorithm: None,
         });
-        let m = receipt(&out(&desk(), &to, "r", T0), &f, &CaseId::new(2026, 1)).unwrap();
+        let m = receipt(&out(&desk(), &to, "r", T0), &f, &CaseId::new(2026, 1), None).unwrap();
         let text = Read::new(&m).text();
         assert!(!text.contains("none recognised"), "{text}");
         assert!(
@@ -1631,7 +1649,7 @@ mod tests {
         let subject_of = |s: &str| {
             let mut f = report();
             f.subject = s.into();
-            let m = receipt(&out(&desk(), &to, "r", T0), &f, &CaseId::new(2026, 1)).unwrap();
+            let m = receipt(&out(&desk(), &to, "r", T0), &f, &CaseId::new(2026, 1), None).unwrap();
             Read::new(&m).msg.subject().unwrap().to_string()
         };
         assert_eq!(
@@ -1653,7 +1671,7 @@ mod tests {
         f.synthetic_id = true;
         f.message_id = crate::reading::facts::synthetic_message_id(&f.content_hash);
         f.references.clear();
-        let m = receipt(&out(&desk(), &to, "r", T0), &f, &CaseId::new(2026, 1)).unwrap();
+        let m = receipt(&out(&desk(), &to, "r", T0), &f, &CaseId::new(2026, 1), None).unwrap();
         let r = Read::new(&m);
         assert_eq!(r.msg.header("In-Reply-To"), None);
         assert_eq!(r.msg.header("References"), None);
@@ -1825,7 +1843,13 @@ mod tests {
             facts.keys
         );
         let to = [facts.from.parse().unwrap()];
-        let r = receipt(&out(&desk(), &to, "r", T0), &facts, &CaseId::new(2026, 3)).unwrap();
+        let r = receipt(
+            &out(&desk(), &to, "r", T0),
+            &facts,
+            &CaseId::new(2026, 3),
+            None,
+        )
+        .unwrap();
         let mut c = case("Compromised private key");
         c.keys = facts.keys.clone();
         c.certificates = facts.certificates.clone();

@@ -103,6 +103,16 @@ fn tag(key: &[u8], case_id: &str, founder: &str) -> Vec<u8> {
     mac.finalize().into_bytes()[..TAG_BYTES].to_vec()
 }
 
+/// The reporter page's address for case `case_id` opened by the report `founder` (its content
+/// hash), under `base` (`[web] public_url`): what a receipt carries.
+pub fn link(base: &str, key: &[u8], case_id: &str, founder: &str) -> String {
+    format!(
+        "{}/r/{case_id}.{}",
+        base.trim_end_matches('/'),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag(key, case_id, founder))
+    )
+}
+
 /// The token of `case`'s reporter page.
 pub fn token(key: &[u8], case: &Case) -> String {
     format!(
