@@ -78,7 +78,7 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
         )
         .as_bytes(),
     );
-    for i in 1..=3 {
+    for i in 1..=4 {
         w.deliver(
             &format!("junk{i}"),
             &report(
@@ -92,7 +92,7 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
     }
     w.start();
     w.wait_status(Duration::from_secs(60), "five cases", |v| {
-        v["cases"].as_array().is_some_and(|c| c.len() == 5)
+        v["cases"].as_array().is_some_and(|c| c.len() == 6)
     });
     let ids = case_ids(&w);
     let id_of = |subject: &str| {
@@ -102,7 +102,7 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
             .unwrap()
     };
     let real = id_of("Key compromise");
-    let junk: Vec<String> = (1..=3)
+    let junk: Vec<String> = (1..=4)
         .map(|i| id_of(&format!("Cheap watches {i}")))
         .collect();
 
@@ -203,16 +203,50 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
         .unwrap();
     assert_eq!(refused, "403 Forbidden");
 
-    // The three junk cases, ticked on the filtered list and dismissed at once.
+    // One junk case ticked on the filtered list, then the other three, all shown, at once.
+    let recorded = |n: usize| {
+        let want = format!("recorded={n}");
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                let url = c.current_url().await.unwrap();
+                if url.query().unwrap_or("").contains(&want) {
+                    return;
+                }
+                assert!(start.elapsed() < Duration::from_secs(20), "still at {url}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     c.goto(&format!("{base}/?q=Cheap")).await.unwrap();
-    for id in &junk {
-        c.find(Locator::Css(&format!("input[name=pick_{id}]")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-    }
+    c.find(Locator::Css(&format!("input[name=pick_{}]", junk[3])))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#bulk input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("spam")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#bulk button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    recorded(1).await;
+    c.goto(&format!("{base}/?q=Cheap")).await.unwrap();
+    let listed = c.source().await.unwrap();
+    assert!(listed.contains("all 3 cases shown"), "{listed}");
+    c.find(Locator::Css("#bulk input[name=all_shown]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.find(Locator::Css("#bulk input[name=reason]"))
         .await
         .unwrap()
@@ -225,15 +259,7 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let url = c.current_url().await.unwrap();
-        if url.query().unwrap_or("").contains("recorded=3") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "still at {url}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    recorded(3).await;
     let v = w.wait_status(Duration::from_secs(30), "junk dismissed", |v| {
         v["cases"].as_array().is_some_and(|c| c.len() == 2)
     });
@@ -250,6 +276,46 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
         "{case_text}"
     );
     assert!(case_text.contains("spam wave"), "{case_text}");
+
+    // The breached case acknowledged from its page (CPR-Delayed): it stays breached.
+    let late = id_of("Misissued");
+    c.goto(&format!("{base}/case/{late}")).await.unwrap();
+    c.find(Locator::Css("form.triage select[name=action]"))
+        .await
+        .unwrap()
+        .select_by_value("delayed")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.triage input[name=text]"))
+        .await
+        .unwrap()
+        .send_keys("https://bugzilla.mozilla.org/show_bug.cgi?id=1999998")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.triage button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    recorded(1).await;
+    let v = w.wait_status(Duration::from_secs(30), "acknowledged", |v| {
+        v["cases"].as_array().is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["id"] == late.as_str()
+                    && c["clocks"][0]["acknowledged"]["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("1999998"))
+            })
+        })
+    });
+    let lc = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == late.as_str())
+        .unwrap();
+    assert_eq!(lc["clocks"][0]["state"], "breached", "{lc}");
 
     // The SLA page, with its charts.
     c.goto(&format!("{base}/sla")).await.unwrap();

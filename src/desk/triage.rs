@@ -96,7 +96,12 @@ impl Desk {
                 "the dashboard acts only on a stored desk".into(),
             ));
         };
-        let nanos = now.unix_timestamp_nanos();
+        // Unique even for two batches in one second (`now` has whole seconds): a repeated id
+        // would be a position already read, and the action would be skipped as seen.
+        let mut nonce = [0u8; 8];
+        getrandom::getrandom(&mut nonce)
+            .map_err(|e| DeskError::Action(format!("no randomness for an action id: {e}")))?;
+        let batch = format!("{}-{}", now.unix_timestamp(), hex::encode(nonce));
         let mut raw = Vec::with_capacity(actions.len());
         for (i, (case, action)) in actions.iter().enumerate() {
             let Some((_, c)) = store.case_at(case.as_str(), now)? else {
@@ -109,7 +114,7 @@ impl Desk {
                 .iter()
                 .find(|m| m.content_hash == c.founder)
                 .map(|m| m.message_id.clone());
-            let id = format!("{nanos}-{i}");
+            let id = format!("{batch}-{i}");
             let bytes = action_message(
                 user,
                 &id,
@@ -255,6 +260,20 @@ Message-ID: <report-1@reporter.test>\r\n\r\nPlease look at https://crt.sh/?id=42
                 .all(|k| k.status(now).state != crate::domain::event::ClockState::Pending),
             "a dismissed case's clocks stop"
         );
+        // A second batch in the same second is a new action, not one already read.
+        let (again, _) = desk
+            .record_actions(
+                "alice",
+                vec![(
+                    case.clone(),
+                    Action::Answered {
+                        place: "by phone".into(),
+                    },
+                )],
+                now,
+            )
+            .unwrap();
+        assert_eq!(again.new_messages, 1);
         // A case that does not exist refuses the batch.
         let err = desk
             .record_actions(

@@ -255,15 +255,23 @@ pub(crate) async fn dashboard(
     } else {
         let _ = write!(o, "<p class=\"muted\">{} matching</p>", rows.len());
     }
-    // Triage in bulk: tick the cases (a spam wave), give one reason, dismiss them at once.
+    // Triage in bulk: tick the cases, or all those shown (filter a spam wave first), give one
+    // reason, dismiss them at once.
+    let mut shown: Vec<&str> = rows.iter().take(limit).map(|r| r.case.as_str()).collect();
+    shown.sort_unstable();
+    shown.dedup();
     let _ = write!(
         o,
         "<form method=\"post\" action=\"/triage/dismiss\" id=\"bulk\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <p class=\"triage\">Dismiss the ticked cases as not problem reports: \
+         <input type=\"hidden\" name=\"shown\" value=\"{}\">\
+         <p class=\"triage\">Dismiss as not problem reports: the ticked cases, or \
+         <label><input type=\"checkbox\" name=\"all_shown\"> all {} cases shown</label>, because \
          <input name=\"reason\" size=\"40\" placeholder=\"reason (e.g. spam wave)\" required> \
-         <button>Dismiss ticked</button></p>",
-        e(&staff.csrf)
+         <button>Dismiss</button></p>",
+        e(&staff.csrf),
+        e(&shown.join(" ")),
+        shown.len()
     );
     o.push_str(
         "<table><thead><tr><th></th><th>time left</th><th></th><th>case</th><th>clock</th>\

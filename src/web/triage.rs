@@ -105,16 +105,31 @@ pub(crate) async fn case_action(
     record(&state, &post.staff.name, vec![(case, action)], &back).await
 }
 
-/// `POST /triage/dismiss`: dismiss every case ticked (`pick_<case id>`) with one reason.
+/// `POST /triage/dismiss`: dismiss every case ticked (`pick_<case id>`), or with `all_shown`
+/// every case the list showed (`shown`), with one reason.
 pub(crate) async fn bulk_dismiss(
     State(state): State<AppState>,
     post: StaffPost<BTreeMap<String, String>>,
 ) -> Response {
     let reason = post.form.get("reason").cloned().unwrap_or_default();
-    let actions: Vec<(CaseId, Action)> = post
+    let mut cases: Vec<&str> = post
         .form
         .keys()
         .filter_map(|k| k.strip_prefix("pick_"))
+        .collect();
+    if post.form.contains_key("all_shown") {
+        cases.extend(
+            post.form
+                .get("shown")
+                .map(String::as_str)
+                .unwrap_or("")
+                .split_whitespace(),
+        );
+    }
+    cases.sort_unstable();
+    cases.dedup();
+    let actions: Vec<(CaseId, Action)> = cases
+        .into_iter()
         .map(|c| {
             (
                 CaseId::from_stored(c),
