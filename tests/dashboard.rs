@@ -31,6 +31,24 @@ fn case_ids(w: &Cprwatch) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Click the element `css` finds.
+async fn click(c: &fantoccini::Client, css: &str) {
+    let el = c.find(Locator::Css(css)).await;
+    el.unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Type `text` into the field `css` finds.
+async fn fill(c: &fantoccini::Client, css: &str, text: &str) {
+    let el = c.find(Locator::Css(css)).await;
+    el.unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_desk_works_the_dashboard_in_a_real_browser() {
     let port = support::free_port();
@@ -124,24 +142,9 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
     // Not logged in: the login page.
     c.goto(&format!("{base}/")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().starts_with("/login"));
-    c.find(Locator::Css("input[name=user]"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys("correct horse battery")
-        .await
-        .unwrap();
-    c.find(Locator::Css("form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(c, "input[name=user]", "alice").await;
+    fill(c, "input[name=password]", "correct horse battery").await;
+    click(c, "form button").await;
     let h1 = c
         .find(Locator::Css("h1"))
         .await
@@ -170,12 +173,7 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
     for q in ["4242", "<real-1@reporter.test>"] {
         let input = c.find(Locator::Css("nav input[name=q]")).await.unwrap();
         input.send_keys(q).await.unwrap();
-        c.find(Locator::Css("nav form.search button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "nav form.search button").await;
         let found = c.source().await.unwrap();
         assert!(found.contains(&format!("/case/{real}")), "{q}: {found}");
         assert!(!found.contains(&junk[0]), "{q}: {found}");
@@ -219,46 +217,16 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
         }
     };
     c.goto(&format!("{base}/?q=Cheap")).await.unwrap();
-    c.find(Locator::Css(&format!("input[name=pick_{}]", junk[3])))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#bulk input[name=reason]"))
-        .await
-        .unwrap()
-        .send_keys("spam")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#bulk button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, &format!("input[name=pick_{}]", junk[3])).await;
+    fill(c, "#bulk input[name=reason]", "spam").await;
+    click(c, "#bulk button").await;
     recorded(1).await;
     c.goto(&format!("{base}/?q=Cheap")).await.unwrap();
     let listed = c.source().await.unwrap();
     assert!(listed.contains("all 3 cases shown"), "{listed}");
-    c.find(Locator::Css("#bulk input[name=all_shown]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#bulk input[name=reason]"))
-        .await
-        .unwrap()
-        .send_keys("spam wave")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#bulk button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#bulk input[name=all_shown]").await;
+    fill(c, "#bulk input[name=reason]", "spam wave").await;
+    click(c, "#bulk button").await;
     recorded(3).await;
     let v = w.wait_status(Duration::from_secs(30), "junk dismissed", |v| {
         v["cases"].as_array().is_some_and(|c| c.len() == 2)
@@ -286,18 +254,13 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
         .select_by_value("delayed")
         .await
         .unwrap();
-    c.find(Locator::Css("form.triage input[name=text]"))
-        .await
-        .unwrap()
-        .send_keys("https://bugzilla.mozilla.org/show_bug.cgi?id=1999998")
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.triage button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(
+        c,
+        "form.triage input[name=text]",
+        "https://bugzilla.mozilla.org/show_bug.cgi?id=1999998",
+    )
+    .await;
+    click(c, "form.triage button").await;
     recorded(1).await;
     let v = w.wait_status(Duration::from_secs(30), "acknowledged", |v| {
         v["cases"].as_array().is_some_and(|cs| {
