@@ -31,6 +31,23 @@ fn case_ids(w: &Cprwatch) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Wait until the browser has navigated to `path` (a click that submits a form returns before
+/// the next page is there; reading it too early reads the old one).
+async fn at_path(c: &fantoccini::Client, path: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.path() == path {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still at {url}, not {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Click the element `css` finds.
 async fn click(c: &fantoccini::Client, css: &str) {
     let el = c.find(Locator::Css(css)).await;
@@ -145,6 +162,7 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
     fill(c, "input[name=user]", "alice").await;
     fill(c, "input[name=password]", "correct horse battery").await;
     click(c, "form button").await;
+    at_path(c, "/").await;
     let h1 = c
         .find(Locator::Css("h1"))
         .await
@@ -164,6 +182,7 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
         .click()
         .await
         .unwrap();
+    at_path(c, &format!("/case/{real}")).await;
     let page = c.source().await.unwrap();
     assert!(page.contains("https://crt.sh/?id=4242"), "{page}");
     assert!(page.contains("&lt;real-1@reporter.test&gt;"), "{page}");
@@ -174,6 +193,7 @@ async fn the_desk_works_the_dashboard_in_a_real_browser() {
         let input = c.find(Locator::Css("nav input[name=q]")).await.unwrap();
         input.send_keys(q).await.unwrap();
         click(c, "nav form.search button").await;
+        at_path(c, "/search").await;
         let found = c.source().await.unwrap();
         assert!(found.contains(&format!("/case/{real}")), "{q}: {found}");
         assert!(!found.contains(&junk[0]), "{q}: {found}");
