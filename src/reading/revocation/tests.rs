@@ -135,6 +135,16 @@ fn ocsp_bad_signature() {
 }
 
 #[test]
+fn ocsp_sha1_signature_is_not_checked() {
+    assert_eq!(
+        ocsp(fixture!("ocsp-sha1.der"), GOOD),
+        Err(OcspError::UnsupportedAlgorithm(
+            "1.2.840.113549.1.1.5".into()
+        ))
+    );
+}
+
+#[test]
 fn ocsp_responder_without_ocsp_signing() {
     assert_eq!(
         ocsp(fixture!("ocsp-no-eku.der"), GOOD),
