@@ -10,5 +10,6 @@ pub mod extract;
 pub mod facts;
 pub mod limits;
 pub mod parse;
+pub mod revocation;
 pub mod rules;
 pub mod staff;

@@ -8,14 +8,14 @@
 //! keys leave as `spki:` hashes, and problem notes name a block's label, never its content.
 
 mod attachment;
-mod cert;
+pub(crate) mod cert;
 mod command;
 mod crtsh;
 mod ed25519;
 mod fingerprint;
-mod key;
+pub(crate) mod key;
 mod listing;
-mod pem;
+pub(crate) mod pem;
 mod target;
 mod text;
 

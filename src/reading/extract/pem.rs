@@ -186,8 +186,8 @@ impl<'t> Reader<'t> {
     }
 }
 
-/// Every PEM block in `text`, in order of appearance, each read to its end.
-#[cfg(test)]
+/// Every PEM block in `text`, in order of appearance, each read to its end (also how
+/// `revocation::facts` finds a certificate in PEM text).
 pub(crate) fn blocks(text: &str) -> Vec<PemBlock> {
     let mut reader = Reader::new(text);
     let mut out = Vec::new();
