@@ -6,6 +6,7 @@ pub mod browser;
 pub mod dovecot;
 pub mod postfix;
 pub mod service;
+pub mod testca;
 
 use std::net::TcpListener;
 use std::path::Path;
