@@ -7,7 +7,7 @@
 
 use super::account::Account;
 use super::error::ImapError;
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -113,64 +113,19 @@ pub(crate) async fn tcp(
     })
 }
 
-/// The TLS client configuration for this account: ring, safe default protocol versions,
-/// system roots plus `ca_file`.
+/// The TLS client configuration for this account: [`crate::tls::client_config`] (ring, safe
+/// default protocol versions, system roots plus `ca_file`).
 pub(crate) fn client_config(account: &Account) -> Result<rustls::ClientConfig, ImapError> {
-    let mut roots = rustls::RootCertStore::empty();
-    // Unreadable system certificates are not fatal: a private CA in ca_file may be all we need,
-    // and an untrusted server is refused at the handshake with a clear message anyway.
-    let native = rustls_native_certs::load_native_certs();
-    let _ = roots.add_parsable_certificates(native.certs);
-    if let Some(path) = &account.ca_file {
-        let config_err = |reason: String| ImapError::Config {
-            account: account.name.clone(),
-            reason,
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| {
-                config_err(format!(
-                    "cannot read ca_file {}: {e}. Give the path of a PEM file with the CA \
-                     certificate(s) that signed the server's certificate.",
-                    path.display()
-                ))
-            })?
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                config_err(format!(
-                    "ca_file {} is not valid PEM: {e}. It must contain `-----BEGIN \
-                     CERTIFICATE-----` blocks.",
-                    path.display()
-                ))
-            })?;
-        if certs.is_empty() {
-            return Err(config_err(format!(
-                "ca_file {} contains no certificate. It must contain `-----BEGIN \
-                 CERTIFICATE-----` blocks.",
-                path.display()
-            )));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                config_err(format!(
-                    "ca_file {} holds a certificate that cannot be a trust anchor: {e}",
-                    path.display()
-                ))
-            })?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ImapError::Tls {
+    crate::tls::client_config(account.ca_file.as_deref()).map_err(|e| match e {
+        crate::tls::TlsSetupError::Protocol(_) => ImapError::Tls {
             server: account.server(),
-            reason: format!(
-                "TLS with {}: no usable protocol version ({e}); this is a build problem",
-                account.server()
-            ),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+            reason: format!("TLS with {}: {e}", account.server()),
+        },
+        e => ImapError::Config {
+            account: account.name.clone(),
+            reason: e.to_string(),
+        },
+    })
 }
 
 /// TLS handshake over `tcp`, verifying the certificate against the account's host name.
