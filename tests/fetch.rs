@@ -370,6 +370,15 @@ async fn odd_server() -> String {
             }),
         )
         .route(
+            "/ocsp/{*rest}",
+            get(|| async {
+                // A bidirectional override in the header: bytes a header may carry.
+                let evil = axum::http::HeaderValue::from_bytes("text/\u{202e}lmth".as_bytes())
+                    .expect("header value");
+                ([(header::CONTENT_TYPE, evil)], "<html>not OCSP</html>")
+            }),
+        )
+        .route(
             "/to-ftp",
             get(|| async {
                 (
@@ -485,6 +494,17 @@ async fn an_ocsp_url_answering_html_is_refused_and_its_text_is_not_logged_raw() 
             other => panic!("expected the wrong type, got {other:?}"),
         }
     }
+    // What the server sent is escaped in the error, and so in any log line made of it.
+    let err = responders::ocsp(&http, &format!("{base}/ocsp"), &[0x30, 0x00])
+        .await
+        .expect_err("HTML");
+    match &err {
+        FetchError::WrongType { content_type, .. } => {
+            assert_eq!(content_type, "text/\\u{202e}lmth")
+        }
+        other => panic!("expected the wrong type, got {other:?}"),
+    }
+    assert!(!err.to_string().contains('\u{202e}'), "{err}");
     let err = responders::ocsp(&http, "ldap://ocsp.example.test/\u{1b}[2J", &[0x30, 0x00])
         .await
         .expect_err("not http");

@@ -97,7 +97,7 @@ pub async fn by_key(
 ) -> Result<Vec<CrtshEntry>, FetchError> {
     let hex = sha256_hex(spki_sha256_hex).ok_or_else(|| {
         FetchError::BadQuery(format!(
-            "{:?} is not a SHA-256 in hex (64 hex digits) of a public key",
+            "\"{}\" is not a SHA-256 in hex (64 hex digits) of a public key",
             escape::text(spki_sha256_hex)
         ))
     })?;
@@ -122,7 +122,7 @@ pub(crate) fn parse_list(body: &[u8]) -> Result<Vec<CrtshEntry>, String> {
             let time = |field: &str, value: &str| {
                 crtsh_time(value).ok_or_else(|| {
                     format!(
-                        "entry {}: {field} {:?} is not a crt.sh time",
+                        "entry {}: {field} \"{}\" is not a crt.sh time",
                         r.id,
                         escape::text(value)
                     )
@@ -130,7 +130,7 @@ pub(crate) fn parse_list(body: &[u8]) -> Result<Vec<CrtshEntry>, String> {
             };
             let serial = serial_hex(&r.serial_number).ok_or_else(|| {
                 format!(
-                    "entry {}: serial_number {:?} is not hex",
+                    "entry {}: serial_number \"{}\" is not hex",
                     r.id,
                     escape::text(&r.serial_number)
                 )
@@ -209,7 +209,7 @@ fn lookup_key(id_or_sha256: &str) -> Result<String, FetchError> {
     }
     sha256_hex(s).ok_or_else(|| {
         FetchError::BadQuery(format!(
-            "{:?} is neither a crt.sh id (a number) nor a certificate's SHA-256 (64 hex digits)",
+            "\"{}\" is neither a crt.sh id (a number) nor a certificate's SHA-256 (64 hex digits)",
             escape::text(id_or_sha256)
         ))
     })

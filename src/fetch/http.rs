@@ -93,7 +93,7 @@ pub enum FetchError {
     #[error("cannot set up HTTPS for revocation checks: {0}")]
     Setup(String),
     #[error(
-        "cannot fetch {url:?}: {reason}. Only http:// and https:// URLs with a host name are \
+        "cannot fetch \"{url}\": {reason}. Only http:// and https:// URLs with a host name are \
          fetched"
     )]
     BadUrl { url: String, reason: String },
@@ -124,7 +124,7 @@ pub enum FetchError {
     Redirect { url: String, reason: String },
     /// The answer is not the kind of document asked for (an HTML error page instead of an OCSP
     /// response, say).
-    #[error("{url} answered with Content-Type {content_type:?}, not {expected}")]
+    #[error("{url} answered with Content-Type \"{content_type}\", not {expected}")]
     WrongType {
         url: String,
         content_type: String,
