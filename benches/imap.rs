@@ -165,7 +165,7 @@ fn main() {
     fs::write(
         dir.path().join("c.toml"),
         format!(
-            "[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
+            "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
              [[mailbox]]\nname = \"cpr\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
              username = \"cpr\"\npassword_file = \"pw\"\nfetch_batch = {batch}\npoll_seconds = 600\n\
              reconcile_every = \"1d\"\nfolders = [{{ name = \"INBOX\", role = \"inbox\" }}]\n",

@@ -322,7 +322,7 @@ fn measure(bin: &Path, target: &Path, corpus: &Corpus, repeat: usize) -> Row {
     let config = dir.join("c.toml");
     fs::write(
         &config,
-        "[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n\
+        "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n\
          [store]\npath = \"store.sqlite\"\n\
          [[maildir]]\npath = \"drop\"\npoll_seconds = 1\n",
     )

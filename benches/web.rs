@@ -161,7 +161,7 @@ fn main() {
         std::fs::write(
             &config,
             format!(
-                "[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
+                "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
                  [web]\nlisten = \"127.0.0.1:{port}\"\n[[web.user]]\nname = \"bench\"\n\
                  password_hash = \"{hash}\"\n"
             ),

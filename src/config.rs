@@ -13,6 +13,7 @@
 
 mod mailbox;
 mod outbound;
+mod revocation;
 mod rules_dir;
 mod web;
 
@@ -20,6 +21,7 @@ pub use rules_dir::load_rules_dir;
 
 pub use mailbox::{MailboxConfig, PasswordSource};
 pub use outbound::{AlertsConfig, CanaryConfig, ReceiptsConfig, SmtpConfig};
+pub use revocation::{EnrichConfig, RevocationConfig};
 pub use web::{WebConfig, WebUser};
 
 use crate::domain::model::FolderRole;
@@ -50,6 +52,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The dashboard, API and metrics server; `None`: no server.
     pub web: Option<WebConfig>,
+    /// OCSP and CRL checks of reported certificates (`[revocation]`).
+    pub revocation: RevocationConfig,
+    /// Fetching certificates named only by id (`[enrich]`).
+    pub enrich: EnrichConfig,
     /// What the reader of this file should change (a deprecated key), for stderr.
     pub notes: Vec<String>,
     /// The file this configuration was read from (as given).
@@ -317,6 +323,10 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
         None => None,
     };
 
+    let revocation =
+        revocation::revocation(raw.revocation, resolve).map_err(|(k, p)| invalid(&k, p))?;
+    let enrich = revocation::enrich(raw.enrich).map_err(|(k, p)| invalid(&k, p))?;
+
     Ok(Config {
         desk,
         store: StoreConfig {
@@ -338,6 +348,8 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
             public_key_file: raw.audit.public_key_file.as_deref().map(resolve),
         },
         web,
+        revocation,
+        enrich,
         notes,
         path: origin.to_path_buf(),
     })
@@ -415,6 +427,8 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     web: Option<web::RawWeb>,
+    revocation: Option<revocation::RawRevocation>,
+    enrich: Option<revocation::RawEnrich>,
 }
 
 #[derive(Deserialize, Default)]

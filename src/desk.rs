@@ -7,12 +7,14 @@
 
 mod checkpoints;
 mod outbox;
+mod revocation;
 mod triage;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 pub(crate) use outbox::{CanarySent, Delivery, Outbound};
+pub(crate) use revocation::{CheckJob, CheckOutcome};
 pub use triage::Action;
 
 use thiserror::Error;
@@ -96,6 +98,7 @@ pub(crate) fn policy(config: &Config) -> Result<Policy, DeskError> {
 pub(crate) fn settings(config: &Config) -> Settings {
     Settings {
         thread_window: config.clock.thread_window,
+        require_verified: config.revocation.require_verified,
     }
 }
 
@@ -130,6 +133,8 @@ pub struct Desk {
     outbound: Option<Outbound>,
     /// Whether alerts were evaluated for every open clock yet (the first evaluation does).
     swept: bool,
+    /// How long a `CPR-Revoked` claim may go unverified (`[revocation] claim_grace`).
+    claim_grace: time::Duration,
 }
 
 impl Desk {
@@ -147,6 +152,7 @@ impl Desk {
             settings,
             outbound: Outbound::of(config)?,
             swept: false,
+            claim_grace: config.revocation.claim_grace,
         })
     }
 
@@ -168,6 +174,7 @@ impl Desk {
             settings,
             outbound: None,
             swept: false,
+            claim_grace: crate::config::RevocationConfig::default().claim_grace,
         })
     }
 
@@ -381,8 +388,13 @@ const TABLES_FORMAT: &str = "tables-5";
 /// built with anything else are rebuilt.
 pub(crate) fn tables_built_with(settings: &Settings) -> String {
     format!(
-        "{TABLES_FORMAT} thread_window={}s",
-        settings.thread_window.whole_seconds()
+        "{TABLES_FORMAT} thread_window={}s revocation={}",
+        settings.thread_window.whole_seconds(),
+        if settings.require_verified {
+            "verified"
+        } else {
+            "claimed"
+        }
     )
 }
 

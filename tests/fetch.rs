@@ -25,6 +25,7 @@ fn client() -> HttpClient {
     HttpClient::new(&FetchSettings {
         timeout: Duration::from_secs(20),
         ca_file: None,
+        allow_private: true,
     })
     .expect("HTTP client")
 }
@@ -469,6 +470,7 @@ async fn a_streamed_body_past_the_cap_is_cut_and_a_slow_server_times_out() {
     let quick = HttpClient::new(&FetchSettings {
         timeout: Duration::from_millis(300),
         ca_file: None,
+        allow_private: true,
     })
     .expect("client");
     let started = std::time::Instant::now();
@@ -517,6 +519,7 @@ async fn an_unusable_ca_file_is_refused_at_setup() {
     let err = HttpClient::new(&FetchSettings {
         timeout: Duration::from_secs(1),
         ca_file: Some("/nonexistent/ca.pem".into()),
+        allow_private: true,
     })
     .expect_err("no such file");
     assert!(matches!(err, FetchError::Setup(_)), "{err:?}");
@@ -667,6 +670,7 @@ async fn https_is_verified_against_the_system_roots_plus_ca_file() {
     let trusting = HttpClient::new(&FetchSettings {
         timeout: Duration::from_secs(20),
         ca_file: Some(ca_pem),
+        allow_private: true,
     })
     .expect("client with ca_file");
     let ok = trusting.get(&url, "*/*", 1024).await.expect("trusted");
@@ -678,47 +682,4 @@ async fn https_is_verified_against_the_system_roots_plus_ca_file() {
         .expect_err("downgrade");
     assert!(matches!(err, FetchError::Redirect { .. }), "{err:?}");
     assert!(err.to_string().contains("from https to http"), "{err}");
-}
-
-/// Not a check but a figure for the closing note: OCSP checks (fetch by GET, then
-/// `check_ocsp`) per second against the test CA's responder, 4 at a time, for 5 seconds.
-/// Each answer is made by a fresh `openssl ocsp` process, so this measures that more than
-/// cprwatch. Run: `cargo test --test fetch -- --ignored --nocapture ocsp_checks_per_second`
-/// (167 a second on the 2-core build machine, 2026-11-30, dev profile).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a check"]
-async fn ocsp_checks_per_second() {
-    let ca = TestCa::start();
-    let http = client();
-    let (leaf, issuer) = leaf_and_issuer(&ca, "good");
-    let request = ocsp_request(&leaf, &issuer, None).expect("request");
-    let url = ca.ocsp_url();
-    let started = std::time::Instant::now();
-    let window = Duration::from_secs(5);
-    let mut done = 0u32;
-    while started.elapsed() < window {
-        let batch = (0..4).map(|_| async {
-            let fetched = responders::ocsp(&http, &url, &request)
-                .await
-                .expect("answer");
-            check_ocsp(
-                &fetched.body,
-                &leaf,
-                &issuer,
-                None,
-                OffsetDateTime::now_utc(),
-            )
-            .expect("verified")
-            .status
-        });
-        for status in futures::future::join_all(batch).await {
-            assert_eq!(status, OcspStatus::Good);
-            done += 1;
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{done} OCSP checks in {secs:.1} s: {:.1} per second",
-        f64::from(done) / secs
-    );
 }

@@ -66,7 +66,7 @@ impl Service {
         fs::write(
             dir.path().join("c.toml"),
             format!(
-                "[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
+                "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
                  [clock]\ntick_seconds = 1\n\
                  [[mailbox]]\nname = \"cpr\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\n{ca_line}\
                  username = \"cpr\"\npassword_file = \"pw\"\npoll_seconds = 30\nfetch_batch = 250\n\

@@ -75,7 +75,7 @@ fn setup(dir: &Path) -> std::path::PathBuf {
     let config = dir.join("c.toml");
     fs::write(
         &config,
-        "[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
+        "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
          [clock]\ntick_seconds = 1\n[[maildir]]\npath = \"mail\"\npoll_seconds = 1\n",
     )
     .unwrap();

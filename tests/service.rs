@@ -50,7 +50,7 @@ fn run_ingests_new_maildir_files_and_stops_cleanly_on_sigterm() {
     let config = dir.path().join("c.toml");
     fs::write(
         &config,
-        "[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
+        "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n[desk]\nstaff_domains = [\"example-ca.test\"]\n[store]\npath = \"s.sqlite\"\n\
          [clock]\ntick_seconds = 1\n[[maildir]]\npath = \"mail\"\npoll_seconds = 1\n",
     )
     .unwrap();

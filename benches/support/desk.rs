@@ -22,7 +22,7 @@ impl BenchDesk {
         let cfg_path = dir.path().join("c.toml");
         std::fs::write(
             &cfg_path,
-            "[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n[store]\npath = \"bench.sqlite\"\n",
+            "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n[store]\npath = \"bench.sqlite\"\n",
         )
         .expect("config");
         let config = config::load(&cfg_path).expect("config loads");

@@ -301,6 +301,9 @@ fn timeline(
     let mut out = Vec::new();
     let mut push = |at: Timestamp, seq: u64, text: String| out.push(Entry { at, seq, text });
     let mut breach_logged = HashSet::new();
+    // The last status each source gave each certificate: a timeline shows what changed, not
+    // every hourly check (the JSON export has them all).
+    let mut last_status = std::collections::HashMap::new();
     for e in events {
         let seq = e.seq;
         let recorded = e.envelope.recorded_at;
@@ -548,6 +551,29 @@ fn timeline(
                     md(error)
                 ),
             ),
+            Event::RevocationObserved { observation: o } => {
+                let key = (o.target.clone(), o.source);
+                if last_status.insert(key, o.status) == Some(o.status) {
+                    continue;
+                }
+                let mut text = format!(
+                    "Revocation check of {}: {} {} says {}",
+                    md(&o.target),
+                    o.source.as_str().to_uppercase(),
+                    md(&o.url),
+                    o.status.as_str()
+                );
+                if let Some(r) = o.revocation_time {
+                    let _ = write!(text, ", revoked at {}", minute(r));
+                }
+                if let Some(r) = &o.reason {
+                    let _ = write!(text, " ({})", md(r));
+                }
+                if let Some(p) = &o.problem {
+                    let _ = write!(text, ": {}", md(p));
+                }
+                push(o.at, seq, text);
+            }
             Event::MessageLogged { .. }
             | Event::CaseOpened { .. }
             | Event::MessageJoined { .. }
@@ -1124,6 +1150,7 @@ mod tests {
             dismissed: None,
         };
         let clock = |cid: &ClockId, kind, target: Option<&str>, stops: Vec<Stop>| Clock {
+            claimed: None,
             id: cid.clone(),
             kind,
             case: None,

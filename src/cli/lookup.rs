@@ -67,9 +67,22 @@ fn cases_with_clocks(
             }
         }
     }
+    let targets: Vec<String> = clocks.values().filter_map(|c| c.target.clone()).collect();
+    let rows = store.check_rows(&targets)?;
+    let unchecked = rows
+        .iter()
+        .filter_map(|r| Some((r.target.clone(), r.note.clone()?)))
+        .collect();
+    let observed = rows
+        .into_iter()
+        .filter(|r| !r.latest.is_empty())
+        .map(|r| (r.target, r.latest))
+        .collect();
     Ok(Projection {
         cases: cases.into_iter().map(|(_, c)| c).collect(),
         clocks,
+        observed,
+        unchecked,
         ..Projection::default()
     })
 }

@@ -78,6 +78,26 @@ pub(crate) struct ClockJson {
     /// Left out when staff did not acknowledge the clock late (added without changing the rest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<AcknowledgedJson>,
+    /// Staff's `CPR-Revoked` not (yet) verified by OCSP or CRL (absent when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<ClaimedJson>,
+    /// What OCSP and CRL said at the last check, each (absent when never checked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observed: Vec<crate::domain::event::Observation>,
+    /// Notes on the revocation the CA published (a CRLReason that does not match the BR item).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Staff's `CPR-Revoked` while revocations must be verified.
+#[derive(Serialize)]
+pub(crate) struct ClaimedJson {
+    /// When staff said it (their message's receipt time).
+    pub at: String,
+    /// The revocation time staff gave.
+    pub revoked_at: String,
+    /// The staff message's Message-Id.
+    pub by: String,
 }
 
 /// Staff's `CPR-Delayed` on a clock: it is late and the desk knows (absent when none).
@@ -160,10 +180,59 @@ pub(crate) fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson 
                             by: a.by.clone(),
                         }
                     }),
+                    claimed: c
+                        .claimed
+                        .as_ref()
+                        .filter(|a| a.at <= at)
+                        .map(|a| ClaimedJson {
+                            at: timefmt::format(a.at),
+                            revoked_at: timefmt::format(a.revoked_at),
+                            by: a.by.clone(),
+                        }),
+                    observed: observed_at(p, c, at),
+                    notes: revocation_notes(p, c, at),
                 }
             })
             .collect(),
     }
+}
+
+/// The last answers about a clock's certificate made by `at`.
+fn observed_at(
+    p: &Projection,
+    c: &crate::deciding::clock::Clock,
+    at: Timestamp,
+) -> Vec<crate::domain::event::Observation> {
+    c.target
+        .as_ref()
+        .and_then(|t| p.observed.get(t))
+        .map(|l| l.iter().filter(|o| o.at <= at).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A note when the reason the CA published does not match the BR item the clock runs on.
+fn revocation_notes(
+    p: &Projection,
+    c: &crate::deciding::clock::Clock,
+    at: Timestamp,
+) -> Vec<String> {
+    let mut notes: Vec<String> = c
+        .target
+        .as_ref()
+        .and_then(|t| p.unchecked.get(t))
+        .map(|n| format!("not checked: {n}"))
+        .into_iter()
+        .collect();
+    let observed = observed_at(p, c, at);
+    if let Some(r) = crate::deciding::revocation::revoked(&observed) {
+        let rules = crate::reading::rules::RuleSet::shipped();
+        notes.extend(
+            crate::deciding::revocation::expected_reason(c, |id| rules.item_of(id)).and_then(
+                |item| crate::deciding::revocation::reason_note(item, r.reason.as_deref()),
+            ),
+        );
+    }
+    notes
 }
 
 /// Every case at `at` (for `replay`), or only those with a running clock (for `status`).
@@ -210,18 +279,26 @@ pub(crate) fn status_text(p: &Projection, at: Timestamp) -> String {
             if let Some(a) = c.acknowledged.as_ref().filter(|a| a.at <= at) {
                 label.push_str(&acknowledged_text(&a.reason, &timefmt::format(a.at)));
             }
-            rows.push((
-                c.deadline,
-                format!(
-                    "{:<14} {:<26} {:<18} {:<16} deadline {}  basis {}",
-                    esc(case.id.as_str()),
-                    label,
-                    c.kind.as_str(),
-                    esc(c.target.as_deref().unwrap_or("-")),
-                    timefmt::format(c.deadline),
-                    esc(&s.basis),
-                ),
-            ));
+            let mut line = format!(
+                "{:<14} {:<26} {:<18} {:<16} deadline {}  basis {}",
+                esc(case.id.as_str()),
+                label,
+                c.kind.as_str(),
+                esc(c.target.as_deref().unwrap_or("-")),
+                timefmt::format(c.deadline),
+                esc(&s.basis),
+            );
+            // The claim beside what the responders say: the two may differ.
+            if let Some(cl) = c.claimed.as_ref().filter(|cl| cl.at <= at) {
+                line.push_str(&format!(
+                    "  claimed revoked {} (unverified)",
+                    timefmt::format(cl.revoked_at)
+                ));
+            }
+            if let Some(o) = crate::deciding::revocation::observed_line(&observed_at(p, c, at)) {
+                line.push_str(&format!("  observed {}", esc(&o)));
+            }
+            rows.push((c.deadline, line));
         }
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -329,6 +406,22 @@ pub(crate) fn case_text(
         );
         if let Some(m) = &c.matched {
             let _ = writeln!(o, "  {:<18} matched: \"{}\"", "", esc(m));
+        }
+        if let Some(cl) = &c.claimed {
+            let _ = writeln!(
+                o,
+                "  {:<18} claimed revoked at {} in {} ({}), not verified",
+                "",
+                cl.revoked_at,
+                esc(&cl.by),
+                cl.at
+            );
+        }
+        if let Some(line) = crate::deciding::revocation::observed_line(&c.observed) {
+            let _ = writeln!(o, "  {:<18} observed: {}", "", esc(&line));
+        }
+        for n in &c.notes {
+            let _ = writeln!(o, "  {:<18} note: {}", "", esc(n));
         }
     }
     let _ = writeln!(o, "\nevents ({}):", events.len());
@@ -633,6 +726,7 @@ mod tests {
     fn projection() -> (Projection, Timestamp) {
         let id = CaseId::new(2026, 1);
         let clock = Clock {
+            claimed: None,
             id: ClockId::preliminary(&id),
             kind: ClockKind::PreliminaryReport,
             case: Some(id.clone()),

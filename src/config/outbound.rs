@@ -497,7 +497,8 @@ mod tests {
             Some("https://cprwatch.example-ca.test")
         );
         assert_eq!(c.alerts.routes.len(), 2);
-        assert_eq!(c.alerts.routes[0].levels, AlertLevel::ALL);
+        // The seven levels the example names (issue 14); `revocation` came later.
+        assert_eq!(c.alerts.routes[0].levels, AlertLevel::ALL[..7]);
         assert_eq!(c.alerts.routes[1].to, ["oncall@example-ca.test"]);
         assert_eq!(c.alerts.routes[1].levels, [AlertLevel::Breach]);
         assert!(c.receipts.skip_junk);

@@ -31,10 +31,12 @@ pub enum AlertLevel {
     Digest,
     /// An alert or receipt could not be delivered.
     Delivery,
+    /// OCSP or CRL contradicts a staff `CPR-Revoked`, or the two disagree.
+    Revocation,
 }
 
 impl AlertLevel {
-    pub const ALL: [AlertLevel; 7] = [
+    pub const ALL: [AlertLevel; 8] = [
         AlertLevel::Warning,
         AlertLevel::Breach,
         AlertLevel::Reminder,
@@ -42,6 +44,7 @@ impl AlertLevel {
         AlertLevel::Canary,
         AlertLevel::Digest,
         AlertLevel::Delivery,
+        AlertLevel::Revocation,
     ];
 
     /// The name in the configuration and in `X-CPR-Level`.
@@ -54,6 +57,7 @@ impl AlertLevel {
             AlertLevel::Canary => "canary",
             AlertLevel::Digest => "digest",
             AlertLevel::Delivery => "delivery",
+            AlertLevel::Revocation => "revocation",
         }
     }
 
@@ -274,6 +278,7 @@ mod tests {
 
     fn clock(kind: ClockKind, window: Duration) -> Clock {
         Clock {
+            claimed: None,
             id: ClockId::from_stored("revocation:crtsh:1"),
             kind,
             case: None,

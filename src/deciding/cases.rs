@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use time::Duration;
 
-use crate::deciding::clock::{self, Acknowledgement, Candidate, Clock, Decision, Stop, StopKind};
+use crate::deciding::clock::{
+    self, Acknowledgement, Candidate, Claim, Clock, Decision, Stop, StopKind,
+};
 use crate::deciding::fold::{
     self, Backing, CertEntry, Class, Detached, FoldVersion, Sightings, Space, Work,
 };
@@ -24,12 +26,17 @@ use crate::domain::model::{BadCommand, CertificateRef, Command, KeyRef, Timestam
 pub struct Settings {
     /// Same reporter + same subject joins a case within this span (default 30 days).
     pub thread_window: Duration,
+    /// `[revocation] require_verified`: a staff `CPR-Revoked` on a certificate is a claim, and
+    /// only a revocation check's own record stops its clock (at the revocationTime the CA
+    /// published). A key's clock still stops on staff's word: no responder answers for a key.
+    pub require_verified: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             thread_window: Duration::days(30),
+            require_verified: true,
         }
     }
 }
@@ -94,6 +101,12 @@ pub struct Projection {
     /// By content hash.
     pub placements: BTreeMap<String, Placement>,
     pub ignored: Vec<Ignored>,
+    /// What OCSP and CRL said last about each certificate with a revocation clock, by its
+    /// clock's target: filled by the views that read the check rows, empty in a derivation.
+    pub observed: BTreeMap<String, Vec<crate::domain::event::Observation>>,
+    /// Why a certificate could not be checked at all (no copy of it, no issuer, no responder),
+    /// by its clock's target: filled like `observed`.
+    pub unchecked: BTreeMap<String, String>,
 }
 
 impl Projection {
@@ -448,6 +461,8 @@ impl Projector {
                 .collect(),
             placements: self.placements.clone(),
             ignored: self.ignored.clone(),
+            observed: BTreeMap::new(),
+            unchecked: BTreeMap::new(),
         }
     }
 
@@ -810,6 +825,21 @@ impl Projector {
                         self.revocation_commands.push((who(m), cmd.clone()));
                         continue;
                     }
+                    Command::Revoked { target, at }
+                        if self.settings.require_verified
+                            && !is_verified_check(m)
+                            && !is_key_name(target) =>
+                    {
+                        let claim = Claim {
+                            at: m.received_at,
+                            revoked_at: at.unwrap_or(m.received_at),
+                            by: m.message_id.clone(),
+                        };
+                        self.set_value(Space::Claims, target, fold::encode_claim(&claim));
+                        self.dirty_targets.insert(target.clone());
+                        self.revocation_commands.push((who(m), cmd.clone()));
+                        continue;
+                    }
                     Command::Revoked { target, at } => (
                         target,
                         Stop {
@@ -853,8 +883,12 @@ impl Projector {
         }
     }
 
-    /// A certificate named by a report in case `c` at `at`.
+    /// A certificate named by a report in case `c` at `at`. A certificate is its issuer and
+    /// serial (RFC 5280): a precertificate and its final certificate, or a name another
+    /// report gave the same certificate, lead to the certificate already known.
     fn add_certificate(&mut self, c: &CaseId, cert: &CertificateRef, at: Timestamp) {
+        let same = self.known_as(cert);
+        let cert = same.as_ref().unwrap_or(cert);
         let r = &cert.reference;
         let first_in_case = match self.slot(c) {
             Some(slot) => {
@@ -873,6 +907,7 @@ impl Projector {
                 Some(CertEntry {
                     details: cert.clone(),
                     sightings: Vec::new(),
+                    also: Vec::new(),
                 }),
             );
         }
@@ -921,6 +956,57 @@ impl Projector {
             }
         }
         self.dirty_targets.insert(r.clone());
+    }
+
+    /// `cert` as the certificate already known under another name, when it is one: its
+    /// reference is an alias of a known certificate, or it has the issuer and serial of one
+    /// (then its own names become aliases, and its details beyond the identity are not
+    /// merged: the other certificate's fingerprint is not this one's). `None`: it is itself.
+    fn known_as(&mut self, cert: &CertificateRef) -> Option<CertificateRef> {
+        let r = &cert.reference;
+        if self.cert_entry(r).is_some() {
+            return None;
+        }
+        if let Some(existing) = self.alias(r).filter(|e| e != r)
+            && self.cert_entry(&existing).is_some()
+        {
+            let mut same = cert.clone();
+            same.reference = existing;
+            return Some(same);
+        }
+        let id = identity_name(cert)?;
+        let Some(existing) = self.alias(&id).filter(|e| e != r) else {
+            self.set_value(
+                Space::Alias,
+                &id,
+                fold::encode_strings(std::slice::from_ref(r)),
+            );
+            return None;
+        };
+        let names = cert.names();
+        let entry = self.cert_entry(&existing)?;
+        for n in &names {
+            if !entry.also.contains(n) {
+                entry.also.push(n.clone());
+            }
+        }
+        // A final certificate known: the precertificate is no longer alone.
+        if cert.precertificate == Some(false) {
+            entry.details.precertificate = Some(false);
+        }
+        for n in names {
+            self.set_value(
+                Space::Alias,
+                &n,
+                fold::encode_strings(std::slice::from_ref(&existing)),
+            );
+        }
+        let mut same = cert.clone();
+        same.reference = existing;
+        same.crtsh_id = None;
+        same.sha256 = None;
+        same.precertificate = None;
+        Some(same)
     }
 
     /// Recompute what the messages fed since the last refresh touched.
@@ -1127,6 +1213,26 @@ impl Projector {
         best
     }
 
+    /// Staff's latest unverified `CPR-Revoked` under any of `names` (the last of equal times
+    /// wins).
+    fn latest_claim(&mut self, names: &[String]) -> Option<Claim> {
+        let mut best: Option<Claim> = None;
+        for n in names {
+            let Some(v) = self.value(Space::Claims, n) else {
+                continue;
+            };
+            match fold::decode_claim(&v) {
+                Some(c) => {
+                    if best.as_ref().is_none_or(|b| c.at >= b.at) {
+                        best = Some(c);
+                    }
+                }
+                None => self.damaged = true,
+            }
+        }
+        best
+    }
+
     /// BR 4.9.5: 24 hours from receipt to a preliminary report to the reporter.
     fn preliminary_clock(&mut self, c: &CaseId) -> Clock {
         let acknowledged = self.latest_acknowledgement(&[c.to_string()]);
@@ -1144,6 +1250,7 @@ impl Projector {
             decided_by: None,
             stops: slot.answers.clone(),
             acknowledged,
+            claimed: None,
         };
         if let Some((at, reason)) = &slot.work.dismissed {
             clock.stops.push(Stop {
@@ -1238,6 +1345,11 @@ impl Projector {
             return (None, sightings);
         };
         let mut names = cert.names();
+        names.extend(
+            self.cert_entry(r)
+                .map(|e| e.also.clone())
+                .unwrap_or_default(),
+        );
         names.extend(key_ref.clone());
         for n in &names {
             c.stops.extend(self.stops(n));
@@ -1246,6 +1358,7 @@ impl Projector {
             c.decide(&d);
         }
         c.acknowledged = self.latest_acknowledgement(&names);
+        c.claimed = self.latest_claim(&names);
         if let Some(s) = clock::expiry_stop(&cert, c.started_at, c.deadline) {
             c.stops.push(s);
         }
@@ -1363,6 +1476,28 @@ impl Projector {
 }
 
 /// A message's content hash, Message-Id and sender.
+/// A certificate's identity as a name (`cert:<issuer>:<serial>`, the issuer's name hashed):
+/// what a precertificate and its final certificate share.
+fn identity_name(cert: &CertificateRef) -> Option<String> {
+    let (issuer, serial) = (cert.issuer.as_ref()?, cert.serial.as_ref()?);
+    let h = crate::reading::extract::key::sha256_hex(issuer.as_bytes());
+    Some(format!("cert:{}:{serial}", &h[..32]))
+}
+
+/// Whether a message is a revocation check's record of what OCSP or CRL showed: its position
+/// says so, and only the checker makes such positions (no mail source can).
+fn is_verified_check(m: &MessageFacts) -> bool {
+    m.position
+        .as_ref()
+        .is_some_and(crate::domain::ids::Position::is_revocation_check)
+}
+
+/// A key's name (`spki:…`): its clock stops on staff's word, since no responder answers for a
+/// key as a whole.
+fn is_key_name(target: &str) -> bool {
+    target.starts_with("spki:")
+}
+
 fn who(m: &MessageFacts) -> (String, String, String) {
     (m.content_hash.clone(), m.message_id.clone(), m.from.clone())
 }

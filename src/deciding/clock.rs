@@ -82,6 +82,22 @@ pub struct Clock {
     /// neither the deadline nor the state (a breach stays a breach); it only ends the
     /// reminders (see [`crate::deciding::alerts`]).
     pub acknowledged: Option<Acknowledgement>,
+    /// Staff's latest `CPR-Revoked` on it while `[revocation] require_verified` holds: a claim,
+    /// which stops nothing until OCSP or CRL confirms it (then the check's own stop does).
+    /// Kept so the views show the claim beside what the responders say, and so a claim the
+    /// responders contradict past `claim_grace` can be an alert.
+    pub claimed: Option<Claim>,
+}
+
+/// Staff said a certificate is revoked (`CPR-Revoked`), and nothing has verified it yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The staff message's receipt time: the grace before an alert counts from here.
+    pub at: Timestamp,
+    /// The revocation time staff gave, or the receipt time when they gave none.
+    pub revoked_at: Timestamp,
+    /// The staff message that carried it (its Message-Id).
+    pub by: String,
 }
 
 /// Staff acknowledged that a clock is, or will be, late (`CPR-Delayed`).
@@ -145,6 +161,7 @@ impl Clock {
             decided_by: None,
             stops: Vec::new(),
             acknowledged: None,
+            claimed: None,
         })
     }
 

@@ -189,6 +189,7 @@ mod tests {
 
     fn clock(n: u32, kind: ClockKind, window: Duration) -> Clock {
         Clock {
+            claimed: None,
             id: ClockId::from_stored(&format!("revocation:crtsh:{n}")),
             kind,
             case: None,

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::deciding::cases::Case;
-use crate::deciding::clock::{Acknowledgement, Clock, Decision, Stop};
-use crate::deciding::tables::{AckBody, StopBody, json, secs};
+use crate::deciding::clock::{Acknowledgement, Claim, Clock, Decision, Stop};
+use crate::deciding::tables::{AckBody, ClaimBody, StopBody, json, secs};
 use crate::deciding::threading::Assigned;
 use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::{CertificateRef, Timestamp};
@@ -49,6 +49,8 @@ pub enum Space {
     /// Target (a certificate or key reference, or a case id for its preliminary report) →
     /// staff's latest `CPR-Delayed` on it.
     Acknowledgements = 10,
+    /// Target → staff's latest `CPR-Revoked` on it, while claims must be verified.
+    Claims = 11,
 }
 
 impl Space {
@@ -246,6 +248,9 @@ pub(crate) fn decode_seen(b: &[u8]) -> Option<Sightings> {
 pub(crate) struct CertEntry {
     pub details: CertificateRef,
     pub sightings: Sightings,
+    /// The names of another certificate with the same issuer and serial (a precertificate's
+    /// final certificate, or the other way round): one certificate, one clock (RFC 5280).
+    pub also: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -254,6 +259,8 @@ struct CertBody {
     details: CertificateRef,
     #[serde(rename = "s")]
     sightings: Vec<(String, i64)>,
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
+    also: Vec<String>,
 }
 
 impl CertEntry {
@@ -261,6 +268,7 @@ impl CertEntry {
         json(&CertBody {
             details: self.details.clone(),
             sightings: encode_sightings(&self.sightings),
+            also: self.also.clone(),
         })
     }
 
@@ -269,6 +277,7 @@ impl CertEntry {
         Some(CertEntry {
             details: c.details,
             sightings: decode_sightings(c.sightings)?,
+            also: c.also,
         })
     }
 }
@@ -311,6 +320,14 @@ pub(crate) fn encode_ack(a: &Acknowledgement) -> Vec<u8> {
 
 pub(crate) fn decode_ack(b: &[u8]) -> Option<Acknowledgement> {
     decode::<AckBody>(b)?.acknowledgement().ok()
+}
+
+pub(crate) fn encode_claim(c: &Claim) -> Vec<u8> {
+    json(&ClaimBody::of(c))
+}
+
+pub(crate) fn decode_claim(b: &[u8]) -> Option<Claim> {
+    decode::<ClaimBody>(b)?.claim().ok()
 }
 
 pub(crate) fn encode_strings(s: &[String]) -> Vec<u8> {
@@ -366,6 +383,7 @@ mod tests {
         let e = CertEntry {
             details: CertificateRef::bare("crtsh:12".into()),
             sightings: vec![(CaseId::new(2026, 1), t("2026-01-02T03:04:05Z"))],
+            also: vec!["sha256:ab".into()],
         };
         assert_eq!(CertEntry::decode(&e.encode()), Some(e));
         let stops = vec![Stop {

@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod fold;
 pub(crate) mod receipts;
 pub mod recorded;
+pub mod revocation;
 pub mod sla;
 pub mod tables;
 pub mod threading;

@@ -107,7 +107,8 @@ pub fn rows(e: &Event) -> Vec<Row> {
         | Event::MailQueued { .. }
         | Event::MailSent { .. }
         | Event::MailFailed { .. }
-        | Event::CanarySent { .. } => Vec::new(),
+        | Event::CanarySent { .. }
+        | Event::RevocationObserved { .. } => Vec::new(),
         Event::MessageLogged { message, .. } => {
             vec![(RecSpace::Placement, message.clone(), Some(Vec::new()))]
         }

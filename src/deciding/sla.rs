@@ -379,6 +379,7 @@ mod tests {
             (ClockKind::PreliminaryReport, None)
         };
         Clock {
+            claimed: None,
             id: id.clone(),
             kind,
             case: None,

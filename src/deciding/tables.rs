@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::deciding::cases::{Case, CaseMessage};
-use crate::deciding::clock::{Acknowledgement, Clock, Stop, StopKind};
+use crate::deciding::clock::{Acknowledgement, Claim, Clock, Stop, StopKind};
 use crate::deciding::fold::FoldVersion;
 use crate::domain::event::ClockKind;
 use crate::domain::ids::{CaseId, ClockId};
@@ -216,6 +216,37 @@ struct ClockBody {
     stops: Vec<StopBody>,
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
     acknowledged: Option<AckBody>,
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    claimed: Option<ClaimBody>,
+}
+
+/// A `CPR-Revoked` claim not yet verified, as a clock row and the fold rows keep it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ClaimBody {
+    #[serde(rename = "t")]
+    at: i64,
+    #[serde(rename = "r")]
+    revoked_at: i64,
+    #[serde(rename = "b")]
+    by: String,
+}
+
+impl ClaimBody {
+    pub(crate) fn of(c: &Claim) -> ClaimBody {
+        ClaimBody {
+            at: secs(c.at),
+            revoked_at: secs(c.revoked_at),
+            by: c.by.clone(),
+        }
+    }
+
+    pub(crate) fn claim(self) -> Result<Claim, TableError> {
+        Ok(Claim {
+            at: from_secs(self.at)?,
+            revoked_at: from_secs(self.revoked_at)?,
+            by: self.by,
+        })
+    }
 }
 
 /// A `CPR-Delayed` acknowledgement as a clock row and the fold rows keep it.
@@ -311,6 +342,7 @@ pub(crate) fn clock_row(c: &Clock) -> ClockRow {
         decided_by: c.decided_by.clone(),
         stops: c.stops.iter().map(StopBody::of).collect(),
         acknowledged: c.acknowledged.as_ref().map(AckBody::of),
+        claimed: c.claimed.as_ref().map(ClaimBody::of),
     };
     ClockRow {
         stop_key: c.stops.iter().map(|s| secs(s.at)).min().unwrap_or(i64::MAX),
@@ -359,6 +391,7 @@ pub(crate) fn clock_from_row(id: &str, body: &[u8]) -> Result<Clock, TableError>
         decided_by: b.decided_by,
         stops,
         acknowledged: b.acknowledged.map(AckBody::acknowledgement).transpose()?,
+        claimed: b.claimed.map(ClaimBody::claim).transpose()?,
     })
 }
 
@@ -567,6 +600,7 @@ mod tests {
     #[test]
     fn a_clock_reads_back_and_is_open_until_its_first_stop() {
         let c = Clock {
+            claimed: None,
             id: ClockId::revocation("crtsh:42"),
             kind: ClockKind::Revocation,
             case: None,

@@ -321,6 +321,7 @@ impl Desk {
             );
         }
         self.check_canaries(store, out, now, &mut batch, &mut events)?;
+        self.check_revocations(store, out, now, &mut batch, &mut events)?;
         for (clock, alerted, next_due) in plan.states {
             batch.outbox.push(OutboxChange::AlertState(AlertState {
                 clock: clock.to_string(),
@@ -399,6 +400,70 @@ impl Desk {
                 id: row.id.clone(),
                 problem: problem.code().to_string(),
             });
+        }
+        Ok(())
+    }
+
+    /// Queue a `revocation` alert, once per problem and certificate, for each certificate the
+    /// responders contradict staff about (a `CPR-Revoked` unconfirmed past the grace) or
+    /// disagree among themselves about (OCSP good, CRL revoked).
+    fn check_revocations(
+        &self,
+        store: &SqliteStore,
+        out: &Outbound,
+        now: Timestamp,
+        batch: &mut store::Batch,
+        events: &mut Vec<Envelope>,
+    ) -> Result<(), DeskError> {
+        for row in store.check_rows_all()? {
+            let Some(clock) = store.clock_at(&format!("revocation:{}", row.target), now)? else {
+                continue;
+            };
+            let problems =
+                crate::deciding::revocation::problems(&clock, &row.latest, self.claim_grace, now);
+            if problems.is_empty() {
+                continue;
+            }
+            let case = case_of(store, &clock, now).map(|c| c.id);
+            let observed = crate::deciding::revocation::observed_line(&row.latest);
+            for problem in problems {
+                let text = problem.describe(&row.target);
+                for (route, to) in &out.routes {
+                    if !route.takes(AlertLevel::Revocation) {
+                        continue;
+                    }
+                    let key = format!(
+                        "revocation/{}/{}/{}",
+                        problem.code(),
+                        row.target,
+                        dispatch::route_key(route)
+                    );
+                    if store.outbox_has(&key)? {
+                        continue;
+                    }
+                    let composed = compose::revocation_alert(
+                        &compose::Outgoing {
+                            from: &out.from,
+                            to,
+                            key: &key,
+                            now,
+                        },
+                        &row.target,
+                        case.as_ref(),
+                        &text,
+                        observed.as_deref(),
+                    )
+                    .map_err(|e| DeskError::Compose(e.to_string()))?;
+                    let mail_ref = MailRef {
+                        message_id: composed.message_id.clone(),
+                        kind: AlertLevel::Revocation.as_str().to_string(),
+                        to: route.to.clone(),
+                        case: case.clone(),
+                        clocks: vec![clock.id.clone()],
+                    };
+                    queue(batch, events, key, None, mail_ref, composed, now);
+                }
+            }
         }
         Ok(())
     }
@@ -669,7 +734,12 @@ fn mail_ref(row: &OutboxRow) -> MailRef {
     }
 }
 
-fn push_event(batch: &mut store::Batch, events: &mut Vec<Envelope>, now: Timestamp, event: Event) {
+pub(super) fn push_event(
+    batch: &mut store::Batch,
+    events: &mut Vec<Envelope>,
+    now: Timestamp,
+    event: Event,
+) {
     let env = Envelope {
         recorded_at: now,
         event,

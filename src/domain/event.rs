@@ -323,6 +323,118 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// What one OCSP responder or CRL said about a reported certificate, verified (or why
+    /// it could not be).
+    RevocationObserved {
+        #[serde(flatten)]
+        observation: Observation,
+    },
+}
+
+/// Where a revocation status was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationSource {
+    Ocsp,
+    Crl,
+}
+
+impl RevocationSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationSource::Ocsp => "ocsp",
+            RevocationSource::Crl => "crl",
+        }
+    }
+}
+
+/// What a source said. `good` from a CRL means the serial is not listed on a current CRL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObservedStatus {
+    Good,
+    Revoked,
+    /// The responder does not know the certificate (OCSP `unknown`).
+    Unknown,
+    /// No answer that could be believed: unreachable, refused, a bad signature, stale.
+    Failed,
+}
+
+impl ObservedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservedStatus::Good => "good",
+            ObservedStatus::Revoked => "revoked",
+            ObservedStatus::Unknown => "unknown",
+            ObservedStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One revocation check of one certificate at one source (`revocation_observed`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The certificate: its revocation clock's target.
+    pub target: String,
+    pub source: RevocationSource,
+    pub url: String,
+    pub status: ObservedStatus,
+    /// When cprwatch made the check.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub revocation_time: Option<Timestamp>,
+    /// The CRLReason, as RFC 5280 names it (`keyCompromise`); absent when none was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub this_update: Option<Timestamp>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_update: Option<Timestamp>,
+    /// Why the answer could not be believed (`failed`), for staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl Observation {
+    /// The clock it bears on.
+    pub fn clock(&self) -> ClockId {
+        ClockId::revocation(&self.target)
+    }
+
+    /// One line for people: `ocsp http://… good (thisUpdate …, nextUpdate …)`.
+    pub fn summary(&self) -> String {
+        use crate::domain::timefmt::format as t;
+        let mut s = format!(
+            "{} {} {} {}",
+            self.target,
+            self.source.as_str(),
+            self.url,
+            self.status.as_str()
+        );
+        if let Some(r) = self.revocation_time {
+            s.push_str(&format!(" at {}", t(r)));
+        }
+        if let Some(r) = &self.reason {
+            s.push_str(&format!(" ({r})"));
+        }
+        if let Some(p) = &self.problem {
+            s.push_str(&format!(": {p}"));
+        }
+        s
+    }
 }
 
 /// A transient failure is retried for this many days, as long as a mail server keeps a
@@ -367,6 +479,7 @@ impl Event {
             Event::MailSent { .. } => "mail_sent",
             Event::MailFailed { .. } => "mail_failed",
             Event::CanarySent { .. } => "canary_sent",
+            Event::RevocationObserved { .. } => "revocation_observed",
         }
     }
 
@@ -504,6 +617,7 @@ impl Event {
                 None => format!("{canary} to {to} as {message_id}"),
                 Some(e) => format!("{canary} to {to} REFUSED: {e}"),
             },
+            Event::RevocationObserved { observation } => observation.summary(),
         };
         format!("{:<21} {detail}", self.kind())
     }
@@ -558,6 +672,7 @@ impl Event {
                 .chain([mail.message_id.clone()])
                 .collect(),
             Event::CanarySent { canary, .. } => vec![canary.clone()],
+            Event::RevocationObserved { observation } => vec![observation.clock().to_string()],
         }
     }
 
@@ -594,6 +709,7 @@ impl Event {
                     || mail.clocks.iter().any(has)
             }
             Event::CanarySent { .. } => false,
+            Event::RevocationObserved { observation } => has(&observation.clock()),
         }
     }
 }

@@ -84,6 +84,10 @@ impl ClockId {
 
 /// What every [`Position::web`] starts with.
 const WEB: &str = "web:";
+/// What every [`Position::revocation_check`] starts with.
+const CHECK: &str = "check:";
+/// What every [`Position::key_lookup`] starts with.
+const LOOKUP: &str = "lookup:";
 
 /// Where a message was read: a place that, once recorded, is never read into the log again.
 /// `imap:<mailbox>/<folder>/<uidvalidity>/<uid>`, `maildir:<dir>/<folder>/<unique>`,
@@ -129,6 +133,27 @@ impl Position {
     /// The dashboard user of a [`Position::web`] position.
     pub fn web_user(&self) -> Option<&str> {
         self.0.strip_prefix(WEB)?.split('/').next()
+    }
+
+    /// A revocation check's record that OCSP or CRL showed a certificate revoked, kept as a
+    /// message (`id` names it uniquely). Only the checker makes these, in process: no mail
+    /// source can produce one, so a message with it is verified, never claimed.
+    pub fn revocation_check(id: &str) -> Position {
+        Position(format!("{CHECK}{id}"))
+    }
+
+    pub fn is_revocation_check(&self) -> bool {
+        self.0.starts_with(CHECK)
+    }
+
+    /// The other certificates of a compromised key that the checker found, kept as a message
+    /// in the case (`id` names the lookup). Never staff: it brings certificates, like a report.
+    pub fn key_lookup(id: &str) -> Position {
+        Position(format!("{LOOKUP}{id}"))
+    }
+
+    pub fn is_key_lookup(&self) -> bool {
+        self.0.starts_with(LOOKUP)
     }
 
     /// A position as recorded (a test's, or one read back).

@@ -20,6 +20,7 @@
 //! error text, a `Content-Type`) is escaped ([`crate::escape::text`]) in [`FetchError`]'s
 //! fields and messages, so it can go to a log or a terminal as it is.
 
+use super::guard::{GuardedResolver, check_literal};
 use crate::escape;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -43,6 +44,10 @@ pub struct FetchSettings {
     /// An extra trusted root (PEM) beside the system's, for a private responder or a local
     /// crt.sh mirror. TLS is always verified.
     pub ca_file: Option<PathBuf>,
+    /// Connect to loopback, private and link-local addresses too ([`super::guard`]). Off for
+    /// URLs taken from reported certificates unless the desk allows it; on for a base URL the
+    /// operator configured.
+    pub allow_private: bool,
 }
 
 impl Default for FetchSettings {
@@ -50,6 +55,7 @@ impl Default for FetchSettings {
         FetchSettings {
             timeout: Duration::from_secs(30),
             ca_file: None,
+            allow_private: false,
         }
     }
 }
@@ -168,8 +174,9 @@ impl FetchError {
 /// send.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
     timeout: Duration,
+    allow_private: bool,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -188,7 +195,9 @@ impl HttpClient {
     pub fn new(settings: &FetchSettings) -> Result<HttpClient, FetchError> {
         let tls = crate::tls::client_config(settings.ca_file.as_deref())
             .map_err(|e| FetchError::Setup(escape::text(&e.to_string()).into_owned()))?;
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            allow_private: settings.allow_private,
+        });
         // hyper-rustls decides between TLS and plain by the scheme; the inner connector must
         // let https through.
         http.enforce_http(false);
@@ -206,6 +215,7 @@ impl HttpClient {
         Ok(HttpClient {
             client,
             timeout: settings.timeout,
+            allow_private: settings.allow_private,
         })
     }
 
@@ -294,6 +304,12 @@ impl HttpClient {
         let mut redirects = 0;
         loop {
             let shown = escape::text(&uri.to_string()).into_owned();
+            if let Err(reason) = check_literal(uri.host().unwrap_or_default(), self.allow_private) {
+                return Err(FetchError::Unreachable {
+                    url: shown,
+                    cause: reason,
+                });
+            }
             let mut request = hyper::Request::builder()
                 .method(method.clone())
                 .uri(uri.clone())

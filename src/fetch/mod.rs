@@ -7,6 +7,7 @@
 //! scheduler's. The API is `pub` because the end-to-end tests in `tests/fetch.rs` call it.
 
 pub mod crtsh;
+mod guard;
 pub mod http;
 pub mod responders;
 

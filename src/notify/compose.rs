@@ -444,6 +444,56 @@ pub(crate) fn canary_alert(
     )
 }
 
+/// What the responders say contradicts the desk, or each other, about a certificate with a
+/// revocation clock: an alert at the `revocation` level, threaded in its case.
+pub(crate) fn revocation_alert(
+    out: &Outgoing<'_>,
+    target: &str,
+    case: Option<&CaseId>,
+    problem: &str,
+    observed: Option<&str>,
+) -> Result<Composed, ComposeError> {
+    let subject = format!(
+        "[cprwatch] REVOCATION {}{}",
+        header_text(target),
+        case.map(|c| format!(" [{c}]")).unwrap_or_default()
+    );
+    let mut doc = Doc::default();
+    doc.line(vec![Span::ours(problem)]);
+    doc.block();
+    doc.field("Certificate", vec![Span::ours(target)]);
+    if let Some(c) = case {
+        doc.field("Case", vec![Span::ours(c.to_string())]);
+    }
+    if let Some(o) = observed {
+        doc.field("Responders say", vec![Span::ours(o)]);
+    }
+    doc.block();
+    doc.line(vec![Span::ours(
+        "`cprwatch case` shows every check with its time, source and answer; the revocation clock stops only when OCSP or CRL shows the certificate revoked.",
+    )]);
+    let mut extra = vec![("X-CPR-Level", AlertLevel::Revocation.as_str().to_string())];
+    if let Some(c) = case {
+        extra.push(("X-CPR-Case", c.to_string()));
+    }
+    extra.push((
+        "X-CPR-Clock",
+        crate::domain::ids::ClockId::revocation(target).to_string(),
+    ));
+    build(
+        out,
+        Draft {
+            subject,
+            auto_submitted: Some("auto-generated"),
+            attachment: None,
+            extra,
+            in_reply_to: None,
+            references: Vec::new(),
+            doc,
+        },
+    )
+}
+
 /// The receipt to a reporter: a reply to their report saying when it was received, under
 /// which case, what it named, and that a preliminary report follows within 24 hours. It says
 /// plainly that it is not that preliminary report.
@@ -575,7 +625,7 @@ fn headline(level: AlertLevel, clock: &Clock, target: &str) -> String {
         AlertLevel::Advisory => format!(
             "{what} has a 5-day window, but the Baseline Requirements say the CA SHOULD revoke within 24 hours; that time has passed."
         ),
-        AlertLevel::Canary | AlertLevel::Digest | AlertLevel::Delivery => {
+        AlertLevel::Canary | AlertLevel::Digest | AlertLevel::Delivery | AlertLevel::Revocation => {
             format!("{what}: {}.", level.as_str())
         }
     }
@@ -633,6 +683,21 @@ fn clock_lines(doc: &mut Doc, clock: &Clock, now: Timestamp) {
         why.push(Span::theirs(by));
     }
     doc.field("Window set by", why);
+    if let Some(c) = &clock.claimed {
+        doc.field(
+            "Claimed revoked",
+            vec![
+                Span::ours(format!(
+                    "at {} by staff in ",
+                    timefmt::format(c.revoked_at)
+                )),
+                Span::theirs(&c.by),
+                Span::ours(
+                    ", not verified: no OCSP responder or CRL shows it revoked yet (the clock runs on)",
+                ),
+            ],
+        );
+    }
 }
 
 /// The staff commands that stop (or acknowledge) this clock.
@@ -1124,6 +1189,7 @@ mod tests {
 
     fn revocation() -> Clock {
         Clock {
+            claimed: None,
             id: ClockId::revocation("crtsh:123"),
             kind: ClockKind::Revocation,
             case: None,
@@ -1141,6 +1207,7 @@ mod tests {
     fn preliminary() -> Clock {
         let id = CaseId::new(2026, 1);
         Clock {
+            claimed: None,
             id: ClockId::preliminary(&id),
             kind: ClockKind::PreliminaryReport,
             case: Some(id),

@@ -49,10 +49,13 @@ pub(crate) fn message_facts(
     problems.extend(found.problems);
     let (commands, bad_commands) = extract::commands(&mail.texts);
     let rules = classify(policy, &mail, &mut problems);
-    // A dashboard action is staff by who was logged in, never by what its message says.
-    let staff = match meta.position.as_ref().and_then(|p| p.web_user()) {
-        Some(user) => Some(format!("web user {user}")),
-        None => staff::staff_proof(&mail, meta.folder, &policy.staff),
+    // A dashboard action is staff by who was logged in, and a revocation check's record by
+    // being the checker's, never by what its message says.
+    let staff = match meta.position.as_ref() {
+        Some(p) if p.is_revocation_check() => Some("revocation check".to_string()),
+        Some(p) if p.is_key_lookup() => None,
+        Some(p) if p.web_user().is_some() => p.web_user().map(|u| format!("web user {u}")),
+        _ => staff::staff_proof(&mail, meta.folder, &policy.staff),
     };
     let canary = canary_of(&mail, &policy.canary_keys);
     let (message_id, synthetic_id) = match &mail.message_id {

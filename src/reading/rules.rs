@@ -166,6 +166,11 @@ const SHIPPED: &[(&str, &str)] = &[
 const SIZE_LIMIT: usize = 64 << 20;
 
 impl RuleSet {
+    /// The BR 4.9.1.1 item of the rule with `id`, if this set has it.
+    pub(crate) fn item_of(&self, id: &str) -> Option<u8> {
+        self.rules.iter().find(|r| r.id == id).map(|r| r.br_item)
+    }
+
     /// The rule set built into the binary (a copy of `rules/` in the source tree).
     ///
     /// Compiling the patterns takes a noticeable fraction of a second, so it happens once per

@@ -86,6 +86,16 @@ pub(crate) enum Request {
         outcome: crate::desk::Delivery,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// The revocation checker asks for the certificates due a check now, at most `limit`.
+    ChecksDue {
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<crate::desk::CheckJob>, String>>,
+    },
+    /// The revocation checker hands over what it found; answered with the events committed.
+    RecordChecks {
+        outcomes: Vec<crate::desk::CheckOutcome>,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
     /// The web server's `/healthz` asks whether the loop is answering at all.
     Ping {
         reply: oneshot::Sender<Result<(), String>>,

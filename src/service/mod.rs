@@ -13,6 +13,7 @@ mod courier;
 pub mod folder_sync;
 pub mod logging;
 pub mod priority;
+mod revocation;
 pub mod shutdown;
 
 use std::collections::{BTreeMap, HashSet};
@@ -258,13 +259,13 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         source_tasks.spawn(server.run(shutdown.clone()));
     }
     // The courier delivers the outbox; without [smtp] nothing is queued and there is none.
-    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let wake = Wakes::default();
     if let Some(smtp) = &config.smtp {
         let mailer = crate::notify::smtp::Mailer::new(smtp).map_err(DeskError::Mailer)?;
         let courier = courier::Courier {
             mailer,
             desk: requests.clone(),
-            wake: wake.clone(),
+            wake: wake.courier.clone(),
             shutdown: shutdown.clone(),
         };
         source_tasks.spawn(courier.run());
@@ -285,6 +286,17 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
             shutdown: shutdown.clone(),
         };
         source_tasks.spawn(task.run());
+    }
+    // The revocation checker asks responders about every certificate with an open clock.
+    if config.revocation.enabled {
+        let checker = revocation::Checker {
+            revocation: config.revocation.clone(),
+            enrich: config.enrich.clone(),
+            desk: requests.clone(),
+            wake: wake.checker.clone(),
+            shutdown: shutdown.clone(),
+        };
+        source_tasks.spawn(checker.run());
     }
     drop(requests);
     drop(preparer);
@@ -343,7 +355,7 @@ const CHECKPOINT_EVERY: StdDuration = StdDuration::from_secs(3600);
 /// Sign a checkpoint of the log's head at the wall clock's `now`, and queue the day's
 /// checkpoint mail when it is due. A failure is logged, not fatal: the log itself is intact
 /// either way, and a refusal (the log no longer matches the last checkpoint) is for a person.
-fn checkpoint(desk: &mut Desk, key: &ed25519_dalek::SigningKey, wake: &tokio::sync::Notify) {
+fn checkpoint(desk: &mut Desk, key: &ed25519_dalek::SigningKey, wake: &Wakes) {
     let now = timefmt::now();
     tokio::task::block_in_place(|| {
         match desk.sign_checkpoint(key, now) {
@@ -357,7 +369,7 @@ fn checkpoint(desk: &mut Desk, key: &ed25519_dalek::SigningKey, wake: &tokio::sy
         match desk.mail_checkpoints(now) {
             Ok(events) => {
                 log_events(&events);
-                wake_if_queued(&events, wake);
+                wake_tasks(&events, wake);
                 // The mail's own `mail_queued` event is covered at once, not an hour later
                 // (or, at shutdown, not until the next start).
                 if !events.is_empty()
@@ -373,31 +385,47 @@ fn checkpoint(desk: &mut Desk, key: &ed25519_dalek::SigningKey, wake: &tokio::sy
 
 /// Serve one request from a source task. Commits happen here, in order, one at a time.
 /// Evaluate the clocks at the wall clock's `now` and commit what changed.
-fn derive(desk: &mut Desk, wake: &tokio::sync::Notify, health: &crate::web::Health) {
+fn derive(desk: &mut Desk, wake: &Wakes, health: &crate::web::Health) {
     let now = timefmt::now();
     match tokio::task::block_in_place(|| desk.tick(now)) {
         Ok(events) => {
             health.ticked(now);
             log_events(&events);
-            wake_if_queued(&events, wake);
+            wake_tasks(&events, wake);
         }
         Err(e) => error!(error = %e, "cannot commit clock changes; retrying next tick"),
     }
 }
 
-/// Wake the courier when mail was queued.
-fn wake_if_queued(events: &[Envelope], wake: &tokio::sync::Notify) {
+/// Whom the service loop wakes after a commit: the courier when mail was queued, the
+/// revocation checker when clocks or staff mail changed (a new certificate clock is checked at
+/// once, a `CPR-Revoked` claim too).
+#[derive(Default)]
+pub(crate) struct Wakes {
+    courier: std::sync::Arc<tokio::sync::Notify>,
+    checker: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Wake the tasks the committed `events` concern.
+fn wake_tasks(events: &[Envelope], wake: &Wakes) {
     if events
         .iter()
         .any(|e| matches!(e.event, Event::MailQueued { .. }))
     {
-        wake.notify_one();
+        wake.courier.notify_one();
+    }
+    if events.iter().any(|e| match &e.event {
+        Event::ClockStarted { .. } | Event::ClockRevised { .. } => true,
+        Event::MessageReceived { facts } => facts.is_staff(),
+        _ => false,
+    }) {
+        wake.checker.notify_one();
     }
 }
 
 /// Serve one request. Returns whether a batch was recorded without deriving what it changes
 /// (more of its pass follow; the last of them, or the next tick, derives).
-fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
+fn handle(desk: &mut Desk, req: Request, wake: &Wakes) -> bool {
     let mut deferred = false;
     tokio::task::block_in_place(|| match req {
         Request::Checkpoint {
@@ -438,7 +466,7 @@ fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
             // What was committed before a failure (the messages, some derived events) is logged
             // too: it is in the log.
             log_events(&events);
-            wake_if_queued(&events, wake);
+            wake_tasks(&events, wake);
             let r = match r {
                 Ok(done) => Ok(done.events as usize),
                 Err(e) => {
@@ -467,7 +495,7 @@ fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
             let r = desk.record_actions(&user, actions, timefmt::now());
             if let Ok((_, events)) = &r {
                 log_events(events);
-                wake_if_queued(events, wake);
+                wake_tasks(events, wake);
             }
             let _ = reply.send(r.map(|(done, _)| done.events as usize).map_err(|e| {
                 warn!(user = user.as_str(), error = %e, "dashboard action refused");
@@ -487,11 +515,26 @@ fn handle(desk: &mut Desk, req: Request, wake: &tokio::sync::Notify) -> bool {
         Request::Ping { reply } => {
             let _ = reply.send(Ok(()));
         }
+        Request::ChecksDue { limit, reply } => {
+            let r = desk.checks_due(timefmt::now(), limit);
+            let _ = reply.send(r.map_err(|e| e.to_string()));
+        }
+        Request::RecordChecks { outcomes, reply } => {
+            let r = desk.record_checks(outcomes, timefmt::now());
+            if let Ok(events) = &r {
+                log_events(events);
+                wake_tasks(events, wake);
+            }
+            let _ = reply.send(r.map(|e| e.len()).map_err(|e| {
+                error!(error = %e, "cannot record revocation checks; they are made again");
+                e.to_string()
+            }));
+        }
         Request::Delivered { id, outcome, reply } => {
             let r = desk.delivered(id, outcome, timefmt::now());
             if let Ok(events) = &r {
                 log_events(events);
-                wake_if_queued(events, wake);
+                wake_tasks(events, wake);
             }
             let _ = reply.send(r.map(drop).map_err(|e| {
                 error!(error = %e, "cannot record a delivery; it will be attempted again");

@@ -25,6 +25,7 @@ mod checkpointer;
 mod memory;
 mod message;
 mod sqlite;
+mod sqlite_checks;
 mod sqlite_fold;
 mod sqlite_outbox;
 mod sqlite_signed;
@@ -33,6 +34,7 @@ mod sqlite_tables;
 pub use memory::MemoryStore;
 pub use message::{MessageCodec, NewMessage};
 pub use sqlite::{SqliteStore, TablesState, event_body};
+pub use sqlite_checks::CheckRow;
 pub use sqlite_fold::StoreBacking;
 pub use sqlite_outbox::{AlertState, CanaryRow, NewMail, OutboxChange, OutboxRow, OutboxSummary};
 pub use sqlite_signed::SignedCheckpoint;
@@ -88,6 +90,9 @@ pub struct Batch {
     /// Mail queued, sent or failed, and alert states ([`sqlite_outbox`]): with the events that
     /// record them. The memory store (a replay) sends nothing and ignores them.
     pub outbox: Vec<OutboxChange>,
+    /// Revocation check states ([`sqlite_checks`]): with the `revocation_observed` events that
+    /// record the answers. The memory store ignores them.
+    pub checks: Vec<CheckRow>,
 }
 
 impl Batch {
@@ -98,6 +103,7 @@ impl Batch {
             && self.checkpoints.is_empty()
             && self.tables.is_empty()
             && self.outbox.is_empty()
+            && self.checks.is_empty()
     }
 }
 

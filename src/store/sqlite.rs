@@ -24,6 +24,7 @@
 use super::body::{self, Encoding};
 use super::checkpointer::Checkpointer;
 use super::message::{Dictionaries, MessageCodec, Trained};
+use super::sqlite_checks::{self as checks_sql, CheckRow, SCHEMA_V10};
 use super::sqlite_fold::{ReceiptKey, SCHEMA_V5, StoreBacking};
 use super::sqlite_outbox::{self as outbox_sql, SCHEMA_V8};
 use super::sqlite_signed::{self as signed_sql, SCHEMA_V9, SignedCheckpoint};
@@ -86,8 +87,8 @@ const WAL_FORCE_CHECKPOINT: u64 = 256 << 20;
 /// event's row on the scale benchmark.
 ///
 /// Version 8 adds the outbox ([`SCHEMA_V8`]); version 9 the signed checkpoints of the log
-/// ([`SCHEMA_V9`]).
-pub(crate) const SCHEMA_VERSION: i64 = 9;
+/// ([`SCHEMA_V9`]); version 10 the revocation checks ([`SCHEMA_V10`]).
+pub(crate) const SCHEMA_VERSION: i64 = 10;
 
 /// Version 7: new `events` rows may keep a check instead of the whole hash (see
 /// [`SCHEMA_VERSION`]); the index of clock versions by end holds only versions that ended (the
@@ -949,6 +950,8 @@ impl SqliteStore {
                 .map_err(sql("schema creation"))?;
             tx.execute_batch(SCHEMA_V9)
                 .map_err(sql("schema creation"))?;
+            tx.execute_batch(SCHEMA_V10)
+                .map_err(sql("schema creation"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION.to_string()],
@@ -1026,6 +1029,11 @@ impl SqliteStore {
             // Empty: the first checkpoint is signed by the next `run` or `audit checkpoint`.
             tx.execute_batch(SCHEMA_V9)
                 .map_err(sql("migration to schema 9"))?;
+        }
+        if found < 10 {
+            // Empty: the checker starts on every open certificate clock at the next `run`.
+            tx.execute_batch(SCHEMA_V10)
+                .map_err(sql("migration to schema 10"))?;
         }
         if found < SCHEMA_VERSION {
             tx.execute(
@@ -1646,6 +1654,7 @@ impl Store for SqliteStore {
                     .map_err(sql(ACTION))?;
             }
             outbox_sql::apply(&tx, &batch.outbox)?;
+            checks_sql::apply(&tx, &batch.checks)?;
             appended
         };
         tx.commit().map_err(sql(ACTION))?;
@@ -1882,6 +1891,17 @@ impl SqliteStore {
     /// Every signed checkpoint, in the order they were stored.
     pub fn signed_checkpoints(&self) -> Result<Vec<SignedCheckpoint>, StoreError> {
         signed_sql::all(&self.conn)
+    }
+}
+
+/// Revocation checks ([`super::sqlite_checks`]): the rows change only through a batch.
+impl SqliteStore {
+    pub(crate) fn check_rows(&self, targets: &[String]) -> Result<Vec<CheckRow>, StoreError> {
+        checks_sql::rows(&self.conn, targets)
+    }
+
+    pub(crate) fn check_rows_all(&self) -> Result<Vec<CheckRow>, StoreError> {
+        checks_sql::all(&self.conn)
     }
 }
 

@@ -1102,6 +1102,7 @@ mod tables {
 
     fn clock(deadline: &str) -> Clock {
         Clock {
+            claimed: None,
             id: ClockId::revocation("crtsh:1"),
             kind: ClockKind::Revocation,
             case: None,

@@ -48,6 +48,8 @@ pub(crate) struct Row {
     pub(crate) started: Timestamp,
     pub(crate) deadline: Timestamp,
     pub(crate) acknowledged: bool,
+    /// Staff claimed it revoked (`CPR-Revoked`) and no check has confirmed it.
+    pub(crate) claimed: bool,
 }
 
 /// Every open clock at `at`, under the first case that lists it, soonest deadline first (so
@@ -68,6 +70,7 @@ pub(crate) fn open_rows(pairs: Vec<(Clock, Case)>, at: Timestamp) -> Vec<Row> {
                 started: c.started_at,
                 deadline: c.deadline,
                 acknowledged: c.acknowledged.as_ref().is_some_and(|a| a.at <= at),
+                claimed: c.claimed.as_ref().is_some_and(|a| a.at <= at),
             })
         })
         .collect();
@@ -209,6 +212,23 @@ pub(crate) async fn dashboard(
         .count();
     let rows = filtered(all, &f);
     let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    // What the responders said last, for the certificates shown: beside a claim, the answer.
+    let targets: Vec<String> = rows
+        .iter()
+        .take(limit)
+        .filter_map(|r| r.target.clone())
+        .filter(|t| !t.starts_with("spki:"))
+        .collect();
+    let observed: std::collections::HashMap<String, String> = state
+        .read(move |s, _| s.check_rows(&targets).map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| {
+            let line = crate::deciding::revocation::observed_line(&r.latest)?;
+            Some((r.target, line))
+        })
+        .collect();
     let mut o = strip(&parts, &state.config, at);
     let _ = write!(
         o,
@@ -293,6 +313,24 @@ pub(crate) async fn dashboard(
         } else {
             format!("{} left", timefmt::human_span(left))
         };
+        let marks = format!(
+            "{}{}{}",
+            if r.acknowledged {
+                " <em>(acknowledged)</em>"
+            } else {
+                ""
+            },
+            if r.claimed {
+                " <em class=\"problem\">(claimed revoked, unverified)</em>"
+            } else {
+                ""
+            },
+            r.target
+                .as_ref()
+                .and_then(|t| observed.get(t))
+                .map(|o| format!("<br><small>{}</small>", e(o)))
+                .unwrap_or_default()
+        );
         let _ = write!(
             o,
             "<tr class=\"{}\"><td><input type=\"checkbox\" name=\"pick_{}\" \
@@ -304,11 +342,7 @@ pub(crate) async fn dashboard(
             e(&r.case),
             e(&r.case),
             r.deadline.unix_timestamp(),
-            if r.acknowledged {
-                " <em>(acknowledged)</em>"
-            } else {
-                ""
-            },
+            marks,
             width_class(if r.state == ClockState::Breached {
                 1.0
             } else {
@@ -416,6 +450,28 @@ pub(crate) async fn case(
          <th>matched phrase</th></tr></thead><tbody>",
     );
     for c in &j.clocks {
+        let marks = format!(
+            "{}{}{}{}",
+            c.acknowledged
+                .as_ref()
+                .map(|a| format!(" (acknowledged {}: {})", e(&a.at), e(&a.reason)))
+                .unwrap_or_default(),
+            c.claimed
+                .as_ref()
+                .map(|cl| format!(
+                    "<br><span class=\"problem\">claimed revoked {} in {}, unverified</span>",
+                    e(&cl.revoked_at),
+                    e(&cl.by)
+                ))
+                .unwrap_or_default(),
+            crate::deciding::revocation::observed_line(&c.observed)
+                .map(|o| format!("<br><small>observed: {}</small>", e(&o)))
+                .unwrap_or_default(),
+            c.notes
+                .iter()
+                .map(|n| format!("<br><small>note: {}</small>", e(n)))
+                .collect::<String>()
+        );
         let _ = write!(
             o,
             "<tr class=\"{}\"><td>{}</td><td class=\"mono\">{}</td><td>{}{}</td><td>{}</td>\
@@ -427,10 +483,7 @@ pub(crate) async fn case(
                 .map(reference_link)
                 .unwrap_or_default(),
             c.state,
-            c.acknowledged
-                .as_ref()
-                .map(|a| format!(" (acknowledged {}: {})", e(&a.at), e(&a.reason)))
-                .unwrap_or_default(),
+            marks,
             c.started_at,
             c.deadline,
             c.stopped_at.as_deref().unwrap_or(""),
@@ -823,6 +876,7 @@ mod tests {
             started: t("2026-03-01T00:00:00Z"),
             deadline: t(deadline),
             acknowledged: false,
+            claimed: false,
         }
     }
 

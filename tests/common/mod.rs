@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-pub const CONFIG: &str = "[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n";
+/// The fixtures' desk. Their mail is history with no responder to ask, so a staff
+/// `CPR-Revoked` stands as the desk's word (`require_verified = false`), and nothing is fetched:
+/// tests reach only loopback. `tests/revocation.rs` runs the checks on a test CA.
+pub const CONFIG: &str = "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n[desk]\nstaff_domains = [\"example-ca.test\"]\ntrusted_authserv_ids = [\"mx.example-ca.test\"]\n";
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cprwatch")

@@ -35,8 +35,17 @@ impl Cprwatch {
     /// A directory with `config` (the `[store]` and `[[maildir]]` sections are added: a store
     /// `s.sqlite` and the Maildir++ `mail/` with its INBOX and `.Junk` and `.Sent` folders
     /// (found by name), polled every second) and an empty Maildir. Not started yet.
+    ///
+    /// Unless `config` has a `[revocation]` section, revocation checks and fetching are off
+    /// (and a staff `CPR-Revoked` stands): tests reach nothing beyond loopback, and only
+    /// tests/revocation.rs, with its test CA, checks.
     pub fn new(config: &str) -> Cprwatch {
         let dir = tempfile::tempdir().unwrap();
+        let offline = if config.contains("[revocation]") {
+            ""
+        } else {
+            "[revocation]\nenabled = false\nrequire_verified = false\n[enrich]\nenabled = false\n"
+        };
         for folder in ["", ".Junk", ".Sent"] {
             for sub in ["cur", "new", "tmp"] {
                 fs::create_dir_all(dir.path().join("mail").join(folder).join(sub)).unwrap();
@@ -45,7 +54,7 @@ impl Cprwatch {
         fs::write(
             dir.path().join("c.toml"),
             format!(
-                "{config}\n[store]\npath = \"s.sqlite\"\n\
+                "{config}\n{offline}[store]\npath = \"s.sqlite\"\n\
                  [[maildir]]\npath = \"mail\"\npoll_seconds = 1\n"
             ),
         )

@@ -210,3 +210,39 @@ impl Collector {
 
 #[cfg(test)]
 mod tests;
+
+/// The DER of the certificate with SHA-256 `sha256_hex` when the message carries it (a PEM
+/// block in a text part or an attachment, or a DER attachment), for the revocation checker:
+/// a report's own copy is used before any fetch. Pure, like the rest of this module.
+pub(crate) fn certificate_der(mail: &ParsedMail, sha256_hex: &str) -> Option<Vec<u8>> {
+    let matches = |der: &[u8]| -> Option<Vec<u8>> {
+        let (_, trailing) = cert::parse_prefix(der)?;
+        let der = &der[..der.len() - trailing];
+        (key::sha256_hex(der) == sha256_hex).then(|| der.to_vec())
+    };
+    let texts = mail.texts.iter().chain(&mail.lenient_texts);
+    for t in texts {
+        for b in pem::blocks(t) {
+            if b.label.contains("CERTIFICATE")
+                && let Some(found) = b.der.as_deref().and_then(matches)
+            {
+                return Some(found);
+            }
+        }
+    }
+    for a in mail.attachments.iter().chain(&mail.lenient_attachments) {
+        if let Some(found) = matches(&a.data) {
+            return Some(found);
+        }
+        if let Ok(text) = std::str::from_utf8(&a.data) {
+            for b in pem::blocks(text) {
+                if b.label.contains("CERTIFICATE")
+                    && let Some(found) = b.der.as_deref().and_then(matches)
+                {
+                    return Some(found);
+                }
+            }
+        }
+    }
+    None
+}

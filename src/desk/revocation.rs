@@ -1,0 +1,582 @@
+//! Revocation checks at the desk: which certificates are due a check, and recording what the
+//! checks found (README "Revocation verified").
+//!
+//! The service's checker (`service/revocation.rs`) fetches; the core
+//! ([`crate::deciding::revocation`]) decides when to look next and what is a problem; this
+//! records. Every answer is a `revocation_observed` event, written in one batch with the
+//! certificate's check row. The first answer that shows a certificate revoked is also kept as
+//! a message in the case's thread, from the checker: `CPR-Revoked: <certificate> <the
+//! revocationTime the CA published>`, with the responder's signed answer attached. Its position
+//! ([`Position::revocation_check`]) is the checker's alone, so the projector takes it as
+//! verified, the case timeline shows it with the mail, and `verify` and `rebuild` derive the
+//! stop again from the log. Its position is made from the certificate, the source and the
+//! revocation time, so a second sighting of the same revocation is a position already read.
+
+use std::time::SystemTime;
+
+use lettre::Message;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+
+use super::{Derive, Desk, DeskError, outbox};
+use crate::deciding::revocation::{self as policy, CheckState};
+use crate::domain::event::{Envelope, Event, Observation, ObservedStatus, RevocationSource};
+use crate::domain::ids::{CaseId, Position};
+use crate::domain::model::{CertificateRef, FolderRole, SourceMeta, Timestamp};
+use crate::pipeline::{RawMessage, prepare};
+use crate::store::{self, CheckRow, SqliteStore};
+
+/// One certificate the checker is to look at now.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckJob {
+    pub target: String,
+    /// What the reports say about it (its crt.sh id, SHA-256, serial, issuer).
+    pub details: Option<CertificateRef>,
+    /// Its state, with the certificate's DER from a report that carried it when the row had
+    /// none yet.
+    pub row: CheckRow,
+    /// Staff claimed it revoked since the last check: ask the sources themselves, not a copy
+    /// kept from before (a CRL cached an hour ago cannot confirm a revocation made since).
+    pub claim: bool,
+}
+
+/// What the checker found for one certificate.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CheckOutcome {
+    pub target: String,
+    /// The certificate and its issuer, when found (kept for the next check).
+    pub certificate: Option<Vec<u8>>,
+    pub issuer: Option<Vec<u8>>,
+    /// One answer per source asked.
+    pub observations: Vec<Observation>,
+    /// For a key (`spki:…`): the other unexpired certificates with it, each with its crt.sh
+    /// id and DER, found at the crt.sh-style endpoint.
+    pub found: Vec<(u64, Vec<u8>)>,
+    /// The signed answer that showed it revoked (an OCSP response), kept with the record.
+    pub evidence: Option<Vec<u8>>,
+    /// The earliest of the answers' `max-age` and `nextUpdate`.
+    pub fresh_until: Option<Timestamp>,
+    /// A server asked to wait until then.
+    pub retry_after: Option<Timestamp>,
+    /// Why it could not be checked at all (no certificate, no issuer, no responder).
+    pub note: Option<String>,
+}
+
+/// How long after a verified revocation the checker keeps asking the source that disagrees.
+const FOLLOW_DISAGREEMENT: time::Duration = time::Duration::days(7);
+/// How often the certificates of a reported key are looked up again while its clock runs
+/// (a CA may issue another with it meanwhile).
+const KEY_LOOKUP_EVERY: time::Duration = time::Duration::hours(6);
+
+impl Desk {
+    /// The certificates due a check at `now`, at most `limit`: those with an open revocation
+    /// clock whose next check has come (or that were never checked), and those revoked by
+    /// one source that another still calls good.
+    pub(crate) fn checks_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<CheckJob>, DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(Vec::new());
+        };
+        let open: Vec<(String, Vec<String>)> = store
+            .open_clocks_at(now)?
+            .into_iter()
+            .filter(|(id, _)| id.starts_with("revocation:"))
+            .collect();
+        let targets: Vec<String> = open
+            .iter()
+            .map(|(id, _)| id["revocation:".len()..].to_string())
+            .collect();
+        let rows = store.check_rows(&targets)?;
+        let mut jobs = Vec::new();
+        for ((id, cases), target) in open.iter().zip(&targets) {
+            if jobs.len() >= limit {
+                break;
+            }
+            let row = rows.iter().find(|r| &r.target == target);
+            if target.starts_with("spki:") {
+                // A key: its other certificates are looked up, now and then.
+                if row.is_none_or(|r| r.next_due.is_some_and(|d| d <= now)) {
+                    jobs.push(CheckJob {
+                        target: target.clone(),
+                        claim: false,
+                        details: None,
+                        row: row.cloned().unwrap_or_else(|| CheckRow {
+                            target: target.clone(),
+                            ..CheckRow::default()
+                        }),
+                    });
+                }
+                continue;
+            }
+            let Some(clock) = store.clock_at(id, now)? else {
+                continue;
+            };
+            // A claim made since the last check is checked at once: staff said it is done.
+            // Times are whole seconds: a claim in the second of the last check counts as
+            // after it (one check more, rather than one missed).
+            let last = row.and_then(|r| r.latest.iter().map(|o| o.at).max());
+            let fresh_claim = clock
+                .claimed
+                .as_ref()
+                .is_some_and(|c| last.is_some_and(|l| c.at >= l));
+            if !fresh_claim && row.is_some_and(|r| r.next_due.is_some_and(|d| d > now)) {
+                continue;
+            }
+            let mut job = self.job(store, target, cases, row.cloned(), now)?;
+            job.claim = fresh_claim;
+            jobs.push(job);
+        }
+        // A revocation one source shows and another does not: keep asking, for a while.
+        for row in store.check_rows_all()? {
+            if jobs.len() >= limit {
+                break;
+            }
+            if targets.contains(&row.target) || row.next_due.is_none_or(|d| d > now) {
+                continue;
+            }
+            let id = format!("revocation:{}", row.target);
+            if store.clock_at(&id, now)?.is_none() {
+                continue;
+            }
+            let cases = store.cases_of_clock(&id, now)?;
+            jobs.push(self.job(store, &row.target.clone(), &cases, Some(row), now)?);
+        }
+        Ok(jobs)
+    }
+
+    fn job(
+        &self,
+        store: &SqliteStore,
+        target: &str,
+        cases: &[String],
+        row: Option<CheckRow>,
+        now: Timestamp,
+    ) -> Result<CheckJob, DeskError> {
+        let mut row = row.unwrap_or_else(|| CheckRow {
+            target: target.to_string(),
+            ..CheckRow::default()
+        });
+        let mut details = None;
+        for case in cases {
+            let Some((_, c)) = store.case_at(case, now)? else {
+                continue;
+            };
+            if details.is_none() {
+                details = c
+                    .certificates
+                    .iter()
+                    .find(|r| r.reference == target)
+                    .cloned();
+            }
+            if row.certificate.is_none()
+                && let Some(sha) = details.as_ref().and_then(|d| d.sha256.clone())
+            {
+                for m in c.messages.iter().filter(|m| !m.staff) {
+                    let Some(raw) = self.store.message(&m.content_hash)? else {
+                        continue;
+                    };
+                    let mail = crate::reading::parse::parse_limited(&raw, &self.policy.limits);
+                    if let Some(der) = crate::reading::extract::certificate_der(&mail, &sha) {
+                        row.certificate = Some(der);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(CheckJob {
+            target: target.to_string(),
+            claim: false,
+            details,
+            row,
+        })
+    }
+
+    /// Record what the checks found at `now`: a `revocation_observed` event per answer and
+    /// each certificate's next check, in one batch; then, for a certificate an answer shows
+    /// revoked, the checker's record in its case (derived at once, so its clock stops).
+    /// Returns the events committed.
+    pub(crate) fn record_checks(
+        &mut self,
+        outcomes: Vec<CheckOutcome>,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(Vec::new());
+        };
+        let mut batch = store::Batch::default();
+        let mut events = Vec::new();
+        let mut verified = Vec::new();
+        let mut lookups = Vec::new();
+        let targets: Vec<String> = outcomes.iter().map(|o| o.target.clone()).collect();
+        let rows = store.check_rows(&targets)?;
+        for o in outcomes {
+            if o.target.starts_with("spki:") {
+                let clock_open = store
+                    .clock_at(&format!("revocation:{}", o.target), now)?
+                    .is_some_and(|c| c.status(now).state.is_open());
+                batch.checks.push(CheckRow {
+                    target: o.target.clone(),
+                    next_due: clock_open.then(|| now + KEY_LOOKUP_EVERY),
+                    failures: 0,
+                    note: o.note.clone(),
+                    ..CheckRow::default()
+                });
+                if !o.found.is_empty() {
+                    lookups.push((o.target.clone(), o.found));
+                }
+                continue;
+            }
+            let id = format!("revocation:{}", o.target);
+            let Some(clock) = store.clock_at(&id, now)? else {
+                continue;
+            };
+            let before = rows.iter().find(|r| r.target == o.target);
+            let mut row = before.cloned().unwrap_or_else(|| CheckRow {
+                target: o.target.clone(),
+                ..CheckRow::default()
+            });
+            row.certificate = o.certificate.clone().or(row.certificate);
+            row.issuer = o.issuer.clone().or(row.issuer);
+            row.note = o.note.clone();
+            for obs in &o.observations {
+                outbox::push_event(
+                    &mut batch,
+                    &mut events,
+                    now,
+                    Event::RevocationObserved {
+                        observation: obs.clone(),
+                    },
+                );
+                row.latest.retain(|l| l.source != obs.source);
+                row.latest.push(obs.clone());
+            }
+            row.latest.sort_by_key(|l| l.source);
+            let answered = o
+                .observations
+                .iter()
+                .any(|x| x.status != ObservedStatus::Failed);
+            row.failures = if answered { 0 } else { row.failures + 1 };
+            row.fresh_until = o.fresh_until;
+            row.retry_after = o.retry_after;
+            let state = CheckState {
+                failures: row.failures,
+                fresh_until: row.fresh_until,
+                retry_after: row.retry_after,
+            };
+            let revoked = policy::revoked(&row.latest).cloned();
+            let follow = revoked.as_ref().is_some_and(|r| {
+                !policy::problems(&clock, &row.latest, self.claim_grace, now).is_empty()
+                    && r.revocation_time
+                        .is_some_and(|t| now < t + FOLLOW_DISAGREEMENT)
+            });
+            row.next_due = (policy::wants_checks(&clock, now) || follow)
+                .then(|| policy::next_check(&clock, &state, self.claim_grace, now));
+            if let Some(r) = revoked {
+                verified.push((r, o.evidence.clone()));
+            }
+            batch.checks.push(row);
+        }
+        self.commit(batch)?;
+        for (r, evidence) in verified {
+            events.extend(self.record_verified(&r, evidence.as_deref(), now)?);
+        }
+        for (key, found) in lookups {
+            events.extend(self.record_key_lookup(&key, &found, now)?);
+        }
+        Ok(events)
+    }
+
+    /// Keep the certificates found with a reported key as a message in the first case that
+    /// reports the key, each attached as PEM: the projector adds them to the case like a
+    /// report's, and each gets its own revocation clock, counted from the key's report (its
+    /// key clock's 24 hours). The same set found again is a position already read.
+    fn record_key_lookup(
+        &mut self,
+        key: &str,
+        found: &[(u64, Vec<u8>)],
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(Vec::new());
+        };
+        let clock = format!("revocation:{key}");
+        let Some(case) = store.cases_of_clock(&clock, now)?.into_iter().min() else {
+            return Ok(Vec::new());
+        };
+        let Some((_, c)) = store.case_at(&case, now)? else {
+            return Ok(Vec::new());
+        };
+        let founder = c
+            .messages
+            .iter()
+            .find(|m| m.content_hash == c.founder)
+            .map(|m| m.message_id.clone());
+        let mut ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        let digest = crate::store::chain::content_hash(format!("{key}\n{ids:?}").as_bytes());
+        let id = &digest[..32];
+        let position = Position::key_lookup(id);
+        if self.store.position(position.as_str())?.is_some() {
+            return Ok(Vec::new());
+        }
+        let bytes = lookup_message(
+            id,
+            &CaseId::from_stored(&case),
+            founder.as_deref(),
+            &c.subject,
+            key,
+            found,
+            now,
+        )?;
+        let prepared = prepare(
+            RawMessage {
+                raw: bytes,
+                meta: SourceMeta {
+                    folder: FolderRole::Inbox,
+                    position: Some(position),
+                    server_time: Some(now),
+                },
+            },
+            &self.policy,
+            now,
+            true,
+        );
+        let mut events = Vec::new();
+        self.record(
+            vec![prepared],
+            Vec::new(),
+            now,
+            Derive::Now,
+            Some(&mut events),
+        )?;
+        Ok(events)
+    }
+
+    /// Keep the checker's record that `r` shows its certificate revoked, as a message in the
+    /// first case that names it; a record of the same revocation kept before is skipped by
+    /// its position.
+    fn record_verified(
+        &mut self,
+        r: &Observation,
+        evidence: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(Vec::new());
+        };
+        let Some(revoked_at) = r.revocation_time else {
+            return Ok(Vec::new());
+        };
+        let clock = format!("revocation:{}", r.target);
+        let Some(case) = store.cases_of_clock(&clock, now)?.into_iter().min() else {
+            return Ok(Vec::new());
+        };
+        let Some((_, c)) = store.case_at(&case, now)? else {
+            return Ok(Vec::new());
+        };
+        let founder = c
+            .messages
+            .iter()
+            .find(|m| m.content_hash == c.founder)
+            .map(|m| m.message_id.clone());
+        let key = crate::store::chain::content_hash(
+            format!(
+                "{}\n{}\n{}",
+                r.target,
+                r.source.as_str(),
+                revoked_at.unix_timestamp()
+            )
+            .as_bytes(),
+        );
+        let id = &key[..32];
+        let position = Position::revocation_check(id);
+        if self.store.position(position.as_str())?.is_some() {
+            return Ok(Vec::new());
+        }
+        let bytes = verified_message(
+            id,
+            &CaseId::from_stored(&case),
+            founder.as_deref(),
+            &c.subject,
+            r,
+            evidence,
+            now,
+        )?;
+        let prepared = prepare(
+            RawMessage {
+                raw: bytes,
+                meta: SourceMeta {
+                    folder: FolderRole::Sent,
+                    position: Some(position),
+                    server_time: Some(now),
+                },
+            },
+            &self.policy,
+            now,
+            true,
+        );
+        let mut events = Vec::new();
+        self.record(
+            vec![prepared],
+            Vec::new(),
+            now,
+            Derive::Now,
+            Some(&mut events),
+        )?;
+        Ok(events)
+    }
+}
+
+/// The lookup's record: an automatic message in the case's thread with each certificate found
+/// as a PEM attachment, and a line per certificate saying where it was found.
+fn lookup_message(
+    id: &str,
+    case: &CaseId,
+    founder: Option<&str>,
+    subject: &str,
+    key: &str,
+    found: &[(u64, Vec<u8>)],
+    now: Timestamp,
+) -> Result<Vec<u8>, DeskError> {
+    use base64::Engine;
+    let subject: String = subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect();
+    let from = Mailbox::new(
+        Some("cprwatch key lookup".into()),
+        "key-lookup@cprwatch.invalid"
+            .parse()
+            .map_err(|e| DeskError::Action(format!("the lookup's address: {e}")))?,
+    );
+    let mut b = Message::builder()
+        .from(from.clone())
+        .to(from)
+        .subject(format!("Re: {} [{case}]", subject.trim()))
+        .date(SystemTime::from(now))
+        .message_id(Some(format!("<lookup-{id}@cprwatch.invalid>")))
+        // RFC 3834: a machine wrote it; it still brings certificates, as a report does.
+        .raw_header(lettre::message::header::HeaderValue::new(
+            lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ));
+    if let Some(f) = founder {
+        b = b.in_reply_to(f.to_string()).references(f.to_string());
+    }
+    let mut text = format!(
+        "cprwatch looked up the certificates issued for {key} at the certificate search \
+         endpoint: {} unexpired, attached. Each has a revocation clock of its own, due with \
+         the key's.\r\n\r\n",
+        found.len()
+    );
+    let mut parts = Vec::new();
+    for (crtsh, der) in found {
+        text.push_str(&format!("crt.sh id {crtsh}\r\n"));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\r\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+            pem.push_str("\r\n");
+        }
+        pem.push_str("-----END CERTIFICATE-----\r\n");
+        parts.push(
+            Attachment::new(format!("crtsh-{crtsh}.pem")).body(
+                pem,
+                ContentType::parse("application/x-pem-file")
+                    .map_err(|e| DeskError::Action(format!("content type: {e}")))?,
+            ),
+        );
+    }
+    let mut mp = MultiPart::mixed().singlepart(
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(text),
+    );
+    for p in parts {
+        mp = mp.singlepart(p);
+    }
+    let m = b
+        .multipart(mp)
+        .map_err(|e| DeskError::Action(format!("cannot write the lookup record: {e}")))?;
+    Ok(m.formatted())
+}
+
+/// The checker's record: a reply in the case's thread holding the one `CPR-Revoked` line with
+/// the revocation time the CA published, what showed it, and the signed answer attached.
+fn verified_message(
+    id: &str,
+    case: &CaseId,
+    founder: Option<&str>,
+    subject: &str,
+    r: &Observation,
+    evidence: Option<&[u8]>,
+    now: Timestamp,
+) -> Result<Vec<u8>, DeskError> {
+    use crate::domain::timefmt::format as t;
+    let subject: String = subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect();
+    let from = Mailbox::new(
+        Some("cprwatch revocation check".into()),
+        "revocation-check@cprwatch.invalid"
+            .parse()
+            .map_err(|e| DeskError::Action(format!("the checker's address: {e}")))?,
+    );
+    let mut b = Message::builder()
+        .from(from.clone())
+        .to(from)
+        .subject(format!("Re: {} [{case}]", subject.trim()))
+        .date(SystemTime::from(now))
+        .message_id(Some(format!("<check-{id}@cprwatch.invalid>")));
+    if let Some(f) = founder {
+        b = b.in_reply_to(f.to_string()).references(f.to_string());
+    }
+    // Nothing from the responder goes into the text but what was verified and typed: times,
+    // a reason name, and the URL cprwatch itself asked.
+    let mut text = format!(
+        "Verified by cprwatch: {} {} shows {} revoked.\r\n\r\n\
+         revocationTime: {}\r\n",
+        r.source.as_str().to_uppercase(),
+        r.url,
+        r.target,
+        r.revocation_time.map(t).unwrap_or_default(),
+    );
+    if let Some(reason) = &r.reason {
+        text.push_str(&format!("reason: {reason}\r\n"));
+    }
+    if let Some(u) = r.this_update {
+        text.push_str(&format!("thisUpdate: {}\r\n", t(u)));
+    }
+    if let Some(u) = r.next_update {
+        text.push_str(&format!("nextUpdate: {}\r\n", t(u)));
+    }
+    text.push_str(&format!("checked: {}\r\n\r\n", t(r.at)));
+    text.push_str(&format!(
+        "CPR-Revoked: {} {}\r\n",
+        r.target,
+        r.revocation_time.map(t).unwrap_or_default()
+    ));
+    let body = SinglePart::builder()
+        .header(ContentType::TEXT_PLAIN)
+        .body(text);
+    let m = match (evidence, r.source) {
+        (Some(der), RevocationSource::Ocsp) => b.multipart(
+            MultiPart::mixed().singlepart(body).singlepart(
+                Attachment::new("ocsp-response.der".into()).body(
+                    der.to_vec(),
+                    ContentType::parse("application/ocsp-response")
+                        .map_err(|e| DeskError::Action(format!("content type: {e}")))?,
+                ),
+            ),
+        ),
+        _ => b.singlepart(body),
+    }
+    .map_err(|e| DeskError::Action(format!("cannot write the check record: {e}")))?;
+    Ok(m.formatted())
+}

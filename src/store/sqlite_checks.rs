@@ -1,0 +1,139 @@
+//! Revocation checks (schema 10): what the checker keeps between checks of a certificate.
+//!
+//! Operational state beside the log, like the outbox: each check's answer is in the log as a
+//! `revocation_observed` event, written in the same batch as the row here that says when to
+//! look next, so the row never says something was seen that the log does not. The row also
+//! keeps the certificate and issuer once found, so a certificate fetched by id is fetched once.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+use crate::domain::event::Observation;
+use crate::domain::model::Timestamp;
+
+/// Schema 10. `IF NOT EXISTS` because tests fake older versions over fresh files.
+pub(super) const SCHEMA_V10: &str = "
+CREATE TABLE IF NOT EXISTS revocation_checks (
+    target      TEXT PRIMARY KEY,
+    next_due    INTEGER NOT NULL,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    fresh_until INTEGER,
+    retry_after INTEGER,
+    certificate BLOB,
+    issuer      BLOB,
+    latest      TEXT NOT NULL DEFAULT '[]',
+    note        TEXT
+);
+CREATE INDEX IF NOT EXISTS revocation_checks_due ON revocation_checks (next_due);
+";
+
+/// One certificate's check state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckRow {
+    /// The certificate: its revocation clock's target.
+    pub target: String,
+    pub next_due: Option<Timestamp>,
+    pub failures: u32,
+    pub fresh_until: Option<Timestamp>,
+    pub retry_after: Option<Timestamp>,
+    /// The certificate's DER, once found (in a report or fetched).
+    pub certificate: Option<Vec<u8>>,
+    /// Its issuer's DER, once found.
+    pub issuer: Option<Vec<u8>>,
+    /// The latest answer of each source.
+    pub latest: Vec<Observation>,
+    /// Why it cannot be checked (no certificate, no issuer, no responder), for staff.
+    pub note: Option<String>,
+}
+
+fn secs(t: Timestamp) -> i64 {
+    t.unix_timestamp()
+}
+
+fn time(s: Option<i64>) -> Option<Timestamp> {
+    s.and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+}
+
+fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { action, source }
+}
+
+/// Write the rows (whole): in a batch, with the events that record the answers.
+pub(super) fn apply(conn: &Connection, rows: &[CheckRow]) -> Result<(), StoreError> {
+    const ACTION: &str = "record a revocation check";
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut st = conn
+        .prepare_cached(
+            "INSERT INTO revocation_checks (target, next_due, failures, fresh_until, retry_after, \
+             certificate, issuer, latest, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (target) DO UPDATE SET next_due = excluded.next_due, \
+             failures = excluded.failures, fresh_until = excluded.fresh_until, \
+             retry_after = excluded.retry_after, certificate = excluded.certificate, \
+             issuer = excluded.issuer, latest = excluded.latest, note = excluded.note",
+        )
+        .map_err(sql(ACTION))?;
+    for r in rows {
+        st.execute(params![
+            r.target,
+            r.next_due.map_or(0, secs),
+            r.failures,
+            r.fresh_until.map(secs),
+            r.retry_after.map(secs),
+            r.certificate,
+            r.issuer,
+            serde_json::to_string(&r.latest).unwrap_or_else(|_| "[]".into()),
+            r.note,
+        ])
+        .map_err(sql(ACTION))?;
+    }
+    Ok(())
+}
+
+const COLUMNS: &str =
+    "target, next_due, failures, fresh_until, retry_after, certificate, issuer, latest, note";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckRow> {
+    let latest: String = r.get(7)?;
+    Ok(CheckRow {
+        target: r.get(0)?,
+        next_due: time(r.get(1)?),
+        failures: r.get(2)?,
+        fresh_until: time(r.get(3)?),
+        retry_after: time(r.get(4)?),
+        certificate: r.get(5)?,
+        issuer: r.get(6)?,
+        // A damaged list only loses what was last seen; the next check writes it again.
+        latest: serde_json::from_str(&latest).unwrap_or_default(),
+        note: r.get(8)?,
+    })
+}
+
+/// The rows of these targets (those that have one).
+pub(super) fn rows(conn: &Connection, targets: &[String]) -> Result<Vec<CheckRow>, StoreError> {
+    const ACTION: &str = "read revocation checks";
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM revocation_checks WHERE target = ?1"
+        ))
+        .map_err(sql(ACTION))?;
+    let mut out = Vec::new();
+    for t in targets {
+        if let Some(r) = st.query_row([t], row).optional().map_err(sql(ACTION))? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Every row (for `status` and the dashboard: one per certificate with an open clock).
+pub(super) fn all(conn: &Connection) -> Result<Vec<CheckRow>, StoreError> {
+    const ACTION: &str = "read revocation checks";
+    let mut st = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM revocation_checks"))
+        .map_err(sql(ACTION))?;
+    st.query_map([], row)
+        .and_then(|rows| rows.collect())
+        .map_err(sql(ACTION))
+}
