@@ -241,6 +241,8 @@ impl Desk {
             ..store::Batch::default()
         };
         let mut facts = Vec::new();
+        // The clocks staff claimed revoked in this batch: their checks are due at once.
+        let mut claimed = Vec::new();
         let mut taken: HashSet<String> = HashSet::new();
         for mut p in messages {
             let hash = p.message.content_hash().to_string();
@@ -265,6 +267,14 @@ impl Desk {
             if let Some(change) = outbox::canary_seen(&f) {
                 first.outbox.push(change);
             }
+            if f.is_staff() {
+                claimed.extend(f.commands.iter().filter_map(|c| match c {
+                    crate::domain::model::Command::Revoked { target, .. } => {
+                        Some(ClockId::revocation(target))
+                    }
+                    _ => None,
+                }));
+            }
             facts.push(f);
         }
         let received = self.engine.receive(facts, now);
@@ -279,6 +289,7 @@ impl Desk {
             // batch, one transaction holds the mail, its events and its cases and clocks.
             let mut touched = outbox::Touched::default();
             let mut n = self.derive(now, Some(first), keep.as_deref_mut(), &mut touched)?;
+            self.claims_due(&claimed, now)?;
             // Then the alerts they and the moment owe, in a transaction of their own: a crash
             // in between loses nothing, since the first evaluation after a start looks at
             // every open clock.

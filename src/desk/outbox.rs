@@ -366,36 +366,15 @@ impl Desk {
                 continue;
             };
             let text = problem.describe(max_delay);
-            for (route, to) in &out.routes {
-                if !route.takes(AlertLevel::Canary) {
-                    continue;
-                }
-                let key = format!("canary/{}/{}", row.id, dispatch::route_key(route));
-                if store.outbox_has(&key)? {
-                    continue;
-                }
-                let composed = compose::canary_alert(
-                    &compose::Outgoing {
-                        from: &out.from,
-                        to,
-                        key: &key,
-                        now,
-                    },
-                    &row.to,
-                    &row.id,
-                    row.sent_at,
-                    &text,
-                )
-                .map_err(|e| DeskError::Compose(e.to_string()))?;
-                let mail_ref = MailRef {
-                    message_id: composed.message_id.clone(),
-                    kind: AlertLevel::Canary.as_str().to_string(),
-                    to: route.to.clone(),
-                    case: None,
-                    clocks: Vec::new(),
-                };
-                queue(batch, events, key, None, mail_ref, composed, now);
-            }
+            let alert = Alert {
+                level: AlertLevel::Canary,
+                key: format!("canary/{}", row.id),
+                case: None,
+                clocks: Vec::new(),
+            };
+            queue_to_routes(store, out, &alert, now, batch, events, |o| {
+                compose::canary_alert(o, &row.to, &row.id, row.sent_at, &text)
+            })?;
             batch.outbox.push(OutboxChange::CanaryAlerted {
                 id: row.id.clone(),
                 problem: problem.code().to_string(),
@@ -415,7 +394,7 @@ impl Desk {
         batch: &mut store::Batch,
         events: &mut Vec<Envelope>,
     ) -> Result<(), DeskError> {
-        for row in store.check_rows_all()? {
+        for row in store.check_rows_answered()? {
             let Some(clock) = store.clock_at(&format!("revocation:{}", row.target), now)? else {
                 continue;
             };
@@ -428,41 +407,21 @@ impl Desk {
             let observed = crate::deciding::revocation::observed_line(&row.latest);
             for problem in problems {
                 let text = problem.describe(&row.target);
-                for (route, to) in &out.routes {
-                    if !route.takes(AlertLevel::Revocation) {
-                        continue;
-                    }
-                    let key = format!(
-                        "revocation/{}/{}/{}",
-                        problem.code(),
-                        row.target,
-                        dispatch::route_key(route)
-                    );
-                    if store.outbox_has(&key)? {
-                        continue;
-                    }
-                    let composed = compose::revocation_alert(
-                        &compose::Outgoing {
-                            from: &out.from,
-                            to,
-                            key: &key,
-                            now,
-                        },
+                let alert = Alert {
+                    level: AlertLevel::Revocation,
+                    key: format!("revocation/{}/{}", problem.code(), row.target),
+                    case: case.clone(),
+                    clocks: vec![clock.id.clone()],
+                };
+                queue_to_routes(store, out, &alert, now, batch, events, |o| {
+                    compose::revocation_alert(
+                        o,
                         &row.target,
                         case.as_ref(),
                         &text,
                         observed.as_deref(),
                     )
-                    .map_err(|e| DeskError::Compose(e.to_string()))?;
-                    let mail_ref = MailRef {
-                        message_id: composed.message_id.clone(),
-                        kind: AlertLevel::Revocation.as_str().to_string(),
-                        to: route.to.clone(),
-                        case: case.clone(),
-                        clocks: vec![clock.id.clone()],
-                    };
-                    queue(batch, events, key, None, mail_ref, composed, now);
-                }
+                })?;
             }
         }
         Ok(())
@@ -689,6 +648,53 @@ pub(crate) fn canary_seen(f: &crate::domain::event::MessageFacts) -> Option<Outb
         folder: f.folder.as_str().to_string(),
         bounce,
     })
+}
+
+/// An alert that is not a clock's stage (a canary's, a revocation problem's): sent once to
+/// each route taking its level, keyed `<key>/<route>`.
+struct Alert {
+    level: AlertLevel,
+    key: String,
+    case: Option<CaseId>,
+    clocks: Vec<ClockId>,
+}
+
+/// Queue `alert` to every route that takes its level and has not had it yet; `write` composes
+/// the mail for one route.
+fn queue_to_routes(
+    store: &SqliteStore,
+    out: &Outbound,
+    alert: &Alert,
+    now: Timestamp,
+    batch: &mut store::Batch,
+    events: &mut Vec<Envelope>,
+    write: impl Fn(&compose::Outgoing<'_>) -> Result<Composed, compose::ComposeError>,
+) -> Result<(), DeskError> {
+    for (route, to) in &out.routes {
+        if !route.takes(alert.level) {
+            continue;
+        }
+        let key = format!("{}/{}", alert.key, dispatch::route_key(route));
+        if store.outbox_has(&key)? {
+            continue;
+        }
+        let composed = write(&compose::Outgoing {
+            from: &out.from,
+            to,
+            key: &key,
+            now,
+        })
+        .map_err(|e| DeskError::Compose(e.to_string()))?;
+        let mail_ref = MailRef {
+            message_id: composed.message_id.clone(),
+            kind: alert.level.as_str().to_string(),
+            to: route.to.clone(),
+            case: alert.case.clone(),
+            clocks: alert.clocks.clone(),
+        };
+        queue(batch, events, key, None, mail_ref, composed, now);
+    }
+    Ok(())
 }
 
 /// The case a clock is shown with: its own (a preliminary-report clock), else the first case

@@ -69,9 +69,10 @@ const FOLLOW_DISAGREEMENT: time::Duration = time::Duration::days(7);
 const KEY_LOOKUP_EVERY: time::Duration = time::Duration::hours(6);
 
 impl Desk {
-    /// The certificates due a check at `now`, at most `limit`: those with an open revocation
-    /// clock whose next check has come (or that were never checked), and those revoked by
-    /// one source that another still calls good.
+    /// The certificates (and keys) due a check at `now`, at most `limit`: those whose next
+    /// check has come (a claim since the last check makes it now), and those with an open
+    /// revocation clock never checked. One indexed query, not a look at every open clock: the
+    /// checker asks every half minute, on the thread that commits the mail.
     pub(crate) fn checks_due(
         &self,
         now: Timestamp,
@@ -80,71 +81,81 @@ impl Desk {
         let Some(store) = self.store.as_sqlite() else {
             return Ok(Vec::new());
         };
-        let open: Vec<(String, Vec<String>)> = store
-            .open_clocks_at(now)?
-            .into_iter()
-            .filter(|(id, _)| id.starts_with("revocation:"))
-            .collect();
-        let targets: Vec<String> = open
-            .iter()
-            .map(|(id, _)| id["revocation:".len()..].to_string())
-            .collect();
-        let rows = store.check_rows(&targets)?;
         let mut jobs = Vec::new();
-        for ((id, cases), target) in open.iter().zip(&targets) {
-            if jobs.len() >= limit {
-                break;
-            }
-            let row = rows.iter().find(|r| &r.target == target);
+        for target in store.checks_due(now, limit)? {
+            let id = format!("revocation:{target}");
+            let Some(clock) = store.clock_at(&id, now)? else {
+                continue;
+            };
+            let row = store.check_rows(std::slice::from_ref(&target))?.pop();
             if target.starts_with("spki:") {
                 // A key: its other certificates are looked up, now and then.
-                if row.is_none_or(|r| r.next_due.is_some_and(|d| d <= now)) {
+                if clock.status(now).state.is_open() {
                     jobs.push(CheckJob {
                         target: target.clone(),
                         claim: false,
                         details: None,
-                        row: row.cloned().unwrap_or_else(|| CheckRow {
-                            target: target.clone(),
+                        row: row.unwrap_or_else(|| CheckRow {
+                            target,
                             ..CheckRow::default()
                         }),
                     });
                 }
                 continue;
             }
-            let Some(clock) = store.clock_at(id, now)? else {
-                continue;
-            };
             // A claim made since the last check is checked at once: staff said it is done.
             // Times are whole seconds: a claim in the second of the last check counts as
             // after it (one check more, rather than one missed).
-            let last = row.and_then(|r| r.latest.iter().map(|o| o.at).max());
-            let fresh_claim = clock
+            let last = row
+                .as_ref()
+                .and_then(|r| r.latest.iter().map(|o| o.at).max());
+            let claim = clock
                 .claimed
                 .as_ref()
                 .is_some_and(|c| last.is_some_and(|l| c.at >= l));
-            if !fresh_claim && row.is_some_and(|r| r.next_due.is_some_and(|d| d > now)) {
-                continue;
-            }
-            let mut job = self.job(store, target, cases, row.cloned(), now)?;
-            job.claim = fresh_claim;
+            let cases = store.cases_of_clock(&id, now)?;
+            let mut job = self.job(store, &target, &cases, row, now)?;
+            job.claim = claim;
             jobs.push(job);
         }
-        // A revocation one source shows and another does not: keep asking, for a while.
-        for row in store.check_rows_all()? {
-            if jobs.len() >= limit {
-                break;
-            }
-            if targets.contains(&row.target) || row.next_due.is_none_or(|d| d > now) {
-                continue;
-            }
-            let id = format!("revocation:{}", row.target);
-            if store.clock_at(&id, now)?.is_none() {
-                continue;
-            }
-            let cases = store.cases_of_clock(&id, now)?;
-            jobs.push(self.job(store, &row.target.clone(), &cases, Some(row), now)?);
-        }
         Ok(jobs)
+    }
+
+    /// A `CPR-Revoked` claim among the clocks `touched` changed: its certificate is due a
+    /// check now (staff said it is done; the checker, woken by the staff mail, looks at once).
+    pub(crate) fn claims_due(
+        &mut self,
+        touched: &[crate::domain::ids::ClockId],
+        now: Timestamp,
+    ) -> Result<(), DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(());
+        };
+        let mut batch = store::Batch::default();
+        for id in touched {
+            let Some(target) = id.as_str().strip_prefix("revocation:") else {
+                continue;
+            };
+            let Some(clock) = store.clock_at(id.as_str(), now)? else {
+                continue;
+            };
+            let Some(claim) = &clock.claimed else {
+                continue;
+            };
+            // No row yet: never checked, so due anyway.
+            let Some(mut row) = store.check_rows(&[target.to_string()])?.pop() else {
+                continue;
+            };
+            let last = row.latest.iter().map(|o| o.at).max();
+            if last.is_some_and(|l| claim.at >= l) && row.next_due.is_none_or(|d| d > now) {
+                row.next_due = Some(now);
+                batch.checks.push(row);
+            }
+        }
+        if !batch.checks.is_empty() {
+            self.commit(batch)?;
+        }
+        Ok(())
     }
 
     fn job(
@@ -299,60 +310,14 @@ impl Desk {
         found: &[(u64, Vec<u8>)],
         now: Timestamp,
     ) -> Result<Vec<Envelope>, DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
-            return Ok(Vec::new());
-        };
-        let clock = format!("revocation:{key}");
-        let Some(case) = store.cases_of_clock(&clock, now)?.into_iter().min() else {
-            return Ok(Vec::new());
-        };
-        let Some((_, c)) = store.case_at(&case, now)? else {
-            return Ok(Vec::new());
-        };
-        let founder = c
-            .messages
-            .iter()
-            .find(|m| m.content_hash == c.founder)
-            .map(|m| m.message_id.clone());
         let mut ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
-        let digest = crate::store::chain::content_hash(format!("{key}\n{ids:?}").as_bytes());
-        let id = &digest[..32];
-        let position = Position::key_lookup(id);
-        if self.store.position(position.as_str())?.is_some() {
-            return Ok(Vec::new());
-        }
-        let bytes = lookup_message(
-            id,
-            &CaseId::from_stored(&case),
-            founder.as_deref(),
-            &c.subject,
-            key,
-            found,
-            now,
-        )?;
-        let prepared = prepare(
-            RawMessage {
-                raw: bytes,
-                meta: SourceMeta {
-                    folder: FolderRole::Inbox,
-                    position: Some(position),
-                    server_time: Some(now),
-                },
-            },
-            &self.policy,
-            now,
-            true,
-        );
-        let mut events = Vec::new();
-        self.record(
-            vec![prepared],
-            Vec::new(),
-            now,
-            Derive::Now,
-            Some(&mut events),
-        )?;
-        Ok(events)
+        let own = Own {
+            kind: OwnKind::Lookup,
+            clock_target: key,
+            identity: format!("{key}\n{ids:?}"),
+        };
+        self.record_own(&own, now, |head| lookup_message(head, key, found))
     }
 
     /// Keep the checker's record that `r` shows its certificate revoked, as a message in the
@@ -364,13 +329,35 @@ impl Desk {
         evidence: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Vec<Envelope>, DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
-            return Ok(Vec::new());
-        };
         let Some(revoked_at) = r.revocation_time else {
             return Ok(Vec::new());
         };
-        let clock = format!("revocation:{}", r.target);
+        let own = Own {
+            kind: OwnKind::Check,
+            clock_target: &r.target,
+            identity: format!(
+                "{}\n{}\n{}",
+                r.target,
+                r.source.as_str(),
+                revoked_at.unix_timestamp()
+            ),
+        };
+        self.record_own(&own, now, |head| verified_message(head, r, evidence))
+    }
+
+    /// Record a message of cprwatch's own (`write` makes it, given its head) in the thread of
+    /// the first case that shows `own`'s clock, and derive what it changes; nothing when that
+    /// message was recorded before (its position is made from `own.identity`).
+    fn record_own(
+        &mut self,
+        own: &Own<'_>,
+        now: Timestamp,
+        write: impl FnOnce(Head<'_>) -> Result<Vec<u8>, DeskError>,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        let Some(store) = self.store.as_sqlite() else {
+            return Ok(Vec::new());
+        };
+        let clock = format!("revocation:{}", own.clock_target);
         let Some(case) = store.cases_of_clock(&clock, now)?.into_iter().min() else {
             return Ok(Vec::new());
         };
@@ -382,34 +369,28 @@ impl Desk {
             .iter()
             .find(|m| m.content_hash == c.founder)
             .map(|m| m.message_id.clone());
-        let key = crate::store::chain::content_hash(
-            format!(
-                "{}\n{}\n{}",
-                r.target,
-                r.source.as_str(),
-                revoked_at.unix_timestamp()
-            )
-            .as_bytes(),
-        );
-        let id = &key[..32];
-        let position = Position::revocation_check(id);
+        let digest = crate::store::chain::content_hash(own.identity.as_bytes());
+        let id = &digest[..32];
+        let (position, folder) = match own.kind {
+            OwnKind::Check => (Position::revocation_check(id), FolderRole::Sent),
+            OwnKind::Lookup => (Position::key_lookup(id), FolderRole::Inbox),
+        };
         if self.store.position(position.as_str())?.is_some() {
             return Ok(Vec::new());
         }
-        let bytes = verified_message(
+        let bytes = write(Head {
+            kind: own.kind,
             id,
-            &CaseId::from_stored(&case),
-            founder.as_deref(),
-            &c.subject,
-            r,
-            evidence,
+            case: &CaseId::from_stored(&case),
+            founder: founder.as_deref(),
+            subject: &c.subject,
             now,
-        )?;
+        })?;
         let prepared = prepare(
             RawMessage {
                 raw: bytes,
                 meta: SourceMeta {
-                    folder: FolderRole::Sent,
+                    folder,
                     position: Some(position),
                     server_time: Some(now),
                 },
@@ -430,43 +411,89 @@ impl Desk {
     }
 }
 
+/// Which of cprwatch's own messages: the checker's record of a revocation (staff, by its
+/// position) or a key lookup's certificates (a report's, not staff).
+#[derive(Clone, Copy)]
+enum OwnKind {
+    Check,
+    Lookup,
+}
+
+/// A message of cprwatch's own to keep in a case: about which clock, and what makes it the
+/// same message when made again.
+struct Own<'a> {
+    kind: OwnKind,
+    clock_target: &'a str,
+    identity: String,
+}
+
+/// Where one of cprwatch's own messages goes: its id, and the case's thread.
+struct Head<'a> {
+    kind: OwnKind,
+    id: &'a str,
+    case: &'a CaseId,
+    founder: Option<&'a str>,
+    subject: &'a str,
+    now: Timestamp,
+}
+
+impl Head<'_> {
+    /// The message's headers: from cprwatch (the checker or the lookup) to itself, a reply in
+    /// the case's thread with the case tag, and for a lookup `Auto-Submitted` (RFC 3834: a
+    /// machine wrote it; it still brings certificates, as a report does).
+    fn builder(&self) -> Result<lettre::message::MessageBuilder, DeskError> {
+        let (name, address, prefix) = match self.kind {
+            OwnKind::Check => (
+                "cprwatch revocation check",
+                "revocation-check@cprwatch.invalid",
+                "check",
+            ),
+            OwnKind::Lookup => (
+                "cprwatch key lookup",
+                "key-lookup@cprwatch.invalid",
+                "lookup",
+            ),
+        };
+        let from = Mailbox::new(
+            Some(name.into()),
+            address
+                .parse()
+                .map_err(|e| DeskError::Action(format!("cprwatch's own address: {e}")))?,
+        );
+        let subject: String = self
+            .subject
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(120)
+            .collect();
+        let mut b = Message::builder()
+            .from(from.clone())
+            .to(from)
+            .subject(format!("Re: {} [{}]", subject.trim(), self.case))
+            .date(SystemTime::from(self.now))
+            .message_id(Some(format!("<{prefix}-{}@cprwatch.invalid>", self.id)));
+        if let OwnKind::Lookup = self.kind {
+            b = b.raw_header(lettre::message::header::HeaderValue::new(
+                lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted"),
+                "auto-generated".into(),
+            ));
+        }
+        if let Some(f) = self.founder {
+            b = b.in_reply_to(f.to_string()).references(f.to_string());
+        }
+        Ok(b)
+    }
+}
+
 /// The lookup's record: an automatic message in the case's thread with each certificate found
 /// as a PEM attachment, and a line per certificate saying where it was found.
 fn lookup_message(
-    id: &str,
-    case: &CaseId,
-    founder: Option<&str>,
-    subject: &str,
+    head: Head<'_>,
     key: &str,
     found: &[(u64, Vec<u8>)],
-    now: Timestamp,
 ) -> Result<Vec<u8>, DeskError> {
     use base64::Engine;
-    let subject: String = subject
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(120)
-        .collect();
-    let from = Mailbox::new(
-        Some("cprwatch key lookup".into()),
-        "key-lookup@cprwatch.invalid"
-            .parse()
-            .map_err(|e| DeskError::Action(format!("the lookup's address: {e}")))?,
-    );
-    let mut b = Message::builder()
-        .from(from.clone())
-        .to(from)
-        .subject(format!("Re: {} [{case}]", subject.trim()))
-        .date(SystemTime::from(now))
-        .message_id(Some(format!("<lookup-{id}@cprwatch.invalid>")))
-        // RFC 3834: a machine wrote it; it still brings certificates, as a report does.
-        .raw_header(lettre::message::header::HeaderValue::new(
-            lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-generated".into(),
-        ));
-    if let Some(f) = founder {
-        b = b.in_reply_to(f.to_string()).references(f.to_string());
-    }
+    let b = head.builder()?;
     let mut text = format!(
         "cprwatch looked up the certificates issued for {key} at the certificate search \
          endpoint: {} unexpired, attached. Each has a revocation clock of its own, due with \
@@ -508,35 +535,12 @@ fn lookup_message(
 /// The checker's record: a reply in the case's thread holding the one `CPR-Revoked` line with
 /// the revocation time the CA published, what showed it, and the signed answer attached.
 fn verified_message(
-    id: &str,
-    case: &CaseId,
-    founder: Option<&str>,
-    subject: &str,
+    head: Head<'_>,
     r: &Observation,
     evidence: Option<&[u8]>,
-    now: Timestamp,
 ) -> Result<Vec<u8>, DeskError> {
     use crate::domain::timefmt::format as t;
-    let subject: String = subject
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(120)
-        .collect();
-    let from = Mailbox::new(
-        Some("cprwatch revocation check".into()),
-        "revocation-check@cprwatch.invalid"
-            .parse()
-            .map_err(|e| DeskError::Action(format!("the checker's address: {e}")))?,
-    );
-    let mut b = Message::builder()
-        .from(from.clone())
-        .to(from)
-        .subject(format!("Re: {} [{case}]", subject.trim()))
-        .date(SystemTime::from(now))
-        .message_id(Some(format!("<check-{id}@cprwatch.invalid>")));
-    if let Some(f) = founder {
-        b = b.in_reply_to(f.to_string()).references(f.to_string());
-    }
+    let b = head.builder()?;
     // Nothing from the responder goes into the text but what was verified and typed: times,
     // a reason name, and the URL cprwatch itself asked.
     let mut text = format!(

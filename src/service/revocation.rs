@@ -399,9 +399,7 @@ impl Checker {
                         revocation_time,
                         reason,
                     } => {
-                        obs.status = ObservedStatus::Revoked;
-                        obs.revocation_time = Some(revocation_time);
-                        obs.reason = reason.map(str::to_string);
+                        mark_revoked(&mut obs, revocation_time, reason);
                         out.evidence = Some(fetched.body.clone());
                     }
                 }
@@ -447,11 +445,7 @@ impl Checker {
                     CrlStatus::Revoked {
                         revocation_time,
                         reason,
-                    } => {
-                        obs.status = ObservedStatus::Revoked;
-                        obs.revocation_time = Some(revocation_time);
-                        obs.reason = reason.map(str::to_string);
-                    }
+                    } => mark_revoked(&mut obs, revocation_time, reason),
                 }
                 obs
             }
@@ -477,6 +471,13 @@ fn observation(target: &str, source: RevocationSource, url: &str, at: Timestamp)
         next_update: None,
         problem: None,
     }
+}
+
+/// The source shows the certificate revoked at `at`, for `reason` (its CRLReason name).
+fn mark_revoked(obs: &mut Observation, at: Timestamp, reason: Option<&str>) {
+    obs.status = ObservedStatus::Revoked;
+    obs.revocation_time = Some(at);
+    obs.reason = reason.map(str::to_string);
 }
 
 fn failed(mut obs: Observation, problem: String) -> Observation {

@@ -1900,8 +1900,16 @@ impl SqliteStore {
         checks_sql::rows(&self.conn, targets)
     }
 
-    pub(crate) fn check_rows_all(&self) -> Result<Vec<CheckRow>, StoreError> {
-        checks_sql::all(&self.conn)
+    pub(crate) fn checks_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        checks_sql::due(&self.conn, now, limit)
+    }
+
+    pub(crate) fn check_rows_answered(&self) -> Result<Vec<CheckRow>, StoreError> {
+        checks_sql::answered(&self.conn)
     }
 }
 

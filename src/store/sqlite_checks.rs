@@ -54,6 +54,40 @@ fn time(s: Option<i64>) -> Option<Timestamp> {
     s.and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
 }
 
+/// `next_due` as stored: 0 is "no further check".
+fn due_time(s: i64) -> Option<Timestamp> {
+    (s > 0).then(|| time(Some(s))).flatten()
+}
+
+/// The targets due a check at `now`, at most `limit`: rows whose next check has come, then
+/// open revocation clocks (certificates and keys) with no row yet. Both halves are answered
+/// by an index (`revocation_checks_due`; the current open clocks, each probed by key).
+pub(super) fn due(
+    conn: &Connection,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    const ACTION: &str = "read the revocation checks due";
+    let mut st = conn
+        .prepare_cached(
+            "SELECT target FROM revocation_checks WHERE next_due > 0 AND next_due <= ?1 \
+             UNION ALL \
+             SELECT substr(c.id, 12) FROM clocks c \
+             WHERE c.valid_to IS NULL AND c.stop_key > ?1 \
+               AND c.id >= 'revocation:' AND c.id < 'revocation;' \
+               AND NOT EXISTS (SELECT 1 FROM revocation_checks r \
+                               WHERE r.target = substr(c.id, 12)) \
+             LIMIT ?2",
+        )
+        .map_err(sql(ACTION))?;
+    st.query_map(
+        params![secs(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| r.get(0),
+    )
+    .and_then(|rows| rows.collect())
+    .map_err(sql(ACTION))
+}
+
 fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { action, source }
 }
@@ -98,7 +132,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckRow> {
     let latest: String = r.get(7)?;
     Ok(CheckRow {
         target: r.get(0)?,
-        next_due: time(r.get(1)?),
+        next_due: due_time(r.get(1)?),
         failures: r.get(2)?,
         fresh_until: time(r.get(3)?),
         retry_after: time(r.get(4)?),
@@ -127,11 +161,15 @@ pub(super) fn rows(conn: &Connection, targets: &[String]) -> Result<Vec<CheckRow
     Ok(out)
 }
 
-/// Every row (for `status` and the dashboard: one per certificate with an open clock).
-pub(super) fn all(conn: &Connection) -> Result<Vec<CheckRow>, StoreError> {
+/// Every row with an answer, without the certificates (what the alerts and the follow-up of a
+/// disagreement look at).
+pub(super) fn answered(conn: &Connection) -> Result<Vec<CheckRow>, StoreError> {
     const ACTION: &str = "read revocation checks";
     let mut st = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM revocation_checks"))
+        .prepare_cached(
+            "SELECT target, next_due, failures, fresh_until, retry_after, NULL, NULL, latest, \
+             note FROM revocation_checks WHERE latest != '[]'",
+        )
         .map_err(sql(ACTION))?;
     st.query_map([], row)
         .and_then(|rows| rows.collect())

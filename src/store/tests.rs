@@ -1580,3 +1580,34 @@ fn a_version_5_store_opens_reads_verifies_and_appends() {
     }
     assert!(s.verify().unwrap().is_ok());
 }
+
+#[test]
+fn a_check_row_is_due_at_its_time_and_never_once_it_needs_no_more_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
+    let t = |x: &str| crate::domain::timefmt::parse(x).unwrap();
+    let row = |target: &str, due: Option<&str>| CheckRow {
+        target: target.into(),
+        next_due: due.map(t),
+        ..CheckRow::default()
+    };
+    s.commit(Batch {
+        checks: vec![
+            row("sha256:aa", Some("2026-03-01T10:00:00Z")),
+            row("sha256:bb", None),
+        ],
+        ..Batch::default()
+    })
+    .unwrap();
+    let now = t("2026-03-01T10:00:00Z");
+    assert_eq!(s.checks_due(now, 10).unwrap(), ["sha256:aa"]);
+    assert!(
+        s.checks_due(now - time::Duration::seconds(1), 10)
+            .unwrap()
+            .is_empty()
+    );
+    // "No further check" reads back as none, not as a time long past.
+    let back = s.check_rows(&["sha256:bb".into()]).unwrap();
+    assert_eq!(back[0].next_due, None);
+    assert!(s.check_rows(&["sha256:cc".into()]).unwrap().is_empty());
+}
