@@ -262,6 +262,24 @@ fn a_claim_the_responders_contradict_keeps_the_clock_running_and_is_an_alert() {
     );
     assert_eq!(status_of(clock, "ocsp").as_deref(), Some("good"), "{clock}");
     assert_eq!(clock["claimed"]["by"], "<s2@example-ca.test>", "{c}");
+    // The fetched copy taught the case what the crt.sh id is: one certificate, one clock.
+    let cert = c2["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["ref"] == target)
+        .unwrap_or_else(|| panic!("no {target} in {c2}"));
+    assert_eq!(cert["sha256"], good.sha256.as_str(), "{cert}");
+    assert_eq!(cert["serial"], good.serial.as_str(), "{cert}");
+    assert_eq!(cert["spki_sha256"], good.spki_sha256.as_str(), "{cert}");
+    assert!(
+        c2["clocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["certificate"] != format!("sha256:{}", good.sha256)),
+        "{c2}"
+    );
     // `case` text shows the claim beside what the responders say.
     let (_, text) = w.command(&["case", "CPR-2026-0001"]);
     assert!(
@@ -450,6 +468,13 @@ fn the_other_certificates_of_a_compromised_key_get_clocks_and_a_precertificate_i
         std::thread::sleep(Duration::from_millis(200));
     };
     let clocks = c["clocks"].as_array().unwrap();
+    assert!(
+        clocks.iter().all(|k| !k["certificate"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("crtsh:")),
+        "each certificate found has one clock, under its fingerprint: {c}"
+    );
     let has = |sha: &str| {
         clocks
             .iter()
@@ -466,6 +491,17 @@ fn the_other_certificates_of_a_compromised_key_get_clocks_and_a_precertificate_i
     assert!(
         has(&precert.sha256) ^ has(&fin.sha256),
         "a precertificate and its final certificate are one clock: {c}"
+    );
+    let one = clocks
+        .iter()
+        .find(|k| {
+            k["certificate"] == format!("sha256:{}", precert.sha256)
+                || k["certificate"] == format!("sha256:{}", fin.sha256)
+        })
+        .unwrap();
+    assert!(
+        !one["notes"].to_string().contains("precertificate"),
+        "its final certificate is known: no note of a lone precertificate: {one}"
     );
     // Each is due with its key: 24 hours from the report, not from the lookup.
     let key_deadline = clocks

@@ -190,7 +190,7 @@ pub(crate) fn case_json(p: &Projection, case: &Case, at: Timestamp) -> CaseJson 
                             by: a.by.clone(),
                         }),
                     observed: observed_at(p, c, at),
-                    notes: revocation_notes(p, c, at),
+                    notes: revocation_notes(p, case, c, at),
                 }
             })
             .collect(),
@@ -213,16 +213,29 @@ fn observed_at(
 /// A note when the reason the CA published does not match the BR item the clock runs on.
 fn revocation_notes(
     p: &Projection,
+    case: &Case,
     c: &crate::deciding::clock::Clock,
     at: Timestamp,
 ) -> Vec<String> {
+    let precertificate = c.target.as_ref().is_some_and(|t| {
+        case.certificates
+            .iter()
+            .any(|r| &r.reference == t && r.precertificate == Some(true))
+    });
     let mut notes: Vec<String> = c
         .target
         .as_ref()
         .and_then(|t| p.unchecked.get(t))
-        .map(|n| format!("not checked: {n}"))
+        .cloned()
         .into_iter()
         .collect();
+    if precertificate && c.status(at).state.is_open() {
+        notes.push(
+            "a precertificate, and no final certificate with its serial is known: if none was \
+             issued, staff close its clock with CPR-Not-Revoking"
+                .into(),
+        );
+    }
     let observed = observed_at(p, c, at);
     if let Some(r) = crate::deciding::revocation::revoked(&observed) {
         let rules = crate::reading::rules::RuleSet::shipped();

@@ -974,6 +974,15 @@ impl Projector {
             same.reference = existing;
             return Some(same);
         }
+        // Another of its names is a certificate already known (a report named it by crt.sh
+        // id, and this copy of it says which id it is): that one, with these details.
+        for n in cert.names().into_iter().filter(|n| n != r) {
+            if self.cert_entry(&n).is_some() {
+                let mut same = cert.clone();
+                same.reference = n;
+                return Some(same);
+            }
+        }
         let id = identity_name(cert)?;
         let Some(existing) = self.alias(&id).filter(|e| e != r) else {
             self.set_value(

@@ -46,6 +46,9 @@ pub(crate) struct CheckOutcome {
     pub target: String,
     /// The certificate and its issuer, when found (kept for the next check).
     pub certificate: Option<Vec<u8>>,
+    /// The certificate was fetched (the reports named it only by id): its details are kept
+    /// in the case too.
+    pub fetched: bool,
     pub issuer: Option<Vec<u8>>,
     /// One answer per source asked.
     pub observations: Vec<Observation>,
@@ -221,6 +224,7 @@ impl Desk {
         let mut events = Vec::new();
         let mut verified = Vec::new();
         let mut lookups = Vec::new();
+        let mut fetched = Vec::new();
         let targets: Vec<String> = outcomes.iter().map(|o| o.target.clone()).collect();
         let rows = store.check_rows(&targets)?;
         for o in outcomes {
@@ -249,6 +253,11 @@ impl Desk {
                 target: o.target.clone(),
                 ..CheckRow::default()
             });
+            if o.fetched
+                && let Some(der) = &o.certificate
+            {
+                fetched.push((o.target.clone(), der.clone()));
+            }
             row.certificate = o.certificate.clone().or(row.certificate);
             row.issuer = o.issuer.clone().or(row.issuer);
             row.note = o.note.clone();
@@ -297,7 +306,35 @@ impl Desk {
         for (key, found) in lookups {
             events.extend(self.record_key_lookup(&key, &found, now)?);
         }
+        for (target, der) in fetched {
+            events.extend(self.record_fetched(&target, der, now)?);
+        }
         Ok(events)
+    }
+
+    /// Keep a certificate the reports named only by id, as fetched, in the first case that
+    /// names it: the projector learns its issuer, serial, notAfter, key and precertificate
+    /// flag as if the report had carried it (an expired one's clock closes, a precertificate
+    /// joins its final certificate), and the case shows them.
+    fn record_fetched(
+        &mut self,
+        target: &str,
+        der: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, DeskError> {
+        let own = Own {
+            kind: OwnKind::Lookup,
+            clock_target: target,
+            identity: format!("fetched\n{target}"),
+        };
+        let id = target
+            .strip_prefix("crtsh:")
+            .and_then(|n| n.parse::<u64>().ok());
+        let intro = format!(
+            "cprwatch fetched {target}, which the report named only by id, from the \
+             certificate search endpoint: attached.\r\n\r\n"
+        );
+        self.record_own(&own, now, |head| lookup_message(head, &intro, &[(id, der)]))
     }
 
     /// Keep the certificates found with a reported key as a message in the first case that
@@ -317,7 +354,17 @@ impl Desk {
             clock_target: key,
             identity: format!("{key}\n{ids:?}"),
         };
-        self.record_own(&own, now, |head| lookup_message(head, key, found))
+        let intro = format!(
+            "cprwatch looked up the certificates issued for {key} at the certificate search \
+             endpoint: {} unexpired, attached. Each has a revocation clock of its own, due with \
+             the key's.\r\n\r\n",
+            found.len()
+        );
+        let found: Vec<(Option<u64>, Vec<u8>)> = found
+            .iter()
+            .map(|(id, der)| (Some(*id), der.clone()))
+            .collect();
+        self.record_own(&own, now, |head| lookup_message(head, &intro, &found))
     }
 
     /// Keep the checker's record that `r` shows its certificate revoked, as a message in the
@@ -489,20 +536,20 @@ impl Head<'_> {
 /// as a PEM attachment, and a line per certificate saying where it was found.
 fn lookup_message(
     head: Head<'_>,
-    key: &str,
-    found: &[(u64, Vec<u8>)],
+    intro: &str,
+    found: &[(Option<u64>, Vec<u8>)],
 ) -> Result<Vec<u8>, DeskError> {
     use base64::Engine;
     let b = head.builder()?;
-    let mut text = format!(
-        "cprwatch looked up the certificates issued for {key} at the certificate search \
-         endpoint: {} unexpired, attached. Each has a revocation clock of its own, due with \
-         the key's.\r\n\r\n",
-        found.len()
-    );
+    let mut text = intro.to_string();
     let mut parts = Vec::new();
     for (crtsh, der) in found {
-        text.push_str(&format!("crt.sh id {crtsh}\r\n"));
+        // Each by its own fingerprint, the name its attachment gives it: a bare crt.sh id here
+        // would be read as a second, detail-less reference to the same certificate.
+        text.push_str(&format!(
+            "sha256:{}\r\n",
+            crate::reading::extract::key::sha256_hex(der)
+        ));
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         let mut pem = String::from("-----BEGIN CERTIFICATE-----\r\n");
         for chunk in b64.as_bytes().chunks(64) {
@@ -511,7 +558,12 @@ fn lookup_message(
         }
         pem.push_str("-----END CERTIFICATE-----\r\n");
         parts.push(
-            Attachment::new(format!("crtsh-{crtsh}.pem")).body(
+            // Named for its crt.sh id: `reading/facts.rs` gives the certificate that name too.
+            Attachment::new(match crtsh {
+                Some(id) => format!("certificate-{id}.pem"),
+                None => "certificate.pem".to_string(),
+            })
+            .body(
                 pem,
                 ContentType::parse("application/x-pem-file")
                     .map_err(|e| DeskError::Action(format!("content type: {e}")))?,

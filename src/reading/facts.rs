@@ -45,7 +45,10 @@ pub(crate) fn message_facts(
         problems.push("the message could not be parsed as RFC 5322 mail; recorded as received and searched as plain text".into());
     }
     let (received_at, time_source) = receipt_time(&mail, meta, now, &mut problems);
-    let found = extract::mail_references(&mail, &policy.limits);
+    let mut found = extract::mail_references(&mail, &policy.limits);
+    if meta.position.as_ref().is_some_and(|p| p.is_key_lookup()) {
+        lookup_ids(&mail, &mut found.certificates);
+    }
     problems.extend(found.problems);
     let (commands, bad_commands) = extract::commands(&mail.texts);
     let rules = classify(policy, &mail, &mut problems);
@@ -97,6 +100,35 @@ pub(crate) fn message_facts(
         bad_commands,
         parsed_ok: mail.parsed_ok,
         problems,
+    }
+}
+
+/// A lookup of cprwatch's own names each certificate it fetched by crt.sh id in its
+/// attachment's name (`certificate-<id>.pem`): the certificate is that id too, so the fetched
+/// details join the reference a report gave (`crtsh:<id>`). Only the checker makes lookup
+/// positions, so no reporter's file name can join two certificates.
+fn lookup_ids(mail: &ParsedMail, certificates: &mut [crate::domain::model::CertificateRef]) {
+    for a in &mail.attachments {
+        let Some(id) = a
+            .name
+            .as_deref()
+            .and_then(|n| n.strip_prefix("certificate-")?.strip_suffix(".pem"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let Some(der) = std::str::from_utf8(&a.data)
+            .ok()
+            .and_then(|t| extract::pem::blocks(t).into_iter().find_map(|b| b.der))
+        else {
+            continue;
+        };
+        let sha = extract::key::sha256_hex(&der);
+        for c in certificates.iter_mut() {
+            if c.sha256.as_deref() == Some(sha.as_str()) {
+                c.crtsh_id = Some(id);
+            }
+        }
     }
 }
 

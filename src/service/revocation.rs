@@ -170,14 +170,18 @@ impl Checker {
             return out;
         }
         let der = match job.row.certificate.clone() {
-            Some(der) => der,
+            Some(der) => {
+                out.certificate = Some(der.clone());
+                der
+            }
             None => match self.fetch_certificate(s, &job).await {
                 Ok(der) => {
                     out.certificate = Some(der.clone());
+                    out.fetched = true;
                     der
                 }
                 Err(note) => {
-                    out.note = Some(note);
+                    out.note = Some(format!("not checked: {note}"));
                     return out;
                 }
             },
@@ -185,10 +189,21 @@ impl Checker {
         let facts = match certificate_facts(&der) {
             Ok(f) => f,
             Err(e) => {
-                out.note = Some(format!("the certificate cannot be read: {e}"));
+                out.note = Some(format!("not checked: the certificate cannot be read: {e}"));
                 return out;
             }
         };
+        // An expired certificate needs no revocation: say so, and check it all the same (a
+        // CRL may still list it).
+        let now = timefmt::now();
+        if let Some(na) = facts.certificate.not_after.filter(|na| *na <= now) {
+            out.note = Some(format!(
+                "the certificate expired at {}: no revocation is due; staff close its clock \
+                 with CPR-Not-Revoking: {} expired",
+                timefmt::format(na),
+                job.target
+            ));
+        }
         let issuer = match job.row.issuer.clone() {
             Some(i) => i,
             None => match self.find_issuer(s, &der, &facts.ca_issuers_urls).await {
@@ -197,7 +212,7 @@ impl Checker {
                     i
                 }
                 Err(note) => {
-                    out.note = Some(note);
+                    out.note = Some(format!("not checked: {note}"));
                     return out;
                 }
             },
@@ -229,8 +244,8 @@ impl Checker {
         }
         if out.observations.is_empty() {
             out.note = Some(
-                "the certificate names no OCSP responder and no CRL: nothing can verify its \
-                 revocation"
+                "not checked: the certificate names no OCSP responder and no CRL, so nothing can \
+                 verify its revocation"
                     .into(),
             );
         }
