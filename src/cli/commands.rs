@@ -796,6 +796,57 @@ fn describe_outbound(o: &mut String, config: &Config) {
     }
 }
 
+/// `[revocation]` and `[enrich]` in `check-config`: whether claims count, and where cprwatch
+/// will connect.
+fn describe_revocation(o: &mut String, config: &Config) {
+    use std::fmt::Write;
+    let r = &config.revocation;
+    if !r.enabled {
+        let _ = writeln!(
+            o,
+            "revocation: checks off; a staff CPR-Revoked stops a clock on its word"
+        );
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "revocation: OCSP and CRL checked for every open certificate clock; {}; claim grace {}; \
+         timeout {}; {} issuer bundle(s){}{}",
+        if r.require_verified {
+            "a clock is met only when OCSP or CRL shows it revoked"
+        } else {
+            "a staff CPR-Revoked stops a clock on its word (require_verified = false)"
+        },
+        timefmt::format_span(r.claim_grace.whole_seconds()),
+        timefmt::format_span(r.timeout.whole_seconds()),
+        r.issuers.len(),
+        if r.allow_private_addresses {
+            "; private and loopback addresses allowed"
+        } else {
+            ""
+        },
+        r.ca_file
+            .as_ref()
+            .map(|f| format!("; extra root {}", esc(&f.display().to_string())))
+            .unwrap_or_default()
+    );
+    let e = &config.enrich;
+    if e.enabled {
+        let _ = writeln!(
+            o,
+            "enrich: certificates named by id fetched from {} (at most {} a minute, timeout {})",
+            esc(&e.base_url),
+            e.requests_per_minute,
+            timefmt::format_span(e.timeout.whole_seconds())
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "enrich: off: a certificate named only by id is not fetched (and not checked)"
+        );
+    }
+}
+
 /// `cprwatch check-config`: validate the configuration and rules; print what was loaded.
 pub fn check_config(config_path: &Path) -> Result<Outcome, CommandError> {
     let config = config::load(config_path)?;
@@ -856,6 +907,7 @@ fn describe(config: &Config, policy: &crate::reading::facts::Policy) -> String {
     );
     describe_outbound(&mut o, config);
     describe_web(&mut o, config);
+    describe_revocation(&mut o, config);
     for m in &config.maildir {
         let _ = writeln!(
             o,

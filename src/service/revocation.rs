@@ -80,23 +80,39 @@ impl Checker {
                 None => return,
             };
             let busy = jobs.len() == ROUND;
-            let mut outcomes = Vec::with_capacity(jobs.len());
+            // Each certificate's answers are recorded as soon as they are in: a round can take
+            // minutes (crt.sh is asked at most `requests_per_minute`), and a clock must not
+            // wait for the others' checks to stop.
             for job in jobs {
                 if self.shutdown.is_shutdown() {
                     return;
                 }
-                outcomes.push(self.check(&mut session, job).await);
-            }
-            if !outcomes.is_empty() {
-                let n = outcomes.len();
+                let mut stop = self.shutdown.clone();
+                let outcome = tokio::select! {
+                    biased;
+                    _ = stop.recv() => return,
+                    o = self.check(&mut session, job) => o,
+                };
+                let target = escape(&outcome.target).into_owned();
+                let answers: Vec<&'static str> = outcome
+                    .observations
+                    .iter()
+                    .map(|o| o.status.as_str())
+                    .collect();
+                let note = outcome.note.as_deref().map(|n| escape(n).into_owned());
                 match super::request(&self.desk, |reply| Request::RecordChecks {
-                    outcomes,
+                    outcomes: vec![outcome],
                     reply,
                 })
                 .await
                 {
-                    Some(Ok(_)) => info!(certificates = n, "revocation checks recorded"),
-                    Some(Err(e)) => warn!(error = %e, "cannot record revocation checks"),
+                    Some(Ok(_)) => info!(
+                        certificate = target.as_str(),
+                        answers = ?answers,
+                        note = note.as_deref().unwrap_or(""),
+                        "revocation checked"
+                    ),
+                    Some(Err(e)) => warn!(error = %e, "cannot record a revocation check"),
                     None => return,
                 }
             }
