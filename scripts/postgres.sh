@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private, loopback-only PostgreSQL server for the tests (issue 17: the PostgreSQL store).
 #
-#   PG_PASSWORD=secret bash scripts/postgres.sh start DIR PORT
+#   PG_PASSWORD=secret bash scripts/postgres.sh start DIR PORT   # (or PORT in PG_PORT)
 #                                       # install if missing, initdb in DIR (first start), start, wait
 #   bash scripts/postgres.sh stop DIR   # fast shutdown (SIGINT) of the postmaster, wait until gone
 #   bash scripts/postgres.sh restart DIR    # stop, then start again on the same port and data
@@ -102,7 +102,6 @@ ssl_cert_file = '$dir/cert.pem'
 ssl_key_file = '$dir/key.pem'
 password_encryption = 'scram-sha-256'
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 max_connections = 50
 shared_buffers = 32MB
@@ -241,7 +240,7 @@ crash() {
 }
 
 case "$cmd" in
-  start) start "${3:-}" ;;
+  start) start "${3:-${PG_PORT:-}}" ;;
   stop) stop ;;
   restart)
     stop
