@@ -239,6 +239,12 @@ fn a_killed_server_recovers_its_committed_data() {
     assert!(connect(&pg.url(), pg.password(), None).is_err());
 
     pg.restart();
+    // It was a crash, not a shutdown: the server had to recover.
+    assert!(
+        pg.log().contains("not properly shut down"),
+        "no crash recovery in the server log:\n{}",
+        pg.log()
+    );
     let mut client = connected(&pg);
     let (count, min, max): (i64, i32, i32) = {
         let r = client

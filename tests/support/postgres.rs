@@ -83,10 +83,10 @@ impl Postgres {
         }
     }
 
-    /// Stop if running, then start again on the same port with the same data.
+    /// Stop if running (the script's `restart`), then start again on the same port with the
+    /// same data.
     pub fn restart(&mut self) {
-        self.stop();
-        self.script("start");
+        self.script(if self.running { "restart" } else { "start" });
         self.running = true;
         self.wait_accepting();
     }
