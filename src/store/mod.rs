@@ -24,6 +24,7 @@ pub mod chain;
 mod checkpointer;
 mod memory;
 mod message;
+pub mod postgres_connect;
 mod sqlite;
 mod sqlite_checks;
 mod sqlite_fold;

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod dovecot;
 pub mod postfix;
+pub mod postgres;
 pub mod service;
 pub mod testca;
 
