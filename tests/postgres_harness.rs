@@ -138,13 +138,9 @@ fn listens_on_loopback_only() {
     .expect("nothing on 127.0.0.2");
     assert!(err.to_string().contains("127.0.0.2"), "{err}");
 
-    // Installing Debian's package left no system-wide cluster listening (scripts/test.sh
-    // installs it without one).
-    assert!(
-        listeners(5432).is_empty(),
-        "something listens on port 5432 (a system-wide PostgreSQL?): {:?}",
-        listeners(5432)
-    );
+    // The test server is never the system-wide cluster's port (a machine may run one of its
+    // own there, which is none of this test's business).
+    assert_ne!(port, 5432);
 }
 
 #[test]
