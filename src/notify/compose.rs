@@ -168,15 +168,7 @@ pub(crate) fn alert(
     };
     build(
         out,
-        Draft {
-            subject,
-            auto_submitted: Some("auto-generated"),
-            attachment: None,
-            extra,
-            in_reply_to: Some(root.clone()),
-            references: vec![root],
-            doc,
-        },
+        Draft::notice(subject, extra, doc).in_thread(Some(root.clone()), vec![root]),
     )
 }
 
@@ -253,15 +245,7 @@ pub(crate) fn digest(
     }
     build(
         out,
-        Draft {
-            subject,
-            auto_submitted: Some("auto-generated"),
-            attachment: None,
-            extra,
-            in_reply_to: refs.first().cloned(),
-            references: refs,
-            doc,
-        },
+        Draft::notice(subject, extra, doc).in_thread(refs.first().cloned(), refs),
     )
 }
 
@@ -293,15 +277,11 @@ pub(crate) fn checkpoints(
     }
     build(
         out,
-        Draft {
+        Draft::notice(
             subject,
-            auto_submitted: Some("auto-generated"),
-            attachment: None,
-            extra: vec![("X-CPR-Level", AlertLevel::Digest.as_str().to_string())],
-            in_reply_to: None,
-            references: Vec::new(),
+            vec![("X-CPR-Level", AlertLevel::Digest.as_str().to_string())],
             doc,
-        },
+        ),
     )
 }
 
@@ -344,15 +324,11 @@ pub(crate) fn delivery_failure(
     )]);
     build(
         out,
-        Draft {
+        Draft::notice(
             subject,
-            auto_submitted: Some("auto-generated"),
-            attachment: None,
-            extra: vec![("X-CPR-Level", AlertLevel::Delivery.as_str().to_string())],
-            in_reply_to: None,
-            references: Vec::new(),
+            vec![("X-CPR-Level", AlertLevel::Delivery.as_str().to_string())],
             doc,
-        },
+        ),
     )
 }
 
@@ -432,15 +408,11 @@ pub(crate) fn canary_alert(
     )]);
     build(
         out,
-        Draft {
+        Draft::notice(
             subject,
-            auto_submitted: Some("auto-generated"),
-            attachment: None,
-            extra: vec![("X-CPR-Level", AlertLevel::Canary.as_str().to_string())],
-            in_reply_to: None,
-            references: Vec::new(),
+            vec![("X-CPR-Level", AlertLevel::Canary.as_str().to_string())],
             doc,
-        },
+        ),
     )
 }
 
@@ -480,18 +452,7 @@ pub(crate) fn revocation_alert(
         "X-CPR-Clock",
         crate::domain::ids::ClockId::revocation(target).to_string(),
     ));
-    build(
-        out,
-        Draft {
-            subject,
-            auto_submitted: Some("auto-generated"),
-            attachment: None,
-            extra,
-            in_reply_to: None,
-            references: Vec::new(),
-            doc,
-        },
-    )
+    build(out, Draft::notice(subject, extra, doc))
 }
 
 /// The receipt to a reporter: a reply to their report saying when it was received, under
@@ -1062,6 +1023,30 @@ struct Draft {
     in_reply_to: Option<String>,
     references: Vec<String>,
     doc: Doc,
+}
+
+impl Draft {
+    /// A notice cprwatch writes on its own (an alert, a digest, a delivery failure):
+    /// `Auto-Submitted: auto-generated`, nothing attached, in no thread unless
+    /// [`Draft::in_thread`] puts it in one.
+    fn notice(subject: String, extra: Vec<(&'static str, String)>, doc: Doc) -> Draft {
+        Draft {
+            subject,
+            auto_submitted: Some("auto-generated"),
+            attachment: None,
+            extra,
+            in_reply_to: None,
+            references: Vec::new(),
+            doc,
+        }
+    }
+
+    /// A reply to `in_reply_to`, with `references` (the case's thread).
+    fn in_thread(mut self, in_reply_to: Option<String>, references: Vec<String>) -> Draft {
+        self.in_reply_to = in_reply_to;
+        self.references = references;
+        self
+    }
 }
 
 fn build(out: &Outgoing<'_>, d: Draft) -> Result<Composed, ComposeError> {
