@@ -160,14 +160,10 @@ async fn ask<T>(
     desk: &mpsc::Sender<Request>,
     request: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
 ) -> Result<T, Stop> {
-    let (reply, answer) = oneshot::channel();
-    desk.send(request(reply))
-        .await
-        .map_err(|_| Stop::Shutdown)?;
-    answer
-        .await
-        .map_err(|_| Stop::Shutdown)?
-        .map_err(Stop::Fault)
+    match self::request(desk, request).await {
+        None => Err(Stop::Shutdown),
+        Some(answer) => answer.map_err(Stop::Fault),
+    }
 }
 
 /// Ask the service loop from a task that has no use for [`Stop`]; `None` when it is shutting
