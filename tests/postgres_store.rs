@@ -304,3 +304,20 @@ fn a_newer_schema_is_refused_and_a_foreign_database_too() {
     assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
     assert!(err.to_string().contains("no meta table"), "{err}");
 }
+
+#[test]
+fn a_batch_with_outbox_rows_is_refused_whole() {
+    let pg = Postgres::start();
+    let mut store = open(&pg);
+    let mut b = batch(&["Subject: a\n\n"], &["{\"e\":1}"]);
+    b.outbox = vec![cprwatch::store::OutboxChange::Sent {
+        id: 1,
+        at: time::OffsetDateTime::UNIX_EPOCH,
+    }];
+    let err = store.commit(b).unwrap_err();
+    assert!(matches!(err, StoreError::BadBatch(_)), "{err}");
+    assert!(err.to_string().contains("outbox"), "{err}");
+    // Nothing of it: not the event, not the message.
+    assert!(store.events().unwrap().is_empty());
+    assert_eq!(store.verify().unwrap().messages_checked, 0);
+}
