@@ -321,3 +321,52 @@ fn a_batch_with_outbox_rows_is_refused_whole() {
     assert!(store.events().unwrap().is_empty());
     assert_eq!(store.verify().unwrap().messages_checked, 0);
 }
+
+/// A trigger that runs at `COMMIT` (deferred) and, the first time only, ends its own session:
+/// the client loses the connection while committing, and the server rolls the transaction
+/// back. (`nextval` is not rolled back, so the second time it lets the commit through.)
+const CUT_AT_COMMIT: &str = "
+CREATE SEQUENCE cut_count;
+CREATE FUNCTION cut_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('cut_count') = 1 THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER cut_at_commit AFTER INSERT OR UPDATE ON meta
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cut_at_commit();
+";
+
+#[test]
+fn a_connection_lost_during_commit_is_retried_once_and_written_once() {
+    let pg = Postgres::start();
+    let mut store = open(&pg);
+    store
+        .commit(batch(&["Subject: a\n\n"], &["{\"e\":1}"]))
+        .unwrap();
+    let mut raw = side(&pg);
+    raw.batch_execute(CUT_AT_COMMIT).unwrap();
+
+    let appended = store
+        .commit(batch(&["Subject: b\n\n"], &["{\"e\":2}", "{\"e\":3}"]))
+        .unwrap_or_else(|e| panic!("commit: {e}\nServer log:\n{}", pg.log()));
+    assert_eq!(appended.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    // The first attempt was cut at COMMIT, the second went through.
+    let cuts: i64 = raw
+        .query_one("SELECT last_value FROM cut_count", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(cuts, 2, "the trigger ran once per attempt");
+    assert!(
+        pg.log().contains("terminating connection"),
+        "the first attempt lost its session:\n{}",
+        pg.log()
+    );
+    let mut count = |sql: &str| -> i64 { raw.query_one(sql, &[]).unwrap().get(0) };
+    assert_eq!(count("SELECT count(*) FROM events"), 3);
+    assert_eq!(count("SELECT count(*) FROM messages"), 2);
+    let v = store.verify().unwrap();
+    assert!(v.bad_event.is_none() && v.bad_message.is_none(), "{v}");
+    assert_eq!(v.head, appended[1].hash);
+}
