@@ -17,13 +17,18 @@
 //! can never leave an event without its message or a position marked read without its events.
 //! There is deliberately no update or delete.
 //!
-//! Two backends: [`SqliteStore`] (the service) and [`MemoryStore`] (stateless replay, tests).
+//! Three backends: [`SqliteStore`] (the service), [`MemoryStore`] (stateless replay, tests)
+//! and [`PostgresStore`] (issue 17: the event log on a server two instances share; not yet
+//! wired into the desk).
 
 mod body;
 pub mod chain;
 mod checkpointer;
+#[doc(hidden)]
+pub mod contract;
 mod memory;
 mod message;
+mod postgres;
 pub mod postgres_connect;
 mod sqlite;
 mod sqlite_checks;
@@ -34,6 +39,7 @@ mod sqlite_tables;
 
 pub use memory::MemoryStore;
 pub use message::{MessageCodec, NewMessage};
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, TablesState, event_body};
 pub use sqlite_checks::CheckRow;
 pub use sqlite_fold::StoreBacking;
@@ -282,6 +288,18 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "store {action} failed on PostgreSQL: {detail} — check that the server is running and \
+         reachable, and that the role may write the database"
+    )]
+    Postgres {
+        action: &'static str,
+        detail: String,
+        #[source]
+        source: ::postgres::Error,
+    },
+    #[error(transparent)]
+    Connect(#[from] postgres_connect::PgConnectError),
     #[error(
         "message {content_hash} is corrupt: {problem} — run `cprwatch verify` and restore the store from a backup"
     )]

@@ -210,7 +210,7 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
 /// The error with its causes, on one line: the client's own text is only the kind of failure
 /// ("db error", "error performing TLS handshake"); the server's message or the certificate
 /// problem is in its source.
-fn describe(error: &postgres::Error) -> String {
+pub(crate) fn describe(error: &postgres::Error) -> String {
     let mut out = error.to_string();
     let mut cause = std::error::Error::source(error);
     while let Some(c) = cause {

@@ -170,7 +170,7 @@ CREATE VIEW positions (position, content_hash) AS
 ";
 
 /// A position as its place (up to and with its last `/`) and its name there.
-fn split_position(position: &str) -> (&str, &str) {
+pub(super) fn split_position(position: &str) -> (&str, &str) {
     match position.rfind('/') {
         Some(i) => position.split_at(i + 1),
         None => ("", position),
@@ -1084,7 +1084,7 @@ fn seq_to_sql(seq: u64) -> i64 {
 
 /// Decompress a stored message and check it against its size and key. The `size` column
 /// bounds the output, so a damaged row cannot make us inflate without limit.
-fn decompress_checked(
+pub(super) fn decompress_checked(
     key: &str,
     compressed: &[u8],
     size: i64,
