@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::listeners;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -84,27 +86,6 @@ fn message(message_id: &str) -> String {
          Date: Sun, 01 Mar 2026 09:29:00 +0100\r\n\r\n\
          Please revoke https://crt.sh/?id=1777593900\r\n"
     )
-}
-
-/// Every listening TCP socket on `port` (IPv4 and IPv6) as the kernel's hex local address.
-fn listeners(port: u16) -> Vec<String> {
-    let suffix = format!(":{port:04X}");
-    let mut found = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if let [_, local, _, state, ..] = fields[..]
-                && state == "0A"
-                && local.ends_with(&suffix)
-            {
-                found.push(local.to_string());
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::listeners;
+
 use cprwatch::store::postgres_connect::{PgConnectError, connect};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -26,27 +28,6 @@ fn uses_tls(client: &mut postgres::Client) -> bool {
         )
         .expect("pg_stat_ssl")
         .get(0)
-}
-
-/// The listening sockets on `port` (local addresses as the kernel writes them), IPv4 and IPv6.
-fn listeners(port: u16) -> Vec<String> {
-    let suffix = format!(":{port:04X}");
-    let mut found = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if let [_, local, _, state, ..] = fields[..]
-                && state == "0A"
-                && local.ends_with(&suffix)
-            {
-                found.push(local.to_string());
-            }
-        }
-    }
-    found
 }
 
 #[test]

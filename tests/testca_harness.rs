@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::listeners;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -416,27 +418,6 @@ fn a_stopped_responder_refuses_connections() {
     ca.start_ocsp();
     let out = ask(&ca, &ca.ocsp_url(), "good", &[]);
     assert!(out.contains("good.pem: good"), "{out}");
-}
-
-/// Every listening TCP socket on `port` (IPv4 and IPv6) as the kernel's hex local address.
-fn listeners(port: u16) -> Vec<String> {
-    let suffix = format!(":{port:04X}");
-    let mut found = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if let [_, local, _, state, ..] = fields[..]
-                && state == "0A"
-                && local.ends_with(&suffix)
-            {
-                found.push(local.to_string());
-            }
-        }
-    }
-    found
 }
 
 #[test]

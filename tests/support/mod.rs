@@ -55,3 +55,25 @@ pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
 }
+
+/// Every listening TCP socket on `port` (IPv4 and IPv6), as the kernel writes its local address
+/// (hex): what the harness tests hold to "127.0.0.1 only".
+pub fn listeners(port: u16) -> Vec<String> {
+    let suffix = format!(":{port:04X}");
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [_, local, _, state, ..] = fields[..]
+                && state == "0A"
+                && local.ends_with(&suffix)
+            {
+                found.push(local.to_string());
+            }
+        }
+    }
+    found
+}
