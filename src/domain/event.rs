@@ -104,7 +104,18 @@ impl MessageFacts {
     /// desk's own mail (an answer never precedes its report within the same second), then
     /// content hash, so that any ingest order gives the same answer.
     pub(crate) fn sort_key(&self) -> (Timestamp, bool, &str) {
-        (self.received_at, self.is_staff(), &self.content_hash)
+        (self.received_at, self.after_reports(), &self.content_hash)
+    }
+
+    /// Whether it is read after the reports of its second: the desk's own mail, and cprwatch's
+    /// key lookups and fetched certificates, which reply to a report and would otherwise open
+    /// a case of their own when their hash sorts first.
+    pub(crate) fn after_reports(&self) -> bool {
+        self.is_staff()
+            || self
+                .position
+                .as_ref()
+                .is_some_and(crate::domain::ids::Position::is_key_lookup)
     }
 
     pub(crate) fn is_staff(&self) -> bool {
@@ -632,7 +643,7 @@ impl Event {
                 Event::MessageReceived { facts } => Some(Receipt {
                     at_nanos: i64::try_from(facts.received_at.unix_timestamp_nanos())
                         .unwrap_or(i64::MAX),
-                    staff: facts.is_staff(),
+                    staff: facts.after_reports(),
                     content_hash: facts.content_hash.clone(),
                 }),
                 _ => None,
@@ -847,6 +858,7 @@ pub struct EventIndex {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     pub at_nanos: i64,
+    /// Read after the reports of its second ([`MessageFacts::after_reports`]).
     pub staff: bool,
     pub content_hash: String,
 }
