@@ -26,6 +26,7 @@ pub mod chain;
 mod checkpointer;
 #[doc(hidden)]
 pub mod contract;
+pub(crate) mod db;
 mod memory;
 mod message;
 mod postgres;
@@ -297,6 +298,14 @@ pub enum StoreError {
         detail: String,
         #[source]
         source: ::postgres::Error,
+    },
+    #[error(
+        "store {action} failed: {detail} — the database holds a value this cprwatch does not \
+         expect; run `cprwatch verify`, and check that no other program writes the database"
+    )]
+    Value {
+        action: &'static str,
+        detail: String,
     },
     #[error(transparent)]
     Connect(#[from] postgres_connect::PgConnectError),

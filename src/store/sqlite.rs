@@ -23,6 +23,7 @@
 
 use super::body::{self, Encoding};
 use super::checkpointer::Checkpointer;
+use super::db::Lite;
 use super::message::{Dictionaries, MessageCodec, Trained};
 use super::sqlite_checks::{self as checks_sql, CheckRow, SCHEMA_V10};
 use super::sqlite_fold::{ReceiptKey, SCHEMA_V5, StoreBacking};
@@ -611,10 +612,11 @@ impl SqliteStore {
         };
         store.ensure_schema()?;
         store.load_dictionary()?;
-        store.recompress = tables_sql::meta_get(&store.conn, "recompress")?.and_then(|v| {
-            let (next, last) = v.split_once(' ')?;
-            Some((next.parse().ok()?, last.parse().ok()?))
-        });
+        store.recompress =
+            tables_sql::meta_get(&mut Lite(&store.conn), "recompress")?.and_then(|v| {
+                let (next, last) = v.split_once(' ')?;
+                Some((next.parse().ok()?, last.parse().ok()?))
+            });
         if created {
             // SQLite gives its -wal and -shm files the database's mode; make sure of it for
             // the ones that exist by now (the next ones are created alike).
@@ -702,8 +704,8 @@ impl SqliteStore {
             .conn
             .query_row("SELECT COUNT(*) FROM receipts", [], |r| r.get(0))
             .map_err(sql("read derivation state"))?;
-        let evaluated =
-            tables_sql::meta_get(&self.conn, "evaluated_at")?.and_then(|v| v.parse().ok());
+        let evaluated = tables_sql::meta_get(&mut Lite(&self.conn), "evaluated_at")?
+            .and_then(|v| v.parse().ok());
         Ok((last, count as u64, evaluated))
     }
 
@@ -811,7 +813,7 @@ impl SqliteStore {
                 if let Some(last) = last {
                     self.recompress = Some((i64::MIN, last));
                     tables_sql::meta_set(
-                        &self.conn,
+                        &mut Lite(&self.conn),
                         "recompress",
                         &format!("{} {last}", i64::MIN),
                     )?;
@@ -882,7 +884,7 @@ impl SqliteStore {
         };
         match left {
             Some((next, last)) => {
-                tables_sql::meta_set(&tx, "recompress", &format!("{next} {last}"))?
+                tables_sql::meta_set(&mut Lite(&tx), "recompress", &format!("{next} {last}"))?
             }
             None => {
                 tx.execute("DELETE FROM meta WHERE key = 'recompress'", [])
@@ -1427,7 +1429,10 @@ impl Store for SqliteStore {
     }
 
     fn tables_through(&self) -> Result<Option<u64>, StoreError> {
-        Ok(tables_sql::meta_get(&self.conn, "tables_through")?.and_then(|v| v.parse().ok()))
+        Ok(
+            tables_sql::meta_get(&mut Lite(&self.conn), "tables_through")?
+                .and_then(|v| v.parse().ok()),
+        )
     }
 
     fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError> {
@@ -1629,9 +1634,9 @@ impl Store for SqliteStore {
                 .zip(&batch.event_index)
                 .map(|(e, r)| (e.seq, r))
                 .collect();
-            tables_sql::index_events(&tx, &refs)?;
+            tables_sql::index_events(&mut Lite(&tx), &refs)?;
             if !batch.tables.is_empty() {
-                tables_sql::apply(&tx, &batch.tables)?;
+                tables_sql::apply(&mut Lite(&tx), &batch.tables)?;
             }
             if batch.tables.complete {
                 let through = appended
@@ -1639,7 +1644,7 @@ impl Store for SqliteStore {
                     .map(|e| e.seq)
                     .or(head.as_ref().map(|(s, _)| *s))
                     .unwrap_or(0);
-                tables_sql::meta_set(&tx, "tables_through", &through.to_string())?;
+                tables_sql::meta_set(&mut Lite(&tx), "tables_through", &through.to_string())?;
             }
             let mut upsert_checkpoint = tx
                 .prepare_cached(
@@ -1653,8 +1658,8 @@ impl Store for SqliteStore {
                     .execute(params![cp.mailbox, cp.folder, cp.uidvalidity, cp.last_uid])
                     .map_err(sql(ACTION))?;
             }
-            outbox_sql::apply(&tx, &batch.outbox)?;
-            checks_sql::apply(&tx, &batch.checks)?;
+            outbox_sql::apply(&mut Lite(&tx), &batch.outbox)?;
+            checks_sql::apply(&mut Lite(&tx), &batch.checks)?;
             appended
         };
         tx.commit().map_err(sql(ACTION))?;
@@ -1885,19 +1890,19 @@ pub(crate) struct TableDifferences {
 impl SqliteStore {
     /// Keep a signed checkpoint; returns its id.
     pub fn add_signed_checkpoint(&self, c: &SignedCheckpoint) -> Result<i64, StoreError> {
-        signed_sql::insert(&self.conn, c)
+        signed_sql::insert(&mut Lite(&self.conn), c)
     }
 
     /// Every signed checkpoint, in the order they were stored.
     pub fn signed_checkpoints(&self) -> Result<Vec<SignedCheckpoint>, StoreError> {
-        signed_sql::all(&self.conn)
+        signed_sql::all(&mut Lite(&self.conn))
     }
 }
 
 /// Revocation checks ([`super::sqlite_checks`]): the rows change only through a batch.
 impl SqliteStore {
     pub(crate) fn check_rows(&self, targets: &[String]) -> Result<Vec<CheckRow>, StoreError> {
-        checks_sql::rows(&self.conn, targets)
+        checks_sql::rows(&mut Lite(&self.conn), targets)
     }
 
     pub(crate) fn checks_due(
@@ -1905,11 +1910,11 @@ impl SqliteStore {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        checks_sql::due(&self.conn, now, limit)
+        checks_sql::due(&mut Lite(&self.conn), now, limit)
     }
 
     pub(crate) fn check_rows_answered(&self) -> Result<Vec<CheckRow>, StoreError> {
-        checks_sql::answered(&self.conn)
+        checks_sql::answered(&mut Lite(&self.conn))
     }
 }
 
@@ -1921,20 +1926,20 @@ impl SqliteStore {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<super::OutboxRow>, StoreError> {
-        outbox_sql::due(&self.conn, now, limit)
+        outbox_sql::due(&mut Lite(&self.conn), now, limit)
     }
 
     /// When the next pending mail is due.
     pub(crate) fn outbox_next_attempt(&self) -> Result<Option<Timestamp>, StoreError> {
-        outbox_sql::next_attempt(&self.conn)
+        outbox_sql::next_attempt(&mut Lite(&self.conn))
     }
 
     pub(crate) fn outbox_row(&self, id: i64) -> Result<Option<super::OutboxRow>, StoreError> {
-        outbox_sql::by_id(&self.conn, id)
+        outbox_sql::by_id(&mut Lite(&self.conn), id)
     }
 
     pub(crate) fn outbox_has(&self, key: &str) -> Result<bool, StoreError> {
-        outbox_sql::has_key(&self.conn, key)
+        outbox_sql::has_key(&mut Lite(&self.conn), key)
     }
 
     pub(crate) fn outbox_queued_since(
@@ -1942,7 +1947,7 @@ impl SqliteStore {
         rate_key: &str,
         since: Timestamp,
     ) -> Result<usize, StoreError> {
-        outbox_sql::queued_since(&self.conn, rate_key, since)
+        outbox_sql::queued_since(&mut Lite(&self.conn), rate_key, since)
     }
 
     /// Pending, retrying, and failed since `failed_since`.
@@ -1950,24 +1955,24 @@ impl SqliteStore {
         &self,
         failed_since: Timestamp,
     ) -> Result<super::OutboxSummary, StoreError> {
-        outbox_sql::summary(&self.conn, failed_since)
+        outbox_sql::summary(&mut Lite(&self.conn), failed_since)
     }
 
     pub(crate) fn alert_states(
         &self,
         clocks: &[String],
     ) -> Result<Vec<super::AlertState>, StoreError> {
-        outbox_sql::alert_states(&self.conn, clocks)
+        outbox_sql::alert_states(&mut Lite(&self.conn), clocks)
     }
 
     /// Canaries whose problems were not alerted yet.
     pub(crate) fn canaries_unalerted(&self) -> Result<Vec<super::CanaryRow>, StoreError> {
-        outbox_sql::canaries_unalerted(&self.conn)
+        outbox_sql::canaries_unalerted(&mut Lite(&self.conn))
     }
 
     /// The latest canary to each address.
     pub(crate) fn canaries_latest(&self) -> Result<Vec<super::CanaryRow>, StoreError> {
-        outbox_sql::canaries_latest(&self.conn)
+        outbox_sql::canaries_latest(&mut Lite(&self.conn))
     }
 
     /// The last arrival of a canary to `to`, and the role of its folder.
@@ -1975,12 +1980,12 @@ impl SqliteStore {
         &self,
         to: &str,
     ) -> Result<Option<(Timestamp, String)>, StoreError> {
-        outbox_sql::canary_last_arrival(&self.conn, to)
+        outbox_sql::canary_last_arrival(&mut Lite(&self.conn), to)
     }
 
     /// Clocks whose alert evaluation is due at `now`.
     pub(crate) fn alert_clocks_due(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        outbox_sql::clocks_due(&self.conn, now)
+        outbox_sql::clocks_due(&mut Lite(&self.conn), now)
     }
 }
 
@@ -2075,7 +2080,7 @@ impl SqliteStore {
         for (id, body, case_id) in rows {
             let clock = crate::deciding::tables::clock_from_row(&id, &body)?;
             if !headers.contains_key(&case_id) {
-                let Some(row) = tables_sql::case_row(&self.conn, &case_id)? else {
+                let Some(row) = tables_sql::case_row(&mut Lite(&self.conn), &case_id)? else {
                     continue;
                 };
                 let case = crate::deciding::tables::case_from_rows(
@@ -2112,9 +2117,10 @@ impl SqliteStore {
             .query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))
             .map_err(sql("read tables state"))?;
         Ok(TablesState {
-            built_with: tables_sql::meta_get(&self.conn, "tables_built_with")?,
+            built_with: tables_sql::meta_get(&mut Lite(&self.conn), "tables_built_with")?,
             through: self.tables_through()?,
-            latest: tables_sql::meta_get(&self.conn, "tables_latest")?.and_then(|v| v.parse().ok()),
+            latest: tables_sql::meta_get(&mut Lite(&self.conn), "tables_latest")?
+                .and_then(|v| v.parse().ok()),
             head: head.map_or(0, |h| h as u64),
         })
     }
@@ -2125,21 +2131,21 @@ impl SqliteStore {
         id: &str,
         at: Timestamp,
     ) -> Result<Option<(i64, Case)>, StoreError> {
-        let Some(row) = tables_sql::case_row(&self.conn, id)? else {
+        let Some(row) = tables_sql::case_row(&mut Lite(&self.conn), id)? else {
             return Ok(None);
         };
         let at = crate::deciding::tables::secs(at);
         if row.opened_at > at {
             return Ok(None);
         }
-        let items = tables_sql::case_items(&self.conn, id, at)?;
+        let items = tables_sql::case_items(&mut Lite(&self.conn), id, at)?;
         let case = crate::deciding::tables::case_from_rows(id, row.opened_at, &row.header, &items)?;
         Ok(Some((row.ord, case)))
     }
 
     /// The clock as it was at `at`.
     pub(crate) fn clock_at(&self, id: &str, at: Timestamp) -> Result<Option<Clock>, StoreError> {
-        tables_sql::clock_at(&self.conn, id, crate::deciding::tables::secs(at))?
+        tables_sql::clock_at(&mut Lite(&self.conn), id, crate::deciding::tables::secs(at))?
             .map(|body| {
                 crate::deciding::tables::clock_from_row(id, &body).map_err(StoreError::from)
             })
@@ -2171,7 +2177,7 @@ impl SqliteStore {
         let mut out = Vec::with_capacity(rows.len());
         for (id, body) in rows {
             let clock = crate::deciding::tables::clock_from_row(&id, &body)?;
-            let case = tables_sql::cases_of_clock(&self.conn, &id, i64::MAX - 1)?
+            let case = tables_sql::cases_of_clock(&mut Lite(&self.conn), &id, i64::MAX - 1)?
                 .into_iter()
                 .min();
             out.push((clock, case));
@@ -2185,7 +2191,7 @@ impl SqliteStore {
         id: &str,
         at: Timestamp,
     ) -> Result<Vec<String>, StoreError> {
-        tables_sql::cases_of_clock(&self.conn, id, crate::deciding::tables::secs(at))
+        tables_sql::cases_of_clock(&mut Lite(&self.conn), id, crate::deciding::tables::secs(at))
     }
 
     /// The clocks open at `at`, each with the cases that list it then.
@@ -2194,13 +2200,13 @@ impl SqliteStore {
         at: Timestamp,
     ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         let t = crate::deciding::tables::secs(at);
-        let latest: Option<i64> =
-            tables_sql::meta_get(&self.conn, "tables_latest")?.and_then(|v| v.parse().ok());
+        let latest: Option<i64> = tables_sql::meta_get(&mut Lite(&self.conn), "tables_latest")?
+            .and_then(|v| v.parse().ok());
         let current = latest.is_none_or(|l| t >= l);
-        let ids = tables_sql::open_clocks(&self.conn, t, current)?;
+        let ids = tables_sql::open_clocks(&mut Lite(&self.conn), t, current)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let cases = tables_sql::cases_of_clock(&self.conn, &id, t)?;
+            let cases = tables_sql::cases_of_clock(&mut Lite(&self.conn), &id, t)?;
             out.push((id, cases));
         }
         Ok(out)
@@ -2209,7 +2215,7 @@ impl SqliteStore {
     /// The cases a name (certificate or key reference, Message-Id, address, case id) was seen
     /// in. May include a case that merely shares an index key: check the case.
     pub(crate) fn cases_named(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        tables_sql::cases_named(&self.conn, name)
+        tables_sql::cases_named(&mut Lite(&self.conn), name)
     }
 
     /// The cases opened in `[from, to)`, in case order, for an audit of that period. May list
@@ -2220,7 +2226,7 @@ impl SqliteStore {
         to: Timestamp,
     ) -> Result<Vec<String>, StoreError> {
         tables_sql::cases_opened(
-            &self.conn,
+            &mut Lite(&self.conn),
             crate::deciding::tables::secs(from),
             crate::deciding::tables::secs(to),
         )
@@ -2238,7 +2244,7 @@ impl SqliteStore {
     ) -> Result<std::collections::BTreeSet<u64>, StoreError> {
         let mut seqs = std::collections::BTreeSet::new();
         for r in refs {
-            seqs.extend(tables_sql::events_naming(&self.conn, r)?);
+            seqs.extend(tables_sql::events_naming(&mut Lite(&self.conn), r)?);
         }
         Ok(seqs)
     }
@@ -2314,11 +2320,11 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("rebuild tables"))?;
         let refs: Vec<(u64, &EventIndex)> = event_index.iter().map(|(s, r)| (*s, r)).collect();
-        tables_sql::index_events(&tx, &refs)?;
-        tables_sql::apply(&tx, delta)?;
+        tables_sql::index_events(&mut Lite(&tx), &refs)?;
+        tables_sql::apply(&mut Lite(&tx), delta)?;
         if let Some((through, built_with)) = done {
-            tables_sql::meta_set(&tx, "tables_through", &through.to_string())?;
-            tables_sql::meta_set(&tx, "tables_built_with", built_with)?;
+            tables_sql::meta_set(&mut Lite(&tx), "tables_through", &through.to_string())?;
+            tables_sql::meta_set(&mut Lite(&tx), "tables_built_with", built_with)?;
         }
         tx.commit().map_err(sql("rebuild tables"))?;
         self.checkpoint_in_background(delta.versions.len() * 256);
@@ -2335,7 +2341,7 @@ impl SqliteStore {
 
     /// Record what the tables were built with (after the engine derived them itself).
     pub(crate) fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
-        tables_sql::meta_set(&self.conn, "tables_built_with", built_with)
+        tables_sql::meta_set(&mut Lite(&self.conn), "tables_built_with", built_with)
     }
 
     /// Compare the projection tables and the log's index with those of another store file (a

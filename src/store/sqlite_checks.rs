@@ -5,7 +5,7 @@
 //! look next, so the row never says something was seen that the log does not. The row also
 //! keeps the certificate and issuer once found, so a certificate fetched by id is fetched once.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Db, DbError, Row, at, params};
 
 use super::StoreError;
 use crate::domain::event::Observation;
@@ -63,64 +63,50 @@ fn due_time(s: i64) -> Option<Timestamp> {
 /// open revocation clocks (certificates and keys) with no row yet. Both halves are answered
 /// by an index (`revocation_checks_due`; the current open clocks, each probed by key).
 pub(super) fn due(
-    conn: &Connection,
+    db: &mut dyn Db,
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
-    const ACTION: &str = "read the revocation checks due";
-    let mut st = conn
-        .prepare_cached(
-            "SELECT target FROM revocation_checks WHERE next_due > 0 AND next_due <= ?1 \
-             UNION ALL \
-             SELECT substr(c.id, 12) FROM clocks c \
-             WHERE c.valid_to IS NULL AND c.stop_key > ?1 \
-               AND c.id >= 'revocation:' AND c.id < 'revocation;' \
-               AND NOT EXISTS (SELECT 1 FROM revocation_checks r \
-                               WHERE r.target = substr(c.id, 12)) \
-             LIMIT ?2",
-        )
-        .map_err(sql(ACTION))?;
-    st.query_map(
+    db.query(
+        "SELECT target FROM revocation_checks WHERE next_due > 0 AND next_due <= ?1 \
+         UNION ALL \
+         SELECT substr(c.id, 12) FROM clocks c \
+         WHERE c.valid_to IS NULL AND c.stop_key > ?1 \
+           AND c.id >= 'revocation:' AND c.id < 'revocation;' \
+           AND NOT EXISTS (SELECT 1 FROM revocation_checks r \
+                           WHERE r.target = substr(c.id, 12)) \
+         LIMIT ?2",
         params![secs(now), i64::try_from(limit).unwrap_or(i64::MAX)],
-        |r| r.get(0),
+        |r| r.text(0),
     )
-    .and_then(|rows| rows.collect())
-    .map_err(sql(ACTION))
-}
-
-fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sql { action, source }
+    .map_err(at("read the revocation checks due"))
 }
 
 /// Write the rows (whole): in a batch, with the events that record the answers.
-pub(super) fn apply(conn: &Connection, rows: &[CheckRow]) -> Result<(), StoreError> {
+pub(super) fn apply(db: &mut dyn Db, rows: &[CheckRow]) -> Result<(), StoreError> {
     const ACTION: &str = "record a revocation check";
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut st = conn
-        .prepare_cached(
+    for r in rows {
+        let latest = serde_json::to_string(&r.latest).unwrap_or_else(|_| "[]".into());
+        db.execute(
             "INSERT INTO revocation_checks (target, next_due, failures, fresh_until, retry_after, \
              certificate, issuer, latest, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
              ON CONFLICT (target) DO UPDATE SET next_due = excluded.next_due, \
              failures = excluded.failures, fresh_until = excluded.fresh_until, \
              retry_after = excluded.retry_after, certificate = excluded.certificate, \
              issuer = excluded.issuer, latest = excluded.latest, note = excluded.note",
+            params![
+                &r.target,
+                r.next_due.map_or(0, secs),
+                r.failures,
+                r.fresh_until.map(secs),
+                r.retry_after.map(secs),
+                &r.certificate,
+                &r.issuer,
+                &latest,
+                &r.note,
+            ],
         )
-        .map_err(sql(ACTION))?;
-    for r in rows {
-        st.execute(params![
-            r.target,
-            r.next_due.map_or(0, secs),
-            r.failures,
-            r.fresh_until.map(secs),
-            r.retry_after.map(secs),
-            r.certificate,
-            r.issuer,
-            serde_json::to_string(&r.latest).unwrap_or_else(|_| "[]".into()),
-            r.note,
-        ])
-        .map_err(sql(ACTION))?;
+        .map_err(at(ACTION))?;
     }
     Ok(())
 }
@@ -128,33 +114,31 @@ pub(super) fn apply(conn: &Connection, rows: &[CheckRow]) -> Result<(), StoreErr
 const COLUMNS: &str =
     "target, next_due, failures, fresh_until, retry_after, certificate, issuer, latest, note";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckRow> {
-    let latest: String = r.get(7)?;
+fn row(r: &dyn Row) -> Result<CheckRow, DbError> {
+    let latest = r.text(7)?;
     Ok(CheckRow {
-        target: r.get(0)?,
-        next_due: due_time(r.get(1)?),
-        failures: r.get(2)?,
-        fresh_until: time(r.get(3)?),
-        retry_after: time(r.get(4)?),
-        certificate: r.get(5)?,
-        issuer: r.get(6)?,
+        target: r.text(0)?,
+        next_due: due_time(r.int(1)?),
+        failures: u32::try_from(r.int(2)?).unwrap_or(u32::MAX),
+        fresh_until: time(r.opt_int(3)?),
+        retry_after: time(r.opt_int(4)?),
+        certificate: r.opt_blob(5)?,
+        issuer: r.opt_blob(6)?,
         // A damaged list only loses what was last seen; the next check writes it again.
         latest: serde_json::from_str(&latest).unwrap_or_default(),
-        note: r.get(8)?,
+        note: r.opt_text(8)?,
     })
 }
 
 /// The rows of these targets (those that have one).
-pub(super) fn rows(conn: &Connection, targets: &[String]) -> Result<Vec<CheckRow>, StoreError> {
-    const ACTION: &str = "read revocation checks";
-    let mut st = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM revocation_checks WHERE target = ?1"
-        ))
-        .map_err(sql(ACTION))?;
+pub(super) fn rows(db: &mut dyn Db, targets: &[String]) -> Result<Vec<CheckRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM revocation_checks WHERE target = ?1");
     let mut out = Vec::new();
     for t in targets {
-        if let Some(r) = st.query_row([t], row).optional().map_err(sql(ACTION))? {
+        if let Some(r) = db
+            .query_opt(&sql, params![t], row)
+            .map_err(at("read revocation checks"))?
+        {
             out.push(r);
         }
     }
@@ -163,15 +147,12 @@ pub(super) fn rows(conn: &Connection, targets: &[String]) -> Result<Vec<CheckRow
 
 /// Every row with an answer, without the certificates (what the alerts and the follow-up of a
 /// disagreement look at).
-pub(super) fn answered(conn: &Connection) -> Result<Vec<CheckRow>, StoreError> {
-    const ACTION: &str = "read revocation checks";
-    let mut st = conn
-        .prepare_cached(
-            "SELECT target, next_due, failures, fresh_until, retry_after, NULL, NULL, latest, \
-             note FROM revocation_checks WHERE latest != '[]'",
-        )
-        .map_err(sql(ACTION))?;
-    st.query_map([], row)
-        .and_then(|rows| rows.collect())
-        .map_err(sql(ACTION))
+pub(super) fn answered(db: &mut dyn Db) -> Result<Vec<CheckRow>, StoreError> {
+    db.query(
+        "SELECT target, next_due, failures, fresh_until, retry_after, NULL, NULL, latest, \
+         note FROM revocation_checks WHERE latest != '[]'",
+        &[],
+        row,
+    )
+    .map_err(at("read revocation checks"))
 }

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags};
+
+use super::db::{Db, DbError, Row, at, params};
 
 use super::StoreError;
 use crate::deciding::cases::Case;
@@ -50,129 +52,138 @@ CREATE INDEX clocks_by_end ON clocks (valid_to, stop_key);
 
 const ACTION: &str = "write fold rows";
 
-fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sql { action, source }
-}
-
 /// Forget every version from `t` on.
-pub(super) fn truncate(conn: &Connection, t: i64) -> Result<(), StoreError> {
+pub(super) fn truncate(db: &mut dyn Db, t: i64) -> Result<(), StoreError> {
     for stmt in [
         "DELETE FROM fold WHERE valid_from >= ?1",
         "UPDATE fold SET valid_to = NULL WHERE valid_to >= ?1",
     ] {
-        conn.execute(stmt, params![t]).map_err(sql(ACTION))?;
+        db.execute(stmt, params![t]).map_err(at(ACTION))?;
     }
     Ok(())
 }
 
+fn version(r: &dyn Row) -> Result<(i64, Option<Vec<u8>>), DbError> {
+    Ok((r.int(0)?, r.opt_blob(1)?))
+}
+
 /// Keep one version: it closes the current one, replaces one made at the same moment, and adds
 /// nothing when it equals the current one.
-pub(super) fn put(conn: &Connection, v: &FoldVersion) -> Result<(), StoreError> {
-    let at = secs(v.as_of);
+pub(super) fn put(db: &mut dyn Db, v: &FoldVersion) -> Result<(), StoreError> {
+    let t = secs(v.as_of);
     let space = v.space.code();
     let key = row_key(&v.key);
-    let current: Option<(i64, Option<Vec<u8>>)> = conn
-        .prepare_cached(
+    let current = db
+        .query_opt(
             "SELECT valid_from, value FROM fold \
              WHERE space = ?1 AND key = ?2 AND valid_to IS NULL",
+            params![space, &key],
+            version,
         )
-        .and_then(|mut st| {
-            st.query_row(params![space, key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(sql(ACTION))?;
+        .map_err(at(ACTION))?;
     match (&v.value, current) {
         (None, None) => Ok(()),
         (Some(value), Some((_, Some(c)))) if *value == c => Ok(()),
-        (value, Some((from, _))) if from == at => {
-            conn.prepare_cached(
+        (value, Some((from, _))) if from == t => {
+            db.execute(
                 "DELETE FROM fold WHERE space = ?1 AND key = ?2 AND valid_from = ?3",
+                params![space, &key, t],
             )
-            .and_then(|mut st| st.execute(params![space, key, at]))
-            .map_err(sql(ACTION))?;
-            let before: Option<(i64, Option<Vec<u8>>)> = conn
-                .prepare_cached(
+            .map_err(at(ACTION))?;
+            let before = db
+                .query_opt(
                     "SELECT valid_from, value FROM fold \
                      WHERE space = ?1 AND key = ?2 AND valid_to = ?3",
+                    params![space, &key, t],
+                    version,
                 )
-                .and_then(|mut st| {
-                    st.query_row(params![space, key, at], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })
-                .map_err(sql(ACTION))?;
+                .map_err(at(ACTION))?;
             match (value, before) {
-                (Some(value), Some((bfrom, Some(b)))) if *value == b => conn
-                    .prepare_cached(
+                (Some(value), Some((bfrom, Some(b)))) if *value == b => db
+                    .execute(
                         "UPDATE fold SET valid_to = NULL \
                          WHERE space = ?1 AND key = ?2 AND valid_from = ?3",
+                        params![space, &key, bfrom],
                     )
-                    .and_then(|mut st| st.execute(params![space, key, bfrom]))
                     .map(drop)
-                    .map_err(sql(ACTION)),
-                (Some(value), _) => insert(conn, space, &key, at, value),
+                    .map_err(at(ACTION)),
+                (Some(value), _) => insert(db, space, &key, t, value),
                 (None, _) => Ok(()),
             }
         }
         (value, current) => {
             if current.is_some() {
-                conn.prepare_cached(
+                db.execute(
                     "UPDATE fold SET valid_to = ?3 \
                      WHERE space = ?1 AND key = ?2 AND valid_to IS NULL",
+                    params![space, &key, t],
                 )
-                .and_then(|mut st| st.execute(params![space, key, at]))
-                .map_err(sql(ACTION))?;
+                .map_err(at(ACTION))?;
             }
             match value {
-                Some(value) => insert(conn, space, &key, at, value),
+                Some(value) => insert(db, space, &key, t, value),
                 None => Ok(()),
             }
         }
     }
 }
 
-fn insert(
-    conn: &Connection,
-    space: i64,
-    key: &[u8],
-    at: i64,
-    value: &[u8],
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
+fn insert(db: &mut dyn Db, space: i64, key: &[u8], t: i64, value: &[u8]) -> Result<(), StoreError> {
+    db.execute(
         "INSERT INTO fold (space, key, valid_from, valid_to, value) VALUES (?1, ?2, ?3, NULL, ?4)",
+        params![space, key, t, value],
     )
-    .and_then(|mut st| st.execute(params![space, key, at, value]))
     .map(drop)
-    .map_err(sql(ACTION))
+    .map_err(at(ACTION))
 }
 
 /// A key's current value.
 pub(super) fn current(
-    conn: &Connection,
+    db: &mut dyn Db,
     space: Space,
     key: &str,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    conn.prepare_cached("SELECT value FROM fold WHERE space = ?1 AND key = ?2 AND valid_to IS NULL")
-        .and_then(|mut st| {
-            st.query_row(params![space.code(), row_key(key)], |r| {
-                r.get::<_, Option<Vec<u8>>>(0)
-            })
-            .optional()
-        })
-        .map(Option::flatten)
-        .map_err(sql("read fold rows"))
+    db.query_opt(
+        "SELECT value FROM fold WHERE space = ?1 AND key = ?2 AND valid_to IS NULL",
+        params![space.code(), &row_key(key)],
+        |r| r.opt_blob(0),
+    )
+    .map(Option::flatten)
+    .map_err(at("read fold rows"))
 }
 
-/// The projector's [`Backing`] over a store: the log's indexes from one file, the tables from
-/// another (the same file, or the scratch file `verify` derives into). Its own read-only
-/// connections, so the projector reads while the owner writes: it sees what was committed,
-/// and the projector holds everything it derived until then.
+/// A connection of a [`StoreBacking`]: statements, and the log's event bodies as its backend
+/// keeps them.
+pub(crate) trait Reader: Send {
+    fn db(&mut self) -> &mut dyn Db;
+    /// The body of the event at `seq`.
+    fn event_body(&mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// A read-only SQLite connection of its own.
+struct LiteReader(Connection);
+
+impl Reader for LiteReader {
+    fn db(&mut self) -> &mut dyn Db {
+        &mut self.0
+    }
+
+    fn event_body(&mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        super::sqlite::event_body_at(&self.0, seq)
+    }
+}
+
+/// The projector's [`Backing`] over a store: the log's indexes through one connection, the
+/// tables through another (to the same database, or to the scratch file `verify` derives
+/// into). Connections of its own, so the projector reads while the owner writes: it sees what
+/// was committed, and the projector holds everything it derived until then.
 pub struct StoreBacking {
-    log: Connection,
-    tables: Connection,
+    log: Box<dyn Reader>,
+    tables: Box<dyn Reader>,
     error: Option<StoreError>,
 }
 
-fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+fn open_reader(path: &Path) -> Result<LiteReader, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -181,22 +192,34 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
+    let sql = |source| StoreError::Sql {
+        action: "open a reader",
+        source,
+    };
     conn.busy_timeout(super::sqlite::BUSY_TIMEOUT)
-        .map_err(sql("open a reader"))?;
+        .map_err(sql)?;
     // Point lookups, mostly of what was just written: the operating system's cache serves
     // them, and a large page cache per reader would only grow with the store.
-    conn.pragma_update(None, "cache_size", -512)
-        .map_err(sql("open a reader"))?;
-    Ok(conn)
+    conn.pragma_update(None, "cache_size", -512).map_err(sql)?;
+    Ok(LiteReader(conn))
 }
 
 impl StoreBacking {
+    /// Over two SQLite files (the same one, or the log's and a scratch file's).
     pub(super) fn open(log: &Path, tables: &Path) -> Result<StoreBacking, StoreError> {
-        Ok(StoreBacking {
-            log: open_reader(log)?,
-            tables: open_reader(tables)?,
+        Ok(StoreBacking::over(
+            Box::new(open_reader(log)?),
+            Box::new(open_reader(tables)?),
+        ))
+    }
+
+    /// Over two connections of any backend.
+    pub(crate) fn over(log: Box<dyn Reader>, tables: Box<dyn Reader>) -> StoreBacking {
+        StoreBacking {
+            log,
+            tables,
             error: None,
-        })
+        }
     }
 
     fn keep<T>(&mut self, r: Result<Option<T>, StoreError>) -> Option<T> {
@@ -209,11 +232,12 @@ impl StoreBacking {
         }
     }
 
-    fn read_case(&self, id: &CaseId) -> Result<Option<(usize, Case, Vec<Stop>)>, StoreError> {
-        let Some(row) = super::sqlite_tables::case_row(&self.tables, id.as_str())? else {
+    fn read_case(&mut self, id: &CaseId) -> Result<Option<(usize, Case, Vec<Stop>)>, StoreError> {
+        let db = self.tables.db();
+        let Some(row) = super::sqlite_tables::case_row(db, id.as_str())? else {
             return Ok(None);
         };
-        let items = super::sqlite_tables::case_items(&self.tables, id.as_str(), i64::MAX)?;
+        let items = super::sqlite_tables::case_items(db, id.as_str(), i64::MAX)?;
         let case = tables::case_from_rows(id.as_str(), row.opened_at, &row.header, &items)?;
         let answers = match self.read_clock(&ClockId::preliminary(id))? {
             Some(c) => c
@@ -226,8 +250,8 @@ impl StoreBacking {
         Ok(Some((usize::try_from(row.ord).unwrap_or(0), case, answers)))
     }
 
-    fn read_clock(&self, id: &ClockId) -> Result<Option<Clock>, StoreError> {
-        match super::sqlite_tables::clock_at(&self.tables, id.as_str(), i64::MAX)? {
+    fn read_clock(&mut self, id: &ClockId) -> Result<Option<Clock>, StoreError> {
+        match super::sqlite_tables::clock_at(self.tables.db(), id.as_str(), i64::MAX)? {
             Some(body) => Ok(Some(tables::clock_from_row(id.as_str(), &body)?)),
             None => Ok(None),
         }
@@ -246,42 +270,50 @@ impl Backing for StoreBacking {
     }
 
     fn value(&mut self, space: Space, key: &str) -> Option<Vec<u8>> {
-        let r = current(&self.tables, space, key);
+        let r = current(self.tables.db(), space, key);
         self.keep(r)
     }
 
     fn case_count(&mut self) -> usize {
         let r = self
             .tables
-            .query_row("SELECT COALESCE(MAX(ord) + 1, 0) FROM cases", [], |r| {
-                r.get::<_, i64>(0)
+            .db()
+            .query_opt("SELECT COALESCE(MAX(ord) + 1, 0) FROM cases", &[], |r| {
+                r.int(0)
             })
-            .map(|n| Some(usize::try_from(n).unwrap_or(0)))
-            .map_err(sql("read cases"));
+            .map(|n| n.map(|n| usize::try_from(n).unwrap_or(0)))
+            .map_err(at("read cases"));
         self.keep(r).unwrap_or(0)
     }
 
     fn assigned(&mut self, founder: &str) -> Option<CaseId> {
         let r = self
             .log
-            .prepare_cached("SELECT year, number FROM case_numbers WHERE founder = ?1")
-            .and_then(|mut st| {
-                st.query_row(params![hash_key(founder)], |r| {
-                    Ok(CaseId::new(r.get::<_, i32>(0)?, r.get::<_, u32>(1)?))
-                })
-                .optional()
-            })
-            .map_err(sql("read case numbers"));
+            .db()
+            .query_opt(
+                "SELECT year, number FROM case_numbers WHERE founder = ?1",
+                params![&hash_key(founder)],
+                |r| {
+                    Ok(CaseId::new(
+                        i32::try_from(r.int(0)?).unwrap_or(0),
+                        u32::try_from(r.int(1)?).unwrap_or(0),
+                    ))
+                },
+            )
+            .map_err(at("read case numbers"));
         self.keep(r)
     }
 
     fn last_assigned(&mut self, year: i32) -> u32 {
         let r = self
             .log
-            .prepare_cached("SELECT COALESCE(MAX(number), 0) FROM case_numbers WHERE year = ?1")
-            .and_then(|mut st| st.query_row(params![year], |r| r.get::<_, u32>(0)))
-            .map(Some)
-            .map_err(sql("read case numbers"));
+            .db()
+            .query_opt(
+                "SELECT COALESCE(MAX(number), 0) FROM case_numbers WHERE year = ?1",
+                params![i64::from(year)],
+                |r| Ok(u32::try_from(r.int(0)?).unwrap_or(0)),
+            )
+            .map_err(at("read case numbers"));
         self.keep(r).unwrap_or(0)
     }
 
@@ -294,12 +326,13 @@ impl RecordedBacking for StoreBacking {
     fn get(&mut self, space: RecSpace, key: &str) -> Option<Vec<u8>> {
         let r = self
             .log
-            .prepare_cached("SELECT value FROM recorded WHERE space = ?1 AND key = ?2")
-            .and_then(|mut st| {
-                st.query_row(params![space.code(), row_key(key)], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(sql("read the log's account"));
+            .db()
+            .query_opt(
+                "SELECT value FROM recorded WHERE space = ?1 AND key = ?2",
+                params![space.code(), &row_key(key)],
+                |r| r.blob(0),
+            )
+            .map_err(at("read the log's account"));
         self.keep(r)
     }
 
@@ -313,10 +346,14 @@ impl StoreBacking {
     pub fn cases_opened_from(&mut self, from: i64) -> Vec<String> {
         let r = self
             .tables
-            .prepare_cached("SELECT id FROM cases WHERE opened_at >= ?1 ORDER BY ord")
-            .and_then(|mut st| st.query_map(params![from], |r| r.get(0))?.collect())
+            .db()
+            .query(
+                "SELECT id FROM cases WHERE opened_at >= ?1 ORDER BY ord",
+                params![from],
+                |r| r.text(0),
+            )
             .map(Some)
-            .map_err(sql("read cases"));
+            .map_err(at("read cases"));
         self.keep(r).unwrap_or_default()
     }
 
@@ -324,14 +361,13 @@ impl StoreBacking {
     pub fn founder_of(&mut self, year: i32, number: u32) -> Option<String> {
         let r = self
             .log
-            .prepare_cached("SELECT founder FROM case_numbers WHERE year = ?1 AND number = ?2")
-            .and_then(|mut st| {
-                st.query_row(params![year, number], |r| {
-                    Ok(hash_hex(&r.get::<_, Vec<u8>>(0)?))
-                })
-                .optional()
-            })
-            .map_err(sql("read case numbers"));
+            .db()
+            .query_opt(
+                "SELECT founder FROM case_numbers WHERE year = ?1 AND number = ?2",
+                params![i64::from(year), number],
+                |r| Ok(hash_hex(&r.blob(0)?)),
+            )
+            .map_err(at("read case numbers"));
         self.keep(r)
     }
 
@@ -339,13 +375,15 @@ impl StoreBacking {
     pub fn clocks_changing(&mut self, from: i64, to: i64) -> Vec<String> {
         let r = self
             .tables
-            .prepare_cached(
+            .db()
+            .query(
                 "SELECT id FROM clocks WHERE valid_to IS NULL AND deadline BETWEEN ?1 AND ?2 \
                  UNION SELECT id FROM clocks WHERE valid_to IS NULL AND stop_key BETWEEN ?1 AND ?2",
+                params![from, to],
+                |r| r.text(0),
             )
-            .and_then(|mut st| st.query_map(params![from, to], |r| r.get(0))?.collect())
             .map(Some)
-            .map_err(sql("read clocks"));
+            .map_err(at("read clocks"));
         self.keep(r).unwrap_or_default()
     }
 
@@ -360,13 +398,13 @@ impl StoreBacking {
         // (from, false, "") sorts just before every message received at `from` (the bound is
         // exclusive, and no content hash is empty).
         let after = after.cloned().unwrap_or((from, false, String::new()));
-        let r = receipts_after(&self.log, Some(&after), limit).map(Some);
+        let r = receipts_after(self.log.db(), Some(&after), limit).map(Some);
         self.keep(r).unwrap_or_default()
     }
 
     /// The body of the event at `seq`.
     pub fn event_body(&mut self, seq: u64) -> Option<Vec<u8>> {
-        let r = super::sqlite::event_body_at(&self.log, seq);
+        let r = self.log.event_body(seq);
         self.keep(r)
     }
 
@@ -416,35 +454,32 @@ const ROW_KEY: usize = 16;
 
 /// The next `limit` received messages after `after` in receipt order: their places and the seqs
 /// of their `message_received` events.
-fn receipts_after(
-    conn: &Connection,
+pub(super) fn receipts_after(
+    db: &mut dyn Db,
     after: Option<&ReceiptKey>,
     limit: usize,
 ) -> Result<Vec<(ReceiptKey, u64)>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(ReceiptKey, u64)> {
+    let map = |r: &dyn Row| -> Result<(ReceiptKey, u64), DbError> {
         Ok((
-            (r.get(0)?, r.get(1)?, hash_hex(&r.get::<_, Vec<u8>>(2)?)),
-            r.get::<_, i64>(3)? as u64,
+            (r.int(0)?, r.int(1)? != 0, hash_hex(&r.blob(2)?)),
+            u64::try_from(r.int(3)?).unwrap_or(0),
         ))
     };
-    let rows: rusqlite::Result<Vec<(ReceiptKey, u64)>> = match after {
-        None => conn
-            .prepare_cached(
-                "SELECT received_at, staff, content_hash, seq FROM receipts \
-                 ORDER BY received_at, staff, content_hash LIMIT ?1",
-            )
-            .and_then(|mut st| st.query_map(params![limit], map)?.collect()),
-        Some((t, s, h)) => conn
-            .prepare_cached(
-                "SELECT received_at, staff, content_hash, seq FROM receipts \
-                 WHERE (received_at, staff, content_hash) > (?1, ?2, ?3) \
-                 ORDER BY received_at, staff, content_hash LIMIT ?4",
-            )
-            .and_then(|mut st| {
-                st.query_map(params![t, s, hash_key(h), limit], map)?
-                    .collect()
-            }),
-    };
-    rows.map_err(sql("read messages in receipt order"))
+    match after {
+        None => db.query(
+            "SELECT received_at, staff, content_hash, seq FROM receipts \
+             ORDER BY received_at, staff, content_hash LIMIT ?1",
+            params![limit],
+            map,
+        ),
+        Some((t, s, h)) => db.query(
+            "SELECT received_at, staff, content_hash, seq FROM receipts \
+             WHERE (received_at, staff, content_hash) > (?1, ?2, ?3) \
+             ORDER BY received_at, staff, content_hash LIMIT ?4",
+            params![*t, *s, &hash_key(h), limit],
+            map,
+        ),
+    }
+    .map_err(at("read messages in receipt order"))
 }

@@ -13,7 +13,7 @@
 //! events (`mail_queued`, `mail_sent`, `mail_failed`), the outbox the bytes and the retry
 //! schedule.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use super::db::{Db, DbError, Row, at, params};
 
 use super::StoreError;
 use crate::domain::model::Timestamp;
@@ -189,10 +189,6 @@ pub struct OutboxSummary {
     pub failed: Vec<OutboxRow>,
 }
 
-fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sql { action, source }
-}
-
 fn secs(t: Timestamp) -> i64 {
     t.unix_timestamp()
 }
@@ -210,32 +206,31 @@ fn unlist(s: &str) -> Vec<String> {
 }
 
 /// Apply `changes` inside the batch's transaction.
-pub(super) fn apply(tx: &Transaction<'_>, changes: &[OutboxChange]) -> Result<(), StoreError> {
+pub(super) fn apply(db: &mut dyn Db, changes: &[OutboxChange]) -> Result<(), StoreError> {
     const ACTION: &str = "write the outbox";
     for c in changes {
         match c {
             OutboxChange::Queue(m) => {
-                let added = tx
-                    .prepare_cached(
+                let (to, clocks) = (list(&m.to), list(&m.clocks));
+                let added = db
+                    .execute(
                         "INSERT INTO outbox (key, kind, message_id, recipients, rate_key, case_id, \
                          clocks, body, queued_at, state, next_attempt_at) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?9) \
                          ON CONFLICT (key) DO NOTHING",
-                    )
-                    .and_then(|mut st| {
-                        st.execute(params![
-                            m.key,
-                            m.kind,
-                            m.message_id,
-                            list(&m.to),
-                            m.rate_key,
-                            m.case,
-                            list(&m.clocks),
-                            m.body,
+                        params![
+                            &m.key,
+                            &m.kind,
+                            &m.message_id,
+                            &to,
+                            &m.rate_key,
+                            &m.case,
+                            &clocks,
+                            &m.body,
                             secs(m.queued_at)
-                        ])
-                    })
-                    .map_err(sql(ACTION))?;
+                        ],
+                    )
+                    .map_err(at(ACTION))?;
                 if added == 0 {
                     // Its mail_queued event is in this batch: refusing keeps the log from
                     // saying a mail was decided twice.
@@ -245,13 +240,13 @@ pub(super) fn apply(tx: &Transaction<'_>, changes: &[OutboxChange]) -> Result<()
                     )));
                 }
             }
-            OutboxChange::Sent { id, at } => {
-                tx.prepare_cached(
+            OutboxChange::Sent { id, at: when } => {
+                db.execute(
                     "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2, \
                      last_error = NULL WHERE id = ?1",
+                    params![*id, secs(*when)],
                 )
-                .and_then(|mut st| st.execute(params![id, secs(*at)]))
-                .map_err(sql(ACTION))?;
+                .map_err(at(ACTION))?;
             }
             OutboxChange::Retry {
                 id,
@@ -259,81 +254,81 @@ pub(super) fn apply(tx: &Transaction<'_>, changes: &[OutboxChange]) -> Result<()
                 next_at,
                 error,
             } => {
-                tx.prepare_cached(
+                db.execute(
                     "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 \
                      WHERE id = ?1",
+                    params![*id, *attempts, secs(*next_at), error],
                 )
-                .and_then(|mut st| st.execute(params![id, attempts, secs(*next_at), error]))
-                .map_err(sql(ACTION))?;
+                .map_err(at(ACTION))?;
             }
             OutboxChange::Failed {
                 id,
-                at,
+                at: when,
                 attempts,
                 error,
             } => {
-                tx.prepare_cached(
+                db.execute(
                     "UPDATE outbox SET state = 'failed', attempts = ?2, done_at = ?3, \
                      last_error = ?4 WHERE id = ?1",
+                    params![*id, *attempts, secs(*when), error],
                 )
-                .and_then(|mut st| st.execute(params![id, attempts, secs(*at), error]))
-                .map_err(sql(ACTION))?;
+                .map_err(at(ACTION))?;
             }
             OutboxChange::CanarySent(c) => {
-                tx.prepare_cached(
+                db.execute(
                     "INSERT INTO canaries (id, to_addr, message_id, sent_at, due_by, send_error) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        c.id,
-                        c.to,
-                        c.message_id,
+                    params![
+                        &c.id,
+                        &c.to,
+                        &c.message_id,
                         secs(c.sent_at),
                         secs(c.due_by),
-                        c.send_error
-                    ])
-                })
-                .map_err(sql(ACTION))?;
+                        &c.send_error
+                    ],
+                )
+                .map_err(at(ACTION))?;
             }
             OutboxChange::CanaryArrived {
                 id,
-                at,
+                at: when,
                 folder,
                 bounce,
             } => {
                 // The first sighting counts; a bounce counts whenever it comes.
-                tx.prepare_cached(
+                db.execute(
                     "UPDATE canaries SET \
-                     arrived_at = CASE WHEN ?4 IS NULL AND arrived_at IS NULL THEN ?2 ELSE arrived_at END, \
-                     folder = CASE WHEN ?4 IS NULL AND arrived_at IS NULL THEN ?3 ELSE folder END, \
+                     arrived_at = CASE WHEN CAST(?4 AS TEXT) IS NULL AND arrived_at IS NULL \
+                                  THEN ?2 ELSE arrived_at END, \
+                     folder = CASE WHEN CAST(?4 AS TEXT) IS NULL AND arrived_at IS NULL \
+                              THEN ?3 ELSE folder END, \
                      bounce = COALESCE(bounce, ?4) WHERE id = ?1",
+                    params![id, secs(*when), folder, bounce],
                 )
-                .and_then(|mut st| st.execute(params![id, secs(*at), folder, bounce]))
-                .map_err(sql(ACTION))?;
+                .map_err(at(ACTION))?;
             }
             OutboxChange::CanaryAlerted { id, problem } => {
-                tx.prepare_cached("UPDATE canaries SET alerted = ?2 WHERE id = ?1")
-                    .and_then(|mut st| st.execute(params![id, problem]))
-                    .map_err(sql(ACTION))?;
+                db.execute(
+                    "UPDATE canaries SET alerted = ?2 WHERE id = ?1",
+                    params![id, problem],
+                )
+                .map_err(at(ACTION))?;
             }
             OutboxChange::AlertState(a) => {
-                tx.prepare_cached(
+                db.execute(
                     "INSERT INTO alert_clocks (clock, first_seen, last_stage, advisory, next_due) \
                      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (clock) DO UPDATE SET \
                      last_stage = excluded.last_stage, advisory = excluded.advisory, \
                      next_due = excluded.next_due",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        a.clock,
+                    params![
+                        &a.clock,
                         secs(a.first_seen),
-                        a.last_stage,
+                        &a.last_stage,
                         a.advisory,
                         a.next_due.map(secs)
-                    ])
-                })
-                .map_err(sql(ACTION))?;
+                    ],
+                )
+                .map_err(at(ACTION))?;
             }
         }
     }
@@ -343,131 +338,139 @@ pub(super) fn apply(tx: &Transaction<'_>, changes: &[OutboxChange]) -> Result<()
 const ROW: &str = "SELECT id, key, kind, message_id, recipients, case_id, clocks, body, queued_at, \
                    state, attempts, next_attempt_at, last_error, done_at FROM outbox";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+fn row(r: &dyn Row) -> Result<OutboxRow, DbError> {
     Ok(OutboxRow {
-        id: r.get(0)?,
-        key: r.get(1)?,
-        kind: r.get(2)?,
-        message_id: r.get(3)?,
-        to: unlist(&r.get::<_, String>(4)?),
-        case: r.get(5)?,
-        clocks: unlist(&r.get::<_, String>(6)?),
-        body: r.get(7)?,
-        queued_at: time_of(r.get(8)?),
-        state: r.get(9)?,
-        attempts: r.get(10)?,
-        next_attempt_at: time_of(r.get(11)?),
-        last_error: r.get(12)?,
-        done_at: r.get::<_, Option<i64>>(13)?.map(time_of),
+        id: r.int(0)?,
+        key: r.text(1)?,
+        kind: r.text(2)?,
+        message_id: r.text(3)?,
+        to: unlist(&r.text(4)?),
+        case: r.opt_text(5)?,
+        clocks: unlist(&r.text(6)?),
+        body: r.blob(7)?,
+        queued_at: time_of(r.int(8)?),
+        state: r.text(9)?,
+        attempts: u32::try_from(r.int(10)?).unwrap_or(u32::MAX),
+        next_attempt_at: time_of(r.int(11)?),
+        last_error: r.opt_text(12)?,
+        done_at: r.opt_int(13)?.map(time_of),
     })
 }
 
 /// Pending mail whose attempt is due at `now`, oldest first, at most `limit`.
 pub(super) fn due(
-    conn: &Connection,
+    db: &mut dyn Db,
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    conn.prepare_cached(&format!(
-        "{ROW} WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
-    ))
-    .and_then(|mut st| {
-        st.query_map(params![secs(now), limit as i64], row)?
-            .collect()
-    })
-    .map_err(sql("read the outbox"))
+    db.query(
+        &format!(
+            "{ROW} WHERE state = 'pending' AND next_attempt_at <= ?1 \
+             ORDER BY next_attempt_at, id LIMIT ?2"
+        ),
+        params![secs(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+        row,
+    )
+    .map_err(at("read the outbox"))
 }
 
 /// When the next pending mail is due, if any is pending.
-pub(super) fn next_attempt(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
-    conn.query_row(
+pub(super) fn next_attempt(db: &mut dyn Db) -> Result<Option<Timestamp>, StoreError> {
+    db.query_opt(
         "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
-        [],
-        |r| r.get::<_, Option<i64>>(0),
+        &[],
+        |r| r.opt_int(0),
     )
-    .map(|t| t.map(time_of))
-    .map_err(sql("read the outbox"))
+    .map(|t| t.flatten().map(time_of))
+    .map_err(at("read the outbox"))
 }
 
-pub(super) fn by_id(conn: &Connection, id: i64) -> Result<Option<OutboxRow>, StoreError> {
-    conn.prepare_cached(&format!("{ROW} WHERE id = ?1"))
-        .and_then(|mut st| st.query_row(params![id], row).optional())
-        .map_err(sql("read the outbox"))
+pub(super) fn by_id(db: &mut dyn Db, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+    db.query_opt(&format!("{ROW} WHERE id = ?1"), params![id], row)
+        .map_err(at("read the outbox"))
 }
 
-pub(super) fn has_key(conn: &Connection, key: &str) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT 1 FROM outbox WHERE key = ?1")
-        .and_then(|mut st| st.exists(params![key]))
-        .map_err(sql("read the outbox"))
+pub(super) fn has_key(db: &mut dyn Db, key: &str) -> Result<bool, StoreError> {
+    db.query_opt("SELECT 1 FROM outbox WHERE key = ?1", params![key], |_| {
+        Ok(())
+    })
+    .map(|r| r.is_some())
+    .map_err(at("read the outbox"))
 }
 
 /// How many mails were queued under `rate_key` since `since`.
 pub(super) fn queued_since(
-    conn: &Connection,
+    db: &mut dyn Db,
     rate_key: &str,
     since: Timestamp,
 ) -> Result<usize, StoreError> {
-    conn.prepare_cached("SELECT COUNT(*) FROM outbox WHERE rate_key = ?1 AND queued_at >= ?2")
-        .and_then(|mut st| st.query_row(params![rate_key, secs(since)], |r| r.get::<_, i64>(0)))
-        .map(|n| n as usize)
-        .map_err(sql("read the outbox"))
+    db.query_opt(
+        "SELECT COUNT(*) FROM outbox WHERE rate_key = ?1 AND queued_at >= ?2",
+        params![rate_key, secs(since)],
+        |r| r.int(0),
+    )
+    .map(|n| usize::try_from(n.unwrap_or(0)).unwrap_or(0))
+    .map_err(at("read the outbox"))
 }
 
 pub(super) fn summary(
-    conn: &Connection,
+    db: &mut dyn Db,
     failed_since: Timestamp,
 ) -> Result<OutboxSummary, StoreError> {
     const ACTION: &str = "read the outbox";
-    let (pending, oldest): (i64, Option<i64>) = conn
-        .query_row(
+    let (pending, oldest) = db
+        .query_opt(
             "SELECT COUNT(*), MIN(queued_at) FROM outbox WHERE state = 'pending'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            &[],
+            |r| Ok((r.int(0)?, r.opt_int(1)?)),
         )
-        .map_err(sql(ACTION))?;
-    let rows = |q: &str, p: i64| -> Result<Vec<OutboxRow>, StoreError> {
-        conn.prepare_cached(q)
-            .and_then(|mut st| st.query_map(params![p], row)?.collect())
-            .map_err(sql(ACTION))
-    };
-    Ok(OutboxSummary {
-        pending: pending as u64,
-        oldest_pending: oldest.map(time_of),
-        retrying: rows(
+        .map_err(at(ACTION))?
+        .unwrap_or_default();
+    let retrying = db
+        .query(
             &format!("{ROW} WHERE state = 'pending' AND attempts >= ?1 ORDER BY id LIMIT 50"),
-            1,
-        )?,
-        failed: rows(
+            params![1i64],
+            row,
+        )
+        .map_err(at(ACTION))?;
+    let failed = db
+        .query(
             &format!("{ROW} WHERE state = 'failed' AND done_at >= ?1 ORDER BY done_at, id"),
-            secs(failed_since),
-        )?,
+            params![secs(failed_since)],
+            row,
+        )
+        .map_err(at(ACTION))?;
+    Ok(OutboxSummary {
+        pending: u64::try_from(pending).unwrap_or(0),
+        oldest_pending: oldest.map(time_of),
+        retrying,
+        failed,
     })
 }
 
 /// The stored alert state of each of `clocks` that has one.
 pub(super) fn alert_states(
-    conn: &Connection,
+    db: &mut dyn Db,
     clocks: &[String],
 ) -> Result<Vec<AlertState>, StoreError> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT first_seen, last_stage, advisory, next_due FROM alert_clocks WHERE clock = ?1",
-        )
-        .map_err(sql("read alert state"))?;
     let mut out = Vec::new();
     for c in clocks {
-        let found = st
-            .query_row(params![c], |r| {
-                Ok(AlertState {
-                    clock: c.clone(),
-                    first_seen: time_of(r.get(0)?),
-                    last_stage: r.get(1)?,
-                    advisory: r.get(2)?,
-                    next_due: r.get::<_, Option<i64>>(3)?.map(time_of),
-                })
-            })
-            .optional()
-            .map_err(sql("read alert state"))?;
+        let found = db
+            .query_opt(
+                "SELECT first_seen, last_stage, advisory, next_due FROM alert_clocks \
+                 WHERE clock = ?1",
+                params![c],
+                |r| {
+                    Ok(AlertState {
+                        clock: c.clone(),
+                        first_seen: time_of(r.int(0)?),
+                        last_stage: r.opt_text(1)?,
+                        advisory: r.int(2)? != 0,
+                        next_due: r.opt_int(3)?.map(time_of),
+                    })
+                },
+            )
+            .map_err(at("read alert state"))?;
         out.extend(found);
     }
     Ok(out)
@@ -476,62 +479,64 @@ pub(super) fn alert_states(
 const CANARY: &str = "SELECT id, to_addr, message_id, sent_at, due_by, send_error, arrived_at, \
                       folder, bounce, alerted FROM canaries";
 
-fn canary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CanaryRow> {
+fn canary_row(r: &dyn Row) -> Result<CanaryRow, DbError> {
     Ok(CanaryRow {
-        id: r.get(0)?,
-        to: r.get(1)?,
-        message_id: r.get(2)?,
-        sent_at: time_of(r.get(3)?),
-        due_by: time_of(r.get(4)?),
-        send_error: r.get(5)?,
-        arrived_at: r.get::<_, Option<i64>>(6)?.map(time_of),
-        folder: r.get(7)?,
-        bounce: r.get(8)?,
-        alerted: r.get(9)?,
+        id: r.text(0)?,
+        to: r.text(1)?,
+        message_id: r.text(2)?,
+        sent_at: time_of(r.int(3)?),
+        due_by: time_of(r.int(4)?),
+        send_error: r.opt_text(5)?,
+        arrived_at: r.opt_int(6)?.map(time_of),
+        folder: r.opt_text(7)?,
+        bounce: r.opt_text(8)?,
+        alerted: r.opt_text(9)?,
     })
 }
 
 /// Canaries whose problems were not alerted yet.
-pub(super) fn canaries_unalerted(conn: &Connection) -> Result<Vec<CanaryRow>, StoreError> {
-    conn.prepare_cached(&format!("{CANARY} WHERE alerted IS NULL ORDER BY sent_at"))
-        .and_then(|mut st| st.query_map([], canary_row)?.collect())
-        .map_err(sql("read canaries"))
+pub(super) fn canaries_unalerted(db: &mut dyn Db) -> Result<Vec<CanaryRow>, StoreError> {
+    db.query(
+        &format!("{CANARY} WHERE alerted IS NULL ORDER BY sent_at"),
+        &[],
+        canary_row,
+    )
+    .map_err(at("read canaries"))
 }
 
 /// The latest canary to each address.
-pub(super) fn canaries_latest(conn: &Connection) -> Result<Vec<CanaryRow>, StoreError> {
-    conn.prepare_cached(&format!(
-        "{CANARY} c WHERE sent_at = (SELECT MAX(sent_at) FROM canaries d WHERE d.to_addr = c.to_addr) \
-         ORDER BY to_addr"
-    ))
-    .and_then(|mut st| st.query_map([], canary_row)?.collect())
-    .map_err(sql("read canaries"))
+pub(super) fn canaries_latest(db: &mut dyn Db) -> Result<Vec<CanaryRow>, StoreError> {
+    db.query(
+        &format!(
+            "{CANARY} c WHERE sent_at = \
+             (SELECT MAX(sent_at) FROM canaries d WHERE d.to_addr = c.to_addr) ORDER BY to_addr"
+        ),
+        &[],
+        canary_row,
+    )
+    .map_err(at("read canaries"))
 }
 
 /// The last arrival of a canary to `to` (and where), if any.
 pub(super) fn canary_last_arrival(
-    conn: &Connection,
+    db: &mut dyn Db,
     to: &str,
 ) -> Result<Option<(Timestamp, String)>, StoreError> {
-    conn.prepare_cached(
+    db.query_opt(
         "SELECT arrived_at, folder FROM canaries WHERE to_addr = ?1 AND arrived_at IS NOT NULL \
          ORDER BY arrived_at DESC LIMIT 1",
+        params![to],
+        |r| Ok((time_of(r.int(0)?), r.opt_text(1)?.unwrap_or_default())),
     )
-    .and_then(|mut st| {
-        st.query_row(params![to], |r| {
-            Ok((
-                time_of(r.get(0)?),
-                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-            ))
-        })
-        .optional()
-    })
-    .map_err(sql("read canaries"))
+    .map_err(at("read canaries"))
 }
 
 /// The clocks whose alert evaluation is due at `now`.
-pub(super) fn clocks_due(conn: &Connection, now: Timestamp) -> Result<Vec<String>, StoreError> {
-    conn.prepare_cached("SELECT clock FROM alert_clocks WHERE next_due <= ?1 ORDER BY next_due")
-        .and_then(|mut st| st.query_map(params![secs(now)], |r| r.get(0))?.collect())
-        .map_err(sql("read alert state"))
+pub(super) fn clocks_due(db: &mut dyn Db, now: Timestamp) -> Result<Vec<String>, StoreError> {
+    db.query(
+        "SELECT clock FROM alert_clocks WHERE next_due <= ?1 ORDER BY next_due",
+        params![secs(now)],
+        |r| r.text(0),
+    )
+    .map_err(at("read alert state"))
 }

@@ -12,7 +12,7 @@
 //!
 //! The table only keeps what it is given: signing and checking are in [`crate::evidence`].
 
-use rusqlite::{Connection, params};
+use super::db::{Db, at, params};
 
 use super::StoreError;
 
@@ -46,44 +46,41 @@ pub struct SignedCheckpoint {
     pub signature: String,
 }
 
-pub(super) fn insert(conn: &Connection, c: &SignedCheckpoint) -> Result<i64, StoreError> {
-    conn.execute(
+pub(super) fn insert(db: &mut dyn Db, c: &SignedCheckpoint) -> Result<i64, StoreError> {
+    db.query_opt(
         "INSERT INTO signed_checkpoints (seq, head_hash, at, key_id, signature) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
         params![
             i64::try_from(c.seq).unwrap_or(i64::MAX),
-            c.head_hash,
-            c.at,
-            c.key_id,
-            c.signature
+            &c.head_hash,
+            &c.at,
+            &c.key_id,
+            &c.signature
         ],
+        |r| r.int(0),
     )
-    .map_err(sql("store a signed checkpoint"))?;
-    Ok(conn.last_insert_rowid())
+    .map_err(at("store a signed checkpoint"))?
+    .ok_or_else(|| StoreError::Value {
+        action: "store a signed checkpoint",
+        detail: "the insert returned no id".into(),
+    })
 }
 
 /// Every checkpoint, in the order they were stored.
-pub(super) fn all(conn: &Connection) -> Result<Vec<SignedCheckpoint>, StoreError> {
-    const ACTION: &str = "read the signed checkpoints";
-    let mut st = conn
-        .prepare(
-            "SELECT id, seq, head_hash, at, key_id, signature FROM signed_checkpoints ORDER BY id",
-        )
-        .map_err(sql(ACTION))?;
-    st.query_map([], |r| {
-        Ok(SignedCheckpoint {
-            id: r.get(0)?,
-            seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(u64::MAX),
-            head_hash: r.get(2)?,
-            at: r.get(3)?,
-            key_id: r.get(4)?,
-            signature: r.get(5)?,
-        })
-    })
-    .and_then(|rows| rows.collect())
-    .map_err(sql(ACTION))
-}
-
-fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sql { action, source }
+pub(super) fn all(db: &mut dyn Db) -> Result<Vec<SignedCheckpoint>, StoreError> {
+    db.query(
+        "SELECT id, seq, head_hash, at, key_id, signature FROM signed_checkpoints ORDER BY id",
+        &[],
+        |r| {
+            Ok(SignedCheckpoint {
+                id: r.int(0)?,
+                seq: u64::try_from(r.int(1)?).unwrap_or(u64::MAX),
+                head_hash: r.text(2)?,
+                at: r.text(3)?,
+                key_id: r.text(4)?,
+                signature: r.text(5)?,
+            })
+        },
+    )
+    .map_err(at("read the signed checkpoints"))
 }

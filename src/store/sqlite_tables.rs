@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Cell, Db, DbError, Param, Row, at, params};
 
 use super::StoreError;
 use super::sqlite_fold::{hash_key, row_key};
@@ -71,123 +71,108 @@ pub(super) const PROJECTION_TABLES: [&str; 5] =
 /// --reindex` empties and `verify` compares with an index made afresh.
 pub(super) const INDEX_TABLES: [&str; 4] = ["event_refs", "receipts", "case_numbers", "recorded"];
 
-fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sql { action, source }
-}
-
 const ACTION: &str = "update cases and clocks";
 
-pub(super) fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")
-        .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
-        .map_err(sql("read meta"))
+pub(super) fn meta_get(db: &mut dyn Db, key: &str) -> Result<Option<String>, StoreError> {
+    db.query_opt("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+        r.text(0)
+    })
+    .map_err(at("read meta"))
 }
 
-pub(super) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub(super) fn meta_set(db: &mut dyn Db, key: &str, value: &str) -> Result<(), StoreError> {
+    db.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
     )
-    .and_then(|mut st| st.execute(params![key, value]))
     .map(drop)
-    .map_err(sql("write meta"))
+    .map_err(at("write meta"))
 }
 
 /// Index each event by what it names, a received message by its place in receipt order, an
 /// opened case by its founder.
 pub(super) fn index_events(
-    conn: &Connection,
+    db: &mut dyn Db,
     events: &[(u64, &EventIndex)],
 ) -> Result<(), StoreError> {
-    let mut refs = conn
-        .prepare_cached(
-            "INSERT INTO event_refs (ref_key, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        )
-        .map_err(sql(ACTION))?;
-    let mut receipts = conn
-        .prepare_cached(
-            "INSERT INTO receipts (received_at, staff, content_hash, seq) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT DO NOTHING",
-        )
-        .map_err(sql(ACTION))?;
-    let mut numbers = conn
-        .prepare_cached(
-            "INSERT INTO case_numbers (founder, year, number) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (founder) DO UPDATE SET year = excluded.year, number = excluded.number",
-        )
-        .map_err(sql(ACTION))?;
-    let mut put = conn
-        .prepare_cached(
-            "INSERT INTO recorded (space, key, value) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",
-        )
-        .map_err(sql(ACTION))?;
-    let mut delete = conn
-        .prepare_cached("DELETE FROM recorded WHERE space = ?1 AND key = ?2")
-        .map_err(sql(ACTION))?;
     for (seq, index) in events {
+        let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
         for (space, key, value) in &index.recorded {
+            let key = row_key(key);
             match value {
-                Some(v) => put.execute(params![space, row_key(key), v]),
-                None => delete.execute(params![space, row_key(key)]),
+                Some(v) => db.execute(
+                    "INSERT INTO recorded (space, key, value) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",
+                    params![*space, &key, v],
+                ),
+                None => db.execute(
+                    "DELETE FROM recorded WHERE space = ?1 AND key = ?2",
+                    params![*space, &key],
+                ),
             }
-            .map_err(sql(ACTION))?;
+            .map_err(at(ACTION))?;
         }
         for r in &index.refs {
-            refs.execute(params![tables::name_key(r), *seq as i64])
-                .map_err(sql(ACTION))?;
+            db.execute(
+                "INSERT INTO event_refs (ref_key, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![tables::name_key(r), seq],
+            )
+            .map_err(at(ACTION))?;
         }
         if let Some(r) = &index.receipt {
-            receipts
-                .execute(params![
-                    r.at_nanos,
-                    r.staff,
-                    hash_key(&r.content_hash),
-                    *seq as i64
-                ])
-                .map_err(sql(ACTION))?;
+            db.execute(
+                "INSERT INTO receipts (received_at, staff, content_hash, seq) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![r.at_nanos, r.staff, &hash_key(&r.content_hash), seq],
+            )
+            .map_err(at(ACTION))?;
         }
         if let Some((founder, case)) = &index.opened
             && let Some((year, number)) = case.year_and_number()
         {
-            numbers
-                .execute(params![hash_key(founder), year, number])
-                .map_err(sql(ACTION))?;
+            db.execute(
+                "INSERT INTO case_numbers (founder, year, number) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (founder) DO UPDATE SET year = excluded.year, \
+                 number = excluded.number",
+                params![&hash_key(founder), i64::from(year), number],
+            )
+            .map_err(at(ACTION))?;
         }
     }
     Ok(())
 }
 
 /// Apply a delta: forget from its truncation point, then keep each version.
-pub(super) fn apply(conn: &Connection, delta: &Delta) -> Result<(), StoreError> {
-    let mut latest: i64 = meta_get(conn, "tables_latest")?
+pub(super) fn apply(db: &mut dyn Db, delta: &Delta) -> Result<(), StoreError> {
+    let mut latest: i64 = meta_get(db, "tables_latest")?
         .and_then(|v| v.parse().ok())
         .unwrap_or(i64::MIN);
     if let Some(t) = delta.truncate_from {
         let t = secs(t);
-        truncate(conn, t)?;
+        truncate(db, t)?;
         latest = latest.min(t);
     }
     for v in &delta.versions {
         latest = latest.max(secs(v.as_of()));
         match v {
-            Version::Clock(c) => put_clock(conn, c)?,
-            Version::Case(c) => put_case(conn, c)?,
-            Version::Fold(f) => super::sqlite_fold::put(conn, f)?,
+            Version::Clock(c) => put_clock(db, c)?,
+            Version::Case(c) => put_case(db, c)?,
+            Version::Fold(f) => super::sqlite_fold::put(db, f)?,
         }
     }
     if latest != i64::MIN {
-        meta_set(conn, "tables_latest", &latest.to_string())?;
+        meta_set(db, "tables_latest", &latest.to_string())?;
     }
     if let Some(t) = delta.evaluated_at {
-        meta_set(conn, "evaluated_at", &t.unix_timestamp_nanos().to_string())?;
+        meta_set(db, "evaluated_at", &t.unix_timestamp_nanos().to_string())?;
     }
     Ok(())
 }
 
 /// Forget every version from `t` on: rows that began then are deleted, rows that ended then
 /// are current again.
-fn truncate(conn: &Connection, t: i64) -> Result<(), StoreError> {
+fn truncate(db: &mut dyn Db, t: i64) -> Result<(), StoreError> {
     for stmt in [
         "DELETE FROM cases WHERE opened_at >= ?1",
         "DELETE FROM case_items WHERE valid_from >= ?1",
@@ -196,71 +181,72 @@ fn truncate(conn: &Connection, t: i64) -> Result<(), StoreError> {
         "UPDATE clocks SET valid_to = NULL WHERE valid_to >= ?1",
         "DELETE FROM case_names WHERE since >= ?1",
     ] {
-        conn.execute(stmt, params![t]).map_err(sql(ACTION))?;
+        db.execute(stmt, params![t]).map_err(at(ACTION))?;
     }
-    super::sqlite_fold::truncate(conn, t)
+    super::sqlite_fold::truncate(db, t)
 }
 
-fn put_clock(conn: &Connection, v: &ClockVersion) -> Result<(), StoreError> {
-    let at = secs(v.as_of);
-    let current: Option<(i64, i64, i64, Vec<u8>)> = conn
-        .prepare_cached(
+type ClockCells = (i64, i64, i64, Vec<u8>);
+
+fn clock_cells(r: &dyn Row) -> Result<ClockCells, DbError> {
+    Ok((r.int(0)?, r.int(1)?, r.int(2)?, r.blob(3)?))
+}
+
+fn put_clock(db: &mut dyn Db, v: &ClockVersion) -> Result<(), StoreError> {
+    let at_ = secs(v.as_of);
+    let id = v.id.as_str();
+    let current = db
+        .query_opt(
             "SELECT valid_from, stop_key, deadline, body FROM clocks \
              WHERE id = ?1 AND valid_to IS NULL",
+            params![id],
+            clock_cells,
         )
-        .and_then(|mut st| {
-            st.query_row(params![v.id.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-        })
-        .map_err(sql(ACTION))?;
-    let same = |row: &tables::ClockRow, c: &(i64, i64, i64, Vec<u8>)| {
+        .map_err(at(ACTION))?;
+    let same = |row: &tables::ClockRow, c: &ClockCells| {
         row.stop_key == c.1 && row.deadline == c.2 && row.body == c.3
     };
     match (&v.row, current) {
         (None, None) => Ok(()),
         (Some(row), Some(c)) if same(row, &c) => Ok(()),
-        (row, Some(c)) if c.0 == at => {
+        (row, Some(c)) if c.0 == at_ => {
             // A second version at the same moment replaces the first; if it equals the one
             // before, that one simply goes on.
-            conn.prepare_cached("DELETE FROM clocks WHERE id = ?1 AND valid_from = ?2")
-                .and_then(|mut st| st.execute(params![v.id.as_str(), at]))
-                .map_err(sql(ACTION))?;
-            let before: Option<(i64, i64, i64, Vec<u8>)> = conn
-                .prepare_cached(
+            db.execute(
+                "DELETE FROM clocks WHERE id = ?1 AND valid_from = ?2",
+                params![id, at_],
+            )
+            .map_err(at(ACTION))?;
+            let before = db
+                .query_opt(
                     "SELECT valid_from, stop_key, deadline, body FROM clocks \
                      WHERE id = ?1 AND valid_to = ?2",
+                    params![id, at_],
+                    clock_cells,
                 )
-                .and_then(|mut st| {
-                    st.query_row(params![v.id.as_str(), at], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })
-                    .optional()
-                })
-                .map_err(sql(ACTION))?;
+                .map_err(at(ACTION))?;
             match (row, before) {
-                (Some(row), Some(b)) if same(row, &b) => conn
-                    .prepare_cached(
+                (Some(row), Some(b)) if same(row, &b) => db
+                    .execute(
                         "UPDATE clocks SET valid_to = NULL WHERE id = ?1 AND valid_from = ?2",
+                        params![id, b.0],
                     )
-                    .and_then(|mut st| st.execute(params![v.id.as_str(), b.0]))
                     .map(drop)
-                    .map_err(sql(ACTION)),
-                (Some(row), _) => insert_clock(conn, v.id.as_str(), at, row),
+                    .map_err(at(ACTION)),
+                (Some(row), _) => insert_clock(db, id, at_, row),
                 (None, _) => Ok(()),
             }
         }
         (row, current) => {
             if current.is_some() {
-                conn.prepare_cached(
+                db.execute(
                     "UPDATE clocks SET valid_to = ?2 WHERE id = ?1 AND valid_to IS NULL",
+                    params![id, at_],
                 )
-                .and_then(|mut st| st.execute(params![v.id.as_str(), at]))
-                .map_err(sql(ACTION))?;
+                .map_err(at(ACTION))?;
             }
             match row {
-                Some(row) => insert_clock(conn, v.id.as_str(), at, row),
+                Some(row) => insert_clock(db, id, at_, row),
                 None => Ok(()),
             }
         }
@@ -268,186 +254,203 @@ fn put_clock(conn: &Connection, v: &ClockVersion) -> Result<(), StoreError> {
 }
 
 fn insert_clock(
-    conn: &Connection,
+    db: &mut dyn Db,
     id: &str,
-    at: i64,
+    at_: i64,
     row: &tables::ClockRow,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    db.execute(
         "INSERT INTO clocks (id, valid_from, valid_to, stop_key, deadline, body) \
          VALUES (?1, ?2, NULL, ?3, ?4, ?5)",
+        params![id, at_, row.stop_key, row.deadline, &row.body],
     )
-    .and_then(|mut st| st.execute(params![id, at, row.stop_key, row.deadline, row.body]))
     .map(drop)
-    .map_err(sql(ACTION))
+    .map_err(at(ACTION))
 }
 
 type ItemKey = (i64, String);
 
-fn put_case(conn: &Connection, v: &CaseVersion) -> Result<(), StoreError> {
-    let at = secs(v.as_of);
-    conn.prepare_cached(
+fn put_case(db: &mut dyn Db, v: &CaseVersion) -> Result<(), StoreError> {
+    let at_ = secs(v.as_of);
+    let id = v.id.as_str();
+    db.execute(
         "INSERT INTO cases (id, ord, opened_at, header) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (id) DO UPDATE SET ord = excluded.ord, opened_at = excluded.opened_at, \
          header = excluded.header",
+        params![id, v.ord, secs(v.opened_at), &v.header],
     )
-    .and_then(|mut st| st.execute(params![v.id.as_str(), v.ord, secs(v.opened_at), v.header]))
-    .map_err(sql(ACTION))?;
-    let mut current: HashMap<ItemKey, (i64, i64, Vec<u8>)> = HashMap::new();
-    {
-        let mut st = conn
-            .prepare_cached(
-                "SELECT kind, item, valid_from, ord, body FROM case_items \
-                 WHERE case_id = ?1 AND valid_to IS NULL",
-            )
-            .map_err(sql(ACTION))?;
-        let rows = st
-            .query_map(params![v.id.as_str()], |r| {
+    .map_err(at(ACTION))?;
+    let mut current: HashMap<ItemKey, (i64, i64, Vec<u8>)> = db
+        .query(
+            "SELECT kind, item, valid_from, ord, body FROM case_items \
+             WHERE case_id = ?1 AND valid_to IS NULL",
+            params![id],
+            |r| {
                 Ok((
-                    (r.get(0)?, item_text(r.get_ref(1)?)),
-                    (r.get(2)?, r.get(3)?, r.get(4)?),
+                    (r.int(0)?, item_text(r.cell(1)?)),
+                    (r.int(2)?, r.int(3)?, r.blob(4)?),
                 ))
-            })
-            .map_err(sql(ACTION))?;
-        for row in rows {
-            let (k, val) = row.map_err(sql(ACTION))?;
-            current.insert(k, val);
-        }
-    }
+            },
+        )
+        .map_err(at(ACTION))?
+        .into_iter()
+        .collect();
     for it in &v.items {
         let key = (it.kind.code(), it.key.clone());
         match current.remove(&key) {
             Some((_, ord, body)) if ord == it.ord && body == it.body => {}
-            Some((from, _, _)) if from == at => {
-                delete_item(conn, v.id.as_str(), &key, at)?;
-                let before = item_ending(conn, v.id.as_str(), &key, at)?;
+            Some((from, _, _)) if from == at_ => {
+                delete_item(db, id, &key, at_)?;
+                let before = item_ending(db, id, &key, at_)?;
                 match before {
                     Some((bfrom, bord, bbody)) if bord == it.ord && bbody == it.body => {
-                        reopen_item(conn, v.id.as_str(), &key, bfrom)?
+                        reopen_item(db, id, &key, bfrom)?
                     }
-                    _ => insert_item(conn, v.id.as_str(), it, at)?,
+                    _ => insert_item(db, id, it, at_)?,
                 }
             }
             Some(_) => {
-                close_item(conn, v.id.as_str(), &key, at)?;
-                insert_item(conn, v.id.as_str(), it, at)?;
+                close_item(db, id, &key, at_)?;
+                insert_item(db, id, it, at_)?;
             }
-            None => insert_item(conn, v.id.as_str(), it, at)?,
+            None => insert_item(db, id, it, at_)?,
         }
     }
     // What the case no longer lists ends here.
     for (key, (from, _, _)) in current {
-        if from == at {
-            delete_item(conn, v.id.as_str(), &key, at)?;
+        if from == at_ {
+            delete_item(db, id, &key, at_)?;
         } else {
-            close_item(conn, v.id.as_str(), &key, at)?;
+            close_item(db, id, &key, at_)?;
         }
     }
-    let mut names = conn
-        .prepare_cached(
+    for n in &v.names {
+        db.execute(
             "INSERT INTO case_names (name_key, case_id, since) VALUES (?1, ?2, ?3) \
              ON CONFLICT DO NOTHING",
+            params![tables::name_key(n), id, at_],
         )
-        .map_err(sql(ACTION))?;
-    for n in &v.names {
-        names
-            .execute(params![tables::name_key(n), v.id.as_str(), at])
-            .map_err(sql(ACTION))?;
+        .map_err(at(ACTION))?;
     }
     Ok(())
 }
 
 /// An item's key as `case_items` keeps it: a content hash (a message's) as its 32 bytes,
 /// anything else as its text. Half the size of the hex digits, in the primary key of the
-/// largest table.
-fn item_value(key: &str) -> rusqlite::types::Value {
-    use rusqlite::types::Value;
-    // Lowercase only, so that reading it back gives the same text.
-    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        Value::Blob(super::sqlite_fold::hash_key(key))
-    } else {
-        Value::Text(key.to_string())
+/// largest table. (PostgreSQL's column is text: [`super::db::Pg`] sends the bytes as the hex
+/// they came from.)
+enum ItemValue {
+    Hash(Vec<u8>),
+    Text(String),
+}
+
+impl ItemValue {
+    fn of(key: &str) -> ItemValue {
+        // Lowercase only, so that reading it back gives the same text.
+        if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            ItemValue::Hash(hash_key(key))
+        } else {
+            ItemValue::Text(key.to_string())
+        }
+    }
+
+    fn param(&self) -> Param<'_> {
+        match self {
+            ItemValue::Hash(b) => Param::Blob(b),
+            ItemValue::Text(t) => Param::Text(t),
+        }
     }
 }
 
-/// An item's key as [`item_value`] stored it, back as text.
-fn item_text(v: rusqlite::types::ValueRef<'_>) -> String {
-    use rusqlite::types::ValueRef;
+/// An item's key as [`ItemValue`] stored it, back as text.
+fn item_text(v: Cell<'_>) -> String {
     match v {
-        ValueRef::Blob(b) => super::sqlite_fold::hash_hex(b),
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(f) => f.to_string(),
-        ValueRef::Null => String::new(),
+        Cell::Blob(b) => super::sqlite_fold::hash_hex(b),
+        Cell::Text(t) => t.to_string(),
+        Cell::Int(i) => i.to_string(),
+        Cell::Null => String::new(),
     }
 }
 
-fn insert_item(conn: &Connection, case: &str, it: &Item, at: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+fn insert_item(db: &mut dyn Db, case: &str, it: &Item, at_: i64) -> Result<(), StoreError> {
+    let item = ItemValue::of(&it.key);
+    db.execute(
         "INSERT INTO case_items (case_id, kind, item, valid_from, valid_to, ord, body) \
          VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)",
+        &[
+            case.into(),
+            it.kind.code().into(),
+            item.param(),
+            at_.into(),
+            it.ord.into(),
+            (&it.body).into(),
+        ],
     )
-    .and_then(|mut st| {
-        st.execute(params![
-            case,
-            it.kind.code(),
-            item_value(&it.key),
-            at,
-            it.ord,
-            it.body
-        ])
-    })
     .map(drop)
-    .map_err(sql(ACTION))
+    .map_err(at(ACTION))
 }
 
-fn close_item(conn: &Connection, case: &str, key: &ItemKey, at: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE case_items SET valid_to = ?4 \
-         WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_to IS NULL",
-    )
-    .and_then(|mut st| st.execute(params![case, key.0, item_value(&key.1), at]))
-    .map(drop)
-    .map_err(sql(ACTION))
-}
-
-fn delete_item(conn: &Connection, case: &str, key: &ItemKey, at: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "DELETE FROM case_items WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_from = ?4",
-    )
-    .and_then(|mut st| st.execute(params![case, key.0, item_value(&key.1), at]))
-    .map(drop)
-    .map_err(sql(ACTION))
-}
-
-fn reopen_item(conn: &Connection, case: &str, key: &ItemKey, from: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE case_items SET valid_to = NULL \
-         WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_from = ?4",
-    )
-    .and_then(|mut st| st.execute(params![case, key.0, item_value(&key.1), from]))
-    .map(drop)
-    .map_err(sql(ACTION))
-}
-
-/// The version of an item that ended at `at`, if any.
-fn item_ending(
-    conn: &Connection,
+/// Run `sql` with the parameters (case, kind, item, time).
+fn item_statement(
+    db: &mut dyn Db,
+    sql: &str,
     case: &str,
     key: &ItemKey,
-    at: i64,
+    t: i64,
+) -> Result<(), StoreError> {
+    let item = ItemValue::of(&key.1);
+    db.execute(sql, &[case.into(), key.0.into(), item.param(), t.into()])
+        .map(drop)
+        .map_err(at(ACTION))
+}
+
+fn close_item(db: &mut dyn Db, case: &str, key: &ItemKey, at_: i64) -> Result<(), StoreError> {
+    item_statement(
+        db,
+        "UPDATE case_items SET valid_to = ?4 \
+         WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_to IS NULL",
+        case,
+        key,
+        at_,
+    )
+}
+
+fn delete_item(db: &mut dyn Db, case: &str, key: &ItemKey, at_: i64) -> Result<(), StoreError> {
+    item_statement(
+        db,
+        "DELETE FROM case_items WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_from = ?4",
+        case,
+        key,
+        at_,
+    )
+}
+
+fn reopen_item(db: &mut dyn Db, case: &str, key: &ItemKey, from: i64) -> Result<(), StoreError> {
+    item_statement(
+        db,
+        "UPDATE case_items SET valid_to = NULL \
+         WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_from = ?4",
+        case,
+        key,
+        from,
+    )
+}
+
+/// The version of an item that ended at `at_`, if any.
+fn item_ending(
+    db: &mut dyn Db,
+    case: &str,
+    key: &ItemKey,
+    at_: i64,
 ) -> Result<Option<(i64, i64, Vec<u8>)>, StoreError> {
-    conn.prepare_cached(
+    let item = ItemValue::of(&key.1);
+    db.query_opt(
         "SELECT valid_from, ord, body FROM case_items \
          WHERE case_id = ?1 AND kind = ?2 AND item = ?3 AND valid_to = ?4",
+        &[case.into(), key.0.into(), item.param(), at_.into()],
+        |r| Ok((r.int(0)?, r.int(1)?, r.blob(2)?)),
     )
-    .and_then(|mut st| {
-        st.query_row(params![case, key.0, item_value(&key.1), at], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()
-    })
-    .map_err(sql(ACTION))
+    .map_err(at(ACTION))
 }
 
 /// A case's header: its place among cases, when it opened, and the encoded header.
@@ -457,74 +460,61 @@ pub(super) struct CaseRow {
     pub header: Vec<u8>,
 }
 
-pub(super) fn case_row(conn: &Connection, id: &str) -> Result<Option<CaseRow>, StoreError> {
-    conn.prepare_cached("SELECT ord, opened_at, header FROM cases WHERE id = ?1")
-        .and_then(|mut st| {
-            st.query_row(params![id], |r| {
-                Ok(CaseRow {
-                    ord: r.get(0)?,
-                    opened_at: r.get(1)?,
-                    header: r.get(2)?,
-                })
+pub(super) fn case_row(db: &mut dyn Db, id: &str) -> Result<Option<CaseRow>, StoreError> {
+    db.query_opt(
+        "SELECT ord, opened_at, header FROM cases WHERE id = ?1",
+        params![id],
+        |r| {
+            Ok(CaseRow {
+                ord: r.int(0)?,
+                opened_at: r.int(1)?,
+                header: r.blob(2)?,
             })
-            .optional()
-        })
-        .map_err(sql("read case"))
+        },
+    )
+    .map_err(at("read case"))
 }
 
-/// A case's items valid at `at`, in the order the case lists them.
-pub(super) fn case_items(conn: &Connection, id: &str, at: i64) -> Result<Vec<Item>, StoreError> {
-    let mut st = conn
-        .prepare_cached(
+/// A case's items valid at `at_`, in the order the case lists them.
+pub(super) fn case_items(db: &mut dyn Db, id: &str, at_: i64) -> Result<Vec<Item>, StoreError> {
+    let rows = db
+        .query(
             "SELECT kind, item, ord, body FROM case_items WHERE case_id = ?1 \
              AND valid_from <= ?2 AND (valid_to IS NULL OR valid_to > ?2) ORDER BY kind, ord",
+            params![id, at_],
+            |r| Ok((r.int(0)?, item_text(r.cell(1)?), r.int(2)?, r.blob(3)?)),
         )
-        .map_err(sql("read case"))?;
-    let rows = st
-        .query_map(params![id, at], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                item_text(r.get_ref(1)?),
-                r.get(2)?,
-                r.get(3)?,
-            ))
-        })
-        .map_err(sql("read case"))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (kind, key, ord, body) = row.map_err(sql("read case"))?;
-        // An unknown kind is from a newer cprwatch: skipped, as the version check says.
-        if let Some(kind) = ItemKind::from_code(kind) {
-            out.push(Item {
-                kind,
+        .map_err(at("read case"))?;
+    // An unknown kind is from a newer cprwatch: skipped, as the version check says.
+    Ok(rows
+        .into_iter()
+        .filter_map(|(kind, key, ord, body)| {
+            Some(Item {
+                kind: ItemKind::from_code(kind)?,
                 key,
                 ord,
                 body,
-            });
-        }
-    }
-    Ok(out)
+            })
+        })
+        .collect())
 }
 
-/// A clock's row valid at `at`.
-pub(super) fn clock_at(
-    conn: &Connection,
-    id: &str,
-    at: i64,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    conn.prepare_cached(
+/// A clock's row valid at `at_`.
+pub(super) fn clock_at(db: &mut dyn Db, id: &str, at_: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    db.query_opt(
         "SELECT body FROM clocks WHERE id = ?1 AND valid_from <= ?2 \
          AND (valid_to IS NULL OR valid_to > ?2)",
+        params![id, at_],
+        |r| r.blob(0),
     )
-    .and_then(|mut st| st.query_row(params![id, at], |r| r.get(0)).optional())
-    .map_err(sql("read clock"))
+    .map_err(at("read clock"))
 }
 
-/// Ids of the clocks open at `at` (no stop by then). `current` says `at` is at or after every
+/// Ids of the clocks open at `at_` (no stop by then). `current` says `at_` is at or after every
 /// version's start, so the current rows are the ones valid then and the index answers.
 pub(super) fn open_clocks(
-    conn: &Connection,
-    at: i64,
+    db: &mut dyn Db,
+    at_: i64,
     current: bool,
 ) -> Result<Vec<String>, StoreError> {
     let q = if current {
@@ -536,62 +526,52 @@ pub(super) fn open_clocks(
          UNION ALL \
          SELECT id FROM clocks WHERE valid_to > ?1 AND valid_from <= ?1 AND stop_key > ?1"
     };
-    let mut st = conn.prepare_cached(q).map_err(sql("read open clocks"))?;
-    st.query_map(params![at], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(sql("read open clocks"))
+    db.query(q, params![at_], |r| r.text(0))
+        .map_err(at("read open clocks"))
 }
 
-/// The cases that list a clock at `at`.
+/// The cases that list a clock at `at_`.
 pub(super) fn cases_of_clock(
-    conn: &Connection,
+    db: &mut dyn Db,
     clock: &str,
-    at: i64,
+    at_: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT case_id FROM case_items WHERE kind = 3 AND item = ?1 \
-             AND valid_from <= ?2 AND (valid_to IS NULL OR valid_to > ?2)",
-        )
-        .map_err(sql("read cases of a clock"))?;
-    st.query_map(params![clock, at], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(sql("read cases of a clock"))
+    db.query(
+        "SELECT case_id FROM case_items WHERE kind = 3 AND item = ?1 \
+         AND valid_from <= ?2 AND (valid_to IS NULL OR valid_to > ?2)",
+        params![clock, at_],
+        |r| r.text(0),
+    )
+    .map_err(at("read cases of a clock"))
 }
 
 /// The cases a name was ever seen in (possibly a few more: the caller checks).
-pub(super) fn cases_named(conn: &Connection, name: &str) -> Result<Vec<String>, StoreError> {
-    let mut st = conn
-        .prepare_cached("SELECT case_id FROM case_names WHERE name_key = ?1")
-        .map_err(sql("search"))?;
-    st.query_map(params![tables::name_key(name)], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(sql("search"))
+pub(super) fn cases_named(db: &mut dyn Db, name: &str) -> Result<Vec<String>, StoreError> {
+    db.query(
+        "SELECT case_id FROM case_names WHERE name_key = ?1",
+        params![tables::name_key(name)],
+        |r| r.text(0),
+    )
+    .map_err(at("search"))
 }
 
 /// The cases opened in `[from, to)` (seconds), in case order. A scan of `cases`, one row per
 /// case: small beside the log, and read once per audit.
-pub(super) fn cases_opened(
-    conn: &Connection,
-    from: i64,
-    to: i64,
-) -> Result<Vec<String>, StoreError> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT id FROM cases WHERE opened_at >= ?1 AND opened_at < ?2 ORDER BY ord, id",
-        )
-        .map_err(sql("read cases opened in a period"))?;
-    st.query_map(params![from, to], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(sql("read cases opened in a period"))
+pub(super) fn cases_opened(db: &mut dyn Db, from: i64, to: i64) -> Result<Vec<String>, StoreError> {
+    db.query(
+        "SELECT id FROM cases WHERE opened_at >= ?1 AND opened_at < ?2 ORDER BY ord, id",
+        params![from, to],
+        |r| r.text(0),
+    )
+    .map_err(at("read cases opened in a period"))
 }
 
 /// Seqs of the events that name `r` (possibly a few more: the caller checks).
-pub(super) fn events_naming(conn: &Connection, r: &str) -> Result<Vec<u64>, StoreError> {
-    let mut st = conn
-        .prepare_cached("SELECT seq FROM event_refs WHERE ref_key = ?1")
-        .map_err(sql("read events of a case"))?;
-    st.query_map(params![tables::name_key(r)], |r| r.get::<_, i64>(0))
-        .and_then(|rows| rows.map(|r| r.map(|s| s as u64)).collect())
-        .map_err(sql("read events of a case"))
+pub(super) fn events_naming(db: &mut dyn Db, r: &str) -> Result<Vec<u64>, StoreError> {
+    db.query(
+        "SELECT seq FROM event_refs WHERE ref_key = ?1",
+        params![tables::name_key(r)],
+        |r| Ok(u64::try_from(r.int(0)?).unwrap_or(0)),
+    )
+    .map_err(at("read events of a case"))
 }
