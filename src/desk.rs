@@ -10,6 +10,7 @@ mod outbox;
 mod revocation;
 mod triage;
 
+use crate::store::Tables;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -190,7 +191,7 @@ impl Desk {
     ) -> Result<Vec<(crate::deciding::clock::Clock, Option<CaseId>)>, DeskError> {
         // Only the service asks, and it runs over SQLite; a memory store (a replay) has no
         // desk to warn.
-        let Some(store) = self.store.as_sqlite() else {
+        let Some(store) = self.store.tables() else {
             return Ok(Vec::new());
         };
         Ok(store
@@ -378,7 +379,7 @@ impl Desk {
 
     /// Cases and clocks as they were at `at`.
     pub fn projection_at(&self, at: Timestamp) -> Projection {
-        match self.store.as_sqlite() {
+        match self.store.tables() {
             Some(store) => project_from_store(store, &self.settings, at).unwrap_or_default(),
             None => self.engine.project_at(at),
         }
@@ -422,7 +423,7 @@ fn index_is_current(built_with: Option<&str>) -> bool {
 /// them; tables never built, or built by another version or with other settings, are derived
 /// afresh. Returns whether it derived them.
 pub fn ensure_tables(
-    store: &mut store::SqliteStore,
+    store: &mut dyn store::Tables,
     settings: &Settings,
 ) -> Result<bool, DeskError> {
     let st = store.tables_state()?;
@@ -453,7 +454,7 @@ pub enum Reindex {
 /// Derive the tables afresh, in place: forget them, index the log again if `reindex` says so,
 /// then derive from the log.
 pub(crate) fn rebuild_tables(
-    store: &mut store::SqliteStore,
+    store: &mut dyn store::Tables,
     settings: &Settings,
     reindex: Reindex,
 ) -> Result<RebuildSummary, DeskError> {
@@ -479,7 +480,7 @@ pub(crate) fn rebuild_tables(
         last_event(&*store, st.head)?
     };
     summary.events = indexed.head;
-    let (log, backing) = (LogReader::of(store)?, store.backing(store.path())?);
+    let (log, backing) = (LogReader::of(store)?, store.backing()?);
     summary.messages = derive_from_store(log, backing, settings, DERIVE_PIECE, |delta| {
         summary.versions += delta.versions.len() as u64;
         store.write_tables(&delta, &[], None)
@@ -664,7 +665,7 @@ fn verify_tables_in_pieces(
             }
             fresh.write_tables(&Default::default(), &index, None)?;
         }
-        let (log, backing) = (LogReader::of(store)?, store.backing(&scratch)?);
+        let (log, backing) = (LogReader::of(store)?, store.backing_over(&scratch)?);
         derive_from_store(log, backing, settings, piece, |delta| {
             for v in &delta.versions {
                 match v {
@@ -755,7 +756,7 @@ fn index_of(e: &Event) -> crate::domain::event::EventIndex {
 
 /// The engine for a store: over it for SQLite, holding the log for the memory store.
 fn make_engine(store: &dyn Store, settings: &Settings) -> Result<Engine, DeskError> {
-    match store.as_sqlite() {
+    match store.tables() {
         Some(s) => stored_engine(s, settings),
         None => restore_engine(store, settings),
     }
@@ -765,7 +766,7 @@ fn make_engine(store: &dyn Store, settings: &Settings) -> Result<Engine, DeskErr
 /// if the last derivation did not finish (the tables are behind the log), the receipt time to
 /// derive again from.
 pub(crate) fn stored_engine(
-    store: &store::SqliteStore,
+    store: &dyn store::Tables,
     settings: &Settings,
 ) -> Result<Engine, DeskError> {
     let (last_fed, messages, evaluated) = store.derivation_state()?;
@@ -788,11 +789,10 @@ pub(crate) fn stored_engine(
             next = last + 1;
         }
     }
-    let path = store.path();
     Ok(Engine::stored(
         settings.clone(),
-        Box::new(store.backing(path)?),
-        Box::new(store.backing(path)?),
+        Box::new(store.backing()?),
+        Box::new(store.backing()?),
         Box::new(LogReader::of(store)?),
         StoredStart {
             last_fed,
@@ -814,9 +814,9 @@ struct LogReader {
 }
 
 impl LogReader {
-    fn of(store: &store::SqliteStore) -> Result<LogReader, DeskError> {
+    fn of(store: &dyn store::Tables) -> Result<LogReader, DeskError> {
         Ok(LogReader {
-            reader: store.backing(store.path())?,
+            reader: store.backing()?,
             bad: None,
         })
     }
@@ -912,7 +912,7 @@ impl LogBacking for LogReader {
 
 /// Cases and clocks as they were at `at`, derived afresh from the messages in the store.
 fn project_from_store(
-    store: &store::SqliteStore,
+    store: &dyn store::Tables,
     settings: &Settings,
     at: Timestamp,
 ) -> Result<Projection, DeskError> {
@@ -984,7 +984,7 @@ pub fn verify_with_evidence(
         )),
         (None, None) => None,
     };
-    let mut checkpoints: Vec<_> = match store.as_sqlite() {
+    let mut checkpoints: Vec<_> = match store.tables() {
         Some(s) => s
             .signed_checkpoints()?
             .into_iter()
@@ -1060,7 +1060,7 @@ pub fn verify_with_evidence(
 /// Refused when the log no longer matches the last checkpoint this key signed (cut back
 /// below it, or another hash at its seq): signing then would vouch for a tampered log.
 pub fn sign_checkpoint(
-    store: &store::SqliteStore,
+    store: &dyn store::Tables,
     key: &ed25519_dalek::SigningKey,
     now: Timestamp,
 ) -> Result<crate::evidence::SignedCheckpoint, DeskError> {

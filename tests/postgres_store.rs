@@ -305,21 +305,51 @@ fn a_newer_schema_is_refused_and_a_foreign_database_too() {
     assert!(err.to_string().contains("no meta table"), "{err}");
 }
 
+fn mail(key: &str) -> cprwatch::store::OutboxChange {
+    cprwatch::store::OutboxChange::Queue(cprwatch::store::NewMail {
+        key: key.into(),
+        kind: "warning".into(),
+        message_id: format!("<{key}@cprwatch.invalid>"),
+        to: vec!["desk@ca.example".into()],
+        rate_key: None,
+        case: Some("CPR-2026-0001".into()),
+        clocks: vec!["revocation:cert:1".into()],
+        body: b"Subject: alert\r\n\r\nbody\r\n".to_vec(),
+        queued_at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+    })
+}
+
 #[test]
-fn a_batch_with_outbox_rows_is_refused_whole() {
+fn outbox_and_check_rows_are_kept_with_their_batch_and_a_refused_one_keeps_nothing() {
     let pg = Postgres::start();
     let mut store = open(&pg);
     let mut b = batch(&["Subject: a\n\n"], &["{\"e\":1}"]);
-    b.outbox = vec![cprwatch::store::OutboxChange::Sent {
-        id: 1,
-        at: time::OffsetDateTime::UNIX_EPOCH,
+    b.outbox = vec![mail("alert/a/warning/desk")];
+    b.checks = vec![cprwatch::store::CheckRow {
+        target: "cert:1".into(),
+        note: Some("no issuer yet".into()),
+        ..Default::default()
     }];
-    let err = store.commit(b).unwrap_err();
+    store.commit(b).unwrap();
+    let later = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(30_000);
+    let tables = store.tables().expect("PostgreSQL keeps the tables");
+    let due = tables.outbox_due(later, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].key, "alert/a/warning/desk");
+    assert_eq!(due[0].state, "pending");
+    assert!(tables.outbox_has("alert/a/warning/desk").unwrap());
+    let checks = tables.check_rows(&["cert:1".into()]).unwrap();
+    assert_eq!(checks[0].note.as_deref(), Some("no issuer yet"));
+
+    // The same mail queued again: the whole batch is refused, its event and message too.
+    let mut again = batch(&["Subject: b\n\n"], &["{\"e\":2}"]);
+    again.outbox = vec![mail("alert/a/warning/desk")];
+    let err = store.commit(again).unwrap_err();
     assert!(matches!(err, StoreError::BadBatch(_)), "{err}");
-    assert!(err.to_string().contains("outbox"), "{err}");
-    // Nothing of it: not the event, not the message.
-    assert!(store.events().unwrap().is_empty());
-    assert_eq!(store.verify().unwrap().messages_checked, 0);
+    assert_eq!(store.events().unwrap().len(), 1);
+    assert_eq!(store.verify().unwrap().messages_checked, 1);
+    let tables = store.tables().unwrap();
+    assert_eq!(tables.outbox_due(later, 10).unwrap().len(), 1);
 }
 
 /// A trigger that runs at `COMMIT` (deferred) and, the first time only, ends its own session:

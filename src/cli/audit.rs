@@ -26,7 +26,7 @@ use crate::domain::ids::ClockId;
 use crate::domain::model::{Command, Timestamp};
 use crate::domain::timefmt;
 use crate::escape;
-use crate::store::{SqliteStore, Store};
+use crate::store::Tables;
 
 /// `audit export --format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub struct Audit {
 
 /// Load the cases opened in `period` as they are at `at`, with their events. Costs what the
 /// period holds, not the whole log.
-pub fn load(store: &SqliteStore, period: Period, at: Timestamp) -> Result<Audit, DeskError> {
+pub fn load(store: &dyn Tables, period: Period, at: Timestamp) -> Result<Audit, DeskError> {
     let projection = lookup::cases_opened(store, period, at)?;
     let events = lookup::events_of_cases(store, &projection.cases)?;
     let head = store.tables_state()?.head;
@@ -155,7 +155,7 @@ fn open(
 ) -> Result<(Audit, Vec<String>), CommandError> {
     let period = period(from, to)?;
     let (_, at, store, mut notes) = commands::tables_at(config_path, at)?;
-    let audit = load(&store, period, at)?;
+    let audit = load(store.as_ref(), period, at)?;
     if audit.projection.cases.is_empty() {
         notes.push(format!(
             "no case was opened from {} to {} (excluded)",

@@ -149,7 +149,7 @@ pub fn status(
     format: Format,
 ) -> Result<Outcome, CommandError> {
     let (config, at, store, notes) = tables_at(config_path, at)?;
-    let parts = StatusParts::read(&config, &store, at)?;
+    let parts = StatusParts::read(&config, store.as_ref(), at)?;
     let problems = parts.problems(at);
     let mut out = Outcome::exit(
         match format {
@@ -182,7 +182,7 @@ pub(crate) struct StatusParts {
 impl StatusParts {
     pub(crate) fn read(
         config: &Config,
-        store: &crate::store::SqliteStore,
+        store: &dyn crate::store::Tables,
         at: Timestamp,
     ) -> Result<StatusParts, CommandError> {
         let mut parts = StatusParts::health(config, store, at)?;
@@ -193,7 +193,7 @@ impl StatusParts {
     /// Everything but the open cases (`p` left empty): the folders, the outbox, the canaries.
     pub(crate) fn health(
         config: &Config,
-        store: &crate::store::SqliteStore,
+        store: &dyn crate::store::Tables,
         at: Timestamp,
     ) -> Result<StatusParts, CommandError> {
         let p = crate::deciding::cases::Projection::default();
@@ -267,7 +267,7 @@ pub(crate) fn case_document(
 /// not rewind it).
 fn canaries(
     config: &Config,
-    store: &crate::store::SqliteStore,
+    store: &dyn crate::store::Tables,
     at: Timestamp,
 ) -> Result<Vec<view::CanaryJson>, CommandError> {
     let latest = store.canaries_latest().map_err(DeskError::from)?;
@@ -298,13 +298,17 @@ fn canaries(
     Ok(out)
 }
 
+type TablesAt = (
+    Config,
+    Timestamp,
+    Box<dyn crate::store::Tables>,
+    Vec<String>,
+);
+
 /// What `status`, `case` and `search` start from: the configuration, the moment asked for,
 /// and the store with its tables ready to read (with notes for stderr if they had to be
 /// rebuilt, or lag the log).
-pub(crate) fn tables_at(
-    config_path: &Path,
-    at: Option<&str>,
-) -> Result<(Config, Timestamp, crate::store::SqliteStore, Vec<String>), CommandError> {
+pub(crate) fn tables_at(config_path: &Path, at: Option<&str>) -> Result<TablesAt, CommandError> {
     let config = config::load(config_path)?;
     let at = parse_at(at)?;
     let mut notes = Vec::new();
@@ -361,7 +365,7 @@ pub fn case(
 ) -> Result<Outcome, CommandError> {
     let (_, at, store, notes) = tables_at(config_path, at)?;
     let wanted = id.trim().to_ascii_uppercase();
-    let Some((p, events)) = lookup::case(&store, &wanted, at)? else {
+    let Some((p, events)) = lookup::case(store.as_ref(), &wanted, at)? else {
         return Err(CommandError::Usage(format!(
             "no case {} at {}; `cprwatch status` lists open cases, `cprwatch search` finds one \
              by certificate, key, Message-Id or address",
@@ -389,7 +393,7 @@ pub fn search(
     format: Format,
 ) -> Result<Outcome, CommandError> {
     let (_, at, store, notes) = tables_at(config_path, at)?;
-    let p = lookup::search(&store, term, at)?;
+    let p = lookup::search(store.as_ref(), term, at)?;
     let found = !p.cases.is_empty();
     let mut out = Outcome::exit(
         match format {

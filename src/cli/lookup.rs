@@ -12,14 +12,14 @@ use crate::deciding::cases::{Case, Projection};
 use crate::desk::{self, DeskError};
 use crate::domain::event::Envelope;
 use crate::domain::model::Timestamp;
-use crate::store::{self, SqliteStore};
+use crate::store::{self, Tables};
 
 /// The store with its tables ready to read: built from the log first if they never were, or
 /// were built by another version or with other settings (once; `note` says so).
-pub fn open(config: &Config, note: &mut Vec<String>) -> Result<SqliteStore, DeskError> {
-    let mut store = store::open_sqlite(&config.store.path)?;
+pub fn open(config: &Config, note: &mut Vec<String>) -> Result<Box<dyn Tables>, DeskError> {
+    let mut store: Box<dyn Tables> = Box::new(store::open_sqlite(&config.store.path)?);
     let settings = desk::settings(config);
-    if desk::ensure_tables(&mut store, &settings)? {
+    if desk::ensure_tables(store.as_mut(), &settings)? {
         note.push(
             "the cases and clocks tables are out of date (a new cprwatch version or changed \
              settings): rebuilt them from the log"
@@ -42,7 +42,7 @@ pub fn open(config: &Config, note: &mut Vec<String>) -> Result<SqliteStore, Desk
 
 /// Load cases by id as they were at `at`, in the order cases are listed, with their clocks.
 fn cases_with_clocks(
-    store: &SqliteStore,
+    store: &dyn Tables,
     ids: impl IntoIterator<Item = String>,
     at: Timestamp,
 ) -> Result<Projection, DeskError> {
@@ -88,7 +88,7 @@ fn cases_with_clocks(
 }
 
 /// The cases with a clock open at `at`, with all their clocks.
-pub fn open_cases(store: &SqliteStore, at: Timestamp) -> Result<Projection, DeskError> {
+pub fn open_cases(store: &dyn Tables, at: Timestamp) -> Result<Projection, DeskError> {
     let open = store.open_clocks_at(at)?;
     cases_with_clocks(store, open.into_iter().flat_map(|(_, cases)| cases), at)
 }
@@ -98,7 +98,7 @@ pub(crate) type CaseEvents = Vec<(u64, Envelope)>;
 
 /// One case as it was at `at`, with its clocks, and the events that concern it.
 pub fn case(
-    store: &SqliteStore,
+    store: &dyn Tables,
     id: &str,
     at: Timestamp,
 ) -> Result<Option<(Projection, CaseEvents)>, DeskError> {
@@ -123,7 +123,7 @@ pub struct LoggedEvent {
 }
 
 /// The events that concern `case` (its own, its messages', its clocks'), in log order.
-pub fn events_of(store: &SqliteStore, case: &Case) -> Result<Vec<LoggedEvent>, DeskError> {
+pub fn events_of(store: &dyn Tables, case: &Case) -> Result<Vec<LoggedEvent>, DeskError> {
     Ok(events_of_cases(store, std::slice::from_ref(case))?
         .pop()
         .unwrap_or_default())
@@ -132,7 +132,7 @@ pub fn events_of(store: &SqliteStore, case: &Case) -> Result<Vec<LoggedEvent>, D
 /// The events that concern each of `cases`, in log order, one list per case. The log is read
 /// once for all of them, in seq order: an event two cases share is read once.
 pub fn events_of_cases(
-    store: &SqliteStore,
+    store: &dyn Tables,
     cases: &[Case],
 ) -> Result<Vec<Vec<LoggedEvent>>, DeskError> {
     let mut wanted = Vec::with_capacity(cases.len());
@@ -186,7 +186,7 @@ pub fn events_of_cases(
 /// The cases opened in `period` as they are at `at`, in case order, with all their clocks
 /// (a case since merged into another is left out: its messages are in that one).
 pub fn cases_opened(
-    store: &SqliteStore,
+    store: &dyn Tables,
     period: crate::deciding::sla::Period,
     at: Timestamp,
 ) -> Result<Projection, DeskError> {
@@ -230,7 +230,7 @@ pub(crate) fn search_names(term: &str) -> Vec<String> {
 }
 
 /// The cases `term` names, as they are at `at`, in case order.
-pub fn search(store: &SqliteStore, term: &str, at: Timestamp) -> Result<Projection, DeskError> {
+pub fn search(store: &dyn Tables, term: &str, at: Timestamp) -> Result<Projection, DeskError> {
     let names = search_names(term);
     let mut ids = Vec::new();
     for n in &names {

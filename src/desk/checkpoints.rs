@@ -24,7 +24,7 @@ impl Desk {
         key: &ed25519_dalek::SigningKey,
         now: Timestamp,
     ) -> Result<SignedCheckpoint, DeskError> {
-        let store = self.store.as_sqlite().ok_or_else(|| {
+        let store = self.store.tables().ok_or_else(|| {
             DeskError::Evidence("checkpoints are kept only in a SQLite store".into())
         })?;
         super::sign_checkpoint(store, key, now)
@@ -33,7 +33,7 @@ impl Desk {
     /// Queue, once each UTC day, a mail of the checkpoints signed in the last two days to
     /// every route taking `digest`. Nothing without `[smtp]`, such a route, or checkpoints.
     pub(crate) fn mail_checkpoints(&mut self, now: Timestamp) -> Result<Vec<Envelope>, DeskError> {
-        let (Some(out), Some(store)) = (self.outbound.as_ref(), self.store.as_sqlite()) else {
+        let (Some(out), Some(store)) = (self.outbound.as_ref(), self.store.tables()) else {
             return Ok(Vec::new());
         };
         let since = now - MAILED_SPAN;
@@ -114,7 +114,7 @@ mod tests {
                 .is_empty(),
             "once a day"
         );
-        let store = desk.store().as_sqlite().unwrap();
+        let store = desk.store().tables().unwrap();
         let row = store
             .outbox_due(t0 + Duration::hours(1), 10)
             .unwrap()

@@ -26,7 +26,7 @@ use crate::domain::ids::{CaseId, ClockId};
 use crate::domain::model::FolderRole;
 use crate::domain::model::Timestamp;
 use crate::notify::compose::{self, Composed};
-use crate::store::{self, AlertState, NewMail, OutboxChange, OutboxRow, SqliteStore};
+use crate::store::{self, AlertState, NewMail, OutboxChange, OutboxRow, Tables};
 
 /// What the configuration says about sending: present only with `[smtp]`, since without a
 /// server nothing is sent, and nothing is queued to flood it later.
@@ -149,7 +149,7 @@ impl Desk {
         now: Timestamp,
         touched: Touched,
     ) -> Result<Vec<Envelope>, DeskError> {
-        let (Some(out), Some(store)) = (self.outbound.as_ref(), self.store.as_sqlite()) else {
+        let (Some(out), Some(store)) = (self.outbound.as_ref(), self.store.tables()) else {
             return Ok(Vec::new());
         };
         let mut ids: BTreeSet<String> = touched.clocks.iter().map(ToString::to_string).collect();
@@ -340,7 +340,7 @@ impl Desk {
     /// in junk, bounced), once; mark those that arrived well as settled.
     fn check_canaries(
         &self,
-        store: &SqliteStore,
+        store: &dyn Tables,
         out: &Outbound,
         now: Timestamp,
         batch: &mut store::Batch,
@@ -388,7 +388,7 @@ impl Desk {
     /// disagree among themselves about (OCSP good, CRL revoked).
     fn check_revocations(
         &self,
-        store: &SqliteStore,
+        store: &dyn Tables,
         out: &Outbound,
         now: Timestamp,
         batch: &mut store::Batch,
@@ -429,7 +429,7 @@ impl Desk {
 
     /// When the last canary to `to` was sent, so a restart keeps the schedule.
     pub(crate) fn canary_last_sent(&self, to: &str) -> Result<Option<Timestamp>, DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
+        let Some(store) = self.store.tables() else {
             return Ok(None);
         };
         Ok(store
@@ -446,7 +446,7 @@ impl Desk {
         sent: CanarySent,
         now: Timestamp,
     ) -> Result<Vec<Envelope>, DeskError> {
-        if self.store.as_sqlite().is_none() {
+        if self.store.tables().is_none() {
             return Ok(Vec::new());
         }
         let mut batch = store::Batch::default();
@@ -486,7 +486,7 @@ impl Desk {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, DeskError> {
-        match self.store.as_sqlite() {
+        match self.store.tables() {
             Some(s) => Ok(s.outbox_due(now, limit)?),
             None => Ok(Vec::new()),
         }
@@ -494,7 +494,7 @@ impl Desk {
 
     /// When the courier should look again.
     pub(crate) fn outbox_next_attempt(&self) -> Result<Option<Timestamp>, DeskError> {
-        match self.store.as_sqlite() {
+        match self.store.tables() {
             Some(s) => Ok(s.outbox_next_attempt()?),
             None => Ok(None),
         }
@@ -509,7 +509,7 @@ impl Desk {
         outcome: Delivery,
         now: Timestamp,
     ) -> Result<Vec<Envelope>, DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
+        let Some(store) = self.store.tables() else {
             return Ok(Vec::new());
         };
         let Some(row) = store.outbox_row(id)? else {
@@ -662,7 +662,7 @@ struct Alert {
 /// Queue `alert` to every route that takes its level and has not had it yet; `write` composes
 /// the mail for one route.
 fn queue_to_routes(
-    store: &SqliteStore,
+    store: &dyn Tables,
     out: &Outbound,
     alert: &Alert,
     now: Timestamp,
@@ -699,7 +699,7 @@ fn queue_to_routes(
 
 /// The case a clock is shown with: its own (a preliminary-report clock), else the first case
 /// that lists it.
-fn case_of(store: &SqliteStore, clock: &Clock, now: Timestamp) -> Option<Case> {
+fn case_of(store: &dyn Tables, clock: &Clock, now: Timestamp) -> Option<Case> {
     let id = match &clock.case {
         Some(c) => c.to_string(),
         None => store
@@ -713,7 +713,7 @@ fn case_of(store: &SqliteStore, clock: &Clock, now: Timestamp) -> Option<Case> {
 
 /// The facts of the message with `content_hash`, from its `message_received` event.
 fn facts_of(
-    store: &SqliteStore,
+    store: &dyn Tables,
     content_hash: &str,
 ) -> Result<Option<crate::domain::event::MessageFacts>, DeskError> {
     for e in store.events_naming(&[content_hash.to_string()])? {

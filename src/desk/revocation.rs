@@ -24,7 +24,7 @@ use crate::domain::event::{Envelope, Event, Observation, ObservedStatus, Revocat
 use crate::domain::ids::{CaseId, Position};
 use crate::domain::model::{CertificateRef, FolderRole, SourceMeta, Timestamp};
 use crate::pipeline::{RawMessage, prepare};
-use crate::store::{self, CheckRow, SqliteStore};
+use crate::store::{self, CheckRow, Tables};
 
 /// One certificate the checker is to look at now.
 #[derive(Clone, Debug)]
@@ -81,7 +81,7 @@ impl Desk {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<CheckJob>, DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
+        let Some(store) = self.store.tables() else {
             return Ok(Vec::new());
         };
         let mut jobs = Vec::new();
@@ -131,7 +131,7 @@ impl Desk {
         touched: &[crate::domain::ids::ClockId],
         now: Timestamp,
     ) -> Result<(), DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
+        let Some(store) = self.store.tables() else {
             return Ok(());
         };
         let mut batch = store::Batch::default();
@@ -163,7 +163,7 @@ impl Desk {
 
     fn job(
         &self,
-        store: &SqliteStore,
+        store: &dyn Tables,
         target: &str,
         cases: &[String],
         row: Option<CheckRow>,
@@ -217,7 +217,7 @@ impl Desk {
         outcomes: Vec<CheckOutcome>,
         now: Timestamp,
     ) -> Result<Vec<Envelope>, DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
+        let Some(store) = self.store.tables() else {
             return Ok(Vec::new());
         };
         let mut batch = store::Batch::default();
@@ -401,7 +401,7 @@ impl Desk {
         now: Timestamp,
         write: impl FnOnce(Head<'_>) -> Result<Vec<u8>, DeskError>,
     ) -> Result<Vec<Envelope>, DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
+        let Some(store) = self.store.tables() else {
             return Ok(Vec::new());
         };
         let clock = format!("revocation:{}", own.clock_target);

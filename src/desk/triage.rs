@@ -91,7 +91,7 @@ impl Desk {
         actions: Vec<(CaseId, Action)>,
         now: Timestamp,
     ) -> Result<(Recorded, Vec<Envelope>), DeskError> {
-        let Some(store) = self.store.as_sqlite() else {
+        let Some(store) = self.store.tables() else {
             return Err(DeskError::Action(
                 "the dashboard acts only on a stored desk".into(),
             ));

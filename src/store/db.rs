@@ -21,7 +21,7 @@ use super::StoreError;
 
 /// A statement's parameter, borrowed from the caller.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Param<'a> {
+pub enum Param<'a> {
     Null,
     Int(i64),
     Text(&'a str),
@@ -104,7 +104,7 @@ pub(crate) use params;
 
 /// One column of a row as the server gave it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Cell<'a> {
+pub enum Cell<'a> {
     Null,
     Int(i64),
     Text(&'a str),
@@ -113,7 +113,7 @@ pub(crate) enum Cell<'a> {
 
 /// Why a statement failed: the server's error, or a value of a type the code does not expect.
 #[derive(Debug)]
-pub(crate) enum DbError {
+pub enum DbError {
     Sqlite(rusqlite::Error),
     Postgres(postgres::Error),
     Value(String),
@@ -158,7 +158,7 @@ pub(crate) fn at(action: &'static str) -> impl FnOnce(DbError) -> StoreError {
 }
 
 /// A row being read.
-pub(crate) trait Row {
+pub trait Row {
     fn cell(&self, i: usize) -> Result<Cell<'_>, DbError>;
 }
 
@@ -209,7 +209,7 @@ fn unexpected(i: usize, wanted: &str, got: Cell<'_>) -> DbError {
 }
 
 /// What both backends can do with a statement. Statements are written with `?1`, `?2`, …
-pub(crate) trait Db {
+pub trait Db {
     /// Run a statement; the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError>;
     /// Run a query, handing each row to `f` until it answers `false`.
@@ -346,11 +346,9 @@ impl Db for rusqlite::Connection {
 
 /// Prepared statements of one PostgreSQL connection, by their `?n` text. Cleared when the
 /// connection is replaced: a statement belongs to the session that prepared it.
-#[allow(dead_code)] // PostgreSQL's tables come next
 #[derive(Default)]
 pub(crate) struct Statements(HashMap<String, postgres::Statement>);
 
-#[allow(dead_code)] // PostgreSQL's tables come next
 impl Statements {
     pub(crate) fn clear(&mut self) {
         self.0.clear();
@@ -371,7 +369,6 @@ impl Statements {
 }
 
 /// `?12` → `$12`, outside string literals: PostgreSQL's placeholders for SQLite's.
-#[allow(dead_code)] // PostgreSQL's tables come next
 pub(crate) fn dollar_params(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut quoted = false;
@@ -390,7 +387,6 @@ pub(crate) fn dollar_params(sql: &str) -> String {
 }
 
 /// A PostgreSQL client or transaction, with its connection's statements, as a [`Db`].
-#[allow(dead_code)] // PostgreSQL's tables come next
 pub(crate) struct Pg<'a, C: postgres::GenericClient> {
     pub(crate) client: &'a mut C,
     pub(crate) statements: &'a mut Statements,
@@ -479,6 +475,58 @@ impl<C: postgres::GenericClient> Db for Pg<'_, C> {
             }
         }
         Ok(())
+    }
+}
+
+/// A PostgreSQL connection of its own (a projector's reader), connecting again when the
+/// server closed it: a restarted server costs the statement that found it gone, not the
+/// reader.
+pub(crate) struct PgConn {
+    client: Option<postgres::Client>,
+    statements: Statements,
+    connect: Box<dyn Fn() -> Result<postgres::Client, DbError> + Send>,
+}
+
+impl PgConn {
+    pub(crate) fn new(
+        connect: Box<dyn Fn() -> Result<postgres::Client, DbError> + Send>,
+    ) -> Result<PgConn, DbError> {
+        Ok(PgConn {
+            client: Some(connect()?),
+            statements: Statements::default(),
+            connect,
+        })
+    }
+
+    /// The live connection, with its statements.
+    pub(crate) fn live(&mut self) -> Result<Pg<'_, postgres::Client>, DbError> {
+        if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
+            self.statements.clear();
+            self.client = None;
+            self.client = Some((self.connect)()?);
+        }
+        match self.client.as_mut() {
+            Some(client) => Ok(Pg {
+                client,
+                statements: &mut self.statements,
+            }),
+            None => Err(DbError::Value("no connection".into())),
+        }
+    }
+}
+
+impl Db for PgConn {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
+        self.live()?.execute(sql, params)
+    }
+
+    fn each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        f: &mut dyn FnMut(&dyn Row) -> Result<bool, DbError>,
+    ) -> Result<(), DbError> {
+        self.live()?.each(sql, params, f)
     }
 }
 

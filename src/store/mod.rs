@@ -26,26 +26,30 @@ pub mod chain;
 mod checkpointer;
 #[doc(hidden)]
 pub mod contract;
-pub(crate) mod db;
+#[doc(hidden)]
+pub mod db;
 mod memory;
 mod message;
 mod postgres;
 pub mod postgres_connect;
+mod postgres_tables;
 mod sqlite;
 mod sqlite_checks;
 mod sqlite_fold;
 mod sqlite_outbox;
 mod sqlite_signed;
 mod sqlite_tables;
+mod tables;
 
 pub use memory::MemoryStore;
 pub use message::{MessageCodec, NewMessage};
 pub use postgres::PostgresStore;
-pub use sqlite::{SqliteStore, TablesState, event_body};
+pub use sqlite::{SqliteStore, event_body};
 pub use sqlite_checks::CheckRow;
 pub use sqlite_fold::StoreBacking;
 pub use sqlite_outbox::{AlertState, CanaryRow, NewMail, OutboxChange, OutboxRow, OutboxSummary};
 pub use sqlite_signed::SignedCheckpoint;
+pub use tables::{Tables, TablesState};
 
 use std::collections::HashSet;
 
@@ -183,7 +187,17 @@ pub trait Store: Send {
     fn message_codec(&self) -> Option<MessageCodec> {
         None
     }
-    /// The SQLite store behind this one, if it is one (the engine then works over it).
+    /// The tables beside the log, if this store keeps them (the engine then works over
+    /// them; the memory store, a replay, keeps none).
+    fn tables(&self) -> Option<&dyn Tables> {
+        None
+    }
+    /// The same, to write (a rebuild).
+    fn tables_mut(&mut self) -> Option<&mut dyn Tables> {
+        None
+    }
+    /// The SQLite store behind this one, if it is one (what only SQLite does: `verify`'s
+    /// scratch comparison, page housekeeping).
     fn as_sqlite(&self) -> Option<&SqliteStore> {
         None
     }

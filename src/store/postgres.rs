@@ -38,7 +38,10 @@
 //! reconnecting, so a batch that did commit is not appended a second time. (With a single
 //! writer. Two writers are what the leader lease will fence.)
 
+use super::db::{Db, Pg, Statements};
 use super::postgres_connect::{self, PgConnectError};
+use super::sqlite_fold::{Reader, StoreBacking};
+use super::tables::Tables;
 use super::{
     BadEvent, BadMessage, Batch, Checkpoint, FolderState, MessageCodec, Store, StoreError,
     StoredEvent, Verification, body, chain,
@@ -105,7 +108,7 @@ CREATE TABLE folder_states (
 "#;
 
 /// Each step brings the schema one version up: `MIGRATIONS[n]` from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, super::postgres_tables::SCHEMA_TABLES];
 
 /// The advisory lock key migrations hold ("cprw" in ASCII), so instances starting together
 /// against an empty database do not both create the tables.
@@ -121,6 +124,8 @@ pub struct PostgresStore {
     ca_file: Option<PathBuf>,
     /// `None` after a broken connection: the next operation connects again.
     client: RefCell<Option<Client>>,
+    /// The prepared statements of the shared SQL on that connection.
+    statements: RefCell<Statements>,
     /// Untrained: messages are deflated with the mail vocabulary (module doc).
     codec: MessageCodec,
 }
@@ -303,6 +308,7 @@ impl PostgresStore {
             password: password.to_string(),
             ca_file: ca_file.map(Path::to_path_buf),
             client: RefCell::new(None),
+            statements: RefCell::default(),
             codec: MessageCodec::default(),
         };
         store.run("schema check", |client| store.ensure_schema(client))?;
@@ -325,7 +331,11 @@ impl PostgresStore {
         loop {
             let client = match slot.take() {
                 Some(c) if !c.is_closed() => slot.insert(c),
-                _ => slot.insert(self.connect()?),
+                _ => {
+                    // Statements belong to the session that prepared them.
+                    self.statements.borrow_mut().clear();
+                    slot.insert(self.connect()?)
+                }
             };
             match f(client) {
                 Ok(v) => return Ok(v),
@@ -431,6 +441,7 @@ impl PostgresStore {
     /// be told from one lost before.
     fn commit_once(
         client: &mut Client,
+        statements: &mut Statements,
         batch: &Batch,
         messages: &[MessageRow],
         token: &str,
@@ -592,6 +603,15 @@ impl PostgresStore {
                 .map_err(pg(ACTION))?;
             }
         }
+        super::tables::write_beside(
+            &mut Pg {
+                client: &mut tx,
+                statements,
+            },
+            batch,
+            &appended,
+            head.as_ref().map(|(s, _)| *s),
+        )?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('last_commit', $1) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -701,11 +721,6 @@ impl Store for PostgresStore {
     }
 
     fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError> {
-        if !batch.outbox.is_empty() || !batch.checks.is_empty() {
-            return Err(StoreError::BadBatch(
-                "the PostgreSQL store keeps no outbox or revocation checks yet".into(),
-            ));
-        }
         // Compressed once, before any attempt: the same rows however often it is tried.
         let messages: Vec<MessageRow> = batch
             .messages
@@ -731,7 +746,14 @@ impl Store for PostgresStore {
                     return Ok(appended);
                 }
             }
-            Self::commit_once(client, &batch, &messages, &token, &mut at_commit)
+            Self::commit_once(
+                client,
+                &mut self.statements.borrow_mut(),
+                &batch,
+                &messages,
+                &token,
+                &mut at_commit,
+            )
         });
         match tried {
             // The retry's own connection broke during COMMIT too: one last look.
@@ -946,5 +968,146 @@ impl Store for PostgresStore {
 
     fn message_codec(&self) -> Option<MessageCodec> {
         Some(self.codec.clone())
+    }
+
+    fn tables(&self) -> Option<&dyn Tables> {
+        Some(self)
+    }
+
+    fn tables_mut(&mut self) -> Option<&mut dyn Tables> {
+        Some(self)
+    }
+
+    fn tables_through(&self) -> Result<Option<u64>, StoreError> {
+        let mut through = None;
+        self.with_db(&mut |db| {
+            through =
+                super::sqlite_tables::meta_get(db, "tables_through")?.and_then(|v| v.parse().ok());
+            Ok(())
+        })?;
+        Ok(through)
+    }
+}
+
+impl PostgresStore {
+    /// Run `f` in one transaction of the shared SQL.
+    fn write_db<T>(
+        &self,
+        action: &'static str,
+        mut f: impl FnMut(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.run(action, |client| {
+            let mut tx = client.transaction().map_err(pg(action))?;
+            let out = f(&mut Pg {
+                client: &mut tx,
+                statements: &mut self.statements.borrow_mut(),
+            })?;
+            tx.commit().map_err(pg(action))?;
+            Ok(out)
+        })
+    }
+
+    /// A connection of its own for a projector's reader.
+    fn reader(&self) -> Result<PgReader, StoreError> {
+        let (url, password, ca_file) = (
+            self.url.clone(),
+            self.password.clone(),
+            self.ca_file.clone(),
+        );
+        let conn = super::db::PgConn::new(Box::new(move || {
+            postgres_connect::connect(&url, &password, ca_file.as_deref())
+                .map_err(|e| super::db::DbError::Value(e.to_string()))
+        }))
+        .map_err(|e| e.at("open a reader"))?;
+        Ok(PgReader(conn))
+    }
+}
+
+/// A projector's reader on PostgreSQL ([`Reader`]).
+struct PgReader(super::db::PgConn);
+
+impl Reader for PgReader {
+    fn db(&mut self) -> &mut dyn Db {
+        &mut self.0
+    }
+
+    fn event_body(&mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        const ACTION: &str = "read events";
+        let live = self.0.live().map_err(|e| e.at(ACTION))?;
+        let row = live
+            .client
+            .query_opt(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = $1"),
+                &[&seq_to_sql(seq)],
+            )
+            .map_err(pg(ACTION))?;
+        match row {
+            Some(r) => {
+                let r = EventRow::from_row(&r);
+                decode_body(live.client, &r.body, r.encoding, r.size)
+                    .map(Some)
+                    .map_err(|problem| StoreError::CorruptEvent { seq, problem })
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl Tables for PostgresStore {
+    fn with_db(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Db) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.run("read the tables", |client| {
+            f(&mut Pg {
+                client,
+                statements: &mut self.statements.borrow_mut(),
+            })
+        })
+    }
+
+    fn events_at(
+        &self,
+        seqs: &std::collections::BTreeSet<u64>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            out.extend(self.events_from(seq, 1)?);
+        }
+        Ok(out)
+    }
+
+    fn backing(&self) -> Result<StoreBacking, StoreError> {
+        Ok(StoreBacking::over(
+            Box::new(self.reader()?),
+            Box::new(self.reader()?),
+        ))
+    }
+
+    fn reset_tables(&mut self, index: bool) -> Result<(), StoreError> {
+        self.write_db("reset tables", |db| super::tables::reset(db, index))
+    }
+
+    fn write_tables(
+        &mut self,
+        delta: &crate::deciding::tables::Delta,
+        event_index: &[(u64, crate::domain::event::EventIndex)],
+        done: Option<(u64, &str)>,
+    ) -> Result<(), StoreError> {
+        self.write_db("rebuild tables", |db| {
+            super::tables::write_piece(db, delta, event_index, done)
+        })
+    }
+
+    fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
+        self.write_db("record how the tables were built", |db| {
+            super::sqlite_tables::meta_set(db, "tables_built_with", built_with)
+        })
+    }
+
+    fn add_signed_checkpoint(&self, c: &super::SignedCheckpoint) -> Result<i64, StoreError> {
+        self.write_db("store a signed checkpoint", |db| {
+            super::sqlite_signed::insert(db, c)
+        })
     }
 }

@@ -25,11 +25,12 @@ use super::body::{self, Encoding};
 use super::checkpointer::Checkpointer;
 use super::db::Lite;
 use super::message::{Dictionaries, MessageCodec, Trained};
-use super::sqlite_checks::{self as checks_sql, CheckRow, SCHEMA_V10};
-use super::sqlite_fold::{ReceiptKey, SCHEMA_V5, StoreBacking};
-use super::sqlite_outbox::{self as outbox_sql, SCHEMA_V8};
+use super::sqlite_checks::SCHEMA_V10;
+use super::sqlite_fold::{SCHEMA_V5, StoreBacking};
+use super::sqlite_outbox::SCHEMA_V8;
 use super::sqlite_signed::{self as signed_sql, SCHEMA_V9, SignedCheckpoint};
 use super::sqlite_tables::{self as tables_sql, SCHEMA_V4};
+use super::tables::Tables;
 use super::{
     BadEvent, BadMessage, Batch, Checkpoint, FolderState, Store, StoreError, StoredEvent,
     Verification, chain,
@@ -42,10 +43,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::deciding::cases::Case;
-use crate::deciding::clock::Clock;
 use crate::deciding::tables::Delta;
-use crate::domain::model::Timestamp;
 
 /// Bytes of write-ahead log past which the writer checkpoints and truncates it itself (see
 /// [`SqliteStore::checkpoint_in_background`]).
@@ -657,56 +655,8 @@ impl SqliteStore {
 
     /// A [`Backing`](crate::deciding::fold::Backing) for a projector deriving into the tables of
     /// the store at `tables` (this store's own file, or a scratch file), with this store's log.
-    pub(crate) fn backing(&self, tables: &Path) -> Result<StoreBacking, StoreError> {
+    pub(crate) fn backing_over(&self, tables: &Path) -> Result<StoreBacking, StoreError> {
         StoreBacking::open(&self.path, tables)
-    }
-
-    /// Every case number the log handed out, by founder.
-    pub(crate) fn case_numbers(&self) -> Result<crate::deciding::threading::Assigned, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT founder, year, number FROM case_numbers")
-            .map_err(sql("read case numbers"))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((
-                    super::sqlite_fold::hash_hex(&r.get::<_, Vec<u8>>(0)?),
-                    crate::domain::ids::CaseId::new(r.get(1)?, r.get(2)?),
-                ))
-            })
-            .map_err(sql("read case numbers"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sql("read case numbers"))
-    }
-
-    /// Where a derivation stands: the last message in receipt order, how many messages there
-    /// are, and when clocks were last compared with the log.
-    pub(crate) fn derivation_state(
-        &self,
-    ) -> Result<(Option<ReceiptKey>, u64, Option<i64>), StoreError> {
-        let last: Option<ReceiptKey> = self
-            .conn
-            .query_row(
-                "SELECT received_at, staff, content_hash FROM receipts \
-                 ORDER BY received_at DESC, staff DESC, content_hash DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        super::sqlite_fold::hash_hex(&r.get::<_, Vec<u8>>(2)?),
-                    ))
-                },
-            )
-            .optional()
-            .map_err(sql("read derivation state"))?;
-        let count: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM receipts", [], |r| r.get(0))
-            .map_err(sql("read derivation state"))?;
-        let evaluated = tables_sql::meta_get(&mut Lite(&self.conn), "evaluated_at")?
-            .and_then(|v| v.parse().ok());
-        Ok((last, count as u64, evaluated))
     }
 
     /// The file this store lives in.
@@ -1328,6 +1278,14 @@ impl Store for SqliteStore {
         Some(self)
     }
 
+    fn tables(&self) -> Option<&dyn Tables> {
+        Some(self)
+    }
+
+    fn tables_mut(&mut self) -> Option<&mut dyn Tables> {
+        Some(self)
+    }
+
     fn events_from(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let mut st = self
             .conn
@@ -1435,7 +1393,7 @@ impl Store for SqliteStore {
         )
     }
 
-    fn commit(&mut self, batch: Batch) -> Result<Vec<StoredEvent>, StoreError> {
+    fn commit(&mut self, mut batch: Batch) -> Result<Vec<StoredEvent>, StoreError> {
         const ACTION: &str = "commit";
         // Table versions count too (about a quarter page each, with their index entries): a
         // derivation commits nothing else for minutes, and the log must not grow meanwhile.
@@ -1589,8 +1547,10 @@ impl Store for SqliteStore {
                 .map_err(sql(ACTION))?;
             let head = head.map(|(seq, hash)| (u64::try_from(seq).unwrap_or(0), hash));
             let last = batch.events.len();
-            let appended =
-                chain::extend(head.as_ref().map(|(s, h)| (*s, h.as_str())), batch.events);
+            let appended = chain::extend(
+                head.as_ref().map(|(s, h)| (*s, h.as_str())),
+                std::mem::take(&mut batch.events),
+            );
             let mut insert_event = tx
                 .prepare_cached(
                     "INSERT INTO events (seq, body, prev_hash, hash, encoding, size) \
@@ -1629,23 +1589,12 @@ impl Store for SqliteStore {
                     ])
                     .map_err(sql(ACTION))?;
             }
-            let refs: Vec<(u64, &EventIndex)> = appended
-                .iter()
-                .zip(&batch.event_index)
-                .map(|(e, r)| (e.seq, r))
-                .collect();
-            tables_sql::index_events(&mut Lite(&tx), &refs)?;
-            if !batch.tables.is_empty() {
-                tables_sql::apply(&mut Lite(&tx), &batch.tables)?;
-            }
-            if batch.tables.complete {
-                let through = appended
-                    .last()
-                    .map(|e| e.seq)
-                    .or(head.as_ref().map(|(s, _)| *s))
-                    .unwrap_or(0);
-                tables_sql::meta_set(&mut Lite(&tx), "tables_through", &through.to_string())?;
-            }
+            super::tables::write_beside(
+                &mut Lite(&tx),
+                &batch,
+                &appended,
+                head.as_ref().map(|(s, _)| *s),
+            )?;
             let mut upsert_checkpoint = tx
                 .prepare_cached(
                     "INSERT INTO imap_checkpoints (mailbox, folder, uidvalidity, last_uid) \
@@ -1658,8 +1607,6 @@ impl Store for SqliteStore {
                     .execute(params![cp.mailbox, cp.folder, cp.uidvalidity, cp.last_uid])
                     .map_err(sql(ACTION))?;
             }
-            outbox_sql::apply(&mut Lite(&tx), &batch.outbox)?;
-            checks_sql::apply(&mut Lite(&tx), &batch.checks)?;
             appended
         };
         tx.commit().map_err(sql(ACTION))?;
@@ -1864,20 +1811,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// How far the projection tables are built, and with what.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TablesState {
-    /// The build the tables were derived with ([`crate::deciding::tables`] format and the settings that
-    /// shape them); `None` when they were never built.
-    pub built_with: Option<String>,
-    /// The last event whose effect they hold.
-    pub through: Option<u64>,
-    /// The latest moment any version starts at (seconds): from then on the current rows hold.
-    pub latest: Option<i64>,
-    /// The last event in the log.
-    pub head: u64,
-}
-
 /// Rows that differ between two stores' tables, described: in the log's index, and in the
 /// projection.
 #[derive(Debug, Default)]
@@ -1886,374 +1819,27 @@ pub(crate) struct TableDifferences {
     pub tables: Vec<String>,
 }
 
-/// The signed checkpoints of the log ([`super::sqlite_signed`]).
-impl SqliteStore {
-    /// Keep a signed checkpoint; returns its id.
-    pub fn add_signed_checkpoint(&self, c: &SignedCheckpoint) -> Result<i64, StoreError> {
+impl Tables for SqliteStore {
+    fn with_db(
+        &self,
+        f: &mut dyn FnMut(&mut dyn super::db::Db) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        f(&mut Lite(&self.conn))
+    }
+
+    fn backing(&self) -> Result<StoreBacking, StoreError> {
+        self.backing_over(&self.path)
+    }
+
+    fn add_signed_checkpoint(&self, c: &SignedCheckpoint) -> Result<i64, StoreError> {
         signed_sql::insert(&mut Lite(&self.conn), c)
-    }
-
-    /// Every signed checkpoint, in the order they were stored.
-    pub fn signed_checkpoints(&self) -> Result<Vec<SignedCheckpoint>, StoreError> {
-        signed_sql::all(&mut Lite(&self.conn))
-    }
-}
-
-/// Revocation checks ([`super::sqlite_checks`]): the rows change only through a batch.
-impl SqliteStore {
-    pub(crate) fn check_rows(&self, targets: &[String]) -> Result<Vec<CheckRow>, StoreError> {
-        checks_sql::rows(&mut Lite(&self.conn), targets)
-    }
-
-    pub(crate) fn checks_due(
-        &self,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        checks_sql::due(&mut Lite(&self.conn), now, limit)
-    }
-
-    pub(crate) fn check_rows_answered(&self) -> Result<Vec<CheckRow>, StoreError> {
-        checks_sql::answered(&mut Lite(&self.conn))
-    }
-}
-
-/// The outbox and the alert state ([`super::sqlite_outbox`]); changed only through a batch.
-impl SqliteStore {
-    /// Pending mail due at `now`, oldest first.
-    pub(crate) fn outbox_due(
-        &self,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<super::OutboxRow>, StoreError> {
-        outbox_sql::due(&mut Lite(&self.conn), now, limit)
-    }
-
-    /// When the next pending mail is due.
-    pub(crate) fn outbox_next_attempt(&self) -> Result<Option<Timestamp>, StoreError> {
-        outbox_sql::next_attempt(&mut Lite(&self.conn))
-    }
-
-    pub(crate) fn outbox_row(&self, id: i64) -> Result<Option<super::OutboxRow>, StoreError> {
-        outbox_sql::by_id(&mut Lite(&self.conn), id)
-    }
-
-    pub(crate) fn outbox_has(&self, key: &str) -> Result<bool, StoreError> {
-        outbox_sql::has_key(&mut Lite(&self.conn), key)
-    }
-
-    pub(crate) fn outbox_queued_since(
-        &self,
-        rate_key: &str,
-        since: Timestamp,
-    ) -> Result<usize, StoreError> {
-        outbox_sql::queued_since(&mut Lite(&self.conn), rate_key, since)
-    }
-
-    /// Pending, retrying, and failed since `failed_since`.
-    pub(crate) fn outbox_summary(
-        &self,
-        failed_since: Timestamp,
-    ) -> Result<super::OutboxSummary, StoreError> {
-        outbox_sql::summary(&mut Lite(&self.conn), failed_since)
-    }
-
-    pub(crate) fn alert_states(
-        &self,
-        clocks: &[String],
-    ) -> Result<Vec<super::AlertState>, StoreError> {
-        outbox_sql::alert_states(&mut Lite(&self.conn), clocks)
-    }
-
-    /// Canaries whose problems were not alerted yet.
-    pub(crate) fn canaries_unalerted(&self) -> Result<Vec<super::CanaryRow>, StoreError> {
-        outbox_sql::canaries_unalerted(&mut Lite(&self.conn))
-    }
-
-    /// The latest canary to each address.
-    pub(crate) fn canaries_latest(&self) -> Result<Vec<super::CanaryRow>, StoreError> {
-        outbox_sql::canaries_latest(&mut Lite(&self.conn))
-    }
-
-    /// The last arrival of a canary to `to`, and the role of its folder.
-    pub(crate) fn canary_last_arrival(
-        &self,
-        to: &str,
-    ) -> Result<Option<(Timestamp, String)>, StoreError> {
-        outbox_sql::canary_last_arrival(&mut Lite(&self.conn), to)
-    }
-
-    /// Clocks whose alert evaluation is due at `now`.
-    pub(crate) fn alert_clocks_due(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        outbox_sql::clocks_due(&mut Lite(&self.conn), now)
-    }
-}
-
-/// Counts for `/metrics`, each one query.
-impl SqliteStore {
-    /// Messages recorded per place they were read from (a position without its last part:
-    /// `imap:<mailbox>/<folder>/<uidvalidity>/`, `maildir:<dir>/<folder>/`, …).
-    pub(crate) fn positions_per_place(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.conn
-            .prepare_cached(
-                "SELECT l.place, COUNT(*) FROM position_names n \
-                 JOIN position_places l ON l.id = n.place GROUP BY l.place ORDER BY l.place",
-            )
-            .and_then(|mut st| {
-                st.query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })?
-                .collect()
-            })
-            .map_err(sql("count messages per folder"))
-    }
-
-    /// The clocks, as the tables hold them now, whose deadline passed at `now` before they
-    /// stopped (breached, or met late), by kind (the part of the id before `:`).
-    pub(crate) fn breaches_by_kind(
-        &self,
-        now: Timestamp,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        self.conn
-            .prepare_cached(
-                "SELECT substr(id, 1, instr(id, ':') - 1), COUNT(*) FROM clocks \
-                 WHERE valid_to IS NULL AND deadline < stop_key AND deadline < ?1 GROUP BY 1",
-            )
-            .and_then(|mut st| {
-                st.query_map(params![crate::deciding::tables::secs(now)], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })?
-                .collect()
-            })
-            .map_err(sql("count breached clocks"))
-    }
-
-    /// The clocks the tables hold now that no stop closed by `now` and some case lists: what
-    /// `status` shows at `now`, without reading the cases (one query, for `/metrics`).
-    pub(crate) fn open_clocks_now(&self, now: Timestamp) -> Result<Vec<Clock>, StoreError> {
-        let rows: Vec<(String, Vec<u8>)> = self
-            .conn
-            .prepare_cached(
-                "SELECT c.id, c.body FROM clocks c WHERE c.valid_to IS NULL AND c.stop_key > ?1 \
-                 AND EXISTS (SELECT 1 FROM case_items i WHERE i.kind = 3 AND i.item = c.id \
-                 AND i.valid_to IS NULL)",
-            )
-            .and_then(|mut st| {
-                st.query_map(params![crate::deciding::tables::secs(now)], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect()
-            })
-            .map_err(sql("read open clocks"))?;
-        rows.into_iter()
-            .map(|(id, body)| {
-                crate::deciding::tables::clock_from_row(&id, &body).map_err(StoreError::from)
-            })
-            .collect()
-    }
-
-    /// The clocks open at `now` (as [`Self::open_clocks_now`]), each with the first case, in
-    /// case order, that lists it, read from that case's header alone (id, reporter, subject,
-    /// opened; no messages, certificates or clocks): the dashboard's rows without reading every
-    /// item of every open case.
-    pub(crate) fn open_clocks_with_case(
-        &self,
-        now: Timestamp,
-    ) -> Result<Vec<(Clock, Case)>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, String)> = self
-            .conn
-            .prepare_cached(
-                "SELECT c.id, c.body, (SELECT i.case_id FROM case_items i \
-                 JOIN cases k ON k.id = i.case_id WHERE i.kind = 3 AND i.item = c.id \
-                 AND i.valid_to IS NULL ORDER BY k.ord LIMIT 1) AS first \
-                 FROM clocks c WHERE c.valid_to IS NULL AND c.stop_key > ?1 AND first IS NOT NULL",
-            )
-            .and_then(|mut st| {
-                st.query_map(params![crate::deciding::tables::secs(now)], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect()
-            })
-            .map_err(sql("read open clocks"))?;
-        let mut headers: std::collections::HashMap<String, Case> = Default::default();
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, body, case_id) in rows {
-            let clock = crate::deciding::tables::clock_from_row(&id, &body)?;
-            if !headers.contains_key(&case_id) {
-                let Some(row) = tables_sql::case_row(&mut Lite(&self.conn), &case_id)? else {
-                    continue;
-                };
-                let case = crate::deciding::tables::case_from_rows(
-                    &case_id,
-                    row.opened_at,
-                    &row.header,
-                    &[],
-                )?;
-                headers.insert(case_id.clone(), case);
-            }
-            out.push((clock, headers[&case_id].clone()));
-        }
-        Ok(out)
-    }
-
-    /// Mail failed for good, ever.
-    pub(crate) fn outbox_failed_count(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FROM outbox WHERE state = 'failed'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(sql("count failed mail"))
-    }
-}
-
-/// The projection tables: what `status`, `case` and `search` read.
-impl SqliteStore {
-    pub(crate) fn tables_state(&self) -> Result<TablesState, StoreError> {
-        let head: Option<i64> = self
-            .conn
-            .query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))
-            .map_err(sql("read tables state"))?;
-        Ok(TablesState {
-            built_with: tables_sql::meta_get(&mut Lite(&self.conn), "tables_built_with")?,
-            through: self.tables_through()?,
-            latest: tables_sql::meta_get(&mut Lite(&self.conn), "tables_latest")?
-                .and_then(|v| v.parse().ok()),
-            head: head.map_or(0, |h| h as u64),
-        })
-    }
-
-    /// The case as it was at `at` (`None` if it did not exist then, or never).
-    pub(crate) fn case_at(
-        &self,
-        id: &str,
-        at: Timestamp,
-    ) -> Result<Option<(i64, Case)>, StoreError> {
-        let Some(row) = tables_sql::case_row(&mut Lite(&self.conn), id)? else {
-            return Ok(None);
-        };
-        let at = crate::deciding::tables::secs(at);
-        if row.opened_at > at {
-            return Ok(None);
-        }
-        let items = tables_sql::case_items(&mut Lite(&self.conn), id, at)?;
-        let case = crate::deciding::tables::case_from_rows(id, row.opened_at, &row.header, &items)?;
-        Ok(Some((row.ord, case)))
-    }
-
-    /// The clock as it was at `at`.
-    pub(crate) fn clock_at(&self, id: &str, at: Timestamp) -> Result<Option<Clock>, StoreError> {
-        tables_sql::clock_at(&mut Lite(&self.conn), id, crate::deciding::tables::secs(at))?
-            .map(|body| {
-                crate::deciding::tables::clock_from_row(id, &body).map_err(StoreError::from)
-            })
-            .transpose()
-    }
-
-    /// The clocks the tables hold now that are running at `now` with a deadline by `until`,
-    /// each with the first case that lists it.
-    pub(crate) fn clocks_due(
-        &self,
-        now: Timestamp,
-        until: Timestamp,
-    ) -> Result<Vec<(Clock, Option<String>)>, StoreError> {
-        let (t, u) = (
-            crate::deciding::tables::secs(now),
-            crate::deciding::tables::secs(until),
-        );
-        let rows: Vec<(String, Vec<u8>)> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, body FROM clocks WHERE valid_to IS NULL AND deadline >= ?1 \
-                 AND deadline <= ?2 AND stop_key > ?1 ORDER BY deadline, id",
-            )
-            .and_then(|mut st| {
-                st.query_map(params![t, u], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            })
-            .map_err(sql("read clocks due"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, body) in rows {
-            let clock = crate::deciding::tables::clock_from_row(&id, &body)?;
-            let case = tables_sql::cases_of_clock(&mut Lite(&self.conn), &id, i64::MAX - 1)?
-                .into_iter()
-                .min();
-            out.push((clock, case));
-        }
-        Ok(out)
-    }
-
-    /// The cases that list clock `id` at `at`.
-    pub(crate) fn cases_of_clock(
-        &self,
-        id: &str,
-        at: Timestamp,
-    ) -> Result<Vec<String>, StoreError> {
-        tables_sql::cases_of_clock(&mut Lite(&self.conn), id, crate::deciding::tables::secs(at))
-    }
-
-    /// The clocks open at `at`, each with the cases that list it then.
-    pub(crate) fn open_clocks_at(
-        &self,
-        at: Timestamp,
-    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
-        let t = crate::deciding::tables::secs(at);
-        let latest: Option<i64> = tables_sql::meta_get(&mut Lite(&self.conn), "tables_latest")?
-            .and_then(|v| v.parse().ok());
-        let current = latest.is_none_or(|l| t >= l);
-        let ids = tables_sql::open_clocks(&mut Lite(&self.conn), t, current)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let cases = tables_sql::cases_of_clock(&mut Lite(&self.conn), &id, t)?;
-            out.push((id, cases));
-        }
-        Ok(out)
-    }
-
-    /// The cases a name (certificate or key reference, Message-Id, address, case id) was seen
-    /// in. May include a case that merely shares an index key: check the case.
-    pub(crate) fn cases_named(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        tables_sql::cases_named(&mut Lite(&self.conn), name)
-    }
-
-    /// The cases opened in `[from, to)`, in case order, for an audit of that period. May list
-    /// a case since merged into another, which [`Self::case_at`] shows without messages.
-    pub(crate) fn cases_opened_between(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<String>, StoreError> {
-        tables_sql::cases_opened(
-            &mut Lite(&self.conn),
-            crate::deciding::tables::secs(from),
-            crate::deciding::tables::secs(to),
-        )
-    }
-
-    /// The events that name any of `refs` (and possibly a few more: check them), in seq order.
-    pub(crate) fn events_naming(&self, refs: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
-        self.events_at(&self.event_seqs_naming(refs)?)
-    }
-
-    /// The seqs of the events that name any of `refs` (and possibly a few more).
-    pub(crate) fn event_seqs_naming(
-        &self,
-        refs: &[String],
-    ) -> Result<std::collections::BTreeSet<u64>, StoreError> {
-        let mut seqs = std::collections::BTreeSet::new();
-        for r in refs {
-            seqs.extend(tables_sql::events_naming(&mut Lite(&self.conn), r)?);
-        }
-        Ok(seqs)
     }
 
     /// The events with these seqs, in seq order (a seq beyond the log is skipped). A run of
     /// consecutive seqs carries each one's hash to the next; only the first of a run works its
     /// predecessor's hash out from the last whole one, so reading many events of a period
     /// costs about one body each.
-    pub(crate) fn events_at(
+    fn events_at(
         &self,
         seqs: &std::collections::BTreeSet<u64>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
@@ -2285,31 +1871,18 @@ impl SqliteStore {
 
     /// Empty the projection tables before they are derived again, and with `index` the log's
     /// index too.
-    pub(crate) fn reset_tables(&mut self, index: bool) -> Result<(), StoreError> {
+    fn reset_tables(&mut self, index: bool) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("reset tables"))?;
-        let index_tables: &[&str] = if index {
-            &tables_sql::INDEX_TABLES
-        } else {
-            &[]
-        };
-        for t in tables_sql::PROJECTION_TABLES.iter().chain(index_tables) {
-            tx.execute(&format!("DELETE FROM {t}"), [])
-                .map_err(sql("reset tables"))?;
-        }
-        tx.execute(
-            "DELETE FROM meta WHERE key IN ('tables_through', 'tables_latest', 'tables_built_with')",
-            [],
-        )
-        .map_err(sql("reset tables"))?;
+        super::tables::reset(&mut Lite(&tx), index)?;
         tx.commit().map_err(sql("reset tables"))
     }
 
     /// Write one piece of a re-derivation: versions and the event index, in one transaction.
     /// With `done`, the tables are complete through `through`, built with `built_with`.
-    pub(crate) fn write_tables(
+    fn write_tables(
         &mut self,
         delta: &Delta,
         event_index: &[(u64, EventIndex)],
@@ -2319,29 +1892,26 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("rebuild tables"))?;
-        let refs: Vec<(u64, &EventIndex)> = event_index.iter().map(|(s, r)| (*s, r)).collect();
-        tables_sql::index_events(&mut Lite(&tx), &refs)?;
-        tables_sql::apply(&mut Lite(&tx), delta)?;
-        if let Some((through, built_with)) = done {
-            tables_sql::meta_set(&mut Lite(&tx), "tables_through", &through.to_string())?;
-            tables_sql::meta_set(&mut Lite(&tx), "tables_built_with", built_with)?;
-        }
+        super::tables::write_piece(&mut Lite(&tx), delta, event_index, done)?;
         tx.commit().map_err(sql("rebuild tables"))?;
         self.checkpoint_in_background(delta.versions.len() * 256);
         Ok(())
     }
 
+    /// Record what the tables were built with (after the engine derived them itself).
+    fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
+        tables_sql::meta_set(&mut Lite(&self.conn), "tables_built_with", built_with)
+    }
+}
+
+/// What only the SQLite store does with its tables.
+impl SqliteStore {
     /// Keep at most `kib` KiB of pages in this connection's cache (a scratch store that is
     /// written once, then read in order).
     pub(crate) fn limit_cache(&self, kib: i64) -> Result<(), StoreError> {
         self.conn
             .pragma_update(None, "cache_size", -kib)
             .map_err(sql("set the page cache"))
-    }
-
-    /// Record what the tables were built with (after the engine derived them itself).
-    pub(crate) fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
-        tables_sql::meta_set(&mut Lite(&self.conn), "tables_built_with", built_with)
     }
 
     /// Compare the projection tables and the log's index with those of another store file (a

@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::domain::event::ClockState;
 use crate::domain::model::Timestamp;
 use crate::domain::timefmt;
-use crate::store::SqliteStore;
+use crate::store::Tables;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindState {
@@ -99,7 +99,7 @@ fn folder_of(config: &Config, place: &str) -> (String, String) {
 
 /// Every metric, as OpenMetrics text.
 pub(crate) fn render(
-    store: &SqliteStore,
+    store: &dyn Tables,
     config: &Config,
     at: Timestamp,
     last_tick: Option<Timestamp>,

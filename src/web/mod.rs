@@ -35,7 +35,7 @@ use crate::config::{Config, WebConfig};
 use crate::domain::model::Timestamp;
 use crate::service::folder_sync::Request;
 use crate::service::shutdown::Shutdown;
-use crate::store::SqliteStore;
+use crate::store::Tables;
 
 /// Why the web server cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ impl Health {
 pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub web: Arc<WebConfig>,
-    pub store: Arc<Mutex<SqliteStore>>,
+    pub store: Arc<Mutex<Box<dyn Tables>>>,
     pub auth: Arc<auth::Auth>,
     pub health: Arc<Health>,
     /// The key reporter links are made with.
@@ -113,13 +113,13 @@ impl AppState {
     /// async workers).
     pub(crate) async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&SqliteStore, &Config) -> Result<T, String> + Send + 'static,
+        f: impl FnOnce(&dyn Tables, &Config) -> Result<T, String> + Send + 'static,
     ) -> Result<T, Response> {
         let store = self.store.clone();
         let config = self.config.clone();
         let r = tokio::task::spawn_blocking(move || {
             let s = store.lock().unwrap_or_else(|p| p.into_inner());
-            f(&s, &config)
+            f(s.as_ref(), &config)
         })
         .await;
         match r {
@@ -157,7 +157,9 @@ impl Server {
         let Some(web) = config.web.clone() else {
             return Ok(None);
         };
-        let store = tokio::task::block_in_place(|| crate::store::open_sqlite(&config.store.path))?;
+        let store: Box<dyn Tables> = Box::new(tokio::task::block_in_place(|| {
+            crate::store::open_sqlite(&config.store.path)
+        })?);
         let link_key = tokio::task::block_in_place(|| reporter::key(&config, &web))
             .map_err(WebError::Secret)?;
         let api_token = match &web.api_token {
