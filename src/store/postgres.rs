@@ -36,8 +36,15 @@
 //! itself, the client cannot know whether the server committed: every commit writes a token of
 //! its own into `meta` (`last_commit`) in its transaction, and the store looks for it after
 //! reconnecting, so a batch that did commit is not appended a second time. (With a single
-//! writer. Two writers are what the leader lease will fence.)
+//! writer. Two writers are what the leader lease fences: see below.)
+//!
+//! **Leader lease.** Instances sharing the database elect a leader with the lease of
+//! [`super::lease`] ([`PostgresStore::acquire_or_renew`]). A store given the leader's fence
+//! ([`PostgresStore::fence`]) checks the lease in the transaction of every write and refuses
+//! with [`StoreError::NotLeader`], writing nothing, once it lost it; its commit token is then
+//! its own (`last_commit:<instance>`), so two writers never read each other's.
 
+use super::lease::{self, Fence, InstanceId, LeaderInfo, Lease};
 use super::postgres_connect::{self, PgConnectError};
 use super::{
     BadEvent, BadMessage, Batch, Checkpoint, FolderState, MessageCodec, Store, StoreError,
@@ -105,7 +112,7 @@ CREATE TABLE folder_states (
 "#;
 
 /// Each step brings the schema one version up: `MIGRATIONS[n]` from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, lease::SCHEMA_V2_LEASES];
 
 /// The advisory lock key migrations hold ("cprw" in ASCII), so instances starting together
 /// against an empty database do not both create the tables.
@@ -123,6 +130,8 @@ pub struct PostgresStore {
     client: RefCell<Option<Client>>,
     /// Untrained: messages are deflated with the mail vocabulary (module doc).
     codec: MessageCodec,
+    /// The lease every write checks ([`PostgresStore::fence`]); `None`: the only writer.
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -304,6 +313,7 @@ impl PostgresStore {
             ca_file: ca_file.map(Path::to_path_buf),
             client: RefCell::new(None),
             codec: MessageCodec::default(),
+            fence: None,
         };
         store.run("schema check", |client| store.ensure_schema(client))?;
         Ok(store)
@@ -433,7 +443,8 @@ impl PostgresStore {
         client: &mut Client,
         batch: &Batch,
         messages: &[MessageRow],
-        token: &str,
+        (token_key, token): (&str, &str),
+        fence: Option<&Fence>,
         at_commit: &mut Option<Vec<StoredEvent>>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         const ACTION: &str = "commit";
@@ -442,6 +453,8 @@ impl PostgresStore {
         // SQLite's IMMEDIATE transaction.
         tx.batch_execute("LOCK TABLE events IN EXCLUSIVE MODE")
             .map_err(pg(ACTION))?;
+        // Still the leader, and kept so until this commits (a paused former leader stops here).
+        lease::check_fence(&mut tx, fence)?;
         {
             let exists = tx
                 .prepare("SELECT 1 FROM messages WHERE content_hash = $1")
@@ -593,9 +606,9 @@ impl PostgresStore {
             }
         }
         tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('last_commit', $1) \
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&token],
+            &[&token_key, &token],
         )
         .map_err(pg(ACTION))?;
         *at_commit = Some(appended.clone());
@@ -605,13 +618,58 @@ impl PostgresStore {
 
     /// Whether the commit with `token` is the last one the server holds (after a connection
     /// lost during `COMMIT`).
-    fn committed(&self, token: &str) -> Result<bool, StoreError> {
+    fn committed(&self, (token_key, token): (&str, &str)) -> Result<bool, StoreError> {
         self.run("check the last commit", |client| {
             Ok(client
-                .query_opt("SELECT value FROM meta WHERE key = 'last_commit'", &[])
+                .query_opt("SELECT value FROM meta WHERE key = $1", &[&token_key])
                 .map_err(pg("check the last commit"))?
                 .is_some_and(|r| r.get::<_, &str>(0) == token))
         })
+    }
+}
+
+/// The leader lease ([`super::lease`]): taken, renewed, read and released on the server's
+/// clock; each a statement of its own, reconnecting once as every operation does.
+impl PostgresStore {
+    /// Take the leader lease for `instance` for `ttl` (by the server's clock) if nobody holds
+    /// it or its holder's expiry has passed, or renew it if `instance` holds it. `None` when
+    /// another instance holds it ([`PostgresStore::leader`] says who). The lease's epoch is the
+    /// fence for this store's writes: [`PostgresStore::fence`] with [`Lease::fence`].
+    pub fn acquire_or_renew(
+        &self,
+        instance: &InstanceId,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.run("take or renew the leader lease", |client| {
+            lease::acquire_or_renew(client, instance, ttl)
+        })
+    }
+
+    /// Who holds the leader lease, or held it last (`live` says whether it still runs);
+    /// `None` when no instance ever took it.
+    pub fn leader(&self) -> Result<Option<LeaderInfo>, StoreError> {
+        self.run("read the leader lease", lease::leader)
+    }
+
+    /// Hand the lease over at once (clean shutdown): it expires now, if `fence` still holds
+    /// it. Whether it did.
+    pub fn release(&self, fence: &Fence) -> Result<bool, StoreError> {
+        self.run("release the leader lease", |client| {
+            lease::release(client, fence)
+        })
+    }
+
+    /// Make every write of this store (commits, folder states) check, in its transaction, that
+    /// `fence` still holds the leader lease, and refuse with [`StoreError::NotLeader`] when not.
+    /// A leader that loses the lease keeps its (now stale) fence, so a write it still tries is
+    /// refused; `None` is for a store that is the only writer (one instance, `store copy`).
+    pub fn fence(&mut self, fence: Option<Fence>) {
+        self.fence = fence;
+    }
+
+    /// The fence this store's writes check, if any.
+    pub fn fenced_by(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 }
 
@@ -719,24 +777,27 @@ impl Store for PostgresStore {
             })
             .collect();
         let token = commit_token();
+        let token_key = lease::commit_token_key(self.fence.as_ref());
+        let token = (token_key.as_str(), token.as_str());
+        let fence = self.fence.as_ref();
         let mut at_commit = None;
         let tried = self.run("commit", |client| {
             if let Some(appended) = at_commit.take() {
                 // The last attempt lost its connection during COMMIT: it may have committed.
                 let done = client
-                    .query_opt("SELECT value FROM meta WHERE key = 'last_commit'", &[])
+                    .query_opt("SELECT value FROM meta WHERE key = $1", &[&token.0])
                     .map_err(pg("check the last commit"))?
-                    .is_some_and(|r| r.get::<_, &str>(0) == token);
+                    .is_some_and(|r| r.get::<_, &str>(0) == token.1);
                 if done {
                     return Ok(appended);
                 }
             }
-            Self::commit_once(client, &batch, &messages, &token, &mut at_commit)
+            Self::commit_once(client, &batch, &messages, token, fence, &mut at_commit)
         });
         match tried {
             // The retry's own connection broke during COMMIT too: one last look.
             Err(e) if at_commit.is_some() && matches!(e, StoreError::Postgres { .. }) => {
-                match self.committed(&token) {
+                match self.committed(token) {
                     Ok(true) => Ok(at_commit.unwrap_or_default()),
                     _ => Err(e),
                 }
@@ -798,25 +859,27 @@ impl Store for PostgresStore {
     }
 
     fn set_folder_state(&mut self, st: &FolderState) -> Result<(), StoreError> {
+        let fence = self.fence.as_ref();
         self.run("record folder state", |client| {
-            client
-                .execute(
-                    "INSERT INTO folder_states \
+            let mut tx = client.transaction().map_err(pg("record folder state"))?;
+            lease::check_fence(&mut tx, fence)?;
+            tx.execute(
+                "INSERT INTO folder_states \
                      (mailbox, folder, role, last_sync_at, last_error, last_error_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (mailbox, folder) DO UPDATE SET \
                      role = excluded.role, last_sync_at = excluded.last_sync_at, \
                      last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-                    &[
-                        &st.mailbox,
-                        &st.folder,
-                        &st.role,
-                        &st.last_sync_at,
-                        &st.last_error,
-                        &st.last_error_at,
-                    ],
-                )
-                .map(drop)
-                .map_err(pg("record folder state"))
+                &[
+                    &st.mailbox,
+                    &st.folder,
+                    &st.role,
+                    &st.last_sync_at,
+                    &st.last_error,
+                    &st.last_error_at,
+                ],
+            )
+            .map_err(pg("record folder state"))?;
+            tx.commit().map_err(pg("record folder state"))
         })
     }
 
