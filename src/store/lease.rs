@@ -269,12 +269,8 @@ pub(super) fn check_fence(
     let Some(fence) = fence else {
         return Ok(());
     };
-    // Whole milliseconds, at least one (0 would turn the timeout off); a number, so no quoting.
-    let idle_ms = fence.ttl.as_millis().clamp(1, i32::MAX as u128);
-    tx.batch_execute(&format!(
-        "SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
-    ))
-    .map_err(pg(ACTION))?;
+    tx.batch_execute(&idle_limit(Some(fence)))
+        .map_err(pg(ACTION))?;
     // statement_timestamp(), not now(): the transaction may have waited for the events lock,
     // and the lease must be live when the write goes ahead, not when it started waiting.
     let held = tx
@@ -304,6 +300,21 @@ pub(super) fn check_fence(
             None => "nobody has taken it".into(),
         },
     })
+}
+
+/// The statement (with its `;`) that ends this session should it sit idle in the current
+/// transaction for longer than the fence's TTL (module doc); nothing without a fence. A write
+/// that takes locks before [`check_fence`] sends it in the same batch as the first of them, so
+/// there is no moment at which a paused leader holds a lock without the limit.
+pub(super) fn idle_limit(fence: Option<&Fence>) -> String {
+    match fence {
+        // Whole milliseconds, at least one (0 would turn the limit off); a number, no quoting.
+        Some(f) => format!(
+            "SET LOCAL idle_in_transaction_session_timeout = {}; ",
+            f.ttl.as_millis().clamp(1, i32::MAX as u128)
+        ),
+        None => String::new(),
+    }
 }
 
 /// The `meta` key of the commit token (`postgres` module doc): one per holder when fenced, so
@@ -371,5 +382,22 @@ mod tests {
             OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000).unwrap()
         );
         assert_eq!(duration_of_micros(-5), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_idle_limit_is_the_ttl_and_only_for_a_fenced_write() {
+        let fence = |ttl| Fence {
+            holder: InstanceId::new("a").unwrap(),
+            epoch: 1,
+            ttl,
+        };
+        assert_eq!(idle_limit(None), "");
+        assert_eq!(
+            idle_limit(Some(&fence(Duration::from_secs(15)))),
+            "SET LOCAL idle_in_transaction_session_timeout = 15000; "
+        );
+        // Never 0, which would mean no limit at all.
+        assert!(idle_limit(Some(&fence(Duration::from_micros(10)))).ends_with("= 1; "));
+        assert!(idle_limit(Some(&fence(Duration::MAX))).ends_with(&format!("= {}; ", i32::MAX)));
     }
 }

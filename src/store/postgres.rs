@@ -451,8 +451,12 @@ impl PostgresStore {
         let mut tx = client.transaction().map_err(pg(ACTION))?;
         // One writer at a time (readers go on): the head read below cannot go stale, as with
         // SQLite's IMMEDIATE transaction.
-        tx.batch_execute("LOCK TABLE events IN EXCLUSIVE MODE")
-            .map_err(pg(ACTION))?;
+        // (Fenced: with the idle limit, so a leader paused here holds no lock past its lease.)
+        tx.batch_execute(&format!(
+            "{}LOCK TABLE events IN EXCLUSIVE MODE",
+            lease::idle_limit(fence)
+        ))
+        .map_err(pg(ACTION))?;
         // Still the leader, and kept so until this commits (a paused former leader stops here).
         lease::check_fence(&mut tx, fence)?;
         {
