@@ -3,7 +3,9 @@
 //! database, only one holds the lease; renewals keep its epoch; the other takes it, with the
 //! next epoch, only once it expired by the server's clock, or at once when it was released; a
 //! former leader's write (its fence names the old epoch) is refused whole and never retried; the
-//! lease survives a restart of the server; each fenced writer keeps its own commit token.
+//! lease survives a restart of the server; each fenced writer keeps its own commit token; a
+//! leader process SIGSTOPped in the middle of a commit holds the events lock only until the
+//! server ends its idle session, and writes nothing when it wakes.
 //!
 //! The waits below are for a lease to expire on the server (its `now()`, the only clock the
 //! lease reads), polled through `leader()` with a bound, not deadlines of our own.
@@ -386,4 +388,179 @@ fn a_fenced_write_may_sit_idle_in_its_transaction_no_longer_than_the_ttl() {
         ["90s", "0"],
         "fenced: the TTL; unfenced: the server's default"
     );
+}
+
+/// What the helper process prints before each of its lines, to find them among libtest's.
+const HELPER: &str = "LEASE-HELPER: ";
+
+/// Not a test of its own: the other process of
+/// [`a_leader_stopped_in_the_middle_of_a_write_holds_nothing_past_its_lease_and_writes_nothing_when_it_wakes`],
+/// run from this same binary (`--ignored --exact`), so the leader can be SIGSTOPped while the
+/// test goes on. Leads as `a` (TTL from the environment), then commits one batch when a line
+/// arrives on stdin, and prints what came of it.
+#[test]
+#[ignore = "run by another test as its child process"]
+fn lease_helper_process() {
+    use std::io::BufRead;
+    let Ok(url) = std::env::var("CPRWATCH_LEASE_HELPER_URL") else {
+        return;
+    };
+    let password = std::env::var("CPRWATCH_LEASE_HELPER_PASSWORD").unwrap();
+    let ttl = Duration::from_millis(
+        std::env::var("CPRWATCH_LEASE_HELPER_TTL_MS")
+            .unwrap()
+            .parse()
+            .unwrap(),
+    );
+    let mut store = PostgresStore::open(&url, &password, None).unwrap();
+    let lease = store
+        .acquire_or_renew(&id("a"), ttl)
+        .unwrap()
+        .expect("the helper leads");
+    store.fence(Some(lease.fence()));
+    println!("{HELPER}leading {}", lease.epoch);
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    match store.commit(batch(&["Subject: from a\n\n"], &["{\"e\":\"a\"}"])) {
+        Ok(appended) => println!("{HELPER}committed {}", appended.len()),
+        Err(StoreError::NotLeader { epoch, leader, .. }) => {
+            println!("{HELPER}not leader {epoch}: {leader}")
+        }
+        Err(e) => println!("{HELPER}error {e}"),
+    }
+}
+
+/// The helper process; SIGKILLed by its pid if the test ends before it does.
+struct Helper {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Helper {
+    fn start(pg: &Postgres, ttl: Duration) -> Helper {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "lease_helper_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CPRWATCH_LEASE_HELPER_URL", pg.url())
+            .env("CPRWATCH_LEASE_HELPER_PASSWORD", pg.password())
+            .env("CPRWATCH_LEASE_HELPER_TTL_MS", ttl.as_millis().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the helper process");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                // libtest may have written the test's name, without a newline, just before.
+                if let Some((_, l)) = line.split_once(HELPER) {
+                    let _ = tx.send(l.to_string());
+                }
+            }
+        });
+        Helper { child, lines }
+    }
+
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a line from the helper process within 60 s")
+    }
+
+    fn tell(&mut self, what: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{what}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: a signal to the child this value started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal}");
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_leader_stopped_in_the_middle_of_a_write_holds_nothing_past_its_lease_and_writes_nothing_when_it_wakes()
+ {
+    let pg = Postgres::start();
+    let ttl = Duration::from_secs(2);
+    let mut a = Helper::start(&pg, ttl);
+    assert_eq!(a.line(), "leading 1");
+
+    // Hold the events table so a's commit waits on it; stop a while it waits; let go: the
+    // server hands a the events lock and a, stopped, sits idle in its transaction holding it.
+    let mut blocker = side(&pg);
+    let mut hold = blocker.transaction().unwrap();
+    hold.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    a.tell("commit");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(
+        &pg,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock'",
+    ) == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a's commit never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.signal(libc::SIGSTOP);
+    hold.commit().unwrap();
+
+    // b takes over once the lease expired, and its commit gets the events lock once the server
+    // has ended a's idle session (the TTL after a got the lock), not never.
+    let mut b = open(&pg);
+    wait_until_expired(&b);
+    let lease = b
+        .acquire_or_renew(&id("b"), ttl)
+        .unwrap()
+        .expect("b takes over");
+    assert_eq!(lease.epoch, 2);
+    b.fence(Some(lease.fence()));
+    let started = Instant::now();
+    let (done, committed) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let r = b.commit(batch(&["Subject: from b\n\n"], &["{\"e\":\"b\"}"]));
+        let _ = done.send(r.map(|e| e.len()).map_err(|e| e.to_string()));
+    });
+    let r = committed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("b's commit waited 30 s: a's stopped session still holds the events lock");
+    assert_eq!(r, Ok(1));
+    writer.join().unwrap();
+    let waited = started.elapsed();
+    assert!(
+        pg.log().contains("idle-in-transaction timeout"),
+        "the server ended a's session:\n{}",
+        pg.log()
+    );
+
+    // a wakes up, still believing it leads: its commit reconnects, checks its fence, and is
+    // refused; nothing of it is in the store.
+    a.signal(libc::SIGCONT);
+    assert_eq!(a.line(), "not leader 1: b holds it (epoch 2)");
+    assert_eq!(count(&pg, "SELECT count(*) FROM events"), 1);
+    assert_eq!(count(&pg, "SELECT count(*) FROM messages"), 1);
+    eprintln!("b's commit waited {waited:?} for a's stopped session (TTL {ttl:?})");
 }
