@@ -867,22 +867,25 @@ impl Store for PostgresStore {
         self.run("record folder state", |client| {
             let mut tx = client.transaction().map_err(pg("record folder state"))?;
             lease::check_fence(&mut tx, fence)?;
-            tx.execute(
-                "INSERT INTO folder_states \
+            let client = &mut tx;
+            client
+                .execute(
+                    "INSERT INTO folder_states \
                      (mailbox, folder, role, last_sync_at, last_error, last_error_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (mailbox, folder) DO UPDATE SET \
                      role = excluded.role, last_sync_at = excluded.last_sync_at, \
                      last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-                &[
-                    &st.mailbox,
-                    &st.folder,
-                    &st.role,
-                    &st.last_sync_at,
-                    &st.last_error,
-                    &st.last_error_at,
-                ],
-            )
-            .map_err(pg("record folder state"))?;
+                    &[
+                        &st.mailbox,
+                        &st.folder,
+                        &st.role,
+                        &st.last_sync_at,
+                        &st.last_error,
+                        &st.last_error_at,
+                    ],
+                )
+                .map(drop)
+                .map_err(pg("record folder state"))?;
             tx.commit().map_err(pg("record folder state"))
         })
     }
