@@ -28,6 +28,7 @@ mod checkpointer;
 pub mod contract;
 #[doc(hidden)]
 pub mod db;
+mod lease;
 mod memory;
 mod message;
 mod postgres;
@@ -41,6 +42,7 @@ mod sqlite_signed;
 mod sqlite_tables;
 mod tables;
 
+pub use lease::{BadInstanceId, Fence, INSTANCE_ID_MAX, InstanceId, LeaderInfo, Lease};
 pub use memory::MemoryStore;
 pub use message::{MessageCodec, NewMessage};
 pub use postgres::PostgresStore;
@@ -340,6 +342,22 @@ pub enum StoreError {
     CorruptEvent { seq: u64, problem: String },
     #[error("batch rejected, nothing was written: {0} (this is a bug in the caller)")]
     BadBatch(String),
+    /// A fenced write ([`PostgresStore::fence`]) by an instance that no longer holds the
+    /// leader lease at its epoch: another instance took over, or the lease expired. Never
+    /// retried: the instance must follow, and lead again only with a new lease.
+    #[error(
+        "instance {holder} no longer holds the leader lease of epoch {epoch} ({leader}): \
+         nothing was written, and this instance now follows; it writes again only after it \
+         takes the lease anew"
+    )]
+    NotLeader {
+        /// The instance that tried to write.
+        holder: String,
+        /// The epoch its fence named.
+        epoch: i64,
+        /// Who holds the lease now, as a phrase.
+        leader: String,
+    },
 }
 
 /// Check everything about a batch that can be checked without writing, so a bad batch fails

@@ -36,9 +36,16 @@
 //! itself, the client cannot know whether the server committed: every commit writes a token of
 //! its own into `meta` (`last_commit`) in its transaction, and the store looks for it after
 //! reconnecting, so a batch that did commit is not appended a second time. (With a single
-//! writer. Two writers are what the leader lease will fence.)
+//! writer. Two writers are what the leader lease fences: see below.)
+//!
+//! **Leader lease.** Instances sharing the database elect a leader with the lease of
+//! [`super::lease`] ([`PostgresStore::acquire_or_renew`]). A store given the leader's fence
+//! ([`PostgresStore::fence`]) checks the lease in the transaction of every write and refuses
+//! with [`StoreError::NotLeader`], writing nothing, once it lost it; its commit token is then
+//! its own (`last_commit:<instance>`), so two writers never read each other's.
 
 use super::db::{Db, Pg, Statements};
+use super::lease::{self, Fence, InstanceId, LeaderInfo, Lease};
 use super::postgres_connect::{self, PgConnectError};
 use super::sqlite_fold::{Reader, StoreBacking};
 use super::tables::Tables;
@@ -108,7 +115,11 @@ CREATE TABLE folder_states (
 "#;
 
 /// Each step brings the schema one version up: `MIGRATIONS[n]` from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, super::postgres_tables::SCHEMA_TABLES];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    lease::SCHEMA_V2_LEASES,
+    super::postgres_tables::SCHEMA_TABLES,
+];
 
 /// The advisory lock key migrations hold ("cprw" in ASCII), so instances starting together
 /// against an empty database do not both create the tables.
@@ -128,6 +139,8 @@ pub struct PostgresStore {
     statements: RefCell<Statements>,
     /// Untrained: messages are deflated with the mail vocabulary (module doc).
     codec: MessageCodec,
+    /// The lease every write checks ([`PostgresStore::fence`]); `None`: the only writer.
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -310,6 +323,7 @@ impl PostgresStore {
             client: RefCell::new(None),
             statements: RefCell::default(),
             codec: MessageCodec::default(),
+            fence: None,
         };
         store.run("schema check", |client| store.ensure_schema(client))?;
         Ok(store)
@@ -444,15 +458,22 @@ impl PostgresStore {
         statements: &mut Statements,
         batch: &Batch,
         messages: &[MessageRow],
-        token: &str,
+        (token_key, token): (&str, &str),
+        fence: Option<&Fence>,
         at_commit: &mut Option<Vec<StoredEvent>>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         const ACTION: &str = "commit";
         let mut tx = client.transaction().map_err(pg(ACTION))?;
         // One writer at a time (readers go on): the head read below cannot go stale, as with
         // SQLite's IMMEDIATE transaction.
-        tx.batch_execute("LOCK TABLE events IN EXCLUSIVE MODE")
-            .map_err(pg(ACTION))?;
+        // (Fenced: with the idle limit, so a leader paused here holds no lock past its lease.)
+        tx.batch_execute(&format!(
+            "{}LOCK TABLE events IN EXCLUSIVE MODE",
+            lease::idle_limit(fence)
+        ))
+        .map_err(pg(ACTION))?;
+        // Still the leader, and kept so until this commits (a paused former leader stops here).
+        lease::check_fence(&mut tx, fence)?;
         {
             let exists = tx
                 .prepare("SELECT 1 FROM messages WHERE content_hash = $1")
@@ -613,9 +634,9 @@ impl PostgresStore {
             head.as_ref().map(|(s, _)| *s),
         )?;
         tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('last_commit', $1) \
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&token],
+            &[&token_key, &token],
         )
         .map_err(pg(ACTION))?;
         *at_commit = Some(appended.clone());
@@ -625,13 +646,58 @@ impl PostgresStore {
 
     /// Whether the commit with `token` is the last one the server holds (after a connection
     /// lost during `COMMIT`).
-    fn committed(&self, token: &str) -> Result<bool, StoreError> {
+    fn committed(&self, (token_key, token): (&str, &str)) -> Result<bool, StoreError> {
         self.run("check the last commit", |client| {
             Ok(client
-                .query_opt("SELECT value FROM meta WHERE key = 'last_commit'", &[])
+                .query_opt("SELECT value FROM meta WHERE key = $1", &[&token_key])
                 .map_err(pg("check the last commit"))?
                 .is_some_and(|r| r.get::<_, &str>(0) == token))
         })
+    }
+}
+
+/// The leader lease ([`super::lease`]): taken, renewed, read and released on the server's
+/// clock; each a statement of its own, reconnecting once as every operation does.
+impl PostgresStore {
+    /// Take the leader lease for `instance` for `ttl` (by the server's clock) if nobody holds
+    /// it or its holder's expiry has passed, or renew it if `instance` holds it. `None` when
+    /// another instance holds it ([`PostgresStore::leader`] says who). The lease's epoch is the
+    /// fence for this store's writes: [`PostgresStore::fence`] with [`Lease::fence`].
+    pub fn acquire_or_renew(
+        &self,
+        instance: &InstanceId,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.run("take or renew the leader lease", |client| {
+            lease::acquire_or_renew(client, instance, ttl)
+        })
+    }
+
+    /// Who holds the leader lease, or held it last (`live` says whether it still runs);
+    /// `None` when no instance ever took it.
+    pub fn leader(&self) -> Result<Option<LeaderInfo>, StoreError> {
+        self.run("read the leader lease", lease::leader)
+    }
+
+    /// Hand the lease over at once (clean shutdown): it expires now, if `fence` still holds
+    /// it. Whether it did.
+    pub fn release(&self, fence: &Fence) -> Result<bool, StoreError> {
+        self.run("release the leader lease", |client| {
+            lease::release(client, fence)
+        })
+    }
+
+    /// Make every write of this store (commits, folder states) check, in its transaction, that
+    /// `fence` still holds the leader lease, and refuse with [`StoreError::NotLeader`] when not.
+    /// A leader that loses the lease keeps its (now stale) fence, so a write it still tries is
+    /// refused; `None` is for a store that is the only writer (one instance, `store copy`).
+    pub fn fence(&mut self, fence: Option<Fence>) {
+        self.fence = fence;
+    }
+
+    /// The fence this store's writes check, if any.
+    pub fn fenced_by(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 }
 
@@ -734,14 +800,17 @@ impl Store for PostgresStore {
             })
             .collect();
         let token = commit_token();
+        let token_key = lease::commit_token_key(self.fence.as_ref());
+        let token = (token_key.as_str(), token.as_str());
+        let fence = self.fence.as_ref();
         let mut at_commit = None;
         let tried = self.run("commit", |client| {
             if let Some(appended) = at_commit.take() {
                 // The last attempt lost its connection during COMMIT: it may have committed.
                 let done = client
-                    .query_opt("SELECT value FROM meta WHERE key = 'last_commit'", &[])
+                    .query_opt("SELECT value FROM meta WHERE key = $1", &[&token.0])
                     .map_err(pg("check the last commit"))?
-                    .is_some_and(|r| r.get::<_, &str>(0) == token);
+                    .is_some_and(|r| r.get::<_, &str>(0) == token.1);
                 if done {
                     return Ok(appended);
                 }
@@ -751,14 +820,15 @@ impl Store for PostgresStore {
                 &mut self.statements.borrow_mut(),
                 &batch,
                 &messages,
-                &token,
+                token,
+                fence,
                 &mut at_commit,
             )
         });
         match tried {
             // The retry's own connection broke during COMMIT too: one last look.
             Err(e) if at_commit.is_some() && matches!(e, StoreError::Postgres { .. }) => {
-                match self.committed(&token) {
+                match self.committed(token) {
                     Ok(true) => Ok(at_commit.unwrap_or_default()),
                     _ => Err(e),
                 }
@@ -820,7 +890,11 @@ impl Store for PostgresStore {
     }
 
     fn set_folder_state(&mut self, st: &FolderState) -> Result<(), StoreError> {
+        let fence = self.fence.as_ref();
         self.run("record folder state", |client| {
+            let mut tx = client.transaction().map_err(pg("record folder state"))?;
+            lease::check_fence(&mut tx, fence)?;
+            let client = &mut tx;
             client
                 .execute(
                     "INSERT INTO folder_states \
@@ -838,7 +912,8 @@ impl Store for PostgresStore {
                     ],
                 )
                 .map(drop)
-                .map_err(pg("record folder state"))
+                .map_err(pg("record folder state"))?;
+            tx.commit().map_err(pg("record folder state"))
         })
     }
 
@@ -990,14 +1065,16 @@ impl Store for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Run `f` in one transaction of the shared SQL.
+    /// Run `f` in one transaction of the shared SQL, fenced as a commit is.
     fn write_db<T>(
         &self,
         action: &'static str,
         mut f: impl FnMut(&mut dyn Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let fence = self.fence.as_ref();
         self.run(action, |client| {
             let mut tx = client.transaction().map_err(pg(action))?;
+            lease::check_fence(&mut tx, fence)?;
             let out = f(&mut Pg {
                 client: &mut tx,
                 statements: &mut self.statements.borrow_mut(),
