@@ -34,6 +34,10 @@ pub(crate) const FOLLOW_DISAGREEMENT: Duration = Duration::days(7);
 /// How often the certificates of a reported key are looked up again while its clock runs
 /// (a CA may issue another with it meanwhile).
 pub(crate) const KEY_LOOKUP_EVERY: Duration = Duration::hours(6);
+/// How long the checker keeps a fetched CRL at most, even when it says it is good for longer:
+/// one CRL serves many certificates, but a revocation published since must be seen within
+/// the hour ([`FAR_EVERY`]).
+pub(crate) const CRL_KEEP: Duration = Duration::hours(1);
 
 /// What the checker remembers about one certificate between checks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -140,6 +144,22 @@ pub(crate) fn next_key_lookup(clock: Option<&Clock>, now: Timestamp) -> Option<T
     clock
         .is_some_and(|c| c.status(now).state.is_open())
         .then(|| now + KEY_LOOKUP_EVERY)
+}
+
+/// What to tell staff about a certificate that expired (its `notAfter`) by `now`: no
+/// revocation is due, and how to close its clock. The checker checks it all the same (a CRL
+/// may still list it); `None` while it is valid, or when its `notAfter` is unknown.
+pub(crate) fn expired_note(
+    target: &str,
+    not_after: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<String> {
+    let na = not_after.filter(|na| *na <= now)?;
+    Some(format!(
+        "the certificate expired at {}: no revocation is due; staff close its clock \
+         with CPR-Not-Revoking: {target} expired",
+        crate::domain::timefmt::format(na),
+    ))
 }
 
 /// How many checks of one certificate the schedule makes in the 24 hours from `from` after
@@ -565,6 +585,24 @@ mod tests {
             by: "<c@ca.test>".into(),
         });
         assert_eq!(next_key_lookup(Some(&c), now), None);
+    }
+
+    #[test]
+    fn an_expired_certificate_is_told_no_revocation_is_due() {
+        let na = t("2026-03-01T12:00:00Z");
+        assert_eq!(
+            expired_note("sha256:aa", Some(na), na).as_deref(),
+            Some(
+                "the certificate expired at 2026-03-01T12:00:00Z: no revocation is due; staff \
+                 close its clock with CPR-Not-Revoking: sha256:aa expired"
+            ),
+            "expired at notAfter itself"
+        );
+        assert_eq!(
+            expired_note("sha256:aa", Some(na), na - Duration::SECOND),
+            None
+        );
+        assert_eq!(expired_note("sha256:aa", None, na), None);
     }
 
     #[test]
