@@ -133,6 +133,10 @@ pub struct Desk {
     outbound: Option<Outbound>,
     /// Whether alerts were evaluated for every open clock yet (the first evaluation does).
     swept: bool,
+    /// Certificates whose answers were recorded since alerts were last evaluated: what the
+    /// alerts look at besides the open clocks (a disagreement may first show on a clock that
+    /// has closed). Kept only with `[smtp]`, where the evaluation empties it.
+    rechecked: std::collections::BTreeSet<String>,
     /// How long a `CPR-Revoked` claim may go unverified (`[revocation] claim_grace`).
     claim_grace: time::Duration,
 }
@@ -152,6 +156,7 @@ impl Desk {
             settings,
             outbound: Outbound::of(config)?,
             swept: false,
+            rechecked: Default::default(),
             claim_grace: config.revocation.claim_grace,
         })
     }
@@ -174,6 +179,7 @@ impl Desk {
             settings,
             outbound: None,
             swept: false,
+            rechecked: Default::default(),
             claim_grace: crate::config::RevocationConfig::default().claim_grace,
         })
     }

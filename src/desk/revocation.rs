@@ -277,6 +277,9 @@ impl Desk {
             batch.checks.push(row);
         }
         self.commit(batch)?;
+        if self.outbound.is_some() {
+            self.rechecked.extend(targets);
+        }
         for (r, evidence) in verified {
             events.extend(self.record_verified(&r, evidence.as_deref(), now)?);
         }

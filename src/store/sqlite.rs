@@ -1911,6 +1911,13 @@ impl SqliteStore {
     pub(crate) fn check_rows_answered(&self) -> Result<Vec<CheckRow>, StoreError> {
         checks_sql::answered(&self.conn)
     }
+
+    pub(crate) fn check_rows_answered_open(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<CheckRow>, StoreError> {
+        checks_sql::answered_open(&self.conn, now)
+    }
 }
 
 /// The outbox and the alert state ([`super::sqlite_outbox`]); changed only through a batch.
