@@ -15,6 +15,7 @@ mod mailbox;
 mod outbound;
 mod revocation;
 mod rules_dir;
+mod store;
 mod web;
 
 pub use rules_dir::load_rules_dir;
@@ -22,6 +23,7 @@ pub use rules_dir::load_rules_dir;
 pub use mailbox::{MailboxConfig, PasswordSource};
 pub use outbound::{AlertsConfig, CanaryConfig, ReceiptsConfig, SmtpConfig};
 pub use revocation::{EnrichConfig, RevocationConfig};
+pub use store::{DEFAULT_LEASE_TTL, PostgresConfig, StoreConfig};
 pub use web::{WebConfig, WebUser};
 
 use crate::domain::model::FolderRole;
@@ -76,12 +78,6 @@ pub struct DeskConfig {
     /// these ids are believed; empty means no DKIM result is believed and only a watched Sent
     /// folder proves staff authorship.
     pub trusted_authserv_ids: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreConfig {
-    /// The SQLite file (resolved).
-    pub path: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -329,9 +325,7 @@ pub(crate) fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
 
     Ok(Config {
         desk,
-        store: StoreConfig {
-            path: resolve(&raw.store.path),
-        },
+        store: store::store(raw.store, resolve).map_err(|(k, p)| invalid(&k, p))?,
         rules: RulesConfig {
             dir: raw.rules.dir.as_deref().map(resolve),
         },
@@ -406,7 +400,7 @@ fn authserv_id(s: &str) -> Result<String, String> {
 struct RawConfig {
     desk: RawDesk,
     #[serde(default)]
-    store: RawStore,
+    store: store::RawStore,
     #[serde(default)]
     rules: RawRules,
     #[serde(default)]
@@ -447,25 +441,6 @@ struct RawDesk {
     staff_addresses: Vec<String>,
     #[serde(default)]
     trusted_authserv_ids: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    #[serde(default = "default_store_path")]
-    path: PathBuf,
-}
-
-impl Default for RawStore {
-    fn default() -> Self {
-        RawStore {
-            path: default_store_path(),
-        }
-    }
-}
-
-fn default_store_path() -> PathBuf {
-    PathBuf::from("cprwatch.sqlite")
 }
 
 #[derive(Deserialize, Default)]

@@ -69,6 +69,25 @@ pub enum DeskError {
     Unreadable,
 }
 
+/// The configured store: the SQLite file, or the PostgreSQL database (`[store] url`), its
+/// password read now. Call it from a plain or blocking thread: the PostgreSQL client blocks.
+pub fn open_store(config: &Config) -> Result<Box<dyn Tables>, DeskError> {
+    match &config.store.postgres {
+        None => Ok(Box::new(store::open_sqlite(&config.store.path)?)),
+        Some(pg) => {
+            let password = pg
+                .password
+                .read()
+                .map_err(|e| DeskError::Secret(format!("[store] password: {e}")))?;
+            Ok(Box::new(store::PostgresStore::open(
+                &pg.url,
+                &password,
+                pg.ca_file.as_deref(),
+            )?))
+        }
+    }
+}
+
 /// The policy a configuration sets: who is staff, which rules classify reports.
 pub(crate) fn policy(config: &Config) -> Result<Policy, DeskError> {
     let rules = match &config.rules.dir {
@@ -134,6 +153,10 @@ pub struct Desk {
     outbound: Option<Outbound>,
     /// Whether alerts were evaluated for every open clock yet (the first evaluation does).
     swept: bool,
+    /// Certificates whose answers were recorded since alerts were last evaluated: what the
+    /// alerts look at besides the open clocks (a disagreement may first show on a clock that
+    /// has closed). Kept only with `[smtp]`, where the evaluation empties it.
+    rechecked: std::collections::BTreeSet<String>,
     /// How long a `CPR-Revoked` claim may go unverified (`[revocation] claim_grace`).
     claim_grace: time::Duration,
 }
@@ -142,17 +165,18 @@ impl Desk {
     /// The desk over the configured SQLite store, its cases and clocks tables brought up to
     /// date first (built from the log after an upgrade or a change of settings).
     pub fn open(config: &Config) -> Result<Desk, DeskError> {
-        let mut store = store::open_sqlite(&config.store.path)?;
+        let mut store = open_store(config)?;
         let (policy, settings) = (policy(config)?, settings(config));
-        ensure_tables(&mut store, &settings)?;
-        let engine = stored_engine(&store, &settings)?;
+        ensure_tables(store.as_mut(), &settings)?;
+        let engine = stored_engine(store.as_ref(), &settings)?;
         Ok(Desk {
-            store: Box::new(store),
+            store,
             engine,
             policy,
             settings,
             outbound: Outbound::of(config)?,
             swept: false,
+            rechecked: Default::default(),
             claim_grace: config.revocation.claim_grace,
         })
     }
@@ -175,6 +199,7 @@ impl Desk {
             settings,
             outbound: None,
             swept: false,
+            rechecked: Default::default(),
             claim_grace: crate::config::RevocationConfig::default().claim_grace,
         })
     }

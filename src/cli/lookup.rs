@@ -12,12 +12,12 @@ use crate::deciding::cases::{Case, Projection};
 use crate::desk::{self, DeskError};
 use crate::domain::event::Envelope;
 use crate::domain::model::Timestamp;
-use crate::store::{self, Tables};
+use crate::store::Tables;
 
 /// The store with its tables ready to read: built from the log first if they never were, or
 /// were built by another version or with other settings (once; `note` says so).
 pub fn open(config: &Config, note: &mut Vec<String>) -> Result<Box<dyn Tables>, DeskError> {
-    let mut store: Box<dyn Tables> = Box::new(store::open_sqlite(&config.store.path)?);
+    let mut store = desk::open_store(config)?;
     let settings = desk::settings(config);
     if desk::ensure_tables(store.as_mut(), &settings)? {
         note.push(

@@ -27,6 +27,17 @@ pub(crate) const NEAR: Duration = Duration::hours(12);
 pub(crate) const LAST: Duration = Duration::hours(1);
 /// The longest wait after failures: back-off doubles from a minute up to this.
 pub(crate) const BACKOFF_MAX: Duration = Duration::hours(1);
+/// How long after a verified revocation the checker keeps asking the sources while they
+/// disagree: the clock has stopped, but relying parties that ask the lagging source still
+/// accept the certificate, and staff should see it catch up.
+pub(crate) const FOLLOW_DISAGREEMENT: Duration = Duration::days(7);
+/// How often the certificates of a reported key are looked up again while its clock runs
+/// (a CA may issue another with it meanwhile).
+pub(crate) const KEY_LOOKUP_EVERY: Duration = Duration::hours(6);
+/// How long the checker keeps a fetched CRL at most, even when it says it is good for longer:
+/// one CRL serves many certificates, but a revocation published since must be seen within
+/// the hour ([`FAR_EVERY`]).
+pub(crate) const CRL_KEEP: Duration = Duration::hours(1);
 
 /// What the checker remembers about one certificate between checks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,6 +92,74 @@ pub(crate) fn next_check(
         Some(r) if r > next => r,
         _ => next,
     }
+}
+
+/// When to check a certificate next after answers recorded at `now` (`latest`: each source's
+/// latest, these included), or `None` for never again: on the [`next_check`] schedule while
+/// its clock wants checks ([`wants_checks`]) or while the sources still disagree about a
+/// verified revocation ([`follows`]).
+pub(crate) fn next_due(
+    clock: &Clock,
+    latest: &[Observation],
+    state: &CheckState,
+    grace: Duration,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    (wants_checks(clock, now) || follows(clock, latest, grace, now))
+        .then(|| next_check(clock, state, grace, now))
+}
+
+/// Whether the checker keeps asking about a certificate whose clock no longer needs it: a
+/// source shows it revoked, another still disagrees (a problem), and the revocation is less
+/// than [`FOLLOW_DISAGREEMENT`] old.
+pub(crate) fn follows(
+    clock: &Clock,
+    latest: &[Observation],
+    grace: Duration,
+    now: Timestamp,
+) -> bool {
+    revoked(latest).is_some_and(|r| {
+        !problems(clock, latest, grace, now).is_empty()
+            && r.revocation_time
+                .is_some_and(|t| now < t + FOLLOW_DISAGREEMENT)
+    })
+}
+
+/// Whether staff's `CPR-Revoked` claim on `clock` was made since the certificate's last check
+/// (the newest of `latest`, each source's latest answer): then it is due a check now, from
+/// the sources themselves (staff said it is done). Never checked (`latest` empty): not this
+/// rule's business, such a certificate is due anyway. Times are whole seconds: a claim in the
+/// second of the last check counts as after it (one check more, rather than one missed).
+pub(crate) fn claim_unchecked(clock: &Clock, latest: &[Observation]) -> bool {
+    let last = latest.iter().map(|o| o.at).max();
+    clock
+        .claimed
+        .as_ref()
+        .is_some_and(|c| last.is_some_and(|l| c.at >= l))
+}
+
+/// When a reported key's certificates are looked up again after a lookup at `now`: in
+/// [`KEY_LOOKUP_EVERY`] while its clock is open, else never (`None`, also without a clock).
+pub(crate) fn next_key_lookup(clock: Option<&Clock>, now: Timestamp) -> Option<Timestamp> {
+    clock
+        .is_some_and(|c| c.status(now).state.is_open())
+        .then(|| now + KEY_LOOKUP_EVERY)
+}
+
+/// What to tell staff about a certificate that expired (its `notAfter`) by `now`: no
+/// revocation is due, and how to close its clock. The checker checks it all the same (a CRL
+/// may still list it); `None` while it is valid, or when its `notAfter` is unknown.
+pub(crate) fn expired_note(
+    target: &str,
+    not_after: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<String> {
+    let na = not_after.filter(|na| *na <= now)?;
+    Some(format!(
+        "the certificate expired at {}: no revocation is due; staff close its clock \
+         with CPR-Not-Revoking: {target} expired",
+        crate::domain::timefmt::format(na),
+    ))
 }
 
 /// How many checks of one certificate the schedule makes in the 24 hours from `from` after
@@ -398,6 +477,132 @@ mod tests {
         );
         let breached = checks_per_day(clock::DAY, &CheckState::default(), clock::DAY);
         assert_eq!(breached, 48, "a day after the breach");
+    }
+
+    #[test]
+    fn a_claim_since_the_last_check_is_unchecked() {
+        let mut c = clock("2026-03-01T00:00:00Z");
+        let checked = [
+            obs(
+                RevocationSource::Ocsp,
+                ObservedStatus::Good,
+                "2026-03-01T02:00:00Z",
+            ),
+            obs(
+                RevocationSource::Crl,
+                ObservedStatus::Good,
+                "2026-03-01T01:00:00Z",
+            ),
+        ];
+        assert!(!claim_unchecked(&c, &checked), "no claim");
+        let claim = |at| Claim {
+            at: t(at),
+            revoked_at: t(at),
+            by: "<c@ca.test>".into(),
+        };
+        // After the newest answer, not merely after the oldest source's.
+        c.claimed = Some(claim("2026-03-01T01:30:00Z"));
+        assert!(!claim_unchecked(&c, &checked), "checked since");
+        c.claimed = Some(claim("2026-03-01T02:00:00Z"));
+        assert!(
+            claim_unchecked(&c, &checked),
+            "the same second counts as after"
+        );
+        c.claimed = Some(claim("2026-03-01T03:00:00Z"));
+        assert!(claim_unchecked(&c, &checked));
+        assert!(!claim_unchecked(&c, &[]), "never checked: due anyway");
+    }
+
+    #[test]
+    fn a_disagreement_about_a_revocation_is_followed_for_a_week() {
+        let mut c = clock("2026-03-01T00:00:00Z");
+        let s = CheckState::default();
+        let g = Duration::hours(1);
+        let now = t("2026-03-01T13:00:00Z");
+        // Revoked at 12:00 by the CRL, OCSP still good after: the clock stopped at 12:00.
+        c.stops.push(clock::Stop {
+            at: t("2026-03-01T12:00:00Z"),
+            kind: clock::StopKind::Done,
+            by: "<check@cprwatch.invalid>".into(),
+        });
+        let both = [
+            obs(
+                RevocationSource::Crl,
+                ObservedStatus::Revoked,
+                "2026-03-01T13:00:00Z",
+            ),
+            obs(
+                RevocationSource::Ocsp,
+                ObservedStatus::Good,
+                "2026-03-01T13:00:00Z",
+            ),
+        ];
+        assert!(!wants_checks(&c, now));
+        assert!(follows(&c, &both, g, now));
+        assert_eq!(
+            next_due(&c, &both, &s, g, now),
+            Some(next_check(&c, &s, g, now))
+        );
+        let week = t("2026-03-01T12:00:00Z") + FOLLOW_DISAGREEMENT;
+        assert!(follows(&c, &both, g, week - Duration::SECOND));
+        assert!(!follows(&c, &both, g, week));
+        assert_eq!(next_due(&c, &both, &s, g, week), None, "a week on: let go");
+        // Agreed: nothing to follow.
+        let agreed = [
+            obs(
+                RevocationSource::Crl,
+                ObservedStatus::Revoked,
+                "2026-03-01T13:00:00Z",
+            ),
+            obs(
+                RevocationSource::Ocsp,
+                ObservedStatus::Revoked,
+                "2026-03-01T13:00:00Z",
+            ),
+        ];
+        assert!(!follows(&c, &agreed, g, now));
+        assert_eq!(next_due(&c, &agreed, &s, g, now), None);
+        // An open clock is checked on its schedule, agreement or not.
+        let open = clock("2026-03-01T00:00:00Z");
+        let good = [obs(
+            RevocationSource::Ocsp,
+            ObservedStatus::Good,
+            "2026-03-01T13:00:00Z",
+        )];
+        assert!(!follows(&open, &good, g, now));
+        assert_eq!(next_due(&open, &good, &s, g, now), Some(now + NEAR_EVERY));
+    }
+
+    #[test]
+    fn a_key_is_looked_up_again_while_its_clock_is_open() {
+        let mut c = clock("2026-03-01T00:00:00Z");
+        let now = t("2026-03-01T13:00:00Z");
+        assert_eq!(next_key_lookup(Some(&c), now), Some(now + KEY_LOOKUP_EVERY));
+        assert_eq!(next_key_lookup(None, now), None);
+        c.stops.push(clock::Stop {
+            at: t("2026-03-01T12:00:00Z"),
+            kind: clock::StopKind::Done,
+            by: "<c@ca.test>".into(),
+        });
+        assert_eq!(next_key_lookup(Some(&c), now), None);
+    }
+
+    #[test]
+    fn an_expired_certificate_is_told_no_revocation_is_due() {
+        let na = t("2026-03-01T12:00:00Z");
+        assert_eq!(
+            expired_note("sha256:aa", Some(na), na).as_deref(),
+            Some(
+                "the certificate expired at 2026-03-01T12:00:00Z: no revocation is due; staff \
+                 close its clock with CPR-Not-Revoking: sha256:aa expired"
+            ),
+            "expired at notAfter itself"
+        );
+        assert_eq!(
+            expired_note("sha256:aa", Some(na), na - Duration::SECOND),
+            None
+        );
+        assert_eq!(expired_note("sha256:aa", None, na), None);
     }
 
     #[test]

@@ -333,6 +333,7 @@ impl Desk {
         }
         self.commit(batch)?;
         self.swept = true;
+        self.rechecked.clear();
         Ok(events)
     }
 
@@ -386,6 +387,11 @@ impl Desk {
     /// Queue a `revocation` alert, once per problem and certificate, for each certificate the
     /// responders contradict staff about (a `CPR-Revoked` unconfirmed past the grace) or
     /// disagree among themselves about (OCSP good, CRL revoked).
+    ///
+    /// Not every row ever answered, every time: a contradicted claim needs an open clock, and
+    /// a disagreement shows only with new answers, so after the first evaluation (which looks
+    /// at every row, as at every open clock) only the rows of open clocks and those answered
+    /// since the last evaluation can owe an alert (the outbox keeps each once).
     fn check_revocations(
         &self,
         store: &dyn Tables,
@@ -394,7 +400,20 @@ impl Desk {
         batch: &mut store::Batch,
         events: &mut Vec<Envelope>,
     ) -> Result<(), DeskError> {
-        for row in store.check_rows_answered()? {
+        let rows = if self.swept {
+            let rechecked: Vec<String> = self.rechecked.iter().cloned().collect();
+            let rows: std::collections::BTreeMap<String, store::CheckRow> = store
+                .check_rows_answered_open(now)?
+                .into_iter()
+                .chain(store.check_rows(&rechecked)?)
+                .filter(|r| !r.latest.is_empty())
+                .map(|r| (r.target.clone(), r))
+                .collect();
+            rows.into_values().collect()
+        } else {
+            store.check_rows_answered()?
+        };
+        for row in rows {
             let Some(clock) = store.clock_at(&format!("revocation:{}", row.target), now)? else {
                 continue;
             };

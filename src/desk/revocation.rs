@@ -65,12 +65,6 @@ pub(crate) struct CheckOutcome {
     pub note: Option<String>,
 }
 
-/// How long after a verified revocation the checker keeps asking the source that disagrees.
-const FOLLOW_DISAGREEMENT: time::Duration = time::Duration::days(7);
-/// How often the certificates of a reported key are looked up again while its clock runs
-/// (a CA may issue another with it meanwhile).
-const KEY_LOOKUP_EVERY: time::Duration = time::Duration::hours(6);
-
 impl Desk {
     /// The certificates (and keys) due a check at `now`, at most `limit`: those whose next
     /// check has come (a claim since the last check makes it now), and those with an open
@@ -106,16 +100,8 @@ impl Desk {
                 }
                 continue;
             }
-            // A claim made since the last check is checked at once: staff said it is done.
-            // Times are whole seconds: a claim in the second of the last check counts as
-            // after it (one check more, rather than one missed).
-            let last = row
-                .as_ref()
-                .and_then(|r| r.latest.iter().map(|o| o.at).max());
-            let claim = clock
-                .claimed
-                .as_ref()
-                .is_some_and(|c| last.is_some_and(|l| c.at >= l));
+            // A claim made since the last check: the sources themselves are asked.
+            let claim = policy::claim_unchecked(&clock, row.as_ref().map_or(&[], |r| &r.latest));
             let cases = store.cases_of_clock(&id, now)?;
             let mut job = self.job(store, &target, &cases, row, now)?;
             job.claim = claim;
@@ -142,15 +128,15 @@ impl Desk {
             let Some(clock) = store.clock_at(id.as_str(), now)? else {
                 continue;
             };
-            let Some(claim) = &clock.claimed else {
+            if clock.claimed.is_none() {
                 continue;
-            };
+            }
             // No row yet: never checked, so due anyway.
             let Some(mut row) = store.check_rows(&[target.to_string()])?.pop() else {
                 continue;
             };
-            let last = row.latest.iter().map(|o| o.at).max();
-            if last.is_some_and(|l| claim.at >= l) && row.next_due.is_none_or(|d| d > now) {
+            if policy::claim_unchecked(&clock, &row.latest) && row.next_due.is_none_or(|d| d > now)
+            {
                 row.next_due = Some(now);
                 batch.checks.push(row);
             }
@@ -229,12 +215,10 @@ impl Desk {
         let rows = store.check_rows(&targets)?;
         for o in outcomes {
             if o.target.starts_with("spki:") {
-                let clock_open = store
-                    .clock_at(&format!("revocation:{}", o.target), now)?
-                    .is_some_and(|c| c.status(now).state.is_open());
+                let clock = store.clock_at(&format!("revocation:{}", o.target), now)?;
                 batch.checks.push(CheckRow {
                     target: o.target.clone(),
-                    next_due: clock_open.then(|| now + KEY_LOOKUP_EVERY),
+                    next_due: policy::next_key_lookup(clock.as_ref(), now),
                     failures: 0,
                     note: o.note.clone(),
                     ..CheckRow::default()
@@ -286,20 +270,16 @@ impl Desk {
                 fresh_until: row.fresh_until,
                 retry_after: row.retry_after,
             };
-            let revoked = policy::revoked(&row.latest).cloned();
-            let follow = revoked.as_ref().is_some_and(|r| {
-                !policy::problems(&clock, &row.latest, self.claim_grace, now).is_empty()
-                    && r.revocation_time
-                        .is_some_and(|t| now < t + FOLLOW_DISAGREEMENT)
-            });
-            row.next_due = (policy::wants_checks(&clock, now) || follow)
-                .then(|| policy::next_check(&clock, &state, self.claim_grace, now));
-            if let Some(r) = revoked {
+            row.next_due = policy::next_due(&clock, &row.latest, &state, self.claim_grace, now);
+            if let Some(r) = policy::revoked(&row.latest).cloned() {
                 verified.push((r, o.evidence.clone()));
             }
             batch.checks.push(row);
         }
         self.commit(batch)?;
+        if self.outbound.is_some() {
+            self.rechecked.extend(targets);
+        }
         for (r, evidence) in verified {
             events.extend(self.record_verified(&r, evidence.as_deref(), now)?);
         }

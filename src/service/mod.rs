@@ -209,7 +209,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         }
     }
     info!(
-        store = %config.store.path.display(),
+        store = %crate::escape::text(&config.store.describe()),
         messages = desk.engine().message_count(),
         maildirs = config.maildir.len(),
         imap_folders = config.mailbox.iter().map(|m| m.folders.len()).sum::<usize>(),

@@ -2,10 +2,12 @@
 //! revocation clock, on the schedule the core sets, and hands the answers to the desk.
 //!
 //! It decides nothing: the desk says which certificates are due (`ChecksDue`), the core's
-//! verdicts ([`crate::reading::revocation`]) say what a fetched answer means, and the desk
-//! records it (`RecordChecks`), which is where the next check is scheduled. What it keeps in
-//! memory is only politeness: CRLs until they go stale (one CRL serves many certificates), and
-//! the spacing of requests to the crt.sh-style endpoint.
+//! verdicts ([`crate::reading::revocation`]) say what a fetched answer means, the core's
+//! schedule ([`crate::deciding::revocation`]) what to say of an expired certificate and how
+//! long a CRL may be kept ([`CRL_KEEP`]), and the desk records it (`RecordChecks`), which is
+//! where the next check is scheduled. What it keeps in memory is only politeness: CRLs until
+//! they go stale (one CRL serves many certificates), and the spacing of requests to the
+//! crt.sh-style endpoint.
 
 use std::collections::HashMap;
 use std::time::{Duration as StdDuration, Instant};
@@ -14,6 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::{EnrichConfig, RevocationConfig};
+use crate::deciding::revocation::{self as policy, CRL_KEEP};
 use crate::desk::{CheckJob, CheckOutcome};
 use crate::domain::event::{Observation, ObservedStatus, RevocationSource};
 use crate::domain::model::Timestamp;
@@ -34,8 +37,6 @@ const ROUND: usize = 20;
 const IDLE_LOOK: StdDuration = StdDuration::from_secs(30);
 /// At most this many certificates of one key are fetched in one lookup.
 const KEY_LOOKUP_MAX: usize = 100;
-/// A CRL is kept at most this long even when it says it is good for longer.
-const CRL_KEEP: time::Duration = time::Duration::hours(1);
 
 pub(crate) struct Checker {
     pub revocation: RevocationConfig,
@@ -209,16 +210,10 @@ impl Checker {
                 return out;
             }
         };
-        // An expired certificate needs no revocation: say so, and check it all the same (a
-        // CRL may still list it).
+        // An expired certificate needs no revocation: say so, and check it all the same.
         let now = timefmt::now();
-        if let Some(na) = facts.certificate.not_after.filter(|na| *na <= now) {
-            out.note = Some(format!(
-                "the certificate expired at {}: no revocation is due; staff close its clock \
-                 with CPR-Not-Revoking: {} expired",
-                timefmt::format(na),
-                job.target
-            ));
+        if let Some(note) = policy::expired_note(&job.target, facts.certificate.not_after, now) {
+            out.note = Some(note);
         }
         let issuer = match job.row.issuer.clone() {
             Some(i) => i,

@@ -156,3 +156,23 @@ pub(super) fn answered(db: &mut dyn Db) -> Result<Vec<CheckRow>, StoreError> {
     )
     .map_err(at("read revocation checks"))
 }
+
+/// The rows with an answer whose certificate's revocation clock is open at `now`, without the
+/// certificates, by target: what the alerts look at after the first evaluation, instead of
+/// every row ever answered. Driven by the open clocks (the version valid at `now`, current or
+/// ended, each half answered by its index as in [`super::sqlite_tables`]), each row probed by
+/// key. The prefix is tested with `substr`, not as a range of `id`: a range would let the
+/// planner walk every version of every revocation clock ever kept by the primary key instead.
+pub(super) fn answered_open(db: &mut dyn Db, now: Timestamp) -> Result<Vec<CheckRow>, StoreError> {
+    const ROWS: &str = "SELECT r.target, r.next_due, r.failures, r.fresh_until, r.retry_after, \
+                        NULL, NULL, r.latest, r.note \
+                        FROM clocks c JOIN revocation_checks r ON r.target = substr(c.id, 12) \
+                        WHERE substr(c.id, 1, 11) = 'revocation:' \
+                        AND c.valid_from <= ?1 AND c.stop_key > ?1 AND r.latest != '[]'";
+    db.query(
+        &format!("{ROWS} AND c.valid_to IS NULL UNION ALL {ROWS} AND c.valid_to > ?1 ORDER BY 1"),
+        params![secs(now)],
+        row,
+    )
+    .map_err(at("read revocation checks"))
+}

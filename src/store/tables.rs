@@ -225,6 +225,11 @@ pub trait Tables: Store {
         with(self, checks_sql::answered)
     }
 
+    /// The answered rows of the revocation clocks open at `now` ([`checks_sql::answered_open`]).
+    fn check_rows_answered_open(&self, now: Timestamp) -> Result<Vec<CheckRow>, StoreError> {
+        with(self, |db| checks_sql::answered_open(db, now))
+    }
+
     /// Pending mail due at `now`, oldest first.
     fn outbox_due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         with(self, |db| outbox_sql::due(db, now, limit))

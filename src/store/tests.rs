@@ -1049,6 +1049,93 @@ mod tables {
             "complete deltas mark the tables complete through the log's head"
         );
     }
+
+    #[test]
+    fn the_answered_rows_of_open_revocation_clocks_are_read_as_of_the_moment_asked() {
+        use crate::deciding::clock::{Stop, StopKind};
+        use crate::domain::event::{Observation, ObservedStatus, RevocationSource};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open_sqlite(&dir.path().join("s.sqlite")).unwrap();
+        let open = clock("2026-03-02T00:00:00Z");
+        let stopped = Clock {
+            stops: vec![Stop {
+                at: parse("2026-03-01T12:00:00Z").unwrap(),
+                kind: StopKind::Done,
+                by: "<c@ca.test>".into(),
+            }],
+            ..open.clone()
+        };
+        commit(
+            &mut s,
+            None,
+            vec![version("2026-03-01T00:00:00Z", Some(&open))],
+        );
+        let answered = |target: &str| CheckRow {
+            target: target.into(),
+            certificate: Some(vec![1, 2, 3]),
+            latest: vec![Observation {
+                target: target.into(),
+                source: RevocationSource::Ocsp,
+                url: "http://ocsp.test/".into(),
+                status: ObservedStatus::Good,
+                at: parse("2026-03-01T01:00:00Z").unwrap(),
+                revocation_time: None,
+                reason: None,
+                this_update: None,
+                next_update: None,
+                problem: None,
+            }],
+            ..CheckRow::default()
+        };
+        let targets = |s: &SqliteStore, at: &str| -> Vec<String> {
+            s.check_rows_answered_open(parse(at).unwrap())
+                .unwrap()
+                .into_iter()
+                .map(|r| r.target)
+                .collect()
+        };
+        // Not yet answered: no row for the alerts.
+        s.commit(Batch {
+            checks: vec![CheckRow {
+                target: "crtsh:1".into(),
+                ..CheckRow::default()
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+        assert!(targets(&s, "2026-03-01T02:00:00Z").is_empty());
+        // Answered: its clock's row, without the certificate; never one without an open clock.
+        s.commit(Batch {
+            checks: vec![answered("crtsh:1"), answered("crtsh:2")],
+            ..Batch::default()
+        })
+        .unwrap();
+        let rows = s
+            .check_rows_answered_open(parse("2026-03-01T02:00:00Z").unwrap())
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].target, "crtsh:1");
+        assert_eq!(rows[0].latest, answered("crtsh:1").latest);
+        assert_eq!(rows[0].certificate, None);
+        // Stopped at noon (a version from one o'clock): open before noon, asked then, not after.
+        commit(
+            &mut s,
+            None,
+            vec![version("2026-03-01T13:00:00Z", Some(&stopped))],
+        );
+        assert_eq!(targets(&s, "2026-03-01T13:00:00Z"), Vec::<String>::new());
+        assert_eq!(
+            targets(&s, "2026-03-01T12:59:59Z"),
+            ["crtsh:1"],
+            "the open version"
+        );
+        assert_eq!(targets(&s, "2026-03-01T11:59:59Z"), ["crtsh:1"]);
+        assert_eq!(
+            s.check_rows_answered().unwrap().len(),
+            2,
+            "every answered row"
+        );
+    }
 }
 
 /// A message and event bodies about it (as the engine writes them: they quote its content

@@ -51,7 +51,7 @@ pub enum WebError {
     #[error("[web]: {0}")]
     Secret(String),
     #[error("the web server cannot open the store: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(String),
 }
 
 /// What the service tells the web server about itself.
@@ -157,9 +157,8 @@ impl Server {
         let Some(web) = config.web.clone() else {
             return Ok(None);
         };
-        let store: Box<dyn Tables> = Box::new(tokio::task::block_in_place(|| {
-            crate::store::open_sqlite(&config.store.path)
-        })?);
+        let store = tokio::task::block_in_place(|| crate::desk::open_store(&config))
+            .map_err(|e| WebError::Store(e.to_string()))?;
         let link_key = tokio::task::block_in_place(|| reporter::key(&config, &web))
             .map_err(WebError::Secret)?;
         let api_token = match &web.api_token {
