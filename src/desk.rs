@@ -72,6 +72,15 @@ pub enum DeskError {
 /// The configured store: the SQLite file, or the PostgreSQL database (`[store] url`), its
 /// password read now. Call it from a plain or blocking thread: the PostgreSQL client blocks.
 pub fn open_store(config: &Config) -> Result<Box<dyn Tables>, DeskError> {
+    open_store_as(config, None)
+}
+
+/// [`open_store`] for the leader of instances sharing a PostgreSQL store: every write it makes
+/// is checked against `fence` ([`store::Fence`]), so it writes nothing once it lost the lease.
+pub(crate) fn open_store_as(
+    config: &Config,
+    fence: Option<store::Fence>,
+) -> Result<Box<dyn Tables>, DeskError> {
     match &config.store.postgres {
         None => Ok(Box::new(store::open_sqlite(&config.store.path)?)),
         Some(pg) => {
@@ -79,11 +88,9 @@ pub fn open_store(config: &Config) -> Result<Box<dyn Tables>, DeskError> {
                 .password
                 .read()
                 .map_err(|e| DeskError::Secret(format!("[store] password: {e}")))?;
-            Ok(Box::new(store::PostgresStore::open(
-                &pg.url,
-                &password,
-                pg.ca_file.as_deref(),
-            )?))
+            let mut store = store::PostgresStore::open(&pg.url, &password, pg.ca_file.as_deref())?;
+            store.fence(fence);
+            Ok(Box::new(store))
         }
     }
 }
@@ -165,7 +172,12 @@ impl Desk {
     /// The desk over the configured SQLite store, its cases and clocks tables brought up to
     /// date first (built from the log after an upgrade or a change of settings).
     pub fn open(config: &Config) -> Result<Desk, DeskError> {
-        let mut store = open_store(config)?;
+        Desk::open_as(config, None)
+    }
+
+    /// The desk of the leader holding `fence` ([`open_store_as`]).
+    pub(crate) fn open_as(config: &Config, fence: Option<store::Fence>) -> Result<Desk, DeskError> {
+        let mut store = open_store_as(config, fence)?;
         let (policy, settings) = (policy(config)?, settings(config));
         ensure_tables(store.as_mut(), &settings)?;
         let engine = stored_engine(store.as_ref(), &settings)?;

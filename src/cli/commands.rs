@@ -159,6 +159,7 @@ pub fn status(
                     + &view::sources_text(&parts.sources, at)
                     + &view::outbox_text(&parts.outbox, at)
                     + &view::canaries_text(&parts.canaries)
+                    + &view::leader_text(parts.leader.as_ref())
             }
         },
         // A watcher that is not looking, or mail that is not going out, is itself a problem
@@ -177,6 +178,8 @@ pub(crate) struct StatusParts {
     pub sources: Vec<view::SourceJson>,
     pub outbox: view::OutboxJson,
     pub canaries: Vec<view::CanaryJson>,
+    /// With a PostgreSQL store: who leads.
+    pub leader: Option<view::LeaderJson>,
 }
 
 impl StatusParts {
@@ -206,11 +209,19 @@ impl StatusParts {
                 .map_err(DeskError::from)?,
         );
         let canaries = canaries(config, store, at)?;
+        let leader = match &config.store.postgres {
+            Some(pg) => Some(view::LeaderJson::of(
+                pg.instance.as_str(),
+                store.leader().map_err(DeskError::from)?.as_ref(),
+            )),
+            None => None,
+        };
         Ok(StatusParts {
             p,
             sources,
             outbox,
             canaries,
+            leader,
         })
     }
 
@@ -223,6 +234,7 @@ impl StatusParts {
             .count()
             + self.outbox.problems(at)
             + self.canaries.iter().filter(|c| c.is_problem()).count()
+            + usize::from(self.leader.as_ref().is_some_and(|l| !l.live))
     }
 
     /// The `status --format json` document.
@@ -234,6 +246,7 @@ impl StatusParts {
             sources: &self.sources,
             outbox: &self.outbox,
             canaries: &self.canaries,
+            leader: self.leader.as_ref(),
         }
     }
 }

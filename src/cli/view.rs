@@ -487,6 +487,59 @@ pub(crate) struct StatusJson<'a> {
     pub sources: &'a [SourceJson],
     pub outbox: &'a OutboxJson,
     pub canaries: &'a [CanaryJson],
+    /// With a PostgreSQL store shared by instances: which one leads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<&'a LeaderJson>,
+}
+
+/// The leader lease of instances sharing a PostgreSQL store, for `status`.
+#[derive(Serialize)]
+pub(crate) struct LeaderJson {
+    /// The instance holding (or, when `live` is false, last holding) the lease.
+    pub instance: Option<String>,
+    pub epoch: Option<i64>,
+    pub expires_at: Option<String>,
+    /// Whether it leads now: `false` means no instance does (a problem: nobody ingests).
+    pub live: bool,
+    /// This instance (`[store] instance`).
+    pub this_instance: String,
+}
+
+impl LeaderJson {
+    pub(crate) fn of(me: &str, l: Option<&crate::store::LeaderInfo>) -> LeaderJson {
+        LeaderJson {
+            instance: l.map(|l| l.holder.to_string()),
+            epoch: l.map(|l| l.epoch),
+            expires_at: l.map(|l| timefmt::format(l.expires_at)),
+            live: l.is_some_and(|l| l.live),
+            this_instance: me.to_string(),
+        }
+    }
+}
+
+/// The `leader:` line of `status`.
+pub(crate) fn leader_text(l: Option<&LeaderJson>) -> String {
+    let Some(l) = l else {
+        return String::new();
+    };
+    match (&l.instance, l.live) {
+        (Some(i), true) => format!(
+            "leader: instance {} (epoch {}), lease until {}; this is instance {}\n",
+            esc(i),
+            l.epoch.unwrap_or(0),
+            l.expires_at.as_deref().unwrap_or("?"),
+            esc(&l.this_instance)
+        ),
+        (Some(i), false) => format!(
+            "leader: NONE — the lease of instance {} ran out at {} and no instance took it: \
+             nothing ingests or alerts; start `cprwatch run` on an instance\n",
+            esc(i),
+            l.expires_at.as_deref().unwrap_or("?")
+        ),
+        (None, _) => {
+            "leader: NONE — no instance ever took the lease: start `cprwatch run`\n".to_string()
+        }
+    }
 }
 
 /// One published address's canary in `status`: the latest sent and the latest arrival.

@@ -501,14 +501,29 @@ impl Desk {
 
     /// Pending mail due at `now`, for the courier.
     pub(crate) fn outbox_due(
-        &self,
+        &mut self,
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, DeskError> {
-        match self.store.tables() {
-            Some(s) => Ok(s.outbox_due(now, limit)?),
-            None => Ok(Vec::new()),
+        let rows = match self.store.tables() {
+            Some(s) => s.outbox_due(now, limit)?,
+            None => return Ok(Vec::new()),
+        };
+        if rows.is_empty() {
+            return Ok(rows);
         }
+        // Claimed in one commit under the lease (fenced on PostgreSQL): a leader that lost its
+        // lease is refused here and sends nothing. The claim holds nothing back: a mail its
+        // predecessor was sending when it died is due for the new leader at once (sent at most
+        // once more, with the same Message-Id).
+        self.store.commit(store::Batch {
+            outbox: rows
+                .iter()
+                .map(|r| OutboxChange::Claim { id: r.id, at: now })
+                .collect(),
+            ..Default::default()
+        })?;
+        Ok(rows)
     }
 
     /// When the courier should look again.

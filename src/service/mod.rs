@@ -11,6 +11,7 @@ pub mod backoff;
 mod canary;
 mod courier;
 pub mod folder_sync;
+mod leader;
 pub mod logging;
 pub mod priority;
 mod revocation;
@@ -177,12 +178,42 @@ async fn request<T>(
     answer.await.ok()
 }
 
-/// Run until `shutdown` fires.
-pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError> {
+/// Run until `shutdown` fires: alone over a SQLite store; over a PostgreSQL store, as one of
+/// the instances sharing it, leading while it holds the lease ([`leader`]).
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DeskError> {
     for note in &config.notes {
         warn!(note = note.as_str(), "configuration");
     }
-    let mut desk = tokio::task::block_in_place(|| Desk::open(&config))?;
+    match config.store.postgres.clone() {
+        None => lead(&config, shutdown, Leading::Alone).await,
+        Some(pg) => leader::run(config, pg, shutdown).await,
+    }
+}
+
+/// How [`lead`] runs: alone (it serves the dashboard itself), or as the leader of instances
+/// sharing a PostgreSQL store, writing under `fence` and answering the dashboard's requests that
+/// arrive on `web` (the server outlives a leadership).
+pub(crate) enum Leading<'a> {
+    Alone,
+    Shared {
+        fence: crate::store::Fence,
+        web: &'a mut mpsc::Receiver<Request>,
+        health: std::sync::Arc<crate::web::Health>,
+    },
+}
+
+/// The work that happens once, whoever does it: ingest, clock evaluation, the courier,
+/// canaries, revocation checks, checkpoints. Runs until `shutdown` fires.
+async fn lead(
+    config: &Config,
+    mut shutdown: Shutdown,
+    leading: Leading<'_>,
+) -> Result<(), DeskError> {
+    let (fence, mut web_inbox, shared_health) = match leading {
+        Leading::Alone => (None, None, None),
+        Leading::Shared { fence, web, health } => (Some(fence), Some(web), Some(health)),
+    };
+    let mut desk = tokio::task::block_in_place(|| Desk::open_as(config, fence))?;
     // Read once, at start: a key others can read, or no key at all where one is named, stops
     // the service before it runs unsigned.
     let signing_key = match &config.audit.signing_key_file {
@@ -243,17 +274,24 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
         };
         source_tasks.spawn(watch.run());
     }
-    // With [web], the dashboard, API and metrics: bound now, so a port in use stops the start.
-    let health = std::sync::Arc::new(crate::web::Health::default());
-    if let Some(server) = crate::web::Server::bind(
-        std::sync::Arc::new(config.clone()),
-        health.clone(),
-        requests.clone(),
-    )
-    .await?
-    {
-        source_tasks.spawn(server.run(shutdown.clone()));
-    }
+    // With [web], the dashboard, API and metrics: bound now, so a port in use stops the start
+    // (shared: bound once by the instance, before it led).
+    let health = match shared_health {
+        Some(h) => h,
+        None => {
+            let health = std::sync::Arc::new(crate::web::Health::default());
+            if let Some(server) = crate::web::Server::bind(
+                std::sync::Arc::new(config.clone()),
+                health.clone(),
+                requests.clone(),
+            )
+            .await?
+            {
+                source_tasks.spawn(server.run(shutdown.clone()));
+            }
+            health
+        }
+    };
     // The courier delivers the outbox; without [smtp] nothing is queued and there is none.
     let wake = Wakes::default();
     if let Some(smtp) = &config.smtp {
@@ -316,6 +354,9 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
             Some(req) = inbox.recv() => {
                 handle(&mut desk, req, &wake);
             }
+            Some(req) = next(&mut web_inbox) => {
+                handle(&mut desk, req, &wake);
+            }
             _ = checkpoint_tick.tick(), if signing_key.is_some() => {
                 if let Some(key) = &signing_key {
                     checkpoint(&mut desk, key, &wake);
@@ -343,6 +384,14 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DeskError
     source_tasks.shutdown().await;
     info!("shutting down: all committed");
     Ok(())
+}
+
+/// The next request of an optional inbox (never, without one).
+async fn next(inbox: &mut Option<&mut mpsc::Receiver<Request>>) -> Option<Request> {
+    match inbox {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How often `run` signs a checkpoint of the log's head.

@@ -492,7 +492,7 @@ impl PgConn {
         connect: Box<dyn Fn() -> Result<postgres::Client, DbError> + Send>,
     ) -> Result<PgConn, DbError> {
         Ok(PgConn {
-            client: Some(connect()?),
+            client: Some(super::postgres_connect::blocking(&connect)?),
             statements: Statements::default(),
             connect,
         })
@@ -517,7 +517,7 @@ impl PgConn {
 
 impl Db for PgConn {
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
-        self.live()?.execute(sql, params)
+        super::postgres_connect::blocking(|| self.live()?.execute(sql, params))
     }
 
     fn each(
@@ -526,7 +526,15 @@ impl Db for PgConn {
         params: &[Param<'_>],
         f: &mut dyn FnMut(&dyn Row) -> Result<bool, DbError>,
     ) -> Result<(), DbError> {
-        self.live()?.each(sql, params, f)
+        super::postgres_connect::blocking(|| self.live()?.each(sql, params, f))
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            super::postgres_connect::blocking(|| drop(c));
+        }
     }
 }
 

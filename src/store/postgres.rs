@@ -143,6 +143,15 @@ pub struct PostgresStore {
     fence: Option<Fence>,
 }
 
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Closing the connection blocks too.
+        if let Some(c) = self.client.get_mut().take() {
+            postgres_connect::blocking(|| drop(c));
+        }
+    }
+}
+
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the password.
@@ -336,6 +345,14 @@ impl PostgresStore {
     /// Run `f` on the connection (connecting first if there is none); if the connection
     /// broke, once more from the start on a new one.
     fn run<T>(
+        &self,
+        action: &'static str,
+        f: impl FnMut(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        postgres_connect::blocking(|| self.run_here(action, f))
+    }
+
+    fn run_here<T>(
         &self,
         action: &'static str,
         mut f: impl FnMut(&mut Client) -> Result<T, StoreError>,
@@ -1103,12 +1120,8 @@ impl PostgresStore {
 /// A projector's reader on PostgreSQL ([`Reader`]).
 struct PgReader(super::db::PgConn);
 
-impl Reader for PgReader {
-    fn db(&mut self) -> &mut dyn Db {
-        &mut self.0
-    }
-
-    fn event_body(&mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+impl PgReader {
+    fn event_body_here(&mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         const ACTION: &str = "read events";
         let live = self.0.live().map_err(|e| e.at(ACTION))?;
         let row = live
@@ -1130,7 +1143,21 @@ impl Reader for PgReader {
     }
 }
 
+impl Reader for PgReader {
+    fn db(&mut self) -> &mut dyn Db {
+        &mut self.0
+    }
+
+    fn event_body(&mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        postgres_connect::blocking(|| self.event_body_here(seq))
+    }
+}
+
 impl Tables for PostgresStore {
+    fn leader(&self) -> Result<Option<LeaderInfo>, StoreError> {
+        PostgresStore::leader(self)
+    }
+
     fn with_db(
         &self,
         f: &mut dyn FnMut(&mut dyn Db) -> Result<(), StoreError>,

@@ -90,6 +90,20 @@ pub(crate) struct Plan {
     pub(crate) tls: Option<rustls::ClientConfig>,
 }
 
+/// Run `f`, which blocks on the synchronous PostgreSQL client, where blocking is allowed: on a
+/// worker of the service's tokio runtime it is moved off the worker first
+/// ([`tokio::task::block_in_place`]); elsewhere (a plain thread, a blocking task, a command)
+/// it just runs. The client runs a small runtime of its own and refuses to start it on a
+/// thread that drives async tasks, which without this would make every call site remember.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Connect to the PostgreSQL server of `url` (`postgres://USER@HOST:PORT/DATABASE`, or libpq's
 /// `key=value` form) as its user with `password`; TLS required and verified unless every host
 /// is on this machine, or whenever `ca_file` is given (module doc).

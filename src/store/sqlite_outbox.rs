@@ -93,6 +93,13 @@ pub enum OutboxChange {
         id: i64,
         at: Timestamp,
     },
+    /// The courier of the leader takes it to send, at `at` (its attempt's time). Committed
+    /// under the lease before the mail is handed to SMTP, so a former leader that lost its
+    /// lease (fenced) never starts a delivery.
+    Claim {
+        id: i64,
+        at: Timestamp,
+    },
     /// A transient failure: try again at `next_at`.
     Retry {
         id: i64,
@@ -244,6 +251,13 @@ pub(super) fn apply(db: &mut dyn Db, changes: &[OutboxChange]) -> Result<(), Sto
                 db.execute(
                     "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2, \
                      last_error = NULL WHERE id = ?1",
+                    params![*id, secs(*when)],
+                )
+                .map_err(at(ACTION))?;
+            }
+            OutboxChange::Claim { id, at: when } => {
+                db.execute(
+                    "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND state = 'pending'",
                     params![*id, secs(*when)],
                 )
                 .map_err(at(ACTION))?;

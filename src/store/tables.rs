@@ -166,6 +166,12 @@ pub trait Tables: Store {
     /// Record what the tables were built with (after the engine derived them itself).
     fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError>;
 
+    /// Who leads the instances sharing this store (a PostgreSQL store's lease), if anyone
+    /// ever took the lease; `None` for a store only one instance uses.
+    fn leader(&self) -> Result<Option<super::LeaderInfo>, StoreError> {
+        Ok(None)
+    }
+
     /// Keep a signed checkpoint; returns its id.
     fn add_signed_checkpoint(&self, c: &SignedCheckpoint) -> Result<i64, StoreError>;
 

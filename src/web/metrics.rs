@@ -56,6 +56,11 @@ struct MailboxFolder {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Instance {
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct To {
     to: String,
 }
@@ -229,6 +234,29 @@ pub(crate) fn render(
         "When each canary last arrived in a watched folder",
         canary,
     );
+
+    // Instances sharing a PostgreSQL store: which one leads (1), this one if it does not (0).
+    if let Some(pg) = &config.store.postgres {
+        let leader = Family::<Instance, Gauge>::default();
+        let me = pg.instance.to_string();
+        let _ = leader.get_or_create(&Instance {
+            instance: me.clone(),
+        });
+        if let Some(l) = store.leader().map_err(|e| err(&e))?
+            && l.live
+        {
+            leader
+                .get_or_create(&Instance {
+                    instance: l.holder.to_string(),
+                })
+                .set(1);
+        }
+        reg.register(
+            "cprwatch_leader",
+            "Which of the instances sharing the store leads (1); this instance if not (0)",
+            leader,
+        );
+    }
 
     if let Some(t) = last_tick {
         let g = Gauge::<i64>::default();

@@ -29,6 +29,8 @@ pub fn report(id: &str, from: &str, subject: &str, body: &str, at: OffsetDateTim
 pub struct Cprwatch {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Environment for the process and its commands (a database password).
+    env: Vec<(String, String)>,
 }
 
 impl Cprwatch {
@@ -40,6 +42,18 @@ impl Cprwatch {
     /// (and a staff `CPR-Revoked` stands): tests reach nothing beyond loopback, and only
     /// tests/revocation.rs, with its test CA, checks.
     pub fn new(config: &str) -> Cprwatch {
+        Cprwatch::with_store(config, "[store]\npath = \"s.sqlite\"\n", None, Vec::new())
+    }
+
+    /// As [`Cprwatch::new`], with `store` as the `[store]` section, watching the Maildir
+    /// `maildir` (another instance's `mail/`) instead of its own when given, and `env` set for
+    /// the process and its commands.
+    pub fn with_store(
+        config: &str,
+        store: &str,
+        maildir: Option<&std::path::Path>,
+        env: Vec<(String, String)>,
+    ) -> Cprwatch {
         let dir = tempfile::tempdir().unwrap();
         let offline = if config.contains("[revocation]") {
             ""
@@ -51,15 +65,20 @@ impl Cprwatch {
                 fs::create_dir_all(dir.path().join("mail").join(folder).join(sub)).unwrap();
             }
         }
+        let mail = maildir.map_or_else(|| "mail".to_string(), |m| m.display().to_string());
         fs::write(
             dir.path().join("c.toml"),
             format!(
-                "{config}\n{offline}[store]\npath = \"s.sqlite\"\n\
-                 [[maildir]]\npath = \"mail\"\npoll_seconds = 1\n"
+                "{config}\n{offline}{store}\n\
+                 [[maildir]]\npath = \"{mail}\"\npoll_seconds = 1\n"
             ),
         )
         .unwrap();
-        Cprwatch { dir, child: None }
+        Cprwatch {
+            dir,
+            child: None,
+            env,
+        }
     }
 
     pub fn config(&self) -> PathBuf {
@@ -89,6 +108,7 @@ impl Cprwatch {
             Command::new(bin())
                 .args(["run", "--config"])
                 .arg(self.config())
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -106,6 +126,11 @@ impl Cprwatch {
             let status = c.wait().unwrap();
             assert!(status.success(), "exit {status:?}\n{}", self.log());
         }
+    }
+
+    /// The process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -131,6 +156,7 @@ impl Cprwatch {
             .args(args)
             .arg("--config")
             .arg(self.config())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         (
