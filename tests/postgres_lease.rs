@@ -338,7 +338,7 @@ fn a_store_of_schema_version_1_gets_the_leases_table() {
         .batch_execute(
             "DROP TABLE leases, cases, case_items, clocks, case_names, event_refs, fold, \
              receipts, case_numbers, recorded, outbox, alert_clocks, canaries, \
-             signed_checkpoints, revocation_checks; \
+             signed_checkpoints, revocation_checks, web_sessions; \
              UPDATE meta SET value = '1' WHERE key = 'schema_version'",
         )
         .unwrap();

@@ -400,3 +400,20 @@ fn a_connection_lost_during_commit_is_retried_once_and_written_once() {
     assert!(v.bad_event.is_none() && v.bad_message.is_none(), "{v}");
     assert_eq!(v.head, appended[1].hash);
 }
+
+#[test]
+fn a_dashboard_session_made_through_one_instance_is_known_to_the_other() {
+    let pg = Postgres::start();
+    let (a, b) = (open(&pg), open(&pg));
+    let session = cprwatch::store::WebSession {
+        user: "alice".into(),
+        csrf: "token".into(),
+    };
+    let (a, b) = (a.tables().unwrap(), b.tables().unwrap());
+    a.session_start("the-cookie", &session, 1_000, 2_000)
+        .unwrap();
+    assert_eq!(b.session("the-cookie", 1_500).unwrap(), Some(session));
+    assert_eq!(b.session("the-cookie", 2_000).unwrap(), None, "expired");
+    b.session_end("the-cookie").unwrap();
+    assert_eq!(a.session("the-cookie", 1_500).unwrap(), None, "logged out");
+}

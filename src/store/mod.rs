@@ -34,6 +34,7 @@ mod message;
 mod postgres;
 pub mod postgres_connect;
 mod postgres_tables;
+mod sessions;
 mod sqlite;
 mod sqlite_checks;
 mod sqlite_fold;
@@ -46,6 +47,7 @@ pub use lease::{BadInstanceId, Fence, INSTANCE_ID_MAX, InstanceId, LeaderInfo, L
 pub use memory::MemoryStore;
 pub use message::{MessageCodec, NewMessage};
 pub use postgres::PostgresStore;
+pub use sessions::WebSession;
 pub use sqlite::{SqliteStore, event_body};
 pub use sqlite_checks::CheckRow;
 pub use sqlite_fold::StoreBacking;

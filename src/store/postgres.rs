@@ -119,6 +119,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_V1,
     lease::SCHEMA_V2_LEASES,
     super::postgres_tables::SCHEMA_TABLES,
+    super::sessions::PG_SCHEMA_SESSIONS,
 ];
 
 /// The advisory lock key migrations hold ("cprw" in ASCII), so instances starting together

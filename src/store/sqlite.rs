@@ -86,8 +86,9 @@ const WAL_FORCE_CHECKPOINT: u64 = 256 << 20;
 /// event's row on the scale benchmark.
 ///
 /// Version 8 adds the outbox ([`SCHEMA_V8`]); version 9 the signed checkpoints of the log
-/// ([`SCHEMA_V9`]); version 10 the revocation checks ([`SCHEMA_V10`]).
-pub(crate) const SCHEMA_VERSION: i64 = 10;
+/// ([`SCHEMA_V9`]); version 10 the revocation checks ([`SCHEMA_V10`]); version 11 the dashboard
+/// sessions ([`super::sessions::SCHEMA_V11`]).
+pub(crate) const SCHEMA_VERSION: i64 = 11;
 
 /// Version 7: new `events` rows may keep a check instead of the whole hash (see
 /// [`SCHEMA_VERSION`]); the index of clock versions by end holds only versions that ended (the
@@ -904,6 +905,8 @@ impl SqliteStore {
                 .map_err(sql("schema creation"))?;
             tx.execute_batch(SCHEMA_V10)
                 .map_err(sql("schema creation"))?;
+            tx.execute_batch(super::sessions::SCHEMA_V11)
+                .map_err(sql("schema creation"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION.to_string()],
@@ -986,6 +989,11 @@ impl SqliteStore {
             // Empty: the checker starts on every open certificate clock at the next `run`.
             tx.execute_batch(SCHEMA_V10)
                 .map_err(sql("migration to schema 10"))?;
+        }
+        if found < 11 {
+            // Empty: staff logged in before the upgrade log in again.
+            tx.execute_batch(super::sessions::SCHEMA_V11)
+                .map_err(sql("migration to schema 11"))?;
         }
         if found < SCHEMA_VERSION {
             tx.execute(

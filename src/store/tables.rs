@@ -172,6 +172,30 @@ pub trait Tables: Store {
         Ok(None)
     }
 
+    /// Keep a dashboard session `id` until `expires_at` (Unix seconds); not fenced: every
+    /// instance serves the dashboard.
+    fn session_start(
+        &self,
+        id: &str,
+        session: &super::WebSession,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        with(self, |db| {
+            super::sessions::start(db, id, session, now, expires_at)
+        })
+    }
+
+    /// The dashboard session `id` names, unless it expired by `now`.
+    fn session(&self, id: &str, now: i64) -> Result<Option<super::WebSession>, StoreError> {
+        with(self, |db| super::sessions::get(db, id, now))
+    }
+
+    /// End the dashboard session `id`.
+    fn session_end(&self, id: &str) -> Result<(), StoreError> {
+        with(self, |db| super::sessions::end(db, id))
+    }
+
     /// Keep a signed checkpoint; returns its id.
     fn add_signed_checkpoint(&self, c: &SignedCheckpoint) -> Result<i64, StoreError>;
 

@@ -5,7 +5,8 @@
 //!   as a log field, which the logger quotes and escapes) and limited to
 //!   [`MAX_FAILURES`] per name and address in [`FAILURE_WINDOW`].
 //! - **Sessions**: 32 random bytes in a cookie (`HttpOnly; SameSite=Strict; Path=/`, and
-//!   `Secure` when `public_url` is https), held in memory for [`SESSION_HOURS`].
+//!   `Secure` when `public_url` is https), kept in the store for [`SESSION_HOURS`] (only the
+//!   SHA-256 of the id), so instances sharing a PostgreSQL store know the same sessions.
 //! - **CSRF**: each session has its own random token; every form carries it in a hidden field
 //!   `csrf`, and [`StaffPost`] refuses a POST without the right one (403). Triage actions take
 //!   a `StaffPost<TheirForm>` and get the logged-in [`Staff`] with it.
@@ -63,13 +64,7 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-struct Session {
-    user: String,
-    csrf: String,
-    expires: Instant,
-}
-
-/// Users, sessions and failed logins: the server's only mutable state.
+/// Users and failed logins (sessions are in the store).
 pub(crate) struct Auth {
     users: HashMap<String, String>,
     /// Checked when the name is unknown, so a guess at a name costs what a guess at a password
@@ -77,7 +72,6 @@ pub(crate) struct Auth {
     dummy_hash: String,
     api_token: Option<String>,
     secure: bool,
-    sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<(String, IpAddr), Vec<Instant>>>,
     /// Password checks at once: each takes argon2's 19 MiB and a core for a while, so a flood
     /// of logins queues here instead of exhausting memory.
@@ -95,7 +89,6 @@ impl Auth {
             dummy_hash: hash_password("not a password anybody has").unwrap_or_default(),
             api_token: api_token.filter(|t| !t.is_empty()),
             secure: web.secure_cookies(),
-            sessions: Mutex::default(),
             failures: Mutex::default(),
             verifying: tokio::sync::Semaphore::new(2),
         }
@@ -131,43 +124,55 @@ impl Auth {
         f.entry(key).or_default().push(Instant::now());
     }
 
-    fn start_session(&self, user: &str) -> String {
-        let id = random_token();
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        s.retain(|_, v| v.expires > now);
-        s.insert(
-            id.clone(),
-            Session {
-                user: user.to_string(),
-                csrf: random_token(),
-                expires: now + Duration::from_secs(SESSION_HOURS * 3600),
-            },
-        );
-        id
-    }
-
-    fn session(&self, id: &str) -> Option<Staff> {
-        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.get(id)
-            .filter(|v| v.expires > Instant::now())
-            .map(|v| Staff {
-                name: v.user.clone(),
-                csrf: v.csrf.clone(),
-                session: id.to_string(),
-            })
-    }
-
-    fn end_session(&self, id: &str) {
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.remove(id);
-    }
-
     fn cookie(&self, value: &str, max_age: u64) -> String {
         format!(
             "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
             if self.secure { "; Secure" } else { "" }
         )
+    }
+}
+
+impl AppState {
+    /// Start a session for `user`; its id, for the cookie.
+    async fn start_session(&self, user: &str) -> Result<String, Response> {
+        let id = random_token();
+        let session = crate::store::WebSession {
+            user: user.to_string(),
+            csrf: random_token(),
+        };
+        let now = crate::domain::timefmt::now().unix_timestamp();
+        let expires = now + i64::try_from(SESSION_HOURS * 3600).unwrap_or(i64::MAX);
+        let key = id.clone();
+        self.read(move |s, _| {
+            s.session_start(&key, &session, now, expires)
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// The logged-in person of session `id`, if it is current.
+    async fn session(&self, id: Option<String>) -> Result<Option<Staff>, Response> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let now = crate::domain::timefmt::now().unix_timestamp();
+        let key = id.clone();
+        let found = self
+            .read(move |s, _| s.session(&key, now).map_err(|e| e.to_string()))
+            .await?;
+        Ok(found.map(|v| Staff {
+            name: v.user,
+            csrf: v.csrf,
+            session: id,
+        }))
+    }
+
+    async fn end_session(&self, id: &str) {
+        let key = id.to_string();
+        let _ = self
+            .read(move |s, _| s.session_end(&key).map_err(|e| e.to_string()))
+            .await;
     }
 }
 
@@ -200,7 +205,7 @@ impl FromRequestParts<AppState> for Staff {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Staff, Response> {
-        if let Some(s) = session_cookie(parts).and_then(|id| state.auth.session(&id)) {
+        if let Some(s) = state.session(session_cookie(parts)).await? {
             return Ok(s);
         }
         if parts.method == axum::http::Method::GET {
@@ -308,7 +313,7 @@ impl FromRequestParts<AppState> for ApiCaller {
                 None => Err(unauthorized("send Authorization: Bearer <token>")),
             };
         }
-        match session_cookie(parts).and_then(|id| state.auth.session(&id)) {
+        match state.session(session_cookie(parts)).await? {
             Some(_) => Ok(ApiCaller),
             None => Err(unauthorized(
                 "log in first (no api_token is configured, so the API takes a session)",
@@ -396,7 +401,10 @@ pub(crate) async fn login(
         );
     }
     info!(user = user.as_str(), client = %peer.ip(), "web: login");
-    let id = state.auth.start_session(&user);
+    let id = match state.start_session(&user).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     (
         StatusCode::SEE_OTHER,
         [
@@ -415,7 +423,7 @@ pub(crate) struct Empty {}
 
 /// POST `/logout` (with the CSRF token, like every POST).
 pub(crate) async fn logout(State(state): State<AppState>, post: StaffPost<Empty>) -> Response {
-    state.auth.end_session(&post.staff.session);
+    state.end_session(&post.staff.session).await;
     info!(user = post.staff.name.as_str(), "web: logout");
     (
         StatusCode::SEE_OTHER,
@@ -483,27 +491,18 @@ mod tests {
     }
 
     #[test]
-    fn sessions_carry_their_own_csrf_token_and_end_at_logout() {
-        let web = WebConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_url: None,
-            users: Vec::new(),
-            api_token: None,
-            secret: None,
+    fn a_post_needs_its_own_sessions_csrf_token() {
+        let staff = |csrf: &str| Staff {
+            name: "alice".into(),
+            csrf: csrf.into(),
+            session: random_token(),
         };
-        let a = Auth::new(&web, Some("t".into()));
-        let (one, two) = (a.start_session("alice"), a.start_session("bob"));
-        assert_eq!(one.len(), 64);
-        let (s1, s2) = (a.session(&one).unwrap(), a.session(&two).unwrap());
-        assert_eq!((s1.name.as_str(), s2.name.as_str()), ("alice", "bob"));
-        assert_ne!(s1.csrf, s2.csrf);
+        let (s1, s2) = (staff(&random_token()), staff(&random_token()));
+        assert_eq!(s1.session.len(), 64);
         assert!(csrf_ok(&s1, Some(&s1.csrf)));
         assert!(!csrf_ok(&s1, Some(&s2.csrf)));
         assert!(!csrf_ok(&s1, None));
         assert!(!csrf_ok(&s1, Some("")));
-        a.end_session(&one);
-        assert!(a.session(&one).is_none() && a.session(&two).is_some());
-        assert!(a.session("not-a-session").is_none());
     }
 
     #[test]
