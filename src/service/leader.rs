@@ -96,11 +96,20 @@ pub(super) async fn run(
         }
         match led {
             Ok(()) => warn!(instance = %pg.instance, "lost the lease: this instance follows"),
-            Err(e) => error!(
-                instance = %pg.instance,
-                error = %e,
-                "the leader's work stopped; this instance follows and asks for the lease again"
-            ),
+            Err(e) => {
+                // Another instance may do better (this one cannot open its desk, say): hand the
+                // lease over, and ask again only after a TTL.
+                error!(
+                    instance = %pg.instance,
+                    error = %e,
+                    "the leader's work stopped: released the lease; this instance follows"
+                );
+                let _ = ask(&lease_store, move |s| s.release(&fence)).await;
+                tokio::select! {
+                    _ = shutdown.recv() => break,
+                    _ = tokio::time::sleep(pg.lease_ttl) => {}
+                }
+            }
         }
     }
     server.shutdown().await;
