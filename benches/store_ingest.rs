@@ -12,12 +12,16 @@
 //!    store, each run its own process, in interleaved pairs — SQLite, PostgreSQL, SQLite,
 //!    PostgreSQL, … — so drift of the machine falls on both alike; the PostgreSQL database is
 //!    emptied (its schema dropped) before each of its runs.
-//! 4. Prints messages/s of every run and the median of each backend, and their ratio.
+//! 4. Prints messages/s of every run with the CPU seconds of the ingesting process (and of the
+//!    PostgreSQL server's processes during its runs), the median of each backend, and their
+//!    ratio.
 //!
 //! Under `cargo test --all-targets` (no `--bench` flag) it runs one small pair as a smoke test.
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "support/procfs.rs"]
+mod procfs;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -105,6 +109,7 @@ fn main() {
                 side.batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
                     .expect("empty the bench's database");
             }
+            let server_cpu = server_cpu_secs(pg.dir());
             let out = Command::new(&exe)
                 .env(PHASE_ENV, backend)
                 .env("BENCH_MESSAGES", n.to_string())
@@ -118,7 +123,13 @@ fn main() {
                 eprintln!("{}", String::from_utf8_lossy(&out.stderr));
                 panic!("{backend} run failed; PostgreSQL log:\n{}", pg.log());
             }
-            print!("round {round}: {stdout}");
+            let server_cpu = server_cpu_secs(pg.dir()) - server_cpu;
+            let stdout = stdout.trim_end();
+            if backend == "postgres" {
+                println!("round {round}: {stdout}, the server's cpu={server_cpu:.1}s");
+            } else {
+                println!("round {round}: {stdout}");
+            }
             let rate = stdout
                 .split("msgs/s=")
                 .nth(1)
@@ -138,6 +149,27 @@ fn main() {
          (PostgreSQL at {:.0}% of SQLite)",
         100.0 * mp / ml
     );
+}
+
+/// CPU seconds the PostgreSQL server has used so far: the postmaster's own and its reaped
+/// children's (a session's backend exits with its connection, so only the postmaster's
+/// `cutime`/`cstime` keep its time), plus the processes alive now except the postmaster.
+fn server_cpu_secs(dir: &Path) -> f64 {
+    let pid = std::fs::read_to_string(dir.join("data/postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().map(str::trim).map(str::to_string))
+        .unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // utime, stime, cutime, cstime: fields 14 to 17, the list starting at field 3.
+    let own: f64 = (14..=17).filter_map(|i| fields.get(i - 3)).sum::<f64>() / 100.0;
+    own + procfs::cpu_secs_of("postgres") - procfs::cpu_secs(&pid)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -180,11 +212,13 @@ fn run_phase(backend: &str, root: &Path) {
     .expect("ingest");
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{backend}: {} messages ({} new, {} events), {:.1} MB in {secs:.2}s: msgs/s={:.0}",
+        "{backend}: {} messages ({} new, {} events), {:.1} MB in {secs:.2}s: msgs/s={:.0} \
+         cpu={:.1}s",
         summary.read,
         summary.new_messages,
         summary.events,
         summary.bytes as f64 / 1e6,
-        summary.read as f64 / secs
+        summary.read as f64 / secs,
+        procfs::cpu_secs("self")
     );
 }
