@@ -13,7 +13,6 @@
 //!    copies the store there to look inside.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -25,7 +24,7 @@ mod desk;
 #[path = "support/procfs.rs"]
 mod procfs;
 
-use corpus::{CERT_PEM, Rng, seed_lines};
+use corpus::files;
 use desk::BenchDesk;
 
 const PHASE_ENV: &str = "CPRWATCH_BENCH_PHASE";
@@ -46,7 +45,7 @@ fn main() {
     }
     if !root.join("cur").is_dir() || !root.join(".done").exists() {
         let t = Instant::now();
-        generate(&root, n);
+        corpus::generate_maildir(&root, n);
         eprintln!(
             "generated {n} messages in {:.1}s at {}",
             t.elapsed().as_secs_f64(),
@@ -95,20 +94,6 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-fn files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for folder in ["", ".Junk", ".Sent"] {
-        for sub in ["cur", "new"] {
-            let dir = root.join(folder).join(sub);
-            if let Ok(rd) = fs::read_dir(&dir) {
-                out.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn run_phase(phase: &str, root: &Path) {
@@ -173,85 +158,4 @@ fn report(name: &str, n: u64, bytes: u64, secs: f64) {
         bytes as f64 / 1e6 / secs,
         procfs::peak_rss_mib("self")
     );
-}
-
-fn generate(root: &Path, n: usize) {
-    let _ = fs::remove_dir_all(root);
-    for f in ["", ".Junk", ".Sent"] {
-        for sub in ["cur", "new", "tmp"] {
-            fs::create_dir_all(root.join(f).join(sub)).expect("mkdir");
-        }
-    }
-    let seeds = seed_lines();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let base: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
-    let mut reports: Vec<(String, String, String)> = Vec::new(); // (message id, from, subject)
-    for i in 0..n {
-        let t = base + (i as i64) * 60 + rng.below(50) as i64;
-        let date = time::OffsetDateTime::from_unix_timestamp(t)
-            .expect("time")
-            .format(&time::format_description::well_known::Rfc2822)
-            .expect("fmt");
-        let kind = rng.below(100);
-        let mid = format!("<bench-{i}.{}@reporter.test>", rng.next() % 1_000_000);
-        let mut body = String::new();
-        for _ in 0..(20 + rng.below(40)) {
-            body.push_str(&seeds[rng.below(seeds.len() as u64) as usize]);
-            body.push('\n');
-        }
-        let (folder, msg) = if kind < 15 && !reports.is_empty() {
-            // Staff answer in Sent, threaded to an earlier report.
-            let (pid, pfrom, psubj) = reports[rng.below(reports.len() as u64) as usize].clone();
-            let m = format!(
-                "From: Abuse Desk <cpr@example-ca.test>\r\nTo: {pfrom}\r\nSubject: Re: {psubj}\r\nDate: {date}\r\nMessage-ID: <ans-{i}@example-ca.test>\r\nIn-Reply-To: {pid}\r\nReferences: {pid}\r\n\r\nThank you for your report, we are investigating.\r\n\r\n{body}"
-            );
-            (".Sent", m)
-        } else if kind < 25 && !reports.is_empty() {
-            // Reporter follow-up, threaded by References.
-            let (pid, pfrom, psubj) = reports[rng.below(reports.len() as u64) as usize].clone();
-            let m = format!(
-                "Received: from relay.reporter.test by mx.example-ca.test with ESMTPS id b{i}; {date}\r\nFrom: {pfrom}\r\nTo: cpr@example-ca.test\r\nSubject: Re: {psubj}\r\nDate: {date}\r\nMessage-ID: {mid}\r\nReferences: {pid}\r\n\r\nAny update?\r\n\r\n{body}"
-            );
-            ("", m)
-        } else {
-            let from = format!("reporter{}@reporter{}.test", rng.below(5000), rng.below(50));
-            let id = 1_000_000_000 + rng.below(9_000_000_000);
-            let (subject, extra) = match kind % 5 {
-                0 => (
-                    format!("Key compromise report {i}"),
-                    format!(
-                        "The private key was leaked and compromised: https://crt.sh/?id={id}\r\n"
-                    ),
-                ),
-                1 => (
-                    format!("Misissued certificate {i}"),
-                    format!(
-                        "The certificate is misissued (CN not in SAN): https://crt.sh/?sha256={:016x}{:016x}{:016x}{:016x}&opt=cablint\r\n",
-                        rng.next(),
-                        rng.next(),
-                        rng.next(),
-                        rng.next()
-                    ),
-                ),
-                2 => (
-                    format!("Problem report {i}"),
-                    format!("Certificate attached.\r\n{CERT_PEM}\r\n"),
-                ),
-                3 => (
-                    format!("Phishing site using your certificate {i}"),
-                    format!("crt.sh ID {id} is used for phishing\r\n"),
-                ),
-                _ => (format!("Question about certificate {i}"), String::new()),
-            };
-            reports.push((mid.clone(), from.clone(), subject.clone()));
-            let m = format!(
-                "Return-Path: <{from}>\r\nReceived: from relay.reporter.test (relay.reporter.test [192.0.2.7])\r\n\tby mx.example-ca.test (Postfix) with ESMTPS id Q{i}\r\n\tfor <cpr@example-ca.test>; {date}\r\nReceived: from laptop by relay.reporter.test; {date}\r\nFrom: Reporter <{from}>\r\nTo: cpr@example-ca.test\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {mid}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello,\r\n\r\n{extra}\r\n{body}"
-            );
-            (if kind >= 95 { ".Junk" } else { "" }, m)
-        };
-        let name = format!("{t}.M{i}P1.bench,S={}:2,S", msg.len());
-        let mut f = fs::File::create(root.join(folder).join("cur").join(name)).expect("create");
-        f.write_all(msg.as_bytes()).expect("write");
-    }
-    fs::write(root.join(".done"), b"").expect("marker");
 }

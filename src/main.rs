@@ -163,6 +163,24 @@ enum AuditCmd {
     },
 }
 
+/// The store's own commands.
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Copy a desk's whole history (the event log, its messages and positions, the IMAP
+    /// checkpoints, the outbox, alert, canary and revocation-check state, the signed
+    /// checkpoints) from the store of one configuration into the empty store of another —
+    /// SQLite to PostgreSQL, back, or file to file — then derive the tables there and verify
+    /// both sides: the same head hash, or exit 1.
+    Copy {
+        /// The configuration whose [store] is read.
+        #[arg(long)]
+        from: PathBuf,
+        /// The configuration whose [store] is written: it must hold no events.
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Add messages to the store: .eml files, directories of them, Maildirs, mbox files.
@@ -257,6 +275,11 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         command: AuditCmd,
+    },
+    /// The store: copy a desk from one store to another (`store copy --from A --to B`).
+    Store {
+        #[command(subcommand)]
+        command: StoreCmd,
     },
     /// Validate the configuration and rules, and print what was loaded.
     CheckConfig {
@@ -359,6 +382,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     format,
                 },
         } => audit::report(&config, &from, &to, at.as_deref(), format.into())?,
+        Cmd::Store {
+            command: StoreCmd::Copy { from, to },
+        } => cprwatch::cli::store_copy::store_copy(&from, &to)?,
         Cmd::CheckConfig { config } => commands::check_config(&config)?,
         Cmd::HashPassword => {
             let line = read_password().context("cannot read the password from stdin")?;

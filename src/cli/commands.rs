@@ -50,7 +50,7 @@ impl Outcome {
         Outcome::exit(stdout, 0)
     }
 
-    fn exit(stdout: String, code: i32) -> Outcome {
+    pub(crate) fn exit(stdout: String, code: i32) -> Outcome {
         Outcome {
             stdout,
             stderr: String::new(),

@@ -26,6 +26,7 @@ pub mod chain;
 mod checkpointer;
 #[doc(hidden)]
 pub mod contract;
+pub(crate) mod copy;
 #[doc(hidden)]
 pub mod db;
 mod lease;

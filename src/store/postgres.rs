@@ -1210,6 +1210,23 @@ impl Tables for PostgresStore {
         })
     }
 
+    fn write_rows(
+        &mut self,
+        action: &'static str,
+        f: &mut dyn FnMut(&mut dyn Db) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.write_db(action, |db| f(db))
+    }
+
+    /// An identity column's sequence set to the column's highest value (left as it is when
+    /// the table is empty: `setval` of NULL does nothing).
+    fn identity_follows(&self, table: &str, column: &str) -> Option<String> {
+        Some(format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), MAX({column})) \
+             FROM {table}"
+        ))
+    }
+
     fn add_signed_checkpoint(&self, c: &super::SignedCheckpoint) -> Result<i64, StoreError> {
         self.write_db("store a signed checkpoint", |db| {
             super::sqlite_signed::insert(db, c)

@@ -1906,6 +1906,19 @@ impl Tables for SqliteStore {
         Ok(())
     }
 
+    fn write_rows(
+        &mut self,
+        action: &'static str,
+        f: &mut dyn FnMut(&mut dyn super::db::Db) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql(action))?;
+        f(&mut Lite(&tx))?;
+        tx.commit().map_err(sql(action))
+    }
+
     /// Record what the tables were built with (after the engine derived them itself).
     fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError> {
         tables_sql::meta_set(&mut Lite(&self.conn), "tables_built_with", built_with)

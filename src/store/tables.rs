@@ -163,6 +163,24 @@ pub trait Tables: Store {
         done: Option<(u64, &str)>,
     ) -> Result<(), StoreError>;
 
+    /// Run `f` in one write transaction of the tables (fenced where the store fences its
+    /// writes): all of it or nothing. For `store copy`, which moves the rows beside the log
+    /// together.
+    #[doc(hidden)]
+    fn write_rows(
+        &mut self,
+        action: &'static str,
+        f: &mut dyn FnMut(&mut dyn Db) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// The statement that makes the ids the server hands out in `column` of `table` go on after
+    /// the highest one there, after rows were inserted with their own ids; `None` where the
+    /// server does so by itself (SQLite's rowid).
+    #[doc(hidden)]
+    fn identity_follows(&self, _table: &str, _column: &str) -> Option<String> {
+        None
+    }
+
     /// Record what the tables were built with (after the engine derived them itself).
     fn set_tables_built_with(&mut self, built_with: &str) -> Result<(), StoreError>;
 
