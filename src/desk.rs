@@ -633,7 +633,7 @@ pub(crate) enum TablesCheck {
 /// compare them with the store's, row for row. Proves that what `status` and `case` read is
 /// the projection of the log.
 pub(crate) fn verify_tables(
-    store: &store::SqliteStore,
+    store: &dyn Tables,
     settings: &Settings,
 ) -> Result<TablesCheck, DeskError> {
     verify_tables_in_pieces(store, settings, DERIVE_PIECE)
@@ -644,15 +644,15 @@ pub(crate) fn verify_tables(
 /// messages than a piece.
 #[doc(hidden)]
 pub fn tables_equal_derivation_in_pieces(config: &Config, piece: usize) -> Result<bool, DeskError> {
-    let store = store::open_sqlite(&config.store.path)?;
+    let store = open_store(config)?;
     Ok(matches!(
-        verify_tables_in_pieces(&store, &settings(config), piece)?,
+        verify_tables_in_pieces(store.as_ref(), &settings(config), piece)?,
         TablesCheck::Match { .. }
     ))
 }
 
 fn verify_tables_in_pieces(
-    store: &store::SqliteStore,
+    store: &dyn Tables,
     settings: &Settings,
     piece: usize,
 ) -> Result<TablesCheck, DeskError> {
@@ -677,9 +677,7 @@ fn verify_tables_in_pieces(
     if through < st.head {
         return Ok(TablesCheck::Behind(st.head - through));
     }
-    let mut scratch = store.path().as_os_str().to_owned();
-    scratch.push(format!(".verify-{}", std::process::id()));
-    let scratch = PathBuf::from(scratch);
+    let scratch = store.scratch_path();
     let remove_scratch = || {
         for suffix in ["", "-wal", "-shm"] {
             let mut p = scratch.as_os_str().to_owned();

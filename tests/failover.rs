@@ -122,4 +122,13 @@ fn two_instances_one_leads_and_the_other_takes_over_when_it_is_killed() {
     let (code, out) = b.command(&["verify"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("hash chain intact"), "{out}");
+    assert!(out.contains("equal a re-derivation from the log"), "{out}");
+    // The tables on PostgreSQL are compared too: a deadline moved behind the log's back is found.
+    cprwatch::store::postgres_connect::connect(&pg.url(), pg.password(), None)
+        .unwrap()
+        .batch_execute("UPDATE clocks SET deadline = deadline + 3600")
+        .unwrap();
+    let (code, out) = b.command(&["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("tables differ"), "{out}");
 }

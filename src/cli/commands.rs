@@ -583,17 +583,7 @@ pub fn verify(
                 .to_string(),
         );
     }
-    let Some(sqlite) = store.as_sqlite() else {
-        // The comparison derives into a scratch SQLite file beside the store and compares
-        // the two files; a PostgreSQL store has no such file (yet).
-        let mut out = Outcome::ok(format!(
-            "{head}tables: not compared on a PostgreSQL store — `cprwatch rebuild` derives them \
-             afresh from the verified log\n"
-        ));
-        out.stderr = notes_text(&notes);
-        return Ok(out);
-    };
-    let mut out = match desk::verify_tables(sqlite, &settings)? {
+    let mut out = match desk::verify_tables(store.as_ref(), &settings)? {
         desk::TablesCheck::Match { cases, clocks } => Outcome::ok(format!(
             "{head}tables: {cases} case and {clocks} clock versions equal a re-derivation from the log\n"
         )),

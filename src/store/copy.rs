@@ -117,6 +117,101 @@ pub(crate) const BESIDE: &[Beside] = &[
     },
 ];
 
+/// The projection tables and the log's index (`sqlite_tables`, `sqlite_fold`): derived, never
+/// copied between stores, but mirrored into a SQLite file for `verify` to compare.
+const DERIVED: &[Beside] = &[
+    Beside {
+        table: "event_refs",
+        columns: &["ref_key", "seq"],
+        key: "ref_key, seq",
+        identity: None,
+    },
+    Beside {
+        table: "receipts",
+        columns: &["received_at", "staff", "content_hash", "seq"],
+        key: "received_at, staff, content_hash",
+        identity: None,
+    },
+    Beside {
+        table: "case_numbers",
+        columns: &["founder", "year", "number"],
+        key: "founder",
+        identity: None,
+    },
+    Beside {
+        table: "recorded",
+        columns: &["space", "key", "value"],
+        key: "space, key",
+        identity: None,
+    },
+    Beside {
+        table: "cases",
+        columns: &["id", "ord", "opened_at", "header"],
+        key: "id",
+        identity: None,
+    },
+    Beside {
+        table: "case_items",
+        columns: &[
+            "case_id",
+            "kind",
+            "item",
+            "valid_from",
+            "valid_to",
+            "ord",
+            "body",
+        ],
+        key: "case_id, kind, item, valid_from",
+        identity: None,
+    },
+    Beside {
+        table: "clocks",
+        columns: &[
+            "id",
+            "valid_from",
+            "valid_to",
+            "stop_key",
+            "deadline",
+            "body",
+        ],
+        key: "id, valid_from",
+        identity: None,
+    },
+    Beside {
+        table: "case_names",
+        columns: &["name_key", "case_id", "since"],
+        key: "name_key, case_id",
+        identity: None,
+    },
+    Beside {
+        table: "fold",
+        columns: &["space", "key", "valid_from", "valid_to", "value"],
+        key: "space, key, valid_from",
+        identity: None,
+    },
+];
+
+/// Mirror `from`'s projection tables and log index into the new SQLite store `to`, row for
+/// row, so that `verify` compares them with a re-derivation as it compares a SQLite store's.
+/// A content hash that PostgreSQL keeps as hex in `case_items.item` becomes the 32 bytes
+/// SQLite keeps.
+pub(crate) fn mirror_derived(from: &dyn Tables, to: &mut dyn Tables) -> Result<(), StoreError> {
+    from.with_db(&mut |src| {
+        to.write_rows("mirror the tables", &mut |dst| {
+            for t in DERIVED {
+                copy_rows(src, dst, t)?;
+            }
+            dst.execute(
+                "UPDATE case_items SET item = unhex(item) WHERE typeof(item) = 'text' \
+                 AND length(item) = 64 AND item NOT GLOB '*[^0-9a-f]*'",
+                &[],
+            )
+            .map_err(at("mirror the tables"))?;
+            Ok(())
+        })
+    })
+}
+
 /// What one store holds, counted the same way on either backend.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -1189,6 +1189,42 @@ impl Tables for PostgresStore {
         ))
     }
 
+    fn backing_over(&self, tables: &Path) -> Result<StoreBacking, StoreError> {
+        Ok(StoreBacking::over(
+            Box::new(self.reader()?),
+            super::sqlite_fold::lite_reader(tables)?,
+        ))
+    }
+
+    fn scratch_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("cprwatch-verify-{}.sqlite", std::process::id()))
+    }
+
+    /// The tables are mirrored into a SQLite file beside `other`, which SQLite then compares.
+    fn tables_differ_from(
+        &self,
+        other: &Path,
+    ) -> Result<super::sqlite::TableDifferences, StoreError> {
+        let mut mirror = other.as_os_str().to_owned();
+        mirror.push(".mirror");
+        let mirror = PathBuf::from(mirror);
+        let remove = || {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = mirror.as_os_str().to_owned();
+                p.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(p));
+            }
+        };
+        remove();
+        let compared = (|| {
+            let mut copy = super::SqliteStore::open(&mirror)?;
+            super::copy::mirror_derived(self, &mut copy)?;
+            copy.differ_from(other)
+        })();
+        remove();
+        compared
+    }
+
     fn reset_tables(&mut self, index: bool) -> Result<(), StoreError> {
         self.write_db("reset tables", |db| super::tables::reset(db, index))
     }

@@ -654,17 +654,6 @@ impl SqliteStore {
         }
     }
 
-    /// A [`Backing`](crate::deciding::fold::Backing) for a projector deriving into the tables of
-    /// the store at `tables` (this store's own file, or a scratch file), with this store's log.
-    pub(crate) fn backing_over(&self, tables: &Path) -> Result<StoreBacking, StoreError> {
-        StoreBacking::open(&self.path, tables)
-    }
-
-    /// The file this store lives in.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Take the store's latest trained dictionary for new messages.
     fn load_dictionary(&mut self) -> Result<(), StoreError> {
         let id: Option<i64> = self
@@ -1822,7 +1811,7 @@ impl Store for SqliteStore {
 /// Rows that differ between two stores' tables, described: in the log's index, and in the
 /// projection.
 #[derive(Debug, Default)]
-pub(crate) struct TableDifferences {
+pub struct TableDifferences {
     pub index: Vec<String>,
     pub tables: Vec<String>,
 }
@@ -1837,6 +1826,20 @@ impl Tables for SqliteStore {
 
     fn backing(&self) -> Result<StoreBacking, StoreError> {
         self.backing_over(&self.path)
+    }
+
+    fn backing_over(&self, tables: &Path) -> Result<StoreBacking, StoreError> {
+        StoreBacking::open(&self.path, tables)
+    }
+
+    fn scratch_path(&self) -> PathBuf {
+        let mut scratch = self.path.as_os_str().to_owned();
+        scratch.push(format!(".verify-{}", std::process::id()));
+        PathBuf::from(scratch)
+    }
+
+    fn tables_differ_from(&self, other: &Path) -> Result<TableDifferences, StoreError> {
+        self.differ_from(other)
     }
 
     fn add_signed_checkpoint(&self, c: &SignedCheckpoint) -> Result<i64, StoreError> {
@@ -1937,7 +1940,7 @@ impl SqliteStore {
 
     /// Compare the projection tables and the log's index with those of another store file (a
     /// re-derivation into a scratch file): the first few rows that differ, described, or none.
-    pub(crate) fn tables_differ_from(&self, other: &Path) -> Result<TableDifferences, StoreError> {
+    pub(super) fn differ_from(&self, other: &Path) -> Result<TableDifferences, StoreError> {
         const ACTION: &str = "compare tables";
         self.conn
             .execute(

@@ -204,6 +204,11 @@ fn open_reader(path: &Path) -> Result<LiteReader, StoreError> {
     Ok(LiteReader(conn))
 }
 
+/// A read-only reader of the SQLite file at `path` (`verify`'s scratch tables).
+pub(super) fn lite_reader(path: &Path) -> Result<Box<dyn Reader>, StoreError> {
+    Ok(Box::new(open_reader(path)?))
+}
+
 impl StoreBacking {
     /// Over two SQLite files (the same one, or the log's and a scratch file's).
     pub(super) fn open(log: &Path, tables: &Path) -> Result<StoreBacking, StoreError> {

@@ -150,6 +150,21 @@ pub trait Tables: Store {
     /// A projector's backing over this store's log and tables, on connections of its own.
     fn backing(&self) -> Result<StoreBacking, StoreError>;
 
+    /// A projector's backing over this store's log and the tables of the SQLite file `tables`
+    /// (`verify`'s scratch derivation).
+    fn backing_over(&self, tables: &std::path::Path) -> Result<StoreBacking, StoreError>;
+
+    /// Where `verify` may derive the tables afresh: a SQLite file of its own, beside the store
+    /// when it is a file.
+    fn scratch_path(&self) -> std::path::PathBuf;
+
+    /// Compare the projection tables and the log's index with those of the SQLite file
+    /// `other` (a re-derivation): the first few rows that differ, described, or none.
+    fn tables_differ_from(
+        &self,
+        other: &std::path::Path,
+    ) -> Result<super::sqlite::TableDifferences, StoreError>;
+
     /// Empty the projection tables before they are derived again, and with `index` the log's
     /// index too.
     fn reset_tables(&mut self, index: bool) -> Result<(), StoreError>;
