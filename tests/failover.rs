@@ -461,6 +461,7 @@ fn a_leader_killed_mid_delivery_leaves_the_rest_to_the_follower_no_alert_sent_mo
 
 #[test]
 fn a_leader_paused_past_its_lease_writes_nothing_when_resumed_and_follows() {
+    const BULK: usize = 100;
     let pg = Postgres::start();
     let now = OffsetDateTime::now_utc();
     let r = |n: usize| {
@@ -473,13 +474,26 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_resumed_and_follows() {
         )
     };
     let (mut a, mut b) = a_leads_b_follows(&pg, "", Vec::new());
-    a.deliver("p1", &r(1));
+    a.deliver("p0", &r(0));
     a.wait_status(Duration::from_secs(30), "the first report in a case", |v| {
         v["cases"].as_array().is_some_and(|c| c.len() == 1)
     });
-
+    // Paused in the middle of reading a bulk of mail: when it wakes it has work in hand that
+    // it goes on to commit, after the lease is gone.
+    for n in 1..=BULK {
+        a.deliver(&format!("p{n}"), &r(n));
+    }
+    let mut db = side(&pg);
+    let recorded = |db: &mut postgres::Client| count(db, "SELECT count(*) FROM messages");
+    poll(
+        "the leader reads the bulk",
+        Duration::from_secs(60),
+        || recorded(&mut db),
+        |n| *n > 1,
+    );
     let paused = Instant::now();
     a.signal("STOP");
+    let at_pause = recorded(&mut db);
     let (second, at) = wait_leader(&b, Some("host-a"), Duration::from_secs(30));
     assert_eq!(second, "host-b");
     assert!(
@@ -489,12 +503,11 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_resumed_and_follows() {
     );
     // Mail while the old leader sleeps: the new one records it; the old one sees it too when
     // it wakes, and must not record it.
-    a.deliver("p2", &r(2));
-    b.wait_status(
-        Duration::from_secs(30),
-        "the second report in a case",
-        |v| v["cases"].as_array().is_some_and(|c| c.len() == 2),
-    );
+    let last = BULK + 1;
+    a.deliver(&format!("p{last}"), &r(last));
+    b.wait_status(Duration::from_secs(60), "every report in a case", |v| {
+        v["cases"].as_array().is_some_and(|c| c.len() == last + 1)
+    });
     let (before, head) = events(&pg);
 
     let log_at = a.log().len();
@@ -509,12 +522,27 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_resumed_and_follows() {
         (before.len(), &head),
         "nothing written after the lease was lost"
     );
-    assert_eq!(of_type(&after, "message_received").len(), 2);
+    assert_eq!(of_type(&after, "message_received").len(), last + 1);
     assert_eq!(leader_of(&a).as_deref(), Some("host-b"));
     let resumed = &a.log()[log_at..];
     assert!(
         resumed.contains("the lease was taken over") && resumed.contains("leader=host-b"),
         "the old leader noticed it lost the lease, and follows host-b:\n{resumed}"
+    );
+    // What it tried to write when it woke (the work in hand), the fence refused: not a
+    // conflict with what the new leader wrote meanwhile, which would be luck.
+    let refused: Vec<&str> = resumed.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(
+        refused
+            .iter()
+            .all(|l| l.contains("no longer holds the leader lease")),
+        "refused by something other than the fence:\n{resumed}"
+    );
+    eprintln!(
+        "paused at {at_pause} of {} messages recorded; on waking the fence refused {} of its \
+         writes",
+        last + 1,
+        refused.len()
     );
 
     // The old leader leads again once the new one dies, and records on.
@@ -523,9 +551,9 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_resumed_and_follows() {
     let (third, at) = wait_leader(&a, Some("host-b"), Duration::from_secs(30));
     assert_eq!(third, "host-a");
     assert!(at - killed <= Duration::from_secs(TTL_S + 2));
-    a.deliver("p3", &r(3));
-    a.wait_status(Duration::from_secs(30), "the third report in a case", |v| {
-        v["cases"].as_array().is_some_and(|c| c.len() == 3)
+    a.deliver("p-after", &r(last + 1));
+    a.wait_status(Duration::from_secs(30), "the last report in a case", |v| {
+        v["cases"].as_array().is_some_and(|c| c.len() == last + 2)
     });
     a.stop();
     let (events, _) = events(&pg);
@@ -534,7 +562,7 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_resumed_and_follows() {
         .iter()
         .filter_map(|e| e["facts"]["content_hash"].as_str())
         .collect();
-    assert_eq!((received.len(), hashes.len()), (3, 3));
+    assert_eq!((received.len(), hashes.len()), (last + 2, last + 2));
     let (code, out) = a.command(&["verify"]);
     assert_eq!(code, 0, "{out}");
 }
