@@ -22,8 +22,10 @@ use crate::service::folder_sync::Request;
 use crate::service::shutdown::Shutdown;
 use crate::store::OutboxRow;
 
-/// At most this many mails are asked for at once.
-const ROUND: usize = 50;
+/// Mails asked for at once: one, claimed under the lease just before it is handed to the
+/// server, so a leader paused past its lease can send at most the one mail it had claimed (which
+/// the new leader sends once more, with the same Message-Id).
+const ROUND: usize = 1;
 
 /// With nothing pending, the outbox is looked at again after this long anyway (the desk wakes
 /// the courier when it queues mail; this is the safety net).

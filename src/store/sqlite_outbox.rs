@@ -94,8 +94,9 @@ pub enum OutboxChange {
         at: Timestamp,
     },
     /// The courier of the leader takes it to send, at `at` (its attempt's time). Committed
-    /// under the lease before the mail is handed to SMTP, so a former leader that lost its
-    /// lease (fenced) never starts a delivery.
+    /// under the lease just before the mail is handed to SMTP, so a former leader that lost its
+    /// lease (fenced) starts no new delivery; one paused between its claim and the handover
+    /// may still send that one mail when it wakes.
     Claim {
         id: i64,
         at: Timestamp,

@@ -133,6 +133,25 @@ impl Cprwatch {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Send `signal` (`"STOP"`, `"CONT"`, …) to the process by its pid, while it runs: a
+    /// pause the process cannot notice, as a long GC or a migrated VM.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the service runs");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}: {status:?}");
+    }
+
+    /// Whether the process still runs (it was started and has not exited).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
