@@ -12,7 +12,6 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cprwatch::store::postgres_connect::connect;
 use cprwatch::store::{PostgresStore, Store};
 use support::dovecot::Dovecot;
 use support::postfix::Postfix;
@@ -141,18 +140,12 @@ fn two_instances_one_leads_and_the_other_takes_over_when_it_is_killed() {
     assert!(out.contains("hash chain intact"), "{out}");
     assert!(out.contains("equal a re-derivation from the log"), "{out}");
     // The tables on PostgreSQL are compared too: a deadline moved behind the log's back is found.
-    cprwatch::store::postgres_connect::connect(&pg.url(), pg.password(), None)
-        .unwrap()
+    pg.client()
         .batch_execute("UPDATE clocks SET deadline = deadline + 3600")
         .unwrap();
     let (code, out) = b.command(&["verify"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("tables differ"), "{out}");
-}
-
-/// A connection of the test's own, to look at the tables behind the instances' backs.
-fn side(pg: &Postgres) -> postgres::Client {
-    connect(&pg.url(), pg.password(), None).expect("side connection")
 }
 
 fn count(db: &mut postgres::Client, sql: &str) -> i64 {
@@ -276,7 +269,7 @@ fn a_leader_killed_mid_sync_over_imap_leaves_the_rest_to_the_follower_each_messa
         .collect();
     dovecot.append_many("cpr", "INBOX", &mail);
 
-    let mut db = side(&pg);
+    let mut db = pg.client();
     let recorded = |db: &mut postgres::Client| count(db, "SELECT count(*) FROM messages");
     let before = poll(
         "the leader records a sixth of the messages",
@@ -368,7 +361,7 @@ fn a_leader_killed_mid_delivery_leaves_the_rest_to_the_follower_no_alert_sent_mo
         );
     }
 
-    let mut db = side(&pg);
+    let mut db = pg.client();
     let sent = |db: &mut postgres::Client| {
         let r = db
             .query_one(
@@ -492,7 +485,7 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_resumed_and_follows() {
     for n in 1..=BULK {
         a.deliver(&format!("p{n}"), &r(n));
     }
-    let mut db = side(&pg);
+    let mut db = pg.client();
     let recorded = |db: &mut postgres::Client| count(db, "SELECT count(*) FROM messages");
     poll(
         "the leader reads the bulk",
@@ -594,7 +587,7 @@ fn both_instances_reconnect_when_postgresql_restarts() {
     a.wait_status(Duration::from_secs(30), "the first report in a case", |v| {
         v["cases"].as_array().is_some_and(|c| c.len() == 1)
     });
-    let before = lease(&mut side(&pg));
+    let before = lease(&mut pg.client());
 
     pg.restart();
     a.deliver("g2", &r(2));
@@ -605,7 +598,7 @@ fn both_instances_reconnect_when_postgresql_restarts() {
         |v| v["cases"].as_array().is_some_and(|c| c.len() == 2),
     );
     let (leader, _) = wait_leader(&b, None, Duration::from_secs(30));
-    let after = lease(&mut side(&pg));
+    let after = lease(&mut pg.client());
     assert_eq!(after.0, leader);
     eprintln!(
         "lease before the restart {before:?}, after {after:?}: {}",

@@ -13,34 +13,18 @@
 mod support;
 
 use cprwatch::store::contract::batch;
-use cprwatch::store::postgres_connect::connect;
 use cprwatch::store::{
     Checkpoint, FolderState, InstanceId, LeaderInfo, PostgresStore, Store, StoreError,
 };
 use std::time::{Duration, Instant};
 use support::postgres::Postgres;
 
-fn open(pg: &Postgres) -> PostgresStore {
-    PostgresStore::open(&pg.url(), pg.password(), None).unwrap_or_else(|e| {
-        panic!(
-            "open the store at {}: {e}\nServer log:\n{}",
-            pg.url(),
-            pg.log()
-        )
-    })
-}
-
-/// A connection of its own, to look at the tables behind the stores' backs.
-fn side(pg: &Postgres) -> postgres::Client {
-    connect(&pg.url(), pg.password(), None).expect("side connection")
-}
-
 fn id(s: &str) -> InstanceId {
     InstanceId::new(s).expect("instance id")
 }
 
 fn count(pg: &Postgres, sql: &str) -> i64 {
-    side(pg).query_one(sql, &[]).unwrap().get(0)
+    pg.client().query_one(sql, &[]).unwrap().get(0)
 }
 
 /// Poll the lease until the server says it expired: at most 30 s.
@@ -74,7 +58,7 @@ fn checkpoint(uid: u32) -> Checkpoint {
 #[test]
 fn one_instance_leads_and_the_other_takes_over_only_after_expiry() {
     let pg = Postgres::start();
-    let (a, b) = (open(&pg), open(&pg));
+    let (a, b) = (pg.store(), pg.store());
     let ttl = Duration::from_secs(2);
     assert_eq!(a.leader().unwrap(), None, "nobody ever took it");
 
@@ -133,7 +117,7 @@ fn one_instance_leads_and_the_other_takes_over_only_after_expiry() {
 #[test]
 fn a_former_leader_is_fenced_off_and_writes_nothing() {
     let pg = Postgres::start();
-    let (mut a, mut b) = (open(&pg), open(&pg));
+    let (mut a, mut b) = (pg.store(), pg.store());
     let ttl = Duration::from_secs(1);
 
     let lease_a = a.acquire_or_renew(&id("a"), ttl).unwrap().expect("a leads");
@@ -209,7 +193,7 @@ fn a_former_leader_is_fenced_off_and_writes_nothing() {
 #[test]
 fn release_hands_the_lease_over_at_once() {
     let pg = Postgres::start();
-    let (a, b) = (open(&pg), open(&pg));
+    let (a, b) = (pg.store(), pg.store());
     let ttl = Duration::from_secs(60);
     let lease = a.acquire_or_renew(&id("a"), ttl).unwrap().expect("a leads");
     assert_eq!(b.acquire_or_renew(&id("b"), ttl).unwrap(), None);
@@ -232,7 +216,7 @@ fn release_hands_the_lease_over_at_once() {
 #[test]
 fn the_lease_survives_a_restart_of_the_server() {
     let mut pg = Postgres::start();
-    let (mut a, b) = (open(&pg), open(&pg));
+    let (mut a, b) = (pg.store(), pg.store());
     let ttl = Duration::from_secs(60);
     let lease = a.acquire_or_renew(&id("a"), ttl).unwrap().expect("a leads");
     a.fence(Some(lease.fence()));
@@ -275,10 +259,10 @@ CREATE CONSTRAINT TRIGGER cut_at_commit AFTER INSERT OR UPDATE ON meta
 #[test]
 fn fenced_writers_keep_their_own_commit_token() {
     let pg = Postgres::start();
-    let (mut a, mut b) = (open(&pg), open(&pg));
+    let (mut a, mut b) = (pg.store(), pg.store());
     let ttl = Duration::from_secs(60);
     let tokens = || -> Vec<(String, String)> {
-        side(&pg)
+        pg.client()
             .query(
                 "SELECT key, value FROM meta WHERE key LIKE 'last_commit%' ORDER BY key",
                 &[],
@@ -307,7 +291,7 @@ fn fenced_writers_keep_their_own_commit_token() {
 
     // b's next commit loses its session during COMMIT: it finds (or not) its own token, and
     // the batch is written once.
-    side(&pg).batch_execute(CUT_AT_COMMIT).unwrap();
+    pg.client().batch_execute(CUT_AT_COMMIT).unwrap();
     let appended = b
         .commit(batch(&["Subject: b\n\n"], &["{\"e\":3}", "{\"e\":4}"]))
         .unwrap_or_else(|e| panic!("commit: {e}\nServer log:\n{}", pg.log()));
@@ -331,10 +315,10 @@ fn fenced_writers_keep_their_own_commit_token() {
 #[test]
 fn a_store_of_schema_version_1_gets_the_leases_table() {
     let pg = Postgres::start();
-    drop(open(&pg));
+    drop(pg.store());
     // As a store written before the lease: no leases table nor the tables of later versions,
     // version 1.
-    side(&pg)
+    pg.client()
         .batch_execute(
             "DROP TABLE leases, cases, case_items, clocks, case_names, event_refs, fold, \
              receipts, case_numbers, recorded, outbox, alert_clocks, canaries, \
@@ -342,8 +326,9 @@ fn a_store_of_schema_version_1_gets_the_leases_table() {
              UPDATE meta SET value = '1' WHERE key = 'schema_version'",
         )
         .unwrap();
-    let a = open(&pg);
-    let version: String = side(&pg)
+    let a = pg.store();
+    let version: String = pg
+        .client()
         .query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])
         .unwrap()
         .get(0);
@@ -362,8 +347,8 @@ fn a_fenced_write_may_sit_idle_in_its_transaction_no_longer_than_the_ttl() {
     // keeps any take-over waiting: the server ends such a session after the TTL. A trigger
     // records the setting each write to meta ran with.
     let pg = Postgres::start();
-    let (mut a, mut single) = (open(&pg), open(&pg));
-    side(&pg)
+    let (mut a, mut single) = (pg.store(), pg.store());
+    pg.client()
         .batch_execute(
             "CREATE TABLE seen (v TEXT);
              CREATE FUNCTION seen() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -381,7 +366,8 @@ fn a_fenced_write_may_sit_idle_in_its_transaction_no_longer_than_the_ttl() {
     a.fence(Some(lease.fence()));
     a.commit(batch(&[], &["{\"e\":1}"])).unwrap();
     single.commit(batch(&[], &["{\"e\":2}"])).unwrap();
-    let seen: Vec<String> = side(&pg)
+    let seen: Vec<String> = pg
+        .client()
         .query("SELECT v FROM seen", &[])
         .unwrap()
         .iter()
@@ -511,7 +497,7 @@ fn a_leader_stopped_in_the_middle_of_a_write_holds_nothing_past_its_lease_and_wr
 
     // Hold the events table so a's commit waits on it; stop a while it waits; let go: the
     // server hands a the events lock and a, stopped, sits idle in its transaction holding it.
-    let mut blocker = side(&pg);
+    let mut blocker = pg.client();
     let mut hold = blocker.transaction().unwrap();
     hold.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
         .unwrap();
@@ -534,7 +520,7 @@ fn a_leader_stopped_in_the_middle_of_a_write_holds_nothing_past_its_lease_and_wr
 
     // b takes over once the lease expired, and its commit gets the events lock once the server
     // has ended a's idle session (the TTL after a got the lock), not never.
-    let mut b = open(&pg);
+    let mut b = pg.store();
     wait_until_expired(&b);
     let lease = b
         .acquire_or_renew(&id("b"), ttl)

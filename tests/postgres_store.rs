@@ -7,30 +7,14 @@
 mod support;
 
 use cprwatch::store::contract::{batch, imap_contract, positions_contract, store_contract};
-use cprwatch::store::postgres_connect::connect;
 use cprwatch::store::{
     Batch, Checkpoint, NewMessage, PostgresStore, Store, StoreError, open_sqlite,
 };
 use support::postgres::Postgres;
 
-fn open(pg: &Postgres) -> PostgresStore {
-    PostgresStore::open(&pg.url(), pg.password(), None).unwrap_or_else(|e| {
-        panic!(
-            "open the store at {}: {e}\nServer log:\n{}",
-            pg.url(),
-            pg.log()
-        )
-    })
-}
-
-/// A connection of its own, to look at or damage the tables behind the store's back.
-fn side(pg: &Postgres) -> postgres::Client {
-    connect(&pg.url(), pg.password(), None).expect("side connection")
-}
-
 /// Everything the role made: the next store starts on an empty database.
 fn empty(pg: &Postgres) {
-    side(pg)
+    pg.client()
         .batch_execute("DROP OWNED BY cprwatch")
         .expect("drop the store's tables");
 }
@@ -78,11 +62,11 @@ fn commit_all(store: &mut dyn Store, batches: Vec<Batch>) -> Vec<cprwatch::store
 #[test]
 fn the_store_contract_holds_on_postgresql() {
     let pg = Postgres::start();
-    store_contract(&mut open(&pg));
+    store_contract(&mut pg.store());
     empty(&pg);
-    imap_contract(&mut open(&pg));
+    imap_contract(&mut pg.store());
     empty(&pg);
-    positions_contract(&mut open(&pg));
+    positions_contract(&mut pg.store());
 }
 
 #[test]
@@ -90,7 +74,7 @@ fn the_same_batches_give_the_same_chain_as_sqlite() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let mut sqlite = open_sqlite(&dir.path().join("s.sqlite")).unwrap();
-    let mut postgres = open(&pg);
+    let mut postgres = pg.store();
 
     let from_sqlite = commit_all(&mut sqlite, batches());
     let from_postgres = commit_all(&mut postgres, batches());
@@ -110,7 +94,8 @@ fn the_same_batches_give_the_same_chain_as_sqlite() {
         "{v_pg}"
     );
     // Long bodies were stored deflated, short ones plain: both read back and verify.
-    let encodings: Vec<i64> = side(&pg)
+    let encodings: Vec<i64> = pg
+        .client()
         .query("SELECT encoding FROM events ORDER BY seq", &[])
         .unwrap()
         .iter()
@@ -128,7 +113,7 @@ fn the_same_batches_give_the_same_chain_as_sqlite() {
 
     // A store opened again (schema already there) reads the same and chains on.
     drop(postgres);
-    let mut again = open(&pg);
+    let mut again = pg.store();
     assert_eq!(again.events().unwrap(), sqlite.events().unwrap());
     let next = again.commit(batch(&[], &["{\"e\":7}"])).unwrap();
     assert_eq!(next, sqlite.commit(batch(&[], &["{\"e\":7}"])).unwrap());
@@ -138,9 +123,9 @@ fn the_same_batches_give_the_same_chain_as_sqlite() {
 #[test]
 fn verify_names_a_damaged_event_and_message() {
     let pg = Postgres::start();
-    let mut store = open(&pg);
+    let mut store = pg.store();
     let events = commit_all(&mut store, batches());
-    let mut raw = side(&pg);
+    let mut raw = pg.client();
 
     // A deflated body with one byte changed: that event is named, the ones before verified.
     raw.execute(
@@ -184,7 +169,7 @@ fn verify_names_a_damaged_event_and_message() {
 #[test]
 fn a_committed_batch_survives_a_crash_of_the_server() {
     let mut pg = Postgres::start();
-    let mut store = open(&pg);
+    let mut store = pg.store();
     let before = commit_all(&mut store, batches());
 
     pg.kill();
@@ -206,7 +191,7 @@ fn a_committed_batch_survives_a_crash_of_the_server() {
     let next = store.commit(batch(&[], &["{\"e\":7}"])).unwrap();
     assert_eq!(next[0].seq, 7);
     assert_eq!(next[0].prev_hash, before.last().unwrap().hash);
-    let v = open(&pg).verify().unwrap();
+    let v = pg.store().verify().unwrap();
     assert!(v.bad_event.is_none() && v.bad_message.is_none(), "{v}");
     assert_eq!((v.events_ok, v.messages_checked), (7, 4));
 }
@@ -214,7 +199,7 @@ fn a_committed_batch_survives_a_crash_of_the_server() {
 #[test]
 fn the_store_reconnects_after_a_restart_of_the_server() {
     let mut pg = Postgres::start();
-    let mut store = open(&pg);
+    let mut store = pg.store();
     store
         .commit(batch(&["Subject: a\n\n"], &["{\"e\":1}"]))
         .unwrap();
@@ -239,13 +224,14 @@ fn the_store_reconnects_after_a_restart_of_the_server() {
 #[test]
 fn a_terminated_session_is_retried_whole_and_once() {
     let pg = Postgres::start();
-    let mut store = open(&pg);
+    let mut store = pg.store();
     store
         .commit(batch(&["Subject: a\n\n"], &["{\"e\":1}"]))
         .unwrap();
 
     // Another session ends the store's (as an administrator, or a pooler, would).
-    let ended: i64 = side(&pg)
+    let ended: i64 = pg
+        .client()
         .query_one(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
@@ -265,7 +251,7 @@ fn a_terminated_session_is_retried_whole_and_once() {
     let appended = store.commit(b).unwrap();
     assert_eq!(appended.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
     // Written once: three events, two messages, one position each.
-    let mut raw = side(&pg);
+    let mut raw = pg.client();
     let mut count = |sql: &str| -> i64 { raw.query_one(sql, &[]).unwrap().get(0) };
     assert_eq!(count("SELECT count(*) FROM events"), 3);
     assert_eq!(count("SELECT count(*) FROM messages"), 2);
@@ -282,8 +268,8 @@ fn a_terminated_session_is_retried_whole_and_once() {
 #[test]
 fn a_newer_schema_is_refused_and_a_foreign_database_too() {
     let pg = Postgres::start();
-    drop(open(&pg));
-    side(&pg)
+    drop(pg.store());
+    pg.client()
         .execute(
             "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
             &[],
@@ -299,7 +285,7 @@ fn a_newer_schema_is_refused_and_a_foreign_database_too() {
 
     // A database with tables of someone else's: refused, not written to.
     empty(&pg);
-    side(&pg).batch_execute("CREATE TABLE t (x INT)").unwrap();
+    pg.client().batch_execute("CREATE TABLE t (x INT)").unwrap();
     let err = PostgresStore::open(&pg.url(), pg.password(), None).unwrap_err();
     assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
     assert!(err.to_string().contains("no meta table"), "{err}");
@@ -322,7 +308,7 @@ fn mail(key: &str) -> cprwatch::store::OutboxChange {
 #[test]
 fn outbox_and_check_rows_are_kept_with_their_batch_and_a_refused_one_keeps_nothing() {
     let pg = Postgres::start();
-    let mut store = open(&pg);
+    let mut store = pg.store();
     let mut b = batch(&["Subject: a\n\n"], &["{\"e\":1}"]);
     b.outbox = vec![mail("alert/a/warning/desk")];
     b.checks = vec![cprwatch::store::CheckRow {
@@ -371,11 +357,11 @@ CREATE CONSTRAINT TRIGGER cut_at_commit AFTER INSERT OR UPDATE ON meta
 #[test]
 fn a_connection_lost_during_commit_is_retried_once_and_written_once() {
     let pg = Postgres::start();
-    let mut store = open(&pg);
+    let mut store = pg.store();
     store
         .commit(batch(&["Subject: a\n\n"], &["{\"e\":1}"]))
         .unwrap();
-    let mut raw = side(&pg);
+    let mut raw = pg.client();
     raw.batch_execute(CUT_AT_COMMIT).unwrap();
 
     let appended = store
@@ -404,7 +390,7 @@ fn a_connection_lost_during_commit_is_retried_once_and_written_once() {
 #[test]
 fn a_dashboard_session_made_through_one_instance_is_known_to_the_other() {
     let pg = Postgres::start();
-    let (a, b) = (open(&pg), open(&pg));
+    let (a, b) = (pg.store(), pg.store());
     let session = cprwatch::store::WebSession {
         user: "alice".into(),
         csrf: "token".into(),

@@ -164,6 +164,33 @@ fn default_timeout() -> String {
     "30s".into()
 }
 
+/// A required password: from `password_env` or `password_file`, never `password` itself
+/// (`inline` says the file tried); `key` makes a key's full name for errors.
+pub(super) fn password(
+    key: &dyn Fn(&str) -> String,
+    inline: bool,
+    env: Option<String>,
+    file: Option<PathBuf>,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> Result<PasswordSource, (String, String)> {
+    if inline {
+        return Err((
+            key("password"),
+            "a password never goes in the config file; use password_env = \"VAR\" or \
+             password_file = \"/path\""
+                .into(),
+        ));
+    }
+    secret(&key("password_env"), "password", env, file, resolve)?.ok_or_else(|| {
+        (
+            key("password_env"),
+            "missing: name the password's environment variable (password_env) or file \
+             (password_file)"
+                .into(),
+        )
+    })
+}
+
 /// Validate one `[[mailbox]]`; an error is `(key, problem)`.
 pub(super) fn validate(
     i: usize,
@@ -171,25 +198,13 @@ pub(super) fn validate(
     resolve: impl Fn(&Path) -> PathBuf,
 ) -> Result<MailboxConfig, (String, String)> {
     let key = |k: &str| format!("mailbox[{i}].{k}");
-    if raw.password.is_some() {
-        return Err((
-            key("password"),
-            "a password never goes in the config file; use password_env = \"VAR\" or password_file = \"/path\"".into(),
-        ));
-    }
-    let password = secret(
-        &key("password_env"),
-        "password",
+    let password = password(
+        &key,
+        raw.password.is_some(),
         raw.password_env,
         raw.password_file,
         &resolve,
-    )?
-    .ok_or_else(|| {
-        (
-            key("password_env"),
-            "missing: name the password's environment variable (password_env) or file (password_file)".into(),
-        )
-    })?;
+    )?;
     let host = raw.host.trim().to_string();
     if host.is_empty() {
         return Err((key("host"), "is empty".into()));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::mailbox::{PasswordSource, secret};
+use super::mailbox::{PasswordSource, password};
 use crate::domain::timefmt::parse_span;
 use crate::store::InstanceId;
 
@@ -122,29 +122,13 @@ pub(super) fn store(
             "must start with postgres:// (postgres://USER@HOST:PORT/DATABASE)".into(),
         ));
     }
-    if raw.password.is_some() {
-        return Err((
-            key("password"),
-            "a password never goes in the config file; use password_env = \"VAR\" or \
-             password_file = \"/path\""
-                .into(),
-        ));
-    }
-    let password = secret(
-        &key("password_env"),
-        "password",
+    let password = password(
+        &key,
+        raw.password.is_some(),
         raw.password_env,
         raw.password_file,
         &resolve,
-    )?
-    .ok_or_else(|| {
-        (
-            key("password_env"),
-            "missing: name the database password's environment variable (password_env) or \
-             file (password_file)"
-                .into(),
-        )
-    })?;
+    )?;
     let instance = match raw.instance.or_else(host_name) {
         Some(i) => InstanceId::new(i.trim()).map_err(|e| (key("instance"), e.to_string()))?,
         None => {

@@ -122,8 +122,9 @@ fn with<T, S: Tables + ?Sized>(
 
 /// A store that keeps the tables beside its log.
 pub trait Tables: Store {
-    /// Run `f` on a connection to the tables (for reading; writes go through
-    /// [`Store::commit`] and the methods below).
+    /// Run `f` on a connection to the tables, outside any transaction: for reading, and for
+    /// the one write no leader makes (dashboard sessions, which every instance keeps). The
+    /// leader's writes go through [`Store::commit`] and the methods below, fenced.
     #[doc(hidden)]
     fn with_db(
         &self,

@@ -50,10 +50,21 @@ pub fn stop_quietly(script: &str, dir: &Path) {
     let _ = Command::new("bash").arg(path).arg("stop").arg(dir).output();
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (the kernel picks it).
+/// A port on 127.0.0.1 that was free a moment ago (the kernel picks it), never one handed out
+/// before in this process: tests run side by side, and the kernel may offer a port again
+/// between one test picking it and its server binding it (two tests' mail servers on one port
+/// deliver each other's mail).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Every listening TCP socket on `port` (IPv4 and IPv6), as the kernel writes its local address

@@ -52,6 +52,25 @@ impl Postgres {
         format!("postgres://cprwatch@127.0.0.1:{}/cprwatch", self.port)
     }
 
+    /// A `PostgresStore` on this server; panics, with the server log, when it cannot open.
+    pub fn store(&self) -> cprwatch::store::PostgresStore {
+        cprwatch::store::PostgresStore::open(&self.url(), self.password(), None).unwrap_or_else(
+            |e| {
+                panic!(
+                    "open the store at {}: {e}\nServer log:\n{}",
+                    self.url(),
+                    self.log()
+                )
+            },
+        )
+    }
+
+    /// A connection of its own, to look at or change the tables behind a store's back.
+    pub fn client(&self) -> postgres::Client {
+        cprwatch::store::postgres_connect::connect(&self.url(), self.password(), None)
+            .expect("side connection")
+    }
+
     /// The password of the role `cprwatch`.
     pub fn password(&self) -> &str {
         &self.password
