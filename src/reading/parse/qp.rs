@@ -115,8 +115,11 @@ pub(crate) fn breaks_rules(raw: &[u8]) -> bool {
 /// Whether any line holds an escape no encoder writes (what [`has_suspicious_escape`] looks for
 /// line by line), in one pass over the raw part: the common answer, no, costs no decoding.
 fn any_suspicious_escape(raw: &[u8], utf8: bool) -> bool {
-    // UTF-8 continuation bytes the escapes so far still owe.
+    // UTF-8 continuation bytes the escapes so far still owe, and the range the next one must
+    // fall in (narrower right after E0, ED, F0 and F4, which exclude overlong forms,
+    // surrogates and code points past U+10FFFF, as `str::from_utf8` does).
     let mut owed = 0u8;
+    let mut next_range = 0x80..=0xBFu8;
     let mut from = 0;
     while let Some(off) = memchr::memchr(b'=', &raw[from..]) {
         let at = from + off;
@@ -145,8 +148,9 @@ fn any_suspicious_escape(raw: &[u8], utf8: bool) -> bool {
         let next = skip_soft_breaks(raw, from);
         let suspicious = match byte {
             0x80.. if !utf8 => true,
-            0x80..=0xBF if owed > 0 => {
+            b if owed > 0 && next_range.contains(&b) => {
                 owed -= 1;
+                next_range = 0x80..=0xBF;
                 false
             }
             0xC2..=0xDF if owed == 0 => {
@@ -155,10 +159,20 @@ fn any_suspicious_escape(raw: &[u8], utf8: bool) -> bool {
             }
             0xE0..=0xEF if owed == 0 => {
                 owed = 2;
+                next_range = match byte {
+                    0xE0 => 0xA0..=0xBF,
+                    0xED => 0x80..=0x9F,
+                    _ => 0x80..=0xBF,
+                };
                 false
             }
             0xF0..=0xF4 if owed == 0 => {
                 owed = 3;
+                next_range = match byte {
+                    0xF0 => 0x90..=0xBF,
+                    0xF4 => 0x80..=0x8F,
+                    _ => 0x80..=0xBF,
+                };
                 false
             }
             _ if owed > 0 => true,
@@ -369,6 +383,23 @@ mod tests {
                 .split_inclusive(|&b| b == b'\n')
                 .any(|line| has_suspicious_escape(line, utf8));
             proptest::prop_assert_eq!(any_suspicious_escape(&raw, utf8), slow, "{:?}", String::from_utf8_lossy(&raw));
+        }
+    }
+
+    #[test]
+    fn an_overlong_or_surrogate_sequence_is_suspicious_to_the_quick_check_too() {
+        // Found by the property below: E0 must be followed by A0..BF, so E0 93 is no character.
+        for raw in [
+            "=E0==\n93=A3",
+            "=E0=93=A3",
+            "=ED=A0=80",
+            "=F0=80=80=80",
+            "=F4=90=80=80",
+        ] {
+            assert!(any_suspicious_escape(raw.as_bytes(), true), "{raw:?}");
+        }
+        for raw in ["=E0=A4=A3", "=ED=9F=BF", "=F0=90=80=80", "=F4=8F=BF=BF"] {
+            assert!(!any_suspicious_escape(raw.as_bytes(), true), "{raw:?}");
         }
     }
 
