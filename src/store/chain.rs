@@ -81,6 +81,19 @@ impl ChainChecker {
         Self::default()
     }
 
+    /// Whether `seq` is the next event, checked before its row is read: with the link implied
+    /// (rows that keep no `prev_hash`), a missing row would otherwise show as the next row's
+    /// hash mismatch.
+    pub(crate) fn expect(&self, seq: u64) -> Result<(), String> {
+        if seq == self.next_seq {
+            return Ok(());
+        }
+        Err(format!(
+            "sequence gap: expected seq {}, found seq {seq} (event #{} is missing)",
+            self.next_seq, self.next_seq
+        ))
+    }
+
     /// Check the next event. On success the checker moves on to expect its successor.
     pub(crate) fn check(
         &mut self,
